@@ -1,0 +1,75 @@
+"""Typed settings: the only module that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Hub settings, read from ``WEDSYNC_*`` environment variables.
+
+    Defaults are the embedded ones: SQLite under ``WEDSYNC_HOME`` and in-process workers.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WEDSYNC_", extra="ignore")
+
+    home: Path = Field(default=Path("./.wedsync"), description="data directory")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home if unset")
+    system_database_url: str | None = Field(
+        default=None, description="DBOS system database; follows database_url if unset"
+    )
+    vault_keys: str | None = Field(
+        default=None, description="comma-separated base64 AES-256 keys, primary first; else home/vault.keys"
+    )
+    operator_key: str | None = Field(default=None, description="platform operator API key (optional)")
+    public_url: str = Field(default="http://127.0.0.1:8000", description="where providers reach our webhooks")
+    executor_id: str | None = Field(default=None, description="DBOS executor id of this process")
+    log_level: str = "INFO"
+    log_json: bool = False
+    in_process_workers: bool = Field(default=True, description="run DBOS queues inside the API process")
+    http_timeout: float = 30.0
+    webhook_batch_max: int = 256
+    webhook_batch_wait_ms: float = 2.0
+    allow_private_urls: bool = Field(
+        default=False, description="let connections and feeds target loopback/private addresses"
+    )
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return normalize_db_url(self.database_url)
+        return f"sqlite:///{self.resolved_home / 'wedsync.sqlite'}"
+
+    @property
+    def dbos_url(self) -> str:
+        if self.system_database_url:
+            return normalize_db_url(self.system_database_url)
+        if self.database_url and not self.database_url.startswith("sqlite"):
+            return normalize_db_url(self.database_url)
+        return f"sqlite:///{self.resolved_home / 'dbos.sqlite'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+
+def normalize_db_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Provider connectors over one HTTP layer."""

@@ -1,0 +1,1 @@
+"""calendars connectors, one module per provider."""

@@ -1,0 +1,1 @@
+"""channels connectors, one module per provider."""

@@ -1,0 +1,1 @@
+"""crm connectors, one module per provider."""

@@ -1,0 +1,1 @@
+"""directories connectors, one module per provider."""

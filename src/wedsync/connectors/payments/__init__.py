@@ -1,0 +1,1 @@
+"""payments connectors, one module per provider."""

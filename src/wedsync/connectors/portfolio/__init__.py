@@ -1,0 +1,1 @@
+"""portfolio connectors, one module per provider."""

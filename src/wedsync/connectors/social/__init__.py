@@ -1,0 +1,1 @@
+"""social connectors, one module per provider."""

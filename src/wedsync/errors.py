@@ -1,0 +1,65 @@
+"""Root of every error the hub raises on purpose, and the domain/service errors the API maps to HTTP.
+
+    WedsyncError
+    ├── NotFound                 the thing does not exist for this caller (HTTP 404)
+    ├── Forbidden                the caller's key lacks the scope (HTTP 403)
+    ├── Unauthorized             no or bad credentials (HTTP 401)
+    ├── InvalidInput             well-formed but unacceptable input (HTTP 422/400)
+    ├── Conflict                 state conflict, e.g. a reused idempotency key (HTTP 409)
+    ├── NotImplementedCapability the provider or the hub cannot do this (HTTP 501, never silent)
+    ├── VaultError               credentials cannot be decrypted or stored
+    └── ConnectorError           see ``wedsync.connectors.errors`` (HTTP 502/503 at the edge, never 500)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WedsyncError(Exception):
+    """Base class; ``code`` is the machine-readable code the API returns."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details
+
+
+class NotFound(WedsyncError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(WedsyncError):
+    code = "forbidden"
+    status = 403
+
+
+class Unauthorized(WedsyncError):
+    code = "unauthorized"
+    status = 401
+
+
+class InvalidInput(WedsyncError):
+    code = "invalid_input"
+    status = 422
+
+
+class Conflict(WedsyncError):
+    code = "conflict"
+    status = 409
+
+
+class NotImplementedCapability(WedsyncError, NotImplementedError):
+    code = "not_implemented"
+    status = 501
+
+
+class VaultError(WedsyncError):
+    code = "vault_error"
+    status = 500

@@ -1,0 +1,1 @@
+"""Provider emulators faithful to ../shared/specs, with fault injection."""

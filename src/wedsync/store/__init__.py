@@ -1,0 +1,1 @@
+"""Persistence: tables, repositories, vault, migrations."""

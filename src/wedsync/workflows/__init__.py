@@ -1,0 +1,1 @@
+"""DBOS workflows, queues and schedules; thin, they call services."""
