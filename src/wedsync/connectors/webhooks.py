@@ -1,0 +1,962 @@
+"""Inbound webhook signature schemes, one class per provider, and the registry keyed by provider slug.
+
+Rule 5: the route verifies the signature on the *raw* body first, then stores the event (see
+``wedsync.services.webhook_inbox``), acknowledges, and processes later. A scheme turns a raw request into a
+:class:`VerifiedEvent` (the provider's event id for deduplication, the event type and the record it is
+about) or raises:
+
+    wedsync.errors.Unauthorized
+    └── SignatureInvalid        signature, token or timestamp wrong (HTTP 401, code ``invalid_signature``)
+        └── SignatureMissing    the header or token that should carry it is absent (``missing_signature``)
+
+A body that is correctly signed but cannot be read raises ``wedsync.errors.InvalidInput``.
+
+Schemes whose payload is not signed by the provider (Google Calendar, Microsoft Graph, VSCO Workspace,
+Acuity's form fields are signed but carry no event id) only tell the hub *that* something changed: the
+processor must re-fetch the record through the API rather than trust the body.
+
+Each scheme has class methods that produce real signatures the way the provider does (``sign`` and friends);
+the sandboxes, the tests and ``bench/webhook_intake.py`` use them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from wedsync.errors import InvalidInput, NotFound, Unauthorized
+
+__all__ = [
+    "PAYPAL_CERT_HOSTS",
+    "AcuityScheme",
+    "AuthorizeNetScheme",
+    "CalendlyScheme",
+    "GoogleCalendarScheme",
+    "MetaScheme",
+    "MicrosoftGraphScheme",
+    "PayPalScheme",
+    "SignatureInvalid",
+    "SignatureMissing",
+    "SquareScheme",
+    "StripeScheme",
+    "VerifiedEvent",
+    "VscoWorkspaceScheme",
+    "WebhookScheme",
+    "ZapierScheme",
+    "get_scheme",
+    "register_scheme",
+    "scheme_providers",
+]
+
+#: The longest event id the inbox stores (``webhook_inbox.event_id`` is VARCHAR(200)).
+MAX_EVENT_ID = 200
+
+
+class SignatureInvalid(Unauthorized):
+    """The request's signature, token or timestamp does not verify."""
+
+    code = "invalid_signature"
+
+
+class SignatureMissing(SignatureInvalid):
+    """The header or query parameter that should carry the signature or token is absent."""
+
+    code = "missing_signature"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    """What the hub keeps from a verified request: dedup key, type, and the provider record it concerns."""
+
+    event_id: str
+    event_type: str | None
+    record_id: str | None
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    """Case-insensitive view of the headers (Starlette's ``Headers`` already yields lower-case keys)."""
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name.lower())
+    if value is None or not value.strip():
+        raise SignatureMissing(f"missing {name} header")
+    return value.strip()
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def _hmac_hex(key: str | bytes, msg: bytes, algo: str = "sha256") -> str:
+    k = key.encode("utf-8") if isinstance(key, str) else key
+    return hmac.new(k, msg, algo).hexdigest()
+
+
+def _hmac_b64(key: str | bytes, msg: bytes) -> str:
+    k = key.encode("utf-8") if isinstance(key, str) else key
+    return base64.b64encode(hmac.new(k, msg, hashlib.sha256).digest()).decode("ascii")
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def _body_hash(raw_body: bytes) -> str:
+    return hashlib.sha256(raw_body).hexdigest()
+
+
+def _fit_id(value: str) -> str:
+    """Event ids longer than the column are replaced by a stable digest of themselves."""
+    if len(value) <= MAX_EVENT_ID:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _json_object(raw_body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("webhook body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("webhook body is not a JSON object")
+    return data
+
+
+def _dig(data: Mapping[str, Any], *path: str) -> Any:
+    cur: Any = data
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _require_id(value: Any, what: str) -> str:
+    if value is None or value == "":
+        raise InvalidInput(f"webhook payload has no {what}")
+    return _fit_id(str(value))
+
+
+def _parse_timestamped(header: str, name: str) -> tuple[int, list[str]]:
+    """Parse ``t=<unix>,v1=<sig>[,v1=<sig>...]`` (Stripe and Calendly); unknown keys (``v0``) are ignored."""
+    timestamp: int | None = None
+    sigs: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError as exc:
+                raise SignatureInvalid(f"{name}: bad timestamp") from exc
+        elif key == "v1":
+            sigs.append(value.strip())
+    if timestamp is None or not sigs:
+        raise SignatureInvalid(f"{name}: no timestamp or no v1 signature")
+    return timestamp, sigs
+
+
+def _check_window(timestamp: float, now: float | None, tolerance: float, name: str) -> None:
+    if tolerance and abs(_now(now) - timestamp) > tolerance:
+        raise SignatureInvalid(f"{name}: timestamp outside the {tolerance:g} s tolerance")
+
+
+# ---------------------------------------------------------------------------------------------- base
+
+
+class WebhookScheme:
+    """How one provider authenticates the webhooks it sends; ``verify`` is the only thing the route calls.
+
+    ``secret`` is the per-connection secret the provider signs with (endpoint secret, signature key, app
+    secret, channel token, clientState, PayPal webhook id, ...). ``url`` is the public URL the provider
+    was told to call (Square signs it); ``query`` the request's query parameters.
+    """
+
+    provider: ClassVar[str] = ""
+    #: Whether the body is signed by the provider; if not, the processor must re-fetch the record.
+    body_signed: ClassVar[bool] = True
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} provider={self.provider!r}>"
+
+
+# -------------------------------------------------------------------------------------------- Stripe
+
+
+class StripeScheme(WebhookScheme):
+    """``Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]``: HMAC-SHA256(endpoint secret, ``"{t}.{body}"``)."""
+
+    provider = "stripe"
+    HEADER = "Stripe-Signature"
+
+    def __init__(self, tolerance: float = 300.0) -> None:
+        self.tolerance = tolerance
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        timestamp, sigs = _parse_timestamped(_header(h, self.HEADER), self.HEADER)
+        expected = _hmac_hex(secret, f"{timestamp}.".encode() + raw_body)
+        if not any(_eq(expected, s) for s in sigs):
+            raise SignatureInvalid("Stripe-Signature does not match the body")
+        _check_window(timestamp, now, self.tolerance, self.HEADER)
+        data = _json_object(raw_body)
+        return VerifiedEvent(
+            event_id=_require_id(data.get("id"), "id"),
+            event_type=_str_or_none(data.get("type")),
+            record_id=_str_or_none(_dig(data, "data", "object", "id")),
+        )
+
+    @classmethod
+    def signature(cls, raw_body: bytes, secret: str, timestamp: int) -> str:
+        return _hmac_hex(secret, f"{timestamp}.".encode() + raw_body)
+
+    @classmethod
+    def sign(
+        cls, raw_body: bytes, secret: str, *, timestamp: int | None = None, extra_v1: tuple[str, ...] = ()
+    ) -> dict[str, str]:
+        """Headers as Stripe sends them; ``extra_v1`` prepends other v1 values (a rolled secret)."""
+        t = int(time.time()) if timestamp is None else timestamp
+        parts = [f"t={t}", *(f"v1={s}" for s in extra_v1), f"v1={cls.signature(raw_body, secret, t)}"]
+        return {cls.HEADER: ",".join(parts)}
+
+
+# -------------------------------------------------------------------------------------------- Square
+
+
+class SquareScheme(WebhookScheme):
+    """``x-square-hmacsha256-signature``: base64 HMAC-SHA256(signature key, notification URL + body).
+
+    ``url`` must be the notification URL exactly as registered with Square (the public one, not the one the
+    hub sees behind a proxy). Square has no replay window: deduplicate on ``event_id``.
+    """
+
+    provider = "square"
+    HEADER = "x-square-hmacsha256-signature"
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        given = _header(h, self.HEADER)
+        if not url:
+            raise SignatureInvalid("Square signatures need the notification URL")
+        if not _eq(_hmac_b64(secret, url.encode("utf-8") + raw_body), given):
+            raise SignatureInvalid("Square signature does not match the URL and body")
+        data = _json_object(raw_body)
+        return VerifiedEvent(
+            event_id=_require_id(data.get("event_id"), "event_id"),
+            event_type=_str_or_none(data.get("type")),
+            record_id=_str_or_none(_dig(data, "data", "id")),
+        )
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str, *, url: str) -> dict[str, str]:
+        return {cls.HEADER: _hmac_b64(secret, url.encode("utf-8") + raw_body)}
+
+
+# -------------------------------------------------------------------------------------------- PayPal
+
+#: Hosts the hub may fetch a PayPal signing certificate from (a host or any subdomain of it).
+PAYPAL_CERT_HOSTS: tuple[str, ...] = ("paypal.com", "paypalobjects.com")
+PAYPAL_CERT_PATH_PREFIX = "/v1/notifications/certs/"
+
+CertLoader = Callable[[str], bytes]
+
+
+def paypal_cert_url_allowed(cert_url: str, hosts: tuple[str, ...] = PAYPAL_CERT_HOSTS) -> bool:
+    """True if ``cert_url`` is an https URL on one of PayPal's domains (no credentials, default port)."""
+    try:
+        parts = urlsplit(cert_url)
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme != "https" or parts.username or parts.password or port not in (None, 443):
+        return False
+    return any(host == allowed or host.endswith("." + allowed) for allowed in hosts)
+
+
+def fetch_paypal_cert(cert_url: str) -> bytes:
+    """Default certificate loader: GET over verified TLS. Callers cache (``PayPalScheme`` does)."""
+    import httpx
+
+    resp = httpx.get(cert_url, timeout=10.0, follow_redirects=False)
+    resp.raise_for_status()
+    return resp.content
+
+
+class PayPalScheme(WebhookScheme):
+    """PayPal: RSA-SHA256 (``SHA256withRSA``) over ``transmission_id|transmission_time|webhook_id|crc32``.
+
+    ``secret`` is the PayPal webhook id of the connection's subscription. The certificate comes from
+    ``PAYPAL-CERT-URL``, which must be on PayPal's domains (:data:`PAYPAL_CERT_HOSTS`) before anything is
+    fetched; ``cert_loader`` does the fetching (it blocks: call ``verify`` in a worker thread) and loaded
+    certificates are cached by URL. The transmission time must be within ``tolerance`` seconds.
+    """
+
+    provider = "paypal"
+    ALGO = "SHA256withRSA"
+
+    def __init__(
+        self,
+        cert_loader: CertLoader | None = None,
+        *,
+        tolerance: float = 300.0,
+        allowed_hosts: tuple[str, ...] = PAYPAL_CERT_HOSTS,
+    ) -> None:
+        self.cert_loader: CertLoader = cert_loader or fetch_paypal_cert
+        self.tolerance = tolerance
+        self.allowed_hosts = allowed_hosts
+        self._certs: dict[str, Any] = {}
+
+    def _certificate(self, cert_url: str) -> Any:
+        from cryptography import x509
+
+        if not paypal_cert_url_allowed(cert_url, self.allowed_hosts):
+            raise SignatureInvalid("PAYPAL-CERT-URL is not on a PayPal domain")
+        cert = self._certs.get(cert_url)
+        if cert is None:
+            try:
+                cert = x509.load_pem_x509_certificate(self.cert_loader(cert_url))
+            except SignatureInvalid:
+                raise
+            except Exception as exc:
+                raise SignatureInvalid("PayPal certificate could not be loaded") from exc
+            if len(self._certs) > 64:
+                self._certs.clear()
+            self._certs[cert_url] = cert
+        return cert
+
+    @staticmethod
+    def message(transmission_id: str, transmission_time: str, webhook_id: str, raw_body: bytes) -> bytes:
+        crc = zlib.crc32(raw_body) & 0xFFFFFFFF
+        return f"{transmission_id}|{transmission_time}|{webhook_id}|{crc}".encode()
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        h = _lower(headers)
+        transmission_id = _header(h, "PAYPAL-TRANSMISSION-ID")
+        transmission_time = _header(h, "PAYPAL-TRANSMISSION-TIME")
+        sig_b64 = _header(h, "PAYPAL-TRANSMISSION-SIG")
+        cert_url = _header(h, "PAYPAL-CERT-URL")
+        algo = h.get("paypal-auth-algo", self.ALGO).strip()
+        if algo != self.ALGO:
+            raise SignatureInvalid(f"unsupported PAYPAL-AUTH-ALGO {algo!r}")
+        try:
+            sent = datetime.fromisoformat(transmission_time)
+        except ValueError as exc:
+            raise SignatureInvalid("bad PAYPAL-TRANSMISSION-TIME") from exc
+        if sent.tzinfo is None:
+            sent = sent.replace(tzinfo=UTC)
+        try:
+            signature = base64.b64decode(sig_b64, validate=True)
+        except ValueError as exc:
+            raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64") from exc
+        cert = self._certificate(cert_url)
+        moment = datetime.fromtimestamp(_now(now), UTC)
+        if not (cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc):
+            raise SignatureInvalid("PayPal certificate is not valid now")
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SignatureInvalid("PayPal certificate does not hold an RSA key")
+        msg = self.message(transmission_id, transmission_time, secret, raw_body)
+        try:
+            key.verify(signature, msg, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature as exc:
+            raise SignatureInvalid("PayPal signature does not verify") from exc
+        _check_window(sent.timestamp(), now, self.tolerance, "PAYPAL-TRANSMISSION-TIME")
+        data = _json_object(raw_body)
+        return VerifiedEvent(
+            event_id=_require_id(data.get("id"), "id"),
+            event_type=_str_or_none(data.get("event_type")),
+            record_id=_str_or_none(_dig(data, "resource", "id")),
+        )
+
+    @classmethod
+    def sign(
+        cls,
+        raw_body: bytes,
+        *,
+        webhook_id: str,
+        private_key_pem: bytes,
+        cert_url: str,
+        transmission_id: str | None = None,
+        transmission_time: datetime | None = None,
+    ) -> dict[str, str]:
+        """Headers as PayPal sends them, signed with ``private_key_pem`` (the sandbox's key pair)."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError("PayPal signatures need an RSA private key")
+        tid = transmission_id or str(uuid.uuid4())
+        when = (transmission_time or datetime.now(UTC)).astimezone(UTC)
+        ttime = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        sig = key.sign(cls.message(tid, ttime, webhook_id, raw_body), padding.PKCS1v15(), hashes.SHA256())
+        return {
+            "PAYPAL-TRANSMISSION-ID": tid,
+            "PAYPAL-TRANSMISSION-TIME": ttime,
+            "PAYPAL-TRANSMISSION-SIG": base64.b64encode(sig).decode("ascii"),
+            "PAYPAL-CERT-URL": cert_url,
+            "PAYPAL-AUTH-ALGO": cls.ALGO,
+        }
+
+
+# ------------------------------------------------------------------------------------- Authorize.net
+
+
+class AuthorizeNetScheme(WebhookScheme):
+    """``X-ANET-Signature: sha512=<HEX>``: HMAC-SHA512(signature key, body).
+
+    The signature key is used exactly as the merchant interface shows it (a hex string, as text); the
+    digest is compared case-insensitively because Authorize.net sends it upper case.
+    """
+
+    provider = "authorize-net"
+    HEADER = "X-ANET-Signature"
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        given = _header(h, self.HEADER)
+        prefix, sep, digest = given.partition("=")
+        if not sep or prefix.strip().lower() != "sha512":
+            raise SignatureInvalid("X-ANET-Signature is not sha512=<hex>")
+        if not _eq(_hmac_hex(secret, raw_body, "sha512"), digest.strip().lower()):
+            raise SignatureInvalid("X-ANET-Signature does not match the body")
+        data = _json_object(raw_body)
+        return VerifiedEvent(
+            event_id=_require_id(data.get("notificationId"), "notificationId"),
+            event_type=_str_or_none(data.get("eventType")),
+            record_id=_str_or_none(_dig(data, "payload", "id")),
+        )
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:
+        return {cls.HEADER: "sha512=" + _hmac_hex(secret, raw_body, "sha512").upper()}
+
+
+# ---------------------------------------------------------------------------------------------- Meta
+
+
+class MetaScheme(WebhookScheme):
+    """Instagram and Facebook: ``X-Hub-Signature-256: sha256=<hex>`` = HMAC-SHA256(app secret, body).
+
+    Meta's notifications carry no event id: the id is a digest of the ``entry`` list (object ids, times and
+    changes), which is what a redelivery repeats.
+    """
+
+    provider = "meta"
+    HEADER = "X-Hub-Signature-256"
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        given = _header(h, self.HEADER)
+        prefix, sep, digest = given.partition("=")
+        if not sep or prefix != "sha256":
+            raise SignatureInvalid("X-Hub-Signature-256 is not sha256=<hex>")
+        if not _eq(_hmac_hex(secret, raw_body), digest.strip().lower()):
+            raise SignatureInvalid("X-Hub-Signature-256 does not match the body")
+        data = _json_object(raw_body)
+        entries = data.get("entry")
+        if not isinstance(entries, list) or not entries:
+            raise InvalidInput("Meta notification has no entry")
+        first = entries[0] if isinstance(entries[0], Mapping) else {}
+        event_id = data.get("id")
+        if event_id is None:
+            canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"))
+            event_id = "meta:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        obj = _str_or_none(data.get("object"))
+        field = _dig(first, "changes")
+        field_name = (
+            field[0].get("field")
+            if isinstance(field, list) and field and isinstance(field[0], Mapping)
+            else None
+        )
+        event_type = f"{obj}.{field_name}" if obj and field_name else obj
+        return VerifiedEvent(
+            event_id=_fit_id(str(event_id)), event_type=event_type, record_id=_str_or_none(first.get("id"))
+        )
+
+    @staticmethod
+    def handshake(query: Mapping[str, str], verify_token: str) -> str:
+        """The subscription check (``GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..``).
+
+        Returns the challenge to echo back as the plain-text body; raises if the token is not ours.
+        """
+        if query.get("hub.mode") != "subscribe":
+            raise SignatureInvalid("hub.mode is not subscribe")
+        token = query.get("hub.verify_token")
+        if token is None:
+            raise SignatureMissing("missing hub.verify_token")
+        if not _eq(token, verify_token):
+            raise SignatureInvalid("hub.verify_token does not match")
+        challenge = query.get("hub.challenge")
+        if not challenge:
+            raise InvalidInput("missing hub.challenge")
+        return challenge
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:
+        return {cls.HEADER: "sha256=" + _hmac_hex(secret, raw_body)}
+
+
+# ------------------------------------------------------------------------------------------ Calendly
+
+
+class CalendlyScheme(WebhookScheme):
+    """``Calendly-Webhook-Signature: t=<unix>,v1=<hex>``: HMAC-SHA256(signing key, ``"{t}.{body}"``).
+
+    Calendly has no event id: the id is ``"{event}:{payload.uri}"`` (an invitee is created and canceled
+    at most once), and the record is the payload's URI.
+    """
+
+    provider = "calendly"
+    HEADER = "Calendly-Webhook-Signature"
+
+    def __init__(self, tolerance: float = 180.0) -> None:
+        self.tolerance = tolerance
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        timestamp, sigs = _parse_timestamped(_header(h, self.HEADER), self.HEADER)
+        expected = _hmac_hex(secret, f"{timestamp}.".encode() + raw_body)
+        if not any(_eq(expected, s) for s in sigs):
+            raise SignatureInvalid("Calendly-Webhook-Signature does not match the body")
+        _check_window(timestamp, now, self.tolerance, self.HEADER)
+        data = _json_object(raw_body)
+        event = _str_or_none(data.get("event"))
+        uri = _str_or_none(_dig(data, "payload", "uri"))
+        if uri is None:
+            raise InvalidInput("Calendly payload has no uri")
+        return VerifiedEvent(event_id=_fit_id(f"{event}:{uri}"), event_type=event, record_id=uri)
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+        t = int(time.time()) if timestamp is None else timestamp
+        return {cls.HEADER: f"t={t},v1={_hmac_hex(secret, f'{t}.'.encode() + raw_body)}"}
+
+
+# -------------------------------------------------------------------------------------------- Acuity
+
+
+class AcuityScheme(WebhookScheme):
+    """``X-Acuity-Signature``: base64 HMAC-SHA256(API key, raw form body ``action=..&id=..&...``).
+
+    Acuity sends no event id, and two reschedules of one appointment have identical bodies, so the id is the
+    body digest plus a ``dedup_window``-second time bucket: redeliveries inside the window are dropped, a
+    later identical notification is kept (it only triggers a harmless re-fetch).
+    """
+
+    provider = "acuity"
+    HEADER = "X-Acuity-Signature"
+
+    def __init__(self, dedup_window: float = 300.0) -> None:
+        self.dedup_window = dedup_window
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        given = _header(h, self.HEADER)
+        if not _eq(_hmac_b64(secret, raw_body), given):
+            raise SignatureInvalid("X-Acuity-Signature does not match the body")
+        try:
+            fields = dict(parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("Acuity body is not form-encoded text") from exc
+        bucket = int(_now(now) // self.dedup_window) if self.dedup_window else 0
+        return VerifiedEvent(
+            event_id=f"acuity:{_body_hash(raw_body)[:48]}:{bucket}",
+            event_type=_str_or_none(fields.get("action")),
+            record_id=_str_or_none(fields.get("id")),
+        )
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:
+        return {cls.HEADER: _hmac_b64(secret, raw_body)}
+
+
+# ----------------------------------------------------------------------------------- Google Calendar
+
+
+class GoogleCalendarScheme(WebhookScheme):
+    """Push notifications: no signature; ``X-Goog-Channel-Token`` must be the token we set on the channel.
+
+    The id is ``"{channel id}:{message number}"`` (the number increases per channel). The body is empty: the
+    processor re-fetches with the sync token. An expired channel (``X-Goog-Channel-Expiration``) is refused.
+    """
+
+    provider = "google-calendar"
+    body_signed = False
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        token = _header(h, "X-Goog-Channel-Token")
+        if not _eq(token, secret):
+            raise SignatureInvalid("X-Goog-Channel-Token does not match the channel")
+        channel_id = _header(h, "X-Goog-Channel-ID")
+        number = h.get("x-goog-message-number", "").strip()
+        if not number:
+            raise InvalidInput("missing X-Goog-Message-Number")
+        expiration = h.get("x-goog-channel-expiration")
+        if expiration:
+            try:
+                expires = parsedate_to_datetime(expiration)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput("bad X-Goog-Channel-Expiration") from exc
+            if expires.tzinfo is None:
+                expires = expires.replace(tzinfo=UTC)
+            if expires.timestamp() < _now(now):
+                raise SignatureInvalid("the notification channel has expired")
+        return VerifiedEvent(
+            event_id=_fit_id(f"{channel_id}:{number}"),
+            event_type=_str_or_none(h.get("x-goog-resource-state")),
+            record_id=_str_or_none(h.get("x-goog-resource-id")),
+        )
+
+    @classmethod
+    def sign(
+        cls,
+        *,
+        channel_id: str,
+        token: str,
+        message_number: int,
+        resource_id: str,
+        resource_state: str = "exists",
+        resource_uri: str | None = None,
+        expiration: datetime | None = None,
+    ) -> dict[str, str]:
+        """The headers Google sends on a push notification."""
+        headers = {
+            "X-Goog-Channel-ID": channel_id,
+            "X-Goog-Channel-Token": token,
+            "X-Goog-Message-Number": str(message_number),
+            "X-Goog-Resource-ID": resource_id,
+            "X-Goog-Resource-State": resource_state,
+        }
+        if resource_uri:
+            headers["X-Goog-Resource-URI"] = resource_uri
+        if expiration is not None:
+            headers["X-Goog-Channel-Expiration"] = format_datetime(expiration.astimezone(UTC), usegmt=True)
+        return headers
+
+
+# ----------------------------------------------------------------------------------- Microsoft Graph
+
+
+class MicrosoftGraphScheme(WebhookScheme):
+    """Change notifications: no signature; every notification's ``clientState`` must be the one we set.
+
+    On subscription Graph first calls the URL with ``?validationToken=...``: answer it with
+    :meth:`validation_response`. The id is a digest of the body plus a ``dedup_window``-second bucket (Graph
+    has no notification id and repeats identical bodies for later changes of the same resource).
+    """
+
+    provider = "microsoft-graph"
+    body_signed = False
+
+    def __init__(self, dedup_window: float = 300.0) -> None:
+        self.dedup_window = dedup_window
+
+    @staticmethod
+    def validation_response(query: Mapping[str, str]) -> str | None:
+        """The token to echo back (HTTP 200, ``text/plain``) if this is the validation handshake."""
+        token = query.get("validationToken")
+        return token if token else None
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        data = _json_object(raw_body)
+        notes = data.get("value")
+        if not isinstance(notes, list) or not notes or not all(isinstance(n, Mapping) for n in notes):
+            raise InvalidInput("Graph notification has no value list")
+        states = [n.get("clientState") for n in notes]
+        if all(s is None for s in states):
+            raise SignatureMissing("missing clientState")
+        if not all(isinstance(s, str) and _eq(s, secret) for s in states):
+            raise SignatureInvalid("clientState does not match the subscription")
+        first = notes[0]
+        bucket = int(_now(now) // self.dedup_window) if self.dedup_window else 0
+        return VerifiedEvent(
+            event_id=f"graph:{_body_hash(raw_body)[:48]}:{bucket}",
+            event_type=_str_or_none(first.get("changeType") or first.get("lifecycleEvent")),
+            record_id=_str_or_none(_dig(first, "resourceData", "id") or first.get("resource")),
+        )
+
+    @classmethod
+    def sign(cls, notifications: list[dict[str, Any]], client_state: str) -> bytes:
+        """A notification body as Graph posts it, with ``clientState`` set on each notification."""
+        return json.dumps({"value": [{**n, "clientState": client_state} for n in notifications]}).encode()
+
+
+# ------------------------------------------------------------------------------------ VSCO Workspace
+
+
+class VscoWorkspaceScheme(WebhookScheme):
+    """REST hooks: unsigned, body ``{"targetId": ...}`` only. We authenticate with a per-connection secret
+    ``token`` query parameter that we put in the hook URL (:meth:`hook_url`); the processor re-fetches the
+    record with the API key. The id is the body digest (hooks fire once per created entity); the event
+    type comes from the ``event`` query parameter we also put in the URL.
+    """
+
+    provider = "vsco-workspace"
+    body_signed = False
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        q = query or {}
+        token = q.get("token")
+        if not token:
+            raise SignatureMissing("missing token query parameter")
+        if not _eq(token, secret):
+            raise SignatureInvalid("token does not match the connection")
+        data = _json_object(raw_body)
+        target = _str_or_none(data.get("targetId"))
+        if target is None:
+            raise InvalidInput("VSCO Workspace hook has no targetId")
+        return VerifiedEvent(
+            event_id=f"vsco:{_body_hash(raw_body)}",
+            event_type=_str_or_none(q.get("event") or data.get("event")),
+            record_id=target,
+        )
+
+    @staticmethod
+    def hook_url(base_url: str, secret: str, *, event: str | None = None) -> str:
+        """The URL to register with ``POST /rest-hook`` for this connection."""
+        params = {"token": secret, **({"event": event} if event else {})}
+        sep = "&" if urlsplit(base_url).query else "?"
+        return f"{base_url}{sep}{urlencode(params)}"
+
+    @classmethod
+    def sign(cls, secret: str, *, event: str | None = None) -> dict[str, str]:
+        """The query parameters a delivery to :meth:`hook_url` carries."""
+        return {"token": secret, **({"event": event} if event else {})}
+
+
+# ------------------------------------------------------------------------------------------- Zapier
+
+
+class ZapierScheme(WebhookScheme):
+    """Our own scheme for Zapier-style inbound hooks (HoneyBook, 17hats, Studio Ninja, Iris Works, ...).
+
+    Either ``X-WedSync-Signature: sha256=<hex HMAC-SHA256(connection secret, body)>`` or, because Zapier's
+    webhook action cannot compute an HMAC, a ``token`` query parameter equal to the connection secret. A
+    present but wrong signature fails even if a token is also given. The body is JSON or form-encoded; the
+    id is its ``id``/``event_id`` field, else the body digest.
+    """
+
+    provider = "zapier"
+    HEADER = "X-WedSync-Signature"
+
+    def verify(
+        self,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        secret: str,
+        *,
+        url: str = "",
+        query: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> VerifiedEvent:
+        h = _lower(headers)
+        given = h.get(self.HEADER.lower())
+        if given is not None and given.strip():
+            prefix, sep, digest = given.strip().partition("=")
+            if not sep or prefix != "sha256":
+                raise SignatureInvalid("X-WedSync-Signature is not sha256=<hex>")
+            if not _eq(_hmac_hex(secret, raw_body), digest.lower()):
+                raise SignatureInvalid("X-WedSync-Signature does not match the body")
+        else:
+            token = (query or {}).get("token")
+            if not token:
+                raise SignatureMissing("missing X-WedSync-Signature header or token query parameter")
+            if not _eq(token, secret):
+                raise SignatureInvalid("token does not match the connection")
+        fields = self._fields(raw_body)
+        event_id = fields.get("event_id") or fields.get("id")
+        return VerifiedEvent(
+            event_id=_fit_id(str(event_id)) if event_id not in (None, "") else f"zap:{_body_hash(raw_body)}",
+            event_type=_str_or_none(fields.get("event_type") or fields.get("event") or fields.get("type")),
+            record_id=_str_or_none(fields.get("record_id") or fields.get("id")),
+        )
+
+    @staticmethod
+    def _fields(raw_body: bytes) -> dict[str, Any]:
+        text = raw_body.strip()
+        if text.startswith(b"{"):
+            return _json_object(raw_body)
+        try:
+            return dict(parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("body is neither JSON nor form-encoded") from exc
+
+    @classmethod
+    def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:
+        return {cls.HEADER: "sha256=" + _hmac_hex(secret, raw_body)}
+
+    @staticmethod
+    def hook_url(base_url: str, secret: str) -> str:
+        """The URL to paste into a Zap's webhook action (the token variant)."""
+        sep = "&" if urlsplit(base_url).query else "?"
+        return f"{base_url}{sep}{urlencode({'token': secret})}"
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+_REGISTRY: dict[str, WebhookScheme] = {}
+
+
+def register_scheme(scheme: WebhookScheme, *aliases: str) -> WebhookScheme:
+    """Register ``scheme`` under its provider slug and any aliases (replacing an earlier registration)."""
+    for slug in (scheme.provider, *aliases):
+        _REGISTRY[slug] = scheme
+    return scheme
+
+
+def get_scheme(provider: str) -> WebhookScheme:
+    """The scheme that verifies ``provider``'s webhooks; ``NotFound`` if the hub accepts none from it."""
+    try:
+        return _REGISTRY[provider]
+    except KeyError:
+        raise NotFound(f"no webhook scheme for provider {provider!r}", code="unknown_provider") from None
+
+
+def scheme_providers() -> list[str]:
+    """Every slug (and alias) with a registered scheme."""
+    return sorted(_REGISTRY)
+
+
+register_scheme(StripeScheme())
+register_scheme(SquareScheme())
+register_scheme(PayPalScheme())
+register_scheme(AuthorizeNetScheme())
+register_scheme(MetaScheme(), "instagram", "facebook")
+register_scheme(CalendlyScheme())
+register_scheme(AcuityScheme())
+register_scheme(GoogleCalendarScheme())
+register_scheme(MicrosoftGraphScheme())
+register_scheme(VscoWorkspaceScheme())
+register_scheme(ZapierScheme(), "honeybook", "17hats", "studio-ninja", "iris-works", "dubsado", "pic-time")
