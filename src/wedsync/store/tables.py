@@ -166,6 +166,7 @@ class Client(Base):
     remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -185,12 +186,14 @@ class Wedding(Base):
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     guest_count: Mapped[int | None] = mapped_column(Integer, default=None)
     job_type: Mapped[str | None] = mapped_column(String(200), default=None)
+    client_remote_ids: Mapped[list[Any]] = mapped_column(default=list)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     content_hash: Mapped[str] = mapped_column(String(32))
     remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
     remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -215,6 +218,25 @@ class SyncRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_detail: Mapped[str | None] = mapped_column(Text, default=None)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SyncRunPage(Base):
+    """A page of a sync run, written in the same transaction as its records: exactly-once on replay."""
+
+    __tablename__ = "sync_run_pages"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pass_no: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    vendor_id: Mapped[str] = mapped_column(String(26), index=True)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    total_items: Mapped[int | None] = mapped_column(Integer, default=None)
+    total_pages: Mapped[int | None] = mapped_column(Integer, default=None)
+    oldest_modified: Mapped[datetime | None] = mapped_column(default=None)
+    done_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SyncCursor(Base):

@@ -1,0 +1,60 @@
+"""The FastAPI application: routers, error mapping, and the process's lifespan (hub, DBOS, inbox)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import import_module
+
+from fastapi import FastAPI
+
+from wedsync import __version__
+from wedsync.api import errors
+from wedsync.bootstrap import get_hub, launch_dbos
+from wedsync.config import get_settings
+
+ROUTERS = (
+    "wedsync.api.routers.system",
+    "wedsync.api.routers.vendors",
+    "wedsync.api.routers.providers",
+    "wedsync.api.routers.connections",
+    "wedsync.api.routers.webhooks",
+    "wedsync.api.routers.oauth",
+)
+
+
+def create_app(*, launch_workflows: bool = True) -> FastAPI:
+    """Build the app. ``launch_workflows`` starts DBOS in this process (queues listened to only when
+    ``WEDSYNC_IN_PROCESS_WORKERS`` is true, the embedded default)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        settings = get_settings()
+        try:
+            from wedsync.logging import configure_logging
+
+            configure_logging(settings.log_level, json=settings.log_json)
+        except ImportError:  # pragma: no cover
+            pass
+        hub = get_hub()
+        if launch_workflows:
+            launch_dbos(settings, listen=settings.in_process_workers)
+        try:
+            inbox = hub.inbox
+            inbox.start()
+        except ImportError:  # pragma: no cover - inbox module not built
+            inbox = None
+        yield
+        await hub.aclose()
+
+    app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)
+    errors.install(app)
+    for name in ROUTERS:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,135 @@
+"""Connections, sync runs, hook subscriptions and the synced records (clients, weddings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+
+from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.schemas import (
+    ClientOut,
+    ConnectionIn,
+    ConnectionOut,
+    HookSubscriptionOut,
+    Paged,
+    SyncIn,
+    SyncRunOut,
+    WeddingOut,
+)
+from wedsync.bootstrap import Hub
+from wedsync.services.subscriptions import webhook_url
+from wedsync.store.tables import Client, Connection, Wedding
+
+router = APIRouter(prefix="/api", tags=["connections"])
+
+
+def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
+    return ConnectionOut(id=c.id, provider=c.provider, base_url=c.base_url, status=c.status,
+                         status_detail=c.status_detail, settings=c.settings or {}, last_sync_at=c.last_sync_at,
+                         created_at=c.created_at,
+                         webhook_url=webhook_url(hub.settings.public_url, c.provider, c.id))
+
+
+@router.get("/connections", response_model=list[ConnectionOut])
+def list_connections(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[ConnectionOut]:
+    return [_conn_out(hub, c) for c in hub.connections.list(vendor_id)]
+
+
+@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut)
+def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> ConnectionOut:
+    """Connect a provider account. Credentials go to the encrypted vault and are never returned."""
+    c = hub.connections.create(vendor_id, body.provider, credentials=body.credentials, base_url=body.base_url,
+                               settings=body.settings)
+    return _conn_out(hub, c)
+
+
+@router.get("/connections/{connection_id}", response_model=ConnectionOut)
+def get_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> ConnectionOut:
+    return _conn_out(hub, hub.connections.get(vendor_id, connection_id))
+
+
+@router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> None:
+    hub.connections.delete(vendor_id, connection_id)
+
+
+@router.post("/connections/{connection_id}/sync", status_code=status.HTTP_202_ACCEPTED,
+             response_model=SyncRunOut)
+async def start_sync(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer,
+                     body: SyncIn | None = None) -> dict[str, Any]:
+    """Queue a sync run (a durable workflow); poll ``GET /api/sync-runs/{id}`` for progress."""
+    from wedsync.workflows.sync import enqueue_sync
+
+    run = hub.sync.create_run(vendor_id, connection_id, (body or SyncIn()).mode)
+    await enqueue_sync(run.id)
+    return hub.sync.summary(hub.sync.get_run(vendor_id, run.id))
+
+
+@router.get("/connections/{connection_id}/sync-runs", response_model=list[SyncRunOut])
+def list_runs(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
+    hub.connections.get(vendor_id, connection_id)
+    return [hub.sync.summary(r) for r in hub.sync.list_runs(vendor_id, connection_id)]
+
+
+@router.get("/sync-runs/{run_id}", response_model=SyncRunOut)
+def get_run(run_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
+    return hub.sync.summary(hub.sync.get_run(vendor_id, run_id))
+
+
+@router.post("/connections/{connection_id}/subscriptions", response_model=list[HookSubscriptionOut])
+async def subscribe_hooks(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer
+                          ) -> list[HookSubscriptionOut]:
+    """Subscribe to the provider's webhooks (REST hooks) pointing at this hub's public URL."""
+    subs = await hub.subscriptions.subscribe(vendor_id, connection_id)
+    return [HookSubscriptionOut(id=h.id, event=h.event, remote_id=h.remote_id, created_at=h.created_at)
+            for h in subs]
+
+
+@router.get("/connections/{connection_id}/subscriptions", response_model=list[HookSubscriptionOut])
+def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader
+                       ) -> list[HookSubscriptionOut]:
+    return [HookSubscriptionOut(id=h.id, event=h.event, remote_id=h.remote_id, created_at=h.created_at)
+            for h in hub.subscriptions.list(vendor_id, connection_id)]
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _page(hub: Hub, model: type[Client] | type[Wedding], vendor_id: str, *, connection_id: str | None,
+          after: str | None, limit: int, include_deleted: bool, modified_since: datetime | None
+          ) -> tuple[list[Any], str | None]:
+    with hub.db.read() as s:
+        q = select(model).where(model.vendor_id == vendor_id)
+        if connection_id:
+            q = q.where(model.connection_id == connection_id)
+        if after:
+            q = q.where(model.id > after)
+        if not include_deleted:
+            q = q.where(model.deleted_at.is_(None))
+        if modified_since:
+            q = q.where(model.synced_at >= modified_since)
+        rows = list(s.execute(q.order_by(model.id).limit(limit + 1)).scalars())
+    nxt = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], nxt
+
+
+@router.get("/clients", response_model=Paged)
+def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
+                 after: str | None = None, limit: Limit = 100, include_deleted: bool = False,
+                 synced_since: datetime | None = None) -> Paged:
+    """The vendor's clients, oldest first; pass ``next_cursor`` as ``after`` for the next page."""
+    rows, nxt = _page(hub, Client, vendor_id, connection_id=connection_id, after=after, limit=limit,
+                      include_deleted=include_deleted, modified_since=synced_since)
+    return Paged(items=[ClientOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)
+
+
+@router.get("/weddings", response_model=Paged)
+def list_weddings(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
+                  after: str | None = None, limit: Limit = 100, include_deleted: bool = False,
+                  synced_since: datetime | None = None) -> Paged:
+    rows, nxt = _page(hub, Wedding, vendor_id, connection_id=connection_id, after=after, limit=limit,
+                      include_deleted=include_deleted, modified_since=synced_since)
+    return Paged(items=[WeddingOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)

@@ -1,0 +1,55 @@
+"""Vendors and their API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from wedsync.api.deps import HubDep, KeyAdmin, Operator, Reader, VendorId
+from wedsync.api.schemas import KeyCreated, KeyIn, KeyOut, VendorCreated, VendorIn, VendorOut
+from wedsync.store.tables import ApiKey
+
+router = APIRouter(prefix="/api", tags=["vendors"])
+
+
+def _key_out(k: ApiKey) -> KeyOut:
+    return KeyOut(id=k.id, name=k.name, scopes=list(k.scopes or []), created_at=k.created_at,
+                  revoked_at=k.revoked_at, last_used_at=k.last_used_at)
+
+
+@router.post("/vendors", status_code=status.HTTP_201_CREATED, response_model=VendorCreated)
+def create_vendor(body: VendorIn, hub: HubDep, _op: Operator) -> VendorCreated:
+    """Operator only: create a vendor and its first API key (shown once)."""
+    v = hub.tenancy.create_vendor(body.name, body.timezone)
+    _, plaintext = hub.tenancy.create_key(v.id, name="default")
+    return VendorCreated(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at, api_key=plaintext)
+
+
+@router.get("/vendors", response_model=list[VendorOut])
+def list_vendors(hub: HubDep, _op: Operator) -> list[VendorOut]:
+    """Operator only: every vendor."""
+    return [VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
+            for v in hub.tenancy.list_vendors()]
+
+
+@router.get("/vendor", response_model=VendorOut)
+def get_my_vendor(hub: HubDep, vendor_id: VendorId, _p: Reader) -> VendorOut:
+    """The caller's vendor."""
+    v = hub.tenancy.get_vendor(vendor_id)
+    return VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> list[KeyOut]:
+    return [_key_out(k) for k in hub.tenancy.list_keys(vendor_id)]
+
+
+@router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+def create_key(body: KeyIn, hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> KeyCreated:
+    """Create an API key for the caller's vendor; the key is in this response only."""
+    row, plaintext = hub.tenancy.create_key(vendor_id, name=body.name, scopes=body.scopes)
+    return KeyCreated(**_key_out(row).model_dump(), api_key=plaintext)
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: str, hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> KeyOut:
+    return _key_out(hub.tenancy.revoke_key(vendor_id, key_id))

@@ -1,0 +1,130 @@
+"""Composition root: settings -> engine, vault, services, DBOS. Everything else asks ``get_hub()``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+from wedsync.config import Settings, get_settings
+from wedsync.services.connections import ConnectionService
+from wedsync.services.subscriptions import SubscriptionService
+from wedsync.services.sync_engine import SyncService
+from wedsync.services.tenancy import TenancyService
+from wedsync.store.db import Database
+from wedsync.store.vault import KeyFile, KeyRing, Vault
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    if settings.vault_keys:
+        return KeyRing.decode(settings.vault_keys)
+    return KeyFile(settings.resolved_home / "vault.keys").load_or_create()
+
+
+class Hub:
+    """The wired application: one per process."""
+
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        self.settings = settings
+        settings.resolved_home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.db_url)
+        if migrate:
+            self.db.migrate()
+        self.vault = Vault(load_keyring(settings))
+        self.tenancy = TenancyService(self.db, operator_key=settings.operator_key)
+        self.connections = ConnectionService(self.db, self.vault,
+                                             allow_private_urls=settings.allow_private_urls,
+                                             http_timeout=settings.http_timeout)
+        self.sync = SyncService(self.db, self.connections)
+        self.subscriptions = SubscriptionService(self.db, self.connections, settings.public_url)
+        self._inbox: Any = None
+
+    @property
+    def inbox(self) -> Any:
+        if self._inbox is None:
+            from wedsync.services.webhook_inbox import WebhookInbox
+
+            self._inbox = WebhookInbox(self.db, batch_max=self.settings.webhook_batch_max,
+                                       batch_wait_ms=self.settings.webhook_batch_wait_ms)
+        return self._inbox
+
+    async def aclose(self) -> None:
+        if self._inbox is not None:
+            await self._inbox.stop()
+        await self.connections.aclose()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+_hub: Hub | None = None
+_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    global _hub
+    if _hub is None:
+        with _lock:
+            if _hub is None:
+                _hub = Hub(get_settings())
+    return _hub
+
+
+def set_hub(hub: Hub | None) -> None:
+    """Install (or clear) the process's hub; tests and the CLI use this."""
+    global _hub
+    _hub = hub
+
+
+# -- DBOS ------------------------------------------------------------------------------------------
+_dbos_launched = False
+
+
+def default_executor_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def dbos_config(settings: Settings, executor_id: str | None = None) -> dict[str, Any]:
+    url = settings.dbos_url
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url[len("postgresql+psycopg://"):]
+    cfg: dict[str, Any] = {
+        "name": "wedsync",
+        "system_database_url": url,
+        "log_level": os.environ.get("WEDSYNC_DBOS_LOG_LEVEL", "WARNING"),
+        "executor_id": executor_id or settings.executor_id or default_executor_id(),
+        "application_version": "wedsync-1",
+        "notification_listener_polling_interval_sec": 0.1,
+    }
+    return cfg
+
+
+def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: bool = True) -> None:
+    """Configure and launch DBOS once per process; register the hub's queues."""
+    global _dbos_launched
+    if _dbos_launched:
+        return
+    from dbos import DBOS
+
+    import wedsync.workflows.sync  # noqa: F401 - registers workflows
+    from wedsync.workflows import queues
+
+    settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    cfg = dbos_config(settings, executor_id)
+    DBOS(config=cfg)  # type: ignore[arg-type]
+    if not listen:
+        DBOS.listen_queues([])
+    DBOS.launch()
+    queues.register_all()
+    _dbos_launched = True
+
+
+def shutdown_dbos() -> None:
+    global _dbos_launched
+    if not _dbos_launched:
+        return
+    from dbos import DBOS
+
+    DBOS.destroy(destroy_registry=False)
+    _dbos_launched = False

@@ -1,0 +1,324 @@
+"""Operator CLI: ``wedsync serve | worker | sandbox | migrate | vendor | key | connect | sync | vault | demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wedsync.errors import WedsyncError
+
+app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
+vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
+key_app = typer.Typer(help="API keys", no_args_is_help=True)
+vault_app = typer.Typer(help="credential vault", no_args_is_help=True)
+app.add_typer(vendor_app, name="vendor")
+app.add_typer(key_app, name="key")
+app.add_typer(vault_app, name="vault")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _hub() -> Any:
+    from wedsync.bootstrap import get_hub
+
+    return get_hub()
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic)."""
+    from wedsync.config import get_settings
+    from wedsync.store.db import Database
+
+    settings = get_settings()
+    db = Database(settings.db_url)
+    db.migrate()
+    out.print(f"schema is at head on {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="API processes (use PostgreSQL when > 1)")] = 1,
+    in_process_workers: Annotated[bool, typer.Option(help="also run the DBOS queues here")] = True,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from wedsync.config import get_settings
+
+    settings = get_settings()
+    if workers > 1 and settings.is_sqlite:
+        console.print("[yellow]warning:[/yellow] several API processes on SQLite serialize writes; "
+                      "set WEDSYNC_DATABASE_URL to PostgreSQL for scale-out")
+    os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
+    _hub()  # migrate once before the workers fork
+    uvicorn.run("wedsync.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+@app.command()
+def worker(
+    executor_id: Annotated[str | None, typer.Option(help="stable id; a restarted worker with the same id "
+                                                  "resumes its own workflows")] = None,
+) -> None:
+    """Run a DBOS worker: dequeues sync runs and inbox drains; recovers dead workers' workflows."""
+    from wedsync.bootstrap import default_executor_id, launch_dbos, shutdown_dbos
+    from wedsync.config import get_settings
+    from wedsync.workflows.recovery import supervise
+
+    settings = get_settings()
+    hub = _hub()
+    eid = executor_id or settings.executor_id or default_executor_id()
+    try:
+        from wedsync.logging import configure_logging
+
+        configure_logging(settings.log_level, json=settings.log_json)
+    except ImportError:  # pragma: no cover
+        pass
+    launch_dbos(settings, executor_id=eid, listen=True)
+    console.print(f"worker {eid} listening on {hub.db.engine.dialect.name}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await supervise(hub.db, eid, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        shutdown_dbos()
+
+
+@app.command()
+def sandbox(
+    port: int = 8100,
+    host: str = "127.0.0.1",
+    seed: int = 42,
+    contacts: Annotated[int, typer.Option(help="VSCO Workspace contacts to generate")] = 200,
+) -> None:
+    """Serve the provider emulators on loopback, each under its own path prefix."""
+    from wedsync.sandbox.server import run_sandbox
+
+    console.print(f"sandboxes on http://{host}:{port} (VSCO Workspace at /vsco-workspace/api/v2)")
+    run_sandbox(host, port, seed=seed, contacts=contacts)
+
+
+@vendor_app.command("create")
+def vendor_create(
+    name: str,
+    timezone: str = "UTC",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create a vendor and its first API key (printed once)."""
+    hub = _hub()
+    try:
+        v = hub.tenancy.create_vendor(name, timezone)
+        _, key = hub.tenancy.create_key(v.id)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    if as_json:
+        out.print_json(json.dumps({"vendor_id": v.id, "name": v.name, "api_key": key}))
+    else:
+        out.print(f"vendor {v.id} ({v.name})\napi key (shown once): {key}")
+
+
+@vendor_app.command("list")
+def vendor_list() -> None:
+    t = Table("id", "name", "timezone", "created")
+    for v in _hub().tenancy.list_vendors():
+        t.add_row(v.id, v.name, v.timezone, v.created_at.isoformat(timespec="seconds"))
+    out.print(t)
+
+
+@key_app.command("create")
+def key_create(
+    vendor: Annotated[str | None, typer.Option(help="vendor id")] = None,
+    operator: Annotated[bool, typer.Option(help="create a platform operator key")] = False,
+    name: str = "cli",
+    scope: Annotated[list[str] | None, typer.Option(help="read, write, keys (repeatable)")] = None,
+) -> None:
+    """Create an API key (printed once)."""
+    hub = _hub()
+    try:
+        row, key = hub.tenancy.create_key(None if operator else vendor, name=name,
+                                          scopes=scope or ["read", "write", "keys"], operator=operator)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    out.print(json.dumps({"key_id": row.id, "api_key": key}))
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str) -> None:
+    try:
+        _hub().tenancy.revoke_key(None, key_id)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    out.print(f"revoked {key_id}")
+
+
+def _parse_credentials(pairs: list[str]) -> dict[str, str]:
+    creds: dict[str, str] = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            _fail(f"--credential takes KEY=VALUE, got {p.split('=')[0]!r}")
+        creds[k.strip()] = v
+    return creds
+
+
+@app.command()
+def connect(
+    provider: str,
+    vendor: Annotated[str, typer.Option(help="vendor id")],
+    base_url: Annotated[str | None, typer.Option(help="provider base URL (a sandbox, for example)")] = None,
+    credential: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Connect a provider account for a vendor; credentials go to the encrypted vault."""
+    hub = _hub()
+    try:
+        c = hub.connections.create(vendor, provider, credentials=_parse_credentials(credential or []),
+                                   base_url=base_url)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    if as_json:
+        out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url}))
+    else:
+        out.print(f"connection {c.id} ({c.provider} at {c.base_url})")
+
+
+async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,
+                                 *, quiet: bool = False) -> dict[str, Any]:
+    """Start a sync run as a DBOS workflow and show a progress bar until it ends."""
+    from dbos import DBOS
+
+    from wedsync.workflows.sync import enqueue_sync
+
+    run = hub.sync.create_run(vendor_id, connection_id, mode)
+    await enqueue_sync(run.id)
+    handle = await DBOS.retrieve_workflow_async(run.id)
+    task = asyncio.ensure_future(handle.get_result())
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
+                  disable=quiet, transient=False) as progress:
+        bars: dict[str, Any] = {}
+        while True:
+            done = task.done()
+            r = hub.sync.summary(hub.sync.get_run(vendor_id, run.id))
+            for stream, p in (r["progress"] or {}).items():
+                if stream not in bars:
+                    bars[stream] = progress.add_task(f"{mode} {stream}", total=p["total_pages"], detail="")
+                progress.update(bars[stream], total=p["total_pages"], completed=p["page"],
+                                detail=f"{r['processed']} records")
+            if done:
+                break
+            await asyncio.sleep(0.2)
+    await task
+    return dict(hub.sync.summary(hub.sync.get_run(vendor_id, run.id)))
+
+
+@app.command()
+def sync(
+    connection: str,
+    vendor: Annotated[str, typer.Option(help="vendor id")],
+    mode: Annotated[str, typer.Option(help="full or incremental")] = "incremental",
+) -> None:
+    """Run a sync now, in this process, with a progress bar."""
+    from wedsync.bootstrap import launch_dbos, shutdown_dbos
+    from wedsync.config import get_settings
+
+    hub = _hub()
+    launch_dbos(get_settings())
+    try:
+        summary = _run(run_sync_with_progress(hub, vendor, connection, mode))
+    finally:
+        shutdown_dbos()
+    out.print_json(json.dumps(summary))
+    if summary["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@vault_app.command("rotate")
+def vault_rotate(
+    prune: Annotated[bool, typer.Option(help="drop old keys after re-encrypting")] = False,
+) -> None:
+    """Add a new primary vault key and re-encrypt every credential with it."""
+    from wedsync.config import get_settings
+    from wedsync.store.vault import KeyFile, KeyRing, Vault
+
+    settings = get_settings()
+    if settings.vault_keys:
+        _fail("keys come from WEDSYNC_VAULT_KEYS: prepend a new key there, then run "
+              "`wedsync vault reencrypt`")
+    hub = _hub()
+    keyfile = KeyFile(settings.resolved_home / "vault.keys")
+    old = keyfile.load_or_create()
+    ring = KeyRing([KeyRing.generate_key(), *old.keys])
+    keyfile.save(ring)  # the new key is durable before anything is sealed with it
+    vault = Vault(ring)
+    with hub.db.session() as s:
+        n = vault.reencrypt_all(s)
+    if prune:
+        keyfile.save(KeyRing([ring.keys[0]]))
+    hub.vault = vault
+    out.print(f"new primary key {ring.primary_id}; re-encrypted {n} credential(s)"
+              + ("; old keys removed" if prune else ""))
+
+
+@vault_app.command("reencrypt")
+def vault_reencrypt() -> None:
+    """Re-encrypt every credential with the current primary key (after changing WEDSYNC_VAULT_KEYS)."""
+    hub = _hub()
+    with hub.db.session() as s:
+        n = hub.vault.reencrypt_all(s)
+    out.print(f"re-encrypted {n} credential(s) with {hub.vault.ring.primary_id}")
+
+
+@app.command()
+def demo(
+    exit_after: Annotated[bool, typer.Option("--exit", help="stop after the summary")] = False,
+    port: int = 8000,
+    sandbox_port: int = 8100,
+    contacts: int = 500,
+) -> None:
+    """Start the sandboxes and the hub on SQLite, sync a demo photographer, keep serving the API."""
+    from wedsync.demo import run_demo
+
+    try:
+        run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})", 1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The shape every connector shares: slug, channel, capability table, auth, paginator, mappings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Channel(StrEnum):
+    """How we really reach a provider (ARCHITECTURE rule 10)."""
+
+    API = "api"
+    PUSH_ONLY = "push-only"
+    ZAPIER_WEBHOOK = "zapier-webhook"
+    CSV = "csv"
+    EMAIL = "email"
+    ICALENDAR = "icalendar"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do, per stream; the API publishes this table as-is."""
+
+    category: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
+    incremental: tuple[str, ...] = ()
+    notes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "read": list(self.read),
+            "write": list(self.write),
+            "webhooks": list(self.webhooks),
+            "incremental": list(self.incremental),
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Page:
+    """One page of a provider listing."""
+
+    items: list[dict[str, Any]]
+    page: int
+    total_pages: int
+    total_items: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str
+    description: str
+    secret: bool = True
+    required: bool = True
+
+
+class Connector:
+    """Base class. Subclasses set the class attributes and implement the streams they declare."""
+
+    slug: ClassVar[str]
+    display_name: ClassVar[str]
+    channel: ClassVar[Channel]
+    capabilities: ClassVar[Capabilities]
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    default_base_url: ClassVar[str | None] = None
+    docs_url: ClassVar[str | None] = None
+
+    async def aclose(self) -> None:  # pragma: no cover - overridden where there is a client
+        return None

@@ -1,0 +1,91 @@
+"""Unified CRM records (Client, Wedding) as the sync engine sees them, and their normalization. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import phonenumbers
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trim and lowercase an e-mail; empty becomes None."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def normalize_phone(value: str | None, region: str | None = None) -> str | None:
+    """E.164 when the number parses (with ``region`` as the default country), else the trimmed input.
+
+    Extensions are kept (``;ext=``) so two desk phones of one office stay distinct.
+    """
+    if not value or not value.strip():
+        return None
+    raw = value.strip()
+    try:
+        num = phonenumbers.parse(raw, region or "US")
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_possible_number(num):
+        return raw
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    return f"{e164};ext={num.extension}" if num.extension else e164
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    return hashlib.blake2b(
+        json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False).encode(), digest_size=16
+    ).hexdigest()
+
+
+@dataclass(slots=True)
+class ClientRecord:
+    """A client (the couple or one of their contacts) from one source."""
+
+    remote_id: str
+    kind: str = "person"
+    first_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    address: dict[str, Any] | None = None
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        """Hash of the synced content; the remote timestamps are excluded so a touch is not a change."""
+        d = asdict(self)
+        d.pop("remote_modified_at")
+        d.pop("remote_created_at")
+        return _hash(d)
+
+
+@dataclass(slots=True)
+class WeddingRecord:
+    """A wedding (a provider's job or project) from one source."""
+
+    remote_id: str
+    name: str | None = None
+    event_date: date | None = None
+    stage: str | None = None
+    closed: bool = False
+    guest_count: int | None = None
+    job_type: str | None = None
+    client_remote_ids: list[str] = field(default_factory=list)
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        d = asdict(self)
+        d.pop("remote_modified_at")
+        d.pop("remote_created_at")
+        return _hash(d)

@@ -1,0 +1,155 @@
+"""Connections: a vendor's link to a provider account, its encrypted credentials and its live connector."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import socket
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from wedsync.connectors.base import Connector
+from wedsync.connectors.registry import get_connector_class
+from wedsync.errors import InvalidInput, NotFound, NotImplementedCapability
+from wedsync.store.db import Database
+from wedsync.store.tables import Connection, Vendor, new_id, utcnow
+from wedsync.store.vault import Vault
+
+WEBHOOK_SECRET = "webhook_secret"
+
+
+def check_public_url(url: str, *, allow_private: bool) -> str:
+    """Reject non-HTTP URLs and, unless allowed, loopback/private/link-local targets (SSRF guard)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("base_url must be an absolute http(s) URL", code="invalid_url")
+    if allow_private:
+        return url.rstrip("/")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        raise InvalidInput(f"cannot resolve host {parts.hostname!r}", code="invalid_url") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise InvalidInput(f"{parts.hostname} resolves to a non-public address", code="forbidden_url")
+    return url.rstrip("/")
+
+
+class ConnectionService:
+    def __init__(self, db: Database, vault: Vault, *, allow_private_urls: bool = False,
+                 http_timeout: float = 30.0) -> None:
+        self.db = db
+        self.vault = vault
+        self.allow_private_urls = allow_private_urls
+        self.http_timeout = http_timeout
+        self._live: dict[tuple[str, int], tuple[int, Connector]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, vendor_id: str, provider: str, *, credentials: dict[str, str],
+               base_url: str | None = None, settings: dict[str, Any] | None = None) -> Connection:
+        cls = get_connector_class(provider)
+        fields = {f.name: f for f in cls.credential_fields}
+        unknown = sorted(set(credentials) - set(fields))
+        if unknown:
+            raise InvalidInput(f"unknown credential fields {unknown} for {provider}; expected "
+                               f"{sorted(fields)}", code="invalid_credentials")
+        missing = sorted(n for n, f in fields.items() if f.required and not credentials.get(n))
+        if missing:
+            raise InvalidInput(f"missing credential fields {missing} for {provider}",
+                               code="missing_credentials")
+        url = base_url or cls.default_base_url
+        if url:
+            url = check_public_url(url, allow_private=self.allow_private_urls)
+        creds = dict(credentials)
+        creds[WEBHOOK_SECRET] = secrets.token_urlsafe(24)
+        with self.db.session() as s:
+            if s.get(Vendor, vendor_id) is None:
+                raise NotFound("vendor not found")
+            conn = Connection(id=new_id(), vendor_id=vendor_id, provider=provider, base_url=url,
+                              settings=settings or {})
+            s.add(conn)
+            s.flush()
+            self.vault.store(s, vendor_id, conn.id, creds)
+        return conn
+
+    def get(self, vendor_id: str, connection_id: str) -> Connection:
+        with self.db.read() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None or conn.vendor_id != vendor_id:
+                raise NotFound("connection not found", code="unknown_connection")
+            return conn
+
+    def get_any(self, connection_id: str) -> Connection:
+        """Unscoped lookup for trusted internal callers (workflows, webhook intake)."""
+        with self.db.read() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None:
+                raise NotFound("connection not found", code="unknown_connection")
+            return conn
+
+    def list(self, vendor_id: str) -> list[Connection]:
+        with self.db.read() as s:
+            return list(s.execute(select(Connection).where(Connection.vendor_id == vendor_id)
+                                  .order_by(Connection.id)).scalars())
+
+    def delete(self, vendor_id: str, connection_id: str) -> None:
+        with self.db.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None or conn.vendor_id != vendor_id:
+                raise NotFound("connection not found", code="unknown_connection")
+            s.delete(conn)
+        with self._lock:
+            for k in [k for k in self._live if k[0] == connection_id]:
+                self._live.pop(k)
+
+    def set_status(self, connection_id: str, status: str, detail: str | None = None) -> None:
+        with self.db.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is not None:
+                conn.status, conn.status_detail, conn.updated_at = status, detail, utcnow()
+
+    def credentials(self, conn: Connection) -> dict[str, Any]:
+        with self.db.read() as s:
+            return self.vault.load(s, conn.vendor_id, conn.id)
+
+    async def connector(self, conn: Connection) -> Any:
+        """The live connector of a connection, one per process and event loop (an httpx client belongs
+        to the loop it was created on: DBOS runs workflows on its own loop), rebuilt when the
+        credentials change."""
+        from wedsync.store.tables import Credential
+
+        with self.db.read() as s:
+            cred = s.get(Credential, conn.id)
+            version = cred.version if cred else 0
+        key = (conn.id, id(asyncio.get_running_loop()))
+        cached = self._live.get(key)
+        if cached and cached[0] == version:
+            return cached[1]
+        creds = self.credentials(conn)
+        cls = get_connector_class(conn.provider)
+        kwargs = {f.name: creds[f.name] for f in cls.credential_fields if f.name in creds}
+        try:
+            inst = cls(base_url=conn.base_url, account_key=conn.id, timeout=self.http_timeout,
+                       **kwargs)  # type: ignore[call-arg]
+        except TypeError as exc:
+            raise NotImplementedCapability(f"{conn.provider} has no API client") from exc
+        with self._lock:
+            old = self._live.get(key)
+            self._live[key] = (version, inst)
+        if old and old[1] is not inst:
+            await old[1].aclose()
+        return inst
+
+    async def aclose(self) -> None:
+        """Close the connectors created on the running loop."""
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            mine = [k for k in self._live if k[1] == loop_id]
+            insts = [self._live.pop(k)[1] for k in mine]
+        for inst in insts:
+            await inst.aclose()

@@ -1,0 +1,359 @@
+"""The shared sync engine: full and incremental pulls, page upserts, deletes, cursors, hook re-fetches.
+
+Exactly-once per page: a page's records, its ``sync_run_pages`` row and the run's counters are written
+in one transaction, so a replayed step (after a crash or a DBOS recovery) finds its page row and
+returns the stored result instead of counting twice. Upserts are keyed by (connection, remote id) and
+compare a content hash, so replays never duplicate records either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from wedsync.connectors.errors import ConnectorError
+from wedsync.domain.crm import ClientRecord, WeddingRecord
+from wedsync.errors import Conflict, InvalidInput, NotFound
+from wedsync.services.connections import ConnectionService
+from wedsync.store.db import Database
+from wedsync.store.tables import (
+    Client,
+    Connection,
+    SyncCursor,
+    SyncRun,
+    SyncRunPage,
+    Wedding,
+    new_id,
+    utcnow,
+)
+
+DEFAULT_LOOKBACK = timedelta(minutes=10)
+MAX_PASSES = 3
+MODES = ("full", "incremental")
+
+# stream -> unified table; "job-contacts" links weddings to clients and has no table of its own
+STREAM_MODELS: dict[str, type[Client] | type[Wedding]] = {"contacts": Client, "jobs": Wedding}
+STREAMS = ("contacts", "jobs")
+
+
+@dataclass
+class PageResult:
+    stream: str
+    page: int
+    items: int
+    created: int
+    updated: int
+    unchanged: int
+    total_items: int
+    total_pages: int
+    stop: bool  # incremental: this page reached records older than the window
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunPlan:
+    run_id: str
+    connection_id: str
+    vendor_id: str
+    mode: str
+    since: str | None
+    streams: list[str] = field(default_factory=lambda: list(STREAMS))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
+    d = asdict(rec)
+    d["content_hash"] = rec.content_hash()
+    return d
+
+
+class SyncService:
+    def __init__(self, db: Database, connections: ConnectionService) -> None:
+        self.db = db
+        self.connections = connections
+        self._providers: dict[str, str] = {}
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def create_run(self, vendor_id: str, connection_id: str, mode: str) -> SyncRun:
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {list(MODES)}", code="invalid_mode")
+        conn = self.connections.get(vendor_id, connection_id)
+        if not hasattr(self._connector_class(conn), "list_page"):
+            raise InvalidInput(f"{conn.provider} cannot be pulled", code="not_pullable")
+        with self.db.session() as s:
+            running = s.execute(select(SyncRun.id).where(SyncRun.connection_id == connection_id,
+                                                         SyncRun.status.in_(("queued", "running")))
+                                ).first()
+            if running is not None:
+                raise Conflict(f"sync run {running[0]} is already in progress for this connection",
+                               code="sync_in_progress", details={"run_id": running[0]})
+            run = SyncRun(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, mode=mode,
+                          status="queued")
+            s.add(run)
+        return run
+
+    def get_run(self, vendor_id: str, run_id: str) -> SyncRun:
+        with self.db.read() as s:
+            run = s.get(SyncRun, run_id)
+            if run is None or run.vendor_id != vendor_id:
+                raise NotFound("sync run not found")
+            return run
+
+    def list_runs(self, vendor_id: str, connection_id: str | None = None, limit: int = 50) -> list[SyncRun]:
+        with self.db.read() as s:
+            q = select(SyncRun).where(SyncRun.vendor_id == vendor_id)
+            if connection_id:
+                q = q.where(SyncRun.connection_id == connection_id)
+            return list(s.execute(q.order_by(SyncRun.id.desc()).limit(limit)).scalars())
+
+    def begin(self, run_id: str) -> RunPlan:
+        """Mark the run running and fix its window (idempotent: a replay returns the same plan)."""
+        with self.db.session() as s:
+            run = s.get(SyncRun, run_id)
+            if run is None:
+                raise NotFound("sync run not found")
+            conn = s.get(Connection, run.connection_id)
+            if conn is None:
+                raise NotFound("connection not found", code="unknown_connection")
+            if run.status == "queued":
+                run.status = "running"
+                run.started_at = utcnow()
+                if run.mode == "incremental":
+                    cursor = s.execute(select(func.min(SyncCursor.value)).where(
+                        SyncCursor.connection_id == run.connection_id)).scalar()
+                    lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
+                                                                         DEFAULT_LOOKBACK.seconds)))
+                    run.since = cursor - lookback if cursor else None
+                    if run.since is None:
+                        run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
+            return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
+                           mode=run.mode, since=run.since.isoformat() if run.since else None)
+
+    async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
+        with self.db.read() as s:
+            done = s.get(SyncRunPage, (plan.run_id, stream, page, pass_no))
+            if done is not None:
+                return self._page_result(done, plan)
+        conn = self.connections.get_any(plan.connection_id)
+        connector = await self.connections.connector(conn)
+        sort = "modified desc" if plan.mode == "incremental" else "id asc"
+        fetched = await connector.list_page(stream, page, sort=sort)
+        records = [connector.map(stream, item) for item in fetched.items]
+        since = datetime.fromisoformat(plan.since) if plan.since else None
+        return await asyncio.to_thread(self._write_page, plan, stream, page, pass_no, records,
+                                       fetched.total_items, fetched.total_pages, since)
+
+    def _page_result(self, row: SyncRunPage, plan: RunPlan) -> PageResult:
+        since = datetime.fromisoformat(plan.since) if plan.since else None
+        stop = bool(since and row.oldest_modified and row.oldest_modified < since)
+        return PageResult(stream=row.stream, page=row.page, items=row.items, created=row.created,
+                          updated=row.updated, unchanged=row.unchanged, total_items=row.total_items or 0,
+                          total_pages=row.total_pages or 0, stop=stop)
+
+    def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
+                    records: list[ClientRecord] | list[WeddingRecord], total_items: int, total_pages: int,
+                    since: datetime | None) -> PageResult:
+        with self.db.session() as s:
+            done = s.get(SyncRunPage, (plan.run_id, stream, page, pass_no))
+            if done is not None:  # another executor finished this page first
+                return self._page_result(done, plan)
+            all_modified = [r.remote_modified_at for r in records if r.remote_modified_at]
+            oldest = min(all_modified) if all_modified else None
+            fetched_any = bool(records)
+            if since is not None:
+                records = [r for r in records if r.remote_modified_at is None or r.remote_modified_at >= since]
+            created, updated, unchanged = self.upsert(s, plan.vendor_id, plan.connection_id, stream, records,
+                                                      run_id=plan.run_id)
+            n = len(records)
+            s.add(SyncRunPage(run_id=plan.run_id, stream=stream, page=page, pass_no=pass_no,
+                              vendor_id=plan.vendor_id, items=n, created=created, updated=updated,
+                              unchanged=unchanged, total_items=total_items, total_pages=total_pages,
+                              oldest_modified=oldest))
+            run = s.get(SyncRun, plan.run_id)
+            assert run is not None
+            progress = dict(run.progress or {})
+            progress[stream] = {"page": page, "total_pages": total_pages, "total_items": total_items,
+                                "pass": pass_no}
+            s.execute(update(SyncRun).where(SyncRun.id == plan.run_id).values(
+                pages=SyncRun.pages + 1, processed=SyncRun.processed + n, created=SyncRun.created + created,
+                updated=SyncRun.updated + updated, unchanged=SyncRun.unchanged + unchanged,
+                progress=progress))
+        # In an incremental run the listing is newest first: a page reaching past the window's
+        # start means every later page is older still.
+        stop = since is not None and (not fetched_any or (oldest is not None and oldest < since))
+        return PageResult(stream=stream, page=page, items=n, created=created, updated=updated,
+                          unchanged=unchanged, total_items=total_items, total_pages=total_pages, stop=stop)
+
+    def upsert(self, s: Session, vendor_id: str, connection_id: str, stream: str,
+               records: list[ClientRecord] | list[WeddingRecord], *, run_id: str | None = None
+               ) -> tuple[int, int, int]:
+        """Insert new records, update changed ones; returns (created, updated, unchanged).
+
+        A record older than the stored one (by the provider's ``modified``) never overwrites it.
+        """
+        model = STREAM_MODELS[stream]
+        by_id: dict[str, ClientRecord | WeddingRecord] = {r.remote_id: r for r in records}
+        if not by_id:
+            return 0, 0, 0
+        existing = {
+            row.remote_id: row
+            for row in s.execute(
+                select(model.id, model.remote_id, model.content_hash, model.remote_modified_at,
+                       model.deleted_at, model.version)
+                .where(model.connection_id == connection_id, model.remote_id.in_(list(by_id)))
+            )
+        }
+        now = utcnow()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        same: list[str] = []
+        provider = self._provider_of(s, connection_id)
+        for rid, rec in by_id.items():
+            values = _record_values(rec)
+            old = existing.get(rid)
+            if old is None:
+                values.update(id=new_id(), vendor_id=vendor_id, connection_id=connection_id,
+                              provider=provider, synced_at=now, seen_run_id=run_id, version=1)
+                inserts.append(values)
+                continue
+            stale = (old.remote_modified_at is not None and rec.remote_modified_at is not None
+                     and rec.remote_modified_at < old.remote_modified_at)
+            if stale or (old.content_hash == values["content_hash"] and old.deleted_at is None):
+                same.append(rid)
+                continue
+            values.pop("remote_id")
+            values.update(id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
+                          version=old.version + 1)
+            updates.append(values)
+        if inserts:
+            s.execute(insert(model), inserts)
+        if updates:
+            s.execute(update(model), updates)
+        if same and run_id is not None:
+            s.execute(update(model).where(model.connection_id == connection_id, model.remote_id.in_(same))
+                      .values(seen_run_id=run_id).execution_options(synchronize_session=False))
+        return len(inserts), len(updates), len(same)
+
+    def _provider_of(self, s: Session, connection_id: str) -> str:
+        p = self._providers.get(connection_id)
+        if p is None:
+            p = s.execute(select(Connection.provider).where(Connection.id == connection_id)).scalar_one()
+            self._providers[connection_id] = p
+        return p
+
+    def listing_complete(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
+        """True when this pass saw every record the provider reported (nothing shifted out of view)."""
+        model = STREAM_MODELS[stream]
+        with self.db.read() as s:
+            pages = list(s.execute(select(SyncRunPage).where(
+                SyncRunPage.run_id == plan.run_id, SyncRunPage.stream == stream,
+                SyncRunPage.pass_no == pass_no).order_by(SyncRunPage.page)).scalars())
+            if not pages:
+                return False
+            totals = [p.total_items or 0 for p in pages]
+            final_total = totals[-1]
+            expected_pages = pages[-1].total_pages or 0
+            if len(pages) < expected_pages:
+                return False
+            seen = s.execute(select(func.count()).select_from(model).where(
+                model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
+            return seen >= final_total and all(t >= final_total for t in totals)
+
+    def finish(self, plan: RunPlan, complete: dict[str, bool]) -> dict[str, Any]:
+        """Apply deletes for provably complete full listings, advance cursors to the run's start."""
+        with self.db.session() as s:
+            run = s.get(SyncRun, plan.run_id)
+            assert run is not None
+            if run.status in ("succeeded", "failed"):
+                return self.summary(run)
+            deleted = 0
+            notes: list[str] = []
+            for stream in plan.streams:
+                if plan.mode != "full":
+                    continue
+                if not complete.get(stream):
+                    notes.append(f"{stream}: listing changed during the run; deletions deferred")
+                    continue
+                model = STREAM_MODELS[stream]
+                res = s.execute(update(model).where(
+                    model.connection_id == plan.connection_id, model.deleted_at.is_(None),
+                    (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
+                    model.synced_at < run.started_at,
+                ).values(deleted_at=utcnow(), version=model.version + 1).execution_options(
+                    synchronize_session=False))
+                deleted += int(getattr(res, "rowcount", 0) or 0)
+            for stream in plan.streams:
+                cur = s.get(SyncCursor, (plan.connection_id, stream))
+                if cur is None:
+                    s.add(SyncCursor(connection_id=plan.connection_id, stream=stream,
+                                     vendor_id=plan.vendor_id, value=run.started_at))
+                elif cur.value < run.started_at:
+                    cur.value = run.started_at
+            run.deleted += deleted
+            run.status = "succeeded"
+            run.finished_at = utcnow()
+            run.error_detail = "; ".join(notes) or None
+            conn = s.get(Connection, plan.connection_id)
+            if conn is not None:
+                conn.last_sync_at = run.finished_at
+                if conn.status == "error":
+                    conn.status, conn.status_detail = "active", None
+            return self.summary(run)
+
+    def fail(self, run_id: str, error: BaseException) -> dict[str, Any]:
+        detail = f"{type(error).__name__}: {error}"[:2000]
+        with self.db.session() as s:
+            run = s.get(SyncRun, run_id)
+            if run is None:
+                raise NotFound("sync run not found")
+            run.status, run.finished_at, run.error_detail = "failed", utcnow(), detail
+            run.errors += 1
+            conn = s.get(Connection, run.connection_id)
+            if conn is not None and isinstance(error, ConnectorError):
+                conn.status, conn.status_detail = "error", detail
+            return self.summary(run)
+
+    @staticmethod
+    def summary(run: SyncRun) -> dict[str, Any]:
+        return {
+            "id": run.id, "connection_id": run.connection_id, "mode": run.mode, "status": run.status,
+            "started_at": run.started_at.isoformat() if run.started_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "since": run.since.isoformat() if run.since else None,
+            "pages": run.pages, "processed": run.processed, "created": run.created, "updated": run.updated,
+            "unchanged": run.unchanged, "deleted": run.deleted, "errors": run.errors,
+            "error_detail": run.error_detail, "progress": run.progress,
+        }
+
+    # -- hooks --------------------------------------------------------------------------------------
+    async def refetch(self, connection_id: str, stream: str, remote_id: str) -> str:
+        """Re-fetch one record a hook named and upsert it (or mark it deleted); returns what happened."""
+        conn = self.connections.get_any(connection_id)
+        connector = await self.connections.connector(conn)
+        item = await connector.get_record(stream, remote_id)
+        model = STREAM_MODELS[stream]
+        with self.db.session() as s:
+            if item is None:
+                res = s.execute(update(model).where(model.connection_id == connection_id,
+                                                    model.remote_id == remote_id,
+                                                    model.deleted_at.is_(None))
+                                .values(deleted_at=utcnow(), version=model.version + 1)
+                                .execution_options(synchronize_session=False))
+                return "deleted" if getattr(res, "rowcount", 0) else "absent"
+            created, updated, _ = self.upsert(s, conn.vendor_id, connection_id, stream,
+                                              [connector.map(stream, item)])
+            return "created" if created else "updated" if updated else "unchanged"
+
+    def _connector_class(self, conn: Connection) -> type:
+        from wedsync.connectors.registry import get_connector_class
+
+        return get_connector_class(conn.provider)

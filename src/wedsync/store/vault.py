@@ -1,0 +1,168 @@
+"""Credential vault: provider credentials and tokens encrypted at rest with AES-256-GCM and a key ring.
+
+Each ciphertext records the id of the key that sealed it, so keys rotate without downtime:
+``wedsync vault rotate`` adds a new primary key, re-encrypts every row with it, and (with ``--prune``)
+drops the old keys. The connection id and vendor id are bound as associated data, so a ciphertext
+copied onto another connection does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from wedsync.errors import NotFound, VaultError
+from wedsync.store.tables import Credential, utcnow
+
+_NONCE = 12
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def _register(value: str) -> None:
+    """Tell the log scrubber about a secret we just decrypted (no-op if logging is not loaded yet)."""
+    try:
+        from wedsync.logging import register_secret
+    except ImportError:  # pragma: no cover - the logging module is part of the package
+        return
+    register_secret(value)
+
+
+class KeyRing:
+    """AES-256 keys, primary first."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise VaultError("the vault key ring is empty")
+        for k in keys:
+            if len(k) != 32:
+                raise VaultError("vault keys must be 32 bytes (AES-256)")
+        self.keys = list(keys)
+        self._by_id = {_key_id(k): AESGCM(k) for k in self.keys}
+
+    @property
+    def primary_id(self) -> str:
+        return _key_id(self.keys[0])
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
+        nonce = os.urandom(_NONCE)
+        return self.primary_id, nonce + self._by_id[self.primary_id].encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, key_id: str, blob: bytes, aad: bytes) -> bytes:
+        aead = self._by_id.get(key_id)
+        if aead is None:
+            raise VaultError(f"credential sealed with unknown vault key {key_id}; restore that key")
+        try:
+            return aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad)
+        except InvalidTag as exc:
+            raise VaultError("credential failed authentication (tampered or wrong key)") from exc
+
+    @staticmethod
+    def generate_key() -> bytes:
+        return secrets.token_bytes(32)
+
+    @staticmethod
+    def encode(keys: Sequence[bytes]) -> str:
+        return ",".join(base64.urlsafe_b64encode(k).decode() for k in keys)
+
+    @classmethod
+    def decode(cls, text: str) -> KeyRing:
+        try:
+            keys = [base64.urlsafe_b64decode(p.strip()) for p in text.split(",") if p.strip()]
+        except ValueError as exc:
+            raise VaultError("vault keys are not valid base64") from exc
+        return cls(keys)
+
+
+class KeyFile:
+    """Where the key ring lives when ``WEDSYNC_VAULT_KEYS`` is not set: ``$WEDSYNC_HOME/vault.keys`` (0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load_or_create(self) -> KeyRing:
+        if self.path.exists():
+            return KeyRing.decode(self.path.read_text())
+        ring = KeyRing([KeyRing.generate_key()])
+        self.save(ring)
+        return ring
+
+    def save(self, ring: KeyRing) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(KeyRing.encode(ring.keys) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+def _aad(vendor_id: str, connection_id: str) -> bytes:
+    return f"wedsync-credential:{vendor_id}:{connection_id}".encode()
+
+
+class Vault:
+    """Encrypts and decrypts a connection's credentials (a str->str mapping, tokens included)."""
+
+    def __init__(self, ring: KeyRing, *, on_decrypt: Callable[[str], None] = _register) -> None:
+        self.ring = ring
+        self._on_decrypt = on_decrypt
+
+    def seal(self, vendor_id: str, connection_id: str, data: dict[str, Any]) -> tuple[str, bytes]:
+        return self.ring.encrypt(json.dumps(data, sort_keys=True).encode(), _aad(vendor_id, connection_id))
+
+    def open(self, vendor_id: str, connection_id: str, key_id: str, blob: bytes) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.ring.decrypt(key_id, blob, _aad(vendor_id, connection_id)))
+        for v in data.values():
+            if isinstance(v, str):
+                self._on_decrypt(v)
+        return data
+
+    def store(self, session: Session, vendor_id: str, connection_id: str, data: dict[str, Any]) -> None:
+        """Write (or replace) a connection's credentials inside the caller's transaction."""
+        key_id, blob = self.seal(vendor_id, connection_id, data)
+        row = session.get(Credential, connection_id)
+        if row is None:
+            session.add(Credential(connection_id=connection_id, vendor_id=vendor_id, key_id=key_id,
+                                   ciphertext=blob))
+        else:
+            if row.vendor_id != vendor_id:
+                raise VaultError("credential belongs to another vendor")
+            row.key_id, row.ciphertext, row.version = key_id, blob, row.version + 1
+            row.updated_at = utcnow()
+
+    def load(self, session: Session, vendor_id: str, connection_id: str, *, for_update: bool = False
+             ) -> dict[str, Any]:
+        stmt = select(Credential).where(Credential.connection_id == connection_id,
+                                        Credential.vendor_id == vendor_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = session.execute(stmt).scalar_one_or_none()
+        if row is None:
+            raise NotFound("no credentials stored for this connection")
+        return self.open(vendor_id, connection_id, row.key_id, row.ciphertext)
+
+    def reencrypt_all(self, session: Session) -> int:
+        """Re-seal every credential with the primary key; returns how many rows changed."""
+        n = 0
+        for row in session.execute(select(Credential).with_for_update()).scalars():
+            if row.key_id == self.ring.primary_id:
+                continue
+            plain = self.ring.decrypt(row.key_id, row.ciphertext, _aad(row.vendor_id, row.connection_id))
+            row.key_id, row.ciphertext = self.ring.encrypt(plain, _aad(row.vendor_id, row.connection_id))
+            n += 1
+        return n

@@ -1,0 +1,31 @@
+"""The hub's DBOS queues (registered after launch; a worker process listens to all of them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYNC_QUEUE = "sync"
+INBOX_QUEUE = "inbox"
+
+QUEUES: dict[str, dict[str, Any]] = {
+    # Sync runs: a few per worker process; the per-account rate budget paces each provider.
+    SYNC_QUEUE: {"worker_concurrency": 4, "polling_interval_sec": 0.2},
+    # Inbox drains: one at a time per worker; several workers drain without overlap (SKIP LOCKED).
+    INBOX_QUEUE: {"worker_concurrency": 1, "polling_interval_sec": 0.2},
+}
+
+
+def register_all() -> None:
+    from dbos import DBOS
+
+    for name, opts in QUEUES.items():
+        DBOS.register_queue(name, on_conflict="always_update", **opts)
+
+
+def get_queue(name: str) -> Any:
+    from dbos import DBOS
+
+    q = DBOS.retrieve_queue(name)
+    if q is None:
+        raise RuntimeError(f"DBOS queue {name!r} is not registered; is DBOS launched?")
+    return q

@@ -1,0 +1,78 @@
+"""Sync-run workflow: one DBOS workflow per run, one step per page (ARCHITECTURE rule 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from wedsync.bootstrap import get_hub
+from wedsync.connectors.errors import ConnectorError
+from wedsync.services.sync_engine import MAX_PASSES, RunPlan
+from wedsync.workflows.queues import SYNC_QUEUE, get_queue
+
+
+@DBOS.step()
+async def begin_step(run_id: str) -> dict[str, Any]:
+    return get_hub().sync.begin(run_id).as_dict()
+
+
+@DBOS.step()
+async def page_step(plan: dict[str, Any], stream: str, page: int, pass_no: int) -> dict[str, Any]:
+    result = await get_hub().sync.sync_page(RunPlan(**plan), stream, page, pass_no)
+    return result.as_dict()
+
+
+@DBOS.step()
+async def complete_step(plan: dict[str, Any], stream: str, pass_no: int) -> bool:
+    return get_hub().sync.listing_complete(RunPlan(**plan), stream, pass_no)
+
+
+@DBOS.step()
+async def finish_step(plan: dict[str, Any], complete: dict[str, bool]) -> dict[str, Any]:
+    return get_hub().sync.finish(RunPlan(**plan), complete)
+
+
+@DBOS.step()
+async def fail_step(run_id: str, kind: str, message: str) -> dict[str, Any]:
+    error: BaseException = ConnectorError(message) if kind == "connector" else RuntimeError(message)
+    return get_hub().sync.fail(run_id, error)
+
+
+@DBOS.workflow()
+async def sync_connection(run_id: str) -> dict[str, Any]:
+    """Pull every stream of a connection; the run row (id = workflow id) carries progress and counts."""
+    try:
+        plan = await begin_step(run_id)
+        complete: dict[str, bool] = {}
+        for stream in plan["streams"]:
+            for pass_no in range(1, MAX_PASSES + 1):
+                page = 1
+                while True:
+                    r = await page_step(plan, stream, page, pass_no)
+                    if r["stop"] or page >= r["total_pages"]:
+                        break
+                    page += 1
+                if plan["mode"] != "full":
+                    break
+                complete[stream] = await complete_step(plan, stream, pass_no)
+                if complete[stream]:
+                    break
+        return await finish_step(plan, complete)
+    except ConnectorError as exc:
+        return await fail_step(run_id, "connector", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug or a store failure: record it on the run, then let DBOS see it
+        await fail_step(run_id, "internal", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+async def enqueue_sync(run_id: str) -> str:
+    """Enqueue a run; the workflow id is the run id, so enqueuing twice is harmless."""
+    with SetWorkflowID(run_id):
+        await get_queue(SYNC_QUEUE).enqueue_async(sync_connection, run_id)
+    return run_id
+
+
+async def start_sync(vendor_id: str, connection_id: str, mode: str) -> str:
+    run = get_hub().sync.create_run(vendor_id, connection_id, mode)
+    return await enqueue_sync(run.id)
