@@ -340,11 +340,19 @@ class WebhookInbox:
             candidates = candidates.where(_T.c.connection_id == connection_id)
         if provider is not None:
             candidates = candidates.where(_T.c.provider == provider)
-        # FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite ignores it and serializes writers instead.
-        candidates = candidates.order_by(_T.c.id).limit(limit).with_for_update(skip_locked=True)
+        # FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite ignores it and serializes writers instead), in a
+        # materialized CTE: as an ``IN (subquery)`` the planner may re-run the subquery per row and claim
+        # more than ``limit`` rows.
+        claim = (
+            candidates.order_by(_T.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("claim")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
         stmt = (
             update(_T)
-            .where(_T.c.id.in_(candidates.scalar_subquery()), _T.c.status == PENDING)
+            .where(_T.c.id.in_(select(claim.c.id)), _T.c.status == PENDING)
             .values(status=PROCESSING, processed_at=datetime.now(UTC))
             .returning(*_ROW_COLUMNS)
         )
