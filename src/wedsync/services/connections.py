@@ -66,7 +66,7 @@ class ConnectionService:
         if url:
             url = check_public_url(url, allow_private=self.allow_private_urls)
         creds = dict(credentials)
-        creds[WEBHOOK_SECRET] = secrets.token_urlsafe(24)
+        creds.setdefault(WEBHOOK_SECRET, secrets.token_urlsafe(24))
         with self.db.session() as s:
             if s.get(Vendor, vendor_id) is None:
                 raise NotFound("vendor not found")

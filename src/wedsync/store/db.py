@@ -85,10 +85,7 @@ class Database:
     def read(self) -> Iterator[Session]:
         """A read-only unit of work (no write lock on SQLite)."""
         with self.read_sessions() as s:
-            try:
-                yield s
-            finally:
-                s.rollback()
+            yield s  # closing ends the transaction without expiring loaded objects
 
     def migrate(self) -> None:
         migrate(self.engine)

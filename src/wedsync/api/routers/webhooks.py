@@ -1,0 +1,100 @@
+"""Webhook intake: verify the provider's signature on the raw body, store durably, acknowledge fast."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from wedsync.api.deps import HubDep
+from wedsync.bootstrap import Hub
+from wedsync.connectors.webhooks import MetaScheme, MicrosoftGraphScheme, get_scheme
+from wedsync.errors import InvalidInput, NotFound
+from wedsync.services.connections import WEBHOOK_SECRET
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY = 1024 * 1024
+CACHE_TTL = 30.0
+
+
+@dataclass
+class _ConnInfo:
+    vendor_id: str
+    provider: str
+    secret: str
+    expires: float
+
+
+_cache: dict[str, _ConnInfo] = {}
+
+
+def _connection_info(hub: Hub, connection_id: str) -> _ConnInfo:
+    now = time.monotonic()
+    info = _cache.get(connection_id)
+    if info is not None and info.expires > now:
+        return info
+    conn = hub.connections.get_any(connection_id)
+    secret = str(hub.connections.credentials(conn).get(WEBHOOK_SECRET, ""))
+    info = _ConnInfo(conn.vendor_id, conn.provider, secret, now + CACHE_TTL)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[connection_id] = info
+    return info
+
+
+_trigger: Any = None
+
+
+def _poke_drain() -> None:
+    global _trigger
+    try:
+        from wedsync.workflows.inbox import DrainTrigger
+
+        if _trigger is None:
+            _trigger = DrainTrigger()
+        _trigger.poke()
+    except Exception:  # DBOS not launched in this process: the workers' periodic sweep drains the inbox
+        return
+
+
+@router.get("/webhooks/{provider}/{connection_id}", include_in_schema=False)
+def verify_subscription(provider: str, connection_id: str, request: Request, hub: HubDep) -> Response:
+    """Subscription handshakes: Meta's ``hub.challenge`` and Microsoft Graph's ``validationToken``."""
+    info = _connection_info(hub, connection_id)
+    if info.provider != provider:
+        raise NotFound("connection not found", code="unknown_connection")
+    query = dict(request.query_params)
+    if provider in ("instagram", "facebook", "meta"):
+        return PlainTextResponse(MetaScheme.handshake(query, info.secret))
+    if provider == "microsoft-graph":
+        token = MicrosoftGraphScheme.validation_response(query)
+        if token is not None:
+            return PlainTextResponse(token)
+    raise NotFound("no handshake for this provider")
+
+
+@router.post("/webhooks/{provider}/{connection_id}", status_code=200)
+async def receive_webhook(provider: str, connection_id: str, request: Request, hub: HubDep) -> Response:
+    """Accept a provider webhook. 401 and nothing stored when the signature is bad or missing;
+    2xx once the event is durably in the inbox (duplicates are acknowledged and dropped)."""
+    scheme = get_scheme(provider)
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidInput("webhook body larger than 1 MiB", code="body_too_large")
+    info = _connection_info(hub, connection_id)
+    if info.provider != provider and not (provider in ("instagram", "facebook") and info.provider == "meta"):
+        raise NotFound("connection not found", code="unknown_connection")
+    query = dict(request.query_params)
+    if provider == "microsoft-graph" and "validationToken" in query:
+        return PlainTextResponse(query["validationToken"])
+    url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
+    event = scheme.verify(raw, request.headers, info.secret, url=url, query=query)
+    new = await hub.inbox.submit(vendor_id=info.vendor_id, connection_id=connection_id, provider=info.provider,
+                                 event=event, body=raw)
+    if new:
+        _poke_drain()
+    return JSONResponse({"received": True, "duplicate": not new, "event_id": event.event_id})

@@ -1,0 +1,150 @@
+"""Shared fixtures: a hub per test on SQLite (and PostgreSQL when WEDSYNC_TEST_POSTGRES_URL is set),
+the provider sandboxes over real loopback HTTP, and one DBOS runtime per test session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from wedsync.bootstrap import Hub, set_hub
+from wedsync.config import Settings, get_settings, normalize_db_url
+
+PG_ENV = "WEDSYNC_TEST_POSTGRES_URL"
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT.parent / "shared" / "specs"
+
+os.environ.setdefault("WEDSYNC_ALLOW_PRIVATE_URLS", "true")
+os.environ.setdefault("WEDSYNC_DBOS_LOG_LEVEL", "ERROR")
+
+
+def pg_base_url() -> str | None:
+    return os.environ.get(PG_ENV) or None
+
+
+def require_pg() -> str:
+    url = pg_base_url()
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set: PostgreSQL tests skipped (.ci/run sets it)")
+    return url
+
+
+class PgDatabase:
+    """A throwaway PostgreSQL database on the test server."""
+
+    def __init__(self, base: str) -> None:
+        self.name = f"wedsync_t_{uuid.uuid4().hex[:12]}"
+        self.admin = create_engine(normalize_db_url(base), isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{self.name}"'))
+        head, _, _ = normalize_db_url(base).rpartition("/")
+        self.url = f"{head}/{self.name}"
+
+    def drop(self) -> None:
+        with self.admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    db = PgDatabase(require_pg())
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+def make_settings(home: Path, **overrides: Any) -> Settings:
+    return Settings(home=home, allow_private_urls=True, **overrides)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    """A fresh hub on SQLite, and again on PostgreSQL when available."""
+    pg: PgDatabase | None = None
+    if request.param == "postgresql":
+        pg = PgDatabase(require_pg())
+        settings = make_settings(tmp_path, database_url=pg.url)
+    else:
+        settings = make_settings(tmp_path)
+    hub = Hub(settings)
+    try:
+        yield hub
+    finally:
+        hub.close()
+        if pg:
+            pg.drop()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    """A fresh hub on SQLite in a temporary WEDSYNC_HOME."""
+    h = Hub(make_settings(tmp_path))
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """The provider sandboxes on a real loopback port for the whole session."""
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def dbos_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """The process-wide hub with DBOS launched (SQLite system database), shared by workflow tests."""
+    from wedsync.bootstrap import launch_dbos, shutdown_dbos
+
+    home = tmp_path_factory.mktemp("dbos-home")
+    settings = make_settings(home, executor_id="pytest")
+    hub = Hub(settings)
+    set_hub(hub)
+    launch_dbos(settings, executor_id="pytest")
+    try:
+        yield hub
+    finally:
+        shutdown_dbos()
+        set_hub(None)
+        hub.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def api(hub: Hub) -> Any:
+    """An httpx client on the API app in-process (no DBOS), with the webhook inbox running."""
+    import httpx
+
+    from wedsync.api.app import create_app
+
+    set_hub(hub)
+    app = create_app(launch_workflows=False)
+    hub.inbox.start()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        yield client
+    await hub.aclose()
+    set_hub(None)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

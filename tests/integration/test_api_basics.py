@@ -1,0 +1,96 @@
+"""Bad input gets a clear 4xx with a code; secrets never come back."""
+
+from __future__ import annotations
+
+from tests.conftest import auth
+
+
+async def _vendor(hub):  # type: ignore[no-untyped-def]
+    v = hub.tenancy.create_vendor("Golden Hour")
+    _, key = hub.tenancy.create_key(v.id)
+    return v, key
+
+
+async def test_validation_errors_are_422_with_fields(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": 5, "nonsense": True})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "validation_error" and {tuple(d["loc"])[-1] for d in err["details"]} >= {"nonsense"}
+    r = await api.post("/api/connections", headers=auth(key), content=b"{not json",
+                       )
+    assert r.status_code == 422
+    r = await api.post("/api/connections/x/sync", headers=auth(key), json={"mode": "sideways"})
+    assert r.status_code == 422
+
+
+async def test_unknown_provider_and_connection_are_404(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "myspace", "credentials": {}})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_provider"
+    r = await api.get("/api/connections/01h35ccwymj5ctckp8px1azhg6", headers=auth(key))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_connection"
+    r = await api.post("/webhooks/myspace/01h35ccwymj5ctckp8px1azhg6", content=b"{}")
+    assert r.status_code == 404
+    r = await api.post("/webhooks/vsco-workspace/01h35ccwymj5ctckp8px1azhg6", content=b"{}")
+    assert r.status_code == 404
+
+
+async def test_missing_credentials_and_bad_urls(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "vsco-workspace"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "missing_credentials"
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": "k", "pwd": "x"}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_credentials"
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": "ftp://x"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_url"
+
+
+async def test_credentials_never_returned(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    secret = "vsco-SUPER-secret-api-key-123"
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": secret},
+                             "base_url": "http://127.0.0.1:9/vsco-workspace/api/v2"})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    for url in ("/api/connections", f"/api/connections/{cid}"):
+        body = (await api.get(url, headers=auth(key))).text
+        assert secret not in body and "webhook_secret" not in body
+
+
+async def test_providers_matrix(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.get("/api/integrations/providers", headers=auth(key))
+    assert r.status_code == 200
+    vsco = next(p for p in r.json()["providers"] if p["provider"] == "vsco-workspace")
+    assert vsco["channel"] == "api" and "contacts" in vsco["capabilities"]["incremental"]
+
+
+async def test_key_lifecycle_over_http(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/keys", headers=auth(key), json={"name": "zapier", "scopes": ["read"]})
+    assert r.status_code == 201
+    new_key, new_id = r.json()["api_key"], r.json()["id"]
+    listed = (await api.get("/api/keys", headers=auth(key))).json()
+    assert all("api_key" not in k for k in listed) and new_key not in str(listed)
+    assert (await api.get("/api/vendor", headers=auth(new_key))).status_code == 200
+    assert (await api.delete(f"/api/keys/{new_id}", headers=auth(key))).status_code == 200
+    r = await api.get("/api/vendor", headers=auth(new_key))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "revoked_api_key"
+
+
+async def test_operator_creates_vendors(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, op = hub.tenancy.create_key(None, operator=True)
+    r = await api.post("/api/vendors", headers=auth(op), json={"name": "Petal Co", "timezone": "Europe/Paris"})
+    assert r.status_code == 201
+    vid, vkey = r.json()["id"], r.json()["api_key"]
+    assert (await api.get("/api/vendor", headers=auth(vkey))).json()["id"] == vid
+    r = await api.get("/api/connections", headers=auth(op))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "vendor_required"
+    r = await api.get("/api/connections", headers={**auth(op), "X-WedSync-Vendor": vid})
+    assert r.status_code == 200
+    r = await api.post("/api/vendors", headers=auth(op), json={"name": "X", "timezone": "Nowhere/Land"})
+    assert r.status_code == 422
