@@ -187,10 +187,7 @@ def scrub(value: Any) -> Any:
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v else scrub(v))
-            for k, v in value.items()
-        }
+        return {k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [scrub(v) for v in value]
     if isinstance(value, bytes | bytearray):
@@ -227,8 +224,7 @@ def _shared_processors() -> list[Processor]:
 
 _HANDLER_MARK = "_wedsync_handler"
 # Loggers that would otherwise print on their own; they all go through the root handler instead.
-_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dbos", "httpx", "httpcore", "alembic",
-                   "sqlalchemy")
+_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dbos", "httpx", "httpcore", "alembic", "sqlalchemy")
 # Libraries that log every request at INFO: the hub's own per-attempt line supersedes them.
 _QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
 
@@ -314,4 +310,3 @@ def _configure_default() -> None:
 
 
 _configure_default()
-

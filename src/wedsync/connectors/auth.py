@@ -429,13 +429,14 @@ class OAuth2Auth(httpx.Auth):
             self._token = winner
             return winner
         self._token = new
-        _log.info("oauth2.refreshed", token_endpoint=self.token_endpoint, rotated=(
-            new.refresh_token != previous.refresh_token))
+        _log.info(
+            "oauth2.refreshed",
+            token_endpoint=self.token_endpoint,
+            rotated=(new.refresh_token != previous.refresh_token),
+        )
         return new
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = await self._current()
         if not self._fresh(token):
             async with self._lock:
@@ -572,4 +573,3 @@ class OAuth1Auth(httpx.Auth):
             params += parse_qsl(request.content.decode("utf-8"), keep_blank_values=True)
         request.headers["Authorization"] = self.authorization_header(request.method, url, params)
         yield request
-

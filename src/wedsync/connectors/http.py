@@ -408,8 +408,7 @@ class CircuitBreaker:
             if self._state != "closed":
                 return
             if self._consecutive >= self.failure_threshold or (
-                len(self._window) >= self.min_calls
-                and self._window_failures >= self.failure_ratio * len(self._window)
+                len(self._window) >= self.min_calls and self._window_failures >= self.failure_ratio * len(self._window)
             ):
                 self._open(now)
 
@@ -526,9 +525,7 @@ class ProviderClient:
         self.retry = retry or RetryPolicy()
         self.idempotency_header = idempotency_header
         timeouts = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        phases = [
-            t for t in (timeouts.connect, timeouts.read, timeouts.write, timeouts.pool) if t is not None
-        ]
+        phases = [t for t in (timeouts.connect, timeouts.read, timeouts.write, timeouts.pool) if t is not None]
         self._deadline: float | None = max(phases) if phases else None
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -667,9 +664,7 @@ class ProviderClient:
             self.budget.observe(response.status_code, response.headers)
             error = self._map_status(request, response, replayable)
 
-        if isinstance(error, OutcomeUnknown) or (
-            isinstance(error, Retriable) and not isinstance(error, RateLimited)
-        ):
+        if isinstance(error, OutcomeUnknown) or (isinstance(error, Retriable) and not isinstance(error, RateLimited)):
             self.breaker.record_failure(probe)
         elif response is not None:
             self.breaker.record_success(probe)  # the provider answered, even if it said no
@@ -715,9 +710,7 @@ class ProviderClient:
         setattr(error, _REASON_ATTR, reason)
         return error
 
-    def _map_status(
-        self, request: httpx.Request, response: httpx.Response, replayable: bool
-    ) -> ConnectorError | None:
+    def _map_status(self, request: httpx.Request, response: httpx.Response, replayable: bool) -> ConnectorError | None:
         status = response.status_code
         if 200 <= status < 300 or status == 304:
             return None
