@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -222,7 +221,7 @@ async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, m
 
     run = hub.sync.create_run(vendor_id, connection_id, mode)
     await enqueue_sync(run.id)
-    handle = await DBOS.retrieve_workflow_async(run.id)
+    handle: Any = await DBOS.retrieve_workflow_async(run.id)
     task = asyncio.ensure_future(handle.get_result())
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
@@ -316,9 +315,5 @@ def demo(
         _fail(f"{exc.message} ({exc.code})", 1)
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    app()

@@ -14,7 +14,8 @@ from wedsync.domain.crm import normalize_email, normalize_phone
 def test_map_person() -> None:
     rec = map_contact({
         "id": "01h35ccwymj5ctckp8px1azhg6", "kind": "person", "firstName": "Zoë", "lastName": "O'Brien-Núñez",
-        "email": " Zoe.OBrien@Example.COM ", "cellPhone": "(415) 555-0132",
+        "email": " Zoe.OBrien@Example.COM ",
+        "cellPhone": {"formatted": "(415) 555-0132", "e164": "+14155550132", "extension": None, "countryCode": "us"},
         "mailingAddress": {"city": "San Francisco", "country": "US"},
         "customFields": [{"fieldId": "01h35ccwymj5ctckp8px1azhg7", "value": "Golden Gate"}],
         "created": "2020-08-01T17:32:32Z", "modified": "2021-01-02T03:04:05Z",
@@ -24,6 +25,14 @@ def test_map_person() -> None:
     assert rec.phone == "+14155550132"
     assert rec.custom_fields == {"01h35ccwymj5ctckp8px1azhg7": "Golden Gate"}
     assert rec.remote_modified_at == datetime(2021, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_phone_objects() -> None:
+    assert map_contact({"id": "a", "homePhone": {"e164": "+442079460958", "extension": 12}}).phone == "+442079460958;ext=12"
+    assert map_contact({"id": "a", "workPhone": {"formatted": "020 7946 0958", "countryCode": "gb"}}).phone == "+442079460958"
+    assert map_contact({"id": "a", "cellPhone": {"formatted": None, "e164": None}}).phone is None
+    with pytest.raises(SchemaMismatch):
+        map_contact({"id": "a", "cellPhone": 5551234})
 
 
 def test_touch_is_not_a_change() -> None:

@@ -8,6 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+Scope = Literal["read", "write", "keys"]
+ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -30,7 +34,7 @@ class VendorCreated(VendorOut):
 
 class KeyIn(Strict):
     name: str = Field(default="default", min_length=1, max_length=200)
-    scopes: list[Literal["read", "write", "keys"]] = Field(default_factory=lambda: ["read", "write", "keys"])
+    scopes: list[Scope] = Field(default_factory=lambda: list(ALL_SCOPES))
 
 
 class KeyOut(BaseModel):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -68,6 +69,55 @@ class RunPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class RunSteps(Protocol):
+    """The durable steps a sync run is made of (DBOS steps in production, plain calls in tests)."""
+
+    async def begin(self, run_id: str) -> dict[str, Any]: ...
+    async def page(self, plan: dict[str, Any], stream: str, page: int, pass_no: int) -> dict[str, Any]: ...
+    async def complete(self, plan: dict[str, Any], stream: str, pass_no: int) -> bool: ...
+    async def finish(self, plan: dict[str, Any], complete: dict[str, bool]) -> dict[str, Any]: ...
+
+
+async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
+    """The shape of a sync run: for each stream, page through the listing; a full run repeats a pass
+    (at most MAX_PASSES) until the listing was provably complete, then deletions and cursors apply."""
+    plan = await steps.begin(run_id)
+    complete: dict[str, bool] = {}
+    for stream in plan["streams"]:
+        for pass_no in range(1, MAX_PASSES + 1):
+            page = 1
+            while True:
+                r = await steps.page(plan, stream, page, pass_no)
+                if r["stop"] or page >= r["total_pages"]:
+                    break
+                page += 1
+            if plan["mode"] != "full":
+                break
+            complete[stream] = await steps.complete(plan, stream, pass_no)
+            if complete[stream]:
+                break
+    return await steps.finish(plan, complete)
+
+
+class DirectSteps:
+    """Runs the steps in-process without DBOS (tests, and tools that need no durability)."""
+
+    def __init__(self, sync: SyncService) -> None:
+        self.sync = sync
+
+    async def begin(self, run_id: str) -> dict[str, Any]:
+        return self.sync.begin(run_id).as_dict()
+
+    async def page(self, plan: dict[str, Any], stream: str, page: int, pass_no: int) -> dict[str, Any]:
+        return (await self.sync.sync_page(RunPlan(**plan), stream, page, pass_no)).as_dict()
+
+    async def complete(self, plan: dict[str, Any], stream: str, pass_no: int) -> bool:
+        return self.sync.listing_complete(RunPlan(**plan), stream, pass_no)
+
+    async def finish(self, plan: dict[str, Any], complete: dict[str, bool]) -> dict[str, Any]:
+        return self.sync.finish(RunPlan(**plan), complete)
 
 
 def _record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
@@ -160,7 +210,7 @@ class SyncService:
                           total_pages=row.total_pages or 0, stop=stop)
 
     def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
-                    records: list[ClientRecord] | list[WeddingRecord], total_items: int, total_pages: int,
+                    records: Sequence[ClientRecord | WeddingRecord], total_items: int, total_pages: int,
                     since: datetime | None) -> PageResult:
         with self.db.session() as s:
             done = s.get(SyncRunPage, (plan.run_id, stream, page, pass_no))
@@ -194,7 +244,7 @@ class SyncService:
                           unchanged=unchanged, total_items=total_items, total_pages=total_pages, stop=stop)
 
     def upsert(self, s: Session, vendor_id: str, connection_id: str, stream: str,
-               records: list[ClientRecord] | list[WeddingRecord], *, run_id: str | None = None
+               records: Sequence[ClientRecord | WeddingRecord], *, run_id: str | None = None
                ) -> tuple[int, int, int]:
         """Insert new records, update changed ones; returns (created, updated, unchanged).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,7 +54,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _check_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
+def _check_scopes(scopes: Sequence[str]) -> list[str]:
     bad = sorted(set(scopes) - set(SCOPES))
     if bad:
         raise InvalidInput(f"unknown scopes {bad}; allowed: {list(SCOPES)}", code="invalid_scope")
@@ -90,7 +91,7 @@ class TenancyService:
             return list(s.execute(select(Vendor).order_by(Vendor.id)).scalars())
 
     def create_key(self, vendor_id: str | None, *, name: str = "default",
-                   scopes: list[str] | tuple[str, ...] = DEFAULT_SCOPES, operator: bool = False
+                   scopes: Sequence[str] = DEFAULT_SCOPES, operator: bool = False
                    ) -> tuple[ApiKey, str]:
         """Create a key; returns the row and the plaintext key, which is never shown again."""
         if operator == (vendor_id is not None):

@@ -8,7 +8,7 @@ from dbos import DBOS, SetWorkflowID
 
 from wedsync.bootstrap import get_hub
 from wedsync.connectors.errors import ConnectorError
-from wedsync.services.sync_engine import MAX_PASSES, RunPlan
+from wedsync.services.sync_engine import RunPlan, drive_run
 from wedsync.workflows.queues import SYNC_QUEUE, get_queue
 
 
@@ -39,26 +39,18 @@ async def fail_step(run_id: str, kind: str, message: str) -> dict[str, Any]:
     return get_hub().sync.fail(run_id, error)
 
 
+class _DbosSteps:
+    begin = staticmethod(begin_step)
+    page = staticmethod(page_step)
+    complete = staticmethod(complete_step)
+    finish = staticmethod(finish_step)
+
+
 @DBOS.workflow()
 async def sync_connection(run_id: str) -> dict[str, Any]:
     """Pull every stream of a connection; the run row (id = workflow id) carries progress and counts."""
     try:
-        plan = await begin_step(run_id)
-        complete: dict[str, bool] = {}
-        for stream in plan["streams"]:
-            for pass_no in range(1, MAX_PASSES + 1):
-                page = 1
-                while True:
-                    r = await page_step(plan, stream, page, pass_no)
-                    if r["stop"] or page >= r["total_pages"]:
-                        break
-                    page += 1
-                if plan["mode"] != "full":
-                    break
-                complete[stream] = await complete_step(plan, stream, pass_no)
-                if complete[stream]:
-                    break
-        return await finish_step(plan, complete)
+        return await drive_run(run_id, _DbosSteps())
     except ConnectorError as exc:
         return await fail_step(run_id, "connector", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug or a store failure: record it on the run, then let DBOS see it

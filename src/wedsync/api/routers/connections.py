@@ -98,7 +98,7 @@ def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p:
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def _page(hub: Hub, model: type[Client] | type[Wedding], vendor_id: str, *, connection_id: str | None,
+def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
           after: str | None, limit: int, include_deleted: bool, modified_since: datetime | None
           ) -> tuple[list[Any], str | None]:
     with hub.db.read() as s:

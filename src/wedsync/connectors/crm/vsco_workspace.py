@@ -55,6 +55,23 @@ def _custom_fields(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def map_phone(value: Any, default_region: str | None) -> str | None:
+    """A Workspace phone object (``e164``, ``extension``, ``formatted``, ``countryCode``) in E.164."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # tolerate the legacy plain-string form
+        return normalize_phone(value, default_region)
+    if not isinstance(value, dict):
+        raise SchemaMismatch("phone is neither an object nor a string", provider=VscoWorkspaceConnector.slug)
+    e164, ext = value.get("e164"), value.get("extension")
+    if isinstance(e164, str) and e164:
+        base = e164.split("x", 1)[0]
+        return f"{base};ext={int(ext)}" if isinstance(ext, int | float) and ext else base
+    formatted = value.get("formatted")
+    region = value.get("countryCode") or default_region
+    return normalize_phone(formatted, region.upper() if isinstance(region, str) else None)
+
+
 def map_contact(item: dict[str, Any]) -> ClientRecord:
     """Map an address-book entry (Person, Company, Employee, Location) to a ClientRecord."""
     try:
@@ -64,7 +81,8 @@ def map_contact(item: dict[str, Any]) -> ClientRecord:
         raise SchemaMismatch("contact without id", provider=VscoWorkspaceConnector.slug) from exc
     address = item.get("mailingAddress") or item.get("address")
     country = address.get("country") if isinstance(address, dict) else None
-    phone = item.get("cellPhone") or item.get("homePhone") or item.get("workPhone") or item.get("phone")
+    phone = next((p for p in (item.get("cellPhone"), item.get("homePhone"), item.get("workPhone"))
+                  if p and (not isinstance(p, dict) or p.get("e164") or p.get("formatted"))), None)
     first, last = item.get("firstName"), item.get("lastName")
     name = item.get("name") or " ".join(p for p in (first, last) if p) or None
     if isinstance(address, dict):
@@ -77,7 +95,7 @@ def map_contact(item: dict[str, Any]) -> ClientRecord:
         last_name=last,
         display_name=name,
         email=normalize_email(item.get("email")),
-        phone=normalize_phone(phone, country),
+        phone=map_phone(phone, country if isinstance(country, str) else None),
         company=item.get("companyName"),
         address=address or None,
         custom_fields=_custom_fields(item),
@@ -156,6 +174,8 @@ class VscoWorkspaceConnector(Connector):
         params: dict[str, Any] = {"page": page, "pageSize": page_size, "sortBy": sort}
         if stream == "jobs":
             params["includeClosed"] = "true"
+        else:
+            params["includeHidden"] = "true"  # hidden contacts are still the studio's clients
         body = await self.client.get_json(path, params=params)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise SchemaMismatch(f"{path} did not return a collection", provider=self.slug)
