@@ -42,7 +42,7 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.args = args
         self.log = log
-        self._fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self._fh = open(log, "ab")
         self.p = subprocess.Popen([sys.executable, "-m", "wedsync.cli", *args], env=env, stdout=self._fh,
                                   stderr=subprocess.STDOUT, start_new_session=True)
 

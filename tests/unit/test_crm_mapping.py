@@ -28,8 +28,10 @@ def test_map_person() -> None:
 
 
 def test_phone_objects() -> None:
-    assert map_contact({"id": "a", "homePhone": {"e164": "+442079460958", "extension": 12}}).phone == "+442079460958;ext=12"
-    assert map_contact({"id": "a", "workPhone": {"formatted": "020 7946 0958", "countryCode": "gb"}}).phone == "+442079460958"
+    home = {"e164": "+442079460958", "extension": 12}
+    assert map_contact({"id": "a", "homePhone": home}).phone == "+442079460958;ext=12"
+    work = {"formatted": "020 7946 0958", "countryCode": "gb"}
+    assert map_contact({"id": "a", "workPhone": work}).phone == "+442079460958"
     assert map_contact({"id": "a", "cellPhone": {"formatted": None, "e164": None}}).phone is None
     with pytest.raises(SchemaMismatch):
         map_contact({"id": "a", "cellPhone": 5551234})

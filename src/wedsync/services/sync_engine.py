@@ -9,9 +9,9 @@ compare a content hash, so replays never duplicate records either.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
