@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 Scope = Literal["read", "write", "keys"]
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
 
