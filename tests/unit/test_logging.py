@@ -1,0 +1,196 @@
+"""The log scrubber: registered secrets, secret keys, URLs and Authorization headers never reach log output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from wedsync.connectors.auth import BearerAuth
+from wedsync.connectors.errors import Fatal, Retriable
+from wedsync.connectors.http import ProviderClient, RetryPolicy
+from wedsync.logging import (
+    REDACTED,
+    configure_logging,
+    forget_secret,
+    get_logger,
+    is_secret_key,
+    register_secret,
+    scrub,
+    scrub_text,
+)
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """configure_logging into a buffer, restoring structlog and the root logger afterwards."""
+    saved_config = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    configure_logging("DEBUG", json=True, stream=buffer)
+    yield buffer
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    root.setLevel(saved_level)
+    structlog.configure(**saved_config)
+
+
+def secret() -> str:
+    return "tok_" + uuid.uuid4().hex
+
+
+def test_secret_key_names() -> None:
+    for name in [
+        "Authorization",
+        "X-API-KEY",
+        "api_key",
+        "apikey",
+        "access_token",
+        "refresh-token",
+        "client_secret",
+        "password",
+        "code",
+        "code_verifier",
+        "Set-Cookie",
+        "signature",
+        "key",
+        "stripe_secret_key",
+        "webhook_secret",
+    ]:
+        assert is_secret_key(name), name
+    for name in ["provider", "path", "status", "idempotency_key_hash", "keyword", "monkey", "event"]:
+        assert not is_secret_key(name), name
+
+
+def test_scrub_nested_urls_and_registered_values() -> None:
+    value = secret()
+    register_secret(value)
+    register_secret("short")  # under 6 characters: ignored, it would redact ordinary words
+    out = scrub(
+        {
+            "request": {"headers": {"Authorization": "Bearer abc.def", "Accept": "application/json"}},
+            "url": "https://api.example.com/v1/me?page=2&access_token=AT123&api_key=K&x=1#frag",
+            "note": f"retrying with {value} (encoded {value.replace('_', '%5F')})",
+            "items": [{"password": "hunter22"}, "short story"],
+            "count": 3,
+        }
+    )
+    assert out["request"]["headers"] == {"Authorization": REDACTED, "Accept": "application/json"}
+    assert out["url"] == (f"https://api.example.com/v1/me?page=2&access_token={REDACTED}&api_key={REDACTED}&x=1#frag")
+    assert value not in out["note"]
+    assert out["items"] == [{"password": REDACTED}, "short story"]
+    assert out["count"] == 3
+    assert scrub_text("header Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig") == f"header Bearer {REDACTED}"
+    forget_secret(value)
+    assert scrub_text(value) == value
+
+
+def test_many_registered_secrets_longest_match_wins() -> None:
+    base = "sk_" + uuid.uuid4().hex
+    values = [base, base + "_extended", *(f"{base}{i:04d}" for i in range(300))]
+    for v in values:
+        register_secret(v)
+    text = f"a={base}_extended b={base}0042 c={base}"
+    assert scrub_text(text) == f"a={REDACTED} b={REDACTED} c={REDACTED}"
+    for v in values:
+        forget_secret(v)
+
+
+def test_log_output_never_contains_secrets(captured: io.StringIO) -> None:
+    value = secret()
+    register_secret(value)
+    log = get_logger("wedsync.test")
+    log.info("vault.decrypted", connection="c1", detail=f"loaded {value}")
+    log.info(
+        "provider.call",
+        headers={"Authorization": f"Bearer {value}", "X-Api-Key": "raw-key-material"},
+        url=f"https://p.example/cb?code=AUTHCODE42&state=s&client_secret={value}",
+    )
+    log.info(f"message text with {value}", token="tkn-other-9999")
+    logging.getLogger("uvicorn.error").warning("stdlib %s says %s", "uvicorn", value)
+    logging.getLogger("dbos").error("Authorization: Bearer %s", "zzzzzzzzzzzz")
+    try:
+        raise RuntimeError(f"boom with {value}")
+    except RuntimeError:
+        log.exception("provider.failed")
+
+    output = captured.getvalue()
+    assert value not in output
+    assert "raw-key-material" not in output
+    assert "AUTHCODE42" not in output
+    assert "tkn-other-9999" not in output
+    assert "zzzzzzzzzzzz" not in output
+    assert output.count(REDACTED) >= 8
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert {line["logger"] for line in lines} >= {"wedsync.test", "uvicorn.error", "dbos"}
+    assert any("RuntimeError" in line.get("exception", "") for line in lines)
+
+
+async def test_provider_client_logs_scrubbed(captured: io.StringIO) -> None:
+    token = secret()
+
+    async def ok(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def fail(request: Request) -> Response:
+        echoed = request.headers.get("authorization", "")
+        return JSONResponse({"error": "bad", "echo": echoed}, status_code=400)
+
+    async def down(request: Request) -> Response:
+        return JSONResponse({"error": "down"}, status_code=503)
+
+    app = Starlette(routes=[Route("/ok", ok), Route("/fail", fail), Route("/down", down)])
+    async with ProviderClient(
+        "logtest-" + uuid.uuid4().hex[:6],
+        "http://provider.test",
+        auth=BearerAuth(token),
+        transport=httpx.ASGITransport(app=app),
+        retry=RetryPolicy(max_attempts=2, base=0.01, cap=0.01),
+    ) as client:
+        await client.get_json("/ok", params={"access_token": token, "page": "3"})
+        with pytest.raises(Fatal) as fatal:
+            await client.get_json("/fail")
+        with pytest.raises(Retriable):
+            await client.get_json("/down")
+        get_logger("wedsync.connector").warning("sync.failed", error=fatal.value.message)
+
+    output = captured.getvalue()
+    assert token not in output
+    assert token not in fatal.value.message
+    assert "page" not in output  # the query string is never logged, only the path
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    attempts = [line for line in lines if line["event"] == "provider.request"]
+    assert [(a["path"], a["status"], a["attempt"]) for a in attempts] == [
+        ("/ok", 200, 1),
+        ("/fail", 400, 1),
+        ("/down", 503, 1),
+        ("/down", 503, 2),
+    ]
+    assert all(set(a) >= {"provider", "method", "path", "status", "ms", "attempt"} for a in attempts)
+
+
+def test_configure_logging_is_idempotent_and_quietens_httpx(captured: io.StringIO) -> None:
+    buffer = io.StringIO()
+    configure_logging("INFO", json=False, stream=buffer)
+    configure_logging("INFO", json=False, stream=buffer)
+    marked = [h for h in logging.getLogger().handlers if getattr(h, "_wedsync_handler", False)]
+    assert len(marked) == 1
+    logging.getLogger("httpx").info("HTTP Request: GET https://x.example/?token=abc")
+    get_logger("wedsync.test").info("hello", password="pw-123456")
+    text = buffer.getvalue()
+    assert "HTTP Request" not in text
+    assert "hello" in text and "pw-123456" not in text
+    with pytest.raises(ValueError):
+        configure_logging("LOUD")
