@@ -38,6 +38,7 @@ __all__ = [
     "get_logger",
     "is_secret_key",
     "register_secret",
+    "route_library_loggers",
     "scrub",
     "scrub_processor",
     "scrub_text",
@@ -277,12 +278,24 @@ def configure_logging(level: str = "INFO", json: bool = False, *, stream: TextIO
             old.close()
     root.addHandler(handler)
     root.setLevel(numeric)
+    route_library_loggers()
+
+
+def route_library_loggers() -> None:
+    """Send uvicorn, DBOS, httpx... records through the root handler (and so through the scrubber).
+
+    ``configure_logging`` calls it; call it again after a library that installs its own handlers at start-up
+    (e.g. ``uvicorn.run`` without ``log_config=None``). DBOS only adds its console handler (and stops
+    propagating) when its logger has none, so a ``NullHandler`` is left there to keep it routed.
+    """
+    root_level = logging.getLogger().level
     for name in _ROUTED_LOGGERS:
         lg = logging.getLogger(name)
         for old in list(lg.handlers):
             lg.removeHandler(old)
         lg.propagate = True
-        lg.setLevel(max(numeric, _QUIET_LOGGERS.get(name, logging.NOTSET)))
+        lg.setLevel(max(root_level, _QUIET_LOGGERS.get(name, logging.NOTSET)))
+    logging.getLogger("dbos").addHandler(logging.NullHandler())
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:

@@ -194,3 +194,15 @@ def test_configure_logging_is_idempotent_and_quietens_httpx(captured: io.StringI
     assert "hello" in text and "pw-123456" not in text
     with pytest.raises(ValueError):
         configure_logging("LOUD")
+
+
+def test_dbos_logger_stays_routed_through_the_scrubber(captured: io.StringIO) -> None:
+    from dbos._logger import dbos_logger, init_logger
+
+    init_logger()  # what DBOS() does at construction: it must not install its own console handler
+    value = secret()
+    register_secret(value)
+    dbos_logger.warning("workflow failed with %s", value)
+    assert dbos_logger.propagate
+    assert value not in captured.getvalue()
+    assert "workflow failed with [REDACTED]" in captured.getvalue()
