@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -391,3 +394,19 @@ async def test_breaker_opens_on_failure_ratio_without_consecutive_run() -> None:
         breaker.record_failure()
     assert breaker.state == "open"
     assert breaker.snapshot()["window_failures"] == 5
+
+
+def test_render_latest_single_and_multiprocess(tmp_path: Any) -> None:
+    from wedsync.metrics import render_latest
+
+    body, ctype = render_latest()
+    assert ctype.startswith("text/plain") and b"provider_requests_total" in body
+    script = (
+        "from wedsync.metrics import SYNC_RECORDS, render_latest\n"
+        "SYNC_RECORDS.labels('vsco', 'contacts', 'created').inc(3)\n"
+        "print(render_latest()[0].decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert 'sync_records_total{outcome="created",provider="vsco",stream="contacts"} 3.0' in out.stdout
+    assert any(tmp_path.iterdir())  # values were written to the shared directory

@@ -721,6 +721,7 @@ class ProviderClient:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if retry_after is None:
                 retry_after = self.budget.paused_for or DEFAULT_RATE_LIMIT_WAIT
+                self.budget.pause_for(retry_after)  # the whole account is over its quota, not just us
             return RateLimited(f"{where}: rate limited", retry_after=retry_after, provider=provider)
         if status in (401, 403):
             return ReauthRequired(f"{where}: credentials rejected", provider=provider, http_status=status)
