@@ -550,9 +550,7 @@ class MetaScheme(WebhookScheme):
         obj = _str_or_none(data.get("object"))
         field = _dig(first, "changes")
         field_name = (
-            field[0].get("field")
-            if isinstance(field, list) and field and isinstance(field[0], Mapping)
-            else None
+            field[0].get("field") if isinstance(field, list) and field and isinstance(field[0], Mapping) else None
         )
         event_type = f"{obj}.{field_name}" if obj and field_name else obj
         return VerifiedEvent(

@@ -20,11 +20,10 @@ Statuses: ``pending`` -> ``processing`` -> ``processed`` | ``pending`` (retry) |
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import queue
 import threading
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,12 +89,20 @@ _ROW_COLUMNS = (
 @dataclass(slots=True)
 class _Submission:
     values: dict[str, Any]
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[bool]
     result: bool | BaseException | None = field(default=None)
 
 
-_STOP = object()
+class _LoopWriter:
+    """The submissions of one event loop and the task that flushes them (normally there is one loop)."""
+
+    __slots__ = ("loop", "pending", "task", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[_Submission] = []
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
 
 
 class WebhookInbox:
@@ -107,10 +114,11 @@ class WebhookInbox:
         self.db = db
         self.batch_max = batch_max
         self.batch_wait = max(0.0, batch_wait_ms) / 1000.0
-        self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._accepting = False
-        self._lock = threading.Lock()
+        self._writers: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
+        # One transaction at a time through one dedicated connection, whichever loop's flusher calls.
+        self._db_lock = threading.Lock()
+        self._conn: Connection | None = None
         self._insert = self._build_insert()
         #: Counters for metrics and the benchmark.
         self.batches = 0
@@ -120,30 +128,47 @@ class WebhookInbox:
     # ------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Start the writer thread (idempotent)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._accepting = True
-                return
-            self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
-            self._accepting = True
-            self._thread.start()
+        """Accept submissions (idempotent). Flushers start lazily on each event loop that submits."""
+        self._accepting = True
 
     async def stop(self) -> None:
-        """Stop accepting, commit everything already submitted, and end the writer thread."""
-        with self._lock:
-            thread, self._accepting = self._thread, False
-            if thread is None:
-                return
-            self._queue.put(_STOP)
-        await asyncio.to_thread(thread.join)
-        with self._lock:
-            if self._thread is thread:
-                self._thread = None
+        """Stop accepting, commit everything already submitted, and release the writer connection."""
+        self._accepting = False
+        me = asyncio.get_running_loop()
+        while True:
+            busy = []
+            for w in list(self._writers.values()):
+                if w.loop.is_closed():  # its callers are gone with it
+                    self._fail(w.pending, InboxClosed("the event loop of these submissions closed"))
+                    w.pending.clear()
+                elif w.pending or (w.task is not None and not w.task.done()):
+                    busy.append(w)
+            if not busy:
+                break
+            mine = [w for w in busy if w.loop is me]
+            for w in mine:
+                w.wake.set()
+                if w.pending and (w.task is None or w.task.done()):
+                    w.task = me.create_task(self._flush_loop(w))
+            tasks = [w.task for w in mine if w.task is not None]
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            else:  # flushers on other loops (threads) finish on their own
+                await asyncio.sleep(0.005)
+        self._writers.clear()
+        await asyncio.to_thread(self._close_writer)
+
+    @staticmethod
+    def _fail(subs: list[_Submission], exc: Exception) -> None:
+        for sub in subs:
+            if sub.result is None:
+                sub.result = exc
+            with contextlib.suppress(RuntimeError):
+                sub.future.get_loop().call_soon_threadsafe(_set_results, [sub])
 
     @property
     def running(self) -> bool:
-        return self._accepting and self._thread is not None and self._thread.is_alive()
+        return self._accepting
 
     # ---------------------------------------------------------------------------------------- intake
 
@@ -151,11 +176,14 @@ class WebhookInbox:
         self, *, vendor_id: str, connection_id: str, provider: str, event: VerifiedEvent, body: bytes
     ) -> bool:
         """Store a verified event; True if newly stored, False if a duplicate. Returns after the commit."""
-        if not self.running:
+        if not self._accepting:
             raise InboxClosed("the webhook inbox is not running")
         if not event.event_id or len(event.event_id) > _EVENT_ID_MAX:
             raise InvalidInput("event id is empty or longer than 200 characters")
         loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            writer = self._writers.setdefault(loop, _LoopWriter(loop))
         sub = _Submission(
             values={
                 "vendor_id": vendor_id,
@@ -169,12 +197,45 @@ class WebhookInbox:
                 "status": PENDING,
                 "attempts": 0,
             },
-            loop=loop,
             future=loop.create_future(),
         )
-        self._queue.put(sub)
+        writer.pending.append(sub)
+        if len(writer.pending) >= self.batch_max:
+            writer.wake.set()
+        if writer.task is None or writer.task.done():
+            writer.task = loop.create_task(self._flush_loop(writer), name="webhook-inbox-flush")
         # Shielded: a client that hangs up must not cancel a row that will be committed anyway.
         return await asyncio.shield(sub.future)
+
+    async def _flush_loop(self, writer: _LoopWriter) -> None:
+        """Commit this loop's submissions batch after batch until none are left.
+
+        The first batch after a quiet spell waits up to ``batch_wait`` for company; after that, whatever
+        arrived while the previous batch committed is the next batch, so under load batches grow by
+        themselves without adding a wait to every commit.
+        """
+        first = True
+        while writer.pending:
+            if first and len(writer.pending) < self.batch_max and self.batch_wait > 0 and self._accepting:
+                writer.wake.clear()
+                try:
+                    await asyncio.wait_for(writer.wake.wait(), self.batch_wait)
+                except TimeoutError:
+                    pass
+            first = False
+            batch = writer.pending[: self.batch_max]
+            del writer.pending[: self.batch_max]
+            try:
+                await asyncio.to_thread(self._commit, batch)
+            except BaseException as exc:  # the thread's own failures are per submission; this is e.g. cancel
+                for sub in batch:
+                    if sub.result is None:
+                        sub.result = exc if isinstance(exc, Exception) else InboxClosed("inbox stopped")
+                _set_results(batch)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                _set_results(batch)
 
     def _build_insert(self) -> Any:
         dialect = self.db.engine.dialect.name
@@ -187,56 +248,6 @@ class WebhookInbox:
         return stmt.on_conflict_do_nothing(index_elements=["connection_id", "event_id"]).returning(
             _T.c.connection_id, _T.c.event_id
         )
-
-    def _run(self) -> None:
-        conn: Connection | None = None
-        try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is _STOP:
-                    break
-                assert isinstance(first, _Submission)
-                batch = [first]
-                deadline = time.monotonic() + self.batch_wait
-                while len(batch) < self.batch_max:
-                    try:
-                        # Drain whatever queued up during the previous commit without waiting, then wait
-                        # at most until the deadline for stragglers.
-                        remaining = deadline - time.monotonic()
-                        item = (
-                            self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                        )
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    assert isinstance(item, _Submission)
-                    batch.append(item)
-                try:
-                    if conn is None:
-                        conn = self._writer_connection()
-                    conn = self._commit(conn, batch)
-                except Exception as exc:
-                    log.exception("webhook inbox writer failed on a batch of %d", len(batch))
-                    for sub in batch:
-                        if sub.result is None:
-                            sub.result = exc
-                    conn = self._discard(conn)
-                self._resolve(batch)
-        finally:
-            if conn is not None:
-                self._close_writer(conn)
-            # Anything left (submitted while stopping) is not lost silently: its caller gets an error.
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Submission):
-                    item.result = InboxClosed("the webhook inbox stopped")
-                    self._resolve([item])
 
     def _writer_connection(self) -> Connection:
         conn = self.db.engine.connect()
@@ -257,16 +268,20 @@ class WebhookInbox:
         finally:
             cur.close()
 
-    def _close_writer(self, conn: Connection) -> None:
-        try:
-            if self.db.is_sqlite:
-                self._pragma(conn, "PRAGMA synchronous=NORMAL")
-            conn.close()
-        except Exception:  # pragma: no cover - closing a broken connection
-            log.exception("closing the webhook inbox writer connection failed")
+    def _close_writer(self) -> None:
+        with self._db_lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                if self.db.is_sqlite:
+                    self._pragma(conn, "PRAGMA synchronous=NORMAL")
+                conn.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                log.exception("closing the webhook inbox writer connection failed")
 
-    def _commit(self, conn: Connection, batch: list[_Submission]) -> Connection:
-        """Insert the batch in one transaction and set each submission's result."""
+    def _commit(self, batch: list[_Submission]) -> None:
+        """(Worker thread) insert the batch in one transaction and set each submission's result."""
         firsts: dict[tuple[str, str], _Submission] = {}
         for sub in batch:
             key = (sub.values["connection_id"], sub.values["event_id"])
@@ -274,58 +289,43 @@ class WebhookInbox:
                 sub.result = False  # a redelivery inside the same batch
             else:
                 firsts[key] = sub
-        try:
-            inserted = self._insert_rows(conn, [s.values for s in firsts.values()])
-        except Exception:
-            log.warning("webhook inbox batch of %d failed; retrying one by one", len(firsts), exc_info=True)
-            conn = self._reconnect(conn)
-            for key, sub in firsts.items():
-                try:
-                    sub.result = key in self._insert_rows(conn, [sub.values])
-                except Exception as exc:
-                    sub.result = exc
-                    conn = self._reconnect(conn)
-        else:
-            for key, sub in firsts.items():
-                sub.result = key in inserted
-        self.batches += 1
-        for sub in batch:
-            if sub.result is True:
-                self.stored += 1
-            elif sub.result is False:
-                self.duplicates += 1
-        return conn
-
-    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        with conn.begin():
-            result = conn.execute(self._insert, rows)
-            return {(r[0], r[1]) for r in result}
-
-    def _reconnect(self, conn: Connection | None) -> Connection:
-        self._discard(conn)
-        return self._writer_connection()
-
-    @staticmethod
-    def _discard(conn: Connection | None) -> None:
-        if conn is None:
-            return None
-        try:
-            conn.invalidate()
-            conn.close()
-        except Exception:  # pragma: no cover
-            log.debug("discarding the writer connection failed", exc_info=True)
-        return None
-
-    @staticmethod
-    def _resolve(batch: Iterable[_Submission]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Submission]] = {}
-        for sub in batch:
-            by_loop.setdefault(sub.loop, []).append(sub)
-        for loop, subs in by_loop.items():
+        with self._db_lock:
             try:
-                loop.call_soon_threadsafe(_set_results, subs)
-            except RuntimeError:  # the caller's loop is closed; nobody is waiting
-                pass
+                inserted = self._insert_rows([s.values for s in firsts.values()])
+            except Exception:
+                log.warning("webhook inbox batch of %d failed; retrying one by one", len(firsts), exc_info=True)
+                for key, sub in firsts.items():
+                    try:
+                        sub.result = key in self._insert_rows([sub.values])
+                    except Exception as exc:
+                        sub.result = exc
+            else:
+                for key, sub in firsts.items():
+                    sub.result = key in inserted
+            self.batches += 1
+            for sub in batch:
+                if sub.result is True:
+                    self.stored += 1
+                elif sub.result is False:
+                    self.duplicates += 1
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        if self._conn is None:
+            self._conn = self._writer_connection()
+        conn = self._conn
+        try:
+            with conn.begin():
+                result = conn.execute(self._insert, rows)
+                return {(r[0], r[1]) for r in result}
+        except Exception:
+            # Start the next attempt on a fresh connection: this one may be broken.
+            self._conn = None
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:  # pragma: no cover
+                log.debug("discarding the writer connection failed", exc_info=True)
+            raise
 
     # ----------------------------------------------------------------------------------------- drain
 
