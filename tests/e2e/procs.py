@@ -73,3 +73,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def serve_app_in_thread(app: Any, port: int = 0) -> tuple[str, Callable[[], None]]:
+    """Serve an ASGI app (lifespan on) over real loopback HTTP from a daemon thread."""
+    import asyncio
+    import threading
+
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive(), 30, "the app server to start")
+    if not server.started:
+        raise RuntimeError("app server failed to start")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+    return f"http://127.0.0.1:{port}", stop

@@ -613,9 +613,16 @@ class ProviderClient:
         while True:
             attempt += 1
             try:
+                # A pause ordered by the provider (Retry-After, X-RateLimit-Reset) longer than what is left
+                # of our wait allowance is not waited out here: the caller (a workflow) reschedules.
+                pause = self.budget.paused_for
+                if pause > policy.max_total_wait - waited:
+                    raise RateLimited(f"{self.provider} asked us to wait {pause:.0f}s", retry_after=pause,
+                                      provider=self.provider, http_status=None)
                 return await self._attempt(request, method, log_path, attempt, replayable)
             except Retriable as exc:
-                if isinstance(exc, CircuitOpen) or attempt >= policy.max_attempts:
+                unsent_pause = isinstance(exc, RateLimited) and exc.http_status is None
+                if isinstance(exc, CircuitOpen) or unsent_pause or attempt >= policy.max_attempts:
                     raise
                 delay = policy.delay(attempt, exc)
                 if waited + delay > policy.max_total_wait:

@@ -15,17 +15,19 @@ QUEUES: dict[str, dict[str, Any]] = {
 }
 
 
+_registered: dict[str, Any] = {}
+
+
 def register_all() -> None:
+    """Register (or update) every queue; call once after ``DBOS.launch()``, outside an event loop."""
     from dbos import DBOS
 
     for name, opts in QUEUES.items():
-        DBOS.register_queue(name, on_conflict="always_update", **opts)
+        _registered[name] = DBOS.register_queue(name, on_conflict="always_update", **opts)
 
 
 def get_queue(name: str) -> Any:
-    from dbos import DBOS
-
-    q = DBOS.retrieve_queue(name)
+    q = _registered.get(name)
     if q is None:
         raise RuntimeError(f"DBOS queue {name!r} is not registered; is DBOS launched?")
     return q

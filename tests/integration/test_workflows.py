@@ -1,0 +1,130 @@
+"""Sync runs as DBOS workflows, REST hooks end to end, and provider outages (SQLite, in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from dbos import DBOS
+from sqlalchemy import func, select
+
+from tests.conftest import auth
+from tests.e2e.procs import serve_app_in_thread
+from wedsync.store.tables import Client, Connection, WebhookEvent
+
+SLUG = "vsco-workspace"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[str]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0, contacts=260, jobs=60)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def _connect(hub: Any, sandbox: str, name: str) -> tuple[str, str, str]:
+    v = hub.tenancy.create_vendor(name)
+    _, key = hub.tenancy.create_key(v.id)
+    c = hub.connections.create(v.id, SLUG, credentials={"api_key": "sandbox-vsco-key"},
+                               base_url=f"{sandbox}/{SLUG}/api/v2")
+    return v.id, c.id, key
+
+
+def _count_clients(hub: Any, connection_id: str) -> int:
+    with hub.db.read() as s:
+        return int(s.execute(select(func.count()).select_from(Client).where(
+            Client.connection_id == connection_id, Client.deleted_at.is_(None))).scalar_one())
+
+
+async def test_sync_run_is_a_durable_workflow(dbos_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    from wedsync.workflows.sync import enqueue_sync
+
+    vendor_id, conn_id, _ = _connect(dbos_hub, sandbox, "Workflow Studio")
+    run = dbos_hub.sync.create_run(vendor_id, conn_id, "full")
+    await enqueue_sync(run.id)
+    await enqueue_sync(run.id)  # same workflow id: attaches, never a second run
+    handle = await DBOS.retrieve_workflow_async(run.id)
+    result = await handle.get_result()
+    assert result["status"] == "succeeded" and result["created"] == 260 + 60
+    steps = await DBOS.list_workflow_steps_async(run.id)
+    assert len(steps) >= 2 + 3 + 1  # begin, one per page, completeness checks, finish
+    assert _count_clients(dbos_hub, conn_id) == 260
+    await dbos_hub.connections.aclose()
+
+
+async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    from wedsync.api.app import create_app
+
+    vendor_id, conn_id, key = _connect(dbos_hub, sandbox, "Hook Studio")
+    base, stop = serve_app_in_thread(create_app())
+    dbos_hub.subscriptions.public_url = base
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
+            assert r.status_code == 202, r.text
+            run_id = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while True:
+                run = (await api.get(f"/api/sync-runs/{run_id}", headers=auth(key))).json()
+                if run["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert run["status"] == "succeeded", run
+            r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
+            assert r.status_code in (202, 409)
+
+            # REST hooks: subscribe, then the provider creates contacts and tells us only their ids.
+            r = await api.post(f"/api/connections/{conn_id}/subscriptions", headers=auth(key))
+            assert r.status_code == 200, r.text
+            assert {s["event"] for s in r.json()} == {"contact.created", "job.created"}
+            before = _count_clients(dbos_hub, conn_id)
+            httpx.post(f"{sandbox}/_sandbox/{SLUG}/mutate", json={"create": 4, "update": 0, "delete": 0}
+                       ).raise_for_status()
+            deadline = time.monotonic() + 30
+            while _count_clients(dbos_hub, conn_id) < before + 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert _count_clients(dbos_hub, conn_id) == before + 4
+
+            # An unauthenticated hook (wrong token) is refused and nothing is stored.
+            with dbos_hub.db.read() as s:
+                n_events = s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one()
+            r = await api.post(f"/webhooks/{SLUG}/{conn_id}?token=wrong&event=contact.created",
+                               json={"targetId": "01h35ccwymj5ctckp8px1azhg6"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_signature"
+            r = await api.post(f"/webhooks/{SLUG}/{conn_id}", json={"targetId": "x"})
+            assert r.status_code == 401
+            with dbos_hub.db.read() as s:
+                assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == n_events
+
+            # A provider outage fails the run and marks the connection; our API never answers 5xx.
+            httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={"outages": [{"for_seconds": 120}]}
+                      ).raise_for_status()
+            r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
+            if r.status_code == 409:  # the second run above may still be going
+                await asyncio.sleep(2)
+                r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
+            assert r.status_code == 202, r.text
+            run_id = r.json()["id"]
+            deadline = time.monotonic() + 90
+            while True:
+                resp = await api.get(f"/api/sync-runs/{run_id}", headers=auth(key))
+                assert resp.status_code == 200
+                if resp.json()["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+            assert resp.json()["status"] == "failed", resp.json()
+            conn = (await api.get(f"/api/connections/{conn_id}", headers=auth(key))).json()
+            assert conn["status"] == "error" and conn["status_detail"]
+            with dbos_hub.db.read() as s:
+                assert s.get(Connection, conn_id).status == "error"
+    finally:
+        httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={}).raise_for_status()
+        stop()
