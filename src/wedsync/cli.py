@@ -69,11 +69,12 @@ def serve(
 
     from wedsync.config import get_settings
 
+    os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
+    get_settings.cache_clear()
     settings = get_settings()
     if workers > 1 and settings.is_sqlite:
         console.print("[yellow]warning:[/yellow] several API processes on SQLite serialize writes; "
                       "set WEDSYNC_DATABASE_URL to PostgreSQL for scale-out")
-    os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
     _hub()  # migrate once before the workers fork
     uvicorn.run("wedsync.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.log_level.lower(), access_log=False)

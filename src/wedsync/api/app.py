@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
@@ -38,7 +39,8 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
             pass
         hub = get_hub()
         if launch_workflows:
-            launch_dbos(settings, listen=settings.in_process_workers)
+            # DBOS's launch and queue registration are blocking calls that refuse a running loop.
+            await asyncio.to_thread(launch_dbos, settings, listen=settings.in_process_workers)
         try:
             inbox = hub.inbox
             inbox.start()
