@@ -27,6 +27,17 @@ console = Console(stderr=True)
 out = Console()
 
 
+@app.callback()
+def _setup() -> None:
+    """Configure scrubbed, structured logging before any command runs."""
+    from wedsync.config import get_settings
+    from wedsync.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING",
+                      json=settings.log_json)
+
+
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
@@ -237,6 +248,10 @@ async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, m
                 progress.update(bars[stream], total=p["total_pages"], completed=p["page"],
                                 detail=f"{r['processed']} records")
             if done:
+                if r["status"] == "succeeded":  # an incremental run stops early: the window is covered
+                    for stream, bar in bars.items():
+                        total = (r["progress"] or {}).get(stream, {}).get("total_pages") or 1
+                        progress.update(bar, total=total, completed=total)
                 break
             await asyncio.sleep(0.2)
     await task

@@ -70,16 +70,15 @@ def run_demo(*, exit_after: bool, port: int, sandbox_port: int, contacts: int) -
 
         runs = asyncio.run(story())
         t = Table(title="Sync runs (VSCO Workspace sandbox)")
-        for col in ("mode", "status", "pages", "processed", "created", "updated", "unchanged", "deleted",
-                    "seconds"):
-            t.add_column(col, justify="right" if col not in ("mode", "status") else "left")
+        for col in ("mode", "status", "pages", "records", "new", "changed", "deleted", "secs"):
+            t.add_column(col, justify="left" if col in ("mode", "status") else "right", no_wrap=True)
         from datetime import datetime
 
         for r in runs:
             secs = (datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"])
                     ).total_seconds() if r["finished_at"] else 0.0
             t.add_row(r["mode"], r["status"], str(r["pages"]), str(r["processed"]), str(r["created"]),
-                      str(r["updated"]), str(r["unchanged"]), str(r["deleted"]), f"{secs:.2f}")
+                      str(r["updated"]), str(r["deleted"]), f"{secs:.2f}")
         console.print(t)
         from sqlalchemy import func, select
 

@@ -1,0 +1,96 @@
+"""The operator CLI as a user runs it: vendor, connect, sync with progress, vault rotation, sandbox, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.procs import Proc, free_port, hub_env, wait_for
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wedsync.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[str]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0, contacts=340, jobs=45)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
+    env = hub_env(tmp_path)
+    env.pop("WEDSYNC_VAULT_KEYS")  # use the key file, so `vault rotate` can rotate it
+    r = cli(env, "migrate")
+    assert r.returncode == 0, r.stderr
+    r = cli(env, "vendor", "create", "Zoë's Flowers & Co", "--timezone", "Europe/Dublin", "--json")
+    assert r.returncode == 0, r.stderr
+    vendor = json.loads(r.stdout)
+    assert vendor["api_key"].startswith("wsk_") and vendor["name"] == "Zoë's Flowers & Co"
+
+    r = cli(env, "connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--base-url",
+            f"{sandbox}/vsco-workspace/api/v2", "--credential", "api_key=sandbox-vsco-key", "--json")
+    assert r.returncode == 0, r.stderr
+    conn = json.loads(r.stdout)
+    assert "sandbox-vsco-key" not in r.stdout
+
+    r = cli(env, "sync", conn["connection_id"], "--vendor", vendor["vendor_id"], "--mode", "full")
+    assert r.returncode == 0, r.stderr + r.stdout
+    summary = json.loads(r.stdout)
+    assert summary["status"] == "succeeded" and summary["created"] == 340 + 45
+    assert "contacts" in r.stderr  # the progress bar names the streams
+
+    keyfile = tmp_path / "vault.keys"
+    before = keyfile.read_text()
+    r = cli(env, "vault", "rotate", "--prune")
+    assert r.returncode == 0, r.stderr
+    assert "re-encrypted 1 credential" in r.stdout and keyfile.read_text() != before
+    r = cli(env, "sync", conn["connection_id"], "--vendor", vendor["vendor_id"], "--mode", "incremental")
+    assert r.returncode == 0, r.stderr + r.stdout  # credentials still decrypt after rotation
+
+    # bad input: clear messages, non-zero exit, no traceback
+    for args, needle in (
+        (("connect", "myspace", "--vendor", vendor["vendor_id"]), "unknown provider"),
+        (("connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--credential", "oops"), "KEY=VALUE"),
+        (("connect", "vsco-workspace", "--vendor", "nobody", "--credential", "api_key=x"), "vendor not found"),
+        (("vendor", "create", "x", "--timezone", "Moon/Base"), "unknown time zone"),
+    ):
+        r = cli(env, *args)
+        assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_sandbox_command_serves_vsco(tmp_path: Path) -> None:
+    port = free_port()
+    p = Proc(["sandbox", "--port", str(port), "--contacts", "30"], hub_env(tmp_path), tmp_path / "sb.log")
+    try:
+        def ok() -> bool:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/vsco-workspace/api/v2/address-book",
+                              headers={"X-API-KEY": "sandbox-vsco-key"}, timeout=2)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 and r.json()["meta"]["totalItems"] == 30
+        wait_for(ok, 30, "the sandbox")
+    finally:
+        p.stop()
+
+
+def test_demo_exit(tmp_path: Path) -> None:
+    env = hub_env(tmp_path)
+    r = cli(env, "demo", "--exit", "--contacts", "250", "--port", str(free_port()), "--sandbox-port",
+            str(free_port()), timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Sync runs" in r.stdout and "succeeded" in r.stdout
+    assert "clients" in r.stdout and "weddings" in r.stdout
