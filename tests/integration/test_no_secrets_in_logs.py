@@ -37,7 +37,8 @@ async def test_sync_webhooks_and_errors_leak_nothing(api, hub, secret_sandbox) -
         _, vendor_key = hub.tenancy.create_key(v.id)
         base = f"{secret_sandbox}/vsco-workspace/api/v2"
         r = await api.post("/api/connections", headers=auth(vendor_key),
-                           json={"provider": "vsco-workspace", "base_url": base, "credentials": {"api_key": PROVIDER_KEY}})
+                           json={"provider": "vsco-workspace", "base_url": base,
+                                 "credentials": {"api_key": PROVIDER_KEY}})
         assert r.status_code == 201
         conn_id = r.json()["id"]
         conn = hub.connections.get(v.id, conn_id)

@@ -63,7 +63,7 @@ async def test_sync_run_is_a_durable_workflow(dbos_hub, sandbox) -> None:  # typ
 async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
     from wedsync.api.app import create_app
 
-    vendor_id, conn_id, key = _connect(dbos_hub, sandbox, "Hook Studio")
+    _, conn_id, key = _connect(dbos_hub, sandbox, "Hook Studio")
     base, stop = serve_app_in_thread(create_app())
     dbos_hub.subscriptions.public_url = base
     try:
