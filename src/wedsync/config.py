@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     allow_private_urls: bool = Field(
         default=False, description="let connections and feeds target loopback/private addresses"
     )
+    oauth_clients: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        repr=False,
+        description=(
+            "the platform's OAuth 2 app per provider slug, as JSON: {slug: {client_id, client_secret, "
+            "[base_url], [authorize_url], [token_url], [api_base_url]}}; base_url replaces the origin of the "
+            "provider's authorize and token URLs (sandboxes)"
+        ),
+    )
 
     @property
     def resolved_home(self) -> Path:
