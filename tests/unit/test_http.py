@@ -232,7 +232,7 @@ async def test_429_beyond_max_total_wait_is_raised_at_once(app: Starlette, rec: 
             await c.get_json("/always-429")
     assert info.value.retry_after == 120.0
     assert rec.calls["/always-429"] == 1
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 5.0  # raised at once, not after the 120 s the provider asked for
 
 
 async def test_ratelimit_remaining_zero_pauses_second_client_of_same_account(app: Starlette, rec: Recorder) -> None:
@@ -246,7 +246,7 @@ async def test_ratelimit_remaining_zero_pauses_second_client_of_same_account(app
         assert first.budget.remaining == 0 and first.budget.limit == 100
         t0 = time.monotonic()
         await other.get_json("/ok")  # another account of the same provider is not paused
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 0.9  # the other account's pause (1 s) does not apply
         await second.get_json("/exhausted")
     times = [t for path, t, _ in rec.seen if path == "/exhausted"]
     assert times[1] - times[0] >= 0.95
@@ -300,7 +300,7 @@ async def test_timeout_get_retried_then_retriable(app: Starlette, rec: Recorder)
         start = time.monotonic()
         with pytest.raises(Retriable):
             await c.get_json("/slow")
-        assert time.monotonic() - start < 0.9
+        assert time.monotonic() - start < 3.0
     assert rec.calls["/slow"] == 2
 
 
