@@ -81,7 +81,11 @@ def set_hub(hub: Hub | None) -> None:
 _dbos_launched = False
 
 
-def default_executor_id() -> str:
+def default_executor_id(settings: Settings | None = None) -> str:
+    """The embedded default (SQLite, one process) keeps one stable id, so a restart resumes its own
+    workflows; processes sharing PostgreSQL each get their own, and recover each other via heartbeats."""
+    if settings is not None and settings.is_sqlite:
+        return "local"
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -93,11 +97,17 @@ def dbos_config(settings: Settings, executor_id: str | None = None) -> dict[str,
         "name": "wedsync",
         "system_database_url": url,
         "log_level": os.environ.get("WEDSYNC_DBOS_LOG_LEVEL", "WARNING"),
-        "executor_id": executor_id or settings.executor_id or default_executor_id(),
+        "executor_id": executor_id or settings.executor_id or default_executor_id(settings),
         "application_version": "wedsync-1",
         "notification_listener_polling_interval_sec": 0.1,
     }
     return cfg
+
+
+def current_executor_id() -> str:
+    from dbos._utils import GlobalParams
+
+    return str(GlobalParams.executor_id)
 
 
 def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: bool = True) -> None:

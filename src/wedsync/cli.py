@@ -103,7 +103,7 @@ def worker(
 
     settings = get_settings()
     hub = _hub()
-    eid = executor_id or settings.executor_id or default_executor_id()
+    eid = executor_id or settings.executor_id or default_executor_id(settings)
     try:
         from wedsync.logging import configure_logging
 
@@ -118,7 +118,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await supervise(hub.db, eid, stop)
+        await supervise(hub.db, eid, stop, inbox=hub.inbox)
 
     try:
         asyncio.run(main())

@@ -89,7 +89,7 @@ def wait_api(url: str, proc: Proc) -> None:
 def test_kill9_mid_sync_sqlite_resumes_on_restart(tmp_path: Path, sandbox: str) -> None:
     contacts, jobs = 3000, 400
     seed(sandbox, contacts, jobs, latency_ms=60)
-    env = hub_env(tmp_path, WEDSYNC_EXECUTOR_ID="hub-1")
+    env = hub_env(tmp_path)  # the embedded default executor id is stable across restarts
     who = provision(env, tmp_path, sandbox, 1)[0]
     engine = create_engine(f"sqlite:///{tmp_path / 'wedsync.sqlite'}")
     port = free_port()
@@ -102,7 +102,7 @@ def test_kill9_mid_sync_sqlite_resumes_on_restart(tmp_path: Path, sandbox: str) 
         hub.kill9()
         mid = run_row(engine, run_id)
         assert mid.status == "running" and 0 < mid.processed < contacts + jobs
-        hub = Proc(["serve", "--port", str(port)], env, tmp_path / "hub2.log")  # same executor id
+        hub = Proc(["serve", "--port", str(port)], env, tmp_path / "hub2.log")  # restarted as it was
         wait_api(api, hub)
         done = wait_for(lambda: (r := run_row(engine, run_id)) is not None and r.status in ("succeeded", "failed")
                         and r, 120, "the resumed run to finish")

@@ -31,22 +31,25 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         settings = get_settings()
-        try:
-            from wedsync.logging import configure_logging
+        from wedsync.logging import configure_logging
 
-            configure_logging(settings.log_level, json=settings.log_json)
-        except ImportError:  # pragma: no cover
-            pass
+        configure_logging(settings.log_level, json=settings.log_json)
         hub = get_hub()
         if launch_workflows:
             # DBOS's launch and queue registration are blocking calls that refuse a running loop.
             await asyncio.to_thread(launch_dbos, settings, listen=settings.in_process_workers)
-        try:
-            inbox = hub.inbox
-            inbox.start()
-        except ImportError:  # pragma: no cover - inbox module not built
-            inbox = None
+        hub.inbox.start()
+        stop = asyncio.Event()
+        supervisor = None
+        if launch_workflows and settings.in_process_workers:
+            from wedsync.bootstrap import current_executor_id
+            from wedsync.workflows.recovery import supervise
+
+            supervisor = asyncio.create_task(supervise(hub.db, current_executor_id(), stop, inbox=hub.inbox))
         yield
+        stop.set()
+        if supervisor is not None:
+            await supervisor
         await hub.aclose()
 
     app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)

@@ -8,9 +8,11 @@ so exactly one wins) asks DBOS to recover that executor's pending workflows.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -50,14 +52,34 @@ def claim_dead(db: Database, me: str) -> list[str]:
     return claimed
 
 
-async def supervise(db: Database, executor_id: str, stop: asyncio.Event) -> None:
-    """Beat, and recover dead workers' workflows, until ``stop`` is set."""
+STALE_CLAIM_SECONDS = 300.0
+
+
+async def sweep_inbox(inbox: Any) -> None:
+    """Hand long-stuck claims back and make sure pending webhook events get a drain workflow, even if the
+    route's own trigger was lost (a crash between commit and enqueue)."""
+    from wedsync.workflows.inbox import enqueue_drain
+
+    await asyncio.to_thread(inbox.release_stale, STALE_CLAIM_SECONDS)
+    if await asyncio.to_thread(inbox.pending_count) > 0:
+        await enqueue_drain()
+
+
+async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbox: Any = None) -> None:
+    """Beat, recover dead workers' workflows and sweep the inbox, until ``stop`` is set."""
     from dbos import DBOS
 
+    log = logging.getLogger("wedsync.workers")
     while not stop.is_set():
-        await asyncio.to_thread(beat, db, executor_id)
-        for dead in await asyncio.to_thread(claim_dead, db, executor_id):
-            await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
+        try:
+            await asyncio.to_thread(beat, db, executor_id)
+            for dead in await asyncio.to_thread(claim_dead, db, executor_id):
+                log.warning("recovering the workflows of silent worker %s", dead)
+                await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
+            if inbox is not None:
+                await sweep_inbox(inbox)
+        except Exception:  # a database hiccup must not end supervision; the next beat retries
+            log.exception("worker supervision round failed")
         try:
             await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_EVERY)
         except TimeoutError:
