@@ -94,3 +94,33 @@ async def test_operator_creates_vendors(api, hub) -> None:  # type: ignore[no-un
     assert r.status_code == 200
     r = await api.post("/api/vendors", headers=auth(op), json={"name": "X", "timezone": "Nowhere/Land"})
     assert r.status_code == 422
+
+
+async def test_webhook_duplicates_acknowledged_once_stored(api, hub) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+
+    v, _ = await _vendor(hub)
+    c = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                               base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    token = hub.connections.credentials(c)[WEBHOOK_SECRET]
+    url = f"/webhooks/vsco-workspace/{c.id}?token={token}&event=contact.created"
+    first = await api.post(url, content=b'{"targetId": "01h35ccwymj5ctckp8px1azhg6"}')
+    again = await api.post(url, content=b'{"targetId": "01h35ccwymj5ctckp8px1azhg6"}')
+    assert first.status_code == again.status_code == 200
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    for bad in (b"not json", b"[]", b'{"no": "target"}', b"x" * (1024 * 1024 + 1)):
+        r = await api.post(url, content=bad)
+        assert 400 <= r.status_code < 500, (bad[:20], r.status_code)
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 1
+
+
+async def test_metrics_endpoint(api, hub) -> None:  # type: ignore[no-untyped-def]
+    r = await api.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "wedsync_provider_requests_total" in r.text or "provider_requests_total" in r.text
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.get("/readyz")).json()["database"] == "sqlite"
