@@ -9,16 +9,20 @@ compare a content hash, so replays never duplicate records either.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import contextlib
+import threading
+from collections.abc import Awaitable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from wedsync.connectors.base import Page
 from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import ClientRecord, WeddingRecord
+from wedsync.domain.crm import _hash as _content_digest
 from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.services.connections import ConnectionService
 from wedsync.store.db import Database
@@ -120,10 +124,47 @@ class DirectSteps:
         return self.sync.finish(RunPlan(**plan), complete)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls))
+                                         for cls in (ClientRecord, WeddingRecord)}
+_UNHASHED = ("remote_modified_at", "remote_created_at")
+
+
 def _record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
-    d = asdict(rec)
-    d["content_hash"] = rec.content_hash()
+    """The record's column values plus its content hash.
+
+    Equal to ``asdict(rec) | {"content_hash": rec.content_hash()}`` (same values, same digest), without the
+    two recursive deep copies ``asdict`` makes per record: the records are built from one page and dropped
+    after it, so the row values may share their dicts and lists.
+    """
+    d = {name: getattr(rec, name) for name in _FIELDS[type(rec)]}
+    d["content_hash"] = _content_digest({k: v for k, v in d.items() if k not in _UNHASHED})
     return d
+
+
+# Prefetched next pages (see SyncService.sync_page): at most this many outstanding, oldest dropped first.
+_PREFETCH_MAX = 64
+_PageKey = tuple[str, str, int, int]  # run id, stream, page, pass
+_Prefetch = tuple[asyncio.AbstractEventLoop, Any, "asyncio.Future[Page]"]  # loop, connector, fetch
+
+
+def _stops(records: Sequence[ClientRecord | WeddingRecord], since: datetime | None) -> bool:
+    """Whether drive_run stops after this page of an incremental listing (as ``_write_page`` decides)."""
+    if since is None:
+        return False
+    modified = [r.remote_modified_at for r in records if r.remote_modified_at]
+    return not records or (bool(modified) and min(modified) < since)
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an unused prefetch's failure is not "never retrieved"
+
+
+def _cancel(entry: _Prefetch) -> None:
+    loop, _, task = entry
+    if not task.done():
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing left to cancel
+            loop.call_soon_threadsafe(task.cancel)
 
 
 class SyncService:
@@ -131,6 +172,8 @@ class SyncService:
         self.db = db
         self.connections = connections
         self._providers: dict[str, str] = {}
+        self._prefetch: dict[_PageKey, _Prefetch] = {}
+        self._prefetch_lock = threading.Lock()
 
     # -- runs ---------------------------------------------------------------------------------------
     def create_run(self, vendor_id: str, connection_id: str, mode: str) -> SyncRun:
@@ -189,18 +232,73 @@ class SyncService:
                            mode=run.mode, since=run.since.isoformat() if run.since else None)
 
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
+        key = (plan.run_id, stream, page, pass_no)
         with self.db.read() as s:
-            done = s.get(SyncRunPage, (plan.run_id, stream, page, pass_no))
+            done = s.get(SyncRunPage, key)
             if done is not None:
+                self._drop_prefetch(key)
                 return self._page_result(done, plan)
         conn = self.connections.get_any(plan.connection_id)
         connector = await self.connections.connector(conn)
         sort = "modified desc" if plan.mode == "incremental" else "id asc"
-        fetched = await connector.list_page(stream, page, sort=sort)
+        fetched = await self._take_prefetch(key, connector)
+        if fetched is None:
+            fetched = await connector.list_page(stream, page, sort=sort)
         records = [connector.map(stream, item) for item in fetched.items]
         since = datetime.fromisoformat(plan.since) if plan.since else None
+        if page < fetched.total_pages and not _stops(records, since):
+            # drive_run asks for the next page right after this one: fetch it while this one is written
+            # (the provider works on its side meanwhile). Only a fetch is ahead of time; the next page is
+            # still mapped and written, with its bookkeeping row, by its own step.
+            self._start_prefetch((plan.run_id, stream, page + 1, pass_no), connector,
+                                 connector.list_page(stream, page + 1, sort=sort))
         return await asyncio.to_thread(self._write_page, plan, stream, page, pass_no, records,
                                        fetched.total_items, fetched.total_pages, since)
+
+    # -- next-page prefetch --------------------------------------------------------------------------
+    def _start_prefetch(self, key: _PageKey, connector: Any, fetch: Awaitable[Page]) -> None:
+        task = asyncio.ensure_future(fetch)
+        task.add_done_callback(_retrieve_exception)
+        loop = asyncio.get_running_loop()
+        with self._prefetch_lock:
+            old = self._prefetch.pop(key, None)
+            self._prefetch[key] = (loop, connector, task)
+            while len(self._prefetch) > _PREFETCH_MAX:
+                _cancel(self._prefetch.pop(next(iter(self._prefetch))))
+        if old is not None:
+            _cancel(old)
+
+    async def _take_prefetch(self, key: _PageKey, connector: Any) -> Page | None:
+        """The page fetched ahead for this step, or None (none, another loop or connector, or it failed:
+        the caller then fetches as usual, so errors surface exactly as without the prefetch)."""
+        with self._prefetch_lock:
+            entry = self._prefetch.pop(key, None)
+        if entry is None:
+            return None
+        loop, conn, task = entry
+        if loop is not asyncio.get_running_loop() or conn is not connector:
+            _cancel(entry)
+            return None
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # the prefetch itself was cancelled, not this step
+                return None
+            raise
+        except Exception:
+            return None
+
+    def _drop_prefetch(self, key: _PageKey) -> None:
+        with self._prefetch_lock:
+            entry = self._prefetch.pop(key, None)
+        if entry is not None:
+            _cancel(entry)
+
+    def _drop_run_prefetches(self, run_id: str) -> None:
+        with self._prefetch_lock:
+            entries = [self._prefetch.pop(k) for k in [k for k in self._prefetch if k[0] == run_id]]
+        for entry in entries:
+            _cancel(entry)
 
     def _page_result(self, row: SyncRunPage, plan: RunPlan) -> PageResult:
         since = datetime.fromisoformat(plan.since) if plan.since else None
@@ -285,7 +383,8 @@ class SyncService:
                           version=old.version + 1)
             updates.append(values)
         if inserts:
-            s.execute(insert(model), inserts)
+            # Core executemany: every row has the same keys, so the ORM's bulk-insert bookkeeping adds nothing
+            s.execute(insert(model.__table__), inserts)  # type: ignore[arg-type]
         if updates:
             s.execute(update(model), updates)
         if same and run_id is not None:
@@ -320,6 +419,7 @@ class SyncService:
 
     def finish(self, plan: RunPlan, complete: dict[str, bool]) -> dict[str, Any]:
         """Apply deletes for provably complete full listings, advance cursors to the run's start."""
+        self._drop_run_prefetches(plan.run_id)
         with self.db.session() as s:
             run = s.get(SyncRun, plan.run_id)
             assert run is not None
@@ -360,6 +460,7 @@ class SyncService:
             return self.summary(run)
 
     def fail(self, run_id: str, error: BaseException) -> dict[str, Any]:
+        self._drop_run_prefetches(run_id)
         detail = f"{type(error).__name__}: {error}"[:2000]
         with self.db.session() as s:
             run = s.get(SyncRun, run_id)
