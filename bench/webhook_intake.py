@@ -15,6 +15,21 @@ that redeliveries added no rows. In the same run it starts its own trivial FastA
 ``--baseline-port`` (same route shape, reads the body, answers 200, no verification or storage), drives it
 the same way, and prints the hub's figures next to the baseline's and their ratio.
 
+Self-contained mode (what docs/benchmarks.md records): starts everything itself, on loopback::
+
+    .venv/bin/python bench/webhook_intake.py --start-hub --workers 1 --duration 20
+    .venv/bin/python bench/webhook_intake.py --start-hub --workers 2 --no-in-process-workers
+
+It starts the provider sandbox (``python -m wedsync.cli sandbox``, seeded with ``--targets`` contacts), creates
+a vendor and a VSCO Workspace connection in a fresh temporary ``WEDSYNC_HOME`` (SQLite) pointing at that
+sandbox, then starts the real hub (``python -m wedsync.cli serve --port P --workers N``). The requests are
+real VSCO Workspace REST-hook deliveries as the route verifies them: ``POST /webhooks/vsco-workspace/{id}
+?token=<the connection's webhook secret>&event=contact.created`` with body ``{"targetId": <a sandbox contact
+id>}``, one distinct contact per event (the hub's event id is the body digest), plus ``--dup-ratio``
+redeliveries. With in-process workers on (the default), the route's drain pokes run DBOS drain workflows
+in the hub that re-fetch every named contact from the sandbox while the load runs; the inbox's status counts
+are printed after the run. ``--no-in-process-workers`` measures intake alone (events stay ``pending``).
+
 Inbox mode (no HTTP; measures ``WebhookInbox.submit`` itself at fixed arrival rates)::
 
     .venv/bin/python bench/webhook_intake.py --inbox-only --db-url sqlite:////tmp/inbox.sqlite \\
@@ -29,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -81,6 +97,8 @@ def stripe_event(event_id: str, n: int) -> dict[str, Any]:
 def signed_headers(provider: str, body: bytes, secret: str, url: str) -> dict[str, str]:
     from wedsync.connectors import webhooks as w
 
+    if provider == "vsco-workspace":
+        return {}  # unsigned REST hooks: the secret is the ``token`` query parameter of the hook URL
     if provider == "stripe":
         return w.StripeScheme.sign(body, secret)
     if provider == "calendly":
@@ -131,9 +149,16 @@ def payload(provider: str, event_id: str, n: int) -> dict[str, Any]:
 
 
 def event_id_for(provider: str, run: str, n: int) -> str:
+    if provider == "vsco-workspace":
+        raise AssertionError("VSCO Workspace event ids are body digests: see vsco_event_id")
     if provider == "calendly":
         return f"invitee.created:https://api.calendly.com/scheduled_events/{run}/invitees/{n}"
     return f"evt_{run}_{n}"
+
+
+def vsco_event_id(body: bytes) -> str:
+    """The id VscoWorkspaceScheme gives a hook: ``vsco:`` + the SHA-256 of the raw body."""
+    return "vsco:" + hashlib.sha256(body).hexdigest()
 
 
 @dataclass
@@ -153,9 +178,17 @@ def write_requests(
     n: int,
     dup_ratio: float,
     run: str,
+    targets: list[str] | None = None,
 ) -> RequestFile:
-    """N distinct signed requests plus ``dup_ratio * N`` redeliveries placed after their original."""
+    """N distinct signed requests plus ``dup_ratio * N`` redeliveries placed after their original.
+
+    VSCO Workspace: request ``i`` names ``targets[i]`` and carries the token (``secret``) in the query."""
     route = f"/webhooks/{provider}/{connection}"
+    if provider == "vsco-workspace":
+        from urllib.parse import urlencode
+
+        assert targets is not None and len(targets) >= n, "need one sandbox contact id per distinct event"
+        route += "?" + urlencode({"token": secret, "event": "contact.created"})
     url = base_url.rstrip("/") + route
     rng = random.Random(run)
     keyed: list[tuple[float, int]] = [(float(i), i) for i in range(n)]
@@ -168,8 +201,13 @@ def write_requests(
     ids: list[str] = []
     with out.open("w", encoding="utf-8") as fh:
         for _, i in keyed:
-            eid = event_id_for(provider, run, i)
             body = bodies.get(i)
+            if provider == "vsco-workspace":
+                if body is None:
+                    body = bodies[i] = json.dumps({"targetId": targets[i]}, separators=(",", ":")).encode()  # type: ignore[index]
+                eid = vsco_event_id(body)
+            else:
+                eid = event_id_for(provider, run, i)
             if body is None:
                 body = json.dumps(payload(provider, eid, i), separators=(",", ":")).encode()
                 bodies[i] = body
@@ -273,10 +311,14 @@ def baseline_app() -> Any:
     return app
 
 
-def serve_baseline(port: int) -> None:
+def serve_baseline(port: int, workers: int = 1) -> None:
     import uvicorn
 
-    uvicorn.run(baseline_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if workers > 1:
+        uvicorn.run("webhook_intake:baseline_app", factory=True, app_dir=str(Path(__file__).parent),
+                    host="127.0.0.1", port=port, workers=workers, log_level="warning", access_log=False)
+    else:
+        uvicorn.run(baseline_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
@@ -300,7 +342,10 @@ def stored_ids(db_url: str, connection: str, run: str, provider: str) -> list[st
 
     t = WebhookEvent.__table__
     engine = create_engine(normalize_db_url(db_url))
-    marker = f"%/scheduled_events/{run}/%" if provider == "calendly" else f"evt_{run}_%"
+    marker = (
+        "vsco:%" if provider == "vsco-workspace"  # a fresh connection per run: all its rows are this run's
+        else f"%/scheduled_events/{run}/%" if provider == "calendly" else f"evt_{run}_%"
+    )
     with engine.connect() as conn:
         rows = conn.execute(
             select(t.c.event_id).where(t.c.connection_id == connection, t.c.event_id.like(marker))
@@ -317,6 +362,8 @@ def http_bench(args: argparse.Namespace) -> int:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     run = uuid.uuid4().hex[:10]
     n = args.requests or int(args.duration * args.expected_rps * 1.5)
+    if isinstance(args.targets, list):  # --start-hub: one sandbox contact per distinct event
+        n = min(n, len(args.targets))
     work = Path(tempfile.mkdtemp(prefix="wedsync-bench-"))
     t0 = time.perf_counter()
     req = write_requests(
@@ -328,6 +375,7 @@ def http_bench(args: argparse.Namespace) -> int:
         n=n,
         dup_ratio=args.dup_ratio,
         run=run,
+        targets=args.targets if isinstance(args.targets, list) else None,
     )
     print(
         f"wrote {len(req.lines)} signed requests ({n} distinct events, "
@@ -338,7 +386,8 @@ def http_bench(args: argparse.Namespace) -> int:
     base: WrkResult | None = None
     if not args.no_baseline:
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve-baseline", "--baseline-port", str(args.baseline_port)]
+            [sys.executable, __file__, "--serve-baseline", "--baseline-port", str(args.baseline_port),
+             "--workers", str(args.workers)]
         )
         try:
             wait_port(args.baseline_port)
@@ -354,6 +403,8 @@ def http_bench(args: argparse.Namespace) -> int:
             server.wait(timeout=10)
 
     print()
+    print(f"hub workers: {args.workers}; in-process DBOS workers: {not args.no_in_process_workers}; "
+          f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
     print(f"{'':24}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'non-2xx':>9}")
     print(
         f"{'hub (verify + inbox)':24}{hub.rps:12.0f}{hub.p50_ms:10.2f}{hub.p99_ms:10.2f}"
@@ -396,10 +447,115 @@ def http_bench(args: argparse.Namespace) -> int:
                 "provider, so it is not lost, but the run is not clean"
             )
         ok = len(missing) <= unanswered and not unexpected and len(stored) == len(stored_set) and not hub.non2xx
+        print(f"duplicates dropped: {sent_requests - len(sent)} redelivered requests acknowledged, "
+              f"{len(stored) - len(stored_set)} extra rows")
         print("CHECK", "OK: nothing acknowledged was lost, redeliveries added no rows" if ok else "FAILED")
+        if args.start_hub:
+            drain_report(args.db_url, args.connection, wait=args.drain_wait)
+            text = args.hub_log.read_text(errors="replace")
+            print(f"hub log {args.hub_log}: {text.count('Traceback')} tracebacks, of which "
+                  f"{text.count('ClientDisconnect')} ClientDisconnect (wrk closing connections at its deadline)")
     if args.verbose:
         print(hub.raw)
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------- start-hub
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_proc(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def drain_report(db_url: str, connection: str, *, wait: float) -> None:
+    """How far the hub's drain workflows got: inbox rows of this connection by status."""
+    from sqlalchemy import create_engine, func, select
+
+    from wedsync.config import normalize_db_url
+    from wedsync.store.tables import WebhookEvent
+
+    t = WebhookEvent.__table__
+    engine = create_engine(normalize_db_url(db_url))
+    deadline = time.monotonic() + wait
+    t0 = time.monotonic()
+    while True:
+        with engine.connect() as conn:
+            counts = dict(conn.execute(select(t.c.status, func.count()).where(t.c.connection_id == connection)
+                                       .group_by(t.c.status)).all())
+        busy = counts.get("pending", 0) + counts.get("processing", 0)
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    engine.dispose()
+    print(f"inbox by status {time.monotonic() - t0:.1f} s after the run: {counts}")
+
+
+def start_hub_bench(args: argparse.Namespace) -> int:
+    import httpx
+
+    from wedsync.bootstrap import Hub
+    from wedsync.config import Settings
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    home = Path(tempfile.mkdtemp(prefix="wedsync-bench-hooks-"))
+    sb_port, hub_port = free_port(), args.hub_port or free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "WEDSYNC_HOME": str(home),
+           "WEDSYNC_ALLOW_PRIVATE_URLS": "true", "WEDSYNC_LOG_LEVEL": args.hub_log_level,
+           "WEDSYNC_PUBLIC_URL": f"http://127.0.0.1:{hub_port}"}
+    procs: list[subprocess.Popen[Any]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "wedsync.cli", "sandbox", "--port", str(sb_port),
+                                       "--contacts", "0"], env=env, stdout=subprocess.DEVNULL))
+        wait_port(sb_port)
+        root = f"http://127.0.0.1:{sb_port}"
+        httpx.post(f"{root}/_sandbox/vsco-workspace/seed", json={"contacts": args.targets, "jobs": 10},
+                   timeout=600).raise_for_status()
+        lines = httpx.get(f"{root}/_sandbox/vsco-workspace/records/address-book",
+                          params={"limit": args.targets}, timeout=120).text.splitlines()
+        args.targets = [str(json.loads(line)["id"]) for line in lines if line.strip()]
+        hub = Hub(Settings(home=home, allow_private_urls=True))
+        vendor = hub.tenancy.create_vendor("Bench Hooks Studio")
+        conn = hub.connections.create(vendor.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                      base_url=f"{root}/vsco-workspace/api/v2")
+        args.secret = str(hub.connections.credentials(conn)[WEBHOOK_SECRET])
+        args.connection, args.provider = conn.id, "vsco-workspace"
+        args.db_url = hub.settings.db_url
+        hub.close()
+        cmd = [sys.executable, "-m", "wedsync.cli", "serve", "--port", str(hub_port), "--workers", str(args.workers)]
+        if args.no_in_process_workers:
+            cmd.append("--no-in-process-workers")
+        hub_log = Path(tempfile.mkdtemp(prefix="wedsync-bench-hooks-log-")) / "hub.log"
+        args.hub_log = hub_log
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=hub_log.open("wb")))
+        args.url = f"http://127.0.0.1:{hub_port}"
+        deadline = time.monotonic() + 60
+        while True:  # ready once /readyz answers 200 (DBOS launched, inbox started)
+            try:
+                if httpx.get(f"{args.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or procs[-1].poll() is not None:
+                raise SystemExit("the hub did not become ready")
+            time.sleep(0.2)
+        print(f"hub pid {procs[-1].pid} on {args.url} ({args.workers} worker(s), WEDSYNC_HOME {home}); "
+              f"sandbox on {root} with {len(args.targets)} contacts")
+        return http_bench(args)
+    finally:
+        for proc in reversed(procs):
+            stop_proc(proc)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------- inbox
@@ -526,13 +682,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 2000, 4000])
     p.add_argument("--batch-max", type=int, default=256)
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--start-hub", action="store_true",
+                   help="start the sandbox and the real hub (VSCO Workspace intake) in a temporary WEDSYNC_HOME")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn workers of the hub (and of the baseline)")
+    p.add_argument("--no-in-process-workers", action="store_true",
+                   help="--start-hub: serve --no-in-process-workers (no drains in the hub: intake alone)")
+    p.add_argument("--targets", type=int, default=60000, help="--start-hub: sandbox contacts = max distinct events")
+    p.add_argument("--hub-log-level", default="WARNING",
+                   help="--start-hub: WEDSYNC_LOG_LEVEL of the hub (at INFO it currently echoes every SQL statement)")
+    p.add_argument("--drain-wait", type=float, default=20.0,
+                   help="--start-hub: seconds to wait for drains to empty the inbox after the run")
+    p.add_argument("--hub-port", type=int, default=0)
     p.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_baseline:
-        serve_baseline(args.baseline_port)
+        serve_baseline(args.baseline_port, args.workers)
         return 0
     if args.inbox_only:
         return inbox_bench(args)
+    if args.start_hub:
+        return start_hub_bench(args)
     return http_bench(args)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from wedsync.config import Settings, get_settings
 from wedsync.services.connections import ConnectionService
+from wedsync.services.oauth import OAuthService
 from wedsync.services.subscriptions import SubscriptionService
 from wedsync.services.sync_engine import SyncService
 from wedsync.services.tenancy import TenancyService
@@ -38,6 +39,7 @@ class Hub:
                                              http_timeout=settings.http_timeout)
         self.sync = SyncService(self.db, self.connections)
         self.subscriptions = SubscriptionService(self.db, self.connections, settings.public_url)
+        self.oauth = OAuthService(self.db, self.vault, self.connections, settings)
         self._inbox: Any = None
 
     @property

@@ -227,7 +227,8 @@ _HANDLER_MARK = "_wedsync_handler"
 # Loggers that would otherwise print on their own; they all go through the root handler instead.
 _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dbos", "httpx", "httpcore", "alembic", "sqlalchemy")
 # Libraries that log every request at INFO: the hub's own per-attempt line supersedes them.
-_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+# SQLAlchemy logs statements *with their parameters* at INFO: synced personal data must not reach the logs.
+_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "sqlalchemy": logging.WARNING}
 
 
 def configure_logging(level: str = "INFO", json: bool = False, *, stream: TextIO | None = None) -> None:

@@ -415,6 +415,14 @@ class OAuth2Auth(httpx.Auth):
         """Persist the refreshed token before anyone uses it; on a lost race, take the winner's."""
         await response.aread()
         error = _token_error(response, "refresh_token")
+        if isinstance(error, ReauthRequired):
+            # invalid_grant may only mean another process rotated the refresh token first (its save won):
+            # take the stored token if it moved on, before telling the vendor to reconnect.
+            stored = await self.store.load()
+            if stored.refresh_token != previous.refresh_token and stored.access_token != previous.access_token:
+                _log.info("oauth2.refreshed_elsewhere", token_endpoint=self.token_endpoint)
+                self._token = stored
+                return stored
         if error is not None:
             raise error
         new = _parse_token(response, previous=previous)

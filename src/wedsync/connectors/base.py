@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 class Channel(StrEnum):
@@ -52,6 +53,17 @@ class Page:
 
 
 @dataclass(frozen=True)
+class OAuthSpec:
+    """A provider's OAuth 2 authorization server, declared by its connector as ``oauth: ClassVar[...]``."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...] = ()
+    client_auth: Literal["post", "basic"] = "post"
+    extra_authorize_params: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class CredentialField:
     name: str
     description: str
@@ -68,6 +80,7 @@ class Connector:
     capabilities: ClassVar[Capabilities]
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
     default_base_url: ClassVar[str | None] = None
+    oauth: ClassVar[OAuthSpec | None] = None
     docs_url: ClassVar[str | None] = None
 
     async def aclose(self) -> None:  # pragma: no cover - overridden where there is a client

@@ -533,7 +533,9 @@ class ProviderClient:
             timeout=timeouts,
             transport=transport,
             headers=dict(headers) if headers else None,
-            follow_redirects=True,
+            # Never follow redirects: a 3xx could send the account's credentials (custom auth headers
+            # survive cross-origin redirects) or our requests to an address the SSRF guard refused.
+            follow_redirects=False,
         )
         self.budget = budget_for(provider, account_key, rate=rate, burst=burst)
         self.breaker = breaker_for(provider)

@@ -35,7 +35,7 @@ def check_public_url(url: str, *, allow_private: bool) -> str:
         raise InvalidInput(f"cannot resolve host {parts.hostname!r}", code="invalid_url") from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        if not ip.is_global or ip.is_multicast:
             raise InvalidInput(f"{parts.hostname} resolves to a non-public address", code="forbidden_url")
     return url.rstrip("/")
 

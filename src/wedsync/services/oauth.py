@@ -51,6 +51,7 @@ from wedsync.connectors.auth import (
     generate_pkce,
     new_state,
 )
+from wedsync.connectors.base import OAuthSpec
 from wedsync.connectors.errors import ReauthRequired
 from wedsync.connectors.registry import get_connector_class
 from wedsync.errors import InvalidInput, NotFound, VaultError, WedsyncError
@@ -115,17 +116,6 @@ class MissingCode(OAuthFlowError):
 
 
 # ------------------------------------------------------------------------------------- provider description
-
-
-@dataclass(frozen=True)
-class OAuthSpec:
-    """A provider's OAuth 2 authorization server, declared by its connector as ``oauth: ClassVar[...]``."""
-
-    authorize_url: str
-    token_url: str
-    scopes: tuple[str, ...] = ()
-    client_auth: Literal["post", "basic"] = "post"
-    extra_authorize_params: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 def oauth_spec_for(provider: str) -> OAuthSpec:

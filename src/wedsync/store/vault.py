@@ -127,10 +127,19 @@ class Vault:
 
     def open(self, vendor_id: str, connection_id: str, key_id: str, blob: bytes) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.ring.decrypt(key_id, blob, _aad(vendor_id, connection_id)))
-        for v in data.values():
-            if isinstance(v, str):
-                self._on_decrypt(v)
+        self._register_all(data)
         return data
+
+    def _register_all(self, value: Any) -> None:
+        """Every decrypted string, nested ones (OAuth token sets) included, is scrubbed from logs."""
+        if isinstance(value, str):
+            self._on_decrypt(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self._register_all(v)
+        elif isinstance(value, list):
+            for v in value:
+                self._register_all(v)
 
     def store(self, session: Session, vendor_id: str, connection_id: str, data: dict[str, Any]) -> None:
         """Write (or replace) a connection's credentials inside the caller's transaction."""
