@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="sandbox port (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (databases) and print it")
     p.add_argument("--log-level", default="WARNING",
-                   help="hub log level; at INFO the hub currently echoes every SQL statement (docs/benchmarks.md)")
+                   help="the hub's log level in this process (the hub's own default is INFO)")
     p.add_argument("--dbos-warmup", type=float, default=3.0, help="seconds between DBOS launch and the run")
     p.add_argument("--src", default=None, help="run the hub from this source tree (A/B comparisons)")
     p.add_argument("--no-direct", action="store_true", help="skip the DirectSteps (no DBOS) run")

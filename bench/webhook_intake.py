@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="--start-hub: serve --no-in-process-workers (no drains in the hub: intake alone)")
     p.add_argument("--targets", type=int, default=60000, help="--start-hub: sandbox contacts = max distinct events")
     p.add_argument("--hub-log-level", default="WARNING",
-                   help="--start-hub: WEDSYNC_LOG_LEVEL of the hub (at INFO it currently echoes every SQL statement)")
+                   help="--start-hub: WEDSYNC_LOG_LEVEL of the hub (its own default is INFO)")
     p.add_argument("--drain-wait", type=float, default=20.0,
                    help="--start-hub: seconds to wait for drains to empty the inbox after the run")
     p.add_argument("--hub-port", type=int, default=0)
