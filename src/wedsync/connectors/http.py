@@ -31,7 +31,6 @@ jitter; ``OutcomeUnknown`` and ``CircuitOpen`` go to the caller immediately.
 from __future__ import annotations
 
 import asyncio
-import json as _json
 import random
 import threading
 import time
@@ -44,6 +43,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import orjson
 
 from wedsync.connectors.errors import (
     CircuitOpen,
@@ -580,8 +580,8 @@ class ProviderClient:
                 http_status=response.status_code,
             )
         try:
-            return _json.loads(response.content)
-        except ValueError as exc:
+            return orjson.loads(response.content)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             raise SchemaMismatch(
                 f"{where}: invalid JSON ({exc.__class__.__name__})",
                 provider=self.provider,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import phonenumbers
 
 
@@ -37,10 +37,15 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     return f"{e164};ext={num.extension}" if num.extension else e164
 
 
-def _hash(payload: dict[str, Any]) -> str:
-    return hashlib.blake2b(
-        json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False).encode(), digest_size=16
-    ).hexdigest()
+# The provider's timestamps are not content: a record touched without a change hashes the same.
+_UNHASHED = frozenset({"remote_created_at", "remote_modified_at"})
+_HASH_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _digest(values: dict[str, Any]) -> str:
+    payload = orjson.dumps({k: v for k, v in values.items() if k not in _UNHASHED}, option=_HASH_OPTIONS,
+                           default=str)
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)
@@ -62,10 +67,7 @@ class ClientRecord:
 
     def content_hash(self) -> str:
         """Hash of the synced content; the remote timestamps are excluded so a touch is not a change."""
-        d = asdict(self)
-        d.pop("remote_modified_at")
-        d.pop("remote_created_at")
-        return _hash(d)
+        return _digest(_values(self))
 
 
 @dataclass(slots=True)
@@ -85,7 +87,19 @@ class WeddingRecord:
     remote_modified_at: datetime | None = None
 
     def content_hash(self) -> str:
-        d = asdict(self)
-        d.pop("remote_modified_at")
-        d.pop("remote_created_at")
-        return _hash(d)
+        return _digest(_values(self))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls))
+                                             for cls in (ClientRecord, WeddingRecord)}
+
+
+def _values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
+    return {name: getattr(rec, name) for name in _FIELD_NAMES[type(rec)]}
+
+
+def record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
+    """The record's column values plus ``content_hash`` (shared values, no deep copies)."""
+    d = _values(rec)
+    d["content_hash"] = _digest(d)
+    return d

@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.base import Page
 from wedsync.connectors.errors import ConnectorError
-from wedsync.domain.crm import ClientRecord, WeddingRecord
-from wedsync.domain.crm import _hash as _content_digest
+from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
 from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.services.connections import ConnectionService
 from wedsync.store.db import Database
@@ -124,27 +126,11 @@ class DirectSteps:
         return self.sync.finish(RunPlan(**plan), complete)
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls))
-                                         for cls in (ClientRecord, WeddingRecord)}
-_UNHASHED = ("remote_modified_at", "remote_created_at")
-
-
-def _record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
-    """The record's column values plus its content hash.
-
-    Equal to ``asdict(rec) | {"content_hash": rec.content_hash()}`` (same values, same digest), without the
-    two recursive deep copies ``asdict`` makes per record: the records are built from one page and dropped
-    after it, so the row values may share their dicts and lists.
-    """
-    d = {name: getattr(rec, name) for name in _FIELDS[type(rec)]}
-    d["content_hash"] = _content_digest({k: v for k, v in d.items() if k not in _UNHASHED})
-    return d
-
-
 # Prefetched next pages (see SyncService.sync_page): at most this many outstanding, oldest dropped first.
 _PREFETCH_MAX = 64
 _PageKey = tuple[str, str, int, int]  # run id, stream, page, pass
 _Prefetch = tuple[asyncio.AbstractEventLoop, Any, "asyncio.Future[Page]"]  # loop, connector, fetch
+_CONNECTOR_TTL = 10.0
 
 
 def _stops(records: Sequence[ClientRecord | WeddingRecord], since: datetime | None) -> bool:
@@ -174,6 +160,7 @@ class SyncService:
         self._providers: dict[str, str] = {}
         self._prefetch: dict[_PageKey, _Prefetch] = {}
         self._prefetch_lock = threading.Lock()
+        self._connectors: dict[tuple[str, int], tuple[Any, float]] = {}
 
     # -- runs ---------------------------------------------------------------------------------------
     def create_run(self, vendor_id: str, connection_id: str, mode: str) -> SyncRun:
@@ -233,13 +220,7 @@ class SyncService:
 
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
         key = (plan.run_id, stream, page, pass_no)
-        with self.db.read() as s:
-            done = s.get(SyncRunPage, key)
-            if done is not None:
-                self._drop_prefetch(key)
-                return self._page_result(done, plan)
-        conn = self.connections.get_any(plan.connection_id)
-        connector = await self.connections.connector(conn)
+        connector = await self._run_connector(plan)
         sort = "modified desc" if plan.mode == "incremental" else "id asc"
         fetched = await self._take_prefetch(key, connector)
         if fetched is None:
@@ -252,8 +233,25 @@ class SyncService:
             # still mapped and written, with its bookkeeping row, by its own step.
             self._start_prefetch((plan.run_id, stream, page + 1, pass_no), connector,
                                  connector.list_page(stream, page + 1, sort=sort))
+        # A replayed step (crash recovery) finds its page row inside _write_page and returns the stored
+        # result; the re-fetch it made is the price of not reading the bookkeeping twice per page.
         return await asyncio.to_thread(self._write_page, plan, stream, page, pass_no, records,
                                        fetched.total_items, fetched.total_pages, since)
+
+    async def _run_connector(self, plan: RunPlan) -> Any:
+        """The connection's live connector, looked up once per run and event loop (re-checked every
+        ``_CONNECTOR_TTL`` seconds, so rotated credentials are picked up mid-run)."""
+        key = (plan.run_id, id(asyncio.get_running_loop()))
+        now = time.monotonic()
+        cached = self._connectors.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        conn = self.connections.get_any(plan.connection_id)
+        connector = await self.connections.connector(conn)
+        if len(self._connectors) > 256:
+            self._connectors.clear()
+        self._connectors[key] = (connector, now + _CONNECTOR_TTL)
+        return connector
 
     # -- next-page prefetch --------------------------------------------------------------------------
     def _start_prefetch(self, key: _PageKey, connector: Any, fetch: Awaitable[Page]) -> None:
@@ -300,7 +298,7 @@ class SyncService:
         for entry in entries:
             _cancel(entry)
 
-    def _page_result(self, row: SyncRunPage, plan: RunPlan) -> PageResult:
+    def _page_result(self, row: Any, plan: RunPlan) -> PageResult:
         since = datetime.fromisoformat(plan.since) if plan.since else None
         stop = bool(since and row.oldest_modified and row.oldest_modified < since)
         return PageResult(stream=row.stream, page=row.page, items=row.items, created=row.created,
@@ -310,63 +308,61 @@ class SyncService:
     def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
                     records: Sequence[ClientRecord | WeddingRecord], total_items: int, total_pages: int,
                     since: datetime | None) -> PageResult:
-        with self.db.session() as s:
-            done = s.get(SyncRunPage, (plan.run_id, stream, page, pass_no))
-            if done is not None:  # another executor finished this page first
-                return self._page_result(done, plan)
+        pages: Table = SyncRunPage.__table__  # type: ignore[assignment]
+        with self.db.engine.begin() as conn:
+            done = conn.execute(select(pages).where(
+                pages.c.run_id == plan.run_id, pages.c.stream == stream, pages.c.page == page,
+                pages.c.pass_no == pass_no)).first()
+            if done is not None:  # a replay, or another executor finished this page first
+                return self._page_result(SimpleNamespace(**done._mapping), plan)
             all_modified = [r.remote_modified_at for r in records if r.remote_modified_at]
             oldest = min(all_modified) if all_modified else None
             fetched_any = bool(records)
             if since is not None:
                 records = [r for r in records if r.remote_modified_at is None or r.remote_modified_at >= since]
-            created, updated, unchanged = self.upsert(s, plan.vendor_id, plan.connection_id, stream, records,
+            created, updated, unchanged = self.upsert(conn, plan.vendor_id, plan.connection_id, stream, records,
                                                       run_id=plan.run_id)
             n = len(records)
-            s.add(SyncRunPage(run_id=plan.run_id, stream=stream, page=page, pass_no=pass_no,
-                              vendor_id=plan.vendor_id, items=n, created=created, updated=updated,
-                              unchanged=unchanged, total_items=total_items, total_pages=total_pages,
-                              oldest_modified=oldest))
-            run = s.get(SyncRun, plan.run_id)
-            assert run is not None
-            progress = dict(run.progress or {})
-            progress[stream] = {"page": page, "total_pages": total_pages, "total_items": total_items,
-                                "pass": pass_no}
-            s.execute(update(SyncRun).where(SyncRun.id == plan.run_id).values(
-                pages=SyncRun.pages + 1, processed=SyncRun.processed + n, created=SyncRun.created + created,
-                updated=SyncRun.updated + updated, unchanged=SyncRun.unchanged + unchanged,
-                progress=progress))
+            # The run's counters and progress are the sums of these rows (see summary): no hot row to
+            # update on every page.
+            conn.execute(insert(pages).values(
+                run_id=plan.run_id, stream=stream, page=page, pass_no=pass_no, vendor_id=plan.vendor_id,
+                items=n, created=created, updated=updated, unchanged=unchanged, total_items=total_items,
+                total_pages=total_pages, oldest_modified=oldest, done_at=utcnow()))
         # In an incremental run the listing is newest first: a page reaching past the window's
         # start means every later page is older still.
         stop = since is not None and (not fetched_any or (oldest is not None and oldest < since))
         return PageResult(stream=stream, page=page, items=n, created=created, updated=updated,
                           unchanged=unchanged, total_items=total_items, total_pages=total_pages, stop=stop)
 
-    def upsert(self, s: Session, vendor_id: str, connection_id: str, stream: str,
+    def upsert(self, s: Session | SAConnection, vendor_id: str, connection_id: str, stream: str,
                records: Sequence[ClientRecord | WeddingRecord], *, run_id: str | None = None
                ) -> tuple[int, int, int]:
         """Insert new records, update changed ones; returns (created, updated, unchanged).
 
-        A record older than the stored one (by the provider's ``modified``) never overwrites it.
+        A record older than the stored one (by the provider's ``modified``) never overwrites it. Runs on
+        the caller's transaction (a Session's or a Core connection's) with Core statements only.
         """
-        model = STREAM_MODELS[stream]
+        conn = s.connection() if isinstance(s, Session) else s
+        t: Table = STREAM_MODELS[stream].__table__  # type: ignore[assignment]
         by_id: dict[str, ClientRecord | WeddingRecord] = {r.remote_id: r for r in records}
         if not by_id:
             return 0, 0, 0
         existing = {
             row.remote_id: row
-            for row in s.execute(
-                select(model.id, model.remote_id, model.content_hash, model.remote_modified_at,
-                       model.deleted_at, model.version)
-                .where(model.connection_id == connection_id, model.remote_id.in_(list(by_id)))
+            for row in conn.execute(
+                select(t.c.id, t.c.remote_id, t.c.content_hash, t.c.remote_modified_at, t.c.deleted_at,
+                       t.c.version)
+                .where(t.c.connection_id == connection_id, t.c.remote_id.in_(list(by_id)))
             )
         }
         now = utcnow()
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         same: list[str] = []
-        provider = self._provider_of(s, connection_id)
+        provider = self._provider_of(conn, connection_id)
         for rid, rec in by_id.items():
-            values = _record_values(rec)
+            values = record_values(rec)
             old = existing.get(rid)
             if old is None:
                 values.update(id=new_id(), vendor_id=vendor_id, connection_id=connection_id,
@@ -378,24 +374,23 @@ class SyncService:
             if stale or (old.content_hash == values["content_hash"] and old.deleted_at is None):
                 same.append(rid)
                 continue
-            values.pop("remote_id")
-            values.update(id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
+            del values["remote_id"]
+            values.update(b_id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
                           version=old.version + 1)
             updates.append(values)
         if inserts:
-            # Core executemany: every row has the same keys, so the ORM's bulk-insert bookkeeping adds nothing
-            s.execute(insert(model.__table__), inserts)  # type: ignore[arg-type]
+            conn.execute(insert(t), inserts)
         if updates:
-            s.execute(update(model), updates)
+            conn.execute(update(t).where(t.c.id == bindparam("b_id")), updates)
         if same and run_id is not None:
-            s.execute(update(model).where(model.connection_id == connection_id, model.remote_id.in_(same))
-                      .values(seen_run_id=run_id).execution_options(synchronize_session=False))
+            conn.execute(update(t).where(t.c.connection_id == connection_id, t.c.remote_id.in_(same))
+                         .values(seen_run_id=run_id))
         return len(inserts), len(updates), len(same)
 
-    def _provider_of(self, s: Session, connection_id: str) -> str:
+    def _provider_of(self, conn: SAConnection, connection_id: str) -> str:
         p = self._providers.get(connection_id)
         if p is None:
-            p = s.execute(select(Connection.provider).where(Connection.id == connection_id)).scalar_one()
+            p = conn.execute(select(Connection.provider).where(Connection.id == connection_id)).scalar_one()
             self._providers[connection_id] = p
         return p
 
@@ -449,6 +444,7 @@ class SyncService:
                 elif cur.value < run.started_at:
                     cur.value = run.started_at
             run.deleted += deleted
+            self._materialize(s, run)
             run.status = "succeeded"
             run.finished_at = utcnow()
             run.error_detail = "; ".join(notes) or None
@@ -466,6 +462,7 @@ class SyncService:
             run = s.get(SyncRun, run_id)
             if run is None:
                 raise NotFound("sync run not found")
+            self._materialize(s, run)
             run.status, run.finished_at, run.error_detail = "failed", utcnow(), detail
             run.errors += 1
             conn = s.get(Connection, run.connection_id)
@@ -474,15 +471,48 @@ class SyncService:
             return self.summary(run)
 
     @staticmethod
-    def summary(run: SyncRun) -> dict[str, Any]:
+    def _page_totals(conn: SAConnection | Session, run_id: str) -> tuple[dict[str, int], dict[str, Any]]:
+        """The run's counters and per-stream progress, summed from its page rows."""
+        p = SyncRunPage.__table__
+        rows = conn.execute(
+            select(p.c.stream, p.c.pass_no, func.count(), func.sum(p.c["items"]), func.sum(p.c.created),
+                   func.sum(p.c.updated), func.sum(p.c.unchanged), func.max(p.c.page), func.max(p.c.total_pages),
+                   func.max(p.c.total_items))
+            .where(p.c.run_id == run_id).group_by(p.c.stream, p.c.pass_no).order_by(p.c.pass_no)
+        ).all()
+        totals = {"pages": 0, "processed": 0, "created": 0, "updated": 0, "unchanged": 0}
+        progress: dict[str, Any] = {}
+        for stream, pass_no, n, items, created, updated, unchanged, last, total_pages, total_items in rows:
+            totals["pages"] += int(n)
+            totals["processed"] += int(items or 0)
+            totals["created"] += int(created or 0)
+            totals["updated"] += int(updated or 0)
+            totals["unchanged"] += int(unchanged or 0)
+            progress[stream] = {"page": int(last or 0), "total_pages": int(total_pages or 0),
+                                "total_items": int(total_items or 0), "pass": int(pass_no)}
+        return totals, progress
+
+    def _materialize(self, s: Session, run: SyncRun) -> None:
+        totals, progress = self._page_totals(s, run.id)
+        for k, v in totals.items():
+            setattr(run, k, v)
+        run.progress = progress
+
+    def summary(self, run: SyncRun) -> dict[str, Any]:
+        """The run as the API shows it; an unfinished run's counters are summed from its pages."""
+        counts: dict[str, Any] = {"pages": run.pages, "processed": run.processed, "created": run.created,
+                                  "updated": run.updated, "unchanged": run.unchanged}
+        progress = run.progress
+        if run.status in ("queued", "running"):
+            with self.db.read() as s:
+                counts, progress = self._page_totals(s, run.id)
         return {
             "id": run.id, "connection_id": run.connection_id, "mode": run.mode, "status": run.status,
             "started_at": run.started_at.isoformat() if run.started_at else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "since": run.since.isoformat() if run.since else None,
-            "pages": run.pages, "processed": run.processed, "created": run.created, "updated": run.updated,
-            "unchanged": run.unchanged, "deleted": run.deleted, "errors": run.errors,
-            "error_detail": run.error_detail, "progress": run.progress,
+            **counts, "deleted": run.deleted, "errors": run.errors,
+            "error_detail": run.error_detail, "progress": progress,
         }
 
     # -- hooks --------------------------------------------------------------------------------------

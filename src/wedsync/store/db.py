@@ -52,6 +52,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
 
 
+def make_dbos_sqlite_engine(url: str) -> Engine:
+    """The engine DBOS's SQLite system database runs on: DBOS's own settings (IMMEDIATE transactions,
+    busy timeout, foreign keys) plus WAL with synchronous=NORMAL, which survives a process crash like the
+    default rollback journal does but does not fsync every step's commit."""
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
+
+
 def make_nullpool_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
 
