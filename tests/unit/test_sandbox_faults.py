@@ -284,7 +284,8 @@ async def test_hooks_fire_for_api_and_mutate_creations(app: FastAPI, client: htt
     result = (await client.post(f"{ADMIN}/mutate", json={"collection": "job", "create": 1})).json()
     await emulator_of(app).webhooks.drain()
     targets = [json.loads(b)["targetId"] for b in bodies]
-    assert targets[:2] == created and result["created"][0] in targets
+    # deliveries are concurrent: their arrival order is not part of the contract
+    assert set(created) <= set(targets) and result["created"][0] in targets
     assert len(targets) == 2 + 2 + 1  # two API contacts, the new couple, their job
     deliveries = (await client.get(f"{ADMIN}/deliveries")).json()
     assert all(d["status"] == 200 for d in deliveries)
