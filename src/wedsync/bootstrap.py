@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -135,6 +136,16 @@ def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: b
     DBOS.launch()
     queues.register_all()
     _dbos_launched = True
+    freeze_startup_heap()
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up (modules, the app, DBOS, SQLAlchemy's caches), which lives as long
+    as the process, out of the cyclic garbage collector. Full collections then stay short under load:
+    measured on the webhook intake, p99 went from 65-79 ms to 15-19 ms and throughput from 1,600 to 2,100
+    requests/s (docs/benchmarks.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 def shutdown_dbos() -> None:

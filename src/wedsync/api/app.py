@@ -11,15 +11,15 @@ from fastapi import FastAPI
 
 from wedsync import __version__
 from wedsync.api import errors
-from wedsync.bootstrap import get_hub, launch_dbos
+from wedsync.bootstrap import freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
 
 ROUTERS = (
+    "wedsync.api.routers.webhooks",  # first: the high-volume route is matched before any other
     "wedsync.api.routers.system",
     "wedsync.api.routers.vendors",
     "wedsync.api.routers.providers",
     "wedsync.api.routers.connections",
-    "wedsync.api.routers.webhooks",
     "wedsync.api.routers.oauth",
 )
 
@@ -46,6 +46,7 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
             from wedsync.workflows.recovery import supervise
 
             supervisor = asyncio.create_task(supervise(hub.db, current_executor_id(), stop, inbox=hub.inbox))
+        freeze_startup_heap()
         yield
         stop.set()
         if supervisor is not None:

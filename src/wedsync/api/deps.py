@@ -11,7 +11,9 @@ from wedsync.bootstrap import Hub, get_hub
 from wedsync.services.tenancy import Principal
 
 
-def hub_dep() -> Hub:
+async def hub_dep() -> Hub:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread, a hop per request that the
+    # webhook intake cannot afford.
     return get_hub()
 
 
