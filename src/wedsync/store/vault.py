@@ -130,16 +130,23 @@ class Vault:
         self._register_all(data)
         return data
 
-    def _register_all(self, value: Any) -> None:
-        """Every decrypted string, nested ones (OAuth token sets) included, is scrubbed from logs."""
-        if isinstance(value, str):
-            self._on_decrypt(value)
-        elif isinstance(value, dict):
-            for v in value.values():
-                self._register_all(v)
-        elif isinstance(value, list):
-            for v in value:
-                self._register_all(v)
+    def _register_all(self, data: dict[str, Any]) -> None:
+        """Every top-level credential string, and the secret-named values of nested ones (an OAuth token
+        set's access and refresh tokens, not its ``token_type`` or ``scope``), is scrubbed from logs."""
+        for v in data.values():
+            if isinstance(v, str):
+                self._on_decrypt(v)
+            elif isinstance(v, dict):
+                self._register_nested(v)
+
+    def _register_nested(self, data: dict[str, Any]) -> None:
+        from wedsync.logging import is_secret_key
+
+        for k, v in data.items():
+            if isinstance(v, str) and is_secret_key(k):
+                self._on_decrypt(v)
+            elif isinstance(v, dict):
+                self._register_nested(v)
 
     def store(self, session: Session, vendor_id: str, connection_id: str, data: dict[str, Any]) -> None:
         """Write (or replace) a connection's credentials inside the caller's transaction."""
