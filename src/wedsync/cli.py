@@ -104,12 +104,6 @@ def worker(
     settings = get_settings()
     hub = _hub()
     eid = executor_id or settings.executor_id or default_executor_id(settings)
-    try:
-        from wedsync.logging import configure_logging
-
-        configure_logging(settings.log_level, json=settings.log_json)
-    except ImportError:  # pragma: no cover
-        pass
     launch_dbos(settings, executor_id=eid, listen=True)
     console.print(f"worker {eid} listening on {hub.db.engine.dialect.name}")
 

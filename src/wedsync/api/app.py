@@ -11,8 +11,10 @@ from fastapi import FastAPI
 
 from wedsync import __version__
 from wedsync.api import errors
-from wedsync.bootstrap import freeze_startup_heap, get_hub, launch_dbos
+from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
+from wedsync.logging import configure_logging
+from wedsync.workflows.recovery import supervise
 
 ROUTERS = (
     "wedsync.api.routers.webhooks",  # first: the high-volume route is matched before any other
@@ -31,8 +33,6 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         settings = get_settings()
-        from wedsync.logging import configure_logging
-
         configure_logging(settings.log_level, json=settings.log_json)
         hub = get_hub()
         if launch_workflows:
@@ -42,9 +42,6 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
         stop = asyncio.Event()
         supervisor = None
         if launch_workflows and settings.in_process_workers:
-            from wedsync.bootstrap import current_executor_id
-            from wedsync.workflows.recovery import supervise
-
             supervisor = asyncio.create_task(supervise(hub.db, current_executor_id(), stop, inbox=hub.inbox))
         freeze_startup_heap()
         yield
@@ -56,11 +53,5 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)
     errors.install(app)
     for name in ROUTERS:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
+        app.include_router(import_module(name).router)
     return app

@@ -10,15 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wedsync.errors import WedsyncError
-
-try:
-    from wedsync.logging import get_logger
-except ImportError:  # pragma: no cover
-    import logging
-
-    def get_logger(name: str) -> Any:  # type: ignore[misc]
-        return logging.getLogger(name)
-
+from wedsync.logging import get_logger
 
 log = get_logger("wedsync.api")
 
