@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # never break an API key or a URL across lines
 
 DEMO_VENDOR = "Golden Hour Photography (demo)"
 SANDBOX_VSCO_KEY = "sandbox-vsco-key"
