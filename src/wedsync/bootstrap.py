@@ -102,7 +102,7 @@ def dbos_config(settings: Settings, executor_id: str | None = None) -> dict[str,
         "log_level": os.environ.get("WEDSYNC_DBOS_LOG_LEVEL", "WARNING"),
         "executor_id": executor_id or settings.executor_id or default_executor_id(settings),
         "application_version": "wedsync-1",
-        "notification_listener_polling_interval_sec": 0.1,
+        "notification_listener_polling_interval_sec": 1.0,
     }
     return cfg
 
