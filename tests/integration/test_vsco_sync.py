@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from sqlalchemy import func, select
 
+from tests.e2e.procs import serve_app_in_thread
 from wedsync.connectors.crm.vsco_workspace import map_contact, map_job
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.store.tables import Client, Connection, SyncCursor, Wedding
@@ -142,3 +144,34 @@ async def test_wrong_api_key_is_reauth(hub, sandbox) -> None:  # type: ignore[no
     with pytest.raises(ReauthRequired):
         await drive_run(r.id, DirectSteps(hub.sync))
     await hub.connections.aclose()
+
+
+async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None:  # type: ignore[no-untyped-def]
+    """``meta`` is optional in the spec: a server that omits it is paged until a short page, and since it
+    never said how many records exist, a full sync proves no absence and deletes nothing."""
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}",
+              "modified": "2026-01-01T00:00:00Z"} for i in range(230)]
+    app = FastAPI()
+
+    @app.get("/api/v2/address-book")
+    async def contacts(request: Request, page: int = 1, pageSize: int = 100) -> dict:
+        assert request.headers["x-api-key"] == KEY
+        chunk = items[(page - 1) * pageSize: page * pageSize]
+        return {"type": "addressbook-collection", "items": chunk}
+
+    @app.get("/api/v2/job")
+    async def jobs(page: int = 1) -> dict:
+        return {"type": "job-collection", "items": []}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("No Meta Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        with hub.db.session() as s:  # a record the provider no longer lists
+            hub.sync.upsert(s, v.id, c.id, "contacts", [map_contact({"id": "gone", "firstName": "Old"})])
+        summary = await run(hub, v.id, c.id, "full")
+        assert summary["status"] == "succeeded" and summary["created"] == 230 and summary["deleted"] == 0
+        assert "deletions deferred" in (summary["error_detail"] or "")
+        assert len(stored(hub, Client, c.id)) == 231
+    finally:
+        stop()

@@ -48,7 +48,7 @@ class Page:
     items: list[dict[str, Any]]
     page: int
     total_pages: int
-    total_items: int
+    total_items: int | None  # None when the provider did not say (no deletes can be proven then)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

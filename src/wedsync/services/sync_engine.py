@@ -56,7 +56,7 @@ class PageResult:
     created: int
     updated: int
     unchanged: int
-    total_items: int
+    total_items: int | None
     total_pages: int
     stop: bool  # incremental: this page reached records older than the window
 
@@ -302,11 +302,11 @@ class SyncService:
         since = datetime.fromisoformat(plan.since) if plan.since else None
         stop = bool(since and row.oldest_modified and row.oldest_modified < since)
         return PageResult(stream=row.stream, page=row.page, items=row.items, created=row.created,
-                          updated=row.updated, unchanged=row.unchanged, total_items=row.total_items or 0,
+                          updated=row.updated, unchanged=row.unchanged, total_items=row.total_items,
                           total_pages=row.total_pages or 0, stop=stop)
 
     def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
-                    records: Sequence[ClientRecord | WeddingRecord], total_items: int, total_pages: int,
+                    records: Sequence[ClientRecord | WeddingRecord], total_items: int | None, total_pages: int,
                     since: datetime | None) -> PageResult:
         pages: Table = SyncRunPage.__table__  # type: ignore[assignment]
         with self.db.engine.begin() as conn:
@@ -403,6 +403,8 @@ class SyncService:
                 SyncRunPage.pass_no == pass_no).order_by(SyncRunPage.page)).scalars())
             if not pages:
                 return False
+            if any(p.total_items is None for p in pages):
+                return False  # the provider did not report its totals: absence cannot be proven
             totals = [p.total_items or 0 for p in pages]
             final_total = totals[-1]
             expected_pages = pages[-1].total_pages or 0

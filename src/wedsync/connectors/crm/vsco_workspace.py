@@ -182,12 +182,17 @@ class VscoWorkspaceConnector(Connector):
         if body.get("type") not in (None, ctype):
             raise SchemaMismatch(f"{path} returned a {body.get('type')!r}, expected {ctype}",
                                  provider=self.slug)
-        meta = body.get("meta") or {}
+        raw_meta = body.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         items = body["items"]
         total_items = meta.get("totalItems")
         total_pages = meta.get("totalPages")
-        if not isinstance(total_items, int) or not isinstance(total_pages, int):
-            raise SchemaMismatch(f"{path} page without meta.totalItems/totalPages", provider=self.slug)
+        if not isinstance(total_pages, int) or isinstance(total_pages, bool) or total_pages < 0:
+            # ``meta`` is optional in the spec: without it, a full page means there may be another one.
+            total_pages = page + 1 if len(items) >= page_size else page
+            total_items = None
+        elif not isinstance(total_items, int) or isinstance(total_items, bool):
+            total_items = None
         return Page(items=items, page=page, total_pages=total_pages, total_items=total_items)
 
     async def get_record(self, stream: str, remote_id: str) -> dict[str, Any] | None:
