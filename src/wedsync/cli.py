@@ -223,10 +223,10 @@ async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, m
     """Start a sync run as a DBOS workflow and show a progress bar until it ends."""
     from dbos import DBOS
 
-    from wedsync.workflows.sync import enqueue_sync
+    from wedsync.workflows.sync import start_sync
 
-    run = hub.sync.create_run(vendor_id, connection_id, mode)
-    await enqueue_sync(run.id)
+    run_id = await start_sync(vendor_id, connection_id, mode)
+    run = hub.sync.get_run(vendor_id, run_id)
     handle: Any = await DBOS.retrieve_workflow_async(run.id)
     task = asyncio.ensure_future(handle.get_result())
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -128,3 +128,27 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
     finally:
         httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={}).raise_for_status()
         stop()
+
+
+async def test_orphaned_run_row_does_not_block_the_connection(dbos_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A run recorded but never enqueued (the hub died in between) is closed, not left blocking forever."""
+    from datetime import timedelta
+
+    from wedsync.errors import Conflict
+    from wedsync.store.tables import SyncRun, utcnow
+    from wedsync.workflows.sync import start_sync
+
+    vendor_id, conn_id, _ = _connect(dbos_hub, sandbox, "Orphan Studio")
+    orphan = dbos_hub.sync.create_run(vendor_id, conn_id, "full")  # no workflow behind it
+    with pytest.raises(Conflict):  # fresh: it may be about to be enqueued
+        await start_sync(vendor_id, conn_id, "full")
+    with dbos_hub.db.session() as s:
+        row = s.get(SyncRun, orphan.id)
+        assert row is not None
+        row.started_at = utcnow() - timedelta(minutes=5)
+    run_id = await start_sync(vendor_id, conn_id, "full")
+    result = await (await DBOS.retrieve_workflow_async(run_id)).get_result()
+    assert result["status"] == "succeeded" and run_id != orphan.id
+    closed = dbos_hub.sync.get_run(vendor_id, orphan.id)
+    assert closed.status == "failed" and "never started" in (closed.error_detail or "")
+    await dbos_hub.connections.aclose()

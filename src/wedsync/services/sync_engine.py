@@ -181,6 +181,11 @@ class SyncService:
             s.add(run)
         return run
 
+    def runs_in_progress(self, connection_id: str) -> list[SyncRun]:
+        with self.db.read() as s:
+            return list(s.execute(select(SyncRun).where(SyncRun.connection_id == connection_id,
+                                                        SyncRun.status.in_(("queued", "running")))).scalars())
+
     def get_run(self, vendor_id: str, run_id: str) -> SyncRun:
         with self.db.read() as s:
             run = s.get(SyncRun, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -9,6 +10,7 @@ from dbos import DBOS, SetWorkflowID
 from wedsync.bootstrap import get_hub
 from wedsync.connectors.errors import ConnectorError
 from wedsync.services.sync_engine import RunPlan, drive_run
+from wedsync.store.tables import utcnow
 from wedsync.workflows.queues import SYNC_QUEUE, get_queue
 
 
@@ -65,6 +67,40 @@ async def enqueue_sync(run_id: str) -> str:
     return run_id
 
 
+# A run row is written before its workflow is enqueued; a crash in between leaves a row with no
+# workflow. After this long it is no longer "about to be enqueued" but orphaned.
+ORPHAN_AFTER = timedelta(minutes=2)
+_ENDED = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
+
+
+async def reconcile_runs(connection_id: str) -> list[str]:
+    """Close run rows that say queued/running but whose workflow ended (cancelled, failed for good) or
+    never existed, so they cannot block the connection's next run forever. Returns the ids closed."""
+    hub = get_hub()
+    closed = []
+    for run in hub.sync.runs_in_progress(connection_id):
+        status = await DBOS.get_workflow_status_async(run.id)
+        if status is None:
+            if utcnow() - run.started_at < ORPHAN_AFTER:
+                continue
+            reason = "its workflow was never started (the hub stopped between recording and enqueuing it)"
+        elif status.status in _ENDED:
+            reason = f"its workflow ended as {status.status} without recording the outcome"
+        else:
+            continue
+        hub.sync.fail(run.id, RuntimeError(f"sync run abandoned: {reason}"))
+        closed.append(run.id)
+    return closed
+
+
 async def start_sync(vendor_id: str, connection_id: str, mode: str) -> str:
-    run = get_hub().sync.create_run(vendor_id, connection_id, mode)
-    return await enqueue_sync(run.id)
+    """Record and enqueue a run. If the enqueue itself fails, the run is marked failed, not left queued."""
+    hub = get_hub()
+    await reconcile_runs(connection_id)
+    run = hub.sync.create_run(vendor_id, connection_id, mode)
+    try:
+        await enqueue_sync(run.id)
+    except Exception as exc:
+        hub.sync.fail(run.id, exc)
+        raise
+    return run.id

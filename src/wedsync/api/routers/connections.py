@@ -61,11 +61,11 @@ def delete_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: 
 async def start_sync(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer,
                      body: SyncIn | None = None) -> dict[str, Any]:
     """Queue a sync run (a durable workflow); poll ``GET /api/sync-runs/{id}`` for progress."""
-    from wedsync.workflows.sync import enqueue_sync
+    from wedsync.workflows.sync import start_sync as start
 
-    run = hub.sync.create_run(vendor_id, connection_id, (body or SyncIn()).mode)
-    await enqueue_sync(run.id)
-    return hub.sync.summary(hub.sync.get_run(vendor_id, run.id))
+    hub.connections.get(vendor_id, connection_id)  # 404 before anything else
+    run_id = await start(vendor_id, connection_id, (body or SyncIn()).mode)
+    return hub.sync.summary(hub.sync.get_run(vendor_id, run_id))
 
 
 @router.get("/connections/{connection_id}/sync-runs", response_model=list[SyncRunOut])
