@@ -124,3 +124,24 @@ async def test_metrics_endpoint(api, hub) -> None:  # type: ignore[no-untyped-de
     assert "wedsync_provider_requests_total" in r.text or "provider_requests_total" in r.text
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     assert (await api.get("/readyz")).json()["database"] == "sqlite"
+
+
+async def test_database_outage_is_503_not_500(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A store that is unreachable answers 503 with Retry-After (here: the SQLite file made unreadable)."""
+    import os
+
+    _, key = await _vendor(hub)
+    db_file = hub.settings.resolved_home / "wedsync.sqlite"
+    hub.db.engine.dispose()
+    os.rename(db_file, db_file.with_suffix(".moved"))
+    db_file.mkdir()  # a directory where the database file was: every connection attempt fails
+    try:
+        r = await api.get("/api/connections", headers=auth(key))
+        assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        assert r.json()["error"]["code"] == "store_unavailable"
+        r = await api.get("/readyz")
+        assert r.status_code == 503
+    finally:
+        db_file.rmdir()
+        os.rename(db_file.with_suffix(".moved"), db_file)
+        hub.db.engine.dispose()

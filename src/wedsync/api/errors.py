@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wedsync.errors import WedsyncError
@@ -52,6 +53,13 @@ def install(app: FastAPI) -> None:
                                                                                        "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _store_unavailable(req: Request, exc: OperationalError) -> JSONResponse:
+        # The database is busy, restarting or unreachable: tell the client to come back, not that we broke.
+        log.warning("store unavailable", path=req.url.path, error_type=type(exc.orig).__name__)
+        return JSONResponse(error_body("store_unavailable", "the hub's database is unavailable; retry shortly"),
+                            status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
