@@ -145,3 +145,16 @@ async def test_database_outage_is_503_not_500(api, hub) -> None:  # type: ignore
         db_file.rmdir()
         os.rename(db_file.with_suffix(".moved"), db_file)
         hub.db.engine.dispose()
+
+
+async def test_default_base_url_needs_no_dns_and_private_urls_are_refused(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    monkeypatch.setattr(hub.connections, "allow_private_urls", False)
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}})
+    assert r.status_code == 201 and r.json()["base_url"] == "https://workspace.vsco.co/api/v2"
+    for url in ("http://127.0.0.1:8100/vsco-workspace/api/v2", "http://10.1.2.3/api/v2", "http://[::1]/x",
+                "http://169.254.169.254/latest"):
+        r = await api.post("/api/connections", headers=auth(key),
+                           json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": url})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "forbidden_url", url

@@ -63,8 +63,12 @@ class ConnectionService:
             raise InvalidInput(f"missing credential fields {missing} for {provider}",
                                code="missing_credentials")
         url = base_url or cls.default_base_url
-        if url:
+        if url and url.rstrip("/") != (cls.default_base_url or "").rstrip("/"):
+            # Only a URL the caller chose is checked; the provider's own production URL is trusted (and
+            # must not need DNS at connect time).
             url = check_public_url(url, allow_private=self.allow_private_urls)
+        elif url:
+            url = url.rstrip("/")
         creds = dict(credentials)
         creds.setdefault(WEBHOOK_SECRET, secrets.token_urlsafe(24))
         with self.db.session() as s:
