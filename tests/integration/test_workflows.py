@@ -104,13 +104,23 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
             with dbos_hub.db.read() as s:
                 assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == n_events
 
+            # Deleting the connection removes our REST hooks at the provider as well (once its runs ended).
+            deadline = time.monotonic() + 60
+            while dbos_hub.sync.runs_in_progress(conn_id) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            hooks = httpx.get(f"{sandbox}/{SLUG}/api/v2/rest-hook", headers={"X-API-KEY": "sandbox-vsco-key"})
+            assert hooks.json()["meta"]["totalItems"] == 2
+            r = await api.delete(f"/api/connections/{conn_id}", headers=auth(key))
+            assert r.status_code == 204
+            hooks = httpx.get(f"{sandbox}/{SLUG}/api/v2/rest-hook", headers={"X-API-KEY": "sandbox-vsco-key"})
+            assert hooks.json()["meta"]["totalItems"] == 0
+            assert (await api.get(f"/api/connections/{conn_id}", headers=auth(key))).status_code == 404
+
             # A provider outage fails the run and marks the connection; our API never answers 5xx.
+            _, conn_id, key = _connect(dbos_hub, sandbox, "Outage Studio")
             httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={"outages": [{"for_seconds": 120}]}
                       ).raise_for_status()
             r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
-            if r.status_code == 409:  # the second run above may still be going
-                await asyncio.sleep(2)
-                r = await api.post(f"/api/connections/{conn_id}/sync", headers=auth(key), json={"mode": "full"})
             assert r.status_code == 202, r.text
             run_id = r.json()["id"]
             deadline = time.monotonic() + 90

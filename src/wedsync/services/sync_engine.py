@@ -291,12 +291,6 @@ class SyncService:
         except Exception:
             return None
 
-    def _drop_prefetch(self, key: _PageKey) -> None:
-        with self._prefetch_lock:
-            entry = self._prefetch.pop(key, None)
-        if entry is not None:
-            _cancel(entry)
-
     def _drop_run_prefetches(self, run_id: str) -> None:
         with self._prefetch_lock:
             entries = [self._prefetch.pop(k) for k in [k for k in self._prefetch if k[0] == run_id]]

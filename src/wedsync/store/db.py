@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -70,10 +69,6 @@ def make_dbos_sqlite_engine(url: str) -> Engine:
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     return engine
-
-
-def make_nullpool_engine(url: str) -> Engine:
-    return create_engine(url, poolclass=NullPool)
 
 
 class Database:

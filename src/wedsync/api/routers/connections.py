@@ -20,10 +20,13 @@ from wedsync.api.schemas import (
     WeddingOut,
 )
 from wedsync.bootstrap import Hub
+from wedsync.connectors.errors import ConnectorError
+from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
 from wedsync.store.tables import Client, Connection, Wedding
 
 router = APIRouter(prefix="/api", tags=["connections"])
+log = get_logger("wedsync.api.connections")
 
 
 def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
@@ -52,7 +55,16 @@ def get_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Rea
 
 
 @router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> None:
+async def delete_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> None:
+    """Remove the connection and its credentials; the webhook subscriptions we created at the provider
+    are removed first, as far as the provider lets us (a dead account must not block the deletion)."""
+    hub.connections.get(vendor_id, connection_id)
+    if hub.subscriptions.list(vendor_id, connection_id):
+        try:
+            await hub.subscriptions.unsubscribe_all(vendor_id, connection_id)
+        except ConnectorError as exc:
+            log.warning("could not remove provider subscriptions", connection_id=connection_id,
+                        error_type=type(exc).__name__)
     hub.connections.delete(vendor_id, connection_id)
 
 
