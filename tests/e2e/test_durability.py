@@ -163,11 +163,14 @@ def test_two_workers_share_the_queue_and_recover_a_killed_one(tmp_path: Path, sa
 
         # Kill -9 the worker running a sync mid-way: the other one claims it once its heartbeat is stale.
         who = people[6]
+        contacts, jobs = 4000, 300  # a longer run (about 43 pages at 60 ms), so the kill lands mid-way
+        seed(sandbox, contacts, jobs, latency_ms=60)
         run_id = start_sync(api_url, who)
         wait_for(lambda: pages_done(engine, run_id)[0] >= 4, 60, "4 pages")
         owner = _dbos_executors(engine, [run_id])[run_id]
         victim, survivor = (w1, "w2") if owner == "w1" else (w2, "w1")
         victim.kill9()
+        assert run_row(engine, run_id).status == "running", "the run ended before the kill: make it longer"
         done = wait_for(lambda: (r := run_row(engine, run_id)).status in ("succeeded", "failed") and r, 120,
                         "the orphaned run to be recovered")
         assert done.status == "succeeded", done.error_detail
