@@ -92,6 +92,21 @@ def run_demo(*, exit_after: bool, port: int, sandbox_port: int, contacts: int) -
         console.print(f"[bold]{n_clients}[/bold] clients and [bold]{n_weddings}[/bold] weddings in WedSync "
                       f"for {vendor.name}")
         console.print(f"API key for this vendor (shown once): [bold]{key}[/bold]")
+        from wedsync.demos import DemoContext, discover_stories
+
+        ctx = DemoContext(hub=hub, console=console, sandbox_url=sandbox_url,
+                          public_url=f"http://127.0.0.1:{port}")
+        summary: list[tuple[str, str]] = []
+        for title, run_story in discover_stories():
+            console.rule(f"[bold]{title}")
+            summary.extend(run_story(ctx))
+        if summary:
+            st = Table(title="Demo summary")
+            st.add_column("what")
+            st.add_column("result")
+            for label, value in summary:
+                st.add_row(label, value)
+            console.print(st)
         if exit_after:
             return
         import uvicorn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
@@ -16,14 +17,24 @@ from wedsync.config import get_settings
 from wedsync.logging import configure_logging
 from wedsync.workflows.recovery import supervise
 
-ROUTERS = (
-    "wedsync.api.routers.webhooks",  # first: the high-volume route is matched before any other
+# The high-volume webhook route is matched before any other; the core routers next, then every other
+# module of ``wedsync.api.routers`` (one per capability) in name order.
+CORE_ROUTERS = (
+    "wedsync.api.routers.webhooks",
     "wedsync.api.routers.system",
     "wedsync.api.routers.vendors",
     "wedsync.api.routers.providers",
     "wedsync.api.routers.connections",
     "wedsync.api.routers.oauth",
 )
+
+
+def router_modules() -> list[str]:
+    import wedsync.api.routers as package
+
+    others = sorted(f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
+                    if not m.name.startswith("_"))
+    return [*CORE_ROUTERS, *(m for m in others if m not in CORE_ROUTERS)]
 
 
 def create_app(*, launch_workflows: bool = True) -> FastAPI:
@@ -52,6 +63,6 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
 
     app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for name in ROUTERS:
+    for name in router_modules():
         app.include_router(import_module(name).router)
     return app

@@ -3,12 +3,18 @@
 Rule 5: an unsigned payload is never trusted, so a VSCO Workspace REST hook only names a record and the
 handler re-fetches it with the API key. Events of providers without a handler stay ``pending`` in the
 inbox (durably kept) until their capability is built.
+
+A capability adds handlers by defining ``WEBHOOK_HANDLERS: dict[str, Handler]`` in any module of
+``wedsync.services``; they are discovered on first use (``handlers()``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
@@ -35,13 +41,30 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+@cache
+def handlers() -> dict[str, Handler]:
+    """Provider slug -> handler: ``HANDLERS`` above plus every service module's ``WEBHOOK_HANDLERS``."""
+    import wedsync.services as package
+
+    found = dict(HANDLERS)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name == __name__.rsplit(".", 1)[-1] or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for provider, handler in getattr(module, "WEBHOOK_HANDLERS", {}).items():
+            if provider in found and found[provider] is not handler:
+                raise RuntimeError(f"two webhook handlers for provider {provider!r}")
+            found[provider] = handler
+    return found
+
+
 async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, int]:
     """Claim and process up to ``limit`` pending events of one provider, oldest first.
 
     Events are processed in arrival order, so several hooks about one record apply in order; a
     retriable provider error puts the event back (up to the inbox's attempt limit), a fatal one fails it.
     """
-    handler = HANDLERS[provider]
+    handler = handlers()[provider]
     rows = hub.inbox.claim_pending(limit, provider=provider)
     done: list[int] = []
     failed = retried = 0

@@ -300,3 +300,19 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     recovered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+def import_table_modules() -> None:
+    """Import every ``wedsync.store.tables_<capability>`` module so ``Base.metadata`` knows all tables.
+
+    Each capability (CRM, payments, calendars, ...) keeps its tables in its own module, declared on this
+    ``Base``; Alembic's environment and the schema tests call this before they compare or create.
+    """
+    import importlib
+    import pkgutil
+
+    import wedsync.store as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("tables_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")

@@ -9,7 +9,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 
 from wedsync.bootstrap import get_hub
-from wedsync.services.webhook_dispatch import HANDLERS, process_batch
+from wedsync.services.webhook_dispatch import handlers, process_batch
 from wedsync.workflows.queues import INBOX_QUEUE, get_queue
 
 BATCH = 100
@@ -24,7 +24,7 @@ async def drain_step(provider: str) -> dict[str, int]:
 @DBOS.workflow()
 async def drain_inbox() -> dict[str, Any]:
     totals: dict[str, int] = {"claimed": 0, "processed": 0, "failed": 0, "retried": 0}
-    for provider in sorted(HANDLERS):
+    for provider in sorted(handlers()):
         for _ in range(MAX_BATCHES):
             r = await drain_step(provider)
             for k, v in r.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from wedsync.store.tables import Base
+from wedsync.store.tables import Base, import_table_modules
+
+import_table_modules()
 
 config = context.config
 target_metadata = Base.metadata

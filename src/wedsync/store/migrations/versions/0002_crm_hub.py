@@ -1,0 +1,22 @@
+"""CRM hub: unified model, identity, conflicts, outbox
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Filled by the capability's tables (store/tables_crm*.py); no schema change yet.
+    pass
+
+
+def downgrade() -> None:
+    pass
