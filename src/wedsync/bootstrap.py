@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import socket
 import threading
@@ -24,6 +25,14 @@ def load_keyring(settings: Settings) -> KeyRing:
     return KeyFile(settings.resolved_home / "vault.keys").load_or_create()
 
 
+# Capability services, one module each, built lazily by ``Hub.__getattr__`` (name -> "module:Class").
+CAPABILITY_SERVICES: dict[str, str] = {
+    "crm": "wedsync.services.crm_sync:CrmService",
+    "payments": "wedsync.services.payments:PaymentService",
+    "calendar": "wedsync.services.calendar:CalendarService",
+}
+
+
 class Hub:
     """The wired application: one per process."""
 
@@ -42,6 +51,7 @@ class Hub:
         self.subscriptions = SubscriptionService(self.db, self.connections, settings.public_url)
         self.oauth = OAuthService(self.db, self.vault, self.connections, settings)
         self._inbox: Any = None
+        self._capabilities: dict[str, Any] = {}
 
     @property
     def inbox(self) -> Any:
@@ -52,9 +62,25 @@ class Hub:
                                        batch_wait_ms=self.settings.webhook_batch_wait_ms)
         return self._inbox
 
+    def __getattr__(self, name: str) -> Any:
+        """The capability services (``hub.crm``, ``hub.payments``, ``hub.calendar``), built on first use
+        from ``CAPABILITY_SERVICES``: each is a class taking the hub, with an optional async ``aclose``."""
+        target = CAPABILITY_SERVICES.get(name)
+        if target is None or name.startswith("_"):
+            raise AttributeError(name)
+        services = self.__dict__.setdefault("_capabilities", {})
+        if name not in services:
+            module, _, cls = target.partition(":")
+            services[name] = getattr(importlib.import_module(module), cls)(self)
+        return services[name]
+
     async def aclose(self) -> None:
         if self._inbox is not None:
             await self._inbox.stop()
+        for service in list(self._capabilities.values()):
+            closer = getattr(service, "aclose", None)
+            if closer is not None:
+                await closer()
         await self.connections.aclose()
 
     def close(self) -> None:
