@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,6 +23,8 @@ vault_app = typer.Typer(help="credential vault", no_args_is_help=True)
 app.add_typer(vendor_app, name="vendor")
 app.add_typer(key_app, name="key")
 app.add_typer(vault_app, name="vault")
+for _name, _group in discover_command_groups():
+    app.add_typer(_group, name=_name)
 
 console = Console(stderr=True)
 out = Console()
