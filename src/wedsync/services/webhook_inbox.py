@@ -405,6 +405,12 @@ class WebhookInbox:
         with self.db.engine.begin() as conn:
             return conn.execute(stmt).rowcount
 
+    def pending_providers(self) -> set[str]:
+        """The providers that have events waiting (one read, so a drain skips the idle ones)."""
+        stmt = select(_T.c.provider).where(_T.c.status == PENDING).distinct()
+        with self.db.engine.connect().execution_options(readonly=True) as conn:
+            return {str(p) for p in conn.execute(stmt).scalars()}
+
     def pending_count(self, *, connection_id: str | None = None) -> int:
         """How many events wait to be claimed."""
         stmt = select(func.count()).select_from(_T).where(_T.c.status == PENDING)

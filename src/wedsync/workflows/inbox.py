@@ -21,10 +21,16 @@ async def drain_step(provider: str) -> dict[str, int]:
     return await process_batch(get_hub(), provider, BATCH)
 
 
+@DBOS.step()
+def pending_providers_step() -> list[str]:
+    """Providers with a handler and events waiting; events of providers without one stay pending."""
+    return sorted(get_hub().inbox.pending_providers() & set(handlers()))
+
+
 @DBOS.workflow()
 async def drain_inbox() -> dict[str, Any]:
     totals: dict[str, int] = {"claimed": 0, "processed": 0, "failed": 0, "retried": 0}
-    for provider in sorted(handlers()):
+    for provider in pending_providers_step():
         for _ in range(MAX_BATCHES):
             r = await drain_step(provider)
             for k, v in r.items():
