@@ -1,4 +1,4 @@
-"""Unified CRM records (Client, Wedding) as the sync engine sees them, and their normalization. No I/O."""
+"""Unified CRM source records (Client, Wedding, Event, Contract, Invoice/Payment) and their normalization. No I/O."""
 
 from __future__ import annotations
 
@@ -94,12 +94,79 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(c
                                              for cls in (ClientRecord, WeddingRecord)}
 
 
-def _values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
+def _values(rec: Any) -> dict[str, Any]:
     return {name: getattr(rec, name) for name in _FIELD_NAMES[type(rec)]}
 
 
-def record_values(rec: ClientRecord | WeddingRecord) -> dict[str, Any]:
+def record_values(rec: Any) -> dict[str, Any]:
     """The record's column values plus ``content_hash`` (shared values, no deep copies)."""
     d = _values(rec)
     d["content_hash"] = _digest(d)
     return d
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One event of a wedding (ceremony, reception, engagement shoot...) from one source."""
+
+    remote_id: str
+    wedding_remote_id: str | None = None
+    kind: str | None = None  # ceremony | reception | engagement | getting-ready | other (provider's word kept)
+    name: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    location: str | None = None
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        return _digest(_values(self))
+
+
+@dataclass(slots=True)
+class ContractRecord:
+    """A contract (agreement) of a wedding from one source."""
+
+    remote_id: str
+    wedding_remote_id: str | None = None
+    title: str | None = None
+    status: str | None = None  # draft | sent | signed | void
+    signed_at: datetime | None = None
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        return _digest(_values(self))
+
+
+@dataclass(slots=True)
+class InvoiceRecord:
+    """An invoice/order of a wedding; amounts in integer minor units with an ISO 4217 currency.
+
+    ``payments`` are the payments received against it: dicts with ``remote_id``, ``amount_minor``,
+    ``currency``, ``paid_at`` (ISO 8601) and ``method``.
+    """
+
+    remote_id: str
+    wedding_remote_id: str | None = None
+    number: str | None = None
+    status: str | None = None  # draft | open | paid | void
+    currency: str | None = None
+    total_minor: int | None = None
+    paid_minor: int | None = None
+    due_date: date | None = None
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        return _digest(_values(self))
+
+
+AnyRecord = ClientRecord | WeddingRecord | EventRecord | ContractRecord | InvoiceRecord
+
+_FIELD_NAMES.update({cls: tuple(f.name for f in fields(cls))
+                     for cls in (EventRecord, ContractRecord, InvoiceRecord)})
