@@ -67,6 +67,16 @@ async def test_providers_matrix(api, hub) -> None:  # type: ignore[no-untyped-de
     assert r.status_code == 200
     vsco = next(p for p in r.json()["providers"] if p["provider"] == "vsco-workspace")
     assert vsco["channel"] == "api" and "contacts" in vsco["capabilities"]["incremental"]
+    assert vsco["status"] == "available"
+    knot = next(p for p in r.json()["providers"] if p["provider"] == "the-knot")
+    assert knot["status"] == "not_built" and knot["channel"] == "email"
+    assert not any(knot["capabilities"][k] for k in ("read", "write", "webhooks", "incremental"))
+
+
+async def test_a_known_provider_without_a_connector_answers_422(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "the-knot", "credentials": {}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "provider_not_built"
 
 
 async def test_key_lifecycle_over_http(api, hub) -> None:  # type: ignore[no-untyped-def]

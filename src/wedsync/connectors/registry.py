@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from dataclasses import dataclass
 
-from wedsync.connectors.base import Connector
-from wedsync.errors import NotFound
+from wedsync.connectors.base import Channel, Connector
+from wedsync.errors import NotFound, NotImplementedCapability
 
 FAMILIES = ("crm", "payments", "calendars", "social", "directories", "portfolio", "channels")
 
@@ -41,18 +42,76 @@ def _discover() -> dict[str, type[Connector]]:
 CONNECTORS: dict[str, type[Connector]] = _discover()
 
 
+class ProviderNotBuilt(NotImplementedCapability):
+    """The provider is known but has no connector: the request cannot be served (422, not a server fault)."""
+
+    code = "provider_not_built"
+    status = 422
+
+
+@dataclass(frozen=True)
+class PlannedProvider:
+    """A provider the hub knows of but has no connector for yet, with the channel that really exists."""
+
+    slug: str
+    display_name: str
+    category: str
+    channel: Channel
+    notes: str
+
+
+# The marketplace's other providers (ARCHITECTURE's families; channels per ../shared/specs/README.md). They
+# appear in the matrix with status "not_built" and every capability empty; connecting one answers 501.
+PLANNED: tuple[PlannedProvider, ...] = (
+    PlannedProvider("instagram", "Instagram (business accounts)", "social", Channel.API,
+                    "Graph API (IG User, IG Media); webhooks signed X-Hub-Signature-256"),
+    PlannedProvider("facebook-pages", "Facebook Pages", "social", Channel.API,
+                    "Graph API (Page, PagePost, Photo, Album); webhooks signed X-Hub-Signature-256"),
+    PlannedProvider("pinterest", "Pinterest", "social", Channel.API, "API v5 (OpenAPI in specs)"),
+    PlannedProvider("linkedin", "LinkedIn", "social", Channel.API, "no specification in specs/ yet"),
+    PlannedProvider("the-knot", "The Knot", "directories", Channel.EMAIL,
+                    "no public API: lead e-mails, CSV, manual publishing; availability as an iCalendar feed"),
+    PlannedProvider("weddingwire", "WeddingWire", "directories", Channel.EMAIL,
+                    "no public API: lead e-mails, CSV, manual publishing; availability as an iCalendar feed"),
+    PlannedProvider("zola", "Zola", "directories", Channel.EMAIL,
+                    "no public API: lead e-mails, CSV, manual publishing; availability as an iCalendar feed"),
+    PlannedProvider("wedding-spot", "Wedding Spot", "directories", Channel.EMAIL,
+                    "no public API: lead e-mails, CSV, manual publishing"),
+    PlannedProvider("here-comes-the-guide", "Here Comes The Guide", "directories", Channel.EMAIL,
+                    "no public API: lead e-mails, CSV, manual publishing"),
+    PlannedProvider("smugmug", "SmugMug", "portfolio", Channel.API, "API v2 (OAuth 1.0a)"),
+    PlannedProvider("shootproof", "ShootProof", "portfolio", Channel.API, "Studio API (partial OpenAPI in specs)"),
+    PlannedProvider("zenfolio", "Zenfolio", "portfolio", Channel.API,
+                    "legacy JSON-RPC/SOAP API 1.8, status unconfirmed"),
+    PlannedProvider("pixieset", "Pixieset", "portfolio", Channel.CSV,
+                    "no public API (only an unofficial one, not used)"),
+    PlannedProvider("cloudspot", "Cloudspot", "portfolio", Channel.CSV, "no public API"),
+    PlannedProvider("pic-time", "Pic-Time", "portfolio", Channel.ZAPIER_WEBHOOK, "Zapier only"),
+    PlannedProvider("dubsado", "Dubsado", "crm", Channel.ZAPIER_WEBHOOK, "Zapier only"),
+)
+PLANNED_BY_SLUG = {p.slug: p for p in PLANNED if p.slug not in CONNECTORS}
+
+
 def get_connector_class(slug: str) -> type[Connector]:
     try:
         return CONNECTORS[slug]
     except KeyError:
+        planned = PLANNED_BY_SLUG.get(slug)
+        if planned is not None:
+            raise ProviderNotBuilt(
+                f"{planned.display_name} is known but its connector is not built yet ({planned.notes})"
+            ) from None
         raise NotFound(f"unknown provider {slug!r}", code="unknown_provider") from None
 
 
 def capability_matrix() -> list[dict[str, object]]:
-    return [
+    """Every provider the hub knows: built connectors (status "available") and planned ones ("not_built",
+    with empty capabilities and the real channel they will use)."""
+    built: list[dict[str, object]] = [
         {
             "provider": c.slug,
             "name": c.display_name,
+            "status": "available",
             "channel": str(c.channel),
             "capabilities": c.capabilities.as_dict(),
             "credentials": [f.name for f in c.credential_fields],
@@ -60,3 +119,17 @@ def capability_matrix() -> list[dict[str, object]]:
         }
         for c in CONNECTORS.values()
     ]
+    planned: list[dict[str, object]] = [
+        {
+            "provider": p.slug,
+            "name": p.display_name,
+            "status": "not_built",
+            "channel": str(p.channel),
+            "capabilities": {"category": p.category, "read": [], "write": [], "webhooks": [],
+                             "incremental": [], "notes": p.notes},
+            "credentials": [],
+            "docs": None,
+        }
+        for p in PLANNED_BY_SLUG.values()
+    ]
+    return built + planned
