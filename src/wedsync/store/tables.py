@@ -168,6 +168,8 @@ class Client(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # the unified client this source record belongs to (crm_clients, see tables_crm.py; migration 0002)
+    crm_client_id: Mapped[str | None] = mapped_column(String(26), default=None, index=True)
 
 
 class Wedding(Base):

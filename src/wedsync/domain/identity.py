@@ -1,0 +1,177 @@
+"""Identity resolution rules: folding names, blocking keys, and the match decision between two people. No I/O.
+
+A source record (a VSCO contact, a HoneyBook CSV row, a Zapier hook, a marketplace inquiry) becomes a set of
+:class:`Features`. Candidates for a match are found by *blocking keys* (normalized e-mail, phone, wedding
+date), which the store indexes, so resolution costs O(candidates), not O(clients). :func:`decide` then
+accepts a candidate only with corroborating evidence:
+
+* a shared e-mail or phone **and** a compatible first name (typos, swapped first/last, diacritics and
+  nicknames by prefix tolerated); the last name may differ (a married name). A shared *family* address
+  used by a different couple has a different first name, so it never merges on its own;
+* no shared contact point: the same wedding date **and** both names close (``NAME_THRESHOLD``).
+
+Every accepted match carries its rule, a score and the evidence, which the store keeps with the merge.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.fuzz import ratio
+
+from wedsync.domain.crm import normalize_email, normalize_phone
+
+NAME_THRESHOLD = 85.0  # rapidfuzz ratio (0-100) above which two name parts are "the same"
+FIRST_THRESHOLD = 85.0  # a first name with a typo ("Jonathon"/"Jonathan" 87.5; one edit in 4+ letters: 85)
+_NON_WORD = re.compile(r"[^a-z0-9 ]+")
+_SPACES = re.compile(r"\s+")
+
+
+def fold(value: str | None) -> str:
+    """Lowercase ASCII letters and digits, accents removed (``Zoë Müller-Ortiz`` -> ``zoe muller ortiz``)."""
+    if not value:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", value)
+    ascii_ = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    ascii_ = ascii_.replace("ß", "ss").replace("ø", "o").replace("æ", "ae").replace("ł", "l")
+    return _SPACES.sub(" ", _NON_WORD.sub(" ", ascii_)).strip()
+
+
+def email_key(value: str | None) -> str | None:
+    """The comparable form of an e-mail: trimmed, lowercased; gmail-style dots and +tags kept (they may
+    really be different mailboxes at other providers)."""
+    e = normalize_email(value)
+    return e if e and "@" in e else None
+
+
+def phone_key(value: str | None, region: str | None = None) -> str | None:
+    """E.164 without extension when the number parses (``region`` is the vendor's default country)."""
+    p = normalize_phone(value, region)
+    if not p or not p.startswith("+"):
+        return None
+    return p.split(";", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What identity resolution compares: folded names, contact points, wedding dates."""
+
+    first: str = ""
+    last: str = ""
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    dates: frozenset[date] = frozenset()
+
+    def keys(self) -> list[str]:
+        return blocking_keys(self)
+
+    def union(self, other: Features) -> Features:
+        """The features of a merged identity (names of ``self`` kept: they are the golden record's)."""
+        return Features(self.first or other.first, self.last or other.last, self.emails | other.emails,
+                        self.phones | other.phones, self.dates | other.dates)
+
+
+def features(first: str | None = None, last: str | None = None, display: str | None = None,
+             emails: Iterable[str | None] = (), phones: Iterable[str | None] = (),
+             dates: Iterable[date | None] = (), region: str | None = None) -> Features:
+    """Features of one record; a display name fills missing first/last ("Ana Ruiz" -> ana / ruiz)."""
+    f, last_ = fold(first), fold(last)
+    if (not f or not last_) and display:
+        parts = fold(display).split(" ")
+        if parts and parts[0]:
+            f = f or parts[0]
+            last_ = last_ or (parts[-1] if len(parts) > 1 else "")
+    return Features(
+        first=f, last=last_,
+        emails=frozenset(k for k in (email_key(e) for e in emails) if k),
+        phones=frozenset(k for k in (phone_key(p, region) for p in phones) if k),
+        dates=frozenset(d for d in dates if d is not None),
+    )
+
+
+def blocking_keys(f: Features) -> list[str]:
+    """Index keys under which candidates are looked up: ``e:<email>``, ``p:<e164>``, ``d:<date>``."""
+    keys = [f"e:{e}" for e in sorted(f.emails)]
+    keys += [f"p:{p}" for p in sorted(f.phones)]
+    keys += [f"d:{d.isoformat()}" for d in sorted(f.dates)]
+    return keys
+
+
+def _part_sim(a: str, b: str) -> float:
+    if not a or not b:
+        return 0.0
+    if a == b:
+        return 100.0
+    short, long_ = sorted((a, b), key=len)
+    if len(short) >= 3 and (long_.startswith(short + " ") or (long_.startswith(short) and len(short) >= 4)):
+        return 90.0  # "Chris"/"Christopher", a double first name
+    score = float(ratio(a, b))
+    if score < NAME_THRESHOLD and min(len(a), len(b)) >= 4 and Levenshtein.distance(a, b) <= 1:
+        score = NAME_THRESHOLD  # one typo in a name long enough that it is still that name
+    return score
+
+
+def name_similarity(a: Features, b: Features) -> tuple[float, float, bool]:
+    """(first-name similarity, last-name similarity, swapped) in the orientation that fits best."""
+    straight = (_part_sim(a.first, b.first), _part_sim(a.last, b.last))
+    swapped = (_part_sim(a.first, b.last), _part_sim(a.last, b.first))
+    if min(swapped) > min(straight):
+        return swapped[0], swapped[1], True
+    return straight[0], straight[1], False
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Why two records are one client: the rule that fired, a 0-100 score and its evidence."""
+
+    rule: str
+    score: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(a: Features, b: Features) -> Match | None:
+    """Whether ``a`` and ``b`` are the same person, and why; None when the evidence is not enough."""
+    emails = a.emails & b.emails
+    phones = a.phones & b.phones
+    dates = a.dates & b.dates
+    first, last, swapped = name_similarity(a, b)
+    evidence: dict[str, Any] = {"first_similarity": round(first, 1), "last_similarity": round(last, 1)}
+    if swapped:
+        evidence["swapped_names"] = True
+    dates_conflict = bool(a.dates and b.dates and not dates)
+    if emails or phones:
+        contact = "email" if emails else "phone"
+        evidence[contact] = sorted(emails or phones)[0]
+        if dates_conflict and first < 100.0:
+            return None  # a similar name at another wedding sharing a (family) address: not enough
+        if first >= FIRST_THRESHOLD or (not a.first and not b.first):
+            if dates:
+                evidence["wedding_date"] = min(dates).isoformat()
+            if last >= NAME_THRESHOLD:
+                bonus = 5.0 if emails and phones else 0.0
+                return Match(f"{contact}+name", min(100.0, (first + last) / 2 + bonus), evidence)
+            if not dates_conflict:  # a new last name (marriage) but not another wedding
+                return Match(f"{contact}+first_name", min(first, 95.0) - 10.0, evidence)
+        return None
+    if dates and first >= NAME_THRESHOLD and last >= NAME_THRESHOLD:
+        evidence["wedding_date"] = min(dates).isoformat()
+        return Match("name+wedding_date", (first + last) / 2 - 5.0, evidence)
+    return None
+
+
+def best_match(f: Features, candidates: Iterable[tuple[str, Features]]) -> tuple[str, Match] | None:
+    """The best-scoring accepted candidate (ties: the smallest id, so resolution is deterministic)."""
+    best: tuple[str, Match] | None = None
+    for cid, cf in candidates:
+        m = decide(f, cf)
+        if m is None:
+            continue
+        if best is None or m.score > best[1].score or (m.score == best[1].score and cid < best[0]):
+            best = (cid, m)
+    return best
