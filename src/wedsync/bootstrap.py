@@ -149,6 +149,8 @@ def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: b
     import wedsync.workflows.sync  # noqa: F401 - registers workflows
     from wedsync.workflows import queues
 
+    workflow_modules = import_workflow_modules()  # every process (API or worker) knows every workflow
+
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
     cfg = dbos_config(settings, executor_id)
     if cfg["system_database_url"].startswith("sqlite"):
@@ -161,8 +163,24 @@ def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: b
         DBOS.listen_queues([])
     DBOS.launch()
     queues.register_all()
+    for module in workflow_modules:  # e.g. schedules, which DBOS creates only once launched
+        hook = getattr(module, "after_launch", None)
+        if callable(hook):
+            hook()
     _dbos_launched = True
     freeze_startup_heap()
+
+
+def import_workflow_modules() -> list[Any]:
+    """Import every module of ``wedsync.workflows`` (a capability's workflows must be registered with DBOS
+    before launch, in workers too); a module may define ``after_launch()``, called once DBOS runs."""
+    import pkgutil
+
+    import wedsync.workflows as package
+
+    return [importlib.import_module(f"{package.__name__}.{m.name}")
+            for m in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)
+            if not m.name.startswith("_")]
 
 
 def freeze_startup_heap() -> None:
