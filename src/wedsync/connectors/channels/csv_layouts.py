@@ -1,0 +1,650 @@
+"""CSV import/export of CRM contacts in each product's own column layout (HoneyBook, 17hats, Studio Ninja, Iris Works).
+
+None of these products publishes its export format. The layouts below are our best reconstruction of each
+product's contacts/projects export; verify them against a real export before relying on a column (see
+``docs/crm_channels.md``). Parsing is lenient where real files vary (header case and punctuation, column
+order, extra columns, delimiter, encoding) and strict where data would be wrong (e-mails, phones, dates).
+
+    parse_csv(data, layout)    -> Iterator[ParsedRow]   streaming; one ParsedRow per CSV record
+    export_csv(layout, rows)   -> Iterator[bytes]       streaming; round-trips with parse_csv
+
+Line numbers are physical lines of the file (the header is line 1); a record with a quoted multi-line field
+reports the line it starts on. A row whose issues include a fatal one has ``client=None`` and is not
+imported; warnings (an unparseable phone, a bad date) drop that one value and keep the row.
+
+``remote_id`` of a row is the product's id column when the layout has one and the cell is filled, else
+``"csv-" + blake2b(normalized e-mail | normalized name)`` (20 hex chars): the same person exported twice
+gets the same id, so a re-import updates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
+from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, normalize_phone
+from wedsync.errors import InvalidInput
+
+__all__ = [
+    "LAYOUTS",
+    "CsvFileError",
+    "CsvLayout",
+    "ParsedRow",
+    "RowIssue",
+    "client_hash_id",
+    "export_csv",
+    "parse_csv",
+]
+
+#: Canonical fields a layout column can map to.
+FIELDS = (
+    "remote_id", "first_name", "last_name", "full_name", "email", "phone", "phone2", "company", "street",
+    "city", "state", "postal_code", "country", "project_id", "project_name", "project_date", "project_type",
+    "stage", "lead_source", "guest_count", "venue", "created",
+)
+MAX_CELL = 32_768  # a cell longer than this is garbage, not a name
+MAX_FIELD_SIZE = 1_048_576
+
+
+class CsvFileError(InvalidInput):
+    """The file as a whole cannot be imported (nothing was imported). ``code`` says why:
+    ``empty_file``, ``binary_file``, ``missing_columns``, ``malformed_csv``, ``unknown_layout``."""
+
+    code = "csv_file_invalid"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class RowIssue:
+    """One problem with one row. ``fatal`` issues keep the row out (``ParsedRow.client is None``)."""
+
+    line: int
+    column: str | None
+    code: str
+    message: str
+    fatal: bool = False
+
+
+@dataclass(slots=True)
+class ParsedRow:
+    line: int
+    client: ClientRecord | None
+    wedding: WeddingRecord | None
+    issues: list[RowIssue] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """One product's export: column header -> canonical field, in export order, plus its conventions."""
+
+    slug: str
+    product: str
+    columns: tuple[tuple[str, str], ...]  # (header as the product writes it, canonical field)
+    required: tuple[tuple[str, ...], ...]  # each tuple: at least one of these canonical fields must be a column
+    date_format: str  # how the product writes dates
+    datetime_format: str  # how it writes the created timestamp
+    dayfirst: bool  # for the lenient fallback parse of other date spellings
+    default_region: str  # phone numbers without a country code
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # other headers seen for a field
+    id_prefix: str = ""
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return tuple(h for h, _ in self.columns)
+
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for _, f in self.columns)
+
+
+def _key(header: str) -> str:
+    """Header matching key: case-, accent-, space- and punctuation-insensitive."""
+    text = unicodedata.normalize("NFKD", header.strip().lstrip("\ufeff")).casefold()
+    return re.sub(r"[^0-9a-z]+", "", "".join(c for c in text if not unicodedata.combining(c)))
+
+
+# Headers other tools and older exports use for the same thing; every layout accepts these too.
+_COMMON_ALIASES: dict[str, tuple[str, ...]] = {
+    "first_name": ("first", "firstname", "given name", "forename"),
+    "last_name": ("last", "lastname", "surname", "family name"),
+    "full_name": ("name", "full name", "client name", "contact name"),
+    "email": ("email", "e-mail", "email address", "primary email", "e-mail address"),
+    "phone": ("phone", "phone number", "mobile", "cell", "cell phone", "telephone", "primary phone"),
+    "company": ("company", "company name", "organization", "business"),
+    "street": ("address", "street", "street address", "address 1", "address line 1"),
+    "city": ("city", "town", "suburb"),
+    "state": ("state", "province", "region", "state/province", "county"),
+    "postal_code": ("zip", "zip code", "postcode", "postal code"),
+    "country": ("country",),
+    "project_name": ("project", "project name", "job", "job name", "project title"),
+    "project_date": ("project date", "event date", "wedding date", "job date", "date of event"),
+    "project_type": ("project type", "job type", "event type", "type"),
+    "lead_source": ("lead source", "source", "referral source", "how did you hear about us"),
+    "venue": ("venue", "location", "event location"),
+    "guest_count": ("guest count", "guests", "number of guests"),
+    "created": ("date created", "created", "created on", "date added", "created at"),
+    "stage": ("stage", "status", "project stage", "job status", "pipeline stage"),
+}
+
+LAYOUTS: dict[str, CsvLayout] = {
+    # HoneyBook: Contacts > Export. No contact id column (remote ids are hashes), US dates.
+    "honeybook": CsvLayout(
+        slug="honeybook", product="HoneyBook",
+        columns=(("First Name", "first_name"), ("Last Name", "last_name"), ("Email", "email"),
+                 ("Phone", "phone"), ("Company", "company"), ("Address", "street"),
+                 ("Project Name", "project_name"), ("Project Date", "project_date"),
+                 ("Project Type", "project_type"), ("Project Stage", "stage"), ("Lead Source", "lead_source"),
+                 ("Date Created", "created")),
+        required=(("email", "first_name", "full_name"),),
+        date_format="%m/%d/%Y", datetime_format="%m/%d/%Y", dayfirst=False, default_region="US",
+    ),
+    # 17hats: Contacts > Export to CSV. Numeric contact id, US dates, 12-hour created timestamp.
+    "17hats": CsvLayout(
+        slug="17hats", product="17hats",
+        columns=(("Contact ID", "remote_id"), ("First Name", "first_name"), ("Last Name", "last_name"),
+                 ("Email", "email"), ("Phone", "phone"), ("Company", "company"), ("Street", "street"),
+                 ("City", "city"), ("State", "state"), ("Zip", "postal_code"), ("Country", "country"),
+                 ("Project", "project_name"), ("Event Date", "project_date"), ("Status", "stage"),
+                 ("Lead Source", "lead_source"), ("Created On", "created")),
+        required=(("email", "first_name"),),
+        date_format="%m/%d/%Y", datetime_format="%m/%d/%Y %I:%M %p", dayfirst=False, default_region="US",
+        aliases={"remote_id": ("contact id", "id")}, id_prefix="17h-",
+    ),
+    # Studio Ninja (Australian): one "Client Name" column, AU day-first dates, mobile and phone columns.
+    "studio-ninja": CsvLayout(
+        slug="studio-ninja", product="Studio Ninja",
+        columns=(("Client ID", "remote_id"), ("Client Name", "full_name"), ("Email Address", "email"),
+                 ("Mobile", "phone"), ("Phone", "phone2"), ("Address", "street"), ("Suburb", "city"),
+                 ("State", "state"), ("Postcode", "postal_code"), ("Country", "country"),
+                 ("Job ID", "project_id"), ("Job Name", "project_name"), ("Job Date", "project_date"),
+                 ("Job Type", "project_type"), ("Job Status", "stage"), ("Lead Source", "lead_source"),
+                 ("Date Added", "created")),
+        required=(("email", "full_name"),),
+        date_format="%d/%m/%Y", datetime_format="%d/%m/%Y %H:%M", dayfirst=True, default_region="AU",
+        aliases={"remote_id": ("client id",), "phone2": ("phone", "landline"), "phone": ("mobile",)},
+        id_prefix="sn-",
+    ),
+    # Iris Works: ISO dates, last name first, guest count and venue on the job.
+    "iris-works": CsvLayout(
+        slug="iris-works", product="Iris Works",
+        columns=(("Contact Id", "remote_id"), ("Last Name", "last_name"), ("First Name", "first_name"),
+                 ("Primary Email", "email"), ("Primary Phone", "phone"), ("Street Address", "street"),
+                 ("City", "city"), ("State/Province", "state"), ("Postal Code", "postal_code"),
+                 ("Country", "country"), ("Job Name", "project_name"), ("Event Date", "project_date"),
+                 ("Job Type", "project_type"), ("Workflow Stage", "stage"), ("Venue", "venue"),
+                 ("Guest Count", "guest_count"), ("Referral Source", "lead_source"), ("Created", "created")),
+        required=(("email", "last_name"),),
+        date_format="%Y-%m-%d", datetime_format="%Y-%m-%d %H:%M:%S", dayfirst=False, default_region="US",
+        aliases={"remote_id": ("contact id", "id")}, id_prefix="iw-",
+    ),
+}
+
+
+def _header_map(layout: CsvLayout, header: list[str]) -> tuple[dict[int, str], dict[int, str]]:
+    """Column index -> canonical field, and index -> header for the columns that map to no field."""
+    by_key: dict[str, str] = {}
+    for name, canonical in layout.columns:  # the layout's own headers win over aliases
+        by_key.setdefault(_key(name), canonical)
+    for canonical, names in layout.aliases.items():
+        for name in names:
+            by_key.setdefault(_key(name), canonical)
+    for canonical, names in _COMMON_ALIASES.items():
+        for name in names:
+            by_key.setdefault(_key(name), canonical)
+    mapped: dict[int, str] = {}
+    extra: dict[int, str] = {}
+    taken: set[str] = set()
+    for index, raw in enumerate(header):
+        name = raw.strip().lstrip("\ufeff")
+        if not name:
+            continue
+        found = by_key.get(_key(name))
+        if found is None or found in taken:
+            extra[index] = name
+        else:
+            mapped[index] = found
+            taken.add(found)
+    return mapped, extra
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    """Text of the file: BOM-marked UTF-8/UTF-16, else UTF-8, else cp1252, else Latin-1 (never fails)."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    sample = data[:4096]
+    if len(sample) >= 4:  # UTF-16 without a BOM: every other byte is zero for Latin text
+        odd_zero = sample[1::2].count(0) / max(1, len(sample[1::2]))
+        even_zero = sample[0::2].count(0) / max(1, len(sample[0::2]))
+        if odd_zero > 0.4 and even_zero < 0.05:
+            return data.decode("utf-16-le", errors="replace")
+        if even_zero > 0.4 and odd_zero < 0.05:
+            return data.decode("utf-16-be", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _check_text(text: str) -> None:
+    sample = text[:8192]
+    if "\x00" in sample:
+        raise CsvFileError("binary_file", "the file contains NUL bytes: it is not a text CSV export")
+    controls = sum(1 for c in sample if (ord(c) < 32 and c not in "\r\n\t") or c == "\ufffd")
+    if sample and controls / len(sample) > 0.05:
+        raise CsvFileError("binary_file", "the file is not text (too many control or undecodable characters)")
+
+
+def _sniff_delimiter(text: str) -> str:
+    """Comma, semicolon or tab: whichever splits the header line into the most columns (comma on a tie)."""
+    first = text[:65_536].split("\n", 1)[0]
+    counts = {d: 0 for d in (",", ";", "\t")}
+    quoted = False
+    for ch in first:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts.items(), key=lambda kv: (kv[1], kv[0] == ","))
+    return best[0] if best[1] > 0 else ","
+
+
+# --- value parsing ----------------------------------------------------------------------------------------
+
+_FAST_EMAIL = re.compile(
+    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+([a-z]{2,63})")
+_SPECIAL_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def check_email(value: str) -> str | None:
+    """The normalized e-mail, or None when it is not a valid address (syntax only, no DNS)."""
+    text = value.strip()
+    lowered = text.lower()
+    m = _FAST_EMAIL.fullmatch(lowered)
+    if m is not None and len(lowered) <= 254 and lowered.index("@") <= 64:
+        if m.group(1) in _SPECIAL_TLDS:
+            return None
+        return lowered
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return normalize_email(result.normalized)
+
+
+def _region(country: str | None, default: str) -> str:
+    if country:
+        c = country.strip()
+        if len(c) == 2 and c.isalpha():
+            return c.upper()
+        code = _COUNTRY_NAMES.get(_key(c))
+        if code:
+            return code
+    return default
+
+
+_COUNTRY_NAMES = {_key(k): v for k, v in {
+    "United States": "US", "USA": "US", "United States of America": "US", "Australia": "AU",
+    "United Kingdom": "GB", "UK": "GB", "England": "GB", "Canada": "CA", "New Zealand": "NZ", "Ireland": "IE",
+    "Germany": "DE", "France": "FR", "Spain": "ES", "Italy": "IT", "Mexico": "MX", "Japan": "JP",
+    "Netherlands": "NL", "Brazil": "BR", "India": "IN", "South Africa": "ZA",
+}.items()}
+
+
+def check_phone(value: str, region: str) -> str | None:
+    """E.164 (``;ext=`` kept) when the number is possible for ``region``, else None."""
+    normalized = normalize_phone(value, region)
+    if normalized is None or not normalized.startswith("+"):
+        return None
+    return normalized
+
+
+def _parse_date(value: str, layout: CsvLayout) -> date | None:
+    text = value.strip()
+    for fmt in (layout.date_format, "%Y-%m-%d", layout.datetime_format):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    from dateutil import parser as date_parser
+
+    try:
+        return date_parser.parse(text, dayfirst=layout.dayfirst, yearfirst=False).date()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse_datetime(value: str, layout: CsvLayout, zone: tzinfo) -> datetime | None:
+    text = value.strip()
+    for fmt in (layout.datetime_format, layout.date_format, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        try:
+            parsed = datetime.strptime(text, fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC)
+
+
+def _norm_name(value: str | None) -> str:
+    return " ".join(unicodedata.normalize("NFKC", value or "").casefold().split())
+
+
+def client_hash_id(email: str | None, first: str | None, last: str | None, prefix: str = "csv-") -> str:
+    """The stable remote id of a CSV row without an id column: normalized e-mail + normalized full name."""
+    name = _norm_name(" ".join(p for p in (first, last) if p))
+    basis = f"{normalize_email(email) or ''}|{name}"
+    return prefix + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def _split_full_name(full: str) -> tuple[str | None, str | None]:
+    text = " ".join(full.split())
+    if "," in text:  # "Lastname, Firstname"
+        last, _, first = text.partition(",")
+        return (first.strip() or None), (last.strip() or None)
+    first, _, last = text.partition(" ")
+    return (first or None), (last or None)
+
+
+# --- parsing ----------------------------------------------------------------------------------------------
+
+
+def _get_layout(layout: str) -> CsvLayout:
+    found = LAYOUTS.get(layout)
+    if found is None:
+        raise CsvFileError("unknown_layout", f"no CSV layout {layout!r}; known: {sorted(LAYOUTS)}")
+    return found
+
+
+def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
+              timezone: str | None = None) -> Iterator[ParsedRow]:
+    """Parse one export, row by row. File-level problems raise :class:`CsvFileError` before the first row.
+
+    ``default_region`` (ISO country) overrides the layout's for phones without a country code and no
+    country column; ``timezone`` (IANA) is the zone of the created timestamps (UTC by default).
+    """
+    spec = _get_layout(layout)
+    if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise CsvFileError("empty_file", "the file is empty")
+    text = _decode(data)
+    _check_text(text)
+    try:
+        zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CsvFileError("invalid_timezone", f"unknown time zone {timezone!r}") from None
+    region = (default_region or spec.default_region).upper()
+    csv.field_size_limit(MAX_FIELD_SIZE)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=False)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines before the header
+    except csv.Error as exc:
+        raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
+    if header is None:
+        raise CsvFileError("empty_file", "the file has no header row")
+    mapped, extra = _header_map(spec, header)
+    present = set(mapped.values())
+    missing = [group for group in spec.required if not present.intersection(group)]
+    if missing:
+        expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
+        raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
+                                              f"{[h for h in header if h.strip()][:30]}")
+    return _rows(reader, spec, mapped, extra, len(header), region, zone)
+
+
+def _header_for(spec: CsvLayout, canonical: str) -> str:
+    return next((h for h, f in spec.columns if f == canonical), canonical)
+
+
+def _rows(reader: Iterator[list[str]], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
+          width: int, region: str, zone: tzinfo) -> Iterator[ParsedRow]:
+    line_reader = reader  # csv.reader: line_num is the physical line the last record ended on
+    last_line = line_reader.line_num  # type: ignore[attr-defined]
+    while True:
+        start = last_line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            last_line = line_reader.line_num  # type: ignore[attr-defined]
+            yield ParsedRow(start, None, None, [RowIssue(start, None, "malformed_row", str(exc), True)])
+            continue
+        last_line = line_reader.line_num  # type: ignore[attr-defined]
+        if not any(cell.strip() for cell in cells):
+            continue
+        yield _row(start, cells, spec, mapped, extra, width, region, zone)
+
+
+def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
+         width: int, region: str, zone: tzinfo) -> ParsedRow:
+    issues: list[RowIssue] = []
+    values: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    if len(cells) > width and any(c.strip() for c in cells[width:]):
+        issues.append(RowIssue(line, None, "extra_cells",
+                               f"{len(cells)} cells but the header has {width} columns; extra cells ignored"))
+    for index, cell in enumerate(cells[:width]):
+        value = cell.strip()
+        if not value:
+            continue
+        if len(value) > MAX_CELL:
+            col = mapped.get(index) or extra.get(index)
+            issues.append(RowIssue(line, _col(spec, col), "value_too_long",
+                                   f"value of {len(value)} characters ignored"))
+            continue
+        canonical = mapped.get(index)
+        if canonical is not None:
+            values[canonical] = value
+        elif index in extra:
+            custom[extra[index]] = value
+
+    first, last = values.get("first_name"), values.get("last_name")
+    if not first and not last and values.get("full_name"):
+        first, last = _split_full_name(values["full_name"])
+
+    email: str | None = None
+    if "email" in values:
+        email = check_email(values["email"])
+        if email is None:
+            issues.append(RowIssue(line, _header_for(spec, "email"), "invalid_email",
+                                   f"{values['email'][:80]!r} is not a valid e-mail address"))
+    if email is None and not first and not last:
+        code = "no_identity"
+        issues.append(RowIssue(line, None, code, "the row has neither a valid e-mail nor a name", True))
+        return ParsedRow(line, None, None, issues)
+
+    country = values.get("country")
+    phone_region = _region(country, region)
+    phone = None
+    for key in ("phone", "phone2"):
+        if key in values:
+            checked = check_phone(values[key], phone_region)
+            if checked is None:
+                issues.append(RowIssue(line, _header_for(spec, key), "invalid_phone",
+                                       f"{values[key][:40]!r} is not a phone number for {phone_region}"))
+            elif phone is None:
+                phone = checked
+
+    address = {k: values[f] for k, f in (("streetAddress", "street"), ("city", "city"), ("state", "state"),
+                                         ("postalCode", "postal_code"), ("country", "country")) if f in values}
+    created = None
+    if "created" in values:
+        created = _parse_datetime(values["created"], spec, zone)
+        if created is None:
+            issues.append(RowIssue(line, _header_for(spec, "created"), "invalid_date",
+                                   f"{values['created'][:40]!r} is not a date"))
+    client_custom: dict[str, str] = {}
+    if "lead_source" in values:
+        client_custom["lead_source"] = values["lead_source"]
+    client_custom.update(custom)
+    remote_id = values.get("remote_id")
+    remote_id = f"{spec.id_prefix}{remote_id}" if remote_id else client_hash_id(email, first, last)
+    display = " ".join(p for p in (first, last) if p) or None
+    client = ClientRecord(
+        remote_id=remote_id, kind="person", first_name=first, last_name=last, display_name=display,
+        email=email, phone=phone, company=values.get("company"), address=address or None,
+        custom_fields=client_custom, remote_created_at=created,
+    )
+    wedding = _wedding(line, values, spec, client, issues)
+    return ParsedRow(line, client, wedding, issues)
+
+
+def _col(spec: CsvLayout, canonical_or_header: str | None) -> str | None:
+    if canonical_or_header in FIELDS:
+        return _header_for(spec, canonical_or_header)
+    return canonical_or_header
+
+
+def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientRecord,
+             issues: list[RowIssue]) -> WeddingRecord | None:
+    if not any(k in values for k in ("project_name", "project_date", "project_id")):
+        return None
+    event_date = None
+    if "project_date" in values:
+        event_date = _parse_date(values["project_date"], spec)
+        if event_date is None:
+            issues.append(RowIssue(line, _header_for(spec, "project_date"), "invalid_date",
+                                   f"{values['project_date'][:40]!r} is not a date"))
+    guests = None
+    if "guest_count" in values:
+        raw = values["guest_count"].replace(",", "")
+        if raw.isdigit() and len(raw) < 7:
+            guests = int(raw)
+        else:
+            issues.append(RowIssue(line, _header_for(spec, "guest_count"), "invalid_number",
+                                   f"{values['guest_count'][:20]!r} is not a guest count"))
+    name = values.get("project_name")
+    project_id = values.get("project_id")
+    if project_id:
+        remote_id = f"{spec.id_prefix}job-{project_id}"
+    else:
+        basis = f"{client.remote_id}|{_norm_name(name)}|{event_date.isoformat() if event_date else ''}"
+        remote_id = "csvp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+    custom: dict[str, Any] = {k: values[k] for k in ("venue", "lead_source") if k in values}
+    return WeddingRecord(remote_id=remote_id, name=name, event_date=event_date, stage=values.get("stage"),
+                         guest_count=guests, job_type=values.get("project_type"),
+                         client_remote_ids=[client.remote_id], custom_fields=custom)
+
+
+# --- export -----------------------------------------------------------------------------------------------
+
+
+def _format_phone(value: str | None, region: str) -> str:
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value.replace(";ext=", " ext. "), region)
+    except phonenumbers.NumberParseException:
+        return value
+    fmt = (phonenumbers.PhoneNumberFormat.NATIONAL if phonenumbers.region_code_for_number(number) == region
+           else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(number, fmt)
+
+
+def _strip_prefix(value: str, prefix: str) -> str:
+    return value[len(prefix):] if prefix and value.startswith(prefix) else value
+
+
+def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None, zone: tzinfo) -> list[str]:
+    address = client.address or {}
+    custom = client.custom_fields or {}
+    wcustom = wedding.custom_fields if wedding else {}
+    region = _region(address.get("country") if isinstance(address.get("country"), str) else None,
+                     spec.default_region)
+    out: list[str] = []
+    for _, canonical in spec.columns:
+        value: object = None
+        if canonical == "remote_id":
+            value = "" if client.remote_id.startswith("csv-") else _strip_prefix(client.remote_id, spec.id_prefix)
+        elif canonical == "first_name":
+            value = client.first_name
+        elif canonical == "last_name":
+            value = client.last_name
+        elif canonical == "full_name":
+            value = " ".join(p for p in (client.first_name, client.last_name) if p) or client.display_name
+        elif canonical == "email":
+            value = client.email
+        elif canonical == "phone":
+            value = _format_phone(client.phone, region)
+        elif canonical == "company":
+            value = client.company
+        elif canonical in ("street", "city", "state", "postal_code", "country"):
+            key = {"street": "streetAddress", "postal_code": "postalCode"}.get(canonical, canonical)
+            value = address.get(key)
+        elif canonical == "lead_source":
+            value = custom.get("lead_source") or wcustom.get("lead_source")
+        elif canonical == "created":
+            stamp = client.remote_created_at
+            value = stamp.astimezone(zone).strftime(spec.datetime_format) if stamp else None
+        elif wedding is not None:
+            if canonical == "project_id":
+                value = (_strip_prefix(wedding.remote_id, f"{spec.id_prefix}job-")
+                         if wedding.remote_id.startswith(f"{spec.id_prefix}job-") else "")
+            elif canonical == "project_name":
+                value = wedding.name
+            elif canonical == "project_date":
+                value = wedding.event_date.strftime(spec.date_format) if wedding.event_date else None
+            elif canonical == "project_type":
+                value = wedding.job_type
+            elif canonical == "stage":
+                value = wedding.stage
+            elif canonical == "venue":
+                value = wcustom.get("venue")
+            elif canonical == "guest_count":
+                value = wedding.guest_count
+        out.append("" if value is None else str(value))
+    return out
+
+
+def export_csv(layout: str, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
+               timezone: str | None = None, chunk_rows: int = 500) -> Iterator[bytes]:
+    """The product's CSV (UTF-8, comma, CRLF like the products' exports), ``chunk_rows`` rows per chunk.
+
+    Unknown layouts raise :class:`CsvFileError` at the first ``next()``; ``timezone`` is the zone the
+    created timestamps are written in (UTC by default, matching ``parse_csv``'s default).
+    """
+    spec = _get_layout(layout)
+    zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(spec.headers)
+    count = 0
+    for client, wedding in rows:
+        writer.writerow(_cells(spec, client, wedding, zone))
+        count += 1
+        if count % chunk_rows == 0:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    tail = buffer.getvalue()
+    if tail:
+        yield tail.encode("utf-8")

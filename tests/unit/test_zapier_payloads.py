@@ -1,0 +1,136 @@
+"""Zapier-style hook payloads: each product's field names and their variants, both event kinds, form and JSON
+bodies, garbage, and the outbound Create Project payload read back as its own echo."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+
+from wedsync.connectors.channels.csv_layouts import client_hash_id, parse_csv
+from wedsync.connectors.channels.zapier import PROVIDERS, create_project_payload, parse_zap_event
+from wedsync.connectors.webhooks import ZapierScheme
+from wedsync.domain.crm import ClientRecord, WeddingRecord
+from wedsync.errors import InvalidInput
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_honeybook_client_created() -> None:
+    ev = parse_zap_event("honeybook", body(event="Client Created", event_id="hb-evt-1", client_id="5f0c1",
+                                           first_name="Zoë", last_name="Müller", email="ZOE@Example.com",
+                                           phone_number="(415) 555-0134", created_at="2026-01-02T03:04:05Z",
+                                           lead_source="Instagram"))
+    assert ev.kind == "client.created" and ev.wedding is None
+    assert ev.occurred_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    c = ev.client
+    assert c is not None and (c.first_name, c.last_name, c.email, c.phone) == (
+        "Zoë", "Müller", "zoe@example.com", "+14155550134")
+    # the same id a HoneyBook CSV export row of this person gets (the export has no id column)
+    assert ev.remote_id == c.remote_id == client_hash_id("zoe@example.com", "Zoë", "Müller")
+    assert c.custom_fields == {"lead_source": "Instagram", "honeybook_id": "5f0c1"}
+    csv_row = next(parse_csv("First Name,Last Name,Email\nZoë,Müller,zoe@example.com\n".encode(), "honeybook"))
+    assert csv_row.client is not None and csv_row.client.remote_id == c.remote_id
+
+
+@pytest.mark.parametrize("keys", [
+    {"Client Email": "ana@example.com", "Client First Name": "Ana", "Client Last Name": "Lima"},
+    {"client__email": "ana@example.com", "client__first_name": "Ana", "client__last_name": "Lima"},
+    {"client": {"email": "ana@example.com", "first_name": "Ana", "last_name": "Lima"}},
+    {"Email Address": "ana@example.com", "Name": "Ana Lima"},
+])
+def test_key_variants_are_the_same_fields(keys: dict[str, object]) -> None:
+    ev = parse_zap_event("17hats", body(event="new_contact", contact_id="881", **keys))
+    assert ev.client is not None and (ev.client.first_name, ev.client.last_name, ev.client.email) == (
+        "Ana", "Lima", "ana@example.com")
+    assert ev.remote_id == "17h-881"
+
+
+def test_project_booked_json_and_form_encoded_agree() -> None:
+    fields = {"event": "New Project Booked", "project_id": "p-77", "project_name": "Ana & Bo Wedding",
+              "project_date": "2026-09-12", "project_type": "Wedding", "project_location": "Villa Balbiano",
+              "client_email": "ana@example.com", "client_first_name": "Ana", "client_last_name": "Lima",
+              "booked_at": "2026-01-05 10:00:00", "guest_count": "120"}
+    from urllib.parse import urlencode
+
+    a = parse_zap_event("honeybook", json.dumps(fields).encode(), "application/json")
+    b = parse_zap_event("honeybook", urlencode(fields).encode(), "application/x-www-form-urlencoded")
+    assert a == b
+    assert a.kind == "project.booked" and a.remote_id == "hb-job-p-77"
+    w = a.wedding
+    assert w is not None and (w.name, w.event_date, w.job_type, w.guest_count, w.stage) == (
+        "Ana & Bo Wedding", date(2026, 9, 12), "Wedding", 120, "booked")
+    assert w.custom_fields["venue"] == "Villa Balbiano"
+    assert a.client is not None and w.client_remote_ids == [a.client.remote_id]
+    assert a.occurred_at == datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+def test_kind_is_inferred_without_an_event_field() -> None:
+    ev = parse_zap_event("iris-works", body(job_id="12", job_name="Elopement", event_date="2026-10-01",
+                                            contact_id="4", contact_email="x@example.com"))
+    assert ev.kind == "project.booked" and ev.remote_id == "iw-job-12"
+    assert ev.client is not None and ev.client.remote_id == "iw-4"
+    assert parse_zap_event("iris-works", body(contact_id="4", first_name="Jo")).kind == "client.created"
+
+
+def test_studio_ninja_day_first_and_au_numbers() -> None:
+    ev = parse_zap_event("studio-ninja", b"job_id=99&job_name=Wedding&job_date=03/04/2026&client_name=Ana Lima"
+                                         b"&client_email=ana@example.com.au&client_phone=0412 345 678",
+                         "application/x-www-form-urlencoded")
+    assert ev.wedding is not None and ev.wedding.event_date == date(2026, 4, 3)
+    assert ev.client is not None and ev.client.phone == "+61412345678"
+
+
+def test_zapier_list_wrapper_and_bad_values_are_dropped() -> None:
+    ev = parse_zap_event("17hats", json.dumps([{"contact_id": 5, "first_name": "Kim", "email": "not-mail",
+                                                "phone": "12", "created_at": "yesterday-ish"}]).encode())
+    assert ev.client is not None and ev.client.email is None and ev.client.phone is None
+    assert ev.occurred_at is None and ev.remote_id == "17h-5"
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"   ", b"garbage", b"[1, 2]", b"{not json", b'"a string"', b"\xff\xfe\x00\x01",
+    b'{"event": "invoice.paid", "email": "a@example.com"}', b"{}", b'{"phone": "+12025550101"}',
+    b'{"event": "project.booked"}',
+])
+def test_garbage_is_bad_payload(raw: bytes) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_zap_event("honeybook", raw)
+    assert info.value.code == "bad_payload"
+
+
+def test_unknown_provider_and_content_type() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_zap_event("dubsado-x", b"{}")
+    assert info.value.code == "unknown_provider"
+    with pytest.raises(InvalidInput) as info:
+        parse_zap_event("17hats", b"<xml/>", "application/xml")
+    assert info.value.code == "bad_payload"
+
+
+def test_every_zapier_provider_has_a_payload_format() -> None:
+    assert set(PROVIDERS) == {"honeybook", "17hats", "studio-ninja", "iris-works"}
+
+
+def test_create_project_payload_comes_back_as_its_own_echo() -> None:
+    client = ClientRecord(remote_id="c1", first_name="Ana", last_name="Lima", email="ana@example.com",
+                          phone="+14155550134;ext=12")
+    wedding = WeddingRecord(remote_id="w1", name="Ana & Bo", event_date=date(2026, 9, 12), job_type="Wedding",
+                            guest_count=80, custom_fields={"venue": "Loft"})
+    payload = create_project_payload(client, wedding, "wsk_0123")
+    assert payload["idempotency_key"] == payload["wedsync_reference"] == "wsk_0123"
+    raw = json.dumps({**payload, "event": "project.booked", "project_id": "hb1"}).encode()
+    ev = parse_zap_event("honeybook", raw)
+    assert ev.wedding is not None and (ev.wedding.name, ev.wedding.event_date, ev.wedding.guest_count) == (
+        "Ana & Bo", date(2026, 9, 12), 80)
+    assert ev.client is not None and ev.client.phone == "+14155550134"
+
+
+def test_scheme_and_parser_agree_on_a_signed_hook() -> None:
+    raw = body(event="client.created", event_id="evt-9", client_id="c9", email="k@example.com", first_name="K")
+    verified = ZapierScheme().verify(raw, ZapierScheme.sign(raw, "s3cret"), "s3cret")
+    assert verified.event_id == "evt-9" and verified.event_type == "client.created"
+    assert parse_zap_event("honeybook", raw).kind == "client.created"
