@@ -55,6 +55,7 @@ __all__ = [
     "WatchChannel",
     "block_resource_name",
     "block_vevent",
+    "check_block_times",
     "google_event_id",
     "parse_graph_notifications",
     "to_vcalendar",
@@ -236,6 +237,14 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def check_block_times(start: datetime, end: datetime, all_day: bool) -> None:
+    """Blocks have aware times and end after they start (all-day ones may end on their start date)."""
+    _utc(start)
+    _utc(end)
+    if end < start or (end == start and not all_day):
+        raise InvalidInput("a block must end after it starts", code="invalid_block_times")
+
+
 def block_vevent(
     block_uid: str,
     start: datetime,
@@ -246,9 +255,11 @@ def block_vevent(
     source: str | None = None,
     stamp: datetime | None = None,
 ) -> icalendar.Event:
-    """The VEVENT of one of our busy blocks (opaque, confirmed, marked ``X-WEDSYNC-BLOCK``)."""
-    if end <= start:
-        raise InvalidInput("a block must end after it starts", code="invalid_block_times")
+    """The VEVENT of one of our busy blocks (opaque, confirmed, marked ``X-WEDSYNC-BLOCK``).
+
+    All-day blocks cover the dates from ``start`` up to, not including, ``end``'s date (at least one day).
+    """
+    check_block_times(start, end, all_day)
     ev = icalendar.Event()
     ev.add("uid", block_uid)
     ev.add("dtstamp", stamp or datetime.now(UTC))

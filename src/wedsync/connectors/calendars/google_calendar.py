@@ -32,6 +32,7 @@ from wedsync.connectors.calendars.base import (
     SourceChange,
     SyncStateExpired,
     WatchChannel,
+    check_block_times,
     google_event_id,
     to_vcalendar,
 )
@@ -324,6 +325,7 @@ class GoogleCalendarConnector(CalendarConnector):
         existing_remote_id: str | None = None,
         etag: str | None = None,
     ) -> BlockRef:
+        check_block_times(start, end, all_day)
         event_id = existing_remote_id or google_event_id(block_uid)
         body = {
             "id": event_id, "summary": summary, "status": "confirmed", "transparency": "opaque",
