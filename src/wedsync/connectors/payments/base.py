@@ -48,14 +48,29 @@ How to use it (the contract)
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
+import random
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+import httpx
 
 from wedsync.connectors.base import Connector
+from wedsync.connectors.errors import (
+    CircuitOpen,
+    ConnectorError,
+    OutcomeUnknown,
+    RateLimited,
+    ReauthRequired,
+    Retriable,
+)
+from wedsync.connectors.http import ProviderClient, RetryPolicy
 from wedsync.errors import InvalidInput, NotImplementedCapability
 
 __all__ = [
@@ -64,11 +79,13 @@ __all__ = [
     "DisputeEvidence",
     "DisputeInfo",
     "EventKind",
+    "GatewayClient",
     "GatewayConnector",
     "GatewayEvent",
     "GatewayResult",
     "OnboardingStep",
     "Outcome",
+    "Sent",
     "SettlementItem",
     "SplitInstruction",
     "bounded_key",
@@ -350,6 +367,116 @@ class DisputeEvidence:
     """Submit now (Stripe ``submit=true``, Square ``submit-evidence``); False only stages the texts."""
 
 
+# ------------------------------------------------------------------------------------- HTTP for money
+
+_IN_MUTATION: ContextVar[bool] = ContextVar("wedsync_gateway_mutation", default=False)
+_SINGLE_ATTEMPT = RetryPolicy(max_attempts=1)
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+@dataclass(slots=True)
+class Sent:
+    """What happened to one mutating call after our own replays (same idempotency key each time).
+
+    ``response`` is the last answer (any 2xx or 4xx except 401/403/429: the body tells the outcome) or
+    None; ``maybe_executed`` is True once any attempt may have reached the gateway without an answer
+    (timeout after sending, dropped connection, 5xx): then a missing answer means UNKNOWN, never
+    NOT_EXECUTED.
+    """
+
+    response: httpx.Response | None
+    maybe_executed: bool = False
+    error: ConnectorError | None = None
+    attempts: int = 0
+
+    def failure(self, **extra: Any) -> GatewayResult:
+        """The classified result when no usable answer came back."""
+        err = self.error
+        if self.maybe_executed:
+            return GatewayResult(Outcome.UNKNOWN, message=str(err) if err else "no answer",
+                                 http_status=getattr(err, "http_status", None), raw_status="no_answer",
+                                 extra={k: str(v) for k, v in extra.items()})
+        raw = "circuit_open" if isinstance(err, CircuitOpen) else (
+            "rate_limited" if isinstance(err, RateLimited) else "not_sent")
+        return GatewayResult(Outcome.NOT_EXECUTED, message=str(err) if err else "not sent", retryable=True,
+                             http_status=getattr(err, "http_status", None), raw_status=raw,
+                             extra={k: str(v) for k, v in extra.items()})
+
+
+class GatewayClient(ProviderClient):
+    """A :class:`ProviderClient` for money: in :meth:`mutate`, 4xx answers come back to the connector (their
+    bodies carry decline codes and idempotency errors) instead of raising ``Fatal`` (reads raise as usual);
+    401/403 still raise ``ReauthRequired`` and 429/5xx/transport errors still map as in ``connectors/http.py``.
+
+    :meth:`mutate` sends one mutating call with its own replay loop (the client's internal retries are
+    off: they could end in ``CircuitOpen``/``RateLimited`` after an attempt that may have executed, and
+    that fact must not be lost). Replaying is safe because every mutation carries its idempotency key.
+    """
+
+    _retry: RetryPolicy
+
+    def __init__(self, provider: str, base_url: str, *, mutation_attempts: int = 2,
+                 replay_delay: float = 0.05, **kwargs: Any) -> None:
+        kwargs.setdefault("retry", RetryPolicy(max_attempts=3, base=0.1, max_total_wait=5.0))
+        super().__init__(provider, base_url, **kwargs)
+        self.mutation_attempts = max(1, mutation_attempts)
+        self.replay_delay = replay_delay
+
+    @property  # type: ignore[override]
+    def retry(self) -> RetryPolicy:
+        """Reads use the client's policy; inside :meth:`mutate` (this task only) a single attempt."""
+        return _SINGLE_ATTEMPT if _IN_MUTATION.get() else self._retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._retry = policy
+
+    def _map_status(self, request: httpx.Request, response: httpx.Response,
+                    replayable: bool) -> ConnectorError | None:
+        status = response.status_code
+        if _IN_MUTATION.get() and 400 <= status < 500 and status not in (401, 403, 408, 429):
+            return None
+        return super()._map_status(request, response, replayable)
+
+    async def mutate(self, method: str, path: str, *, idempotency_key: str, json: Any = None,
+                     data: Mapping[str, Any] | None = None, content: bytes | str | None = None,
+                     headers: Mapping[str, str] | None = None) -> Sent:
+        sent = Sent(None)
+        token = _IN_MUTATION.set(True)
+        try:
+            for attempt in range(1, self.mutation_attempts + 1):
+                sent.attempts = attempt
+                try:
+                    sent.response = await self.request(method, path, json=json, data=data, content=content,
+                                                       headers=headers, idempotency_key=idempotency_key)
+                    return sent
+                except ReauthRequired:
+                    raise
+                except CircuitOpen as exc:
+                    sent.error = exc
+                    return sent  # not sent; whatever happened before stays recorded
+                except RateLimited as exc:  # a 429 is documented as not executed by all four gateways
+                    sent.error = exc
+                    if attempt < self.mutation_attempts and exc.retry_after <= 2.0:
+                        await asyncio.sleep(exc.retry_after + random.uniform(0, 0.05))
+                        continue
+                    return sent
+                except OutcomeUnknown as exc:
+                    sent.error, sent.maybe_executed = exc, True
+                except Retriable as exc:
+                    sent.error = exc
+                    if exc.http_status is not None or not isinstance(exc.__cause__, _NEVER_SENT):
+                        sent.maybe_executed = True
+                except ConnectorError as exc:  # Fatal from a local protocol error: nothing left the process
+                    sent.error = exc
+                    return sent
+                if attempt < self.mutation_attempts:
+                    await asyncio.sleep(self.replay_delay * attempt)
+            return sent
+        finally:
+            _IN_MUTATION.reset(token)
+
+
 # ------------------------------------------------------------------------------------------ connector
 
 
@@ -389,8 +516,14 @@ class GatewayConnector(Connector, abc.ABC):
         """Charge (or authorize, ``capture=False``) once; replaying ``idempotency_key`` never charges twice."""
 
     @abc.abstractmethod
-    async def lookup(self, reference: str, idempotency_key: str) -> GatewayResult:
-        """Resolve an UNKNOWN charge of ``reference``/``idempotency_key`` at this gateway (see module doc)."""
+    async def lookup(self, reference: str, idempotency_key: str, *,
+                     request: ChargeRequest | None = None) -> GatewayResult:
+        """Resolve an UNKNOWN charge of ``reference``/``idempotency_key`` at this gateway (see module doc).
+
+        Pass the original ``request`` whenever you have it: where the gateway cannot be searched reliably
+        (Stripe search lags, PayPal has no order search) the connector replays the very same call with the
+        same idempotency key, which returns the stored outcome, or executes the attempt exactly once.
+        """
 
     async def capture(self, gateway_ref: str, amount_minor: int | None, idempotency_key: str) -> GatewayResult:
         """Capture an authorization made with ``capture=False``."""
@@ -415,11 +548,13 @@ class GatewayConnector(Connector, abc.ABC):
         """Every gateway-side money movement created in ``[since, until)`` (aware datetimes)."""
 
     @abc.abstractmethod
-    async def onboard(self, vendor_ref: str, return_url: str, refresh_url: str) -> OnboardingStep:
-        """Start (or continue) connecting the vendor's account; ``vendor_ref`` is our vendor id."""
+    async def onboard(self, vendor_ref: str, return_url: str, refresh_url: str, *,
+                      account_ref: str | None = None) -> OnboardingStep:
+        """Start (or continue, with the ``account_ref`` an earlier step returned) connecting the vendor's
+        account; ``vendor_ref`` is our vendor id."""
 
     @abc.abstractmethod
-    def parse_event(self, raw_body: bytes, headers: dict[str, str]) -> GatewayEvent:
+    def parse_event(self, raw_body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
         """Normalise a webhook whose signature the route has already verified."""
 
     async def submit_dispute_evidence(self, dispute_ref: str, evidence: DisputeEvidence) -> GatewayResult:

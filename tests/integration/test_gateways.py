@@ -1,0 +1,231 @@
+"""The four gateway connectors against their sandboxes in-process (httpx.ASGITransport): charges, declines,
+unknown-after-execution resolved by lookup without a second charge, refunds with split reversal, onboarding,
+settlements and webhook parsing. Ground truth comes from the sandbox side (``/_sandbox/{slug}/records``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from wedsync.connectors import http as http_layer
+from wedsync.connectors.payments.base import (
+    ChargeRequest,
+    DisputeEvidence,
+    EventKind,
+    GatewayConnector,
+    Outcome,
+    SplitInstruction,
+)
+from wedsync.connectors.payments.stripe import StripeConnector
+from wedsync.connectors.webhooks import get_scheme
+from wedsync.sandbox.app import create_sandbox_app
+
+SLUGS = ("stripe", "square", "paypal", "authorize-net")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    """Breakers are process-wide per provider: injected timeouts here must not leak into other tests."""
+    for slug in SLUGS:
+        http_layer._breakers.pop(slug, None)
+    yield
+    for slug in SLUGS:
+        http_layer._breakers.pop(slug, None)
+
+
+@pytest.fixture
+def sandbox() -> FastAPI:
+    return create_sandbox_app(seed=11, vsco_contacts=10, vsco_jobs=5)
+
+
+@pytest.fixture
+async def admin(sandbox: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox), base_url="http://sandbox.test") as c:
+        yield c
+
+
+async def records(admin: httpx.AsyncClient, slug: str, collection: str) -> list[dict[str, Any]]:
+    r = await admin.get(f"/_sandbox/{slug}/records/{collection}")
+    assert r.status_code == 200, r.text
+    return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+
+async def succeeded_charges(admin: httpx.AsyncClient, slug: str, reference: str) -> int:
+    return sum(1 for r in await records(admin, slug, "charges")
+               if r["reference"] == reference and r["status"] in ("succeeded", "authorized"))
+
+
+def connector_for(sandbox: FastAPI, slug: str, *, timeout: float = 5.0) -> GatewayConnector:
+    transport = httpx.ASGITransport(app=sandbox)
+    if slug == "stripe":
+        from wedsync.sandbox.stripe import DEFAULT_SECRET_KEY
+
+        return StripeConnector(secret_key=DEFAULT_SECRET_KEY, base_url="http://sandbox.test/stripe",
+                               transport=transport, timeout=timeout)
+    raise AssertionError(slug)
+
+
+# ------------------------------------------------------------------------------------------------- Stripe
+
+
+async def stripe_account(conn: StripeConnector) -> str:
+    step = await conn.onboard("vendor-1", "https://hub.example/return", "https://hub.example/refresh")
+    assert step.kind == "redirect" and step.url and step.url.startswith("https://connect.stripe.com/")
+    assert step.account_ref and step.account_ref.startswith("acct_")
+    assert step.expires_at is not None and step.expires_at > datetime.now(UTC)
+    return step.account_ref
+
+
+async def test_stripe_destination_charge_refund_reverses_transfer(sandbox: FastAPI,
+                                                                  admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "stripe")
+    assert isinstance(conn, StripeConnector)
+    acct = await stripe_account(conn)
+    req = ChargeRequest(reference="pay-1", amount_minor=10_000, currency="USD", payment_method="pm_card_visa",
+                        description="Catering deposit", customer_email="couple@example.com",
+                        split=SplitInstruction(destination_account=acct, application_fee_minor=1_500))
+    result = await conn.charge(req, "attempt-1")
+    assert result.outcome is Outcome.SUCCEEDED and result.native_split
+    assert result.gateway_ref and result.gateway_ref.startswith("pi_") and result.amount_minor == 10_000
+    assert result.extra["charge_id"].startswith("ch_")
+    again = await conn.charge(req, "attempt-1")  # replay: the stored response, no second charge
+    assert again.gateway_ref == result.gateway_ref
+    assert await succeeded_charges(admin, "stripe", "pay-1") == 1
+    (transfer,) = await records(admin, "stripe", "transfers")
+    assert transfer["amount_minor"] == 8_500 and transfer["object"]["destination"] == acct
+
+    refund = await conn.refund(result.gateway_ref, 4_000, "USD", "refund-1", reverse_split=True)
+    assert refund.outcome is Outcome.SUCCEEDED and refund.gateway_ref and refund.gateway_ref.startswith("re_")
+    assert refund.extra["transfer_reversal"].startswith("trr_")
+    (transfer,) = await records(admin, "stripe", "transfers")
+    assert transfer["object"]["amount_reversed"] == 3_400  # 8_500 * 4_000 / 10_000: proportional
+    too_much = await conn.refund(result.gateway_ref, 7_000, "USD", "refund-2", reverse_split=True)
+    assert too_much.outcome is Outcome.NOT_EXECUTED and too_much.http_status == 400
+
+    # same key, different parameters: Stripe's idempotency_error; the key has a history, so unknown
+    other = await conn.charge(ChargeRequest(reference="pay-1", amount_minor=9_999, currency="USD",
+                                            payment_method="pm_card_visa"), "attempt-1")
+    assert other.outcome is Outcome.UNKNOWN and other.raw_status == "idempotency_error"
+    await conn.aclose()
+
+
+async def test_stripe_decline_and_validation(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "stripe")
+    declined = await conn.charge(ChargeRequest(reference="pay-2", amount_minor=5_000, currency="USD",
+                                               payment_method="pm_card_chargeDeclinedInsufficientFunds"), "a-2")
+    assert declined.outcome is Outcome.DECLINED and declined.decline_code == "insufficient_funds"
+    assert declined.http_status == 402
+    assert await succeeded_charges(admin, "stripe", "pay-2") == 0
+    bad_dest = await conn.charge(ChargeRequest(
+        reference="pay-3", amount_minor=5_000, currency="USD", payment_method="pm_card_visa",
+        split=SplitInstruction(destination_account="acct_missing", application_fee_minor=10)), "a-3")
+    assert bad_dest.outcome is Outcome.NOT_EXECUTED and bad_dest.decline_code == "resource_missing"
+    from wedsync.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as err:
+        await conn.charge(ChargeRequest(reference="pay-4", amount_minor=0, currency="USD",
+                                        payment_method="pm_card_visa"), "a-4")
+    assert err.value.code == "invalid_amount"
+    with pytest.raises(InvalidInput):
+        await conn.charge(ChargeRequest(reference="pay-4", amount_minor=10, currency="XYZ",
+                                        payment_method="pm_card_visa"), "a-4")
+    await conn.aclose()
+
+
+async def test_stripe_timeout_after_execution_resolved_by_lookup(sandbox: FastAPI,
+                                                                admin: httpx.AsyncClient) -> None:
+    conn = StripeConnector(secret_key="sk_test_wedsync_platform", base_url="http://sandbox.test/stripe",
+                           transport=httpx.ASGITransport(app=sandbox), timeout=0.2, mutation_attempts=1)
+    r = await admin.post("/_sandbox/stripe/mutate", json={"action": "after_commit", "rate": 1.0,
+                                                           "mode": "stall", "stall_seconds": 0.5})
+    assert r.status_code == 200
+    req = ChargeRequest(reference="pay-5", amount_minor=2_500, currency="USD", payment_method="pm_card_visa")
+    lost = await conn.charge(req, "attempt-5")
+    assert lost.outcome is Outcome.UNKNOWN
+    assert await succeeded_charges(admin, "stripe", "pay-5") == 1  # it did execute
+    await admin.post("/_sandbox/stripe/mutate", json={"action": "after_commit", "rate": 0.0})
+    found = await conn.lookup("pay-5", "attempt-5")
+    assert found.outcome is Outcome.SUCCEEDED and found.gateway_ref and found.amount_minor == 2_500
+    replayed = await conn.lookup("pay-5", "attempt-5", request=req)
+    assert replayed.gateway_ref == found.gateway_ref
+    assert await succeeded_charges(admin, "stripe", "pay-5") == 1
+    nothing = await conn.lookup("pay-6", "attempt-6")
+    assert nothing.outcome is Outcome.UNKNOWN  # search absence is not proof; no request to replay
+    # a 5xx after commit, with our own replay of the same key: the replay returns the stored charge
+    await admin.post("/_sandbox/stripe/mutate", json={"action": "after_commit", "rate": 1.0, "mode": "error"})
+    conn2 = StripeConnector(secret_key="sk_test_wedsync_platform", base_url="http://sandbox.test/stripe",
+                            transport=httpx.ASGITransport(app=sandbox), timeout=2, mutation_attempts=2)
+    req7 = ChargeRequest(reference="pay-7", amount_minor=700, currency="USD", payment_method="pm_card_visa")
+    ok = await conn2.charge(req7, "attempt-7")
+    assert ok.outcome is Outcome.SUCCEEDED
+    assert await succeeded_charges(admin, "stripe", "pay-7") == 1
+    await conn.aclose()
+    await conn2.aclose()
+
+
+async def test_stripe_dispute_webhook_settlements_and_evidence(sandbox: FastAPI,
+                                                               admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "stripe")
+    assert isinstance(conn, StripeConnector)
+    acct = await stripe_account(conn)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    res = await conn.charge(ChargeRequest(
+        reference="pay-8", amount_minor=20_000, currency="USD", payment_method="pm_card_createDispute",
+        split=SplitInstruction(destination_account=acct, application_fee_minor=2_000)), "attempt-8")
+    assert res.outcome is Outcome.SUCCEEDED
+    events = [e["object"] for e in await records(admin, "stripe", "events")]
+    dispute_event = next(e for e in events if e["type"] == "charge.dispute.created")
+    raw = json.dumps(dispute_event).encode()
+    headers = {"Stripe-Signature": "ignored"}
+    event = conn.parse_event(raw, headers)
+    assert event.kind is EventKind.DISPUTE_OPENED and event.dispute is not None
+    assert event.gateway_ref == res.gateway_ref and event.dispute.amount_minor == 20_000
+    assert event.dispute.evidence_due_by and event.dispute.evidence_due_by > datetime.now(UTC)
+    assert event.reference is None  # disputes carry no metadata; match on gateway_ref
+    sub = await conn.submit_dispute_evidence(event.dispute.dispute_ref, DisputeEvidence(
+        explanation="Catering delivered as contracted", customer_name="A. Couple"))
+    assert sub.outcome is Outcome.SUCCEEDED and sub.raw_status == "under_review"
+    closed = await admin.post("/_sandbox/stripe/mutate", json={"action": "close_dispute",
+                                                               "dispute": event.dispute.dispute_ref,
+                                                               "outcome": "won"})
+    assert closed.status_code == 200
+    won = next(e for e in [e["object"] for e in await records(admin, "stripe", "events")]
+               if e["type"] == "charge.dispute.closed")
+    assert conn.parse_event(json.dumps(won).encode(), {}).kind is EventKind.DISPUTE_WON
+    plain = await conn.charge(ChargeRequest(reference="pay-8b", amount_minor=50_000, currency="USD",
+                                            payment_method="pm_card_visa"), "attempt-8b")
+    assert plain.outcome is Outcome.SUCCEEDED and not plain.native_split
+    await admin.post("/_sandbox/stripe/mutate", json={"action": "payout"})
+    items = await conn.settlements(since, datetime.now(UTC) + timedelta(minutes=1))
+    kinds = [i.kind for i in items]
+    assert {"charge", "transfer", "dispute", "payout"} <= set(kinds)
+    charge_item = next(i for i in items if i.kind == "charge" and i.source_ref == res.gateway_ref)
+    assert charge_item.reference == "pay-8"
+    assert charge_item.gross_minor == 20_000 and charge_item.fee_minor == 610
+    assert charge_item.net_minor == charge_item.gross_minor - charge_item.fee_minor
+    assert sum(i.net_minor for i in items) == 0  # everything available was paid out
+    await conn.aclose()
+
+
+async def test_stripe_webhook_delivery_is_signed_with_the_real_scheme(sandbox: FastAPI,
+                                                                      admin: httpx.AsyncClient) -> None:
+    emulator = sandbox.state.emulators["stripe"]
+    got: list[tuple[bytes, dict[str, str]]] = []
+    emulator.webhooks.send = lambda url, body, headers=None: got.append((body, dict(headers or {})))
+    await admin.post("/_sandbox/stripe/mutate", json={"action": "webhook", "url": "https://hub.example/wh",
+                                                      "secret": "whsec_test"})
+    conn = connector_for(sandbox, "stripe")
+    await conn.charge(ChargeRequest(reference="pay-9", amount_minor=100, currency="USD",
+                                    payment_method="pm_card_visa"), "attempt-9")
+    body, headers = got[-1]
+    verified = get_scheme("stripe").verify(body, headers, "whsec_test")
+    assert verified.event_type == "payment_intent.succeeded"
+    event = conn.parse_event(body, headers)
+    assert event.kind is EventKind.PAYMENT_SUCCEEDED and event.reference == "pay-9"
+    await conn.aclose()
