@@ -1,0 +1,1133 @@
+"""Calendar service: sources and their sync, availability, bookings and holds behind an overlap guard,
+imports from Calendly/Acuity, propagation of busy blocks, scheduling, conflicts and the availability report.
+
+The overlap guard: every booking/hold write of a vendor is serialized (SQLite: the unit of work begins with
+BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock per vendor) and checks, inside the same
+transaction, active bookings and holds (expired holds are retired first) and busy time from the stored source
+events; on PostgreSQL the exclusion constraint ``ex_calendar_bookings_overlap`` is the last word.
+
+Propagation: the desired set of busy blocks (every active booking/hold and every busy instance of every
+source, onto every other writable source, within the propagation horizon) is diffed against the
+``calendar_blocks`` outbox; rows are committed before any provider call and pushed with ``put_block`` (idempotent
+by ``block_uid``) or ``delete_block``. Events carrying ``X-WEDSYNC-BLOCK`` are our own blocks and never origins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import secrets
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from wedsync.connectors.errors import ConnectorError
+from wedsync.domain import availability as av
+from wedsync.domain import scheduling as sch
+from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
+from wedsync.logging import get_logger
+from wedsync.store.tables import Vendor, new_id, utcnow
+from wedsync.store.tables_calendar import (
+    CalendarBlock,
+    CalendarBooking,
+    CalendarConflict,
+    CalendarFeedToken,
+    CalendarProfile,
+    CalendarSource,
+    CalendarSourceEvent,
+)
+
+log = get_logger("wedsync.calendar")
+
+WRITABLE_KINDS = {"google-calendar", "microsoft-graph", "apple-caldav", "caldav"}
+IMPORT_KINDS = {"calendly", "acuity"}  # their events are bookings: imported through the guard
+PUSH_KINDS = {"google-calendar", "microsoft-graph", "calendly", "acuity"}
+FEED_KIND = "ics-feed"
+SYNC_PAST = timedelta(days=31)
+SYNC_FUTURE = timedelta(days=550)
+PROPAGATION_HORIZON = timedelta(days=400)
+MAX_BOOKING = timedelta(days=14)
+BOOKING_KINDS = ("booking", "hold")
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidInput(f"{what} must carry a time zone offset", code="naive_datetime")
+    return value.astimezone(UTC)
+
+
+def block_uid_for(origin_key: str, target_source_id: str) -> str:
+    """Stable per (origin, target): a retried put finds the same event at the provider."""
+    digest = hashlib.sha256(f"{origin_key}|{target_source_id}".encode()).hexdigest()[:32]
+    return f"wsb-{digest}"
+
+
+@dataclass
+class BookingRequest:
+    start: datetime
+    end: datetime
+    kind: str = "booking"
+    resource: str = "default"
+    title: str = ""
+    channel: str = "api"
+    external_ref: str | None = None
+    expires_at: datetime | None = None
+    meeting_type: str | None = None
+    category: str | None = None
+    location: str | None = None
+    wedding_id: str | None = None
+    contact_email: str | None = None
+    check_calendars: bool = True
+
+
+def booking_dict(b: CalendarBooking) -> dict[str, Any]:
+    return {"id": b.id, "kind": b.kind, "status": b.status, "resource": b.resource,
+            "start": b.start_at.isoformat(), "end": b.end_at.isoformat(),
+            "expires_at": b.expires_at.isoformat() if b.expires_at else None, "channel": b.channel,
+            "external_ref": b.external_ref, "title": b.title, "meeting_type": b.meeting_type,
+            "category": b.category, "location": b.location, "wedding_id": b.wedding_id,
+            "contact_email": b.contact_email, "created_at": b.created_at.isoformat(),
+            "cancelled_at": b.cancelled_at.isoformat() if b.cancelled_at else None,
+            "invitation_ics": b.invitation_ics}
+
+
+def source_dict(s: CalendarSource) -> dict[str, Any]:
+    return {"id": s.id, "kind": s.kind, "connection_id": s.connection_id, "calendar_id": s.calendar_id,
+            "name": s.name, "writable": s.writable, "receive_blocks": s.receive_blocks, "rules": s.rules,
+            "status": s.status, "last_synced_at": s.last_synced_at.isoformat() if s.last_synced_at else None,
+            "last_attempt_at": s.last_attempt_at.isoformat() if s.last_attempt_at else None,
+            "last_error": s.last_error, "poll_interval_s": s.poll_interval_s,
+            "push": bool(s.watch), "incremental": s.sync_state is not None}
+
+
+class CalendarService:
+    """``hub.calendar``."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.db = hub.db
+        self._expanded: OrderedDict[tuple[str, int, datetime, datetime], list[av.BusyInterval]] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sync_locks: dict[str, asyncio.Lock] = {}
+        self._propagate_locks: dict[str, asyncio.Lock] = {}
+        self.auto_propagate = True
+
+    async def aclose(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        self._tasks.clear()
+
+    # -- profile -------------------------------------------------------------------------------------
+    def _vendor(self, s: Session, vendor_id: str) -> Vendor:
+        v = s.get(Vendor, vendor_id)
+        if v is None:
+            raise NotFound("vendor not found")
+        return v
+
+    def get_profile(self, vendor_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            v = self._vendor(s, vendor_id)
+            p = s.get(CalendarProfile, vendor_id)
+            return self._profile_dict(v, p)
+
+    @staticmethod
+    def _profile_dict(v: Vendor, p: CalendarProfile | None) -> dict[str, Any]:
+        return {"timezone": v.timezone,
+                "working_hours": p.working_hours if p else {},
+                "buffer_before_min": p.buffer_before_min if p else 0,
+                "buffer_after_min": p.buffer_after_min if p else 0,
+                "travel_buffer_min": p.travel_buffer_min if p else 30,
+                "capacity_max_per_day": p.capacity_max_per_day if p else None,
+                "capacity_kinds": p.capacity_kinds if p else [],
+                "stale_after_s": p.stale_after_s if p else 1800,
+                "home_location": p.home_location if p else None}
+
+    def set_profile(self, vendor_id: str, **values: Any) -> dict[str, Any]:
+        if "working_hours" in values and values["working_hours"] is not None:
+            try:
+                av.WorkingHours.from_spec(values["working_hours"])
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise InvalidInput(f"working_hours: {exc}", code="invalid_working_hours") from exc
+        for key in ("buffer_before_min", "buffer_after_min", "travel_buffer_min"):
+            if values.get(key) is not None and not 0 <= int(values[key]) <= 24 * 60:
+                raise InvalidInput(f"{key} must be 0-1440", code="invalid_buffer")
+        if values.get("stale_after_s") is not None and int(values["stale_after_s"]) < 30:
+            raise InvalidInput("stale_after_s must be at least 30", code="invalid_staleness")
+        with self.db.session() as s:
+            v = self._vendor(s, vendor_id)
+            p = s.get(CalendarProfile, vendor_id)
+            if p is None:
+                p = CalendarProfile(vendor_id=vendor_id, working_hours={}, capacity_kinds=[], buffer_before_min=0,
+                                    buffer_after_min=0, travel_buffer_min=30, stale_after_s=1800)
+                s.add(p)
+            for key, value in values.items():
+                if value is not None and hasattr(p, key):
+                    setattr(p, key, value)
+            s.flush()
+            return self._profile_dict(v, p)
+
+    # -- sources -------------------------------------------------------------------------------------
+    def add_source(self, vendor_id: str, *, kind: str, calendar_id: str, connection_id: str | None = None,
+                   name: str = "", writable: bool | None = None, receive_blocks: bool = True,
+                   rules: dict[str, Any] | None = None, poll_interval_s: int | None = None) -> dict[str, Any]:
+        rules = rules or {}
+        allowed = {f for f in av.SourceRules.__dataclass_fields__}
+        bad = set(rules) - allowed
+        if bad:
+            raise InvalidInput(f"unknown rules {sorted(bad)}; allowed: {sorted(allowed)}", code="invalid_rules")
+        if not calendar_id or len(calendar_id) > 1000:
+            raise InvalidInput("calendar_id must be 1-1000 characters", code="invalid_calendar_id")
+        if kind == FEED_KIND:
+            if connection_id is not None:
+                raise InvalidInput("a feed source has no connection", code="invalid_source")
+            self._check_feed_url(calendar_id)
+            writable = False
+        else:
+            if connection_id is None:
+                raise InvalidInput("a calendar source needs connection_id (or kind 'ics-feed')", code="invalid_source")
+            conn = self.hub.connections.get(vendor_id, connection_id)
+            if conn.provider != kind:
+                raise InvalidInput(f"connection {connection_id} is {conn.provider}, not {kind}", code="invalid_source")
+            if writable is None:
+                writable = kind in WRITABLE_KINDS
+            if writable and kind not in WRITABLE_KINDS:
+                raise InvalidInput(f"{kind} calendars cannot receive busy blocks", code="calendar_read_only")
+        default_poll = 15 if kind not in PUSH_KINDS else 300
+        with self.db.session() as s:
+            self._vendor(s, vendor_id)
+            existing = s.execute(select(CalendarSource).where(
+                CalendarSource.vendor_id == vendor_id, CalendarSource.kind == kind,
+                CalendarSource.calendar_id == calendar_id)).scalar_one_or_none()
+            if existing is not None:
+                raise Conflict("this calendar is already a source", code="source_exists",
+                               details={"source_id": existing.id})
+            src = CalendarSource(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, kind=kind,
+                                 calendar_id=calendar_id, name=(name or calendar_id)[:200], writable=bool(writable),
+                                 receive_blocks=receive_blocks, rules=rules, watch={}, version=0, status="new",
+                                 poll_interval_s=poll_interval_s or default_poll, created_at=utcnow())
+            s.add(src)
+            s.flush()
+            return source_dict(src)
+
+    def _check_feed_url(self, url: str) -> None:
+        if not url.lower().startswith(("https://", "http://", "webcal://")):
+            raise InvalidInput("a feed URL must be http(s) or webcal", code="invalid_feed_url")
+
+    def list_sources(self, vendor_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            rows = s.execute(select(CalendarSource).where(CalendarSource.vendor_id == vendor_id)
+                             .order_by(CalendarSource.id)).scalars()
+            return [source_dict(r) for r in rows]
+
+    def _source(self, s: Session, vendor_id: str | None, source_id: str) -> CalendarSource:
+        src = s.get(CalendarSource, source_id)
+        if src is None or (vendor_id is not None and src.vendor_id != vendor_id):
+            raise NotFound("calendar source not found", code="unknown_source")
+        return src
+
+    def get_source(self, vendor_id: str | None, source_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            return source_dict(self._source(s, vendor_id, source_id))
+
+    def delete_source(self, vendor_id: str, source_id: str) -> None:
+        with self.db.session() as s:
+            src = self._source(s, vendor_id, source_id)
+            s.execute(update(CalendarBlock).where(CalendarBlock.origin_key.like(f"event:{source_id}:%"))
+                      .values(desired="absent", state="pending"))
+            s.delete(src)
+
+    def store_changes(self, source_id: str, changes: Sequence[Any], *, run_token: str | None = None) -> dict[str, int]:
+        """Upsert/delete one page of ``SourceChange``s (ical None = deleted). Unusable iCalendar is refused
+        item by item and recorded on the source (which then fails closed until a clean sync)."""
+        created = updated = deleted = rejected = 0
+        errors: list[str] = []
+        with self.db.session() as s:
+            src = self._source(s, None, source_id)
+            ids = [c.remote_id for c in changes]
+            existing = {e.remote_id: e for e in s.execute(select(CalendarSourceEvent).where(
+                CalendarSourceEvent.source_id == source_id, CalendarSourceEvent.remote_id.in_(ids))).scalars()} \
+                if ids else {}
+            for c in changes:
+                row = existing.get(c.remote_id)
+                if c.ical is None:
+                    if row is not None:
+                        s.delete(row)
+                        deleted += 1
+                    continue
+                try:
+                    cal = av.parse_calendar(c.ical)
+                except av.CalendarDataError as exc:
+                    rejected += 1
+                    errors.append(f"{c.remote_id}: {exc}")
+                    continue
+                own = any(ev.get(av.OWN_BLOCK_MARKER) is not None for ev in cal.walk("VEVENT"))
+                if row is None:
+                    row = CalendarSourceEvent(id=new_id(), vendor_id=src.vendor_id, source_id=source_id,
+                                              remote_id=c.remote_id[:500], ical=c.ical, etag=c.etag, own_block=own,
+                                              seen_run=run_token, updated_at=utcnow())
+                    s.add(row)
+                    existing[c.remote_id] = row
+                    created += 1
+                else:
+                    if row.ical != c.ical:
+                        updated += 1
+                    row.ical, row.etag, row.own_block = c.ical, c.etag, own
+                    row.seen_run = run_token or row.seen_run
+            src.version += 1
+            if errors:
+                src.last_error = ("unusable calendar data: " + "; ".join(errors))[:2000]
+        return {"created": created, "updated": updated, "deleted": deleted, "rejected": rejected}
+
+    # -- sync ----------------------------------------------------------------------------------------
+    def begin_sync(self, source_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            src = self._source(s, None, source_id)
+            src.last_attempt_at = utcnow()
+            src.last_error = None
+            return {"source_id": src.id, "vendor_id": src.vendor_id, "kind": src.kind,
+                    "sync_state": src.sync_state, "run_token": new_id()}
+
+    async def _connector(self, src: dict[str, Any] | CalendarSource) -> Any:
+        conn_id = src["connection_id"] if isinstance(src, dict) else src.connection_id
+        conn = self.hub.connections.get_any(conn_id)
+        return await self.hub.connections.connector(conn)
+
+    async def fetch_page(self, plan: dict[str, Any], page: str | None) -> dict[str, Any]:
+        """One provider page, stored; returns {"next_page", "sync_state", "full", counts}."""
+        src = self.get_source(None, plan["source_id"])
+        now = utcnow()
+        window_start, window_end = now - SYNC_PAST, now + SYNC_FUTURE
+        full = plan.get("sync_state") is None
+        if src["kind"] == FEED_KIND:
+            changes, next_page, state = await self._fetch_feed(src)
+            full = True
+        else:
+            connector = await self._connector(src)
+            from wedsync.connectors.calendars.base import SyncStateExpired
+
+            try:
+                result = await connector.list_changes(src["calendar_id"], plan.get("sync_state"), page,
+                                                      window_start, window_end)
+            except SyncStateExpired:
+                return {"expired": True}
+            changes, next_page, state = result.changes, result.next_page, result.sync_state
+        counts = self.store_changes(plan["source_id"], changes, run_token=plan["run_token"] if full else None)
+        return {"next_page": next_page, "sync_state": state, "full": full, **counts, "items": len(changes)}
+
+    async def _fetch_feed(self, src: dict[str, Any]) -> tuple[list[Any], None, str]:
+        try:
+            ical_feed = importlib.import_module("wedsync.connectors.channels.ical_feed")  # CAL-A: SSRF guard
+        except ImportError as exc:
+            raise NotImplementedCapability("iCalendar feed import is not available in this build",
+                                           code="feed_import_unavailable") from exc
+        fetch = getattr(ical_feed, "fetch_feed_changes", None)
+        if fetch is None:
+            raise NotImplementedCapability("iCalendar feed import has no fetch_feed_changes()",
+                                           code="feed_import_unavailable")
+        changes = await fetch(src["calendar_id"], allow_private=self.hub.settings.allow_private_urls)
+        return list(changes), None, utcnow().isoformat()
+
+    def finish_sync(self, plan: dict[str, Any], sync_state: str | None, full: bool) -> dict[str, Any]:
+        """Record success: the new sync state, freshness, and (full listings) delete what was not listed."""
+        with self.db.session() as s:
+            src = self._source(s, None, plan["source_id"])
+            removed = 0
+            if full:
+                removed = s.execute(delete(CalendarSourceEvent).where(
+                    CalendarSourceEvent.source_id == src.id,
+                    (CalendarSourceEvent.seen_run != plan["run_token"]) | CalendarSourceEvent.seen_run.is_(None),
+                )).rowcount or 0
+                src.version += 1
+            src.sync_state = sync_state
+            src.last_synced_at = utcnow()
+            src.status = "ok" if not src.last_error else "error"
+            kind, vendor_id = src.kind, src.vendor_id
+        if kind in IMPORT_KINDS:
+            self.import_source_bookings(plan["source_id"])
+        return {"removed": removed, "vendor_id": vendor_id}
+
+    def fail_sync(self, source_id: str, message: str) -> None:
+        """A provider outage: the source keeps its data but is marked failed, so it fails closed."""
+        with self.db.session() as s:
+            src = s.get(CalendarSource, source_id)
+            if src is not None:
+                src.status = "error"
+                src.last_error = message[:2000]
+                src.last_attempt_at = utcnow()
+
+    def reset_sync_state(self, source_id: str) -> None:
+        with self.db.session() as s:
+            src = self._source(s, None, source_id)
+            src.sync_state = None
+
+    async def sync_source(self, source_id: str) -> dict[str, Any]:
+        """A whole sync run in this process (the DBOS workflow runs the same steps, one per page)."""
+        lock = self._sync_locks.setdefault(source_id, asyncio.Lock())
+        async with lock:
+            plan = self.begin_sync(source_id)
+            totals = {"pages": 0, "items": 0, "created": 0, "updated": 0, "deleted": 0, "rejected": 0}
+            page: str | None = None
+            try:
+                for _ in range(10_000):
+                    res = await self.fetch_page(plan, page)
+                    if res.get("expired"):
+                        self.reset_sync_state(source_id)
+                        plan["sync_state"], page = None, None
+                        continue
+                    totals["pages"] += 1
+                    for k in ("items", "created", "updated", "deleted", "rejected"):
+                        totals[k] += res[k]
+                    page = res["next_page"]
+                    if page is None:
+                        fin = self.finish_sync(plan, res["sync_state"], res["full"])
+                        totals["deleted"] += fin["removed"]
+                        break
+            except (ConnectorError, NotImplementedCapability) as exc:
+                self.fail_sync(source_id, f"{type(exc).__name__}: {exc}")
+                return {"status": "failed", "error": str(exc), **totals}
+        if self.auto_propagate:
+            await self.propagate(plan["vendor_id"])
+        return {"status": "ok", **totals}
+
+    def sources_due(self, now: datetime | None = None) -> list[str]:
+        """Sources whose polling interval has passed (push sources too, as a safety net, at their interval)."""
+        now = now or utcnow()
+        with self.db.read() as s:
+            rows = s.execute(select(CalendarSource.id, CalendarSource.last_attempt_at,
+                                    CalendarSource.poll_interval_s)).all()
+        return [r.id for r in rows if r.last_attempt_at is None or
+                now - r.last_attempt_at >= timedelta(seconds=r.poll_interval_s)]
+
+    def sources_of_connection(self, connection_id: str) -> list[str]:
+        with self.db.read() as s:
+            return list(s.execute(select(CalendarSource.id).where(
+                CalendarSource.connection_id == connection_id)).scalars())
+
+    # -- availability --------------------------------------------------------------------------------
+    def _inputs(self, s: Session, vendor_id: str, *, stale_after: timedelta) -> list[av.SourceInput]:
+        sources = list(s.execute(select(CalendarSource).where(CalendarSource.vendor_id == vendor_id)
+                                 .order_by(CalendarSource.id)).scalars())
+        out = []
+        for src in sources:
+            rules = av.SourceRules(**{**src.rules, "ignore_own_blocks": True})
+            out.append(av.SourceInput(src.id, src.name, _LazyTexts(self, src.id), rules=rules,
+                                      last_synced_at=src.last_synced_at, max_age=stale_after,
+                                      error=src.last_error if src.status == "error" or src.last_error else None))
+            out[-1].version = src.version  # type: ignore[attr-defined]
+        return out
+
+    def _texts(self, source_id: str) -> list[str]:
+        with self.db.read() as s:
+            return list(s.execute(select(CalendarSourceEvent.ical).where(
+                CalendarSourceEvent.source_id == source_id, CalendarSourceEvent.own_block.is_(False))).scalars())
+
+    def _bookings_busy(self, s: Session, vendor_id: str, start: datetime, end: datetime, now: datetime,
+                       resource: str | None = None) -> list[av.BusyInterval]:
+        q = select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id, CalendarBooking.status == "active",
+                                          CalendarBooking.start_at < end, CalendarBooking.end_at > start)
+        if resource is not None:
+            q = q.where(CalendarBooking.resource == resource)
+        out = []
+        for b in s.execute(q).scalars():
+            if b.kind == "hold" and b.expires_at is not None and b.expires_at <= now:
+                continue
+            out.append(av.BusyInterval(b.start_at, b.end_at, "bookings", uid=b.id, summary=b.title,
+                                       kind=b.category or b.kind, location=b.location or "", ref=b.id))
+        return out
+
+    def _query(self, s: Session, vendor_id: str, start: datetime, end: datetime, now: datetime,
+               use_working_hours: bool = True) -> tuple[av.AvailabilityQuery, dict[str, Any]]:
+        v = self._vendor(s, vendor_id)
+        prof = self._profile_dict(v, s.get(CalendarProfile, vendor_id))
+        wh = av.WorkingHours.from_spec(prof["working_hours"]) if prof["working_hours"] and use_working_hours else None
+        cap = av.DayCapacity(prof["capacity_max_per_day"], frozenset(prof["capacity_kinds"] or ["wedding"])) \
+            if prof["capacity_max_per_day"] else None
+        q = av.AvailabilityQuery(start, end, v.timezone, working_hours=wh,
+                                 buffer_before=timedelta(minutes=prof["buffer_before_min"]),
+                                 buffer_after=timedelta(minutes=prof["buffer_after_min"]), capacity=cap, now=now)
+        return q, prof
+
+    def _expanded_cache(self, inputs: Sequence[av.SourceInput], ws: datetime, we: datetime
+                        ) -> dict[str, list[av.BusyInterval]]:
+        cache: dict[str, list[av.BusyInterval]] = {}
+        for src in inputs:
+            key = (src.source_id, getattr(src, "version", 0), ws, we)
+            hit = self._expanded.get(key)
+            if hit is not None:
+                self._expanded.move_to_end(key)
+                cache[src.source_id] = hit
+        return cache
+
+    def _remember(self, inputs: Sequence[av.SourceInput], ws: datetime, we: datetime,
+                  cache: dict[str, list[av.BusyInterval]]) -> None:
+        for src in inputs:
+            if src.source_id in cache:
+                self._expanded[(src.source_id, getattr(src, "version", 0), ws, we)] = cache[src.source_id]
+        while len(self._expanded) > 512:
+            self._expanded.popitem(last=False)
+
+    def availability(self, vendor_id: str, start: datetime, end: datetime, *, now: datetime | None = None,
+                     use_working_hours: bool = True, resource: str | None = None) -> av.AvailabilityResult:
+        start, end = _aware(start, "start"), _aware(end, "end")
+        if end <= start:
+            raise InvalidInput("end must be after start", code="invalid_window")
+        if end - start > timedelta(days=731):
+            raise InvalidInput("the window is at most 2 years", code="window_too_long")
+        now = now or utcnow()
+        with self.db.read() as s:
+            q, prof = self._query(s, vendor_id, start, end, now, use_working_hours)
+            inputs = self._inputs(s, vendor_id, stale_after=timedelta(seconds=prof["stale_after_s"]))
+            extra = self._bookings_busy(s, vendor_id, start, end, now, resource)
+        ws, we = start.astimezone(UTC), end.astimezone(UTC)
+        cache = self._expanded_cache(inputs, ws, we)
+        result = av.compute_availability(inputs, q, extra, expanded=cache)
+        self._remember(inputs, ws, we, cache)
+        return result
+
+    # -- bookings and holds --------------------------------------------------------------------------
+    def _lock_vendor(self, s: Session, vendor_id: str) -> None:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(select(func.pg_advisory_xact_lock(func.hashtext("calendar:" + vendor_id))))
+        # SQLite: this unit of work began with BEGIN IMMEDIATE, so writers are already serialized
+
+    def _validate(self, req: BookingRequest, now: datetime) -> None:
+        req.start, req.end = _aware(req.start, "start"), _aware(req.end, "end")
+        if req.end <= req.start:
+            raise InvalidInput("end must be after start", code="invalid_booking_times")
+        if req.end - req.start > MAX_BOOKING:
+            raise InvalidInput("a booking lasts at most 14 days", code="booking_too_long")
+        if req.kind not in BOOKING_KINDS:
+            raise InvalidInput(f"kind must be one of {BOOKING_KINDS}", code="invalid_booking_kind")
+        if req.kind == "hold":
+            if req.expires_at is None:
+                raise InvalidInput("a hold needs expires_at", code="hold_without_expiry")
+            req.expires_at = _aware(req.expires_at, "expires_at")
+            if req.expires_at <= now:
+                raise InvalidInput("expires_at is in the past", code="hold_already_expired")
+        elif req.expires_at is not None:
+            raise InvalidInput("only holds expire", code="booking_with_expiry")
+        if not req.resource or len(req.resource) > 64:
+            raise InvalidInput("resource must be 1-64 characters", code="invalid_resource")
+        if len(req.title) > 300:
+            raise InvalidInput("title is at most 300 characters", code="invalid_title")
+
+    def _guard(self, s: Session, vendor_id: str, req: BookingRequest, now: datetime,
+               *, exclude_id: str | None = None) -> None:
+        """Raise Conflict when ``req`` overlaps anything that blocks it; call inside the locked unit of work."""
+        s.execute(update(CalendarBooking).where(
+            CalendarBooking.vendor_id == vendor_id, CalendarBooking.resource == req.resource,
+            CalendarBooking.status == "active", CalendarBooking.kind == "hold",
+            CalendarBooking.expires_at <= now).values(status="expired"))
+        clash_q = select(CalendarBooking).where(
+            CalendarBooking.vendor_id == vendor_id, CalendarBooking.resource == req.resource,
+            CalendarBooking.status == "active", CalendarBooking.start_at < req.end,
+            CalendarBooking.end_at > req.start)
+        if exclude_id:
+            clash_q = clash_q.where(CalendarBooking.id != exclude_id)
+        clash = s.execute(clash_q.limit(1)).scalar_one_or_none()
+        if clash is not None:
+            raise Conflict(f"the time overlaps {clash.kind} {clash.id}", code="booking_overlap",
+                           details={"conflicting_id": clash.id, "conflicting_kind": clash.kind,
+                                    "start": clash.start_at.isoformat(), "end": clash.end_at.isoformat()})
+        q, prof = self._query(s, vendor_id, req.start, req.end, now, use_working_hours=False)
+        if q.capacity is not None and req.category in q.capacity.kinds:
+            zone = ZoneInfo(q.timezone)
+            for day in av.local_days(req.start, req.end, zone):
+                a = datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+                b = a + timedelta(days=1)
+                count = s.execute(select(func.count()).select_from(CalendarBooking).where(
+                    CalendarBooking.vendor_id == vendor_id, CalendarBooking.status == "active",
+                    CalendarBooking.category == req.category, CalendarBooking.start_at < b,
+                    CalendarBooking.end_at > a)).scalar_one()
+                if count >= q.capacity.max_per_day:
+                    raise Conflict(f"{day} already has {count} {req.category} booking(s)", code="day_capacity_reached",
+                                   details={"date": day.isoformat()})
+        if not req.check_calendars:
+            return
+        inputs = self._inputs(s, vendor_id, stale_after=timedelta(seconds=prof["stale_after_s"]))
+        if not inputs:
+            return
+        q.buffer_before = q.buffer_after = timedelta(0)
+        q.capacity = None
+        ws, we = req.start, req.end
+        cache = self._expanded_cache(inputs, ws, we)
+        result = av.compute_availability(inputs, q, expanded=cache)
+        self._remember(inputs, ws, we, cache)
+        for item in result.busy:
+            if item.start < req.end and req.start < item.end:
+                if item.kind == "stale":
+                    raise Conflict(f"calendar {item.summary}: availability unknown, so the time is not offered",
+                                   code="calendar_unavailable", details={"source_id": item.source_id})
+                raise Conflict("the time is busy in a connected calendar", code="calendar_busy",
+                               details={"source_id": item.source_id, "uid": item.uid, "summary": item.summary,
+                                        "start": item.start.isoformat(), "end": item.end.isoformat()})
+
+    def create_booking(self, vendor_id: str, req: BookingRequest, *, now: datetime | None = None) -> dict[str, Any]:
+        """Insert a booking or hold through the overlap guard; Conflict (409) with a code when it clashes."""
+        now = now or utcnow()
+        self._validate(req, now)
+        try:
+            with self.db.session() as s:
+                self._vendor(s, vendor_id)
+                self._lock_vendor(s, vendor_id)
+                if req.external_ref:
+                    prior = s.execute(select(CalendarBooking).where(
+                        CalendarBooking.vendor_id == vendor_id, CalendarBooking.channel == req.channel,
+                        CalendarBooking.external_ref == req.external_ref)).scalar_one_or_none()
+                    if prior is not None:
+                        return {**booking_dict(prior), "replayed": True}
+                self._guard(s, vendor_id, req, now)
+                row = CalendarBooking(
+                    id=new_id(), vendor_id=vendor_id, resource=req.resource, kind=req.kind, status="active",
+                    start_at=req.start, end_at=req.end, expires_at=req.expires_at, channel=req.channel,
+                    external_ref=req.external_ref, title=req.title, meeting_type=req.meeting_type,
+                    category=req.category, location=req.location, wedding_id=req.wedding_id,
+                    contact_email=req.contact_email, created_at=now)
+                s.add(row)
+                s.flush()
+                out = booking_dict(row)
+        except IntegrityError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate == "23P01":  # exclusion_violation: another transaction won the slot
+                raise Conflict("the time overlaps another booking", code="booking_overlap") from None
+            raise Conflict("a booking with this external reference exists", code="booking_exists") from None
+        self._after_change(vendor_id)
+        return out
+
+    def import_booking(self, vendor_id: str, req: BookingRequest, *, cancelled: bool = False,
+                       now: datetime | None = None) -> dict[str, Any]:
+        """A booking made on Calendly/Acuity: through the same guard; a clash is recorded as a conflict
+        (the booking row is kept with status 'conflict'), never dropped. Idempotent by external_ref."""
+        now = now or utcnow()
+        if not req.external_ref:
+            raise InvalidInput("an imported booking needs external_ref", code="missing_external_ref")
+        with self.db.read() as s:
+            prior = s.execute(select(CalendarBooking).where(
+                CalendarBooking.vendor_id == vendor_id, CalendarBooking.channel == req.channel,
+                CalendarBooking.external_ref == req.external_ref)).scalar_one_or_none()
+        if prior is not None:
+            if cancelled:
+                if prior.status in ("active", "conflict"):
+                    return self.cancel_booking(vendor_id, prior.id)
+                return booking_dict(prior)
+            if prior.start_at == _aware(req.start, "start") and prior.end_at == _aware(req.end, "end"):
+                return {**booking_dict(prior), "replayed": True}
+            return self.reschedule_booking(vendor_id, prior.id, req.start, req.end, now=now)
+        if cancelled:
+            return {"status": "ignored", "reason": "cancelled before it was imported"}
+        try:
+            return self.create_booking(vendor_id, req, now=now)
+        except Conflict as exc:
+            if exc.code not in ("booking_overlap", "calendar_busy", "day_capacity_reached", "calendar_unavailable"):
+                raise
+            return self._record_import_conflict(vendor_id, req, exc, now)
+
+    def _record_import_conflict(self, vendor_id: str, req: BookingRequest, exc: Conflict, now: datetime
+                                ) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = CalendarBooking(
+                id=new_id(), vendor_id=vendor_id, resource=req.resource, kind=req.kind, status="conflict",
+                start_at=req.start, end_at=req.end, channel=req.channel, external_ref=req.external_ref,
+                title=req.title, meeting_type=req.meeting_type, category=req.category, location=req.location,
+                wedding_id=req.wedding_id, contact_email=req.contact_email, created_at=now)
+            s.add(row)
+            conflict = CalendarConflict(id=new_id(), vendor_id=vendor_id, kind="import_overlap", booking_id=row.id,
+                                        channel=req.channel, external_ref=req.external_ref, start_at=req.start,
+                                        end_at=req.end, detail={"code": exc.code, "message": exc.message,
+                                                                **(exc.details or {})}, created_at=now)
+            s.add(conflict)
+            s.flush()
+            log.warning("imported booking conflicts", vendor_id=vendor_id, channel=req.channel, code=exc.code)
+            return {**booking_dict(row), "conflict_id": conflict.id, "conflict_code": exc.code}
+
+    def reschedule_booking(self, vendor_id: str, booking_id: str, start: datetime, end: datetime, *,
+                           now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        with self.db.session() as s:
+            self._lock_vendor(s, vendor_id)
+            row = s.get(CalendarBooking, booking_id)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("booking not found", code="unknown_booking")
+            req = BookingRequest(start=start, end=end, kind=row.kind, resource=row.resource, title=row.title,
+                                 expires_at=row.expires_at if row.kind == "hold" else None, category=row.category,
+                                 channel=row.channel)
+            self._validate(req, now)
+            self._guard(s, vendor_id, req, now, exclude_id=row.id)
+            row.start_at, row.end_at, row.status = req.start, req.end, "active"
+            s.flush()
+            out = booking_dict(row)
+        self._after_change(vendor_id)
+        return out
+
+    def cancel_booking(self, vendor_id: str, booking_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        with self.db.session() as s:
+            row = s.get(CalendarBooking, booking_id)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("booking not found", code="unknown_booking")
+            if row.status in ("active", "conflict"):
+                row.status = "cancelled"
+                row.cancelled_at = now or utcnow()
+                if row.invitation_ics:
+                    row.invitation_ics = sch.invitation_ics(
+                        uid=f"{row.id}@wedsync", start=row.start_at, end=row.end_at, summary=row.title,
+                        organizer_email=None, attendee_email=row.contact_email, location=row.location or "",
+                        sequence=1, method="CANCEL")
+            out = booking_dict(row)
+        self._after_change(vendor_id)
+        return out
+
+    def confirm_hold(self, vendor_id: str, booking_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        with self.db.session() as s:
+            self._lock_vendor(s, vendor_id)
+            row = s.get(CalendarBooking, booking_id)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("booking not found", code="unknown_booking")
+            if row.kind != "hold" or row.status != "active":
+                raise Conflict("only an active hold can be confirmed", code="not_an_active_hold")
+            if row.expires_at is not None and row.expires_at <= now:
+                row.status = "expired"
+                raise Conflict("the hold has expired", code="hold_expired")
+            row.kind, row.expires_at = "booking", None
+            out = booking_dict(row)
+        return out
+
+    def get_booking(self, vendor_id: str, booking_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            row = s.get(CalendarBooking, booking_id)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("booking not found", code="unknown_booking")
+            return booking_dict(row)
+
+    def list_bookings(self, vendor_id: str, *, start: datetime | None = None, end: datetime | None = None,
+                      status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        q = select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id)
+        if start is not None:
+            q = q.where(CalendarBooking.end_at > _aware(start, "start"))
+        if end is not None:
+            q = q.where(CalendarBooking.start_at < _aware(end, "end"))
+        if status:
+            q = q.where(CalendarBooking.status == status)
+        with self.db.read() as s:
+            return [booking_dict(b) for b in s.execute(q.order_by(CalendarBooking.start_at).limit(limit)).scalars()]
+
+    def import_source_bookings(self, source_id: str) -> dict[str, int]:
+        """Calendly/Acuity sources: every stored event is a booking made there; import each through the guard
+        (cancelled ones cancel the import). Runs after each sync of such a source."""
+        with self.db.read() as s:
+            src = self._source(s, None, source_id)
+            vendor_id, channel = src.vendor_id, src.kind
+            events = list(s.execute(select(CalendarSourceEvent).where(
+                CalendarSourceEvent.source_id == source_id)).scalars())
+            vendor = self._vendor(s, vendor_id)
+        zone = ZoneInfo(vendor.timezone)
+        seen = set()
+        counts = {"imported": 0, "conflicts": 0, "cancelled": 0}
+        now = utcnow()
+        for ev_row in events:
+            try:
+                cal = av.parse_calendar(ev_row.ical)
+            except av.CalendarDataError:
+                continue
+            for ev in cal.walk("VEVENT"):
+                if ev.get("RECURRENCE-ID") is not None:
+                    continue
+                start = ev["DTSTART"].dt
+                end = ev["DTEND"].dt if ev.get("DTEND") is not None else start + ev["DURATION"].dt \
+                    if ev.get("DURATION") is not None else None
+                if end is None or not isinstance(start, datetime):
+                    continue
+                start = start if start.tzinfo else start.replace(tzinfo=zone)
+                end = end if end.tzinfo else end.replace(tzinfo=zone)
+                ref = ev_row.remote_id
+                seen.add(ref)
+                cancelled = str(ev.get("STATUS", "")).upper() == "CANCELLED"
+                req = BookingRequest(start=start, end=end, title=str(ev.get("SUMMARY", ""))[:300], channel=channel,
+                                     external_ref=ref, location=str(ev.get("LOCATION", ""))[:300] or None,
+                                     meeting_type="imported")
+                res = self.import_booking(vendor_id, req, cancelled=cancelled, now=now)
+                counts["conflicts"] += "conflict_id" in res
+                counts["cancelled"] += res.get("status") == "cancelled"
+                counts["imported"] += res.get("status") == "active"
+        with self.db.read() as s:
+            gone = list(s.execute(select(CalendarBooking.id).where(
+                CalendarBooking.vendor_id == vendor_id, CalendarBooking.channel == channel,
+                CalendarBooking.status == "active",
+                CalendarBooking.external_ref.not_in(seen) if seen else CalendarBooking.id.is_not(None))).scalars())
+        for bid in gone:  # deleted at the provider
+            self.cancel_booking(vendor_id, bid)
+            counts["cancelled"] += 1
+        return counts
+
+    def conflicts_recorded(self, vendor_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            rows = s.execute(select(CalendarConflict).where(CalendarConflict.vendor_id == vendor_id,
+                                                            CalendarConflict.resolved_at.is_(None))
+                             .order_by(CalendarConflict.id)).scalars()
+            return [{"id": c.id, "kind": c.kind, "booking_id": c.booking_id, "channel": c.channel,
+                     "external_ref": c.external_ref, "start": c.start_at.isoformat(), "end": c.end_at.isoformat(),
+                     "detail": c.detail} for c in rows]
+
+    # -- scheduling, conflicts, report ---------------------------------------------------------------
+    def find_slots(self, vendor_id: str, request: sch.MeetingRequest, *, start: datetime, end: datetime,
+                   step_min: int = 30, limit: int = 10, now: datetime | None = None) -> dict[str, Any]:
+        result = self.availability(vendor_id, start, end, now=now)
+        prof = self.get_profile(vendor_id)
+        zone = ZoneInfo(prof["timezone"])
+        slots = sch.find_slots(result.free, result.busy, request, zone, step=timedelta(minutes=step_min),
+                               travel_buffer=timedelta(minutes=prof["travel_buffer_min"]), limit=limit)
+        return {"slots": [x.as_dict() for x in slots], "complete": result.complete,
+                "sources": [x.as_dict() for x in result.sources], "warnings": result.warnings}
+
+    def schedule_meeting(self, vendor_id: str, request: sch.MeetingRequest, *, start: datetime, end: datetime,
+                         title: str, contact_email: str | None, wedding_id: str | None = None,
+                         organizer_email: str | None = None, slot_start: datetime | None = None,
+                         now: datetime | None = None) -> dict[str, Any]:
+        """Book the first free slot (or ``slot_start``) and store an iTIP METHOD:REQUEST invitation on it.
+        Delivery: the invitation is returned and stored; no e-mail is sent (no SMTP in this hub)."""
+        if slot_start is not None:
+            candidates = [_aware(slot_start, "slot_start")]
+        else:
+            found = self.find_slots(vendor_id, request, start=start, end=end, limit=5, now=now)
+            candidates = [datetime.fromisoformat(x["start"]) for x in found["slots"]]
+        if not candidates:
+            raise Conflict("no free slot for this request", code="no_slot_available")
+        last: Conflict | None = None
+        for cand in candidates:
+            req = BookingRequest(start=cand, end=cand + request.duration, title=title,
+                                 meeting_type=request.meeting_type, location=request.location or None,
+                                 wedding_id=wedding_id, contact_email=contact_email, category=request.meeting_type)
+            try:
+                booking = self.create_booking(vendor_id, req, now=now)
+            except Conflict as exc:
+                last = exc
+                continue
+            ics = sch.invitation_ics(uid=f"{booking['id']}@wedsync", start=req.start, end=req.end, summary=title,
+                                     organizer_email=organizer_email, attendee_email=contact_email,
+                                     location=request.location, description=f"{request.meeting_type} via WedSync")
+            with self.db.session() as s:
+                row = s.get(CalendarBooking, booking["id"])
+                assert row is not None
+                row.invitation_ics = ics
+            return {**booking, "invitation_ics": ics, "invitation_delivery": "returned and stored; not e-mailed"}
+        assert last is not None
+        raise last
+
+    def _booking_views(self, vendor_id: str, start: datetime, end: datetime, now: datetime
+                       ) -> list[sch.BookingView]:
+        with self.db.read() as s:
+            rows = s.execute(select(CalendarBooking).where(
+                CalendarBooking.vendor_id == vendor_id, CalendarBooking.status == "active",
+                CalendarBooking.start_at < end, CalendarBooking.end_at > start)).scalars()
+            return [sch.BookingView(b.id, b.kind, b.start_at, b.end_at, b.title, b.channel, b.wedding_id,
+                                    b.location or "", b.category, b.created_at, b.expires_at)
+                    for b in rows if not (b.kind == "hold" and b.expires_at and b.expires_at <= now)]
+
+    def detect_conflicts(self, vendor_id: str, start: datetime, end: datetime, *, now: datetime | None = None
+                         ) -> dict[str, Any]:
+        now = now or utcnow()
+        result = self.availability(vendor_id, start, end, now=now, use_working_hours=False)
+        bookings = self._booking_views(vendor_id, result.window_start, result.window_end, now)
+        booking_ids = {b.id for b in bookings}
+        external = [b for b in result.busy if b.ref not in booking_ids]
+        prof = self.get_profile(vendor_id)
+        out = sch.detect_conflicts(bookings, external, result.free,
+                                   travel_buffer=timedelta(minutes=prof["travel_buffer_min"]),
+                                   recorded=self.conflicts_recorded(vendor_id), now=now)
+        out["sources"] = [x.as_dict() for x in result.sources]
+        return out
+
+    def report(self, vendor_id: str, start: datetime, end: datetime, *, now: datetime | None = None
+               ) -> dict[str, Any]:
+        now = now or utcnow()
+        result = self.availability(vendor_id, start, end, now=now, use_working_hours=False)
+        with self.db.read() as s:
+            q, _ = self._query(s, vendor_id, result.window_start, result.window_end, now)
+        zone = ZoneInfo(q.timezone)
+        if q.working_hours is not None:
+            opening: list[tuple[datetime, datetime]] = []
+            for d in av.local_days(result.window_start, result.window_end, zone):
+                opening.extend(q.working_hours.spans_on(d, zone))
+            opening = [(max(a, result.window_start), min(b, result.window_end)) for a, b in opening
+                       if b > result.window_start and a < result.window_end]
+        else:
+            opening = [(result.window_start, result.window_end)]
+        bookings = self._booking_views(vendor_id, result.window_start, result.window_end, now)
+        out = sch.availability_report(window_start=result.window_start, window_end=result.window_end,
+                                      opening=opening, busy=result.busy, bookings=bookings, zone=zone)
+        out["vendor_id"] = vendor_id
+        out["complete"] = result.complete
+        out["sources"] = [x.as_dict() for x in result.sources]
+        return out
+
+    # -- availability feed (for directories without a calendar API) ----------------------------------
+    def create_feed_token(self, vendor_id: str, name: str = "availability") -> dict[str, Any]:
+        token = secrets.token_urlsafe(24)
+        with self.db.session() as s:
+            self._vendor(s, vendor_id)
+            row = CalendarFeedToken(id=new_id(), vendor_id=vendor_id, name=name[:200],
+                                    token_hash=hashlib.sha256(token.encode()).hexdigest(), created_at=utcnow())
+            s.add(row)
+        return {"id": row.id, "name": row.name, "token": token, "path": f"/calendar/feeds/{token}.ics"}
+
+    def revoke_feed_token(self, vendor_id: str, token_id: str) -> None:
+        with self.db.session() as s:
+            row = s.get(CalendarFeedToken, token_id)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("feed not found", code="unknown_feed")
+            row.revoked_at = row.revoked_at or utcnow()
+
+    def feed_ics(self, token: str, *, now: datetime | None = None, days: int = 400) -> str:
+        """The vendor's busy time as an iCalendar feed: one opaque 'Busy' VEVENT per merged busy span
+        (no titles, no client data), stale sources included as busy (fail closed)."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self.db.read() as s:
+            row = s.execute(select(CalendarFeedToken).where(CalendarFeedToken.token_hash == digest)
+                            ).scalar_one_or_none()
+            if row is None or row.revoked_at is not None:
+                raise NotFound("feed not found", code="unknown_feed")
+            vendor_id = row.vendor_id
+        now = now or utcnow()
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+        result = self.availability(vendor_id, start, start + timedelta(days=days), now=now, use_working_hours=False)
+        import icalendar
+
+        cal = icalendar.Calendar()
+        cal.add("prodid", "-//WedSync//Availability Feed//EN")
+        cal.add("version", "2.0")
+        cal.add("x-wr-calname", "Availability")
+        for a, b in result.merged_busy:
+            ev = icalendar.Event()
+            ev.add("uid", f"busy-{hashlib.sha256(f'{vendor_id}{a.isoformat()}'.encode()).hexdigest()[:24]}@wedsync")
+            ev.add("dtstamp", now)
+            ev.add("dtstart", a)
+            ev.add("dtend", b)
+            ev.add("summary", "Busy")
+            ev.add("transp", "OPAQUE")
+            cal.add_component(ev)
+        return str(cal.to_ical().decode("utf-8"))
+
+    # -- propagation ---------------------------------------------------------------------------------
+    def _after_change(self, vendor_id: str) -> None:
+        """A booking changed: plan blocks now (durable), push them in the background."""
+        try:
+            self.plan_blocks(vendor_id)
+        except Exception as exc:  # planning is retried by the next propagate; the booking itself stands
+            log.warning("block planning failed", vendor_id=vendor_id, error_type=type(exc).__name__)
+            return
+        if self.auto_propagate:
+            self.kick_propagation(vendor_id)
+
+    def kick_propagation(self, vendor_id: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (sync caller): the next sync or poll pushes the planned blocks
+        task = loop.create_task(self.propagate(vendor_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def plan_blocks(self, vendor_id: str, *, now: datetime | None = None) -> dict[str, int]:
+        """Diff the desired blocks against the outbox and commit the difference (before any provider call)."""
+        now = now or utcnow()
+        horizon_a, horizon_b = now - timedelta(days=1), now + PROPAGATION_HORIZON
+        with self.db.read() as s:
+            targets = list(s.execute(select(CalendarSource).where(
+                CalendarSource.vendor_id == vendor_id, CalendarSource.writable.is_(True),
+                CalendarSource.receive_blocks.is_(True))).scalars())
+            if not targets:
+                return {"added": 0, "changed": 0, "removed": 0}
+            vendor = self._vendor(s, vendor_id)
+            bookings = self._bookings_busy(s, vendor_id, horizon_a, horizon_b, now)
+            inputs = self._inputs(s, vendor_id, stale_after=timedelta(days=3650))
+        zone = ZoneInfo(vendor.timezone)
+        origins: list[tuple[str, str | None, datetime, datetime, bool, str]] = []
+        for bk in bookings:
+            origins.append((f"booking:{bk.ref}", None, bk.start, bk.end, False, "Busy (WedSync booking)"))
+        for src in inputs:
+            if src.error and src.last_synced_at is None:
+                continue
+            warnings: list[str] = []
+            try:
+                items = av.expand_source(src, horizon_a, horizon_b, zone, warnings)
+            except av.CalendarDataError:
+                continue
+            for it in items:
+                if it.own_block or it.kind == "clipped":
+                    continue
+                all_day = it.kind == "all_day"
+                origins.append((f"event:{src.source_id}:{it.uid}:{it.start.isoformat()}", src.source_id,
+                                it.start, it.end, all_day, "Busy"))
+        desired: dict[tuple[str, str], tuple[datetime, datetime, bool, str]] = {}
+        for key, from_source, a, b, all_day, summary in origins:
+            for t in targets:
+                if t.id == from_source:
+                    continue
+                desired[(t.id, key)] = (a, b, all_day, summary)
+        added = changed = removed = 0
+        with self.db.session() as s:
+            existing = {(r.target_source_id, r.origin_key): r for r in s.execute(select(CalendarBlock).where(
+                CalendarBlock.vendor_id == vendor_id)).scalars()}
+            for (tid, key), (a, b, all_day, summary) in desired.items():
+                row = existing.get((tid, key))
+                if row is None:
+                    s.add(CalendarBlock(id=new_id(), vendor_id=vendor_id, target_source_id=tid, origin_key=key,
+                                        block_uid=block_uid_for(key, tid), start_at=a, end_at=b, all_day=all_day,
+                                        summary=summary, desired="present", state="pending", attempts=0,
+                                        origin_changed_at=now, updated_at=now))
+                    added += 1
+                elif row.desired != "present" or row.start_at != a or row.end_at != b or row.all_day != all_day:
+                    row.start_at, row.end_at, row.all_day = a, b, all_day
+                    row.desired, row.state, row.origin_changed_at = "present", "pending", now
+                    changed += 1
+            for (tid, key), row in existing.items():
+                if (tid, key) not in desired and row.desired != "absent":
+                    if row.end_at < horizon_a:
+                        continue  # past blocks stay where they are
+                    row.desired, row.state, row.origin_changed_at = "absent", "pending", now
+                    removed += 1
+        return {"added": added, "changed": changed, "removed": removed}
+
+    async def push_blocks(self, vendor_id: str, *, limit: int = 500) -> dict[str, int]:
+        """Apply pending outbox rows at the providers (put_block idempotent by block_uid, delete_block)."""
+        from wedsync.connectors.calendars.base import EtagMismatch
+
+        with self.db.read() as s:
+            rows = list(s.execute(select(CalendarBlock, CalendarSource).join(
+                CalendarSource, CalendarSource.id == CalendarBlock.target_source_id).where(
+                CalendarBlock.vendor_id == vendor_id, CalendarBlock.state == "pending")
+                .order_by(CalendarBlock.origin_changed_at).limit(limit)).all())
+        done = failed = 0
+        for block, target in rows:
+            try:
+                connector = await self._connector(target)
+                if block.desired == "present":
+                    try:
+                        ref = await connector.put_block(target.calendar_id, block.block_uid, block.start_at,
+                                                        block.end_at, block.summary, all_day=block.all_day,
+                                                        existing_remote_id=block.remote_id, etag=block.etag)
+                    except EtagMismatch:
+                        ref = await connector.put_block(target.calendar_id, block.block_uid, block.start_at,
+                                                        block.end_at, block.summary, all_day=block.all_day,
+                                                        existing_remote_id=block.remote_id, etag=None)
+                    self._block_done(block.id, "placed", ref.remote_id, ref.etag, block.origin_changed_at)
+                else:
+                    if block.remote_id:
+                        try:
+                            await connector.delete_block(target.calendar_id, block.remote_id, block.etag)
+                        except EtagMismatch:
+                            await connector.delete_block(target.calendar_id, block.remote_id, None)
+                    self._block_done(block.id, "deleted", None, None, block.origin_changed_at)
+                done += 1
+            except (ConnectorError, NotImplementedCapability, NotFound) as exc:
+                failed += 1
+                with self.db.session() as s:
+                    row = s.get(CalendarBlock, block.id)
+                    if row is not None:
+                        row.attempts += 1
+                        row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                        if row.attempts >= 8:
+                            row.state = "failed"
+        return {"pushed": done, "failed": failed}
+
+    def _block_done(self, block_id: str, state: str, remote_id: str | None, etag: str | None,
+                    changed_at: datetime) -> None:
+        with self.db.session() as s:
+            row = s.get(CalendarBlock, block_id)
+            if row is None:
+                return
+            if row.origin_changed_at != changed_at:
+                return  # the origin changed while we pushed: the row stays pending for the next round
+            row.state = state
+            if state == "placed":
+                row.remote_id, row.etag, row.placed_at = remote_id, etag, utcnow()
+            else:
+                row.remote_id = row.etag = None
+            row.last_error = None
+
+    async def propagate(self, vendor_id: str) -> dict[str, int]:
+        lock = self._propagate_locks.setdefault(vendor_id, asyncio.Lock())
+        async with lock:
+            planned = await asyncio.to_thread(self.plan_blocks, vendor_id)
+            pushed = await self.push_blocks(vendor_id)
+        return {**planned, **pushed}
+
+    def blocks(self, vendor_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            rows = s.execute(select(CalendarBlock).where(CalendarBlock.vendor_id == vendor_id)
+                             .order_by(CalendarBlock.start_at)).scalars()
+            return [{"id": r.id, "target_source_id": r.target_source_id, "origin": r.origin_key,
+                     "block_uid": r.block_uid, "start": r.start_at.isoformat(), "end": r.end_at.isoformat(),
+                     "desired": r.desired, "state": r.state, "remote_id": r.remote_id, "attempts": r.attempts,
+                     "last_error": r.last_error} for r in rows]
+
+
+class _LazyTexts(Sequence[str]):
+    """The stored iCalendar texts of one source, read only when the engine needs them (a cache miss)."""
+
+    def __init__(self, service: CalendarService, source_id: str) -> None:
+        self._service, self._source_id = service, source_id
+        self._items: list[str] | None = None
+
+    def _load(self) -> list[str]:
+        if self._items is None:
+            self._items = self._service._texts(self._source_id)
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._load()[i]
+
+    def __iter__(self) -> Any:
+        return iter(self._load())
+
+
+# -- webhook handlers: a push notification means "re-list this connection's calendars" (rule 5) ------------
+async def _handle_calendar_push(hub: Any, row: Any) -> str:
+    service: CalendarService = hub.calendar
+    kind = "changed"
+    if row.provider == "microsoft-graph":
+        from wedsync.connectors.calendars.base import parse_graph_notifications
+
+        notes = parse_graph_notifications(row.body)
+        if notes and all(n.kind in ("sync",) for n in notes):
+            return "ignored"
+        kind = ",".join(sorted({n.kind for n in notes})) or "changed"
+    elif row.provider == "google-calendar" and (row.event_type or "").lower() == "sync":
+        return "ignored"  # the channel-opened handshake carries no change
+    results = []
+    for source_id in service.sources_of_connection(row.connection_id):
+        res = await _sync_via_workflow_or_inline(service, source_id)
+        results.append(res)
+    return f"{kind}: synced {len(results)} source(s)"
+
+
+async def _sync_via_workflow_or_inline(service: CalendarService, source_id: str) -> str:
+    try:
+        from wedsync.workflows.calendar import enqueue_source_sync
+
+        return await enqueue_source_sync(source_id)
+    except RuntimeError:  # DBOS is not launched in this process
+        res = await service.sync_source(source_id)
+        return json.dumps(res)
+
+
+WEBHOOK_HANDLERS = {
+    "google-calendar": _handle_calendar_push,
+    "microsoft-graph": _handle_calendar_push,
+    "calendly": _handle_calendar_push,
+    "acuity": _handle_calendar_push,
+}
+
+__all__ = ["WEBHOOK_HANDLERS", "BookingRequest", "CalendarService", "block_uid_for", "date"]
