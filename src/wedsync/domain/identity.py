@@ -29,12 +29,13 @@ from wedsync.domain.crm import normalize_email, normalize_phone
 
 NAME_THRESHOLD = 85.0  # rapidfuzz ratio (0-100) above which two name parts are "the same"
 FIRST_THRESHOLD = 85.0  # a first name with a typo ("Jonathon"/"Jonathan" 87.5; one edit in 4+ letters: 85)
-_NON_WORD = re.compile(r"[^a-z0-9 ]+")
+_NON_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
 
 
 def fold(value: str | None) -> str:
-    """Lowercase ASCII letters and digits, accents removed (``Zoë Müller-Ortiz`` -> ``zoe muller ortiz``)."""
+    """Lowercase letters and digits, accents removed, any script kept (``Zoë Müller-Ortiz`` -> ``zoe muller
+    ortiz``; ``山田 太郎`` stays ``山田 太郎``)."""
     if not value:
         return ""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -150,14 +151,17 @@ def decide(a: Features, b: Features) -> Match | None:
         evidence[contact] = sorted(emails or phones)[0]
         if dates_conflict and first < 100.0:
             return None  # a similar name at another wedding sharing a (family) address: not enough
-        if first >= FIRST_THRESHOLD or (not a.first and not b.first):
-            if dates:
-                evidence["wedding_date"] = min(dates).isoformat()
-            if last >= NAME_THRESHOLD:
-                bonus = 5.0 if emails and phones else 0.0
-                return Match(f"{contact}+name", min(100.0, (first + last) / 2 + bonus), evidence)
-            if not dates_conflict:  # a new last name (marriage) but not another wedding
-                return Match(f"{contact}+first_name", min(first, 95.0) - 10.0, evidence)
+        if dates:
+            evidence["wedding_date"] = min(dates).isoformat()
+        if first >= FIRST_THRESHOLD and last >= NAME_THRESHOLD:
+            bonus = 5.0 if emails and phones else 0.0
+            return Match(f"{contact}+name", min(100.0, (first + last) / 2 + bonus), evidence)
+        # A new last name (marriage) with the same personal e-mail; not for a phone, which households and
+        # offices share, and not for another wedding.
+        if emails and first >= FIRST_THRESHOLD and not dates_conflict:
+            return Match("email+first_name", min(first, 95.0) - 10.0, evidence)
+        if emails and not (a.first or a.last or b.first or b.last):
+            return Match("email", 80.0, evidence)  # nameless records (a company inbox): the address is all
         return None
     if dates and first >= NAME_THRESHOLD and last >= NAME_THRESHOLD:
         evidence["wedding_date"] = min(dates).isoformat()

@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from wedsync.connectors.base import Page
 from wedsync.connectors.errors import ConnectorError
-from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
+from wedsync.domain.crm import AnyRecord, ClientRecord, WeddingRecord, record_values
 from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.services.connections import ConnectionService
+from wedsync.services.crm_sync import CrmResolver, CrmStats
 from wedsync.store.db import Database
 from wedsync.store.tables import (
     Client,
@@ -38,14 +39,18 @@ from wedsync.store.tables import (
     new_id,
     utcnow,
 )
+from wedsync.store.tables_crm import CrmContract, CrmEvent, CrmInvoice, CrmRunPageStats
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
 MAX_PASSES = 3
 MODES = ("full", "incremental")
 
-# stream -> unified table; "job-contacts" links weddings to clients and has no table of its own
-STREAM_MODELS: dict[str, type[Client] | type[Wedding]] = {"contacts": Client, "jobs": Wedding}
+# stream -> table of per-source rows; "job-contacts" links weddings to clients and has no table of its own.
+# A run pulls the streams its connector reads, in this order (clients before what refers to them).
+STREAM_MODELS: dict[str, Any] = {"contacts": Client, "jobs": Wedding, "events": CrmEvent,
+                                 "contracts": CrmContract, "invoices": CrmInvoice, "orders": CrmInvoice}
 STREAMS = ("contacts", "jobs")
+_CRM_STATS: Table = CrmRunPageStats.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -157,7 +162,8 @@ class SyncService:
     def __init__(self, db: Database, connections: ConnectionService) -> None:
         self.db = db
         self.connections = connections
-        self._providers: dict[str, str] = {}
+        self._providers: dict[str, tuple[str, str | None]] = {}
+        self.crm = CrmResolver()
         self._prefetch: dict[_PageKey, _Prefetch] = {}
         self._prefetch_lock = threading.Lock()
         self._connectors: dict[tuple[str, int], tuple[Any, float]] = {}
@@ -221,7 +227,15 @@ class SyncService:
                     if run.since is None:
                         run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
             return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
-                           mode=run.mode, since=run.since.isoformat() if run.since else None)
+                           mode=run.mode, since=run.since.isoformat() if run.since else None,
+                           streams=self.streams_of(conn))
+
+    def streams_of(self, conn: Connection) -> list[str]:
+        """The streams a run of this connection pulls: what its connector reads and we store."""
+        caps = getattr(self._connector_class(conn), "capabilities", None)
+        read = set(getattr(caps, "read", ()) or ())
+        streams = [name for name in STREAM_MODELS if name in read]
+        return streams or list(STREAMS)
 
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
         key = (plan.run_id, stream, page, pass_no)
@@ -319,9 +333,14 @@ class SyncService:
             fetched_any = bool(records)
             if since is not None:
                 records = [r for r in records if r.remote_modified_at is None or r.remote_modified_at >= since]
+            crm = CrmStats()
             created, updated, unchanged = self.upsert(conn, plan.vendor_id, plan.connection_id, stream, records,
-                                                      run_id=plan.run_id)
+                                                      run_id=plan.run_id, stats=crm)
             n = len(records)
+            if crm.merged or crm.conflicts or crm.echoes:
+                conn.execute(insert(_CRM_STATS).values(
+                    run_id=plan.run_id, stream=stream, page=page, pass_no=pass_no, vendor_id=plan.vendor_id,
+                    merged=crm.merged, conflicts=crm.conflicts, echoes=crm.echoes))
             # The run's counters and progress are the sums of these rows (see summary): no hot row to
             # update on every page.
             conn.execute(insert(pages).values(
@@ -335,31 +354,36 @@ class SyncService:
                           unchanged=unchanged, total_items=total_items, total_pages=total_pages, stop=stop)
 
     def upsert(self, s: Session | SAConnection, vendor_id: str, connection_id: str, stream: str,
-               records: Sequence[ClientRecord | WeddingRecord], *, run_id: str | None = None
-               ) -> tuple[int, int, int]:
+               records: Sequence[AnyRecord], *, run_id: str | None = None,
+               evidence: dict[str, Any] | None = None, stats: CrmStats | None = None) -> tuple[int, int, int]:
         """Insert new records, update changed ones; returns (created, updated, unchanged).
 
         A record older than the stored one (by the provider's ``modified``) never overwrites it. Runs on
-        the caller's transaction (a Session's or a Core connection's) with Core statements only.
+        the caller's transaction (a Session's or a Core connection's) with Core statements only. New and
+        changed clients are resolved to unified clients and merged into them in the same transaction
+        (``crm_resolve``); ``evidence`` maps a client's remote id to its wedding dates, ``stats`` collects
+        merges, conflicts and echoes.
         """
         conn = s.connection() if isinstance(s, Session) else s
-        t: Table = STREAM_MODELS[stream].__table__  # type: ignore[assignment]
-        by_id: dict[str, ClientRecord | WeddingRecord] = {r.remote_id: r for r in records}
+        t: Table = STREAM_MODELS[stream].__table__
+        by_id: dict[str, AnyRecord] = {r.remote_id: r for r in records}
         if not by_id:
             return 0, 0, 0
+        is_clients = stream == "contacts"
+        cols = [t] if is_clients else [t.c.id, t.c.remote_id, t.c.content_hash, t.c.remote_modified_at,
+                                       t.c.deleted_at, t.c.version]
         existing = {
             row.remote_id: row
             for row in conn.execute(
-                select(t.c.id, t.c.remote_id, t.c.content_hash, t.c.remote_modified_at, t.c.deleted_at,
-                       t.c.version)
-                .where(t.c.connection_id == connection_id, t.c.remote_id.in_(list(by_id)))
+                select(*cols).where(t.c.connection_id == connection_id, t.c.remote_id.in_(list(by_id)))
             )
         }
         now = utcnow()
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        olds: list[Any] = []
         same: list[str] = []
-        provider = self._provider_of(conn, connection_id)
+        provider, region = self._provider_of(conn, connection_id)
         for rid, rec in by_id.items():
             values = record_values(rec)
             old = existing.get(rid)
@@ -377,6 +401,13 @@ class SyncService:
             values.update(b_id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
                           version=old.version + 1)
             updates.append(values)
+            olds.append(old)
+        if is_clients and (inserts or updates):
+            crm = self.crm.apply_clients(conn, vendor_id, connection_id, provider, inserts,
+                                         list(zip(updates, olds, strict=True)), run_id=run_id,
+                                         evidence=evidence, region=region)
+            if stats is not None:
+                stats.add(crm)
         if inserts:
             conn.execute(insert(t), inserts)
         if updates:
@@ -384,12 +415,18 @@ class SyncService:
         if same and run_id is not None:
             conn.execute(update(t).where(t.c.connection_id == connection_id, t.c.remote_id.in_(same))
                          .values(seen_run_id=run_id))
+        if stream == "jobs" and (inserts or updates):
+            self.crm.apply_weddings(conn, vendor_id, connection_id, inserts + updates)
         return len(inserts), len(updates), len(same)
 
-    def _provider_of(self, conn: SAConnection, connection_id: str) -> str:
+    def _provider_of(self, conn: SAConnection, connection_id: str) -> tuple[str, str | None]:
+        """(provider slug, default phone region) of a connection: ``settings.default_region``, else US."""
         p = self._providers.get(connection_id)
         if p is None:
-            p = conn.execute(select(Connection.provider).where(Connection.id == connection_id)).scalar_one()
+            row = conn.execute(select(Connection.provider, Connection.settings)
+                               .where(Connection.id == connection_id)).one()
+            region = (row.settings or {}).get("default_region")
+            p = (row.provider, str(region).upper() if region else None)
             self._providers[connection_id] = p
         return p
 
@@ -507,8 +544,14 @@ class SyncService:
         if run.status in ("queued", "running"):
             with self.db.read() as s:
                 counts, progress = self._page_totals(s, run.id)
+        with self.db.read() as s:
+            st = CrmRunPageStats.__table__
+            merged, conflicts, echoes = s.execute(select(
+                func.coalesce(func.sum(st.c.merged), 0), func.coalesce(func.sum(st.c.conflicts), 0),
+                func.coalesce(func.sum(st.c.echoes), 0)).where(st.c.run_id == run.id)).one()
         return {
             "id": run.id, "connection_id": run.connection_id, "mode": run.mode, "status": run.status,
+            "merged": int(merged), "conflicts": int(conflicts), "echoes": int(echoes),
             "started_at": run.started_at.isoformat() if run.started_at else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "since": run.since.isoformat() if run.since else None,

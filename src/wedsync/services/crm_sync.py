@@ -1,0 +1,1275 @@
+"""The CRM hub: identity resolution and conflict detection of source records (in bulk, inside the page's
+transaction), and the CRM service (``hub.crm``) over unified clients, merges, conflicts, mappings, the
+write-back outbox, CSV imports/exports and Zapier-style hooks.
+
+The sync engine (and the CSV/Zapier ingestion, through the same ``SyncService.upsert``) hands over each page's
+new and changed ``clients`` rows. Per page: one query finds candidates by blocking key, one loads their
+unified records and one their keys; then records are resolved in memory (``domain.identity``), changes are
+merged three-way against the source's previous row (``domain.merge``), and everything is written with a
+few bulk statements on the caller's connection, so a replayed page changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from wedsync.connectors.errors import ConnectorError
+from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
+from wedsync.domain.identity import Features, Match, blocking_keys, decide, features
+from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
+from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
+from wedsync.store.db import Database
+from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
+from wedsync.store.tables_crm import (
+    CrmClient,
+    CrmConflict,
+    CrmFieldMapping,
+    CrmFieldPolicy,
+    CrmIdentityKey,
+    CrmImportChunk,
+    CrmImportError,
+    CrmImportFile,
+    CrmImportJob,
+    CrmMerge,
+    CrmOutbox,
+)
+
+CLIENT_FIELDS = ("first_name", "last_name", "display_name", "email", "phone", "company", "address")
+DEFAULT_POLICY = FieldPolicy("newest_wins")
+_CACHE_TTL = 2.0  # seconds a worker may apply a policy/mapping edit late (other processes' edits)
+_IN_CHUNK = 2000
+_E164 = re.compile(r"^\+\d{6,15}")
+
+_CC: Table = CrmClient.__table__  # type: ignore[assignment]
+_KEYS: Table = CrmIdentityKey.__table__  # type: ignore[assignment]
+_CLIENTS: Table = Client.__table__  # type: ignore[assignment]
+_MERGES: Table = CrmMerge.__table__  # type: ignore[assignment]
+_CONFLICTS: Table = CrmConflict.__table__  # type: ignore[assignment]
+_OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class CrmStats:
+    merged: int = 0
+    conflicts: int = 0
+    open_conflicts: int = 0
+    echoes: int = 0
+    new_clients: int = 0
+
+    def add(self, other: CrmStats) -> None:
+        for k in ("merged", "conflicts", "open_conflicts", "echoes", "new_clients"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def project(custom: Mapping[str, Any] | None, mapping: Mapping[str, str | None]) -> dict[str, Any]:
+    """A source's custom fields under the names the vendor mapped them to (unmapped: their own key;
+    mapped to None: hidden)."""
+    out: dict[str, Any] = {}
+    for k, v in (custom or {}).items():
+        if k in mapping:
+            target = mapping[k]
+            if target:
+                out[target] = v
+        else:
+            out[k] = v
+    return out
+
+
+def _phone_for_key(phone: str | None) -> str | None:
+    if phone and _E164.match(phone):
+        return phone.split(";", 1)[0]
+    return phone
+
+
+def record_features(values: Mapping[str, Any], dates: Iterable[date] = (), region: str | None = None
+                    ) -> Features:
+    phone = values.get("phone")
+    fast = _phone_for_key(phone)
+    f = features(values.get("first_name"), values.get("last_name"), values.get("display_name"),
+                 emails=[values.get("email")], phones=[] if fast and fast.startswith("+") else [phone],
+                 dates=dates, region=region)
+    if fast and fast.startswith("+"):  # already E.164 (connectors normalize): no second parse
+        f = Features(f.first, f.last, f.emails, frozenset({fast}), f.dates)
+    return f
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value)
+    return None
+
+
+@dataclass
+class _Person:
+    id: str
+    golden: dict[str, Any]
+    feats: Features
+    keys: set[str]
+    version: int = 1
+    source_connection_id: str | None = None
+    source_provider: str | None = None
+    source_at: datetime | None = None
+    field_sources: dict[str, Any] = field(default_factory=dict)
+    wedding_dates: list[str] = field(default_factory=list)
+    is_new: bool = False
+    dirty: bool = False
+    new_keys: list[str] = field(default_factory=list)
+
+    def flat(self) -> dict[str, Any]:
+        return flatten(self.golden, CLIENT_FIELDS)
+
+    def side(self, name: str) -> Side:
+        src = self.field_sources.get(name)
+        if src:
+            return Side(src.get("p"), src.get("c"), _parse(src.get("at")))
+        return Side(self.source_provider, self.source_connection_id, self.source_at)
+
+    def apply(self, changes: Mapping[str, Any], side: Side) -> None:
+        if not changes:
+            return
+        for name, value in changes.items():
+            if name.startswith("custom."):
+                custom = dict(self.golden.get("custom_fields") or {})
+                custom[name[7:]] = value
+                self.golden["custom_fields"] = custom
+            else:
+                self.golden[name] = value
+            if side.connection_id == self.source_connection_id:
+                self.field_sources.pop(name, None)
+            else:
+                self.field_sources[name] = {"c": side.connection_id, "p": side.source, "at": _iso(side.at)}
+        if side.connection_id == self.source_connection_id and side.at and (
+                self.source_at is None or side.at > self.source_at):
+            self.source_at = side.at
+        self.dirty = True
+
+    def add_keys(self, f: Features, key_index: dict[str, set[str]]) -> None:
+        for k in blocking_keys(f):
+            if k not in self.keys:
+                self.keys.add(k)
+                self.new_keys.append(k)
+            key_index.setdefault(k, set()).add(self.id)
+        self.feats = self.feats.union(f)
+        for d in f.dates:
+            iso = d.isoformat()
+            if iso not in self.wedding_dates:
+                self.wedding_dates = sorted([*self.wedding_dates, iso])
+                self.dirty = True
+
+    def row(self, vendor_id: str, now: datetime) -> dict[str, Any]:
+        g = self.golden
+        return {"id": self.id, "vendor_id": vendor_id, "kind": g.get("kind") or "person",
+                **{f: g.get(f) for f in CLIENT_FIELDS}, "custom_fields": g.get("custom_fields") or {},
+                "wedding_dates": self.wedding_dates, "source_connection_id": self.source_connection_id,
+                "source_provider": self.source_provider, "source_at": self.source_at,
+                "field_sources": self.field_sources, "version": self.version, "created_at": now,
+                "updated_at": now}
+
+
+class _TTLCache:
+    def __init__(self) -> None:
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is None or time.monotonic() - hit[0] > _CACHE_TTL:
+            return None
+        return hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class PolicyBook:
+    """A vendor's conflict policies: (connection, field) > (connection, *) > (*, field) > (*, *) > default."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self.rules: dict[tuple[str, str], FieldPolicy] = {
+            (r.connection_id, r.field): FieldPolicy(r.kind, r.source, r.skew_seconds) for r in rows}
+
+    def policy(self, connection_id: str, name: str) -> FieldPolicy:
+        top = name.split(".", 1)[0] + ".*" if name.startswith("custom.") else name
+        for key in ((connection_id, name), (connection_id, top), (connection_id, "*"), ("*", name), ("*", top),
+                    ("*", "*")):
+            p = self.rules.get(key)
+            if p is not None:
+                return p
+        return DEFAULT_POLICY
+
+
+class CrmResolver:
+    """Resolves and merges pages of client records; needs only the caller's database connection."""
+
+    def __init__(self) -> None:
+        self._policies = _TTLCache()
+        self._mappings = _TTLCache()
+
+    def invalidate(self) -> None:
+        self._policies.clear()
+        self._mappings.clear()
+
+    def policies(self, conn: SAConnection, vendor_id: str) -> PolicyBook:
+        book = self._policies.get(vendor_id)
+        if book is None:
+            t = CrmFieldPolicy.__table__
+            book = PolicyBook(conn.execute(select(t).where(t.c.vendor_id == vendor_id)).all())
+            self._policies.put(vendor_id, book)
+        return book  # type: ignore[no-any-return]
+
+    def mapping(self, conn: SAConnection, connection_id: str, entity: str = "client") -> dict[str, str | None]:
+        m = self._mappings.get((connection_id, entity))
+        if m is None:
+            t = CrmFieldMapping.__table__
+            m = {r.source_key: r.target for r in conn.execute(
+                select(t.c.source_key, t.c.target).where(t.c.connection_id == connection_id, t.c.entity == entity))}
+            self._mappings.put((connection_id, entity), m)
+        return m  # type: ignore[no-any-return]
+
+    # -- loading --------------------------------------------------------------------------------------
+    @staticmethod
+    def _lookup_keys(conn: SAConnection, vendor_id: str, keys: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i:i + _IN_CHUNK]
+            for k, pid in conn.execute(select(_KEYS.c.key, _KEYS.c.crm_client_id).where(
+                    _KEYS.c.vendor_id == vendor_id, _KEYS.c.key.in_(chunk))):
+                out.setdefault(k, set()).add(pid)
+        return out
+
+    @staticmethod
+    def load_people(conn: SAConnection, ids: Iterable[str]) -> dict[str, _Person]:
+        ids = sorted(set(ids))
+        people: dict[str, _Person] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i:i + _IN_CHUNK]
+            for r in conn.execute(select(_CC).where(_CC.c.id.in_(chunk))):
+                g = {f: getattr(r, f) for f in CLIENT_FIELDS}
+                g["custom_fields"] = r.custom_fields or {}
+                g["kind"] = r.kind
+                people[r.id] = _Person(
+                    id=r.id, golden=g, feats=features(r.first_name, r.last_name, r.display_name), keys=set(),
+                    version=r.version, source_connection_id=r.source_connection_id,
+                    source_provider=r.source_provider, source_at=r.source_at,
+                    field_sources=dict(r.field_sources or {}), wedding_dates=list(r.wedding_dates or []))
+            for pid, k in conn.execute(select(_KEYS.c.crm_client_id, _KEYS.c.key).where(
+                    _KEYS.c.crm_client_id.in_(chunk))):
+                p = people.get(pid)
+                if p is not None:
+                    p.keys.add(k)
+        for p in people.values():
+            emails = {k[2:] for k in p.keys if k.startswith("e:")}
+            phones = {k[2:] for k in p.keys if k.startswith("p:")}
+            dates = {date.fromisoformat(k[2:]) for k in p.keys if k.startswith("d:")}
+            p.feats = Features(p.feats.first, p.feats.last, frozenset(emails), frozenset(phones), frozenset(dates))
+        return people
+
+    # -- the page ------------------------------------------------------------------------------------
+    def apply_clients(self, conn: SAConnection, vendor_id: str, connection_id: str, provider: str,
+                      inserts: list[dict[str, Any]], updates: list[tuple[dict[str, Any], Any]], *,
+                      run_id: str | None = None, evidence: Mapping[str, Iterable[date]] | None = None,
+                      region: str | None = None) -> CrmStats:
+        """Give every new/changed source row its unified client (setting ``crm_client_id`` in the values
+        the caller then writes) and merge the changes into it. ``updates`` pairs new values with the old
+        row (its previous content is the three-way base)."""
+        stats = CrmStats()
+        if not inserts and not updates:
+            return stats
+        now = utcnow()
+        evidence = evidence or {}
+        mapping = self.mapping(conn, connection_id)
+        book = self.policies(conn, vendor_id)
+
+        resolve: list[tuple[dict[str, Any], Any]] = [(v, None) for v in inserts]
+        merge: list[tuple[dict[str, Any], Any]] = []
+        for values, old in updates:
+            (merge if old.crm_client_id else resolve).append((values, old))
+
+        echoes = self._echoes(conn, [old.id for _, old in merge]) if merge else {}
+        feats = [record_features(v, evidence.get(v.get("remote_id") or (o.remote_id if o else ""), ()), region)
+                 for v, o in resolve]
+        all_keys = sorted({k for f in feats for k in blocking_keys(f)})
+        key_index = self._lookup_keys(conn, vendor_id, all_keys) if all_keys else {}
+        wanted = {pid for ids in key_index.values() for pid in ids} | {o.crm_client_id for _, o in merge}
+        people = self.load_people(conn, wanted) if wanted else {}
+
+        merges: list[dict[str, Any]] = []
+        conflicts: list[dict[str, Any]] = []
+        echo_ids: list[str] = []
+
+        def record_conflicts(p: _Person, source_client_id: str, found: list[FieldConflict],
+                             at: datetime | None) -> None:
+            for c in found:
+                stats.conflicts += 1
+                stats.open_conflicts += c.outcome == "open"
+                conflicts.append({
+                    "id": new_id(), "vendor_id": vendor_id, "crm_client_id": p.id,
+                    "source_client_id": source_client_id, "connection_id": connection_id, "field": c.field,
+                    "base": c.base, "local": c.local, "incoming": c.incoming, "incoming_at": at,
+                    "policy": c.policy, "outcome": c.outcome, "status": "open" if c.outcome == "open" else "auto",
+                    "reason": c.reason, "resolution": None, "run_id": run_id, "created_at": now,
+                    "resolved_at": None})
+
+        for (values, _old), f in zip(resolve, feats, strict=True):
+            source_id = values.get("b_id") or values["id"]
+            at = values.get("remote_modified_at") or now
+            incoming_side = Side(provider, connection_id, at)
+            found: tuple[str, Match] | None = None
+            for pid in sorted({pid for k in blocking_keys(f) for pid in key_index.get(k, ())}):
+                m = decide(f, people[pid].feats)
+                if m is not None and (found is None or m.score > found[1].score):
+                    found = (pid, m)
+            if found is not None:
+                pid, m = found
+                p = people[pid]
+                before = p.flat()
+                res = three_way(None, before, flatten(self._golden(values, mapping), CLIENT_FIELDS),
+                                fields=self._fields(p.golden, values, mapping),
+                                policy_for=lambda name: book.policy(connection_id, name),
+                                incoming_side=incoming_side, local_side=p.side)
+                p.apply(res.changes, incoming_side)
+                record_conflicts(p, source_id, res.conflicts, at)
+                p.add_keys(f, key_index)
+                merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
+                               "source_client_id": source_id, "connection_id": connection_id, "rule": m.rule,
+                               "score": round(m.score, 2), "run_id": run_id,
+                               "evidence": {**m.evidence, "replaced": {k: before.get(k) for k in res.changes}},
+                               "created_at": now, "undone_at": None, "undone_to": None})
+                stats.merged += 1
+            else:
+                p = _Person(id=new_id(), golden=self._golden(values, mapping), feats=Features(f.first, f.last),
+                            keys=set(), source_connection_id=connection_id, source_provider=provider,
+                            source_at=at, is_new=True)
+                p.add_keys(f, key_index)
+                people[p.id] = p
+                stats.new_clients += 1
+            values["crm_client_id"] = p.id
+
+        for values, old in merge:
+            values["crm_client_id"] = old.crm_client_id
+            known = people.get(old.crm_client_id)
+            if known is None:
+                continue  # its unified client was removed meanwhile; the row keeps the id
+            p = known
+            written = echoes.get(old.id)
+            if written is not None and written[1] == values.get("content_hash"):
+                stats.echoes += 1
+                echo_ids.append(written[0])
+                continue  # our own write coming back: already in the unified record
+            at = values.get("remote_modified_at") or now
+            incoming_side = Side(provider, connection_id, at)
+            base = flatten(self._golden(old._mapping, mapping), CLIENT_FIELDS)
+            res = three_way(base, p.flat(), flatten(self._golden(values, mapping), CLIENT_FIELDS),
+                            fields=self._fields(p.golden, values, mapping, old._mapping),
+                            policy_for=lambda name: book.policy(connection_id, name),
+                            incoming_side=incoming_side, local_side=p.side)
+            p.apply(res.changes, incoming_side)
+            record_conflicts(p, old.id, res.conflicts, at)
+            p.add_keys(record_features(values, evidence.get(old.remote_id, ()), region), key_index)
+
+        self._write(conn, vendor_id, people, now)
+        if merges:
+            conn.execute(insert(_MERGES), merges)
+        if conflicts:
+            conn.execute(insert(_CONFLICTS), conflicts)
+        if echo_ids:
+            conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(echo_ids)).values(echo_seen_at=now))
+        return stats
+
+    @staticmethod
+    def _golden(values: Mapping[str, Any], mapping: Mapping[str, str | None]) -> dict[str, Any]:
+        g = {f: values.get(f) for f in CLIENT_FIELDS}
+        g["custom_fields"] = project(values.get("custom_fields"), mapping)
+        g["kind"] = values.get("kind") or "person"
+        return g
+
+    @staticmethod
+    def _fields(golden: Mapping[str, Any], values: Mapping[str, Any], mapping: Mapping[str, str | None],
+                old: Mapping[str, Any] | None = None) -> list[str]:
+        names = set(project(values.get("custom_fields"), mapping)) | set(golden.get("custom_fields") or {})
+        if old is not None:
+            names |= set(project(old.get("custom_fields"), mapping))
+        return [*CLIENT_FIELDS, *(f"custom.{n}" for n in sorted(names))]
+
+    @staticmethod
+    def _echoes(conn: SAConnection, client_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """source row id -> (outbox id, hash we wrote) for write-backs whose echo is still expected."""
+        t = CrmOutbox.__table__
+        rows = conn.execute(select(t.c.id, t.c.source_client_id, t.c.written_hash).where(
+            t.c.source_client_id.in_(client_ids), t.c.status == "done", t.c.echo_seen_at.is_(None),
+            t.c.written_hash.is_not(None)).order_by(t.c.id)).all()
+        return {r.source_client_id: (r.id, r.written_hash) for r in rows}
+
+    @staticmethod
+    def _write(conn: SAConnection, vendor_id: str, people: Mapping[str, _Person], now: datetime) -> None:
+        new_rows = [p.row(vendor_id, now) for p in people.values() if p.is_new]
+        changed = [p for p in people.values() if p.dirty and not p.is_new]
+        if new_rows:
+            conn.execute(insert(_CC), new_rows)
+        if changed:
+            conn.execute(update(_CC).where(_CC.c.id == bindparam("b_id")), [
+                {"b_id": p.id, **{f: p.golden.get(f) for f in CLIENT_FIELDS},
+                 "custom_fields": p.golden.get("custom_fields") or {}, "wedding_dates": p.wedding_dates,
+                 "field_sources": p.field_sources, "source_at": p.source_at, "version": p.version + 1,
+                 "updated_at": now} for p in changed])
+        keys = [{"vendor_id": vendor_id, "crm_client_id": p.id, "key": k}
+                for p in people.values() for k in p.new_keys]
+        if keys:
+            conn.execute(insert(_KEYS), keys)
+
+    def apply_weddings(self, conn: SAConnection, vendor_id: str, connection_id: str,
+                       weddings: Sequence[Mapping[str, Any]]) -> None:
+        """A wedding's date is identity evidence for its clients: add ``d:<date>`` keys to them."""
+        pairs = [(str(rid), w["event_date"]) for w in weddings if w.get("event_date")
+                 for rid in (w.get("client_remote_ids") or [])]
+        if not pairs:
+            return
+        rows = conn.execute(select(_CLIENTS.c.remote_id, _CLIENTS.c.crm_client_id).where(
+            _CLIENTS.c.connection_id == connection_id, _CLIENTS.c.remote_id.in_(sorted({r for r, _ in pairs})),
+            _CLIENTS.c.crm_client_id.is_not(None))).all()
+        person_of = {r.remote_id: r.crm_client_id for r in rows}
+        people = self.load_people(conn, person_of.values())
+        index: dict[str, set[str]] = {}
+        for rid, d in pairs:
+            p = people.get(person_of.get(rid, ""))
+            if p is not None:
+                p.add_keys(Features(dates=frozenset({d})), index)
+        self._write(conn, vendor_id, people, utcnow())
+
+
+# ==================================================================================================
+# The CRM service: what the API, the CLI, the workflows and the demo call (``hub.crm``).
+# ==================================================================================================
+
+#: The seed's provider names (``tave``, ``light_blue``...) and our slugs.
+PROVIDER_ALIASES: dict[str, str] = {
+    "tave": "vsco-workspace", "vsco": "vsco-workspace", "vsco_workspace": "vsco-workspace",
+    "vsco-workspace": "vsco-workspace", "honeybook": "honeybook", "light_blue": "light-blue",
+    "light-blue": "light-blue", "lightblue": "light-blue", "17hats": "17hats", "seventeen_hats": "17hats",
+    "studio_ninja": "studio-ninja", "studio-ninja": "studio-ninja", "iris_works": "iris-works",
+    "iris-works": "iris-works",
+}
+CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
+SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}
+NEXT_SYNC_AFTER = timedelta(hours=1)
+DEFAULT_CHUNK = 1000
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
+
+
+def canonical_provider(name: str) -> str:
+    slug = PROVIDER_ALIASES.get(name.strip().lower())
+    if slug is None:
+        raise InvalidInput(f"unknown CRM provider {name!r}; known: {sorted(set(PROVIDER_ALIASES))}",
+                           code="unknown_provider")
+    return slug
+
+
+def client_out(c: Any) -> dict[str, Any]:
+    return {"id": c.id, "kind": c.kind, "first_name": c.first_name, "last_name": c.last_name,
+            "display_name": c.display_name, "email": c.email, "phone": c.phone, "company": c.company,
+            "address": c.address, "custom_fields": c.custom_fields or {}, "wedding_dates": c.wedding_dates or [],
+            "source_connection_id": c.source_connection_id, "source_provider": c.source_provider,
+            "field_sources": c.field_sources or {}, "version": c.version,
+            "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
+
+
+def merge_out(m: Any) -> dict[str, Any]:
+    return {"id": m.id, "crm_client_id": m.crm_client_id, "source_client_id": m.source_client_id,
+            "connection_id": m.connection_id, "rule": m.rule, "score": m.score,
+            "evidence": {k: v for k, v in (m.evidence or {}).items() if k != "replaced"},
+            "run_id": m.run_id, "created_at": m.created_at.isoformat(),
+            "undone_at": m.undone_at.isoformat() if m.undone_at else None, "undone_to": m.undone_to}
+
+
+def conflict_out(c: Any) -> dict[str, Any]:
+    return {"id": c.id, "crm_client_id": c.crm_client_id, "source_client_id": c.source_client_id,
+            "connection_id": c.connection_id, "field": c.field, "base": c.base, "local": c.local,
+            "incoming": c.incoming, "incoming_at": c.incoming_at.isoformat() if c.incoming_at else None,
+            "policy": c.policy, "outcome": c.outcome, "status": c.status, "reason": c.reason,
+            "resolution": c.resolution, "run_id": c.run_id, "created_at": c.created_at.isoformat(),
+            "resolved_at": c.resolved_at.isoformat() if c.resolved_at else None}
+
+
+def _source_out(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "connection_id": r.connection_id, "provider": r.provider, "remote_id": r.remote_id,
+            "first_name": r.first_name, "last_name": r.last_name, "email": r.email, "phone": r.phone,
+            "custom_fields": r.custom_fields or {}, "version": r.version,
+            "remote_modified_at": r.remote_modified_at.isoformat() if r.remote_modified_at else None,
+            "synced_at": r.synced_at.isoformat(), "deleted_at": r.deleted_at.isoformat() if r.deleted_at else None}
+
+
+def _values_of_row(r: Any) -> dict[str, Any]:
+    return {f: getattr(r, f) for f in (*CLIENT_FIELDS, "custom_fields", "kind", "remote_id",
+                                       "remote_modified_at")}
+
+
+class CrmService:
+    """Unified clients, merges (and their undo), conflicts and policies, field mappings, write-back outbox,
+    CSV import/export jobs, Zapier-style hooks and the seed's sync endpoint. Built lazily as ``hub.crm``."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.db: Database = hub.db
+        self.resolver: CrmResolver = hub.sync.crm
+        self._import_cursors: dict[str, tuple[int, Iterator[Any]]] = {}
+        self._cursor_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------------
+    def connection(self, vendor_id: str, connection_id: str) -> Connection:
+        return cast(Connection, self.hub.connections.get(vendor_id, connection_id))
+
+    def connection_for(self, vendor_id: str, provider: str, *, create: bool = False) -> Connection:
+        """The vendor's (oldest) connection to ``provider``; for CSV/hook-only products one is created on
+        demand (they need no credentials beyond the hub-generated hook secret)."""
+        slug = canonical_provider(provider)
+        with self.db.read() as s:
+            conn = s.execute(select(Connection).where(Connection.vendor_id == vendor_id, Connection.provider == slug)
+                             .order_by(Connection.created_at, Connection.id).limit(1)).scalar_one_or_none()
+        if conn is not None:
+            return conn
+        if not create:
+            raise NotFound(f"no {slug} connection for this vendor", code="no_connection")
+        return cast(Connection, self.hub.connections.create(vendor_id, slug, credentials={}))
+
+    # -- the seed endpoint: sync runs --------------------------------------------------------------
+    def check_sync_request(self, vendor_id: str, provider: str, sync_type: str) -> tuple[Connection, str]:
+        slug = canonical_provider(provider)
+        mode = SYNC_TYPES.get(sync_type.strip().lower())
+        if mode is None:
+            raise InvalidInput(f"syncType must be one of {sorted(SYNC_TYPES)}", code="invalid_sync_type")
+        conn = self.connection_for(vendor_id, slug)
+        if slug in CSV_PROVIDERS or slug == "light-blue":
+            raise InvalidInput(
+                f"{slug} has no API to pull from: import its CSV export (POST /api/crm/imports) or send its "
+                f"Zapier hook to the connection's webhook URL", code="not_pullable")
+        return conn, mode
+
+    def run_out(self, vendor_id: str, run_id: str) -> dict[str, Any]:
+        """The seed's SyncResult view of a run, with the CRM counters."""
+        summary: dict[str, Any] = self.hub.sync.summary(self.hub.sync.get_run(vendor_id, run_id))
+        finished = summary["status"] in ("succeeded", "failed")
+        return {**summary, "syncId": run_id, "success": summary["status"] != "failed",
+                "recordsProcessed": summary["processed"], "recordsCreated": summary["created"],
+                "recordsUpdated": summary["updated"], "finished": finished,
+                "nextSync": (utcnow() + NEXT_SYNC_AFTER).isoformat()}
+
+    # -- unified clients ---------------------------------------------------------------------------
+    def list_clients(self, vendor_id: str, *, after: str | None = None, limit: int = 100,
+                     q: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        with self.db.read() as s:
+            stmt = select(CrmClient).where(CrmClient.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmClient.id > after)
+            if q:
+                like = f"%{q.strip().lower()}%"
+                stmt = stmt.where(func.lower(func.coalesce(CrmClient.display_name, "")).like(like)
+                                  | func.lower(func.coalesce(CrmClient.email, "")).like(like))
+            rows = list(s.execute(stmt.order_by(CrmClient.id).limit(limit + 1)).scalars())
+        nxt = rows[limit - 1].id if len(rows) > limit else None
+        return [client_out(r) for r in rows[:limit]], nxt
+
+    def _get(self, s: Session, vendor_id: str, client_id: str) -> CrmClient:
+        c = s.get(CrmClient, client_id)
+        if c is None or c.vendor_id != vendor_id:
+            raise NotFound("client not found")
+        return c
+
+    def get_client(self, vendor_id: str, client_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            c = self._get(s, vendor_id, client_id)
+            sources = list(s.execute(select(Client).where(Client.vendor_id == vendor_id,
+                                                          Client.crm_client_id == client_id)
+                                     .order_by(Client.id)).scalars())
+            pairs = [(r.connection_id, r.remote_id) for r in sources]
+            weddings = []
+            for conn_id in {p[0] for p in pairs}:
+                rids = {rid for cid, rid in pairs if cid == conn_id}
+                for w in s.execute(select(Wedding).where(Wedding.connection_id == conn_id,
+                                                         Wedding.deleted_at.is_(None))).scalars():
+                    if rids & set(w.client_remote_ids or []):
+                        weddings.append({"id": w.id, "connection_id": w.connection_id, "remote_id": w.remote_id,
+                                         "name": w.name, "event_date": w.event_date.isoformat()
+                                         if w.event_date else None, "stage": w.stage,
+                                         "custom_fields": w.custom_fields or {}, "version": w.version})
+            merges = list(s.execute(select(CrmMerge).where(CrmMerge.crm_client_id == client_id)
+                                    .order_by(CrmMerge.id)).scalars())
+            conflicts = list(s.execute(select(CrmConflict).where(CrmConflict.crm_client_id == client_id,
+                                                                 CrmConflict.status == "open")).scalars())
+            return {**client_out(c), "sources": [_source_out(r) for r in sources], "weddings": weddings,
+                    "merges": [merge_out(m) for m in merges], "open_conflicts": [conflict_out(x) for x in conflicts]}
+
+    def update_client(self, vendor_id: str, client_id: str, changes: Mapping[str, Any],
+                      expected_version: int | None = None) -> dict[str, Any]:
+        """A vendor's edit in WedSync: the unified record changes (optimistic version check) and every source
+        that takes write-backs gets an outbox entry, committed in the same transaction."""
+        bad = sorted(set(changes) - EDITABLE_FIELDS)
+        if bad:
+            raise InvalidInput(f"fields {bad} cannot be edited; editable: {sorted(EDITABLE_FIELDS)}",
+                               code="invalid_field")
+        with self.db.session() as s:
+            c = self._get(s, vendor_id, client_id)
+            if expected_version is not None and c.version != expected_version:
+                raise Conflict("the client changed meanwhile", code="version_conflict",
+                               details={"version": c.version})
+            applied: dict[str, Any] = {}
+            for name, value in changes.items():
+                if name == "custom_fields":
+                    if not isinstance(value, dict):
+                        raise InvalidInput("custom_fields must be an object", code="invalid_field")
+                    merged = dict(c.custom_fields or {})
+                    merged.update(value)
+                    c.custom_fields = merged
+                    applied.update({f"custom.{k}": v for k, v in value.items()})
+                else:
+                    if value is not None and not isinstance(value, str | dict):
+                        raise InvalidInput(f"{name} must be a string", code="invalid_field")
+                    setattr(c, name, value)
+                    applied[name] = value
+            sources = dict(c.field_sources or {})
+            for name in applied:
+                sources[name] = {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
+            c.field_sources = sources
+            c.version += 1
+            c.updated_at = utcnow()
+            self._enqueue_writebacks(s, c, applied)
+        return self.get_client(vendor_id, client_id)
+
+    def _enqueue_writebacks(self, s: Session, c: CrmClient, applied: Mapping[str, Any]) -> int:
+        """Outbox rows (one per writable source record) for fields the unified record just took."""
+        from wedsync.connectors.registry import get_connector_class
+
+        plain = {k: v for k, v in applied.items() if not k.startswith("custom.")}
+        if not plain:
+            return 0
+        n = 0
+        for r in s.execute(select(Client).where(Client.crm_client_id == c.id, Client.deleted_at.is_(None))).scalars():
+            try:
+                cls = get_connector_class(r.provider)
+            except WedsyncError:
+                continue
+            if not hasattr(cls, "update_contact"):
+                continue
+            outbox_id = new_id()
+            s.add(CrmOutbox(id=outbox_id, vendor_id=c.vendor_id, connection_id=r.connection_id, crm_client_id=c.id,
+                            source_client_id=r.id, op="update_contact", remote_id=r.remote_id,
+                            payload={"fields": plain, "base_version": r.version},
+                            idempotency_key=f"wedsync-crm-{outbox_id}"))
+            n += 1
+        return n
+
+    # -- merges --------------------------------------------------------------------------------------
+    def list_merges(self, vendor_id: str, *, client_id: str | None = None, include_undone: bool = True,
+                    limit: int = 200) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            stmt = select(CrmMerge).where(CrmMerge.vendor_id == vendor_id)
+            if client_id:
+                stmt = stmt.where(CrmMerge.crm_client_id == client_id)
+            if not include_undone:
+                stmt = stmt.where(CrmMerge.undone_at.is_(None))
+            return [merge_out(m) for m in s.execute(stmt.order_by(CrmMerge.id.desc()).limit(limit)).scalars()]
+
+    def merge_summary(self, vendor_id: str) -> dict[str, int]:
+        """How many merges are in force, per rule."""
+        with self.db.read() as s:
+            rows = s.execute(select(CrmMerge.rule, func.count()).where(
+                CrmMerge.vendor_id == vendor_id, CrmMerge.undone_at.is_(None)).group_by(CrmMerge.rule)).all()
+        return {rule: int(n) for rule, n in rows}
+
+    def undo_merge(self, vendor_id: str, merge_id: str) -> dict[str, Any]:
+        """Split the merged source record off into its own unified client again; fields the merge had
+        changed on the surviving client (and nobody changed since) get their previous values back."""
+        with self.db.session() as s:
+            m = s.get(CrmMerge, merge_id)
+            if m is None or m.vendor_id != vendor_id:
+                raise NotFound("merge not found")
+            if m.undone_at is not None:
+                raise Conflict("this merge was already undone", code="already_undone",
+                               details={"undone_to": m.undone_to})
+            src = s.get(Client, m.source_client_id)
+            survivor = s.get(CrmClient, m.crm_client_id)
+            if src is None or survivor is None or src.crm_client_id != survivor.id:
+                raise Conflict("the merged record is no longer part of this client", code="merge_stale")
+            conn = s.connection()
+            mapping = self.resolver.mapping(conn, src.connection_id)
+            values = _values_of_row(src)
+            restored = CrmClient(id=new_id(), vendor_id=vendor_id, **CrmResolver._golden(values, mapping),
+                                 source_connection_id=src.connection_id, source_provider=src.provider,
+                                 source_at=src.remote_modified_at or utcnow(), field_sources={}, wedding_dates=[],
+                                 version=1, created_at=utcnow(), updated_at=utcnow())
+            s.add(restored)
+            src.crm_client_id = restored.id
+            replaced = (m.evidence or {}).get("replaced") or {}
+            sources = dict(survivor.field_sources or {})
+            custom = dict(survivor.custom_fields or {})
+            for name, prior in replaced.items():
+                if (sources.get(name) or {}).get("c") != src.connection_id:
+                    continue  # changed again since (by someone else): keep
+                sources.pop(name, None)
+                if name.startswith("custom."):
+                    if prior is None:
+                        custom.pop(name[7:], None)
+                    else:
+                        custom[name[7:]] = prior
+                else:
+                    setattr(survivor, name, prior)
+            survivor.custom_fields = custom
+            survivor.field_sources = sources
+            survivor.version += 1
+            survivor.updated_at = utcnow()
+            s.flush()
+            # keys: the survivor keeps its dates and what its remaining sources say; the restored client
+            # gets the split record's own
+            remaining = list(s.execute(select(Client).where(Client.crm_client_id == survivor.id)).scalars())
+            s.execute(delete(CrmIdentityKey).where(CrmIdentityKey.crm_client_id == survivor.id,
+                                                   ~CrmIdentityKey.key.startswith("d:")))
+            keep = {k for (k,) in s.execute(select(CrmIdentityKey.key).where(
+                CrmIdentityKey.crm_client_id == survivor.id))}
+            for key in sorted({k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
+                              - keep):
+                s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=survivor.id, key=key))
+            for key in blocking_keys(record_features(values)):
+                s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=restored.id, key=key))
+            m.undone_at = utcnow()
+            m.undone_to = restored.id
+            out = {"merge": merge_out(m), "client": client_out(survivor), "restored": client_out(restored)}
+        return out
+
+    # -- conflicts -----------------------------------------------------------------------------------
+    def list_conflicts(self, vendor_id: str, *, status: str | None = "open", client_id: str | None = None,
+                       limit: int = 200) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            stmt = select(CrmConflict).where(CrmConflict.vendor_id == vendor_id)
+            if status:
+                stmt = stmt.where(CrmConflict.status == status)
+            if client_id:
+                stmt = stmt.where(CrmConflict.crm_client_id == client_id)
+            return [conflict_out(c) for c in s.execute(stmt.order_by(CrmConflict.id).limit(limit)).scalars()]
+
+    def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = None) -> dict[str, Any]:
+        """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one, or set ``value``.
+        A value that differs from a writable source goes back to it through the outbox."""
+        if choice not in ("incoming", "local", "value"):
+            raise InvalidInput("choice must be incoming, local or value", code="invalid_choice")
+        with self.db.session() as s:
+            x = s.get(CrmConflict, conflict_id)
+            if x is None or x.vendor_id != vendor_id:
+                raise NotFound("conflict not found")
+            if x.status != "open":
+                raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
+            c = self._get(s, vendor_id, x.crm_client_id)
+            chosen = x.incoming if choice == "incoming" else x.local if choice == "local" else value
+            current = (c.custom_fields or {}).get(x.field[7:]) if x.field.startswith("custom.") else \
+                getattr(c, x.field, None)
+            if chosen != current:
+                if x.field.startswith("custom."):
+                    c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
+                else:
+                    setattr(c, x.field, chosen)
+                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at)} if choice == "incoming" else \
+                    {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
+                c.field_sources = {**(c.field_sources or {}), x.field: who}
+                c.version += 1
+                c.updated_at = utcnow()
+            if chosen != x.incoming or choice == "value":
+                self._enqueue_writebacks(s, c, {x.field: chosen})
+            x.status, x.resolution, x.resolved_at = "resolved", {"choice": choice, "value": chosen}, utcnow()
+            s.flush()
+            return conflict_out(x)
+
+    # -- policies -------------------------------------------------------------------------------------
+    def list_policies(self, vendor_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            rows = s.execute(select(CrmFieldPolicy).where(CrmFieldPolicy.vendor_id == vendor_id)
+                             .order_by(CrmFieldPolicy.connection_id, CrmFieldPolicy.field)).scalars()
+            return [{"id": p.id, "connection_id": p.connection_id, "field": p.field, "kind": p.kind,
+                     "source": p.source, "skew_seconds": p.skew_seconds} for p in rows]
+
+    def set_policy(self, vendor_id: str, *, field: str = "*", connection_id: str = "*", kind: str,
+                   source: str | None = None, skew_seconds: int = 120) -> dict[str, Any]:
+        try:
+            policy = FieldPolicy(kind, canonical_provider(source) if source and source in PROVIDER_ALIASES
+                                 else source, skew_seconds)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), code="invalid_policy") from None
+        if field != "*" and field not in CLIENT_FIELDS and not field.startswith("custom."):
+            raise InvalidInput(f"unknown field {field!r}: one of {list(CLIENT_FIELDS)}, custom.<name> or *",
+                               code="invalid_field")
+        if connection_id != "*":
+            self.connection(vendor_id, connection_id)
+        with self.db.session() as s:
+            row = s.execute(select(CrmFieldPolicy).where(
+                CrmFieldPolicy.vendor_id == vendor_id, CrmFieldPolicy.connection_id == connection_id,
+                CrmFieldPolicy.field == field)).scalar_one_or_none()
+            if row is None:
+                row = CrmFieldPolicy(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, field=field)
+                s.add(row)
+            row.kind, row.source, row.skew_seconds = policy.kind, policy.source, policy.skew_seconds
+            s.flush()
+            out = {"id": row.id, "connection_id": connection_id, "field": field, **policy.as_dict()}
+        self.resolver.invalidate()
+        return out
+
+    # -- field mappings -------------------------------------------------------------------------------
+    def list_mappings(self, vendor_id: str, connection_id: str) -> list[dict[str, Any]]:
+        self.connection(vendor_id, connection_id)
+        with self.db.read() as s:
+            rows = s.execute(select(CrmFieldMapping).where(CrmFieldMapping.connection_id == connection_id)
+                             .order_by(CrmFieldMapping.entity, CrmFieldMapping.source_key)).scalars()
+            return [{"entity": r.entity, "source_key": r.source_key, "target": r.target} for r in rows]
+
+    def set_mappings(self, vendor_id: str, connection_id: str, mappings: Mapping[str, str | None],
+                     entity: str = "client") -> dict[str, Any]:
+        """Replace a connection's custom field mapping and re-map every existing unified client from the
+        stored source rows (no provider call, no resync): values under the old names move to the new ones
+        unless the unified value was changed since by someone else."""
+        if entity != "client":
+            raise NotImplementedCapability("field mappings apply to clients only (weddings keep provider keys)",
+                                           code="mapping_entity_not_supported")
+        for k, v in mappings.items():
+            if not k or len(k) > 200 or (v is not None and (not v or len(v) > 200 or v.startswith("custom."))):
+                raise InvalidInput(f"bad mapping {k!r} -> {v!r}: names are 1-200 characters, target without "
+                                   f"the custom. prefix (null hides the field)", code="invalid_mapping")
+        self.connection(vendor_id, connection_id)
+        remapped = 0
+        with self.db.session() as s:
+            conn = s.connection()
+            old = {r.source_key: r.target for r in s.execute(select(CrmFieldMapping).where(
+                CrmFieldMapping.connection_id == connection_id, CrmFieldMapping.entity == entity)).scalars()}
+            s.execute(delete(CrmFieldMapping).where(CrmFieldMapping.connection_id == connection_id,
+                                                    CrmFieldMapping.entity == entity))
+            for k, v in sorted(mappings.items()):
+                s.add(CrmFieldMapping(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, entity=entity,
+                                      source_key=k, target=v))
+            s.flush()
+            new = dict(mappings)
+            after = ""
+            while True:  # in batches, by id: memory stays flat on a large book
+                rows = conn.execute(select(_CLIENTS.c.id, _CLIENTS.c.crm_client_id, _CLIENTS.c.custom_fields)
+                                    .where(_CLIENTS.c.connection_id == connection_id, _CLIENTS.c.id > after,
+                                           _CLIENTS.c.crm_client_id.is_not(None))
+                                    .order_by(_CLIENTS.c.id).limit(1000)).all()
+                if not rows:
+                    break
+                after = rows[-1].id
+                people = self.resolver.load_people(conn, {r.crm_client_id for r in rows})
+                for r in rows:
+                    p = people.get(r.crm_client_id)
+                    if p is None or not r.custom_fields:
+                        continue
+                    before, now_ = project(r.custom_fields, old), project(r.custom_fields, new)
+                    if before == now_:
+                        continue
+                    custom = dict(p.golden.get("custom_fields") or {})
+                    for k, v in before.items():
+                        if custom.get(k) == v and k not in now_:
+                            custom.pop(k, None)
+                    custom.update(now_)
+                    p.golden["custom_fields"] = custom
+                    p.dirty = True
+                    remapped += 1
+                CrmResolver._write(conn, vendor_id, people, utcnow())
+        self.resolver.invalidate()
+        return {"connection_id": connection_id, "entity": entity, "mappings": self.list_mappings(vendor_id,
+                                                                                                connection_id),
+                "remapped_clients": remapped}
+
+    # -- write-back outbox -----------------------------------------------------------------------------
+    def pending_outbox(self, limit: int = 50) -> list[str]:
+        with self.db.read() as s:
+            return list(s.execute(select(CrmOutbox.id).where(CrmOutbox.status == "pending")
+                                  .order_by(CrmOutbox.id).limit(limit)).scalars())
+
+    def list_outbox(self, vendor_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            rows = s.execute(select(CrmOutbox).where(CrmOutbox.vendor_id == vendor_id)
+                             .order_by(CrmOutbox.id.desc()).limit(limit)).scalars()
+            return [{"id": o.id, "connection_id": o.connection_id, "crm_client_id": o.crm_client_id,
+                     "op": o.op, "remote_id": o.remote_id, "payload": o.payload, "status": o.status,
+                     "attempts": o.attempts, "last_error": o.last_error, "idempotency_key": o.idempotency_key,
+                     "sent_at": o.sent_at.isoformat() if o.sent_at else None,
+                     "echo_seen_at": o.echo_seen_at.isoformat() if o.echo_seen_at else None} for o in rows]
+
+    async def send_outbox(self, outbox_id: str) -> str:
+        """Send one write-back (its idempotency key was committed with the row, before this call); the
+        record the provider returns is stored at once, so its echo (hook or next sync) changes nothing."""
+        with self.db.read() as s:
+            o = s.get(CrmOutbox, outbox_id)
+            if o is None or o.status != "pending":
+                return o.status if o is not None else "missing"
+            conn = self.hub.connections.get_any(o.connection_id)
+            op, remote_id, payload, key, vendor_id = o.op, o.remote_id, dict(o.payload), o.idempotency_key, o.vendor_id
+        connector = await self.hub.connections.connector(conn)
+        method = getattr(connector, op, None)
+        if method is None:
+            self._outbox_failed(outbox_id, f"{conn.provider} cannot {op}", final=True)
+            return "failed"
+        try:
+            entity = await method(remote_id, payload.get("fields") or {}, idempotency_key=key)
+        except ConnectorError as exc:
+            from wedsync.connectors.errors import Fatal
+
+            final = isinstance(exc, Fatal)
+            self._outbox_failed(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
+            if final:
+                return "failed"
+            raise
+        record = connector.map("contacts", entity) if isinstance(entity, dict) else None
+        with self.db.engine.begin() as c:
+            written = record_values(record)["content_hash"] if record is not None else None
+            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
+                status="done", sent_at=utcnow(), written_hash=written, attempts=_OUTBOX.c.attempts + 1))
+            if record is not None:
+                self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", [record])
+        return "done"
+
+    def _outbox_failed(self, outbox_id: str, error: str, *, final: bool) -> None:
+        with self.db.engine.begin() as c:
+            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
+                status="failed" if final else "pending", last_error=error[:2000],
+                attempts=_OUTBOX.c.attempts + 1))
+
+    # -- CSV import ------------------------------------------------------------------------------------
+    def create_import(self, vendor_id: str, layout: str, data: bytes, *, connection_id: str | None = None,
+                      filename: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> dict[str, Any]:
+        """Check the file as a whole (encoding, header, required columns: ``CsvFileError`` names the
+        problem, nothing is stored) and record the job with its bytes; the workflow then imports it."""
+        from wedsync.connectors.channels.csv_layouts import LAYOUTS, parse_csv
+
+        if layout not in LAYOUTS:
+            raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
+        if not 10 <= chunk_size <= 10_000:
+            raise InvalidInput("chunk_size must be 10-10000", code="invalid_chunk_size")
+        if len(data) > MAX_IMPORT_BYTES:
+            raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB",
+                               code="file_too_large")
+        conn = (self.connection(vendor_id, connection_id) if connection_id
+                else self.connection_for(vendor_id, layout, create=True))
+        parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - 1
+        job = CrmImportJob(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, layout=layout,
+                           filename=(filename or "")[:300] or None, chunk_size=chunk_size, status="queued",
+                           total_rows=max(lines, 0))
+        with self.db.session() as s:
+            s.add(job)
+            s.flush()
+            s.add(CrmImportFile(job_id=job.id, vendor_id=vendor_id, data=data))
+        return self.import_status(vendor_id, job.id)
+
+    def _parse_options(self, conn: Connection) -> dict[str, Any]:
+        settings = conn.settings or {}
+        opts: dict[str, Any] = {}
+        if settings.get("default_region"):
+            opts["default_region"] = str(settings["default_region"])
+        if settings.get("timezone"):
+            opts["timezone"] = str(settings["timezone"])
+        return opts
+
+    def begin_import(self, job_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            job = s.get(CrmImportJob, job_id)
+            if job is None:
+                raise NotFound("import job not found")
+            if job.status == "queued":
+                job.status, job.started_at = "running", utcnow()
+            return {"job_id": job.id, "vendor_id": job.vendor_id, "connection_id": job.connection_id,
+                    "layout": job.layout, "chunk_size": job.chunk_size, "status": job.status}
+
+    def _chunk_rows(self, job_id: str, layout: str, conn: Connection, chunk: int, size: int) -> list[Any]:
+        """Rows of chunk ``chunk``: the parser of the previous chunk continues where it stopped; after a
+        restart (recovery) the file is parsed again and the chunks already done are skipped."""
+        from wedsync.connectors.channels.csv_layouts import parse_csv
+
+        with self._cursor_lock:
+            cur = self._import_cursors.pop(job_id, None)
+        if cur is None or cur[0] != chunk:
+            with self.db.read() as s:
+                f = s.get(CrmImportFile, job_id)
+                if f is None:
+                    raise NotFound("import file not found")
+                data = f.data
+            it = parse_csv(data, layout, **self._parse_options(conn))
+            for _ in range(chunk * size):
+                if next(it, None) is None:
+                    break
+        else:
+            it = cur[1]
+        rows = []
+        for row in it:
+            rows.append(row)
+            if len(rows) >= size:
+                break
+        with self._cursor_lock:
+            self._import_cursors[job_id] = (chunk + 1, it)
+        return rows
+
+    def import_chunk(self, plan: Mapping[str, Any], chunk: int) -> dict[str, Any]:
+        """Import one chunk of rows: its records, bad-row reports and bookkeeping row in one transaction,
+        so a replayed step (recovery) finds its row and changes nothing twice. ``last`` says it was the end."""
+        job_id, vendor_id = plan["job_id"], plan["vendor_id"]
+        chunks: Table = CrmImportChunk.__table__  # type: ignore[assignment]
+        with self.db.read() as s:
+            done = s.execute(select(chunks).where(chunks.c.job_id == job_id, chunks.c.chunk == chunk)).first()
+        if done is not None:
+            return {"chunk": chunk, "rows": done.rows, "last": done.rows < plan["chunk_size"], "replayed": True}
+        conn = self.hub.connections.get_any(plan["connection_id"])
+        rows = self._chunk_rows(job_id, plan["layout"], conn, chunk, plan["chunk_size"])
+        clients: dict[str, ClientRecord] = {}
+        weddings: dict[str, WeddingRecord] = {}
+        evidence: dict[str, set[date]] = {}
+        errors: list[dict[str, Any]] = []
+        bad = 0
+        for row in rows:
+            fatal = row.client is None
+            bad += fatal
+            for issue in row.issues:
+                errors.append({"job_id": job_id, "vendor_id": vendor_id, "line": issue.line,
+                               "column": issue.column, "code": issue.code, "message": issue.message[:1000],
+                               "fatal": bool(getattr(issue, "fatal", fatal))})
+            if fatal and not row.issues:
+                errors.append({"job_id": job_id, "vendor_id": vendor_id, "line": row.line, "column": None,
+                               "code": "row_rejected", "message": "the row has no client", "fatal": True})
+            if row.client is None:
+                continue
+            clients[row.client.remote_id] = row.client
+            if row.wedding is not None:
+                weddings[row.wedding.remote_id] = row.wedding
+                if row.wedding.event_date:
+                    evidence.setdefault(row.client.remote_id, set()).add(row.wedding.event_date)
+        stats = CrmStats()
+        with self.db.engine.begin() as c:
+            again = c.execute(select(chunks.c.rows).where(chunks.c.job_id == job_id, chunks.c.chunk == chunk)).first()
+            if again is not None:  # another executor finished it meanwhile
+                return {"chunk": chunk, "rows": again.rows, "last": again.rows < plan["chunk_size"],
+                        "replayed": True}
+            created, updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", list(clients.values()),
+                                                       evidence=evidence, stats=stats)
+            w_created, w_updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "jobs", list(weddings.values()))
+            if errors:
+                c.execute(insert(CrmImportError.__table__), errors)  # type: ignore[arg-type]
+            c.execute(insert(chunks).values(
+                job_id=job_id, chunk=chunk, vendor_id=vendor_id, rows=len(rows), good=len(rows) - bad, bad=bad,
+                created=created + w_created, updated=updated + w_updated, merged=stats.merged,
+                conflicts=stats.conflicts, done_at=utcnow()))
+        return {"chunk": chunk, "rows": len(rows), "last": len(rows) < plan["chunk_size"], "replayed": False}
+
+    def finish_import(self, job_id: str, error: str | None = None) -> dict[str, Any]:
+        with self._cursor_lock:
+            self._import_cursors.pop(job_id, None)
+        with self.db.session() as s:
+            job = s.get(CrmImportJob, job_id)
+            if job is None:
+                raise NotFound("import job not found")
+            if job.status in ("queued", "running"):
+                n, rows = s.execute(select(func.count(), func.coalesce(func.sum(CrmImportChunk.rows), 0)).where(
+                    CrmImportChunk.job_id == job_id)).one()
+                job.chunks_total, job.total_rows = int(n), int(rows)
+                job.status = "failed" if error else "succeeded"
+                job.error_detail = error[:2000] if error else None
+                job.finished_at = utcnow()
+            vendor_id = job.vendor_id
+        return self.import_status(vendor_id, job_id)
+
+    def import_status(self, vendor_id: str, job_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            job = s.get(CrmImportJob, job_id)
+            if job is None or job.vendor_id != vendor_id:
+                raise NotFound("import job not found")
+            ch = CrmImportChunk
+            sums = [func.coalesce(func.sum(col), 0) for col in (
+                ch.rows, ch.good, ch.bad, ch.created, ch.updated, ch.merged, ch.conflicts)]
+            agg = s.execute(select(func.count(), *sums).where(ch.job_id == job_id)).one()
+            n, rows, good, bad, created, updated, merged, conflicts = (int(v) for v in agg)
+            return {"id": job.id, "connection_id": job.connection_id, "layout": job.layout, "filename": job.filename,
+                    "status": job.status, "chunk_size": job.chunk_size, "chunks_done": int(n),
+                    "chunks_total": job.chunks_total, "total_rows": job.total_rows, "processed_rows": int(rows),
+                    "good_rows": int(good), "bad_rows": int(bad), "created": int(created), "updated": int(updated),
+                    "merged": int(merged), "conflicts": int(conflicts), "error_detail": job.error_detail,
+                    "created_at": job.created_at.isoformat(),
+                    "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+
+    def import_errors(self, vendor_id: str, job_id: str, *, after_line: int = 0, limit: int = 500
+                      ) -> list[dict[str, Any]]:
+        self.import_status(vendor_id, job_id)
+        with self.db.read() as s:
+            rows = s.execute(select(CrmImportError).where(CrmImportError.job_id == job_id,
+                                                          CrmImportError.line > after_line)
+                             .order_by(CrmImportError.line, CrmImportError.id).limit(limit)).scalars()
+            return [{"line": e.line, "column": e.column, "code": e.code, "message": e.message,
+                     "skipped": e.fatal} for e in rows]
+
+    def list_imports(self, vendor_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self.db.read() as s:
+            ids = list(s.execute(select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
+                                 .order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
+        return [self.import_status(vendor_id, i) for i in ids]
+
+    # -- CSV export ------------------------------------------------------------------------------------
+    def export_rows(self, vendor_id: str, *, connection_id: str | None = None
+                    ) -> Iterator[tuple[ClientRecord, WeddingRecord | None]]:
+        """The unified clients (or one connection's source records) as (client, wedding) pairs, streamed in
+        batches of 1,000; a unified client's wedding is the first of its sources' weddings."""
+        after = ""
+        while True:
+            with self.db.read() as s:
+                if connection_id:
+                    self.connection(vendor_id, connection_id)
+                    src = list(s.execute(select(Client).where(
+                        Client.connection_id == connection_id, Client.deleted_at.is_(None), Client.id > after)
+                        .order_by(Client.id).limit(1000)).scalars())
+                    if not src:
+                        return
+                    after = src[-1].id
+                    wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src])
+                    for r in src:
+                        yield ClientRecord(**{k: v for k, v in _values_of_row(r).items()
+                                              if k != "remote_modified_at"},
+                                           remote_modified_at=r.remote_modified_at), wed.get(r.remote_id)
+                    continue
+                people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
+                                                                CrmClient.id > after)
+                                        .order_by(CrmClient.id).limit(1000)).scalars())
+                if not people:
+                    return
+                after = people[-1].id
+                links = s.execute(select(Client.crm_client_id, Client.connection_id, Client.remote_id).where(
+                    Client.crm_client_id.in_([p.id for p in people]), Client.deleted_at.is_(None))).all()
+                by_conn: dict[str, list[str]] = {}
+                for _, cid, rid in links:
+                    by_conn.setdefault(cid, []).append(rid)
+                wed_of: dict[str, WeddingRecord] = {}
+                for cid, rids in by_conn.items():
+                    found = self._weddings_by_remote(s, cid, rids)
+                    for pid, c2, rid in links:
+                        if pid and c2 == cid and rid in found and pid not in wed_of:
+                            wed_of[pid] = found[rid]
+                for p in people:
+                    yield ClientRecord(remote_id=p.id, kind=p.kind, first_name=p.first_name, last_name=p.last_name,
+                                       display_name=p.display_name, email=p.email, phone=p.phone, company=p.company,
+                                       address=p.address, custom_fields=p.custom_fields or {},
+                                       remote_created_at=p.created_at, remote_modified_at=p.updated_at
+                                       ), wed_of.get(p.id)
+
+    @staticmethod
+    def _weddings_by_remote(s: Session, connection_id: str, client_remote_ids: list[str]) -> dict[str, WeddingRecord]:
+        wanted = set(client_remote_ids)
+        out: dict[str, WeddingRecord] = {}
+        for w in s.execute(select(Wedding).where(Wedding.connection_id == connection_id,
+                                                 Wedding.deleted_at.is_(None)).order_by(Wedding.id)).scalars():
+            for rid in w.client_remote_ids or []:
+                if rid in wanted and rid not in out:
+                    out[rid] = WeddingRecord(remote_id=w.remote_id, name=w.name, event_date=w.event_date,
+                                             stage=w.stage, closed=w.closed, guest_count=w.guest_count,
+                                             job_type=w.job_type, client_remote_ids=list(w.client_remote_ids or []),
+                                             custom_fields=w.custom_fields or {})
+        return out
+
+    def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None) -> Iterator[bytes]:
+        from wedsync.connectors.channels.csv_layouts import LAYOUTS, export_csv
+
+        if layout not in LAYOUTS:
+            raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
+        if connection_id:
+            self.connection(vendor_id, connection_id)
+        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id))
+
+    # -- Zapier-style hooks ------------------------------------------------------------------------------
+    def ingest_zap(self, row: Any) -> str:
+        """A verified hook from the inbox: the client (and project) it carries, upserted like a sync page.
+        Ordered per record: an event older than what we hold (its ``occurred_at``) never overwrites it."""
+        from dataclasses import replace
+
+        from wedsync.connectors.channels.zapier import parse_zap_event
+
+        event = parse_zap_event(row.provider, row.body, None)
+        at = event.occurred_at or row.received_at
+        stats = CrmStats()
+        result = "unchanged"
+        with self.db.engine.begin() as c:
+            if event.client is not None:
+                client = replace(event.client, remote_modified_at=event.client.remote_modified_at or at)
+                evidence = {client.remote_id: {event.wedding.event_date}} if (
+                    event.wedding is not None and event.wedding.event_date) else None
+                created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "contacts",
+                                                           [client], evidence=evidence, stats=stats)
+                result = "created" if created else "updated" if updated else result
+            if event.wedding is not None:
+                wedding = replace(event.wedding, remote_modified_at=event.wedding.remote_modified_at or at)
+                created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "jobs", [wedding])
+                if result == "unchanged":
+                    result = "created" if created else "updated" if updated else result
+        return f"{result}{' (merged)' if stats.merged else ''}"
+
+
+async def _handle_zap(hub: Any, row: Any) -> str:
+    try:
+        return await asyncio.to_thread(hub.crm.ingest_zap, row)
+    except InvalidInput as exc:
+        raise ValueError(f"{exc.code}: {exc.message}") from None  # the drain parks it as malformed
+
+
+WEBHOOK_HANDLERS: dict[str, Any] = {p: _handle_zap for p in CSV_PROVIDERS}
+
+
+class ImportSteps(Protocol):
+    """The durable steps of a CSV import (DBOS steps in production, plain calls in tests and tools)."""
+
+    async def begin(self, job_id: str) -> dict[str, Any]: ...
+    async def chunk(self, plan: dict[str, Any], chunk: int) -> dict[str, Any]: ...
+    async def finish(self, job_id: str, error: str | None) -> dict[str, Any]: ...
+
+
+async def drive_import(job_id: str, steps: ImportSteps) -> dict[str, Any]:
+    """The shape of an import: chunks in order until a short one. A file-level problem found mid-way (the
+    parser raises ``CsvFileError``) ends the job as failed with its reason; the chunks before it stay
+    imported and reported, so no file is ever half-imported without a report."""
+    plan = await steps.begin(job_id)
+    if plan["status"] not in ("queued", "running"):
+        return await steps.finish(job_id, None)
+    chunk = 0
+    try:
+        while True:
+            r = await steps.chunk(plan, chunk)
+            if r["last"]:
+                break
+            chunk += 1
+    except InvalidInput as exc:
+        return await steps.finish(job_id, f"{exc.code}: {exc.message} (after {chunk} chunks)")
+    return await steps.finish(job_id, None)
+
+
+class DirectImportSteps:
+    def __init__(self, crm: CrmService) -> None:
+        self.crm = crm
+
+    async def begin(self, job_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.crm.begin_import, job_id)
+
+    async def chunk(self, plan: dict[str, Any], chunk: int) -> dict[str, Any]:
+        return await asyncio.to_thread(self.crm.import_chunk, plan, chunk)
+
+    async def finish(self, job_id: str, error: str | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.crm.finish_import, job_id, error)

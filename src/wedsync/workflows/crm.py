@@ -1,0 +1,80 @@
+"""CRM workflows: CSV import (one workflow per job, one step per chunk of rows) and the write-back outbox drain."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from wedsync.bootstrap import get_hub
+from wedsync.connectors.errors import ConnectorError
+from wedsync.services.crm_sync import drive_import
+from wedsync.store.tables import new_id
+from wedsync.workflows.queues import SYNC_QUEUE, get_queue
+
+
+@DBOS.step()
+async def import_begin_step(job_id: str) -> dict[str, Any]:
+    return await asyncio.to_thread(get_hub().crm.begin_import, job_id)
+
+
+@DBOS.step()
+async def import_chunk_step(plan: dict[str, Any], chunk: int) -> dict[str, Any]:
+    result: dict[str, Any] = await asyncio.to_thread(get_hub().crm.import_chunk, plan, chunk)
+    return result
+
+
+@DBOS.step()
+async def import_finish_step(job_id: str, error: str | None) -> dict[str, Any]:
+    return await asyncio.to_thread(get_hub().crm.finish_import, job_id, error)
+
+
+class _DbosImportSteps:
+    begin = staticmethod(import_begin_step)
+    chunk = staticmethod(import_chunk_step)
+    finish = staticmethod(import_finish_step)
+
+
+@DBOS.workflow()
+async def import_csv(job_id: str) -> dict[str, Any]:
+    """Import one CSV job; the job row (id = workflow id) carries progress, chunk rows make it exactly-once."""
+    try:
+        return await drive_import(job_id, _DbosImportSteps())
+    except Exception as exc:  # a bug or a store failure: record it on the job, then let DBOS see it
+        await import_finish_step(job_id, f"internal error: {type(exc).__name__}: {exc}")
+        raise
+
+
+async def start_import(job_id: str) -> str:
+    """Enqueue an import; the workflow id is the job id, so enqueuing twice is harmless."""
+    with SetWorkflowID(job_id):
+        await get_queue(SYNC_QUEUE).enqueue_async(import_csv, job_id)
+    return job_id
+
+
+@DBOS.step(retries_allowed=True, max_attempts=4, interval_seconds=1.0, backoff_rate=2.0)
+async def send_outbox_step(outbox_id: str) -> str:
+    status: str = await get_hub().crm.send_outbox(outbox_id)
+    return status
+
+
+@DBOS.workflow()
+async def drain_crm_outbox(limit: int = 100) -> dict[str, int]:
+    """Send pending write-backs, oldest first; each row's idempotency key was committed before the call."""
+    ids = await asyncio.to_thread(get_hub().crm.pending_outbox, limit)
+    counts = {"done": 0, "failed": 0, "pending": 0}
+    for outbox_id in ids:
+        try:
+            status = await send_outbox_step(outbox_id)
+        except ConnectorError:
+            status = "pending"  # retried next drain
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+async def start_outbox_drain() -> str:
+    workflow_id = f"crm-outbox-{new_id()}"
+    with SetWorkflowID(workflow_id):
+        await get_queue(SYNC_QUEUE).enqueue_async(drain_crm_outbox, 100)
+    return workflow_id
