@@ -22,6 +22,7 @@ from wedsync.connectors.payments.base import (
     Outcome,
     SplitInstruction,
 )
+from wedsync.connectors.payments.square import SquareConnector, square_key
 from wedsync.connectors.payments.stripe import StripeConnector
 from wedsync.connectors.webhooks import get_scheme
 from wedsync.sandbox.app import create_sandbox_app
@@ -67,6 +68,11 @@ def connector_for(sandbox: FastAPI, slug: str, *, timeout: float = 5.0) -> Gatew
         from wedsync.sandbox.stripe import DEFAULT_SECRET_KEY
 
         return StripeConnector(secret_key=DEFAULT_SECRET_KEY, base_url="http://sandbox.test/stripe",
+                               transport=transport, timeout=timeout)
+    if slug == "square":
+        from wedsync.sandbox.square import DEFAULT_ACCESS_TOKEN
+
+        return SquareConnector(access_token=DEFAULT_ACCESS_TOKEN, base_url="http://sandbox.test/square",
                                transport=transport, timeout=timeout)
     raise AssertionError(slug)
 
@@ -228,4 +234,97 @@ async def test_stripe_webhook_delivery_is_signed_with_the_real_scheme(sandbox: F
     assert verified.event_type == "payment_intent.succeeded"
     event = conn.parse_event(body, headers)
     assert event.kind is EventKind.PAYMENT_SUCCEEDED and event.reference == "pay-9"
+    await conn.aclose()
+
+
+# ------------------------------------------------------------------------------------------------- Square
+
+
+async def test_square_app_fee_charge_refund_and_limits(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "square")
+    long_key = "attempt-" + "x" * 80
+    assert len(square_key(long_key)) == 45 and square_key(long_key) == square_key(long_key)
+    req = ChargeRequest(reference="sq-pay-1", amount_minor=10_000, currency="USD",
+                        payment_method="cnon:card-nonce-ok", description="Deposit",
+                        split=SplitInstruction(destination_account="seller", application_fee_minor=1_000))
+    res = await conn.charge(req, long_key)
+    assert res.outcome is Outcome.SUCCEEDED and res.native_split and res.fee_minor == 320
+    again = await conn.charge(req, long_key)
+    assert again.gateway_ref == res.gateway_ref
+    assert await succeeded_charges(admin, "square", "sq-pay-1") == 1
+    assert res.gateway_ref
+    refund = await conn.refund(res.gateway_ref, 2_500, "USD", "refund-sq-1", reverse_split=True)
+    assert refund.outcome is Outcome.SUCCEEDED and refund.extra["app_fee_refunded"] == "250"
+    over = await conn.refund(res.gateway_ref, 9_000, "USD", "refund-sq-2", reverse_split=False)
+    assert over.outcome is Outcome.NOT_EXECUTED and over.decline_code == "REFUND_AMOUNT_INVALID"
+    from wedsync.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as err:  # Square caps app_fee_money at 90 %
+        await conn.charge(ChargeRequest(reference="sq-pay-2", amount_minor=1_000, currency="USD",
+                                        payment_method="cnon:card-nonce-ok",
+                                        split=SplitInstruction("seller", 950)), "a-sq-2")
+    assert err.value.code == "fee_too_high"
+    declined = await conn.charge(ChargeRequest(reference="sq-pay-3", amount_minor=1_000, currency="USD",
+                                               payment_method="cnon:card-nonce-declined"), "a-sq-3")
+    assert declined.outcome is Outcome.DECLINED and declined.decline_code == "GENERIC_DECLINE"
+    assert declined.gateway_ref  # Square returns the FAILED payment with the error
+    reused = await conn.charge(ChargeRequest(reference="sq-pay-3", amount_minor=1_001, currency="USD",
+                                             payment_method="cnon:card-nonce-ok"), "a-sq-3")
+    assert reused.outcome is Outcome.UNKNOWN and reused.decline_code == "IDEMPOTENCY_KEY_REUSED"
+    await conn.aclose()
+
+
+async def test_square_unknown_after_execution_resolved_by_lookup(sandbox: FastAPI,
+                                                                 admin: httpx.AsyncClient) -> None:
+    from wedsync.sandbox.square import DEFAULT_ACCESS_TOKEN
+
+    conn = SquareConnector(access_token=DEFAULT_ACCESS_TOKEN, base_url="http://sandbox.test/square",
+                           transport=httpx.ASGITransport(app=sandbox), timeout=0.2, mutation_attempts=1)
+    await admin.post("/_sandbox/square/mutate", json={"action": "after_commit", "rate": 1.0, "mode": "stall",
+                                                      "stall_seconds": 0.5})
+    req = ChargeRequest(reference="sq-pay-4", amount_minor=4_200, currency="USD", payment_method="cnon:ok")
+    lost = await conn.charge(req, "attempt-sq-4")
+    assert lost.outcome is Outcome.UNKNOWN
+    await admin.post("/_sandbox/square/mutate", json={"action": "after_commit", "rate": 0.0})
+    found = await conn.lookup("sq-pay-4", "attempt-sq-4")
+    assert found.outcome is Outcome.SUCCEEDED and found.amount_minor == 4_200
+    replay = await conn.lookup("sq-pay-5", "attempt-sq-5", request=ChargeRequest(
+        reference="sq-pay-5", amount_minor=100, currency="USD", payment_method="cnon:ok"))
+    assert replay.outcome is Outcome.SUCCEEDED  # never executed before: the replay executes it once
+    assert await succeeded_charges(admin, "square", "sq-pay-4") == 1
+    assert await succeeded_charges(admin, "square", "sq-pay-5") == 1
+    await conn.aclose()
+
+
+async def test_square_dispute_payouts_and_signed_webhooks(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    emulator = sandbox.state.emulators["square"]
+    got: list[tuple[bytes, dict[str, str]]] = []
+    emulator.webhooks.send = lambda url, body, headers=None: got.append((body, dict(headers or {})))
+    url = "https://hub.example/webhooks/square/c1"
+    await admin.post("/_sandbox/square/mutate", json={"action": "webhook", "url": url, "secret": "sq-key"})
+    conn = connector_for(sandbox, "square")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    res = await conn.charge(ChargeRequest(reference="sq-pay-6", amount_minor=30_000, currency="USD",
+                                          payment_method="cnon:card-nonce-dispute",
+                                          split=SplitInstruction("seller", 3_000)), "attempt-sq-6")
+    assert res.outcome is Outcome.SUCCEEDED
+    verified = [get_scheme("square").verify(body, headers, "sq-key", url=url) for body, headers in got]
+    assert [v.event_type for v in verified] == ["payment.updated", "dispute.created"]
+    event = conn.parse_event(got[-1][0], got[-1][1])
+    assert event.kind is EventKind.DISPUTE_OPENED and event.dispute and event.gateway_ref == res.gateway_ref
+    assert event.dispute.amount_minor == 30_000 and event.dispute.evidence_due_by
+    paid = conn.parse_event(got[0][0], got[0][1])
+    assert paid.kind is EventKind.PAYMENT_SUCCEEDED and paid.reference == "sq-pay-6"
+    sub = await conn.submit_dispute_evidence(event.dispute.dispute_ref, DisputeEvidence("Delivered in full"))
+    assert sub.outcome is Outcome.SUCCEEDED and sub.raw_status == "PROCESSING"
+    await admin.post("/_sandbox/square/mutate", json={"action": "close_dispute",
+                                                      "dispute": event.dispute.dispute_ref, "outcome": "lost"})
+    assert conn.parse_event(got[-1][0], got[-1][1]).kind is EventKind.DISPUTE_LOST
+    await admin.post("/_sandbox/square/mutate", json={"action": "payout"})
+    items = await conn.settlements(since, datetime.now(UTC) + timedelta(minutes=1))
+    kinds = sorted(i.kind for i in items)
+    assert kinds == ["charge", "dispute", "fee", "payout"]
+    charge = next(i for i in items if i.kind == "charge")
+    assert charge.source_ref == res.gateway_ref and charge.fee_minor == 900 and charge.gross_minor == 30_000
+    assert sum(i.net_minor for i in items) == 0
     await conn.aclose()
