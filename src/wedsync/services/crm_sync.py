@@ -50,6 +50,8 @@ DEFAULT_POLICY = FieldPolicy("newest_wins")
 _CACHE_TTL = 2.0  # seconds a worker may apply a policy/mapping edit late (other processes' edits)
 _IN_CHUNK = 2000
 _E164 = re.compile(r"^\+\d{6,15}")
+ECHO_MARKER = "wedsync_reference"  # set by connectors on a record read back with our write's reference
+REFERENCE_PREFIX = "ws:"
 
 _CC: Table = CrmClient.__table__  # type: ignore[assignment]
 _KEYS: Table = CrmIdentityKey.__table__  # type: ignore[assignment]
@@ -77,6 +79,8 @@ def project(custom: Mapping[str, Any] | None, mapping: Mapping[str, str | None])
     mapped to None: hidden)."""
     out: dict[str, Any] = {}
     for k, v in (custom or {}).items():
+        if k == ECHO_MARKER:
+            continue  # our own write-back reference, not the vendor's data
         if k in mapping:
             target = mapping[k]
             if target:
@@ -375,7 +379,9 @@ class CrmResolver:
                 continue  # its unified client was removed meanwhile; the row keeps the id
             p = known
             written = echoes.get(old.id)
-            if written is not None and written[1] == values.get("content_hash"):
+            marker = (values.get("custom_fields") or {}).get(ECHO_MARKER)
+            if written is not None and (written[1] == values.get("content_hash")
+                                        or marker == f"{REFERENCE_PREFIX}{written[0]}"):
                 stats.echoes += 1
                 echo_ids.append(written[0])
                 continue  # our own write coming back: already in the unified record

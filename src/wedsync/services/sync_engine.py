@@ -231,10 +231,13 @@ class SyncService:
                            streams=self.streams_of(conn))
 
     def streams_of(self, conn: Connection) -> list[str]:
-        """The streams a run of this connection pulls: what its connector reads and we store."""
+        """The streams a run of this connection pulls: contacts and jobs, or the connection's
+        ``settings.streams`` (e.g. adding events, contracts, orders), limited to what its connector reads
+        and we store, clients first."""
+        wanted = (conn.settings or {}).get("streams") or STREAMS
         caps = getattr(self._connector_class(conn), "capabilities", None)
         read = set(getattr(caps, "read", ()) or ())
-        streams = [name for name in STREAM_MODELS if name in read]
+        streams = [name for name in STREAM_MODELS if name in wanted and name in read]
         return streams or list(STREAMS)
 
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
