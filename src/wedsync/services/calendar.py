@@ -60,8 +60,10 @@ BOOKING_KINDS = ("booking", "hold")
 
 
 def _aware(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must carry a time zone offset", code="naive_datetime")
+    if not 1971 <= value.year <= 2199:
+        raise InvalidInput(f"{what} must be between 1971 and 2199", code="datetime_out_of_range")
     return value.astimezone(UTC)
 
 
@@ -120,11 +122,15 @@ class CalendarService:
         self._sync_locks: dict[str, asyncio.Lock] = {}
         self._propagate_locks: dict[str, asyncio.Lock] = {}
         self.auto_propagate = True
+        self._live: dict[tuple[str, int], Any] = {}
 
     async def aclose(self) -> None:
         for t in list(self._tasks):
             t.cancel()
         self._tasks.clear()
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._live if k[1] == loop_id]:
+            await self._live.pop(key).aclose()
 
     # -- profile -------------------------------------------------------------------------------------
     def _vendor(self, s: Session, vendor_id: str) -> Vendor:
@@ -216,7 +222,18 @@ class CalendarService:
                                  poll_interval_s=poll_interval_s or default_poll, created_at=utcnow())
             s.add(src)
             s.flush()
-            return source_dict(src)
+            out = source_dict(src)
+        self._ensure_polling()
+        return out
+
+    @staticmethod
+    def _ensure_polling() -> None:
+        try:
+            from wedsync.workflows.calendar import ensure_poll_schedule
+
+            ensure_poll_schedule()
+        except Exception as exc:  # no workflow runtime here: the worker process installs it
+            log.info("calendar poll schedule not installed here", error_type=type(exc).__name__)
 
     def _check_feed_url(self, url: str) -> None:
         if not url.lower().startswith(("https://", "http://", "webcal://")):
@@ -297,9 +314,31 @@ class CalendarService:
                     "sync_state": src.sync_state, "run_token": new_id()}
 
     async def _connector(self, src: dict[str, Any] | CalendarSource) -> Any:
+        """The live connector of a source's connection. Credential-field providers (CalDAV, Calendly, Acuity)
+        come from the connection service; OAuth providers (Google, Graph) get an ``OAuth2Auth`` over the
+        vault's token (refreshed and rotated in place), or a static ``access_token`` (sandboxes)."""
         conn_id = src["connection_id"] if isinstance(src, dict) else src.connection_id
+        if conn_id is None:
+            raise NotImplementedCapability("this source has no connection", code="source_without_connection")
         conn = self.hub.connections.get_any(conn_id)
-        return await self.hub.connections.connector(conn)
+        from wedsync.connectors.registry import get_connector_class
+
+        cls: Any = get_connector_class(conn.provider)
+        if cls.credential_fields or getattr(cls, "oauth", None) is None:
+            return await self.hub.connections.connector(conn)
+        key = (conn.id, id(asyncio.get_running_loop()))
+        cached = self._live.get(key)
+        if cached is not None:
+            return cached
+        creds = self.hub.connections.credentials(conn)
+        if isinstance(creds.get("access_token"), str) and "oauth_token" not in creds:
+            inst = cls(access_token=creds["access_token"], base_url=conn.base_url, account_key=conn.id,
+                       timeout=self.hub.settings.http_timeout)
+        else:
+            auth = self.hub.oauth.client(conn.provider).auth(self.hub.oauth.token_store(conn.vendor_id, conn.id))
+            inst = cls(auth=auth, base_url=conn.base_url, account_key=conn.id, timeout=self.hub.settings.http_timeout)
+        self._live[key] = inst
+        return inst
 
     async def fetch_page(self, plan: dict[str, Any], page: str | None) -> dict[str, Any]:
         """One provider page, stored; returns {"next_page", "sync_state", "full", counts}."""

@@ -99,14 +99,19 @@ async def calendar_poll(scheduled: datetime, context: Any = None) -> None:
 _schedule_applied = False
 
 
-def ensure_poll_schedule() -> bool:
+def after_launch() -> None:
+    """Called by ``bootstrap.launch_dbos`` once DBOS runs: install the polling schedule."""
+    ensure_poll_schedule(launched=True)
+
+
+def ensure_poll_schedule(*, launched: bool = False) -> bool:
     """Install the 10-second polling schedule (idempotent; needs DBOS launched in this process)."""
     global _schedule_applied
     if _schedule_applied:
         return True
     from wedsync import bootstrap
 
-    if not bootstrap._dbos_launched:
+    if not (launched or bootstrap._dbos_launched):
         return False
     DBOS.apply_schedules([{"schedule_name": "calendar-poll", "workflow_fn": calendar_poll,
                            "schedule": POLL_CRON}])
