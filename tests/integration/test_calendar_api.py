@@ -36,7 +36,7 @@ def _setup(hub: Hub) -> tuple[str, dict[str, str], str]:
 
 
 async def test_calendar_api_flow(api: Any, hub: Hub) -> None:
-    vendor_id, h, source_id = _setup(hub)
+    _vendor_id, h, _source_id = _setup(hub)
     r = await api.put("/api/calendar/profile", headers=h, json={
         "working_hours": {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
         "buffer_after_min": 15, "capacity_max_per_day": 1, "capacity_kinds": ["wedding"]})

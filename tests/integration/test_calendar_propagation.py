@@ -64,7 +64,7 @@ def _caldav_blocks(server: RadicaleServer, path: str, start: datetime) -> list[s
 
 async def test_propagation_round_trip(hub: Hub, providers: tuple[str, Any, Any],
                                       radicale: RadicaleServer) -> None:  # noqa: F811
-    url, google, graph = providers
+    url, _google, graph = providers
     svc = hub.calendar
     svc.auto_propagate = True
     v = hub.tenancy.create_vendor("Bloom & Vine", "Europe/London").id
@@ -141,7 +141,7 @@ def _google_own(url: str) -> list[dict[str, Any]]:
 
 
 async def test_outage_fails_closed(hub: Hub, providers: tuple[str, Any, Any]) -> None:
-    url, _google, _graph = providers
+    _url, _google, _graph = providers
     svc = hub.calendar
     svc.auto_propagate = False
     v = hub.tenancy.create_vendor("Down Florist", "UTC").id
