@@ -22,11 +22,13 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -491,6 +493,206 @@ async def _json_body(request: Request) -> Any:
         raise validation_error({"body": ["The request body is not valid JSON."]}) from None
 
 
+# --- events, orders, payments (JSON builders and body validation) ----------------------------------------
+
+STUDIO_CURRENCY = "USD"
+STUDIO_ID = ulid_at(1_546_300_800_040, _fixed)
+EVENT_SORT_FIELDS = ("id", "modified", "created", "name")
+ORDER_SORT_FIELDS = ("id", "modified", "created", "name", "sortPosition")
+JOB_TYPE_SORT_FIELDS = ("id", "modified", "created", "name", "sortPosition")
+_TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+
+
+def _utc_of(day: str | None, clock: str | None, zone: str | None) -> str | None:
+    if not day:
+        return None
+    try:
+        tz = ZoneInfo(zone) if zone else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local = datetime.combine(date.fromisoformat(day), dtime.fromisoformat(clock) if clock else dtime(0, 0), tz)
+    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _event_derived(record: dict[str, Any]) -> dict[str, Any]:
+    zone = record.get("timezoneName")
+    record["startUtc"] = _utc_of(record.get("startDate"), record.get("startTime"), zone)
+    record["endUtc"] = _utc_of(record.get("endDate") or record.get("startDate"), record.get("endTime"), zone)
+    return record
+
+
+def event_json(record_id: str, job_id: str | None, name: str, day: date, start: str, end: str, zone: str,
+               venue: str | None, stamp: str) -> dict[str, Any]:
+    location = None
+    if venue:
+        location = {"id": None, "address": {"streetAddress": None, "village": None, "city": None, "state": None,
+                                            "postalCode": None, "country": None, "latitude": None,
+                                            "longitude": None, "googlePlaceId": None, "timezone": zone,
+                                            "name": venue}}
+    return _event_derived({
+        "links": {"self": {"href": f"{BASE_URL_TOKEN}/event/{record_id}"}},
+        "id": record_id, "created": stamp, "modified": stamp, "hidden": False, "allDay": False,
+        "channel": "InPerson", "confirmed": True, "descriptionHtml": None, "endDate": day.isoformat(),
+        "endTime": end, "externalMappings": None, "galleryId": None, "jobId": job_id, "location": location,
+        "name": name, "phoneNumber": None, "readOnly": False, "startDate": day.isoformat(), "startTime": start,
+        "timezoneName": zone, "timezoneId": None, "typeId": None, "virtualUrl": None,
+    })
+
+
+def _reference_code(rng: random.Random) -> str:
+    return "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(8))
+
+
+def order_json(record_id: str, job_id: str, name: str | None, items: list[dict[str, Any]], stamp: str,
+               number: int, reference_code: str, due: str | None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "links": {"self": {"href": f"{BASE_URL_TOKEN}/order/{record_id}"}},
+        "id": record_id, "created": stamp, "modified": stamp, "hidden": False, "jobId": job_id,
+        "recipientId": None, "customNumber": f"{number:05d}", "name": name, "referenceCode": reference_code,
+        "bookedElectronically": False, "bookedFromQuote": False, "bookedOn": stamp[:10],
+        "paymentTermsId": None, "paymentTermsName": "Due on receipt", "taxGroupId": None,
+        "taxIsCompounding": False, "preTaxDiscount": None, "afterTaxDiscount": None,
+        "paymentAllocations": [], "lineItems": [],
+        "invoices": [{"id": ulid_at(int(number) + 1_600_000_000_000, random.Random(record_id)), "created": stamp,
+                      "modified": stamp, "hidden": False, "status": "open", "customNumber": f"{number:05d}-1",
+                      "orderId": record_id, "title": f"Invoice {number:05d}-1", "dueDate": due,
+                      "recipientId": None, "promisedArrival": None, "response": None,
+                      "referenceCode": reference_code, "total": 0}],
+    }
+    _set_line_items(record, items, stamp)
+    return record
+
+
+def _set_line_items(order: dict[str, Any], items: list[dict[str, Any]], stamp: str) -> None:
+    lines = []
+    for index, item in enumerate(items):
+        raw_units = item.get("units")
+        units = float(raw_units) if isinstance(raw_units, int | float) else 1.0
+        price = int(item.get("pricePerUnit") or 0)
+        lines.append({
+            "id": ulid_at(1_600_000_000_000 + index, random.Random(f"{order['id']}:{index}")),
+            "created": stamp, "modified": stamp, "hidden": False, "orderId": order["id"], "productId": None,
+            "name": item["name"], "descriptionHtml": item.get("descriptionHtml"), "basePricePerUnit": price,
+            "pricePerUnit": price, "baseCostPerUnit": 0, "costPerUnit": 0, "units": units,
+            "taxable": bool(item.get("taxable", False)), "discount": False, "discountKind": "amount",
+            "selectability": "required", "selected": item.get("selected", True) is not False, "children": None,
+        })
+    order["lineItems"] = lines
+    total = sum(int(li["pricePerUnit"] * li["units"]) for li in lines if li["selected"])
+    order["subtotal"] = {"amount": total, "taxable": 0, "nonTaxable": total}
+    order["total"] = total
+    for invoice in order.get("invoices") or ():
+        invoice["total"] = total
+    _order_balance(order)
+
+
+def _order_balance(order: dict[str, Any]) -> None:
+    paid = sum(a["amount"] for a in order["paymentAllocations"])
+    order["balance"] = max(0, order["total"] - paid)
+    order["status"] = "paid-in-full" if order["total"] and order["balance"] == 0 else "open"
+    for invoice in order.get("invoices") or ():
+        invoice["status"] = "paid-in-full" if order["status"] == "paid-in-full" else "open"
+
+
+def payment_json(record_id: str, job_id: str, amount: int, received: str, stamp: str,
+                 transaction_id: str | None = None, memo: str | None = None) -> dict[str, Any]:
+    return {
+        "links": {"self": {"href": f"{BASE_URL_TOKEN}/payment/{record_id}"}},
+        "id": record_id, "created": stamp, "modified": stamp, "hidden": False, "jobId": job_id, "payerId": None,
+        "paymentMethodId": None, "invoiceItemId": None, "status": "posted", "amount": amount,
+        "refundedAmount": 0, "memo": memo, "checkNumber": None, "transactionId": transaction_id,
+        "authCode": None, "received": received, "processedViaClientAccess": False, "refunds": [],
+        "paymentAllocations": [],
+    }
+
+
+def _v_time(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TIME_RE.match(value):
+        raise _Invalid("This value is not a valid time.")
+    return value if len(value) == 8 else f"{value}:00"
+
+
+def _v_zone(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid("This value is not a valid timezone.") from None
+    return value
+
+
+def _v_location(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _Invalid("This value should be of type object.")
+    out = {"id": _v_id(value.get("id")), "address": _v_address(value.get("address"))}
+    extra = set(value) - {"id", "address"}
+    if extra:
+        raise _Invalid(f"The field {sorted(extra)[0]} was not expected.")
+    return out
+
+
+def _v_line_items(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise _Invalid("This value should be of type array.")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not 1 <= len(item["name"]) <= 128:
+            raise _Invalid("Each line item needs a name of 1 to 128 characters.")
+        price = item.get("pricePerUnit", 0)
+        if isinstance(price, bool) or not isinstance(price, int) or abs(price) > 99_999_999_999:
+            raise _Invalid("pricePerUnit should be an integer amount.")
+        units = item.get("units", 1)
+        if isinstance(units, bool) or not isinstance(units, int | float) or units < 0:
+            raise _Invalid("units should be a non-negative number.")
+        out.append(item)
+    return out
+
+
+def _v_amount(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99_999_999_999:
+        raise _Invalid("This value should be a positive integer amount.")
+    return value
+
+
+_EVENT_FIELDS: dict[str, Validator] = {
+    "allDay": _v_bool(), "channel": _v_enum(("InPerson", "Phone", "Virtual"), nullable=False),
+    "confirmed": _v_bool(), "descriptionHtml": _v_str(1_073_741_824), "endDate": _v_date, "endTime": _v_time,
+    "externalMappings": _v_list, "galleryId": _v_id, "jobId": _v_id, "location": _v_location, "name": _v_str(255),
+    "phoneNumber": _v_phone, "startDate": _v_date, "startTime": _v_time, "timezoneName": _v_zone,
+    "timezoneId": _v_id, "typeId": _v_id, "virtualUrl": _v_str(2048),
+}
+_EVENT_READ_ONLY = {"links", "id", "created", "modified", "hidden", "endUtc", "startUtc", "readOnly"}
+_ORDER_FIELDS: dict[str, Validator] = {
+    "lineItems": _v_line_items, "taxGroupId": _v_id, "recipientId": _v_id, "dueDate": _v_date,
+    "name": _v_str(255), "paymentTermsId": _v_id,
+}
+_ORDER_READ_ONLY = {"links", "id", "created", "modified", "hidden", "jobId", "customNumber", "title",
+                    "referenceCode", "status", "bookedElectronically", "bookedFromQuote", "bookedOn", "balance",
+                    "paymentTermsName", "paymentAllocations", "invoices", "preTaxDiscount", "afterTaxDiscount",
+                    "tax1", "tax2", "tax3", "taxCombined", "taxIsCompounding", "subtotal", "total"}
+_PAYMENT_FIELDS: dict[str, Validator] = {
+    "jobId": _v_id, "payerId": _v_id, "paymentMethodId": _v_id, "invoiceItemId": _v_id,
+    "status": _v_enum(("future", "confirmed-future", "posted", "failed", "pending"), nullable=False),
+    "amount": _v_amount, "memo": _v_str(128), "checkNumber": _v_str(18), "transactionId": _v_str(255),
+    "authCode": _v_str(100), "received": _v_date,
+}
+_PAYMENT_READ_ONLY = {"links", "id", "created", "modified", "hidden", "refundedAmount", "processedViaClientAccess",
+                      "refunds", "paymentAllocations"}
+_APPLY_FIELDS: dict[str, Validator] = {"orderId": _v_id, "amount": _v_amount}
+
+
+def _job_scope(job: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a hook's ``limitTo`` filters an order or payment by: the fields of its job."""
+    if not job:
+        return {}
+    return {"jobTypeId": job.get("jobTypeId"), "brandId": job.get("brandId"), "webLead": job.get("webLead")}
+
+
 # --- the emulator ----------------------------------------------------------------------------------------
 
 
@@ -545,7 +747,7 @@ class VscoWorkspaceEmulator:
     prefix = PREFIX
 
     def __init__(self, *, seed: int = 42, contacts: int = 200, jobs: int = 80,
-                 api_key: str = DEFAULT_API_KEY) -> None:
+                 api_key: str = DEFAULT_API_KEY, currency: str = STUDIO_CURRENCY) -> None:
         self.api_key = api_key
         self.faults = FaultInjector()
         self.webhooks = WebhookDispatcher(self.faults)
@@ -553,6 +755,15 @@ class VscoWorkspaceEmulator:
         self.jobs = Collection("job")
         self.job_contacts = Collection("job-contact")
         self.rest_hooks = Collection("rest-hook")
+        self.events = Collection("event")
+        self.orders = Collection("order")
+        self.payments = Collection("payment")
+        self.job_types = Collection("job-type")
+        self.job_types.load(_job_type_json(type_id, name, index) for index, (type_id, name) in
+                            enumerate(JOB_TYPES.items()))
+        self.studio = _studio_json(currency)
+        self.write_log: list[tuple[str, str, str]] = []  # (method, collection path, id) of API writes
+        self._order_number = 0
         self._initial = {"seed": seed, "contacts": contacts, "jobs": jobs}
         self._seed = seed
         self._indexes: dict[str, tuple[int, dict[str, list[str]]]] = {}
@@ -584,11 +795,12 @@ class VscoWorkspaceEmulator:
         return self.key_of(scope)
 
     def collections(self) -> list[str]:
-        return ["address-book", "job", "job-contact", "rest-hook"]
+        return ["address-book", "job", "job-contact", "rest-hook", "event", "order", "payment"]
 
     def _collection(self, name: str) -> Collection:
         return {"address-book": self.contacts, "job": self.jobs, "job-contact": self.job_contacts,
-                "rest-hook": self.rest_hooks}[name]
+                "rest-hook": self.rest_hooks, "event": self.events, "order": self.orders,
+                "payment": self.payments}[name]
 
     def iter_records(self, collection: str, base_url: str, offset: int, limit: int | None) -> Iterator[bytes]:
         return self._collection(collection).iter_blobs(base_url.encode(), offset, limit)
@@ -596,6 +808,7 @@ class VscoWorkspaceEmulator:
     def reset(self) -> dict[str, Any]:
         self.rest_hooks.clear()
         self.webhooks.clear()
+        self.write_log.clear()
         return self.seed(self._initial)
 
     def seed(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -631,9 +844,65 @@ class VscoWorkspaceEmulator:
                 link_id = ulid_at(wedding.created * 1000 + 1, link_rng)
                 links.append(job_contact_json(link_id, wedding.id, people[partner].id, wedding.created))
         self.job_contacts.load(links)
+        self._seed_money_and_events(seed, data.weddings)
         self._indexes.clear()
         return {"seed": seed, "contacts": len(self.contacts), "jobs": len(self.jobs),
-                "job_contacts": len(self.job_contacts)}
+                "job_contacts": len(self.job_contacts), "events": len(self.events), "orders": len(self.orders),
+                "payments": len(self.payments)}
+
+    def _seed_money_and_events(self, seed: int, weddings: list[Wedding]) -> None:
+        """The wedding day (and some engagement shoots) as events; an order and payments for booked jobs.
+
+        Drawn from their own random stream, so contacts and jobs are the same as without them."""
+        rng = random.Random(seed + 23)
+        events: list[dict[str, Any]] = []
+        orders: list[dict[str, Any]] = []
+        payments: list[dict[str, Any]] = []
+        number = 0
+        for w in weddings:
+            stamp = format_timestamp(w.created)
+            if w.job_type == "Engagement Session":
+                plan = [("Engagement Session", w.event_date, "17:00:00", "19:00:00")]
+            else:
+                plan = [("Ceremony & Reception" if w.job_type == "Wedding" else "Elopement", w.event_date,
+                         "14:00:00", "23:00:00")]
+                if w.job_type == "Wedding" and rng.random() < 0.35:
+                    plan.append(("Engagement Session", w.event_date - timedelta(days=rng.randint(60, 200)),
+                                 "17:30:00", "19:30:00"))
+            for name, day, start, end in plan:
+                events.append(event_json(ulid_at(w.created * 1000 + 2 + len(events) % 7, rng), w.id, name, day,
+                                         start, end, w.timezone, w.venue, stamp))
+            if w.stage == "lead" or w.total_revenue <= 0:
+                continue
+            number += 1
+            booked = w.booking_date or w.inquiry_date
+            order_stamp = format_timestamp(max(w.created, int(datetime.combine(booked, dtime(12, 0), UTC)
+                                                                   .timestamp())))
+            order = order_json(ulid_at(w.created * 1000 + 9, rng), w.id, f"{w.job_type} collection",
+                               [{"name": f"{w.job_type} collection", "pricePerUnit": w.total_revenue, "units": 1}],
+                               order_stamp, number, _reference_code(rng), booked.isoformat())
+            shares = [w.total_revenue * 3 // 10]
+            if w.stage == "completed":
+                shares.append(w.total_revenue - shares[0])
+            elif w.stage == "fulfillment" and rng.random() < 0.5:
+                shares.append(w.total_revenue // 2)
+            for index, amount in enumerate(shares):
+                payment = payment_json(ulid_at(w.created * 1000 + 11 + index, rng), w.id, amount,
+                                       (booked + timedelta(days=90 * index)).isoformat(), order_stamp,
+                                       memo="Retainer" if index == 0 else "Balance")
+                allocation = {"id": ulid_at(w.created * 1000 + 13 + index, rng), "created": order_stamp,
+                              "modified": order_stamp, "hidden": False, "paymentId": payment["id"],
+                              "orderId": order["id"], "invoiceItemId": None, "jobId": w.id, "amount": amount,
+                              "refundedAmount": 0}
+                payment["paymentAllocations"].append(allocation)
+                order["paymentAllocations"].append(allocation)
+                payments.append(payment)
+            _order_balance(order)
+            orders.append(order)
+        self._order_number = number
+        for collection, records in ((self.events, events), (self.orders, orders), (self.payments, payments)):
+            collection.clear()
+            collection.load(records)
 
     async def mutate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Random edits by 'the studio': ``{"update", "create", "delete", "collection": address-book|job}``."""
@@ -1004,6 +1273,273 @@ class VscoWorkspaceEmulator:
             if errors:
                 raise validation_error(errors)
 
+        # events -----------------------------------------------------------------------------------------
+        events, orders, payments = self.events, self.orders, self.payments
+
+        @api.get("/event", operation_id="listResourceEvent")
+        async def list_events(
+            request: Request,
+            page: int = Query(1),
+            page_size: int = Query(100, alias="pageSize"),
+            include_hidden: bool = Query(False, alias="includeHidden"),
+            external_mapping_id: str | None = Query(None, alias="externalMappingId", max_length=64),
+            job_id: str | None = Query(None, alias="jobId"),
+            sort_by: str = Query("id", alias="sortBy"),
+        ) -> Response:
+            among, among_key = _by_mapping(events, external_mapping_id)
+            if job_id is not None:
+                found = emulator._index(events, "jobId").get(job_id, [])
+                among = found if among is None else [i for i in among if i in set(found)]
+                among_key = (among_key, "jobId", job_id)
+            where = None if include_hidden else _not_hidden
+            return emulator._list(request, events, "event-collection", page, page_size, sort_by, EVENT_SORT_FIELDS,
+                                  where, include_hidden, among, among_key)
+
+        @api.post("/event", operation_id="createResourceEvent", status_code=201)
+        async def create_event(request: Request) -> Response:
+            body = _clean(await _json_body(request), _EVENT_FIELDS, _EVENT_READ_ONLY)
+            _check_job_ref(body.get("jobId"))
+            stamp = emulator._stamp()
+            record_id = ulid_at(int(time.time() * 1000), emulator._rng)
+            record = {"links": {"self": {"href": f"{BASE_URL_TOKEN}/event/{record_id}"}}, "id": record_id,
+                      "created": stamp, "modified": stamp, "hidden": False, "allDay": False, "channel": "InPerson",
+                      "confirmed": False, "descriptionHtml": None, "endDate": None, "endTime": None,
+                      "externalMappings": None, "galleryId": None, "jobId": None, "location": None, "name": None,
+                      "phoneNumber": None, "readOnly": False, "startDate": None, "startTime": None,
+                      "timezoneName": None, "timezoneId": None, "typeId": None, "virtualUrl": None}
+            record.update(body)
+            events.put(_event_derived(record))
+            emulator.write_log.append(("POST", "/event", record_id))
+            return _json_response(events.record_body(record_id, emulator._base(request)), 201)
+
+        @api.get("/event/{id}", operation_id="getResourceEvent")
+        async def get_event(request: Request, id: str) -> Response:
+            return emulator._get(request, events, id, "Event")
+
+        @api.put("/event/{id}", operation_id="updateResourceEvent")
+        async def update_event(request: Request, id: str) -> Response:
+            _check_id(id)
+            current = events.get(id)
+            if current is None:
+                raise ApiError(404, error_json(404, f"Event {id} was not found."))
+            body = _clean(await _json_body(request), _EVENT_FIELDS, _EVENT_READ_ONLY)
+            _check_job_ref(body.get("jobId"))
+            events.put(_event_derived({**current, **body, "modified": emulator._stamp()}))
+            emulator.write_log.append(("PUT", "/event", id))
+            return _json_response(events.record_body(id, emulator._base(request)))
+
+        @api.delete("/event/{id}", operation_id="deleteResourceEvent", status_code=204)
+        async def delete_event(id: str) -> Response:
+            _check_id(id)
+            if events.delete(id) is None:
+                raise ApiError(404, error_json(404, f"Event {id} was not found."))
+            return Response(status_code=204)
+
+        # orders -----------------------------------------------------------------------------------------
+        @api.get("/order", operation_id="listResourceOrder")
+        async def list_orders(
+            request: Request,
+            page: int = Query(1),
+            page_size: int = Query(100, alias="pageSize"),
+            sort_by: str = Query("sortPosition", alias="sortBy"),
+        ) -> Response:
+            return emulator._list(request, orders, "order-collection", page, page_size,
+                                  sort_by.replace("sortPosition", "id"), ORDER_SORT_FIELDS, None, None)
+
+        @api.get("/order/{id}", operation_id="getResourceOrder")
+        async def get_order(request: Request, id: str) -> Response:
+            return emulator._get(request, orders, id, "Order")
+
+        @api.put("/order/{id}", operation_id="updateResourceOrder")
+        async def update_order(request: Request, id: str) -> Response:
+            _check_id(id)
+            current = orders.get(id)
+            if current is None:
+                raise ApiError(404, error_json(404, f"Order {id} was not found."))
+            body = _clean(await _json_body(request), _ORDER_FIELDS, _ORDER_READ_ONLY)
+            stamp = emulator._stamp()
+            record = json.loads(json.dumps(current))
+            record["modified"] = stamp
+            for key in ("name", "taxGroupId", "recipientId", "paymentTermsId"):
+                if key in body:
+                    record[key] = body[key]
+            if "dueDate" in body:
+                for invoice in record.get("invoices") or ():
+                    invoice["dueDate"] = body["dueDate"]
+            if "lineItems" in body:
+                _set_line_items(record, body["lineItems"], stamp)
+                if record["total"] < sum(a["amount"] for a in record["paymentAllocations"]):
+                    raise validation_error({"lineItems": ["The order total cannot be less than its payments."]})
+            orders.put(record)
+            emulator.write_log.append(("PUT", "/order", id))
+            return _json_response(orders.record_body(id, emulator._base(request)))
+
+        @api.get("/job/{jobId}/order", operation_id="listResourceJobOrders")
+        async def list_job_orders(request: Request, job_id: str = Path(alias="jobId"),
+                                  sort_by: str = Query("sortPosition", alias="sortBy")) -> Response:
+            _check_job_exists(job_id)
+            field, descending = _sort(sort_by.replace("sortPosition", "id"), ORDER_SORT_FIELDS)
+            among = emulator._index(orders, "jobId").get(job_id, [])
+            ids = orders.ordered(field, descending, among=among, among_key=("jobId", job_id))
+            return _json_response(orders.collection_body("joborder-collection", ids, 1, max(1, len(ids)),
+                                                         emulator._base(request)))
+
+        @api.post("/job/{jobId}/order", operation_id="createResourceJobOrder", status_code=201)
+        async def create_job_order(request: Request, job_id: str = Path(alias="jobId")) -> Response:
+            _check_job_exists(job_id)
+            body = _clean(await _json_body(request), _ORDER_FIELDS, _ORDER_READ_ONLY, ("lineItems",))
+            stamp = emulator._stamp()
+            record_id = ulid_at(int(time.time() * 1000), emulator._rng)
+            emulator._order_number += 1
+            record = order_json(record_id, job_id, body.get("name"), body["lineItems"], stamp,
+                                emulator._order_number, _reference_code(emulator._rng), body.get("dueDate"))
+            for key in ("taxGroupId", "recipientId", "paymentTermsId"):
+                if key in body:
+                    record[key] = body[key]
+            orders.put(record)
+            emulator.write_log.append(("POST", "/order", record_id))
+            emulator._fire("order.booked", {**record, **_job_scope(jobs.get(job_id))})
+            return _json_response(orders.record_body(record_id, emulator._base(request)), 201)
+
+        # payments ---------------------------------------------------------------------------------------
+        @api.get("/payment", operation_id="listResourcePayment")
+        async def list_payments(
+            request: Request,
+            page: int = Query(1),
+            page_size: int = Query(100, alias="pageSize"),
+            sort_by: str = Query("id", alias="sortBy"),
+        ) -> Response:
+            return emulator._list(request, payments, "payment-collection", page, page_size, sort_by,
+                                  BASIC_SORT_FIELDS, None, None)
+
+        @api.post("/payment", operation_id="createResourcePayment", status_code=201)
+        async def create_payment(request: Request) -> Response:
+            body = _clean(await _json_body(request), _PAYMENT_FIELDS, _PAYMENT_READ_ONLY, ("jobId", "amount"))
+            _check_job_ref(body["jobId"])
+            stamp = emulator._stamp()
+            record_id = ulid_at(int(time.time() * 1000), emulator._rng)
+            record = payment_json(record_id, body["jobId"], body["amount"], body.get("received") or stamp[:10],
+                                  stamp)
+            record.update({k: v for k, v in body.items() if k not in ("received",)})
+            payments.put(record)
+            emulator.write_log.append(("POST", "/payment", record_id))
+            emulator._fire("payment.created", {**record, **_job_scope(jobs.get(body["jobId"]))})
+            return _json_response(payments.record_body(record_id, emulator._base(request)), 201)
+
+        @api.get("/payment/{id}", operation_id="getResourcePayment")
+        async def get_payment(request: Request, id: str) -> Response:
+            return emulator._get(request, payments, id, "Payment")
+
+        @api.put("/payment/{id}", operation_id="updateResourcePayments")
+        async def update_payment(request: Request, id: str) -> Response:
+            _check_id(id)
+            current = payments.get(id)
+            if current is None:
+                raise ApiError(404, error_json(404, f"Payment {id} was not found."))
+            raw = await _json_body(request)
+            if isinstance(raw, dict):
+                raw = {k: v for k, v in raw.items() if k != "amount"}  # read-only on update (the spec's allOf)
+            body = _clean(raw, _PAYMENT_FIELDS, _PAYMENT_READ_ONLY)
+            if "jobId" in body and body["jobId"] != current["jobId"] and current["paymentAllocations"]:
+                raise validation_error({"jobId": ["An applied payment cannot move to another job."]})
+            _check_job_ref(body.get("jobId"))
+            payments.put({**current, **body, "modified": emulator._stamp()})
+            emulator.write_log.append(("PUT", "/payment", id))
+            return _json_response(payments.record_body(id, emulator._base(request)))
+
+        @api.delete("/payment/{id}", operation_id="deleteResourcePayments", status_code=204)
+        async def delete_payment(id: str) -> Response:
+            _check_id(id)
+            record = payments.delete(id)
+            if record is None:
+                raise ApiError(404, error_json(404, f"Payment {id} was not found."))
+            for allocation in record.get("paymentAllocations") or ():
+                order = orders.get(allocation["orderId"])
+                if order is not None:
+                    order = json.loads(json.dumps(order))
+                    order["paymentAllocations"] = [a for a in order["paymentAllocations"] if a["paymentId"] != id]
+                    _order_balance(order)
+                    order["modified"] = emulator._stamp()
+                    orders.put(order)
+            return Response(status_code=204)
+
+        @api.post("/payment/{id}/apply", operation_id="createResourceApplyPaymentToOrder", status_code=201)
+        async def apply_payment(request: Request, id: str) -> Response:
+            _check_id(id)
+            payment = payments.get(id)
+            if payment is None:
+                raise ApiError(404, error_json(404, f"Payment {id} was not found."))
+            body = _clean(await _json_body(request), _APPLY_FIELDS, set(), ("orderId", "amount"))
+            order = orders.get(body["orderId"])
+            errors: dict[str, list[str]] = {}
+            if order is None:
+                errors["orderId"] = ["This order does not exist."]
+            elif order["jobId"] != payment["jobId"]:
+                errors["orderId"] = ["The order belongs to another job."]
+            unapplied = payment["amount"] - sum(a["amount"] for a in payment["paymentAllocations"])
+            if body["amount"] > unapplied:
+                errors["amount"] = [f"Only {unapplied} of this payment is not applied yet."]
+            elif order is not None and body["amount"] > order["balance"]:
+                errors["amount"] = [f"The order's balance is {order['balance']}."]
+            if errors or order is None:
+                raise validation_error(errors)
+            stamp = emulator._stamp()
+            allocation = {"id": ulid_at(int(time.time() * 1000), emulator._rng), "created": stamp,
+                          "modified": stamp, "hidden": False, "paymentId": id, "orderId": order["id"],
+                          "invoiceItemId": None, "jobId": payment["jobId"], "amount": body["amount"],
+                          "refundedAmount": 0}
+            order = json.loads(json.dumps(order))
+            order["paymentAllocations"].append(allocation)
+            order["modified"] = stamp
+            _order_balance(order)
+            orders.put(order)
+            payment = {**payment, "paymentAllocations": [*payment["paymentAllocations"], allocation],
+                       "modified": stamp}
+            payments.put(payment)
+            emulator.write_log.append(("POST", "/payment/apply", id))
+            return _json_response(payments.record_body(id, emulator._base(request)), 201)
+
+        @api.get("/job/{id}/payment", operation_id="listResourceJobPayment")
+        async def list_job_payments(request: Request, id: str,
+                                    sort_by: str = Query("id", alias="sortBy")) -> Response:
+            _check_id(id)
+            if id not in jobs:  # the spec documents this 404 with the validation error body
+                raise ApiError(404, {"type": "validation-error", "title": "Not Found",
+                                     "detail": {"id": [f"Job {id} was not found."]}, "status": 404})
+            field, descending = _sort(sort_by, BASIC_SORT_FIELDS)
+            among = emulator._index(payments, "jobId").get(id, [])
+            ids = payments.ordered(field, descending, among=among, among_key=("jobId", id))
+            return _json_response(payments.collection_body("jobpayment-collection", ids, 1, max(1, len(ids)),
+                                                           emulator._base(request)))
+
+        # settings the connector reads -------------------------------------------------------------------
+        @api.get("/job-type", operation_id="listResourceJobType")
+        async def list_job_types(
+            request: Request,
+            page: int = Query(1),
+            page_size: int = Query(100, alias="pageSize"),
+            include_hidden: bool = Query(False, alias="includeHidden"),
+            external_mapping_id: str | None = Query(None, alias="externalMappingId", max_length=64),
+            sort_by: str = Query("sortPosition", alias="sortBy"),
+        ) -> Response:
+            among, among_key = _by_mapping(emulator.job_types, external_mapping_id)
+            return emulator._list(request, emulator.job_types, "jobtype-collection", page, page_size, sort_by,
+                                  JOB_TYPE_SORT_FIELDS, None, include_hidden, among, among_key)
+
+        @api.get("/studio/me", operation_id="getResourceMyStudio")
+        async def my_studio(request: Request) -> Response:
+            body = json.dumps(emulator.studio).replace(BASE_URL_TOKEN, emulator._base(request).decode())
+            return Response(body.encode(), 200, media_type="application/json")
+
+        def _check_job_ref(job_id: str | None) -> None:
+            if job_id is not None and job_id not in jobs:
+                raise validation_error({"jobId": ["This job does not exist."]})
+
+        def _check_job_exists(job_id: str) -> None:
+            _check_id(job_id)
+            if job_id not in jobs:
+                raise ApiError(404, error_json(404, f"Job {job_id} was not found."))
+
         # rest hooks -------------------------------------------------------------------------------------
         @api.get("/rest-hook", operation_id="listResourceRestHook")
         async def list_hooks(
@@ -1128,7 +1664,25 @@ def _new_job(record_id: str, stamp: str, body: Mapping[str, Any]) -> dict[str, A
     return _job_derived(record)
 
 
+def _job_type_json(type_id: str, name: str, index: int) -> dict[str, Any]:
+    stamp = format_timestamp(1_546_300_800 + index)
+    return {"links": {"self": {"href": f"{BASE_URL_TOKEN}/job-type/{type_id}"}}, "id": type_id, "created": stamp,
+            "modified": stamp, "hidden": False, "defaultContacts": None, "defaultEvents": None,
+            "externalMappings": None, "initialLeadStatusId": None, "name": name, "primarySessionRequired": True,
+            "profitCenterId": None, "sortPosition": 100 + index, "workflowId": None}
+
+
+def _studio_json(currency: str) -> dict[str, Any]:
+    stamp = format_timestamp(1_546_300_800)
+    return {"links": {"self": {"href": f"{BASE_URL_TOKEN}/studio/me"}}, "id": STUDIO_ID, "created": stamp,
+            "modified": stamp, "hidden": False, "cacheVersion": 1, "currencyCode": currency, "dateFormat": "n/j/Y",
+            "decimalSeparator": ".", "defaultBrandId": BRAND_ID, "email": "studio@example.com",
+            "externalMappings": None, "name": "WedSync Sandbox Studio", "temperature": "Fahrenheit",
+            "thousandsSeparator": ",", "timeFormat": "g:ia", "timezoneId": None}
+
+
 def create_emulator(*, seed: int = 42, contacts: int = 200, jobs: int = 80,
-                    api_key: str = DEFAULT_API_KEY, **_: Any) -> VscoWorkspaceEmulator:
+                    api_key: str = DEFAULT_API_KEY, currency: str = STUDIO_CURRENCY,
+                    **_: Any) -> VscoWorkspaceEmulator:
     """Registry entry point (see ``wedsync.sandbox.registry``)."""
-    return VscoWorkspaceEmulator(seed=seed, contacts=contacts, jobs=jobs, api_key=api_key)
+    return VscoWorkspaceEmulator(seed=seed, contacts=contacts, jobs=jobs, api_key=api_key, currency=currency)

@@ -1,30 +1,80 @@
-"""VSCO Workspace (formerly Tave) API v2 connector: contacts and jobs, REST hooks.
+"""VSCO Workspace (formerly Tave) API v2 connector: contacts, jobs, events, orders and payments; write-back; REST hooks.
 
 Channel: the public REST API (``X-API-KEY`` header, ``page``/``pageSize`` ≤ 100, 429 with
 ``Retry-After``). REST hooks carry only ``targetId`` and are unsigned, so a hook never updates a record
 from its payload: the hub re-fetches the record it names with the API key.
+
+Write-back and idempotency. The API has no idempotency header, so a create is never blindly retried: every
+create carries our reference (``"ws:" + the id of our outbox row``, committed before the call) and, after an
+unknown outcome (timeout, dropped connection, 5xx, an unreadable 2xx), the connector looks the record up by
+that reference before creating again (:meth:`VscoWorkspaceConnector.find_by_reference`):
+
+=========  ==================================  ==============================================================
+stream     where our reference is written      how it is looked up
+=========  ==================================  ==============================================================
+contacts   ``externalMappings[].id``            ``GET /address-book?email=`` (the list has no externalMappingId
+                                                filter), else the newest contacts (``sortBy=created desc``)
+jobs       ``externalMappings[].id``            ``GET /job?externalMappingId=``
+events     ``externalMappings[].id``            ``GET /event?externalMappingId=``
+payments   ``transactionId``                    ``GET /job/{id}/payment``, matching ``transactionId``
+orders     (the spec gives orders no            ``GET /job/{jobId}/order``, matching name and total of an
+           reference field)                     order created since the attempt: a content match, weaker
+=========  ==================================  ==============================================================
+
+Echo suppression: a record read back with our external mapping gets ``custom_fields["wedsync_reference"]``
+(the reference it was written with), so the sync engine can recognize its own write. Money fields are the
+spec's ``MoneyAmount`` integers, read as minor units of the studio's currency (``GET /studio/me``).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import functools
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
 from wedsync.connectors.auth import ApiKeyAuth
 from wedsync.connectors.base import Capabilities, Channel, Connector, CredentialField, Page
-from wedsync.connectors.errors import Fatal, SchemaMismatch
+from wedsync.connectors.errors import ConnectorError, Fatal, OutcomeUnknown, Retriable, SchemaMismatch
 from wedsync.connectors.http import ProviderClient
-from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, normalize_phone
+from wedsync.domain.crm import (
+    ClientRecord,
+    EventRecord,
+    InvoiceRecord,
+    WeddingRecord,
+    normalize_email,
+    normalize_phone,
+)
 
 PAGE_SIZE = 100
+REFERENCE_PREFIX = "ws:"
+DEFAULT_REFERENCE_URL = "https://app.wedsync.io/crm/records/"
 
-# stream name -> (list path, collection type, REST hook event announcing creations)
-STREAMS: dict[str, tuple[str, str, str]] = {
+# stream name -> (list path, collection type, REST hook event announcing creations or None)
+STREAMS: dict[str, tuple[str, str, str | None]] = {
     "contacts": ("/address-book", "addressbook-collection", "contact.created"),
     "jobs": ("/job", "job-collection", "job.created"),
+    "events": ("/event", "event-collection", None),
+    "orders": ("/order", "order-collection", "order.booked"),
+    "payments": ("/payment", "payment-collection", "payment.created"),
 }
+# extra list parameters per stream (only those the spec defines for that list operation)
+_LIST_PARAMS: dict[str, dict[str, str]] = {
+    "contacts": {"includeHidden": "true"},  # hidden contacts are still the studio's clients
+    "jobs": {"includeClosed": "true"},
+    "events": {"includeHidden": "true"},
+    "orders": {},
+    "payments": {},
+}
+_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+_JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
+_ORDER_STATUS = {"draft": "draft", "open": "open", "paid-in-full": "paid", "completed": "paid", "voided": "void"}
+_EVENT_KINDS = ("ceremony", "reception", "engagement", "getting-ready", "rehearsal", "consultation")
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -52,7 +102,21 @@ def _custom_fields(item: dict[str, Any]) -> dict[str, Any]:
     for cf in item.get("customFields") or []:
         if isinstance(cf, dict) and cf.get("fieldId"):
             out[str(cf["fieldId"])] = cf.get("value")
+    reference = wedsync_reference(item)
+    if reference is not None:
+        out["wedsync_reference"] = reference
     return out
+
+
+def wedsync_reference(item: dict[str, Any]) -> str | None:
+    """Our reference on a record we wrote (external mapping, or a payment's transactionId), else None."""
+    for mapping in item.get("externalMappings") or ():
+        if isinstance(mapping, dict) and str(mapping.get("id") or "").startswith(REFERENCE_PREFIX):
+            return str(mapping["id"])
+    txn = item.get("transactionId")
+    if isinstance(txn, str) and txn.startswith(REFERENCE_PREFIX):
+        return txn
+    return None
 
 
 def map_phone(value: Any, default_region: str | None) -> str | None:
@@ -125,19 +189,302 @@ def map_job(item: dict[str, Any]) -> WeddingRecord:
     )
 
 
+def _event_kind(name: str | None) -> str | None:
+    text = (name or "").casefold()
+    for kind in _EVENT_KINDS:
+        if kind.replace("-", " ") in text or kind in text:
+            return kind
+    return "other" if text else None
+
+
+def _event_moment(day: Any, clock: Any, zone: Any, utc_value: Any) -> datetime | None:
+    if utc_value:
+        return parse_ts(utc_value)
+    when = parse_date(day)
+    if when is None:
+        return None
+    try:
+        at = time.fromisoformat(str(clock)[:8]) if clock else time(0, 0)
+    except ValueError as exc:
+        raise SchemaMismatch(f"bad time {clock!r}", provider=VscoWorkspaceConnector.slug) from exc
+    try:
+        tz = ZoneInfo(str(zone)) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    return datetime.combine(when, at, tz).astimezone(UTC)
+
+
+def map_event(item: dict[str, Any]) -> EventRecord:
+    """Map an Event (ceremony, reception, shoot...) to an EventRecord; times in UTC."""
+    try:
+        remote_id = str(item["id"])
+    except (KeyError, TypeError) as exc:
+        raise SchemaMismatch("event without id", provider=VscoWorkspaceConnector.slug) from exc
+    location = item.get("location")
+    address = location.get("address") if isinstance(location, dict) else None
+    place = None
+    if isinstance(address, dict):
+        place = ", ".join(str(address[k]) for k in ("name", "streetAddress", "city", "state", "country")
+                          if address.get(k)) or None
+    custom = _custom_fields(item)
+    for key in ("typeId", "channel", "timezoneName"):
+        if item.get(key):
+            custom[key] = item[key]
+    return EventRecord(
+        remote_id=remote_id,
+        wedding_remote_id=str(item["jobId"]) if item.get("jobId") else None,
+        kind=_event_kind(item.get("name")),
+        name=item.get("name"),
+        starts_at=_event_moment(item.get("startDate"), item.get("startTime"), item.get("timezoneName"),
+                                item.get("startUtc")),
+        ends_at=_event_moment(item.get("endDate") or item.get("startDate"), item.get("endTime"),
+                              item.get("timezoneName"), item.get("endUtc")),
+        location=place,
+        custom_fields=custom,
+        remote_created_at=parse_ts(item.get("created")),
+        remote_modified_at=parse_ts(item.get("modified")),
+    )
+
+
+def _money(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaMismatch(f"{what} is not an integer amount: {value!r}", provider=VscoWorkspaceConnector.slug)
+    return value
+
+
+def map_payment(item: dict[str, Any], currency: str) -> dict[str, Any]:
+    """A Payment as the dict ``InvoiceRecord.payments`` holds (amounts in minor units of ``currency``)."""
+    try:
+        remote_id = str(item["id"])
+    except (KeyError, TypeError) as exc:
+        raise SchemaMismatch("payment without id", provider=VscoWorkspaceConnector.slug) from exc
+    received = parse_date(item.get("received"))
+    return {
+        "remote_id": remote_id,
+        "job_remote_id": str(item["jobId"]) if item.get("jobId") else None,
+        "amount_minor": _money(item.get("amount"), "payment amount"),
+        "refunded_minor": _money(item.get("refundedAmount"), "refunded amount") or 0,
+        "currency": currency,
+        "paid_at": received.isoformat() if received else None,
+        "status": item.get("status"),
+        "method": item.get("paymentMethodId"),
+        "memo": item.get("memo"),
+        "order_remote_ids": sorted({str(a["orderId"]) for a in item.get("paymentAllocations") or ()
+                                    if isinstance(a, dict) and a.get("orderId")}),
+        "wedsync_reference": wedsync_reference(item),
+        "remote_created_at": item.get("created"),
+        "remote_modified_at": item.get("modified"),
+    }
+
+
+def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
+    """Map an Order (the studio's invoice of a job) to an InvoiceRecord with the payments applied to it."""
+    try:
+        remote_id = str(item["id"])
+    except (KeyError, TypeError) as exc:
+        raise SchemaMismatch("order without id", provider=VscoWorkspaceConnector.slug) from exc
+    total = _money(item.get("total"), "order total")
+    balance = _money(item.get("balance"), "order balance")
+    payments = [{"remote_id": str(a["paymentId"]), "amount_minor": _money(a.get("amount"), "allocation"),
+                 "currency": currency, "paid_at": None, "method": None}
+                for a in item.get("paymentAllocations") or () if isinstance(a, dict) and a.get("paymentId")]
+    due = next((parse_date(inv.get("dueDate")) for inv in item.get("invoices") or ()
+                if isinstance(inv, dict) and inv.get("dueDate")), None)
+    custom = _custom_fields(item)
+    if item.get("lineItems"):
+        custom["line_items"] = [
+            {"name": li.get("name"), "unit_minor": li.get("pricePerUnit"), "quantity": li.get("units")}
+            for li in item["lineItems"] if isinstance(li, dict)]
+    return InvoiceRecord(
+        remote_id=remote_id,
+        wedding_remote_id=str(item["jobId"]) if item.get("jobId") else None,
+        number=item.get("customNumber") or item.get("referenceCode") or item.get("name"),
+        status=_ORDER_STATUS.get(str(item.get("status")), item.get("status")),
+        currency=currency,
+        total_minor=total,
+        paid_minor=(total - balance) if total is not None and balance is not None else None,
+        due_date=due,
+        payments=payments,
+        custom_fields=custom,
+        remote_created_at=parse_ts(item.get("created")),
+        remote_modified_at=parse_ts(item.get("modified")),
+    )
+
+
+# --- write bodies (the spec's request schemas; only writable properties) ---------------------------------
+
+
+def reference_mapping(reference: str, url_base: str = DEFAULT_REFERENCE_URL) -> dict[str, str]:
+    """The ``ExternalMapping`` we attach to a record we create (id ≤ 64 chars, url ≥ 12 chars)."""
+    if not reference.startswith(REFERENCE_PREFIX) or len(reference) > 64:
+        raise ValueError(f"a reference is {REFERENCE_PREFIX!r} + an id, at most 64 characters: {reference!r}")
+    return {"id": reference, "url": f"{url_base.rstrip('/')}/{reference[len(REFERENCE_PREFIX):]}"}
+
+
+def phone_body(value: str | None) -> dict[str, Any] | None:
+    """A phone object for writing: ``e164`` (+ ``extension``) when we hold E.164, else ``formatted``."""
+    if not value:
+        return None
+    number, _, ext = value.partition(";ext=")
+    if re.fullmatch(r"\+[1-9]\d{1,14}", number):
+        body: dict[str, Any] = {"e164": number}
+        if ext.isdigit() and 1 <= int(ext) <= 999_999:
+            body["extension"] = int(ext)
+        return body
+    text = "".join(ch for ch in value if " " <= ch <= "~")[:24]
+    return {"formatted": text} if text else None
+
+
+def _custom_body(custom: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"fieldId": key, "value": None if value is None else str(value)}
+            for key, value in custom.items() if _ID_RE.match(key)]
+
+
+def contact_body(client: ClientRecord, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """A Person body from a ClientRecord; ``fields`` limits it to those ClientRecord fields (an update)."""
+    want = set(fields) if fields is not None else None
+
+    def wanted(name: str) -> bool:
+        return want is None or name in want
+
+    body: dict[str, Any] = {"kind": "person"} if want is None else {}
+    if wanted("first_name"):
+        body["firstName"] = (client.first_name or None) and client.first_name[:48]  # type: ignore[index]
+    if wanted("last_name"):
+        body["lastName"] = (client.last_name or None) and client.last_name[:48]  # type: ignore[index]
+    if wanted("email"):
+        body["email"] = client.email
+    if wanted("phone"):
+        body["cellPhone"] = phone_body(client.phone)
+    if wanted("company"):
+        body["companyName"] = client.company[:128] if client.company else None
+    if wanted("address") and (want is not None or client.address):
+        address = None
+        if client.address:
+            address = {k: client.address.get(k) for k in ("streetAddress", "city", "state", "postalCode")
+                       if client.address.get(k)}
+            country = client.address.get("country")
+            if isinstance(country, str) and len(country) == 2:
+                address["country"] = country.upper()
+        body["address"] = address or None
+    if wanted("custom_fields"):
+        custom = _custom_body(client.custom_fields or {})
+        if custom:
+            body["customFields"] = custom
+    return body
+
+
+def job_body(wedding: WeddingRecord, job_type_id: str | None = None,
+             fields: Collection[str] | None = None) -> dict[str, Any]:
+    want = set(fields) if fields is not None else None
+
+    def wanted(name: str) -> bool:
+        return want is None or name in want
+
+    body: dict[str, Any] = {}
+    if wanted("name"):
+        body["name"] = wedding.name[:255] if wedding.name else None
+    if wanted("event_date"):
+        body["eventDate"] = wedding.event_date.isoformat() if wedding.event_date else None
+    if wanted("stage") and wedding.stage in _JOB_STAGES:
+        body["stage"] = wedding.stage
+    if wanted("closed"):
+        body["closed"] = bool(wedding.closed)
+    if wanted("guest_count"):
+        body["guestCount"] = wedding.guest_count
+    if wanted("job_type") and job_type_id:
+        body["jobTypeId"] = job_type_id
+    if wanted("custom_fields"):
+        custom = _custom_body(wedding.custom_fields or {})
+        if custom:
+            body["customFields"] = custom
+    return body
+
+
+def event_body(event: EventRecord, job_id: str | None, timezone: str = "UTC",
+               fields: Collection[str] | None = None) -> dict[str, Any]:
+    """An Event body; times are written as local date + time in ``timezone`` (the spec's writable form)."""
+    want = set(fields) if fields is not None else None
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise Fatal(f"unknown time zone {timezone!r}", provider=VscoWorkspaceConnector.slug) from exc
+
+    def wanted(name: str) -> bool:
+        return want is None or name in want
+
+    body: dict[str, Any] = {}
+    if want is None and job_id:
+        body["jobId"] = job_id
+    if wanted("name"):
+        body["name"] = event.name[:255] if event.name else None
+    if wanted("starts_at") and event.starts_at is not None:
+        local = event.starts_at.astimezone(tz)
+        body.update(startDate=local.date().isoformat(), startTime=local.strftime("%H:%M:%S"),
+                    timezoneName=timezone)
+    if wanted("ends_at") and event.ends_at is not None:
+        local = event.ends_at.astimezone(tz)
+        body.update(endDate=local.date().isoformat(), endTime=local.strftime("%H:%M:%S"), timezoneName=timezone)
+    if wanted("location"):
+        body["location"] = {"address": {"streetAddress": event.location[:512]}} if event.location else None
+    return body
+
+
+def order_body(invoice: InvoiceRecord) -> dict[str, Any]:
+    """An Order body: named after the invoice number, its line items (or one line for the total)."""
+    items: list[dict[str, Any]] = []
+    for li in (invoice.custom_fields or {}).get("line_items") or ():
+        if isinstance(li, dict) and li.get("name") and isinstance(li.get("unit_minor"), int):
+            items.append({"name": str(li["name"])[:128], "pricePerUnit": li["unit_minor"],
+                          "units": float(li.get("quantity") or 1), "taxable": False, "selected": True})
+    if not items:
+        if invoice.total_minor is None:
+            raise Fatal("an order needs line items or a total", provider=VscoWorkspaceConnector.slug)
+        items.append({"name": (invoice.number or "WedSync booking")[:128], "pricePerUnit": invoice.total_minor,
+                      "units": 1.0, "taxable": False, "selected": True})
+    body: dict[str, Any] = {"name": invoice.number, "lineItems": items}
+    if invoice.due_date is not None:
+        body["dueDate"] = invoice.due_date.isoformat()
+    return body
+
+
+def _order_total(body: dict[str, Any]) -> int:
+    return sum(int(li["pricePerUnit"] * li["units"]) for li in body["lineItems"])
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of a write: the provider's id, whether this call created it (False: found by our
+    reference after an unknown outcome, or an update), and the record as the provider now holds it."""
+
+    stream: str
+    remote_id: str
+    created: bool
+    reference: str | None
+    item: dict[str, Any] = field(repr=False)
+    modified: datetime | None = None
+
+
 class VscoWorkspaceConnector(Connector):
     slug: ClassVar[str] = "vsco-workspace"
     display_name: ClassVar[str] = "VSCO Workspace (Tave)"
     channel: ClassVar[Channel] = Channel.API
     capabilities: ClassVar[Capabilities] = Capabilities(
         category="crm",
-        read=("contacts", "jobs"),
-        write=(),
+        read=("contacts", "jobs", "events", "orders", "payments"),
+        write=("contacts", "jobs", "job-contacts", "events", "orders", "payments"),
         webhooks=("contact.created", "job.created"),
-        incremental=("contacts", "jobs"),
+        incremental=("contacts", "jobs", "events", "orders", "payments"),
         notes="API v2 with X-API-KEY. Incremental pulls sort by modified desc with a lookback window; "
         "deletions are detected by full syncs (the API lists no tombstones). REST hooks are unsigned "
-        "and carry only targetId: the hub re-fetches the record. Write-back is not built yet.",
+        "and carry only targetId: the hub re-fetches the record; the API also offers order.booked and "
+        "payment.created hooks, and fires contact.created/job.created for records created through the API "
+        "(our own writes), which carry our reference in externalMappings (payments: transactionId). "
+        "Write-back creates and updates contacts, jobs (with their contacts), events, orders and payments; "
+        "the API has no idempotency header, so after an unknown outcome a create is looked up by our "
+        "reference before it is sent again (orders have no reference field: matched by name and total).",
     )
     credential_fields: ClassVar[tuple[CredentialField, ...]] = (
         CredentialField("api_key", "Workspace API key (Settings > API)"),
@@ -153,6 +500,7 @@ class VscoWorkspaceConnector(Connector):
         account_key: str = "default",
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        reference_url: str = DEFAULT_REFERENCE_URL,
     ) -> None:
         self.client = ProviderClient(
             self.slug,
@@ -163,6 +511,9 @@ class VscoWorkspaceConnector(Connector):
             transport=transport,
             headers={"Accept": "application/json"},
         )
+        self.reference_url = reference_url
+        self.currency: str | None = None  # the studio's currency, loaded with the first money stream
+        self._job_types: dict[str, str] | None = None  # name (casefolded) -> id
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -171,11 +522,9 @@ class VscoWorkspaceConnector(Connector):
                         page_size: int = PAGE_SIZE) -> Page:
         """Fetch one page of a stream; ``sort`` is the API's ``sortBy`` (e.g. ``modified desc``)."""
         path, ctype, _ = self._stream(stream)
-        params: dict[str, Any] = {"page": page, "pageSize": page_size, "sortBy": sort}
-        if stream == "jobs":
-            params["includeClosed"] = "true"
-        else:
-            params["includeHidden"] = "true"  # hidden contacts are still the studio's clients
+        if stream in ("orders", "payments"):
+            await self.studio_currency()
+        params: dict[str, Any] = {"page": page, "pageSize": page_size, "sortBy": sort, **_LIST_PARAMS[stream]}
         body = await self.client.get_json(path, params=params)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise SchemaMismatch(f"{path} did not return a collection", provider=self.slug)
@@ -198,6 +547,8 @@ class VscoWorkspaceConnector(Connector):
     async def get_record(self, stream: str, remote_id: str) -> dict[str, Any] | None:
         """Fetch one record; None when the provider says it no longer exists."""
         path, _, _ = self._stream(stream)
+        if stream in ("orders", "payments"):
+            await self.studio_currency()
         try:
             body = await self.client.get_json(f"{path}/{remote_id}")
         except Fatal as exc:
@@ -210,19 +561,39 @@ class VscoWorkspaceConnector(Connector):
 
     async def job_contact_ids(self, job_id: str) -> list[str]:
         """The contact ids linked to a job (``GET /job-contact?jobId=``)."""
-        ids: list[str] = []
-        page = 1
-        while True:
-            body = await self.client.get_json("/job-contact", params={"jobId": job_id, "page": page,
-                                                                      "pageSize": PAGE_SIZE})
-            items = body.get("items") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise SchemaMismatch("/job-contact did not return a collection", provider=self.slug)
-            ids.extend(str(i["contactId"]) for i in items if isinstance(i, dict) and i.get("contactId"))
-            meta = body.get("meta") or {}
-            if page >= int(meta.get("totalPages") or 1):
-                return ids
-            page += 1
+        return [str(i["contactId"]) for i in await self._all("/job-contact", {"jobId": job_id})
+                if i.get("contactId")]
+
+    async def job_payments(self, job_id: str) -> list[dict[str, Any]]:
+        """The payments of a job (``GET /job/{id}/payment``; the spec pages this list by sort only)."""
+        body = await self.client.get_json(f"/job/{job_id}/payment", params={"sortBy": "created desc"})
+        return self._items(body, f"/job/{job_id}/payment")
+
+    async def job_orders(self, job_id: str) -> list[dict[str, Any]]:
+        """The orders of a job (``GET /job/{jobId}/order``)."""
+        body = await self.client.get_json(f"/job/{job_id}/order", params={"sortBy": "created desc"})
+        return self._items(body, f"/job/{job_id}/order")
+
+    async def studio_currency(self) -> str:
+        """The studio's ISO 4217 currency (``GET /studio/me`` ``currencyCode``, USD when unset)."""
+        if self.currency is None:
+            body = await self.client.get_json("/studio/me")
+            if not isinstance(body, dict):
+                raise SchemaMismatch("/studio/me did not return a studio", provider=self.slug)
+            code = body.get("currencyCode") or "USD"
+            if not isinstance(code, str) or not re.fullmatch(r"[A-Z]{3}", code.upper()):
+                raise SchemaMismatch(f"studio currency {code!r} is not ISO 4217", provider=self.slug)
+            self.currency = code.upper()
+        return self.currency
+
+    async def job_type_id(self, name: str | None) -> str | None:
+        """The id of the studio's job type with this name (``GET /job-type``), None when there is none."""
+        if not name:
+            return None
+        if self._job_types is None:
+            self._job_types = {str(i.get("name", "")).casefold(): str(i["id"])
+                               for i in await self._all("/job-type", {"includeHidden": "true"}) if i.get("id")}
+        return self._job_types.get(name.casefold())
 
     async def subscribe(self, event: str, url: str) -> str:
         """Create a REST hook; returns its id."""
@@ -239,6 +610,231 @@ class VscoWorkspaceConnector(Connector):
             if exc.http_status != 404:
                 raise
 
+    # --- write-back ----------------------------------------------------------------------------------------
+
+    async def create_contact(self, client: ClientRecord, *, reference: str) -> WriteResult:
+        """``POST /address-book`` with our reference; after an unknown outcome, found before re-created."""
+        body = {**contact_body(client), "externalMappings": [reference_mapping(reference, self.reference_url)]}
+        return await self._create("contacts", "/address-book", body, reference,
+                                  lambda: self.find_contact_by_reference(reference, client.email))
+
+    async def update_contact(self, remote_id: str, client: ClientRecord,
+                             fields: Collection[str] | None = None) -> WriteResult:
+        """``PUT /address-book/{id}`` with the given ClientRecord fields (all when None)."""
+        return await self._update("contacts", f"/address-book/{remote_id}", contact_body(client, fields))
+
+    async def create_job(self, wedding: WeddingRecord, *, reference: str,
+                         contact_ids: Sequence[str] = ()) -> WriteResult:
+        """``POST /job`` with our reference, then link its contacts (``POST /job-contact``, also referenced)."""
+        type_id = await self.job_type_id(wedding.job_type)
+        body = {**job_body(wedding, type_id), "externalMappings": [reference_mapping(reference, self.reference_url)]}
+        result = await self._create("jobs", "/job", body, reference,
+                                    lambda: self._find_mapped("/job", reference))
+        await self.link_contacts(result.remote_id, contact_ids, reference=reference)
+        return result
+
+    async def link_contacts(self, job_id: str, contact_ids: Sequence[str], *, reference: str) -> list[str]:
+        """Link contacts to a job as clients, once each (existing links are kept); returns the link ids."""
+        existing = {str(i["contactId"]): str(i["id"]) for i in await self._all("/job-contact", {"jobId": job_id})
+                    if i.get("contactId") and i.get("id")}
+        ids: list[str] = []
+        for index, contact_id in enumerate(contact_ids):
+            if contact_id in existing:
+                ids.append(existing[contact_id])
+                continue
+            link_ref = f"{reference}:{index}"[:64]
+            body = {"jobId": job_id, "contactId": contact_id, "client": True,
+                    "externalMappings": [reference_mapping(link_ref, self.reference_url)]}
+            result = await self._create("job-contacts", "/job-contact", body, link_ref,
+                                        functools.partial(self._find_mapped, "/job-contact", link_ref))
+            ids.append(result.remote_id)
+        return ids
+
+    async def update_job(self, remote_id: str, wedding: WeddingRecord,
+                         fields: Collection[str] | None = None) -> WriteResult:
+        type_id = await self.job_type_id(wedding.job_type) if fields is None or "job_type" in fields else None
+        return await self._update("jobs", f"/job/{remote_id}", job_body(wedding, type_id, fields))
+
+    async def create_event(self, event: EventRecord, *, reference: str, job_id: str | None,
+                           timezone: str = "UTC") -> WriteResult:
+        """``POST /event`` (on the job ``job_id``), times as local date/time in ``timezone``."""
+        body = {**event_body(event, job_id, timezone),
+                "externalMappings": [reference_mapping(reference, self.reference_url)]}
+        return await self._create("events", "/event", body, reference,
+                                  lambda: self._find_mapped("/event", reference))
+
+    async def update_event(self, remote_id: str, event: EventRecord, fields: Collection[str] | None = None,
+                           timezone: str = "UTC") -> WriteResult:
+        return await self._update("events", f"/event/{remote_id}", event_body(event, None, timezone, fields))
+
+    async def create_order(self, job_id: str, invoice: InvoiceRecord, *, reference: str) -> WriteResult:
+        """``POST /job/{jobId}/order``. Refuses an invoice in another currency than the studio's."""
+        currency = await self.studio_currency()
+        if invoice.currency and invoice.currency.upper() != currency:
+            raise Fatal(f"the studio bills in {currency}; an order in {invoice.currency} cannot be written",
+                        provider=self.slug, code="currency_mismatch")
+        body = order_body(invoice)
+        since = datetime.now(UTC) - timedelta(seconds=5)
+
+        async def find() -> dict[str, Any] | None:
+            total = _order_total(body)
+            for order in await self.job_orders(job_id):
+                created = parse_ts(order.get("created"))
+                if (order.get("name") == body["name"] and order.get("total") == total
+                        and (created is None or created >= since)):
+                    return order
+            return None
+
+        return await self._create("orders", f"/job/{job_id}/order", body, reference, find)
+
+    async def update_order(self, remote_id: str, invoice: InvoiceRecord) -> WriteResult:
+        """``PUT /order/{id}``: name and line items (the writable part of an order)."""
+        return await self._update("orders", f"/order/{remote_id}", order_body(invoice))
+
+    async def create_payment(self, job_id: str, *, amount_minor: int, currency: str, reference: str,
+                             received: date | None = None, memo: str | None = None,
+                             order_id: str | None = None) -> WriteResult:
+        """``POST /payment`` (``transactionId`` = our reference), then ``POST /payment/{id}/apply`` to the order.
+
+        Amounts are integer minor units and must be in the studio's currency (no conversion, ever).
+        """
+        studio = await self.studio_currency()
+        if currency.upper() != studio:
+            raise Fatal(f"the studio takes {studio}; a payment in {currency} cannot be written",
+                        provider=self.slug, code="currency_mismatch")
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor < 0:
+            raise Fatal("a payment amount is a non-negative integer of minor units", provider=self.slug)
+        body: dict[str, Any] = {"jobId": job_id, "amount": amount_minor, "status": "posted",
+                                "transactionId": reference, "received": (received or date.today()).isoformat()}
+        if memo:
+            body["memo"] = memo[:128]
+
+        async def find() -> dict[str, Any] | None:
+            return next((p for p in await self.job_payments(job_id) if p.get("transactionId") == reference), None)
+
+        result = await self._create("payments", "/payment", body, reference, find)
+        applied = {str(a.get("orderId")) for a in result.item.get("paymentAllocations") or () if isinstance(a, dict)}
+        if order_id and order_id not in applied:
+            # applying is not idempotent either: the allocation list above is the lookup
+            try:
+                response = await self.client.request("POST", f"/payment/{result.remote_id}/apply",
+                                                     json={"orderId": order_id, "amount": amount_minor})
+            except OutcomeUnknown:
+                fresh = await self.get_record("payments", result.remote_id)
+                if fresh is None or order_id not in {str(a.get("orderId")) for a in
+                                                     fresh.get("paymentAllocations") or () if isinstance(a, dict)}:
+                    raise
+                item = fresh
+            else:
+                item = self._entity(response, "/payment/{id}/apply")
+            result = WriteResult("payments", result.remote_id, result.created, reference, item,
+                                 parse_ts(item.get("modified")))
+        return result
+
+    async def find_by_reference(self, stream: str, reference: str, *, email: str | None = None,
+                                job_id: str | None = None) -> dict[str, Any] | None:
+        """The record we created with ``reference`` (see the module docstring for how each stream is searched)."""
+        if stream == "contacts":
+            return await self.find_contact_by_reference(reference, email)
+        if stream in ("jobs", "events", "job-contacts"):
+            path = {"jobs": "/job", "events": "/event", "job-contacts": "/job-contact"}[stream]
+            return await self._find_mapped(path, reference)
+        if stream == "payments" and job_id:
+            return next((p for p in await self.job_payments(job_id) if p.get("transactionId") == reference), None)
+        raise Fatal(f"records of {stream!r} cannot be found by reference"
+                    + (" without their job" if stream == "payments" else ""), provider=self.slug)
+
+    async def find_contact_by_reference(self, reference: str, email: str | None = None) -> dict[str, Any] | None:
+        if email:
+            candidates = await self._all("/address-book", {"email": email, "includeHidden": "true"})
+        else:  # no filter by mapping on this list: our creation is among the newest contacts
+            body = await self.client.get_json("/address-book", params={
+                "page": 1, "pageSize": PAGE_SIZE, "sortBy": "created desc", "includeHidden": "true"})
+            candidates = self._items(body, "/address-book")
+        return next((c for c in candidates if wedsync_reference(c) == reference), None)
+
+    async def _find_mapped(self, path: str, reference: str) -> dict[str, Any] | None:
+        params: dict[str, Any] = {"externalMappingId": reference}
+        if path != "/job":
+            params["includeHidden"] = "true"
+        else:
+            params["includeClosed"] = "true"
+        items = await self._all(path, params)
+        return next((i for i in items if wedsync_reference(i) == reference), None)
+
+    async def _create(self, stream: str, path: str, body: dict[str, Any], reference: str,
+                      find: Callable[[], Any], attempts: int = 3) -> WriteResult:
+        """POST once; on an unknown outcome look the record up by our reference, and only then send again."""
+        last: ConnectorError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                found = await find()
+                if found is not None:
+                    return WriteResult(stream, str(found["id"]), False, reference, found,
+                                       parse_ts(found.get("modified")))
+            try:
+                response = await self.client.request("POST", path, json=body)
+                item = self._entity(response, path)
+            except (OutcomeUnknown, SchemaMismatch) as exc:
+                # SchemaMismatch here is a 2xx we could not read: the record may well exist
+                last = exc
+                continue
+            except Retriable as exc:  # never sent, or refused before execution: safe to send again
+                last = exc
+                continue
+            return WriteResult(stream, str(item["id"]), True, reference, item, parse_ts(item.get("modified")))
+        found = await find()
+        if found is not None:
+            return WriteResult(stream, str(found["id"]), False, reference, found, parse_ts(found.get("modified")))
+        assert last is not None
+        raise OutcomeUnknown(f"{self.slug}: POST {path}: no answer after {attempts} attempts and no record "
+                             f"with reference {reference}", provider=self.slug) from last
+
+    async def _update(self, stream: str, path: str, body: dict[str, Any]) -> WriteResult:
+        """PUT is idempotent: the client retries it on its own; a 404 means the record is gone."""
+        if not body:
+            raise Fatal(f"nothing to write to {path}", provider=self.slug)
+        try:
+            response = await self.client.request("PUT", path, json=body)
+        except Fatal as exc:
+            if exc.http_status == 404:
+                raise Fatal(f"{self.slug}: {path} no longer exists", provider=self.slug, http_status=404,
+                            code="remote_record_gone") from exc
+            raise
+        item = self._entity(response, path)
+        return WriteResult(stream, str(item["id"]), False, wedsync_reference(item), item,
+                           parse_ts(item.get("modified")))
+
+    def _entity(self, response: httpx.Response, path: str) -> dict[str, Any]:
+        try:
+            item = response.json()
+        except ValueError as exc:
+            raise SchemaMismatch(f"{path} answered {response.status_code} with invalid JSON",
+                                 provider=self.slug, http_status=response.status_code) from exc
+        if not isinstance(item, dict) or not item.get("id"):
+            raise SchemaMismatch(f"{path} did not return an entity", provider=self.slug,
+                                 http_status=response.status_code)
+        return item
+
+    def _items(self, body: Any, path: str) -> list[dict[str, Any]]:
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise SchemaMismatch(f"{path} did not return a collection", provider=self.slug)
+        return [i for i in items if isinstance(i, dict)]
+
+    async def _all(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = await self.client.get_json(path, params={**params, "page": page, "pageSize": PAGE_SIZE})
+            items = self._items(body, path)
+            out.extend(items)
+            meta = body.get("meta") or {}
+            total_pages = meta.get("totalPages")
+            if (page >= total_pages if isinstance(total_pages, int) else len(items) < PAGE_SIZE) or not items:
+                return out
+            page += 1
+
     @staticmethod
     def stream_for_event(event: str) -> str | None:
         for stream, (_, _, ev) in STREAMS.items():
@@ -246,12 +842,24 @@ class VscoWorkspaceConnector(Connector):
                 return stream
         return None
 
-    def _stream(self, stream: str) -> tuple[str, str, str]:
+    def _stream(self, stream: str) -> tuple[str, str, str | None]:
         try:
             return STREAMS[stream]
         except KeyError:
             raise Fatal(f"VSCO Workspace has no stream {stream!r}", provider=self.slug) from None
 
-    @staticmethod
-    def map(stream: str, item: dict[str, Any]) -> ClientRecord | WeddingRecord:
-        return map_contact(item) if stream == "contacts" else map_job(item)
+    def map(self, stream: str, item: dict[str, Any]) -> Any:
+        """The domain record of one item: ClientRecord, WeddingRecord, EventRecord, InvoiceRecord (orders),
+        or a payment dict (``map_payment``). Money streams need :meth:`studio_currency` loaded (list_page and
+        get_record load it)."""
+        if stream == "contacts":
+            return map_contact(item)
+        if stream == "jobs":
+            return map_job(item)
+        if stream == "events":
+            return map_event(item)
+        if stream in ("orders", "payments"):
+            if self.currency is None:
+                raise Fatal("the studio currency is not loaded: call studio_currency() first", provider=self.slug)
+            return map_order(item, self.currency) if stream == "orders" else map_payment(item, self.currency)
+        raise Fatal(f"VSCO Workspace has no stream {stream!r}", provider=self.slug)
