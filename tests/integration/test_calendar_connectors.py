@@ -235,7 +235,7 @@ async def test_google_with_oauth_server_refreshes_token() -> None:
 
 async def test_google_rides_through_rate_limits_and_server_errors() -> None:
     em = gsandbox.create_emulator(seed=8, events=25)
-    em.faults.configure(FaultConfig(seed=11, rate_limit_rate=0.25, error_rate=0.15, retry_after_seconds=0))
+    em.faults.configure(FaultConfig(seed=11, rate_limit_rate=0.2, error_rate=0.1, retry_after_seconds=0))
     conn = google(em, page_size=4)
     _, changes = await drain(conn, "primary", None)
     live = {i for i, e in em.calendars[gsandbox.PRIMARY_ID].events.items()
@@ -255,3 +255,126 @@ def test_google_connector_needs_a_token() -> None:
 
 async def _unused() -> None:  # keep asyncio imported for later sections
     await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------------------------------ Microsoft Graph
+
+from wedsync.connectors.calendars.base import parse_graph_notifications  # noqa: E402
+from wedsync.connectors.calendars.microsoft_graph import MicrosoftGraphConnector  # noqa: E402
+from wedsync.sandbox import microsoft_graph as msandbox  # noqa: E402
+
+
+def graph(em: msandbox.MicrosoftGraphEmulator, **kw: Any) -> MicrosoftGraphConnector:
+    return MicrosoftGraphConnector(access_token=msandbox.DEFAULT_ACCESS_TOKEN, transport=transport(em),
+                                   base_url=f"http://sandbox{msandbox.PREFIX}", account_key=account(), **kw)
+
+
+def graph_live(em: msandbox.MicrosoftGraphEmulator) -> set[str]:
+    lo, hi = WINDOW
+    return {e.id for e in em.default_calendar().events.values() if not e.deleted and e.start < hi and e.end > lo}
+
+
+async def test_graph_delta_pages_incremental_and_gone() -> None:
+    em = msandbox.create_emulator(seed=3, events=30)
+    conn = graph(em, page_size=6)
+    calendars = await conn.list_calendars()
+    cal = next(c for c in calendars if c.primary).id
+    pages, changes = await drain(conn, cal, None)
+    assert len(pages) > 3 and all(p.sync_state is None for p in pages[:-1])
+    assert pages[-1].sync_state and "$deltatoken" in pages[-1].sync_state
+    assert {c.remote_id for c in changes} == graph_live(em)
+    texts = [c.ical or "" for c in changes]
+    assert any("VALUE=DATE" in t for t in texts) and any("TRANSP:TRANSPARENT" in t for t in texts)
+    assert any("STATUS:TENTATIVE" in t for t in texts) and any("X-MICROSOFT-CDO-BUSYSTATUS:OOF" in t for t in texts)
+    series = [c for c in changes if "Team sync" in (c.ical or "")]
+    assert len(series) == 8  # calendarView expands the series into instances
+    state = pages[-1].sync_state
+    em_result = await em.mutate({"update": 1, "delete": 1, "create": 2})
+    pages, inc = await drain(conn, cal, state)
+    by_id = {c.remote_id: c for c in inc}
+    assert set(by_id) == set(em_result["updated"]) | set(em_result["deleted"]) | set(em_result["created"])
+    assert by_id[em_result["deleted"][0]].ical is None
+    em.expire_delta_tokens(cal)
+    with pytest.raises(SyncStateExpired):
+        await conn.list_changes(cal, pages[-1].sync_state, None, *WINDOW)
+    prefer = [r[3].get("prefer", "") for r in em.requests if r[1].endswith("/delta")]
+    assert all("odata.maxpagesize=6" in p and 'outlook.timezone="UTC"' in p for p in prefer)
+    await conn.aclose()
+
+
+async def test_graph_refuses_links_to_other_hosts() -> None:
+    from wedsync.connectors.errors import Fatal
+
+    em = msandbox.create_emulator(seed=3, events=1)
+    conn = graph(em)
+    with pytest.raises(Fatal):
+        await conn.list_changes("x", "https://attacker.example/v1.0/me/calendarView/delta?$deltatoken=1", None,
+                                *WINDOW)
+    await conn.aclose()
+
+
+async def test_graph_blocks_idempotent_by_transaction_id() -> None:
+    em = msandbox.create_emulator(seed=4, events=0)
+    conn = graph(em)
+    cal = em.default_calendar().id
+    start = datetime(2027, 6, 12, 13, 0, tzinfo=UTC)
+    ref1 = await conn.put_block(cal, "blk-01J0WEDDING", start, start + timedelta(hours=5), "Busy (WedSync)")
+    ref2 = await conn.put_block(cal, "blk-01J0WEDDING", start, start + timedelta(hours=6), "Busy (WedSync)")
+    assert ref1.remote_id == ref2.remote_id and ref1.etag != ref2.etag
+    live = [e for e in em.default_calendar().events.values() if not e.deleted and e.type == "singleInstance"]
+    assert len(live) == 1 and live[0].end == start + timedelta(hours=6)
+    with pytest.raises(EtagMismatch):
+        await conn.put_block(cal, "blk-01J0WEDDING", start, start + timedelta(hours=1), "Busy",
+                             existing_remote_id=ref1.remote_id, etag=ref1.etag)
+    day = await conn.put_block(cal, "blk-day", start, start, "Wedding day", all_day=True)
+    _, changes = await drain(conn, cal, None)
+    marked = [c for c in changes if BLOCK_MARKER in (c.ical or "")]
+    assert {c.remote_id for c in marked} == {ref2.remote_id, day.remote_id}
+    await conn.delete_block(cal, ref2.remote_id, ref2.etag)
+    await conn.delete_block(cal, ref2.remote_id)
+    assert em.default_calendar().events[ref2.remote_id].deleted
+    await conn.aclose()
+
+
+async def test_graph_subscription_handshake_notifications_lifecycle(receiver: tuple[str, Receiver]) -> None:
+    address, rec = receiver
+    rec.calls.clear()
+    em = msandbox.create_emulator(seed=5, events=2)
+    conn = graph(em)
+    cal = em.default_calendar().id
+    state = secrets.token_urlsafe(16)
+    channel = await conn.watch(cal, address, state, timedelta(days=30))
+    assert "validationToken" in rec.calls[0][2]  # the handshake came first, and was answered
+    assert channel.expires_at <= datetime.now(UTC) + timedelta(minutes=10080)
+    start = datetime(2027, 2, 1, 9, tzinfo=UTC)
+    await conn.put_block(cal, "blk-push", start, start + timedelta(hours=1), "Busy")
+    em.send_lifecycle(channel.id, "reauthorizationRequired")
+    await em.webhooks.drain()
+    wait_for(lambda: len(rec.calls) >= 3, 5, "a change and a lifecycle notification")
+    scheme = get_scheme("microsoft-graph")
+    notices = []
+    for headers, body, query in rec.calls[1:]:
+        scheme.verify(body, headers, state, query=query)  # clientState checked
+        notices.extend(parse_graph_notifications(body))
+    assert [n.kind for n in notices] == ["changed", "reauthorize"]
+    assert all(n.subscription_id == channel.id for n in notices)
+    renewed = await conn.renew_watch(channel, timedelta(days=2))
+    assert renewed.id == channel.id and renewed.expires_at > channel.expires_at - timedelta(days=10)
+    em.send_lifecycle(channel.id, "subscriptionRemoved")
+    again = await conn.renew_watch(channel, timedelta(days=2))  # removed by Graph: subscribed anew
+    assert again.id != channel.id and again.id in em.subscriptions
+    await conn.stop_watch(again)
+    await conn.stop_watch(again)
+    assert not em.subscriptions
+    await conn.aclose()
+
+
+async def test_graph_subscription_fails_when_endpoint_does_not_echo() -> None:
+    from wedsync.connectors.errors import Fatal
+
+    em = msandbox.create_emulator(seed=6, events=0)
+    conn = graph(em)
+    with pytest.raises(Fatal) as info:
+        await conn.watch(em.default_calendar().id, "http://127.0.0.1:9/nothing", "s", timedelta(hours=1))
+    assert info.value.http_status == 400
+    await conn.aclose()
