@@ -113,16 +113,18 @@ class Parties:
         return out
 
 
-def charge_txns(intent_id: str, currency: str, parties: Parties, split: Split, *, escrow: bool,
-                native_transfer: bool, processing_fee: int = 0) -> list[LedgerTxn]:
-    """A captured payment: the gateway holds the gross, each party is credited its part (the vendor's into
-    escrow when held); a vendor part the gateway paid out natively is settled at once (a transfer); the
-    gateway's processing fee is the platform's expense."""
+def charge_txns(intent_id: str, currency: str, parties: Parties, split: Split, *, held: int = 0,
+                native_transfer: bool = False, processing_fee: int = 0) -> list[LedgerTxn]:
+    """A captured payment: the gateway holds the gross, each party is credited its part (``held`` of the
+    vendor's part into escrow); a vendor part the gateway paid out natively (destination charge) is
+    settled at once by a transfer; the gateway's processing fee is the platform's expense."""
+    if not 0 <= held <= split.vendor:
+        raise UnbalancedTransaction("the held part must lie within the vendor's part")
     clr = clearing(parties.connection_id)
-    lines = [(clr, split.total), *parties.lines(split, -1, escrow_part=split.vendor if escrow else 0)]
+    lines = [(clr, split.total), *parties.lines(split, -1, escrow_part=held)]
     txns = [_txn(f"charge:{intent_id}", "charge", currency, lines)]
-    if native_transfer and split.vendor and not escrow:
-        txns.append(transfer_txn(f"transfer:{intent_id}", currency, parties, split.vendor))
+    if native_transfer and split.vendor - held > 0:
+        txns.append(transfer_txn(f"transfer:{intent_id}", currency, parties, split.vendor - held))
     if processing_fee:
         txns.append(_txn(f"processing:{intent_id}", "processing_fee", currency,
                          [(PLATFORM_PROCESSING, processing_fee), (clr, -processing_fee)]))

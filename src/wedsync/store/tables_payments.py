@@ -235,3 +235,26 @@ class ReconciliationReport(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     items: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaymentTransfer(Base):
+    """A move of the vendor's money at the gateway (a separate transfer, or a transfer reversal); its
+    idempotency key is committed before the call, and the ledger posting follows its success."""
+
+    __tablename__ = "payment_transfers"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
+    intent_id: Mapped[str] = mapped_column(ForeignKey("payment_intents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # transfer|reversal
+    reason: Mapped[str] = mapped_column(String(64))  # escrow_release|payout|refund|dispute|dispute_won
+    amount_minor: Mapped[int] = mapped_column(Amount)
+    currency: Mapped[str] = mapped_column(String(3))
+    destination: Mapped[str | None] = mapped_column(String(200), default=None)
+    source_ref: Mapped[str | None] = mapped_column(String(200), default=None)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|succeeded|failed|unknown
+    gateway_ref: Mapped[str | None] = mapped_column(String(200), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -380,6 +380,37 @@ def upgrade() -> None:
     op.create_index(op.f("ix_payment_refunds_intent_id"), "payment_refunds", ["intent_id"], unique=False)
     op.create_index(op.f("ix_payment_refunds_vendor_id"), "payment_refunds", ["vendor_id"], unique=False)
 
+    op.create_table(
+        "payment_transfers",
+        sa.Column("id", sa.String(length=26), nullable=False),
+        sa.Column("vendor_id", sa.String(length=26), nullable=False),
+        sa.Column("intent_id", sa.String(length=26), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("destination", sa.String(length=200), nullable=True),
+        sa.Column("source_ref", sa.String(length=200), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("gateway_ref", sa.String(length=200), nullable=True),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("created_at", wedsync.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", wedsync.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("amount_minor > 0", name=op.f("ck_payment_transfers_amount_positive")),
+        sa.ForeignKeyConstraint(
+            ["intent_id"], ["payment_intents.id"], name=op.f("fk_payment_transfers_intent_id_payment_intents"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["vendor_id"], ["vendors.id"], name=op.f("fk_payment_transfers_vendor_id_vendors"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_transfers")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_payment_transfers_idempotency_key")),
+    )
+    op.create_index(op.f("ix_payment_transfers_intent_id"), "payment_transfers", ["intent_id"], unique=False)
+    op.create_index(op.f("ix_payment_transfers_vendor_id"), "payment_transfers", ["vendor_id"], unique=False)
+
     dialect = op.get_bind().dialect.name
     for statement in POSTGRES_TRIGGERS if dialect == "postgresql" else SQLITE_TRIGGERS:
         op.execute(statement)

@@ -1,0 +1,233 @@
+"""Payments API: vendor gateway setup, marketplace transactions, refunds, escrow, balances, ledger,
+disputes and reconciliation reports."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
+from wedsync.connectors.payments.base import DisputeEvidence
+from wedsync.errors import InvalidInput
+from wedsync.services.payments import FINAL, IntentRequest
+from wedsync.services.reconciliation import Reconciler
+
+router = APIRouter(tags=["payments"])
+
+
+class SetupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vendorId: str | None = None
+    gatewayConfig: dict[str, Any]
+    returnUrl: str | None = None
+
+
+class TransactionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bookingRef: str = Field(min_length=1, max_length=200)
+    amountMinor: StrictInt
+    currency: str = Field(min_length=1, max_length=8)
+    paymentMethod: str = Field(min_length=1, max_length=200)
+    milestone: str = "full"
+    sequence: StrictInt = 1
+    methodType: str = "card"
+    description: str | None = Field(default=None, max_length=500)
+    customerEmail: str | None = Field(default=None, max_length=320)
+    affiliateId: str | None = Field(default=None, max_length=200)
+    split: dict[str, Any] | None = None
+    escrow: dict[str, Any] | None = None
+
+
+class AmountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amountMinor: StrictInt | None = None
+
+
+class EvidenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    explanation: str = Field(min_length=1, max_length=20_000)
+    serviceDate: date | None = None
+    customerName: str | None = None
+    customerEmail: str | None = None
+    productDescription: str | None = None
+    refundPolicy: str | None = None
+    submit: bool = True
+
+
+class ReconcileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime
+    until: datetime
+
+
+def _dbos_running() -> bool:
+    from wedsync import bootstrap
+
+    return bool(getattr(bootstrap, "_dbos_launched", False))
+
+
+@router.post("/api/integrations/payments/setup")
+async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer) -> dict[str, Any]:
+    """Seed endpoint: ``{vendorId, gatewayConfig: {primary, fallbacks, routingRules, feeStructure,
+    complianceRequirements}}``; every gateway must be an active connection of this vendor."""
+    vendor_id = principal.vendor_scope(body.vendorId)
+    result: dict[str, Any] = await hub.payments.setup(vendor_id, body.gatewayConfig, return_url=body.returnUrl)
+    return result
+
+
+@router.get("/api/integrations/payments/setup")
+def get_setup(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
+    result: dict[str, Any] = hub.payments.get_setup(vendor_id)
+    return result
+
+
+@router.post("/api/payments/transactions")
+async def create_transaction(
+    body: TransactionIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for a final state")] = 10.0,
+) -> JSONResponse:
+    """processMarketplaceTransaction. The transaction is committed first, then its durable workflow
+    runs; the answer carries the final state when it came within ``wait`` seconds (201), else 202.
+    The same Idempotency-Key with the same body returns the same transaction (200)."""
+    req = IntentRequest(booking_ref=body.bookingRef, amount_minor=body.amountMinor, currency=body.currency,
+                        payment_method=body.paymentMethod, milestone=body.milestone, sequence=body.sequence,
+                        method_type=body.methodType, description=body.description,
+                        customer_email=body.customerEmail, affiliate_id=body.affiliateId, split=body.split,
+                        escrow=body.escrow)
+    view, created = await asyncio.to_thread(hub.payments.create_intent, vendor_id, idempotency_key or "", req)
+    if view["status"] not in FINAL:
+        view = await _run(hub, view["id"], vendor_id, wait)
+    code = 201 if created else 200
+    if view["status"] not in FINAL:
+        code = 202
+    return JSONResponse(view, status_code=code)
+
+
+async def _run(hub: Any, intent_id: str, vendor_id: str, wait: float) -> dict[str, Any]:
+    if _dbos_running():
+        from wedsync.workflows.payments import start_transaction
+
+        handle = await start_transaction(intent_id)
+        try:
+            await asyncio.wait_for(handle.get_result(), timeout=wait)
+        except TimeoutError:
+            pass
+    else:  # no DBOS in this process (tests, tools): the same steps, run in the request
+        await hub.payments.run_inline(intent_id)
+    result: dict[str, Any] = hub.payments.get_intent(vendor_id, intent_id)
+    return result
+
+
+@router.get("/api/payments/transactions")
+def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
+                      status: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+                      ) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status,
+                                                             limit=limit)
+    return result
+
+
+@router.get("/api/payments/transactions/{transaction_id}")
+def get_transaction(transaction_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
+    result: dict[str, Any] = hub.payments.get_intent(vendor_id, transaction_id)
+    return result
+
+
+@router.post("/api/payments/transactions/{transaction_id}/refunds")
+async def refund_transaction(
+    transaction_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> dict[str, Any]:
+    """Refund all (no amount) or part of a payment; transfers and fees are reversed proportionally."""
+    result: dict[str, Any] = await hub.payments.refund(vendor_id, transaction_id, body.amountMinor,
+                                                       client_key=idempotency_key)
+    return result
+
+
+@router.get("/api/payments/escrow")
+def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = hub.payments.list_holds(vendor_id, bookingRef)
+    return result
+
+
+@router.post("/api/payments/escrow/{hold_id}/release")
+async def release_escrow(hold_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer
+                         ) -> dict[str, Any]:
+    """Manual release of all (no amount) or part of a hold."""
+    result: dict[str, Any] = await hub.payments.release(vendor_id, hold_id, body.amountMinor)
+    return result
+
+
+@router.post("/api/payments/escrow/{hold_id}/cancel")
+async def cancel_escrow(hold_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
+    result: dict[str, Any] = await hub.payments.cancel_hold(vendor_id, hold_id)
+    return result
+
+
+@router.post("/api/payments/bookings/{booking_ref}/milestones/{milestone}/approve")
+async def approve_milestone(booking_ref: str, milestone: str, hub: HubDep, vendor_id: VendorId, _p: Writer
+                            ) -> dict[str, Any]:
+    result: dict[str, Any] = await hub.payments.approve_milestone(vendor_id, booking_ref, milestone)
+    return result
+
+
+@router.post("/api/payments/escrow/release-due")
+async def release_due(hub: HubDep, vendor_id: VendorId, _p: Writer) -> list[dict[str, Any]]:
+    """Release every hold of this vendor whose condition is met now (the sweep does this on its own)."""
+    result: list[dict[str, Any]] = await hub.payments.release_due(vendor_id=vendor_id)
+    return result
+
+
+@router.get("/api/payments/balances")
+def balances(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
+    result: dict[str, Any] = hub.payments.balances(vendor_id)
+    result["check"] = hub.payments.ledger_check(vendor_id)
+    return result
+
+
+@router.get("/api/payments/ledger")
+def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = hub.payments.ledger(vendor_id, intent_id=transactionId, limit=limit)
+    return result
+
+
+@router.get("/api/payments/disputes")
+def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = hub.payments.list_disputes(vendor_id)
+    return result
+
+
+@router.post("/api/payments/disputes/{dispute_id}/evidence")
+async def submit_evidence(dispute_id: str, body: EvidenceIn, hub: HubDep, vendor_id: VendorId, _p: Writer
+                          ) -> dict[str, Any]:
+    ev = DisputeEvidence(explanation=body.explanation, service_date=body.serviceDate,
+                         customer_name=body.customerName, customer_email=body.customerEmail,
+                         product_description=body.productDescription, refund_policy=body.refundPolicy,
+                         submit=body.submit)
+    result: dict[str, Any] = await hub.payments.submit_evidence(vendor_id, dispute_id, ev)
+    return result
+
+
+@router.post("/api/payments/reconciliations")
+async def reconcile(body: ReconcileIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
+    """On-demand reconciliation of the vendor's gateways over ``[since, until)``."""
+    if body.since.tzinfo is None or body.until.tzinfo is None:
+        raise InvalidInput("since and until need a UTC offset", code="naive_datetime")
+    return await Reconciler(hub).reconcile(vendor_id, body.since, body.until)
+
+
+@router.get("/api/payments/reconciliations")
+def list_reconciliations(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
+    return Reconciler(hub).reports(vendor_id)
+
+
+@router.get("/api/payments/reconciliations/{report_id}")
+def get_reconciliation(report_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
+    return Reconciler(hub).get(vendor_id, report_id)
