@@ -183,3 +183,31 @@ def test_parallel_requests_exactly_one_wins(any_hub: Hub) -> None:
     assert results.count("409") == n - 1
     active = svc.list_bookings(v, status="active")
     assert len(active) == 1
+
+
+def _booking_ics(uid: str, start: datetime, hours: int = 1, status: str = "CONFIRMED") -> str:
+    fmt = "%Y%m%dT%H%M%SZ"
+    return (f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
+            f"DTSTART:{start.strftime(fmt)}\r\nDTEND:{(start + timedelta(hours=hours)).strftime(fmt)}\r\n"
+            f"SUMMARY:Consultation ({uid})\r\nSTATUS:{status}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def test_calendly_source_events_import_through_the_guard(any_hub: Hub) -> None:
+    svc = any_hub.calendar
+    svc.auto_propagate = False
+    v = _vendor(any_hub)
+    svc.create_booking(v, _req(T0, title="already booked"))
+    src = _source(any_hub, v, kind="calendly", synced=False)
+    svc.store_changes(src, [SourceChange("ev-a", _booking_ics("a", T0 + timedelta(days=1))),
+                            SourceChange("ev-b", _booking_ics("b", T0 + timedelta(minutes=30)))])
+    plan = svc.begin_sync(src)
+    svc.finish_sync(plan, "2027-01-01T00:00:00Z", full=False)
+    imported = {b["external_ref"]: b for b in svc.list_bookings(v) if b["channel"] == "calendly"}
+    assert imported["ev-a"]["status"] == "active"
+    assert imported["ev-b"]["status"] == "conflict"
+    assert [c["external_ref"] for c in svc.conflicts_recorded(v)] == ["ev-b"]
+    # canceled at Calendly, and a second run changes nothing else
+    svc.store_changes(src, [SourceChange("ev-a", _booking_ics("a", T0 + timedelta(days=1), status="CANCELLED"))])
+    svc.finish_sync(svc.begin_sync(src), "2027-01-02T00:00:00Z", full=False)
+    assert svc.get_booking(v, imported["ev-a"]["id"])["status"] == "cancelled"
+    assert len(svc.conflicts_recorded(v)) == 1

@@ -56,6 +56,7 @@ SYNC_PAST = timedelta(days=31)
 SYNC_FUTURE = timedelta(days=550)
 PROPAGATION_HORIZON = timedelta(days=400)
 MAX_BOOKING = timedelta(days=14)
+STUCK_AFTER = timedelta(minutes=10)
 BOOKING_KINDS = ("booking", "hold")
 
 
@@ -207,7 +208,7 @@ class CalendarService:
                 writable = kind in WRITABLE_KINDS
             if writable and kind not in WRITABLE_KINDS:
                 raise InvalidInput(f"{kind} calendars cannot receive busy blocks", code="calendar_read_only")
-        default_poll = 15 if kind not in PUSH_KINDS else 300
+        default_poll = 300 if kind == FEED_KIND else 10 if kind not in PUSH_KINDS else 120
         with self.db.session() as s:
             self._vendor(s, vendor_id)
             existing = s.execute(select(CalendarSource).where(
@@ -309,7 +310,7 @@ class CalendarService:
         with self.db.session() as s:
             src = self._source(s, None, source_id)
             src.last_attempt_at = utcnow()
-            src.last_error = None
+            src.status = "syncing"  # the last error (if any) stays until a clean run: fail closed
             return {"source_id": src.id, "vendor_id": src.vendor_id, "kind": src.kind,
                     "sync_state": src.sync_state, "run_token": new_id()}
 
@@ -362,6 +363,12 @@ class CalendarService:
         counts = self.store_changes(plan["source_id"], changes, run_token=plan["run_token"] if full else None)
         return {"next_page": next_page, "sync_state": state, "full": full, **counts, "items": len(changes)}
 
+    def finish_sync(self, plan: dict[str, Any], sync_state: str | None, full: bool, rejected: int = 0
+                    ) -> dict[str, Any]:
+        """Record success: the new sync state, freshness, and (full listings) delete what was not listed. Items
+        with unusable iCalendar (``rejected``) keep the source in error, so its time stays blocked."""
+        return self._finish(plan, sync_state, full, rejected)
+
     async def _fetch_feed(self, src: dict[str, Any]) -> tuple[list[Any], None, str]:
         try:
             ical_feed = importlib.import_module("wedsync.connectors.channels.ical_feed")  # CAL-A: SSRF guard
@@ -375,8 +382,7 @@ class CalendarService:
         changes = await fetch(src["calendar_id"], allow_private=self.hub.settings.allow_private_urls)
         return list(changes), None, utcnow().isoformat()
 
-    def finish_sync(self, plan: dict[str, Any], sync_state: str | None, full: bool) -> dict[str, Any]:
-        """Record success: the new sync state, freshness, and (full listings) delete what was not listed."""
+    def _finish(self, plan: dict[str, Any], sync_state: str | None, full: bool, rejected: int) -> dict[str, Any]:
         with self.db.session() as s:
             src = self._source(s, None, plan["source_id"])
             removed = 0
@@ -388,7 +394,10 @@ class CalendarService:
                 src.version += 1
             src.sync_state = sync_state
             src.last_synced_at = utcnow()
-            src.status = "ok" if not src.last_error else "error"
+            if rejected:
+                src.status = "error"
+            else:
+                src.status, src.last_error = "ok", None
             kind, vendor_id = src.kind, src.vendor_id
         if kind in IMPORT_KINDS:
             self.import_source_bookings(plan["source_id"])
@@ -427,7 +436,7 @@ class CalendarService:
                         totals[k] += res[k]
                     page = res["next_page"]
                     if page is None:
-                        fin = self.finish_sync(plan, res["sync_state"], res["full"])
+                        fin = self.finish_sync(plan, res["sync_state"], res["full"], totals["rejected"])
                         totals["deleted"] += fin["removed"]
                         break
             except (ConnectorError, NotImplementedCapability) as exc:
@@ -437,14 +446,79 @@ class CalendarService:
             await self.propagate(plan["vendor_id"])
         return {"status": "ok", **totals}
 
+    async def watch_source(self, source_id: str, *, ttl: timedelta = timedelta(days=7)) -> dict[str, Any]:
+        """Open a push channel (Google channel / Graph subscription) to /webhooks/{provider}/{connection};
+        the channel token is the connection's webhook secret, which the intake verifies."""
+        from wedsync.connectors.calendars.base import WatchChannel
+        from wedsync.services.connections import WEBHOOK_SECRET
+        from wedsync.services.subscriptions import webhook_url
+
+        src = self.get_source(None, source_id)
+        connector = await self._connector(src)
+        if not getattr(connector, "supports_push", False):
+            raise NotImplementedCapability(f"{src['kind']} has no push channel: it is polled every "
+                                           f"{src['poll_interval_s']} s", code="calendar_no_push")
+        conn = self.hub.connections.get_any(src["connection_id"])
+        secret = str(self.hub.connections.credentials(conn).get(WEBHOOK_SECRET, ""))
+        address = webhook_url(self.hub.settings.public_url, conn.provider, conn.id)
+        max_ttl = getattr(connector, "max_watch_ttl", None) or ttl
+        old = src.get("push")
+        channel: WatchChannel = await connector.watch(src["calendar_id"], address, secret, min(ttl, max_ttl))
+        with self.db.session() as s:
+            row = self._source(s, None, source_id)
+            previous = dict(row.watch or {})
+            row.watch = {"id": channel.id, "resource_id": channel.resource_id,
+                         "expires_at": channel.expires_at.isoformat(), "calendar_id": channel.calendar_id,
+                         "address": channel.address, "extra": channel.extra}
+            row.poll_interval_s = max(row.poll_interval_s, 900)  # push covers it; polling is the safety net
+        if old and previous.get("id") and previous.get("id") != channel.id:
+            await self._stop_channel(connector, previous, secret)
+        return {"channel_id": channel.id, "expires_at": channel.expires_at.isoformat(), "address": address}
+
+    async def _stop_channel(self, connector: Any, watch: dict[str, Any], secret: str) -> None:
+        from wedsync.connectors.calendars.base import WatchChannel
+
+        try:
+            await connector.stop_watch(WatchChannel(watch["id"], watch["resource_id"],
+                                                    datetime.fromisoformat(watch["expires_at"]),
+                                                    watch["calendar_id"], watch["address"], secret,
+                                                    watch.get("extra") or {}))
+        except (ConnectorError, NotImplementedCapability) as exc:
+            log.info("old push channel not stopped", error_type=type(exc).__name__)
+
+    async def renew_watches(self, *, margin: timedelta = timedelta(hours=12)) -> int:
+        """Renew every push channel that expires within ``margin`` (before expiry, never after)."""
+        now = utcnow()
+        with self.db.read() as s:
+            rows = [(r.id, dict(r.watch)) for r in s.execute(select(CalendarSource)).scalars() if r.watch]
+        renewed = 0
+        for source_id, watch in rows:
+            try:
+                expires = datetime.fromisoformat(watch["expires_at"])
+            except (KeyError, ValueError):
+                continue
+            if expires - margin > now:
+                continue
+            try:
+                await self.watch_source(source_id)
+                renewed += 1
+            except (ConnectorError, NotImplementedCapability) as exc:
+                self.fail_sync(source_id, f"push channel renewal failed: {type(exc).__name__}: {exc}")
+        return renewed
+
     def sources_due(self, now: datetime | None = None) -> list[str]:
         """Sources whose polling interval has passed (push sources too, as a safety net, at their interval)."""
         now = now or utcnow()
         with self.db.read() as s:
-            rows = s.execute(select(CalendarSource.id, CalendarSource.last_attempt_at,
+            rows = s.execute(select(CalendarSource.id, CalendarSource.last_attempt_at, CalendarSource.status,
                                     CalendarSource.poll_interval_s)).all()
-        return [r.id for r in rows if r.last_attempt_at is None or
-                now - r.last_attempt_at >= timedelta(seconds=r.poll_interval_s)]
+        out = []
+        for r in rows:
+            if r.status == "syncing" and r.last_attempt_at is not None and now - r.last_attempt_at < STUCK_AFTER:
+                continue  # a run is in progress: never two listings of one source at once
+            if r.last_attempt_at is None or now - r.last_attempt_at >= timedelta(seconds=r.poll_interval_s):
+                out.append(r.id)
+        return out
 
     def sources_of_connection(self, connection_id: str) -> list[str]:
         with self.db.read() as s:
@@ -458,9 +532,11 @@ class CalendarService:
         out = []
         for src in sources:
             rules = av.SourceRules(**{**src.rules, "ignore_own_blocks": True})
-            out.append(av.SourceInput(src.id, src.name, _LazyTexts(self, src.id), rules=rules,
+            # a Calendly/Acuity event is an imported booking: it counts once, as the booking
+            texts: Sequence[str] = [] if src.kind in IMPORT_KINDS else _LazyTexts(self, src.id)
+            out.append(av.SourceInput(src.id, src.name, texts, rules=rules,
                                       last_synced_at=src.last_synced_at, max_age=stale_after,
-                                      error=src.last_error if src.status == "error" or src.last_error else None))
+                                      error=src.last_error or None))
             out[-1].version = src.version  # type: ignore[attr-defined]
         return out
 
@@ -685,7 +761,7 @@ class CalendarService:
                                                                 **(exc.details or {})}, created_at=now)
             s.add(conflict)
             s.flush()
-            log.warning("imported booking conflicts", vendor_id=vendor_id, channel=req.channel, code=exc.code)
+            log.warning("imported booking conflicts", vendor_id=vendor_id, channel=req.channel, conflict=exc.code)
             return {**booking_dict(row), "conflict_id": conflict.id, "conflict_code": exc.code}
 
     def reschedule_booking(self, vendor_id: str, booking_id: str, start: datetime, end: datetime, *,

@@ -16,7 +16,7 @@ from wedsync.store.tables import new_id
 from wedsync.workflows.queues import SYNC_QUEUE, get_queue
 
 MAX_PAGES = 10_000
-POLL_CRON = "*/10 * * * * *"
+POLL_CRON = "*/5 * * * * *"
 
 
 @DBOS.step()
@@ -37,8 +37,9 @@ async def calendar_reset_step(source_id: str) -> None:
 
 
 @DBOS.step()
-async def calendar_finish_step(plan: dict[str, Any], sync_state: str | None, full: bool) -> dict[str, Any]:
-    result: dict[str, Any] = get_hub().calendar.finish_sync(plan, sync_state, full)
+async def calendar_finish_step(plan: dict[str, Any], sync_state: str | None, full: bool, rejected: int
+                               ) -> dict[str, Any]:
+    result: dict[str, Any] = get_hub().calendar.finish_sync(plan, sync_state, full, rejected)
     return result
 
 
@@ -59,7 +60,7 @@ async def calendar_sync_source(source_id: str) -> dict[str, Any]:
     vendor's busy blocks to its other calendars."""
     plan = await calendar_begin_step(source_id)
     page: str | None = None
-    pages = 0
+    pages = rejected = 0
     try:
         while pages < MAX_PAGES:
             res = await calendar_page_step(plan, page)
@@ -68,9 +69,10 @@ async def calendar_sync_source(source_id: str) -> dict[str, Any]:
                 plan["sync_state"], page = None, None
                 continue
             pages += 1
+            rejected += res["rejected"]
             page = res["next_page"]
             if page is None:
-                await calendar_finish_step(plan, res["sync_state"], res["full"])
+                await calendar_finish_step(plan, res["sync_state"], res["full"], rejected)
                 break
     except (ConnectorError, NotImplementedCapability) as exc:
         await calendar_fail_step(source_id, f"{type(exc).__name__}: {exc}")
@@ -88,9 +90,16 @@ async def enqueue_source_sync(source_id: str, run_id: str | None = None) -> str:
     return wf_id
 
 
+@DBOS.step()
+async def calendar_renew_step() -> int:
+    renewed: int = await get_hub().calendar.renew_watches()
+    return renewed
+
+
 @DBOS.workflow()
 async def calendar_poll(scheduled: datetime, context: Any = None) -> None:
-    """Every 10 s: start the sync of each source whose polling interval has passed."""
+    """Every 5 s: start the sync of each source whose polling interval has passed; renew push channels."""
+    await calendar_renew_step()
     due = get_hub().calendar.sources_due()
     for source_id in due:
         await enqueue_source_sync(source_id, f"cal-{source_id}-{int(scheduled.timestamp())}")
@@ -105,7 +114,7 @@ def after_launch() -> None:
 
 
 def ensure_poll_schedule(*, launched: bool = False) -> bool:
-    """Install the 10-second polling schedule (idempotent; needs DBOS launched in this process)."""
+    """Install the 5-second polling schedule (idempotent; needs DBOS launched in this process)."""
     global _schedule_applied
     if _schedule_applied:
         return True
