@@ -22,6 +22,7 @@ from wedsync.connectors.payments.base import (
     Outcome,
     SplitInstruction,
 )
+from wedsync.connectors.payments.paypal import PayPalConnector
 from wedsync.connectors.payments.square import SquareConnector, square_key
 from wedsync.connectors.payments.stripe import StripeConnector
 from wedsync.connectors.webhooks import get_scheme
@@ -74,6 +75,11 @@ def connector_for(sandbox: FastAPI, slug: str, *, timeout: float = 5.0) -> Gatew
 
         return SquareConnector(access_token=DEFAULT_ACCESS_TOKEN, base_url="http://sandbox.test/square",
                                transport=transport, timeout=timeout)
+    if slug == "paypal":
+        from wedsync.sandbox.paypal import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+        return PayPalConnector(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
+                               base_url="http://sandbox.test/paypal", transport=transport, timeout=timeout)
     raise AssertionError(slug)
 
 
@@ -326,5 +332,106 @@ async def test_square_dispute_payouts_and_signed_webhooks(sandbox: FastAPI, admi
     assert kinds == ["charge", "dispute", "fee", "payout"]
     charge = next(i for i in items if i.kind == "charge")
     assert charge.source_ref == res.gateway_ref and charge.fee_minor == 900 and charge.gross_minor == 30_000
+    assert sum(i.net_minor for i in items) == 0
+    await conn.aclose()
+
+
+# ------------------------------------------------------------------------------------------------- PayPal
+
+
+async def paypal_merchant(conn: GatewayConnector) -> str:
+    from wedsync.sandbox.paypal import PayPalEmulator
+
+    step = await conn.onboard("vendor-pp", "https://hub.example/return", "https://hub.example/refresh")
+    assert step.kind == "redirect" and step.url and "referralToken=" in step.url and step.account_ref
+    return PayPalEmulator.merchant_for("vendor-pp")
+
+
+async def test_paypal_platform_fee_order_refund_and_duplicates(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "paypal")
+    merchant = await paypal_merchant(conn)
+    req = ChargeRequest(reference="pp-pay-1", amount_minor=12_345, currency="USD", payment_method="vault-card-ok",
+                        description="Catering", split=SplitInstruction(merchant, 1_235))
+    res = await conn.charge(req, "attempt-pp-1")
+    assert res.outcome is Outcome.SUCCEEDED and res.native_split and res.amount_minor == 12_345
+    assert res.gateway_ref and res.extra["order_id"] and res.fee_minor == 480
+    again = await conn.charge(req, "attempt-pp-1")  # same PayPal-Request-Id: the stored order
+    assert again.gateway_ref == res.gateway_ref
+    dup = await conn.charge(req, "attempt-pp-1b")  # new request id, same invoice: PayPal refuses
+    assert dup.outcome is Outcome.UNKNOWN and dup.decline_code == "DUPLICATE_INVOICE_ID"
+    assert await succeeded_charges(admin, "paypal", "pp-pay-1") == 1
+    refund = await conn.refund(res.gateway_ref, 2_000, "USD", "refund-pp-1", reverse_split=True)
+    assert refund.outcome is Outcome.SUCCEEDED and refund.extra["platform_fee_refunded"] == "200"
+    over = await conn.refund(res.gateway_ref, 20_000, "USD", "refund-pp-2", reverse_split=False)
+    assert over.outcome is Outcome.NOT_EXECUTED and over.decline_code == "REFUND_AMOUNT_EXCEEDED"
+    declined = await conn.charge(ChargeRequest(reference="pp-pay-2", amount_minor=500, currency="USD",
+                                               payment_method="vault-card-declined"), "attempt-pp-2")
+    assert declined.outcome is Outcome.DECLINED and declined.decline_code == "0500"
+    bad_payee = await conn.charge(ChargeRequest(reference="pp-pay-3", amount_minor=500, currency="USD",
+                                                payment_method="vault-card-ok",
+                                                split=SplitInstruction("NOBODY", 10)), "attempt-pp-3")
+    assert bad_payee.outcome is Outcome.NOT_EXECUTED and bad_payee.decline_code == "PAYEE_ACCOUNT_INVALID"
+    await conn.aclose()
+
+
+async def test_paypal_unknown_after_execution_resolved_by_replay(sandbox: FastAPI,
+                                                                admin: httpx.AsyncClient) -> None:
+    from wedsync.sandbox.paypal import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    conn = PayPalConnector(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
+                           base_url="http://sandbox.test/paypal", transport=httpx.ASGITransport(app=sandbox),
+                           timeout=0.3, mutation_attempts=1)
+    assert (await conn.charge(ChargeRequest(reference="pp-warm", amount_minor=100, currency="USD",
+                                            payment_method="vault-ok"), "warm")).charged  # token fetched
+    await admin.post("/_sandbox/paypal/mutate", json={"action": "after_commit", "rate": 1.0, "mode": "stall",
+                                                      "stall_seconds": 0.6})
+    req = ChargeRequest(reference="pp-pay-4", amount_minor=9_900, currency="USD", payment_method="vault-ok")
+    lost = await conn.charge(req, "attempt-pp-4")
+    assert lost.outcome is Outcome.UNKNOWN
+    await admin.post("/_sandbox/paypal/mutate", json={"action": "after_commit", "rate": 0.0})
+    found = await conn.lookup("pp-pay-4", "attempt-pp-4", request=req)
+    assert found.outcome is Outcome.SUCCEEDED and found.amount_minor == 9_900
+    by_report = await conn.lookup("pp-pay-4", "attempt-pp-4")
+    assert by_report.outcome is Outcome.SUCCEEDED and by_report.gateway_ref == found.gateway_ref
+    assert await succeeded_charges(admin, "paypal", "pp-pay-4") == 1
+    await conn.aclose()
+
+
+async def test_paypal_dispute_webhooks_reporting_and_evidence(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    from wedsync.connectors.webhooks import PayPalScheme
+
+    emulator = sandbox.state.emulators["paypal"]
+    got: list[tuple[bytes, dict[str, str]]] = []
+    emulator.webhooks.send = lambda url, body, headers=None: got.append((body, dict(headers or {})))
+    await admin.post("/_sandbox/paypal/mutate", json={"action": "webhook", "url": "https://hub.example/pp",
+                                                      "secret": "WH-ID-1"})
+    conn = connector_for(sandbox, "paypal")
+    assert isinstance(conn, PayPalConnector)
+    conn.webhook_id = "WH-ID-1"
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    res = await conn.charge(ChargeRequest(reference="pp-pay-5", amount_minor=40_000, currency="USD",
+                                          payment_method="vault-dispute"), "attempt-pp-5")
+    assert res.outcome is Outcome.SUCCEEDED
+    scheme = PayPalScheme(cert_loader=emulator.cert_loader)
+    types = [scheme.verify(body, headers, "WH-ID-1").event_type for body, headers in got]
+    assert types == ["PAYMENT.CAPTURE.COMPLETED", "CUSTOMER.DISPUTE.CREATED"]
+    assert await conn.verify_webhook_signature(*got[-1])
+    assert not await conn.verify_webhook_signature(got[-1][0].replace(b"400.00", b"400.01"), got[-1][1])
+    event = conn.parse_event(*got[-1])
+    assert event.kind is EventKind.DISPUTE_OPENED and event.dispute and event.gateway_ref == res.gateway_ref
+    assert event.reference == "pp-pay-5" and event.dispute.amount_minor == 40_000
+    assert event.dispute.evidence_due_by and event.dispute.evidence_due_by > datetime.now(UTC)
+    paid = conn.parse_event(*got[0])
+    assert paid.kind is EventKind.PAYMENT_SUCCEEDED and paid.reference == "pp-pay-5"
+    sub = await conn.submit_dispute_evidence(event.dispute.dispute_ref, DisputeEvidence("Delivered"))
+    assert sub.outcome is Outcome.SUCCEEDED
+    await admin.post("/_sandbox/paypal/mutate", json={"action": "close_dispute",
+                                                      "dispute": event.dispute.dispute_ref, "outcome": "won"})
+    assert conn.parse_event(*got[-1]).kind is EventKind.DISPUTE_WON
+    await admin.post("/_sandbox/paypal/mutate", json={"action": "payout"})
+    items = await conn.settlements(since, datetime.now(UTC) + timedelta(minutes=1))
+    assert sorted(i.kind for i in items) == ["charge", "dispute", "dispute", "payout"]
+    charge = next(i for i in items if i.kind == "charge")
+    assert charge.source_ref == res.gateway_ref and charge.reference == "pp-pay-5" and charge.fee_minor == 1_445
     assert sum(i.net_minor for i in items) == 0
     await conn.aclose()
