@@ -124,6 +124,25 @@ def worker(
 
 
 @app.command()
+def providers(markdown: bool = typer.Option(False, "--markdown", help="print the table of docs/providers.md")) -> None:
+    """Every provider the hub knows, with its real channel and capabilities."""
+    from wedsync.connectors.registry import capability_markdown, capability_matrix
+
+    if markdown:
+        typer.echo(capability_markdown(), nl=False)
+        return
+    table = Table(title="Providers")
+    for col in ("provider", "status", "channel", "read", "write", "webhooks"):
+        table.add_column(col)
+    for row in capability_matrix():
+        caps = row["capabilities"]
+        assert isinstance(caps, dict)
+        table.add_row(str(row["provider"]), str(row["status"]), str(row["channel"]),
+                      ", ".join(caps["read"]), ", ".join(caps["write"]), ", ".join(caps["webhooks"]))
+    Console().print(table)
+
+
+@app.command()
 def sandbox(
     port: int = 8100,
     host: str = "127.0.0.1",

@@ -133,3 +133,26 @@ def capability_matrix() -> list[dict[str, object]]:
         for p in PLANNED_BY_SLUG.values()
     ]
     return built + planned
+
+
+def _cell(values: list[str] | object) -> str:
+    if isinstance(values, list):
+        return ", ".join(f"`{v}`" for v in values) if values else "-"
+    return str(values).replace("|", "\\|").replace("\n", " ") or "-"
+
+
+def capability_markdown() -> str:
+    """The matrix as the Markdown table kept in ``docs/providers.md`` (a test keeps the two equal)."""
+    lines = [
+        "| provider | slug | status | category | channel | read | write | webhooks | incremental | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in capability_matrix():
+        caps = row["capabilities"]
+        assert isinstance(caps, dict)
+        lines.append("| " + " | ".join([
+            _cell(row["name"]), f"`{row['provider']}`", _cell(row["status"]), _cell(caps["category"]),
+            _cell(row["channel"]), _cell(caps["read"]), _cell(caps["write"]), _cell(caps["webhooks"]),
+            _cell(caps["incremental"]), _cell(caps["notes"]),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
