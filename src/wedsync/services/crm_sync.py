@@ -967,8 +967,8 @@ class CrmService:
 
         if layout not in LAYOUTS:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
-        if not 10 <= chunk_size <= 10_000:
-            raise InvalidInput("chunk_size must be 10-10000", code="invalid_chunk_size")
+        if not 1 <= chunk_size <= 10_000:
+            raise InvalidInput("chunk_size must be 1-10000", code="invalid_chunk_size")
         if len(data) > MAX_IMPORT_BYTES:
             raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB",
                                code="file_too_large")
@@ -1217,6 +1217,13 @@ class CrmService:
         with self.db.engine.begin() as c:
             if event.client is not None:
                 client = replace(event.client, remote_modified_at=event.client.remote_modified_at or at)
+                stored = c.execute(select(_CLIENTS).where(_CLIENTS.c.connection_id == row.connection_id,
+                                                          _CLIENTS.c.remote_id == client.remote_id)).first()
+                if stored is not None:  # a hook carries only the fields its Zap maps: absent is not cleared
+                    for name in (*CLIENT_FIELDS, "company"):
+                        if getattr(client, name) is None and getattr(stored, name) is not None:
+                            setattr(client, name, getattr(stored, name))
+                    client.custom_fields = {**(stored.custom_fields or {}), **client.custom_fields}
                 evidence = {client.remote_id: {event.wedding.event_date}} if (
                     event.wedding is not None and event.wedding.event_date) else None
                 created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "contacts",

@@ -1,0 +1,249 @@
+"""CRM hub core on SQLite and PostgreSQL: Tave (VSCO sandbox) + a HoneyBook CSV become one set of clients,
+conflicts follow the vendor's policies, merges are undone, mappings re-map, hooks apply in order."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from wedsync.connectors.crm.vsco_workspace import map_contact
+from wedsync.domain.crm import ClientRecord
+from wedsync.errors import Conflict, WedsyncError
+from wedsync.services.crm_sync import DirectImportSteps, drive_import
+from wedsync.services.sync_engine import DirectSteps, drive_run
+from wedsync.services.webhook_inbox import InboxRow
+from wedsync.store.tables import Client, Connection, new_id
+from wedsync.store.tables_crm import CrmClient
+
+SLUG = "vsco-workspace"
+KEY = "sandbox-vsco-key"
+T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
+HB_HEADER = ["First Name", "Last Name", "Email", "Phone", "Company", "Address", "Project Name", "Project Date",
+             "Project Type", "Project Stage", "Lead Source", "Date Created"]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[str]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def csv_connection(hub: Any, vendor_id: str, provider: str = "honeybook") -> str:
+    """The vendor's CSV/hook connection (a plain row while the product's connector module is not there)."""
+    try:
+        return str(hub.crm.connection_for(vendor_id, provider, create=True).id)
+    except WedsyncError:
+        with hub.db.session() as s:
+            c = Connection(id=new_id(), vendor_id=vendor_id, provider=provider, settings={})
+            s.add(c)
+        return c.id
+
+
+def hb_csv(rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(HB_HEADER)
+    w.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def hb_row(first: str, last: str, email: str, phone: str = "", project: str = "", day: str = "") -> list[str]:
+    return [first, last, email, phone, "", "", project, day, "Wedding" if project else "", "", "", ""]
+
+
+def count(hub: Any, model: Any, **where: Any) -> int:
+    with hub.db.read() as s:
+        q = select(func.count()).select_from(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return int(s.execute(q).scalar_one())
+
+
+def person_of(hub: Any, connection_id: str, remote_id: str) -> str:
+    with hub.db.read() as s:
+        return str(s.execute(select(Client.crm_client_id).where(Client.connection_id == connection_id,
+                                                                Client.remote_id == remote_id)).scalar_one())
+
+
+async def import_file(hub: Any, vendor_id: str, data: bytes, chunk_size: int = 10) -> dict[str, Any]:
+    job = hub.crm.create_import(vendor_id, "honeybook", data, filename="contacts.csv", chunk_size=chunk_size)
+    return await drive_import(job["id"], DirectImportSteps(hub.crm))
+
+
+async def test_tave_and_honeybook_become_one_set(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    hub = any_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 40, "jobs": 12}, timeout=30).raise_for_status()
+    v = hub.tenancy.create_vendor("Golden Hour Photography", "America/Los_Angeles")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{sandbox}/{SLUG}/api/v2")
+    r = hub.sync.create_run(v.id, tave.id, "full")
+    summary = await drive_run(r.id, DirectSteps(hub.sync))
+    await hub.connections.aclose()
+    assert summary["status"] == "succeeded" and summary["created"] == 52
+    people_after_tave = count(hub, CrmClient, vendor_id=v.id)
+    assert people_after_tave >= 38  # 40 sandbox contacts; a same-name same-phone pair may be one person
+
+    text = httpx.get(f"{sandbox}/_sandbox/{SLUG}/records/address-book", timeout=30).text
+    truth = [map_contact(json.loads(line)) for line in text.splitlines() if line.strip()]
+    truth = [t for t in truth if t.email and t.first_name and t.last_name and t.phone][:12]
+    rows, expect_rule = [], {}
+    for i, t in enumerate(truth):
+        phone = (t.phone or "").split(";")[0]
+        spaced = f"{phone[:3]} {phone[3:6]} {phone[6:]}"  # another way of writing the same number
+        if i % 4 == 0:
+            row = hb_row(t.first_name or "", t.last_name or "", (t.email or "").upper(), spaced)
+        elif i % 4 == 1:
+            row = hb_row(t.last_name or "", t.first_name or "", t.email or "")  # swapped
+        elif i % 4 == 2:
+            first = t.first_name or ""
+            typo = first[:2] + ("x" if first[2:3] != "x" else "y") + first[3:] if len(first) >= 4 else first
+            row = hb_row(typo, t.last_name or "", t.email or "")
+        else:
+            row = hb_row(t.first_name or "", t.last_name or "", f"other.{i}@example.org", spaced)
+        rows.append(row)
+        expect_rule[t.remote_id] = row
+    rows.append(hb_row("Zebediah", truth[0].last_name or "", truth[0].email or ""))  # shared family e-mail
+    rows += [hb_row(f"New{i}", "Person", f"new{i}@example.org", "", "Wedding", "06/12/2027") for i in range(3)]
+    rows.append(["", "", "not-an-email", "", "", "", "", "", "", "", "", ""])  # nothing to identify anyone
+    data = hb_csv(rows)
+
+    csv_connection(hub, v.id)
+    job = await import_file(hub, v.id, data, chunk_size=5)
+    assert job["status"] == "succeeded", job
+    assert job["processed_rows"] == len(rows) and job["bad_rows"] >= 1
+    assert job["good_rows"] == len(rows) - job["bad_rows"]
+    errors = hub.crm.import_errors(v.id, job["id"])
+    assert any(e["line"] == len(rows) + 1 and e["skipped"] for e in errors)  # header is line 1
+    hb = hub.crm.connection_for(v.id, "honeybook")
+    # every overlapping HoneyBook row joined its Tave client
+    with hub.db.read() as s:
+        hb_rows = {(r.first_name, r.last_name): r for r in s.execute(select(Client).where(
+            Client.connection_id == hb.id)).scalars()}
+    for t in truth:
+        row = expect_rule[t.remote_id]
+        assert hb_rows[(row[0], row[1])].crm_client_id == person_of(hub, tave.id, t.remote_id), row
+    assert hb_rows[("Zebediah", truth[0].last_name)].crm_client_id != person_of(hub, tave.id, truth[0].remote_id)
+    assert count(hub, CrmClient, vendor_id=v.id) == people_after_tave + 1 + 3
+    rules = hub.crm.merge_summary(v.id)
+    assert sum(rules.values()) == job["merged"] == 12 and {"email+name", "phone+name"} <= set(rules)
+    for m in hub.crm.list_merges(v.id):
+        assert m["rule"] and m["score"] > 0 and ("email" in m["evidence"] or "phone" in m["evidence"])
+
+    again = await import_file(hub, v.id, data, chunk_size=7)  # the same export again: nothing new
+    assert (again["created"], again["merged"]) == (0, 0)
+    assert count(hub, CrmClient, vendor_id=v.id) == people_after_tave + 4
+
+
+async def test_conflicts_policies_stale_events_and_undo(any_hub) -> None:  # type: ignore[no-untyped-def]
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Policy Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+
+    def put(conn_id: str, rec: ClientRecord) -> tuple[int, int, int]:
+        with hub.db.engine.begin() as c:
+            return hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])  # type: ignore[no-any-return]
+
+    put(tave, ClientRecord("v1", first_name="Ana", last_name="Ruiz", email="ana@x.com", phone="+14155550132",
+                           remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@x.com", company="Ana & Leo",
+                         remote_modified_at=T0 + timedelta(hours=1)))
+    pid = person_of(hub, tave, "v1")
+    assert person_of(hub, hb, "h1") == pid
+    c = hub.crm.get_client(v.id, pid)
+    assert c["company"] == "Ana & Leo" and len(c["sources"]) == 2 and c["merges"][0]["rule"] == "email+name"
+
+    hub.crm.set_policy(v.id, field="phone", kind="source_of_truth", source="tave")
+    put(tave, ClientRecord("v1", first_name="Ana", last_name="Ruiz", email="ana@x.com", phone="+14155550199",
+                           remote_modified_at=T0 + timedelta(hours=2)))
+    put(hb, ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@x.com", company="Ana & Leo",
+                         phone="+14155550100", remote_modified_at=T0 + timedelta(hours=3)))
+    assert hub.crm.get_client(v.id, pid)["phone"] == "+14155550199"  # Tave is the phone's source of truth
+    auto = hub.crm.list_conflicts(v.id, status="auto")
+    assert [(x["field"], x["outcome"]) for x in auto] == [("phone", "local")]
+
+    # both sides change the e-mail 30 s apart: inside the default clock-skew allowance -> manual queue
+    put(tave, ClientRecord("v1", first_name="Ana", last_name="Ruiz", email="ana.ruiz@x.com", phone="+14155550199",
+                           remote_modified_at=T0 + timedelta(hours=4)))
+    put(hb, ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana.leo@x.com", company="Ana & Leo",
+                         phone="+14155550100", remote_modified_at=T0 + timedelta(hours=4, seconds=30)))
+    open_ = hub.crm.list_conflicts(v.id)
+    assert [(x["field"], x["local"], x["incoming"]) for x in open_] == [("email", "ana.ruiz@x.com", "ana.leo@x.com")]
+    assert hub.crm.get_client(v.id, pid)["email"] == "ana.ruiz@x.com"  # unchanged until resolved
+    done = hub.crm.resolve_conflict(v.id, open_[0]["id"], "incoming")
+    assert done["status"] == "resolved" and hub.crm.get_client(v.id, pid)["email"] == "ana.leo@x.com"
+    with pytest.raises(Conflict):
+        hub.crm.resolve_conflict(v.id, open_[0]["id"], "local")
+
+    # a stale event (older than what we hold) never overwrites the newer version
+    assert put(hb, ClientRecord("h1", first_name="Old", last_name="Name", email="old@x.com",
+                                remote_modified_at=T0)) == (0, 0, 1)
+    assert hub.crm.get_client(v.id, pid)["first_name"] == "Ana"
+
+    # undo the merge: the HoneyBook record becomes its own client again, the company it brought goes with it
+    merge = hub.crm.list_merges(v.id)[0]
+    out = hub.crm.undo_merge(v.id, merge["id"])
+    restored = out["restored"]["id"]
+    assert person_of(hub, hb, "h1") == restored != pid
+    assert out["client"]["company"] is None and out["restored"]["company"] == "Ana & Leo"
+    assert [s["remote_id"] for s in hub.crm.get_client(v.id, restored)["sources"]] == ["h1"]
+    assert [s["remote_id"] for s in hub.crm.get_client(v.id, pid)["sources"]] == ["v1"]
+    with pytest.raises(Conflict):
+        hub.crm.undo_merge(v.id, merge["id"])
+
+
+async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Mapping Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord(f"v{i}", first_name=f"N{i}", last_name="X", email=f"n{i}@x.com",
+                         custom_fields={"01hvenue": f"Barn {i}", "01hsecret": "internal"}) for i in range(3)])
+    pid = person_of(hub, tave, "v0")
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"01hvenue": "Barn 0", "01hsecret": "internal"}
+    out = hub.crm.set_mappings(v.id, tave, {"01hvenue": "venue", "01hsecret": None})
+    assert out["remapped_clients"] == 3
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"venue": "Barn 0"}  # no resync needed
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord("v9", first_name="N9", last_name="X",
+                                                                 email="n9@x.com",
+                                                                 custom_fields={"01hvenue": "Loft"})])
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v9"))["custom_fields"] == {"venue": "Loft"}
+
+
+async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: ignore[no-untyped-def]
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Hook Studio")
+    hb = csv_connection(hub, v.id)
+
+    def row(body: dict[str, Any], n: int) -> InboxRow:
+        return InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook", event_id=f"e{n}",
+                        event_type=None, record_id=None, body=json.dumps(body).encode(),
+                        received_at=T0, attempts=0)
+
+    newer = {"event": "client_created", "client_first_name": "Maya", "client_last_name": "Lopez",
+             "client_email": "maya@x.com", "client_phone": "+1 415 555 0101", "occurred_at": "2026-10-02T10:00:00Z"}
+    older = {**newer, "client_phone": "+1 415 555 0999", "occurred_at": "2026-10-01T10:00:00Z"}
+    assert hub.crm.ingest_zap(row(newer, 1)).startswith("created")
+    assert hub.crm.ingest_zap(row(older, 2)) == "unchanged"  # delivered late: never overwrites the newer one
+    booked = {"event": "project_booked", "client_first_name": "Maya", "client_last_name": "Lopez",
+              "client_email": "maya@x.com", "project_name": "Maya & Sam", "project_date": "2027-09-18",
+              "occurred_at": "2026-10-03T10:00:00Z"}
+    hub.crm.ingest_zap(row(booked, 3))
+    with hub.db.read() as s:
+        people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == v.id)).scalars())
+    assert len(people) == 1 and people[0].phone == "+14155550101" and people[0].wedding_dates == ["2027-09-18"]
+    assert hub.crm.get_client(v.id, people[0].id)["weddings"][0]["event_date"] == date(2027, 9, 18).isoformat()

@@ -1,0 +1,88 @@
+"""Identity rules: folding, blocking keys, and which evidence merges two records (and which does not)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from wedsync.domain.identity import best_match, blocking_keys, decide, features, fold, phone_key
+
+D = date(2027, 6, 12)
+
+
+def test_fold_removes_accents_keeps_scripts() -> None:
+    assert fold("Zoë  Müller-Ortiz") == "zoe muller ortiz"
+    assert fold("Søren Ærø") == "soren aero"
+    assert fold("山田 太郎") == "山田 太郎"
+    assert fold(None) == ""
+
+
+def test_phone_key_normalizes_formats_with_the_vendor_region() -> None:
+    assert phone_key("(415) 555-0132", "US") == phone_key("+1 415 555 0132") == "+14155550132"
+    assert phone_key("020 7946 0958", "GB") == "+442079460958"
+    assert phone_key("415 555 0132 x12", "US") == "+14155550132"  # extension is not identity
+    assert phone_key("not a phone") is None
+
+
+def test_blocking_keys_cover_email_phone_and_wedding_date() -> None:
+    f = features("Ana", "Ruiz", emails=[" ANA@Example.com "], phones=["(415) 555-0132"], dates=[D], region="US")
+    assert blocking_keys(f) == ["e:ana@example.com", "p:+14155550132", f"d:{D.isoformat()}"]
+
+
+def test_same_email_swapped_names_and_accents_merge() -> None:
+    a = features("Zoë", "Müller", emails=["zoe@x.com"])
+    b = features("Muller", "Zoe", emails=["ZOE@x.com"])
+    m = decide(a, b)
+    assert m is not None and m.rule == "email+name" and m.evidence["swapped_names"] is True
+
+
+def test_typo_in_first_name_with_same_phone_and_last_name_merges() -> None:
+    a = features("Jonathan", "Reyes", phones=["+14155550132"])
+    b = features("Jonathon", "Reyes", phones=["415.555.0132"], region="US")
+    m = decide(a, b)
+    assert m is not None and m.rule == "phone+name"
+
+
+def test_married_name_with_the_same_email_merges_but_not_on_a_shared_phone() -> None:
+    a = features("Emily", "Clark", emails=["emily.c@x.com"], phones=["+14155550132"])
+    b = features("Emily", "Hart", emails=["emily.c@x.com"])
+    assert decide(a, b) is not None and decide(a, b).rule == "email+first_name"  # type: ignore[union-attr]
+    c = features("Emily", "Hart", phones=["+14155550132"])
+    assert decide(a, c) is None  # households share phones; a different last name needs more
+
+
+def test_shared_family_email_of_another_couple_does_not_merge() -> None:
+    sister = features("Olivia", "Bennett", emails=["bennettfamily@x.com"], dates=[D])
+    brother = features("Lucas", "Bennett", emails=["bennettfamily@x.com"], dates=[date(2028, 5, 1)])
+    assert decide(sister, brother) is None
+    # even a similar first name is not enough when the two weddings differ
+    maria = features("Maria", "Bennett", emails=["bennettfamily@x.com"], dates=[D])
+    marie = features("Marie", "Bennett", emails=["bennettfamily@x.com"], dates=[date(2028, 5, 1)])
+    assert decide(maria, marie) is None
+
+
+def test_name_and_wedding_date_merge_without_contact_points() -> None:
+    a = features("Priya", "Natarajan", emails=["priya@a.com"], dates=[D])
+    b = features("Priya", "Natarajn", emails=["p.n@b.com"], dates=[D])  # typo, another e-mail
+    m = decide(a, b)
+    assert m is not None and m.rule == "name+wedding_date" and m.evidence["wedding_date"] == D.isoformat()
+    other_day = features("Priya", "Natarajan", dates=[date(2027, 6, 13)])
+    assert decide(a, other_day) is None  # same name, another wedding: not enough
+
+
+def test_same_name_alone_never_merges() -> None:
+    assert decide(features("John", "Smith"), features("John", "Smith")) is None
+
+
+def test_best_match_prefers_the_strongest_evidence_and_is_deterministic() -> None:
+    f = features("Ana", "Ruiz", emails=["ana@x.com"], phones=["+14155550132"])
+    weak = features("Ana", "Ruiz", phones=["+14155550132"])
+    strong = features("Ana", "Ruiz", emails=["ana@x.com"], phones=["+14155550132"])
+    found = best_match(f, [("b", weak), ("a", strong)])
+    assert found is not None and found[0] == "a"
+    assert best_match(f, [("z", strong), ("y", strong)])[0] == "y"  # type: ignore[index]
+
+
+def test_partners_of_one_wedding_with_one_last_name_stay_two_people() -> None:
+    mark = features("Mark", "Smith", emails=["mark@x.com"], dates=[D])
+    mary = features("Mary", "Smith", emails=["mary@x.com"], dates=[D])
+    assert decide(mark, mary) is None
