@@ -349,7 +349,7 @@ def contact_body(client: ClientRecord, fields: Collection[str] | None = None) ->
     def wanted(name: str) -> bool:
         return want is None or name in want
 
-    body: dict[str, Any] = {"kind": "person"} if want is None else {}
+    body: dict[str, Any] = {"kind": "person"}  # the discriminator of the spec's oneOf, on updates too
     if wanted("first_name"):
         body["firstName"] = (client.first_name or None) and client.first_name[:48]  # type: ignore[index]
     if wanted("last_name"):
