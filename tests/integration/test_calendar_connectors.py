@@ -3,7 +3,6 @@ incremental changes, expired sync state, idempotent busy blocks, push round trip
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -253,9 +252,6 @@ def test_google_connector_needs_a_token() -> None:
         GoogleCalendarConnector()
 
 
-async def _unused() -> None:  # keep asyncio imported for later sections
-    await asyncio.sleep(0)
-
 
 # ------------------------------------------------------------------------------------------ Microsoft Graph
 
@@ -377,4 +373,99 @@ async def test_graph_subscription_fails_when_endpoint_does_not_echo() -> None:
     with pytest.raises(Fatal) as info:
         await conn.watch(em.default_calendar().id, "http://127.0.0.1:9/nothing", "s", timedelta(hours=1))
     assert info.value.http_status == 400
+    await conn.aclose()
+
+
+# ------------------------------------------------------------------------------------------ Calendly, Acuity
+
+from wedsync.connectors.calendars.acuity import AcuityConnector  # noqa: E402
+from wedsync.connectors.calendars.calendly import CalendlyConnector  # noqa: E402
+from wedsync.sandbox import acuity as asandbox  # noqa: E402
+from wedsync.sandbox import calendly as csandbox  # noqa: E402
+
+
+def calendly(em: csandbox.CalendlyEmulator, **kw: Any) -> CalendlyConnector:
+    return CalendlyConnector(access_token=csandbox.DEFAULT_ACCESS_TOKEN, transport=transport(em),
+                             base_url=f"http://sandbox{csandbox.PREFIX}", account_key=account(), **kw)
+
+
+def acuity(em: asandbox.AcuityEmulator, **kw: Any) -> AcuityConnector:
+    return AcuityConnector(user_id=asandbox.DEFAULT_USER_ID, api_key=asandbox.DEFAULT_API_KEY,
+                           transport=transport(em), base_url=f"http://sandbox{asandbox.PREFIX}",
+                           account_key=account(), **kw)
+
+
+async def test_calendly_listing_webhooks_and_refetch(receiver: tuple[str, Receiver]) -> None:
+    address, rec = receiver
+    rec.calls.clear()
+    em = csandbox.create_emulator(seed=3, events=23)
+    conn = calendly(em, page_size=5)
+    [cal] = await conn.list_calendars()
+    pages, changes = await drain(conn, cal.id, None)
+    assert len(pages) == 5 and all(p.sync_state is None for p in pages)
+    assert {c.remote_id for c in changes} == {e["uri"] for e in em.events.values()}
+    canceled = [c for c in changes if "STATUS:CANCELLED" in (c.ical or "")]
+    assert len(canceled) == sum(1 for e in em.events.values() if e["status"] == "canceled") > 0
+    key = secrets.token_urlsafe(16)
+    channel = await conn.watch(cal.id, address, key, timedelta(days=7))
+    again = await conn.watch(cal.id, address, key, timedelta(days=7))  # 409 -> the same subscription
+    assert again.id == channel.id and len(em.hooks) == 1
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    uuid = em.book(start, 45, "Ana Silva", "ana@example.com")
+    em.cancel(uuid)
+    await em.webhooks.drain()
+    wait_for(lambda: len(rec.calls) >= 2, 5, "two Calendly webhooks")
+    scheme = get_scheme("calendly")
+    seen = []
+    for headers, body, query in rec.calls:
+        event = scheme.verify(body, headers, key, query=query)
+        assert event.record_id is not None
+        fetched = await conn.fetch_item(cal.id, event.record_id)
+        seen.append((event.event_type, "STATUS:CANCELLED" in (fetched.ical or "")))
+        assert fetched.remote_id == em.events[uuid]["uri"]
+    assert seen == [("invitee.created", True), ("invitee.canceled", True)]  # re-read: now canceled
+    await conn.stop_watch(channel)
+    assert not em.hooks
+    await conn.aclose()
+
+
+async def test_acuity_slices_signed_form_webhooks_and_refetch(receiver: tuple[str, Receiver]) -> None:
+    address, rec = receiver
+    rec.calls.clear()
+    em = asandbox.create_emulator(seed=3, appointments=30)
+    conn = acuity(em, max_per_call=4)  # small cap: slices must split to list everything
+    calendars = await conn.list_calendars()
+    assert {c.id for c in calendars} == {"4001", "4002"}
+    _, changes = await drain(conn, "4001", None)
+    expected = {str(i) for i, a in em.appointments.items() if a["calendarID"] == 4001}
+    assert {c.remote_id for c in changes} == expected
+    assert any("STATUS:CANCELLED" in (c.ical or "") for c in changes)
+    channel = await conn.watch("4001", address, "unused", timedelta(days=1))
+    assert len(channel.id.split(",")) == 4
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    appt = em.schedule(start, 60, "Lee", "lee@example.com")
+    em.cancel(appt["id"])
+    await em.webhooks.drain()
+    wait_for(lambda: len(rec.calls) >= 2, 5, "two Acuity webhooks")
+    scheme = get_scheme("acuity")
+    for headers, body, query in rec.calls:
+        assert headers["content-type"].startswith("application/x-www-form-urlencoded")
+        event = scheme.verify(body, headers, asandbox.DEFAULT_API_KEY, query=query)
+        fetched = await conn.fetch_item("4001", event.record_id or "")
+        assert fetched.remote_id == str(appt["id"]) and "STATUS:CANCELLED" in (fetched.ical or "")
+    gone = await conn.fetch_item("4001", "123")
+    assert gone.ical is None
+    await conn.stop_watch(channel)
+    assert not em.hooks
+    await conn.aclose()
+
+
+async def test_read_only_connectors_refuse_blocks() -> None:
+    from wedsync.errors import NotImplementedCapability
+
+    em = csandbox.create_emulator(seed=1, events=0)
+    conn = calendly(em)
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    with pytest.raises(NotImplementedCapability):
+        await conn.put_block("x", "b", start, start + timedelta(hours=1), "Busy")
     await conn.aclose()

@@ -174,6 +174,10 @@ class CalendarConnector(Connector, ABC):
     ) -> ChangePage:
         """One page of items (full when ``sync_state`` is None, else changes since it)."""
 
+    async def fetch_item(self, calendar_id: str, remote_id: str) -> SourceChange:
+        """Re-read one item (after a webhook that only names it); ``ical=None`` when it no longer exists."""
+        raise NotImplementedCapability(f"{self.slug} cannot fetch single items", code="calendar_no_fetch")
+
     async def put_block(
         self,
         calendar_id: str,
