@@ -1,0 +1,250 @@
+"""CRM hub API: the seed's sync endpoint, unified clients, merges (+undo), conflicts (+resolve), policies,
+custom field mappings, CSV import jobs (upload, status, bad-row report), CSV export and the write-back outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
+from wedsync.bootstrap import Hub
+from wedsync.errors import InvalidInput
+from wedsync.logging import get_logger
+from wedsync.services.crm_sync import DirectImportSteps, drive_import
+
+router = APIRouter(tags=["crm"])
+log = get_logger("wedsync.api.crm")
+Limit = Annotated[int, Query(ge=1, le=500)]
+_background: set[asyncio.Task[Any]] = set()
+
+
+class CrmSyncIn(BaseModel):
+    """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
+
+    model_config = ConfigDict(extra="forbid")
+    vendorId: str = Field(min_length=1, max_length=26)  # the seed's camelCase wire names
+    crmProvider: str = Field(min_length=1, max_length=40)
+    syncType: str = Field(default="incremental", min_length=1, max_length=20)
+    waitSeconds: float = Field(default=0, ge=0, le=120)
+
+
+class ClientPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    display_name: str | None = Field(default=None, max_length=400)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    company: str | None = Field(default=None, max_length=200)
+    custom_fields: dict[str, Any] | None = None
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    choice: Literal["incoming", "local", "value"]
+    value: Any = None
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(default="*", min_length=1, max_length=200)
+    connection_id: str = Field(default="*", min_length=1, max_length=26)
+    kind: Literal["source_of_truth", "newest_wins", "manual"]
+    source: str | None = Field(default=None, max_length=64)
+    skew_seconds: int = Field(default=120, ge=0, le=86_400)
+
+
+class MappingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mappings: dict[str, str | None]
+    entity: Literal["client"] = "client"
+
+
+# -- the seed endpoint -----------------------------------------------------------------------------------
+@router.post("/api/integrations/crm/sync")
+async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer) -> dict[str, Any]:
+    """Start a sync of the vendor's CRM connection (``crmProvider``: tave/vsco-workspace, honeybook, ...).
+    Returns ``{success, recordsProcessed, syncId, nextSync}`` plus the run; poll the GET for progress."""
+    from wedsync.workflows.sync import start_sync
+
+    vendor_id = principal.vendor_scope(body.vendorId)  # another vendor's id: 404, never its data
+    conn, mode = hub.crm.check_sync_request(vendor_id, body.crmProvider, body.syncType)
+    run_id = await start_sync(vendor_id, conn.id, mode)
+    deadline = asyncio.get_running_loop().time() + body.waitSeconds
+    out: dict[str, Any] = hub.crm.run_out(vendor_id, run_id)
+    while not out["finished"] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        out = hub.crm.run_out(vendor_id, run_id)
+    return out
+
+
+@router.get("/api/integrations/crm/sync/{sync_id}")
+def crm_sync_status(sync_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    """The run: processed, created, updated, merged, conflicts, errors (and progress per stream)."""
+    return dict(hub.crm.run_out(vendor_id, sync_id))
+
+
+# -- unified clients -----------------------------------------------------------------------------------------
+@router.get("/api/crm/clients")
+def list_clients(hub: HubDep, vendor_id: VendorId, _r: Reader, after: str | None = None, limit: Limit = 100,
+                 q: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+    """Unified clients (one per person across every source), oldest first; ``next_cursor`` -> ``after``."""
+    items, nxt = hub.crm.list_clients(vendor_id, after=after, limit=limit, q=q)
+    return {"items": items, "next_cursor": nxt}
+
+
+@router.get("/api/crm/clients/{client_id}")
+def get_client(client_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    """A unified client with its source records, weddings, merges and open conflicts."""
+    return dict(hub.crm.get_client(vendor_id, client_id))
+
+
+@router.patch("/api/crm/clients/{client_id}")
+async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_id: VendorId,
+                        _w: Writer) -> dict[str, Any]:
+    """Edit the unified record; sources that take write-backs get them through the outbox."""
+    changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
+    if not changes:
+        raise InvalidInput("nothing to change", code="empty_patch")
+    out = dict(hub.crm.update_client(vendor_id, client_id, changes, body.expected_version))
+    await _poke_outbox()
+    return out
+
+
+# -- merges -------------------------------------------------------------------------------------------------
+@router.get("/api/crm/merges")
+def list_merges(hub: HubDep, vendor_id: VendorId, _r: Reader, client_id: str | None = None,
+                include_undone: bool = True, limit: Limit = 200) -> dict[str, Any]:
+    """Every merge with its rule, score and evidence; ``by_rule`` counts those in force."""
+    return {"items": hub.crm.list_merges(vendor_id, client_id=client_id, include_undone=include_undone,
+                                         limit=limit),
+            "by_rule": hub.crm.merge_summary(vendor_id)}
+
+
+@router.post("/api/crm/merges/{merge_id}/undo")
+def undo_merge(merge_id: str, hub: HubDep, vendor_id: VendorId, _w: Writer) -> dict[str, Any]:
+    """Unmerge: the merged source record becomes its own client again (both identities restored)."""
+    return dict(hub.crm.undo_merge(vendor_id, merge_id))
+
+
+# -- conflicts ----------------------------------------------------------------------------------------------
+@router.get("/api/crm/conflicts")
+def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
+                   status_: Annotated[Literal["open", "auto", "resolved", "all"], Query(alias="status")] = "open",
+                   client_id: str | None = None, limit: Limit = 200) -> dict[str, Any]:
+    """Field conflicts: ``open`` (the manual queue), ``auto`` (settled by policy), ``resolved`` or ``all``."""
+    return {"items": hub.crm.list_conflicts(vendor_id, status=None if status_ == "all" else status_,
+                                            client_id=client_id, limit=limit)}
+
+
+@router.post("/api/crm/conflicts/{conflict_id}/resolve")
+async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendor_id: VendorId,
+                           _w: Writer) -> dict[str, Any]:
+    out = dict(hub.crm.resolve_conflict(vendor_id, conflict_id, body.choice, body.value))
+    await _poke_outbox()
+    return out
+
+
+# -- policies and field mappings ---------------------------------------------------------------------------------
+@router.get("/api/crm/policies")
+def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    """Conflict policies; without one, a field is ``newest_wins`` with a 120 s clock-skew allowance."""
+    return {"items": hub.crm.list_policies(vendor_id)}
+
+
+@router.put("/api/crm/policies")
+def set_policy(body: PolicyIn, hub: HubDep, vendor_id: VendorId, _w: Writer) -> dict[str, Any]:
+    return dict(hub.crm.set_policy(vendor_id, field=body.field, connection_id=body.connection_id,
+                                   kind=body.kind, source=body.source, skew_seconds=body.skew_seconds))
+
+
+@router.get("/api/crm/connections/{connection_id}/field-mappings")
+def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    return {"items": hub.crm.list_mappings(vendor_id, connection_id)}
+
+
+@router.put("/api/crm/connections/{connection_id}/field-mappings")
+def set_mappings(connection_id: str, body: MappingsIn, hub: HubDep, vendor_id: VendorId,
+                 _w: Writer) -> dict[str, Any]:
+    """Replace the connection's custom field mapping; existing clients are re-mapped at once, no resync."""
+    return dict(hub.crm.set_mappings(vendor_id, connection_id, body.mappings, body.entity))
+
+
+# -- imports and exports ------------------------------------------------------------------------------------------
+@router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED)
+async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: Writer,
+                        layout: Annotated[str, Query(min_length=1, max_length=32)],
+                        connection_id: Annotated[str | None, Query(max_length=26)] = None,
+                        filename: Annotated[str | None, Query(max_length=300)] = None,
+                        chunk_size: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    """Upload a product's CSV export as the request body (``text/csv``); the file is checked as a whole
+    (encoding, header, required columns) before anything is stored, then imported by a workflow, chunk by
+    chunk. Poll ``GET /api/crm/imports/{id}``; bad rows: ``GET /api/crm/imports/{id}/errors``."""
+    data = await request.body()
+    job = await asyncio.to_thread(hub.crm.create_import, vendor_id, layout, data, connection_id=connection_id,
+                                  filename=filename, chunk_size=chunk_size)
+    await _start_import(hub, job["id"])
+    return dict(hub.crm.import_status(vendor_id, job["id"]))
+
+
+@router.get("/api/crm/imports")
+def list_imports(hub: HubDep, vendor_id: VendorId, _r: Reader, limit: Limit = 50) -> dict[str, Any]:
+    return {"items": hub.crm.list_imports(vendor_id, limit)}
+
+
+@router.get("/api/crm/imports/{job_id}")
+def import_status(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    return dict(hub.crm.import_status(vendor_id, job_id))
+
+
+@router.get("/api/crm/imports/{job_id}/errors")
+def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
+                  after_line: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500) -> dict[str, Any]:
+    """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported."""
+    items = hub.crm.import_errors(vendor_id, job_id, after_line=after_line, limit=limit)
+    return {"items": items, "next_after_line": items[-1]["line"] if len(items) == limit else None}
+
+
+@router.get("/api/crm/export")
+def export_csv(hub: HubDep, vendor_id: VendorId, _r: Reader,
+               layout: Annotated[str, Query(min_length=1, max_length=32)],
+               connection_id: Annotated[str | None, Query(max_length=26)] = None) -> StreamingResponse:
+    """The unified clients (or one connection's records) as the product's CSV, streamed."""
+    chunks = hub.crm.export_csv(vendor_id, layout, connection_id=connection_id)
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="wedsync-{layout}.csv"'})
+
+
+@router.get("/api/crm/outbox")
+def list_outbox(hub: HubDep, vendor_id: VendorId, _r: Reader, limit: Limit = 100) -> dict[str, Any]:
+    """Write-backs to providers: pending, done (with the echo seen or not) or failed."""
+    return {"items": hub.crm.list_outbox(vendor_id, limit)}
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+async def _start_import(hub: Hub, job_id: str) -> None:
+    """Enqueue the import workflow; without the workflow runtime (an API started with
+    ``launch_workflows=False``) the import runs in this process instead, not durably."""
+    try:
+        from wedsync.workflows.crm import start_import
+
+        await start_import(job_id)
+    except RuntimeError:
+        log.warning("workflows not running: import runs in-process", job_id=job_id)
+        task = asyncio.create_task(drive_import(job_id, DirectImportSteps(hub.crm)))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+async def _poke_outbox() -> None:
+    """Start an outbox drain when the workflow runtime is there (else the pending rows wait for one)."""
+    with contextlib.suppress(RuntimeError):
+        from wedsync.workflows.crm import start_outbox_drain
+
+        await start_outbox_drain()

@@ -1,0 +1,123 @@
+"""CRM API over HTTP (in-process app): tenancy on the seed endpoint, CSV import jobs with a bad-row report,
+clients, merges, conflicts, policies, mappings, export; bad input answers 4xx with a code."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from typing import Any
+
+from tests.conftest import auth
+from tests.integration.test_crm_hub import HB_HEADER, csv_connection, hb_row
+
+SLUG = "vsco-workspace"
+
+
+def hb_csv(rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(HB_HEADER)
+    w.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+async def wait_import(api: Any, key: str, job_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        r = await api.get(f"/api/crm/imports/{job_id}", headers=auth(key))
+        assert r.status_code == 200, r.text
+        if r.json()["status"] in ("succeeded", "failed"):
+            return dict(r.json())
+        await asyncio.sleep(0.05)
+    raise AssertionError("import did not finish")
+
+
+async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-def]
+    a = hub.tenancy.create_vendor("Studio A")
+    _, key_a = hub.tenancy.create_key(a.id)
+    b = hub.tenancy.create_vendor("Studio B")
+    _, key_b = hub.tenancy.create_key(b.id)
+    hb = csv_connection(hub, a.id)
+
+    # the seed endpoint: another vendor's id is not found; bad input has codes
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": b.id, "crmProvider": "tave", "syncType": "full"})
+    assert r.status_code == 404
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": a.id, "crmProvider": "myspace", "syncType": "full"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_provider"
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": a.id, "crmProvider": "honeybook", "syncType": "full"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_pullable"
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": a.id, "crmProvider": "tave", "syncType": "sometimes"})
+    assert r.status_code == 422
+
+    # a file without the columns the layout needs: rejected whole, nothing stored
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key_a), content=b"Foo,Bar\n1,2\n")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "missing_columns"
+    r = await api.post("/api/crm/imports?layout=myspace", headers=auth(key_a), content=b"x")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_layout"
+    assert (await api.get("/api/crm/imports", headers=auth(key_a))).json()["items"] == []
+
+    rows = [hb_row("Ana", "Ruiz", "ana@x.com", "(415) 555-0132", "Ana & Leo", "06/12/2027"),
+            hb_row("Ruiz", "Ana", "ANA@x.com", "415.555.0132"),  # the same person, swapped, other format
+            hb_row("Leo", "Park", "leo@x.com", "", "Ana & Leo", "06/12/2027"),
+            ["", "", "garbage", "", "", "", "", "", "", "", "", ""]]
+    r = await api.post("/api/crm/imports?layout=honeybook&chunk_size=2&filename=hb.csv", headers=auth(key_a),
+                       content=hb_csv(rows))
+    assert r.status_code == 202, r.text
+    job = await wait_import(api, key_a, r.json()["id"])
+    assert job["status"] == "succeeded" and job["processed_rows"] == 4 and job["bad_rows"] == 1
+    assert job["chunks_done"] == 3 and job["merged"] == 1  # 2 + 2 rows, then an empty last chunk
+    errs = (await api.get(f"/api/crm/imports/{job['id']}/errors", headers=auth(key_a))).json()["items"]
+    assert errs and errs[-1]["line"] == 5 and errs[-1]["skipped"] is True and errs[-1]["code"]
+
+    clients = (await api.get("/api/crm/clients", headers=auth(key_a))).json()["items"]
+    assert sorted(c["first_name"] for c in clients) == ["Ana", "Leo"]
+    ana = next(c for c in clients if c["first_name"] == "Ana")
+    detail = (await api.get(f"/api/crm/clients/{ana['id']}", headers=auth(key_a))).json()
+    assert len(detail["sources"]) == 2 and detail["wedding_dates"] == ["2027-06-12"]
+    assert (await api.get(f"/api/crm/clients/{ana['id']}", headers=auth(key_b))).status_code == 404
+    assert (await api.get("/api/crm/clients", headers=auth(key_b))).json()["items"] == []
+
+    merges = (await api.get("/api/crm/merges", headers=auth(key_a))).json()
+    assert merges["by_rule"] == {"email+name": 1} and merges["items"][0]["evidence"]["swapped_names"] is True
+    assert (await api.post(f"/api/crm/merges/{merges['items'][0]['id']}/undo", headers=auth(key_b))).status_code == 404
+    r = await api.post(f"/api/crm/merges/{merges['items'][0]['id']}/undo", headers=auth(key_a))
+    assert r.status_code == 200 and r.json()["restored"]["id"] != ana["id"]
+    assert len((await api.get("/api/crm/clients", headers=auth(key_a))).json()["items"]) == 3
+    r = await api.post(f"/api/crm/merges/{merges['items'][0]['id']}/undo", headers=auth(key_a))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_undone"
+
+    r = await api.put("/api/crm/policies", headers=auth(key_a),
+                      json={"field": "email", "kind": "source_of_truth", "source": "honeybook"})
+    assert r.status_code == 200 and r.json()["source"] == "honeybook"
+    r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "email", "kind": "source_of_truth"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_policy"
+    r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "shoe_size", "kind": "manual"})
+    assert r.status_code == 422
+    assert len((await api.get("/api/crm/policies", headers=auth(key_a))).json()["items"]) == 1
+
+    r = await api.put(f"/api/crm/connections/{hb}/field-mappings", headers=auth(key_a),
+                      json={"mappings": {"lead_source": "how_they_found_us"}})
+    assert r.status_code == 200 and r.json()["mappings"] == [
+        {"entity": "client", "source_key": "lead_source", "target": "how_they_found_us"}]
+    assert (await api.put(f"/api/crm/connections/{hb}/field-mappings", headers=auth(key_b),
+                          json={"mappings": {}})).status_code == 404
+
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a),
+                        json={"company": "Ruiz Weddings", "expected_version": 999})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "version_conflict"
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"company": "Ruiz Weddings"})
+    assert r.status_code == 200 and r.json()["company"] == "Ruiz Weddings"
+    assert r.json()["field_sources"]["company"]["c"] == "wedsync"
+
+    r = await api.get("/api/crm/export?layout=17hats", headers=auth(key_a))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert lines[0].startswith("Contact ID,First Name") and len(lines) == 1 + 3
+    assert (await api.get("/api/crm/export?layout=nope", headers=auth(key_a))).status_code == 422
+    assert (await api.get("/api/crm/conflicts?status=all", headers=auth(key_a))).status_code == 200
+    assert (await api.get("/api/integrations/crm/sync/01jzzzzzzzzzzzzzzzzzzzzzzz",
+                          headers=auth(key_a))).status_code == 404
