@@ -19,17 +19,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl
 
-from wedsync.connectors.channels.csv_layouts import check_email, check_phone, client_hash_id
+import httpx
+
+from wedsync.connectors.base import Connector
+from wedsync.connectors.channels.csv_layouts import (
+    ParsedRow,
+    check_email,
+    check_phone,
+    client_hash_id,
+    export_csv,
+    parse_csv,
+)
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput
 
-__all__ = ["PROVIDERS", "ZapEvent", "ZapFields", "create_project_payload", "parse_zap_event"]
+__all__ = ["PROVIDERS", "ZapEvent", "ZapFields", "ZapierCsvConnector", "create_project_payload", "parse_zap_event"]
 
 Kind = Literal["client.created", "project.booked"]
 MAX_BODY = 256 * 1024
@@ -62,8 +72,8 @@ _COMMON: dict[str, tuple[str, ...]] = {
     "last_name": ("client_last_name", "contact_last_name", "last_name", "lastname", "surname", "last"),
     "full_name": ("client_full_name", "client_name", "contact_name", "full_name", "name"),
     "email": ("client_email", "contact_email", "email_address", "email", "primary_email"),
-    "phone": ("client_phone", "client_phone_number", "contact_phone", "phone_number", "phone", "mobile",
-              "primary_phone"),
+    "phone": ("client_phone", "client_phone_number", "client_mobile", "contact_phone", "phone_number", "phone",
+              "mobile", "primary_phone"),
     "company": ("client_company", "company_name", "company"),
     "street": ("client_address", "address", "street_address", "street"),
     "city": ("city", "suburb"),
@@ -315,3 +325,38 @@ def create_project_payload(client: ClientRecord, wedding: WeddingRecord, idempot
         "client_phone": phone,
         "lead_source": (client.custom_fields or {}).get("lead_source") or source,
     }
+
+
+# --- the connector shape of a product reached only through Zaps and CSV files ------------------------------
+
+
+class ZapierCsvConnector(Connector):
+    """Base of the products without a public API: inbound Zapier-style hooks and CSV files in their layout.
+
+    Subclasses set ``slug``, ``display_name``, ``channel``, ``capabilities``, ``csv_layout``. Nothing here
+    talks to the product: hooks arrive at ``/webhooks/{slug}/{connection_id}`` (verified by ``ZapierScheme``),
+    files are uploaded by the vendor or downloaded by them from the product.
+    """
+
+    csv_layout: ClassVar[str]
+
+    def __init__(self, *, base_url: str | None = None, account_key: str = "default", timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url
+        self.account_key = account_key
+        self.timeout = timeout
+        self.transport = transport
+
+    def parse_hook(self, raw_body: bytes, content_type: str | None = None) -> ZapEvent:
+        """A verified hook body as a :class:`ZapEvent` (``InvalidInput(code="bad_payload")`` on garbage)."""
+        return parse_zap_event(self.slug, raw_body, content_type)
+
+    def parse_csv(self, data: bytes, *, default_region: str | None = None,
+                  timezone: str | None = None) -> Iterator[ParsedRow]:
+        """The product's contacts export, row by row (``csv_layouts.parse_csv`` with this product's layout)."""
+        return parse_csv(data, self.csv_layout, default_region=default_region, timezone=timezone)
+
+    def export_csv(self, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
+                   timezone: str | None = None) -> Iterator[bytes]:
+        """Our clients as a file the product's CSV import takes (``csv_layouts.export_csv``)."""
+        return export_csv(self.csv_layout, rows, timezone=timezone)
