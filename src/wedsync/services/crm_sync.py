@@ -927,14 +927,24 @@ class CrmService:
             if o is None or o.status != "pending":
                 return o.status if o is not None else "missing"
             conn = self.hub.connections.get_any(o.connection_id)
-            op, remote_id, payload, key, vendor_id = o.op, o.remote_id, dict(o.payload), o.idempotency_key, o.vendor_id
+            op, remote_id, payload, vendor_id = o.op, o.remote_id, dict(o.payload), o.vendor_id
+            src = s.get(Client, o.source_client_id) if o.source_client_id else None
+            if src is None or remote_id is None:
+                self._outbox_failed(outbox_id, "the source record is gone", final=True)
+                return "failed"
+            fields = dict(payload.get("fields") or {})
+            values = {k: v for k, v in _values_of_row(src).items() if k != "remote_modified_at"}
+            record = ClientRecord(**{**values, **{k: v for k, v in fields.items() if k in values}})
         connector = await self.hub.connections.connector(conn)
         method = getattr(connector, op, None)
         if method is None:
             self._outbox_failed(outbox_id, f"{conn.provider} cannot {op}", final=True)
             return "failed"
         try:
-            entity = await method(remote_id, payload.get("fields") or {}, idempotency_key=key)
+            # An update is a PUT of the fields we hold (idempotent: a replay writes the same values); our
+            # outbox row, committed before this call, is the idempotency record.
+            result = await method(remote_id, record, fields=sorted(fields))
+            entity = getattr(result, "item", result)
         except ConnectorError as exc:
             from wedsync.connectors.errors import Fatal
 
@@ -943,13 +953,13 @@ class CrmService:
             if final:
                 return "failed"
             raise
-        record = connector.map("contacts", entity) if isinstance(entity, dict) else None
+        echo = connector.map("contacts", entity) if isinstance(entity, dict) else None
         with self.db.engine.begin() as c:
-            written = record_values(record)["content_hash"] if record is not None else None
+            written = record_values(echo)["content_hash"] if echo is not None else None
             c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
                 status="done", sent_at=utcnow(), written_hash=written, attempts=_OUTBOX.c.attempts + 1))
-            if record is not None:
-                self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", [record])
+            if echo is not None:  # the provider's copy as we wrote it: its hook/next sync is then unchanged
+                self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", [echo])
         return "done"
 
     def _outbox_failed(self, outbox_id: str, error: str, *, final: bool) -> None:

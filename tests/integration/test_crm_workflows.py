@@ -1,0 +1,94 @@
+"""CRM as DBOS workflows (SQLite, in-process): the seed endpoint runs a real sync, a CSV import resumed after
+a crash imports each chunk exactly once, and a vendor's edit goes back to Tave through the outbox without
+coming back as a change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from dbos import DBOS
+from sqlalchemy import func, select
+
+from tests.conftest import auth
+from tests.integration.test_crm_hub import KEY, SLUG, csv_connection, hb_csv, hb_row, sandbox  # noqa: F401
+from wedsync.store.tables import Client
+from wedsync.store.tables_crm import CrmImportChunk, CrmOutbox
+
+
+@pytest.fixture
+async def client(dbos_hub: Any) -> AsyncIterator[httpx.AsyncClient]:
+    from wedsync.api.app import create_app
+
+    app = create_app(launch_workflows=False)  # DBOS is already launched by the session fixture
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                 base_url="http://hub.test") as c:
+        yield c
+
+
+async def test_seed_endpoint_sync_and_writeback_without_echo(dbos_hub, client, sandbox) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    hub = dbos_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 30, "jobs": 8}, timeout=30).raise_for_status()
+    v = hub.tenancy.create_vendor("Workflow Photo")
+    _, key = hub.tenancy.create_key(v.id)
+    hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{sandbox}/{SLUG}/api/v2")
+    r = await client.post("/api/integrations/crm/sync", headers=auth(key),
+                          json={"vendorId": v.id, "crmProvider": "tave", "syncType": "full", "waitSeconds": 60})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["success"] is True and out["recordsProcessed"] == 38 and out["syncId"] and out["nextSync"]
+    run = (await client.get(f"/api/integrations/crm/sync/{out['syncId']}", headers=auth(key))).json()
+    assert run["status"] == "succeeded" and {"processed", "created", "updated", "merged", "conflicts",
+                                             "errors"} <= set(run)
+
+    # the vendor renames a client in WedSync: the outbox row is committed, then the drain writes to Tave
+    person = (await client.get("/api/crm/clients?limit=1", headers=auth(key))).json()["items"][0]
+    r = await client.patch(f"/api/crm/clients/{person['id']}", headers=auth(key), json={"company": "Renamed Co"})
+    assert r.status_code == 200
+    for _ in range(100):
+        with hub.db.read() as s:
+            o = s.execute(select(CrmOutbox).where(CrmOutbox.crm_client_id == person["id"])).scalar_one()
+        if o.status != "pending":
+            break
+        await asyncio.sleep(0.1)
+    assert o.status == "done" and o.idempotency_key.startswith("wedsync-crm-") and o.written_hash
+    with hub.db.read() as s:
+        remote_id = s.execute(select(Client.remote_id).where(Client.crm_client_id == person["id"])).scalar_one()
+    truth = [json.loads(line) for line in httpx.get(f"{sandbox}/_sandbox/{SLUG}/records/address-book",
+                                                    timeout=30).text.splitlines() if line.strip()]
+    assert next(t for t in truth if t["id"] == remote_id)["companyName"] == "Renamed Co"
+    # our own write coming back with the next sync is not a change
+    r = await client.post("/api/integrations/crm/sync", headers=auth(key),
+                          json={"vendorId": v.id, "crmProvider": "vsco-workspace", "syncType": "incremental",
+                                "waitSeconds": 60})
+    again = r.json()
+    assert again["success"] and again["recordsUpdated"] == 0 and again["conflicts"] == 0
+    assert (await client.get(f"/api/crm/clients/{person['id']}", headers=auth(key))).json()["company"] == "Renamed Co"
+    await hub.connections.aclose()
+
+
+async def test_import_resumed_after_a_crash_is_exactly_once(dbos_hub) -> None:  # type: ignore[no-untyped-def]
+    from wedsync.workflows.crm import start_import
+
+    hub = dbos_hub
+    v = hub.tenancy.create_vendor("Resume Studio")
+    hb = csv_connection(hub, v.id)
+    rows = [hb_row(f"First{i}", f"Last{i}", f"p{i}@example.org", "", f"Wedding {i}", "09/18/2027") for i in range(23)]
+    job = hub.crm.create_import(v.id, "honeybook", hb_csv(rows), chunk_size=5)
+    # a worker did chunks 0 and 1, then died before recording the job's end
+    plan = hub.crm.begin_import(job["id"])
+    assert hub.crm.import_chunk(plan, 0)["replayed"] is False
+    assert hub.crm.import_chunk(plan, 1)["replayed"] is False
+    await start_import(job["id"])
+    handle: Any = await DBOS.retrieve_workflow_async(job["id"])
+    result = await handle.get_result()
+    assert result["status"] == "succeeded" and result["processed_rows"] == 23 and result["created"] == 46
+    assert hub.crm.import_chunk(plan, 0)["replayed"] is True
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(Client).where(Client.connection_id == hb)).scalar_one() == 23
+        assert s.execute(select(func.count()).select_from(CrmImportChunk).where(
+            CrmImportChunk.job_id == job["id"])).scalar_one() == 5
