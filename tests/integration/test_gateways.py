@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from wedsync.connectors import http as http_layer
+from wedsync.connectors.payments.authorize_net import AuthorizeNetConnector, invoice_number
 from wedsync.connectors.payments.base import (
     ChargeRequest,
     DisputeEvidence,
@@ -80,6 +81,12 @@ def connector_for(sandbox: FastAPI, slug: str, *, timeout: float = 5.0) -> Gatew
 
         return PayPalConnector(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
                                base_url="http://sandbox.test/paypal", transport=transport, timeout=timeout)
+    if slug == "authorize-net":
+        from wedsync.sandbox.authorize_net import DEFAULT_LOGIN, DEFAULT_TRANSACTION_KEY
+
+        return AuthorizeNetConnector(api_login_id=DEFAULT_LOGIN, transaction_key=DEFAULT_TRANSACTION_KEY,
+                                     base_url="http://sandbox.test/authorize-net", transport=transport,
+                                     timeout=timeout)
     raise AssertionError(slug)
 
 
@@ -434,4 +441,105 @@ async def test_paypal_dispute_webhooks_reporting_and_evidence(sandbox: FastAPI, 
     charge = next(i for i in items if i.kind == "charge")
     assert charge.source_ref == res.gateway_ref and charge.reference == "pp-pay-5" and charge.fee_minor == 1_445
     assert sum(i.net_minor for i in items) == 0
+    await conn.aclose()
+
+
+# ------------------------------------------------------------------------------------------ Authorize.net
+
+CARD_OK = "card:4111111111111111:2030-12:123"
+
+
+async def test_authorize_net_charge_duplicate_window_refund_and_batches(sandbox: FastAPI,
+                                                                      admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, "authorize-net")
+    step = await conn.onboard("vendor-an", "https://hub.example/r", "https://hub.example/f")
+    assert step.kind == "credentials" and "transaction_key" in step.fields
+    from wedsync.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as err:  # no native split at Authorize.net: the ledger does it
+        await conn.charge(ChargeRequest(reference="an-0", amount_minor=100, currency="USD", payment_method=CARD_OK,
+                                        split=SplitInstruction("vendor", 10)), "a-an-0")
+    assert err.value.code == "split_not_supported"
+    reference = "wedding-payment-with-a-long-reference-0001"
+    req = ChargeRequest(reference=reference, amount_minor=15_050, currency="USD", payment_method=CARD_OK,
+                        description="Catering deposit", customer_email="couple@example.com")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    res = await conn.charge(req, "attempt-an-1")
+    assert res.outcome is Outcome.SUCCEEDED and not res.native_split and res.gateway_ref
+    again = await conn.charge(req, "attempt-an-1b")  # within duplicateWindow: the original comes back
+    assert again.outcome is Outcome.SUCCEEDED and again.gateway_ref == res.gateway_ref
+    charges = [r for r in await records(admin, "authorize-net", "charges") if r["status"] == "succeeded"]
+    assert len(charges) == 1 and charges[0]["reference"] == invoice_number(reference)
+    early = await conn.refund(res.gateway_ref, 5_000, "USD", "refund-an-0", reverse_split=False)
+    assert early.outcome is Outcome.NOT_EXECUTED and early.decline_code == "54"  # not settled yet
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "payout"})
+    refund = await conn.refund(res.gateway_ref, 5_000, "USD", "refund-an-1", reverse_split=True)
+    assert refund.outcome is Outcome.SUCCEEDED and not refund.native_split and refund.amount_minor == 5_000
+    again_refund = await conn.refund(res.gateway_ref, 5_000, "USD", "refund-an-1", reverse_split=True)
+    assert again_refund.gateway_ref == refund.gateway_ref  # same refund key: duplicate window, no second refund
+    declined = await conn.charge(ChargeRequest(reference="an-2", amount_minor=700, currency="USD",
+                                               payment_method="card:4000300011110002:2030-12"), "a-an-2")
+    assert declined.outcome is Outcome.DECLINED and declined.decline_code == "2"
+    expired = await conn.charge(ChargeRequest(reference="an-3", amount_minor=700, currency="USD",
+                                              payment_method="card:4000300011110008:2030-12"), "a-an-3")
+    assert expired.outcome is Outcome.DECLINED and expired.decline_code == "8"
+    review = await conn.charge(ChargeRequest(reference="an-4", amount_minor=700, currency="USD",
+                                             payment_method="card:4000300011110004:2030-12"), "a-an-4")
+    assert review.outcome is Outcome.UNKNOWN and review.raw_status == "4"
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "open_dispute", "charge": res.gateway_ref})
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "payout"})
+    items = await conn.settlements(since, datetime.now(UTC) + timedelta(minutes=1))
+    assert sorted(i.kind for i in items) == ["charge", "dispute", "payout", "payout", "refund"]
+    charge = next(i for i in items if i.kind == "charge")
+    assert charge.source_ref == res.gateway_ref and charge.gross_minor == 15_050
+    assert charge.reference == invoice_number(reference)
+    assert sum(i.net_minor for i in items) == 0
+    await conn.aclose()
+
+
+async def test_authorize_net_unknown_after_execution_resolved(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    from wedsync.sandbox.authorize_net import DEFAULT_LOGIN, DEFAULT_TRANSACTION_KEY
+
+    conn = AuthorizeNetConnector(api_login_id=DEFAULT_LOGIN, transaction_key=DEFAULT_TRANSACTION_KEY,
+                                 base_url="http://sandbox.test/authorize-net",
+                                 transport=httpx.ASGITransport(app=sandbox), timeout=0.3, mutation_attempts=1)
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "after_commit", "rate": 1.0,
+                                                             "mode": "stall", "stall_seconds": 0.6})
+    req = ChargeRequest(reference="an-5", amount_minor=3_000, currency="USD", payment_method=CARD_OK)
+    lost = await conn.charge(req, "attempt-an-5")
+    assert lost.outcome is Outcome.UNKNOWN
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "after_commit", "rate": 0.0})
+    found = await conn.lookup("an-5", "attempt-an-5")
+    assert found.outcome is Outcome.SUCCEEDED and found.amount_minor == 3_000
+    replay = await conn.lookup("an-5", "attempt-an-5", request=req)
+    assert replay.outcome is Outcome.SUCCEEDED and replay.gateway_ref == found.gateway_ref
+    nothing = await conn.lookup("an-6", "attempt-an-6")
+    assert nothing.outcome is Outcome.NOT_EXECUTED
+    assert await succeeded_charges(admin, "authorize-net", invoice_number("an-5")) == 1
+    await conn.aclose()
+
+
+async def test_authorize_net_rejects_out_of_order_elements_and_bad_credentials(sandbox: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox),
+                                 base_url="http://sandbox.test/authorize-net") as c:
+        from wedsync.sandbox.authorize_net import DEFAULT_LOGIN, DEFAULT_TRANSACTION_KEY
+
+        auth = {"name": DEFAULT_LOGIN, "transactionKey": DEFAULT_TRANSACTION_KEY}
+        swapped = {"createTransactionRequest": {"merchantAuthentication": auth, "transactionRequest": {
+            "amount": "5.00", "transactionType": "authCaptureTransaction"}}}
+        r = await c.post("/xml/v1/request.api", json=swapped)
+        body = json.loads(r.content.decode("utf-8-sig"))
+        assert r.content.startswith(b"\xef\xbb\xbf") and body["messages"]["message"][0]["code"] == "E00003"
+        bad = {"getTransactionDetailsRequest": {"merchantAuthentication": {**auth, "transactionKey": "nope"},
+                                                "transId": "1"}}
+        r = await c.post("/xml/v1/request.api", json=bad)
+        assert json.loads(r.content.decode("utf-8-sig"))["messages"]["message"][0]["code"] == "E00007"
+    from wedsync.connectors.errors import ReauthRequired
+
+    conn = AuthorizeNetConnector(api_login_id=DEFAULT_LOGIN, transaction_key="wrong",
+                                 base_url="http://sandbox.test/authorize-net",
+                                 transport=httpx.ASGITransport(app=sandbox))
+    with pytest.raises(ReauthRequired):
+        await conn.charge(ChargeRequest(reference="an-7", amount_minor=100, currency="USD",
+                                        payment_method=CARD_OK), "attempt-an-7")
     await conn.aclose()
