@@ -245,3 +245,14 @@ def test_busy_feed_export_round_trips_and_hides_details() -> None:
         render_busy_feed([BusyInterval("x", datetime(2027, 1, 1), datetime(2027, 1, 2))], name="n")
     with pytest.raises(InvalidInput):
         render_busy_feed([BusyInterval("x", start, start)], name="n")
+
+
+async def test_fetch_feed_changes_one_shot(feed_server: tuple[str, dict[str, Any]]) -> None:
+    from wedsync.connectors.channels.ical_feed import fetch_feed_changes
+
+    url, state = feed_server
+    state["body"] = FEED
+    with pytest.raises(ForbiddenTarget):
+        await fetch_feed_changes(url)
+    changes = await fetch_feed_changes(url, allow_private=True)
+    assert {c.remote_id for c in changes} == {"series@example.com", "fair@example.com"}

@@ -52,6 +52,7 @@ __all__ = [
     "GuardedTransport",
     "IcalFeedConnector",
     "check_address",
+    "fetch_feed_changes",
     "parse_feed",
     "render_busy_feed",
 ]
@@ -383,3 +384,16 @@ def render_busy_feed(intervals: Iterable[BusyInterval], *, name: str, refresh: t
         ev.add("class", "PUBLIC")
         cal.add_component(ev)
     return str(cal.to_ical().decode("utf-8"))
+
+
+async def fetch_feed_changes(url: str, *, allow_private: bool = False, timeout: float = 20.0,
+                             max_bytes: int = MAX_BYTES) -> list[SourceChange]:
+    """One full, guarded read of a feed (for callers that poll without keeping a sync state)."""
+    conn = IcalFeedConnector(feed_url=url, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes,
+                             account_key=f"feed-{hashlib.sha256(url.encode()).hexdigest()[:16]}")
+    try:
+        now = datetime.now(UTC)
+        page = await conn.list_changes("feed", None, None, now, now)
+        return page.changes
+    finally:
+        await conn.aclose()
