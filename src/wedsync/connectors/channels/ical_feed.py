@@ -386,10 +386,11 @@ def render_busy_feed(intervals: Iterable[BusyInterval], *, name: str, refresh: t
     return str(cal.to_ical().decode("utf-8"))
 
 
-async def fetch_feed_changes(url: str, *, allow_private: bool = False, timeout: float = 20.0,
+async def fetch_feed_changes(url: str, *, allow_private: bool = False, request_timeout: float = 20.0,
                              max_bytes: int = MAX_BYTES) -> list[SourceChange]:
     """One full, guarded read of a feed (for callers that poll without keeping a sync state)."""
-    conn = IcalFeedConnector(feed_url=url, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes,
+    conn = IcalFeedConnector(feed_url=url, allow_private=allow_private, timeout=request_timeout,
+                             max_bytes=max_bytes,
                              account_key=f"feed-{hashlib.sha256(url.encode()).hexdigest()[:16]}")
     try:
         now = datetime.now(UTC)
