@@ -170,6 +170,7 @@ class CalendlyEmulator:
             "invitees_counter": {"total": 1, "active": 1, "limit": 1},
             "created_at": now, "updated_at": now,
             "event_memberships": [{"user": self.user_uri}], "event_guests": [],
+            "calendar_event": None,  # the vendor's own calendar copy (none connected in the sandbox)
         }
         first, _, last = name.partition(" ")
         self.invitees[invitee_uuid] = {
