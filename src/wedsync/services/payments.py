@@ -521,11 +521,19 @@ class PaymentService:
                 req = replace(req, split=None)
         return req
 
-    async def _call(self, fn: Callable[[], Awaitable[GatewayResult]], conn_id: str) -> tuple[GatewayResult, float]:
-        """Run one gateway call, classifying what the connector raises (nothing sent, or maybe executed)."""
+    async def _call(self, fn: Callable[[], Awaitable[GatewayResult]], conn_id: str, *, lookup: bool = False
+                    ) -> tuple[GatewayResult, float]:
+        """Run one gateway call, classifying what the connector raises (nothing sent, or maybe executed).
+        For a lookup, any failure to ask is UNKNOWN: only the gateway's own answer proves "not executed"."""
         start = time.perf_counter()
         try:
-            result = await fn()
+            try:
+                result = await fn()
+            except (ConnectorError, InvalidInput, NotImplementedCapability) as exc:
+                if lookup:
+                    return GatewayResult(Outcome.UNKNOWN, message=f"lookup failed: {type(exc).__name__}: {exc}"[:500],
+                                         retryable=True), (time.perf_counter() - start) * 1000.0
+                raise
         except CircuitOpen as exc:
             result = GatewayResult(Outcome.NOT_EXECUTED, message=str(exc), retryable=True, raw_status="circuit_open")
         except ReauthRequired as exc:
@@ -573,7 +581,8 @@ class PaymentService:
             return {"outcome": row.status, "gateway_ref": row.gateway_ref, "decline_code": row.decline_code,
                     "message": row.message, "retryable": False}
         ctx = await self._ctx(row.connection_id)
-        result, ms = await self._call(lambda: ctx.connector.lookup(intent.id, row.idempotency_key), row.connection_id)
+        result, ms = await self._call(lambda: ctx.connector.lookup(intent.id, row.idempotency_key), row.connection_id,
+                                      lookup=True)
         if result.outcome in (Outcome.NOT_EXECUTED, Outcome.UNKNOWN):
             # Replay the same key at the same gateway: it answers the stored result or runs the attempt
             # once. Only a lookup that proved "not executed" lets a failed replay count as not executed
