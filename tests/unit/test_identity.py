@@ -86,3 +86,7 @@ def test_partners_of_one_wedding_with_one_last_name_stay_two_people() -> None:
     mark = features("Mark", "Smith", emails=["mark@x.com"], dates=[D])
     mary = features("Mary", "Smith", emails=["mary@x.com"], dates=[D])
     assert decide(mark, mary) is None
+    chris = features("Chris", "Lee", dates=[D])
+    christa = features("Christa", "Lee", dates=[D])
+    jon, joan = features("Jon", "Lee", dates=[D]), features("Joan", "Lee", dates=[D])
+    assert decide(chris, christa) is None and decide(jon, joan) is None

@@ -28,6 +28,7 @@ from rapidfuzz.fuzz import ratio
 from wedsync.domain.crm import normalize_email, normalize_phone
 
 NAME_THRESHOLD = 85.0  # rapidfuzz ratio (0-100) above which two name parts are "the same"
+STRICT_THRESHOLD = 87.0  # names alone (with a wedding date): "Jonathon"/"Jonathan" 87.5, "Jon"/"Joan" 85.7 not
 FIRST_THRESHOLD = 85.0  # a first name with a typo ("Jonathon"/"Jonathan" 87.5; one edit in 4+ letters: 85)
 _NON_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
@@ -110,7 +111,8 @@ def _part_sim(a: str, b: str, lenient: bool = True) -> float:
     if a == b:
         return 100.0
     short, long_ = sorted((a, b), key=len)
-    if len(short) >= 3 and (long_.startswith(short + " ") or (long_.startswith(short) and len(short) >= 4)):
+    if lenient and len(short) >= 3 and (long_.startswith(short + " ")
+                                        or (long_.startswith(short) and len(short) >= 4)):
         return 90.0  # "Chris"/"Christopher", a double first name
     score = float(ratio(a, b))
     if (lenient and score < NAME_THRESHOLD and min(len(a), len(b)) >= 4 and Levenshtein.distance(a, b) <= 1
@@ -166,10 +168,11 @@ def decide(a: Features, b: Features) -> Match | None:
             return Match("email", 80.0, evidence)  # nameless records (a company inbox): the address is all
         return None
     if dates and first >= NAME_THRESHOLD and last >= NAME_THRESHOLD:
-        # The two partners of one wedding share its date and often a last name ("Mark"/"Mary Smith"):
-        # without a shared contact point, a one-letter first-name difference is not forgiven here.
+        # The two partners of one wedding share its date and often a last name ("Mark"/"Mary Smith",
+        # "Chris"/"Christa"): without a shared contact point, neither a one-letter difference in a short
+        # name nor a prefix is forgiven here.
         strict_first, strict_last, _ = name_similarity(a, b, lenient=False)
-        if strict_first >= NAME_THRESHOLD and strict_last >= NAME_THRESHOLD:
+        if strict_first >= STRICT_THRESHOLD and strict_last >= STRICT_THRESHOLD:
             evidence["wedding_date"] = min(dates).isoformat()
             return Match("name+wedding_date", (first + last) / 2 - 5.0, evidence)
     return None

@@ -1,0 +1,120 @@
+"""``wedsync crm``: import a product's CSV export (a DBOS workflow, with a progress bar), export CSV, show merges."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+NAME = "crm"
+app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+async def _import_with_progress(hub: Any, vendor_id: str, job_id: str, *, quiet: bool) -> dict[str, Any]:
+    from dbos import DBOS
+
+    from wedsync.workflows.crm import start_import
+
+    await start_import(job_id)
+    handle: Any = await DBOS.retrieve_workflow_async(job_id)
+    task = asyncio.ensure_future(handle.get_result())
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console, disable=quiet) as bar:
+        status = hub.crm.import_status(vendor_id, job_id)
+        t = bar.add_task(f"import {status['layout']}", total=status["total_rows"] or None, detail="")
+        while True:
+            done = task.done()
+            status = hub.crm.import_status(vendor_id, job_id)
+            bar.update(t, completed=status["processed_rows"],
+                       total=max(status["total_rows"] or 0, status["processed_rows"]) or None,
+                       detail=f"{status['bad_rows']} bad, {status['merged']} merged")
+            if done:
+                break
+            await asyncio.sleep(0.2)
+    await task
+    return dict(hub.crm.import_status(vendor_id, job_id))
+
+
+@app.command("import")
+def import_csv(
+    file: Annotated[Path, typer.Argument(help="the product's CSV export")],
+    vendor: Annotated[str, typer.Option(help="vendor id")],
+    layout: Annotated[str, typer.Option(help="honeybook, 17hats, studio-ninja or iris-works")],
+    connection: Annotated[str | None, typer.Option(help="connection id (default: the vendor's for the layout)")] = None,
+    chunk_size: Annotated[int, typer.Option(help="rows per workflow step")] = 1000,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Import a CSV as a durable workflow (one step per chunk); prints the job and its bad rows."""
+    from wedsync.bootstrap import get_hub, launch_dbos, shutdown_dbos
+    from wedsync.config import get_settings
+    from wedsync.errors import WedsyncError
+
+    if not file.is_file():
+        _fail(f"no such file: {file}")
+    hub = get_hub()
+    try:
+        job = hub.crm.create_import(vendor, layout, file.read_bytes(), connection_id=connection,
+                                    filename=file.name, chunk_size=chunk_size)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    launch_dbos(get_settings())
+    try:
+        status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
+    finally:
+        shutdown_dbos()
+    errors = hub.crm.import_errors(vendor, job["id"], limit=50)
+    out.print_json(json.dumps({**status, "first_errors": errors}))
+    if status["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    vendor: Annotated[str, typer.Option(help="vendor id")],
+    layout: Annotated[str, typer.Option(help="honeybook, 17hats, studio-ninja or iris-works")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default: stdout)")] = None,
+    connection: Annotated[str | None, typer.Option(help="one connection's records instead of unified clients")]
+    = None,
+) -> None:
+    """Write the unified clients (or one connection's records) in a product's CSV layout."""
+    from wedsync.bootstrap import get_hub
+    from wedsync.errors import WedsyncError
+
+    hub = get_hub()
+    try:
+        chunks = hub.crm.export_csv(vendor, layout, connection_id=connection)
+        first = next(chunks, b"")
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+    sink = output.open("wb") if output else sys.stdout.buffer
+    try:
+        sink.write(first)
+        for chunk in chunks:
+            sink.write(chunk)
+    finally:
+        if output:
+            sink.close()
+
+
+@app.command("merges")
+def merges(vendor: Annotated[str, typer.Option(help="vendor id")],
+           limit: Annotated[int, typer.Option(help="how many")] = 20) -> None:
+    """The latest merges with their rule and evidence, and the count per rule."""
+    from wedsync.bootstrap import get_hub
+
+    hub = get_hub()
+    out.print_json(json.dumps({"by_rule": hub.crm.merge_summary(vendor),
+                               "latest": hub.crm.list_merges(vendor, limit=limit)}))
