@@ -22,6 +22,7 @@ unparseable data makes its whole window busy and marks the result ``complete=Fal
 from __future__ import annotations
 
 import calendar as _pycal
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -261,6 +262,12 @@ def parse_calendar(text: str | bytes) -> icalendar.Calendar:
         except (AttributeError, ValueError) as exc:
             raise CalendarDataError(f"VEVENT {ev.get('UID', '?')} has a broken date") from exc
     return cal
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse_cached(text: str) -> icalendar.Calendar:
+    """Parsed calendars by text (stored texts repeat across queries); callers never mutate the result."""
+    return parse_calendar(text)
 
 
 def validate_ics(text: str | bytes) -> int:
@@ -581,7 +588,7 @@ def expand_source(source: SourceInput, window_start: datetime, window_end: datet
     by_uid: dict[str, tuple[list[Any], list[Any]]] = {}
     n_events = 0
     for text in source.ical_texts:
-        cal = parse_calendar(text)
+        cal = _parse_cached(text) if isinstance(text, str) else parse_calendar(text)
         for ev in cal.walk("VEVENT"):
             n_events += 1
             if n_events > MAX_EVENTS_PER_SOURCE:

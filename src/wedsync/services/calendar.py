@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.errors import ConnectorError
+from wedsync.connectors.errors import ConnectorError, Retriable
 from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
@@ -419,7 +418,9 @@ class CalendarService:
 
     async def sync_source(self, source_id: str) -> dict[str, Any]:
         """A whole sync run in this process (the DBOS workflow runs the same steps, one per page)."""
-        lock = self._sync_locks.setdefault(source_id, asyncio.Lock())
+        # asyncio locks belong to one loop (API, DBOS and tests run their own): one lock per source and loop;
+        # across loops, sources_due() never starts a second listing of a source that is syncing
+        lock = self._sync_locks.setdefault(f"{source_id}:{id(asyncio.get_running_loop())}", asyncio.Lock())
         async with lock:
             plan = self.begin_sync(source_id)
             totals = {"pages": 0, "items": 0, "created": 0, "updated": 0, "deleted": 0, "rejected": 0}
@@ -1170,7 +1171,7 @@ class CalendarService:
             row.last_error = None
 
     async def propagate(self, vendor_id: str) -> dict[str, int]:
-        lock = self._propagate_locks.setdefault(vendor_id, asyncio.Lock())
+        lock = self._propagate_locks.setdefault(f"{vendor_id}:{id(asyncio.get_running_loop())}", asyncio.Lock())
         async with lock:
             planned = await asyncio.to_thread(self.plan_blocks, vendor_id)
             pushed = await self.push_blocks(vendor_id)
@@ -1221,21 +1222,21 @@ async def _handle_calendar_push(hub: Any, row: Any) -> str:
         kind = ",".join(sorted({n.kind for n in notes})) or "changed"
     elif row.provider == "google-calendar" and (row.event_type or "").lower() == "sync":
         return "ignored"  # the channel-opened handshake carries no change
-    results = []
+    synced = skipped = 0
     for source_id in service.sources_of_connection(row.connection_id):
-        res = await _sync_via_workflow_or_inline(service, source_id)
-        results.append(res)
-    return f"{kind}: synced {len(results)} source(s)"
-
-
-async def _sync_via_workflow_or_inline(service: CalendarService, source_id: str) -> str:
-    try:
-        from wedsync.workflows.calendar import enqueue_source_sync
-
-        return await enqueue_source_sync(source_id)
-    except RuntimeError:  # DBOS is not launched in this process
+        src = service.get_source(None, source_id)
+        attempted = datetime.fromisoformat(src["last_attempt_at"]) if src["last_attempt_at"] else None
+        received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC)
+        if attempted is not None and attempted > received and \
+                src["status"] == "ok":
+            skipped += 1  # a run that started after this notice already saw its change
+            continue
+        # inline, inside the drain's step: the notice is acknowledged only once the change is stored
         res = await service.sync_source(source_id)
-        return json.dumps(res)
+        if res["status"] != "ok":
+            raise Retriable(f"calendar sync failed: {res.get('error')}", provider=row.provider)
+        synced += 1
+    return f"{kind}: synced {synced} source(s), {skipped} already current"
 
 
 WEBHOOK_HANDLERS = {
@@ -1245,4 +1246,4 @@ WEBHOOK_HANDLERS = {
     "acuity": _handle_calendar_push,
 }
 
-__all__ = ["WEBHOOK_HANDLERS", "BookingRequest", "CalendarService", "block_uid_for", "date"]
+__all__ = ["WEBHOOK_HANDLERS", "BookingRequest", "CalendarService", "block_uid_for"]
