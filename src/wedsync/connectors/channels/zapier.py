@@ -88,7 +88,7 @@ _COMMON: dict[str, tuple[str, ...]] = {
     "guest_count": ("guest_count", "guests"),
     "lead_source": ("lead_source", "source", "referral_source"),
     "occurred_at": ("occurred_at", "booked_at", "booking_date", "created_at", "date_created", "created",
-                    "timestamp"),
+                    "created_on", "date_added", "timestamp"),
     "event": ("event", "event_type", "trigger", "zap_event"),
 }
 
@@ -173,7 +173,7 @@ def _pick(fields: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _parse_when(value: str | None) -> datetime | None:
+def _parse_when(value: str | None, dayfirst: bool = False) -> datetime | None:
     if not value:
         return None
     text = value.strip()
@@ -186,7 +186,7 @@ def _parse_when(value: str | None) -> datetime | None:
         from dateutil import parser as date_parser
 
         try:
-            parsed = date_parser.parse(text)
+            parsed = date_parser.parse(text, dayfirst=dayfirst)
         except (ValueError, OverflowError):
             return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -248,7 +248,7 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
     raw_phone = _pick(fields, names["phone"])
     phone = check_phone(raw_phone, region) if raw_phone else None
     provider_client_id = _pick(fields, spec.client_id)
-    occurred_at = _parse_when(_pick(fields, names["occurred_at"]))
+    occurred_at = _parse_when(_pick(fields, names["occurred_at"]), spec.default_region == "AU")
     lead_source = _pick(fields, names["lead_source"])
 
     client: ClientRecord | None = None
@@ -291,7 +291,9 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
         wedding_id = "zapp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
     guests_raw = _pick(fields, names["guest_count"])
     guests = int(guests_raw) if guests_raw and guests_raw.isdigit() and len(guests_raw) < 7 else None
-    wcustom = {k: v for k, v in (("venue", _pick(fields, names["venue"])), ("lead_source", lead_source)) if v}
+    # ``wedsync_reference`` comes back on a project our own "Create Project" push made (echo suppression)
+    wcustom = {k: v for k, v in (("venue", _pick(fields, names["venue"])), ("lead_source", lead_source),
+                                 ("wedsync_reference", fields.get("wedsync_reference"))) if v}
     wedding = WeddingRecord(
         remote_id=wedding_id, name=name, event_date=event_date,
         stage=_pick(fields, names["stage"]) or "booked", guest_count=guests,

@@ -766,8 +766,9 @@ class VscoWorkspaceConnector(Connector):
                       find: Callable[[], Any], attempts: int = 3) -> WriteResult:
         """POST once; on an unknown outcome look the record up by our reference, and only then send again."""
         last: ConnectorError | None = None
-        for attempt in range(attempts):
-            if attempt:
+        maybe_sent = False
+        for _ in range(attempts):
+            if maybe_sent:
                 found = await find()
                 if found is not None:
                     return WriteResult(stream, str(found["id"]), False, reference, found,
@@ -777,16 +778,18 @@ class VscoWorkspaceConnector(Connector):
                 item = self._entity(response, path)
             except (OutcomeUnknown, SchemaMismatch) as exc:
                 # SchemaMismatch here is a 2xx we could not read: the record may well exist
-                last = exc
+                last, maybe_sent = exc, True
                 continue
             except Retriable as exc:  # never sent, or refused before execution: safe to send again
                 last = exc
                 continue
             return WriteResult(stream, str(item["id"]), True, reference, item, parse_ts(item.get("modified")))
+        assert last is not None
+        if not maybe_sent:
+            raise last  # never reached the provider: nothing to look up, the caller retries later
         found = await find()
         if found is not None:
             return WriteResult(stream, str(found["id"]), False, reference, found, parse_ts(found.get("modified")))
-        assert last is not None
         raise OutcomeUnknown(f"{self.slug}: POST {path}: no answer after {attempts} attempts and no record "
                              f"with reference {reference}", provider=self.slug) from last
 
