@@ -234,14 +234,15 @@ async def test_google_with_oauth_server_refreshes_token() -> None:
 
 async def test_google_rides_through_rate_limits_and_server_errors() -> None:
     em = gsandbox.create_emulator(seed=8, events=25)
-    em.faults.configure(FaultConfig(seed=11, rate_limit_rate=0.2, error_rate=0.1, retry_after_seconds=0))
-    conn = google(em, page_size=4)
+    em.faults.configure(FaultConfig(seed=5, rate_limit_rate=0.2, error_rate=0.1, retry_after_seconds=0,
+                                    timeout_rate=0.05, timeout_seconds=1.0))
+    conn = google(em, page_size=4, timeout=0.3)  # a held-back answer times out and is retried (GET replays)
     _, changes = await drain(conn, "primary", None)
     live = {i for i, e in em.calendars[gsandbox.PRIMARY_ID].events.items()
             if e.get("status") != "cancelled" and "recurringEventId" not in e}
     assert {c.remote_id for c in changes} == live
     stats = em.faults.stats()
-    assert stats["injected"], stats  # faults really happened, and the listing is still complete
+    assert {"rate_limit", "error", "timeout"} <= set(stats["injected"]), stats  # all three happened
     await conn.aclose()
 
 
