@@ -72,6 +72,7 @@ OPEN = ("created", "processing", "unknown")
 LOOKUP_DELAYS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 # When every gateway answered "not executed, try later": wait, then walk the route again.
 ROUND_DELAYS: tuple[float, ...] = (1.0, 3.0)
+CTX_TTL = 10.0
 COMPLIANCE_KEYS = ("pciScope", "kycRequired", "threeDSecure", "taxReporting", "dataResidency")
 
 
@@ -79,11 +80,11 @@ def _key(intent_id: str, attempt_no: int) -> str:
     return f"{intent_id}-{attempt_no}"
 
 
-def _result_dict(r: GatewayResult, gateway_ms: float = 0.0) -> dict[str, Any]:
+def _result_dict(r: GatewayResult, gateway_ms: float = 0.0, settle: bool = False) -> dict[str, Any]:
     return {"outcome": r.outcome.value, "gateway_ref": r.gateway_ref, "decline_code": r.decline_code,
             "message": r.message, "native_split": r.native_split, "fee_minor": r.fee_minor,
             "retryable": r.retryable, "amount_minor": r.amount_minor, "extra": dict(r.extra),
-            "gateway_ms": gateway_ms}
+            "gateway_ms": gateway_ms, "settle": settle}
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ class Steps(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
-async def drive_payment(intent_id: str, steps: Steps) -> dict[str, Any]:
-    """processMarketplaceTransaction: walk the route, one step per gateway call (see module docstring)."""
-    snap = await steps.begin(intent_id)
+async def drive_payment(intent_id: str, steps: Steps, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """processMarketplaceTransaction: walk the route, one step per gateway call (see module docstring).
+    ``plan`` is the committed intent's route (``plan_of``); without it a ``begin`` step reads it."""
+    snap = plan if plan is not None else await steps.begin(intent_id)
     if snap["status"] in FINAL:
         return snap
     route_ids: list[str] = list(snap["route"])
@@ -138,7 +140,7 @@ async def drive_payment(intent_id: str, steps: Steps) -> dict[str, Any]:
             r = await steps.attempt(intent_id, attempt_no, connection_id)
             outcome = r["outcome"]
             if outcome == Outcome.SUCCEEDED:
-                return await steps.settle(intent_id)
+                return await _settled(intent_id, r, steps)
             if outcome == Outcome.DECLINED:
                 if snap["failover_on_decline"] and index < len(route_ids) - 1:
                     continue
@@ -164,7 +166,7 @@ async def _resolve_loop(intent_id: str, attempt_no: int, steps: Steps) -> dict[s
         await steps.sleep(delay)
         r = await steps.resolve(intent_id, attempt_no)
         if r["outcome"] == Outcome.SUCCEEDED:
-            return await steps.settle(intent_id)
+            return await _settled(intent_id, r, steps)
         if r["outcome"] == Outcome.DECLINED:
             return await steps.finish(intent_id, "declined", r.get("decline_code") or "card_declined",
                                       r.get("message"))
@@ -172,6 +174,13 @@ async def _resolve_loop(intent_id: str, attempt_no: int, steps: Steps) -> dict[s
             return None
     return await steps.finish(intent_id, "unknown", "outcome_unknown",
                               "the gateway did not confirm the charge yet; it is resolved by lookup later")
+
+
+async def _settled(intent_id: str, r: Mapping[str, Any], steps: Steps) -> dict[str, Any]:
+    """A success needs a settle step only when the vendor's part is to be transferred separately."""
+    if r.get("settle"):
+        return await steps.settle(intent_id)
+    return {"id": intent_id, "status": "succeeded"}
 
 
 class DirectSteps:
@@ -247,12 +256,27 @@ class PaymentService:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.db = hub.db
+        self._ctxs: dict[tuple[str, int], tuple[_Ctx, float]] = {}
 
     async def aclose(self) -> None:
-        return None
+        self._ctxs.clear()
 
     # -- connectors ---------------------------------------------------------------------------------
     async def _ctx(self, connection_id: str) -> _Ctx:
+        """The gateway connection and its live connector; looked up once per event loop and connection
+        every ``CTX_TTL`` seconds (changed credentials or onboarding are picked up after that)."""
+        key = (connection_id, id(asyncio.get_running_loop()))
+        now = time.monotonic()
+        cached = self._ctxs.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        ctx = await self._load_ctx(connection_id)
+        if len(self._ctxs) > 1024:
+            self._ctxs.clear()
+        self._ctxs[key] = (ctx, now + CTX_TTL)
+        return ctx
+
+    async def _load_ctx(self, connection_id: str) -> _Ctx:
         conn = self.hub.connections.get_any(connection_id)
         connector = await self.hub.connections.connector(conn)
         if not isinstance(connector, GatewayConnector):
@@ -307,7 +331,7 @@ class PaymentService:
         base = (return_url or self.hub.settings.public_url).rstrip("/")
         gateways = []
         for cid, conn in conns.items():
-            ctx = await self._ctx(cid)
+            ctx = await self._load_ctx(cid)
             step = await ctx.connector.onboard(vendor_id, f"{base}/api/integrations/payments/onboarded/{cid}",
                                                f"{base}/api/integrations/payments/onboarding/{cid}")
             status = "active" if step.kind == "complete" else "action_required"
@@ -444,7 +468,8 @@ class PaymentService:
             "id": i.id, "status": i.status, "bookingRef": i.booking_ref, "milestone": i.milestone,
             "sequence": i.sequence, "amountMinor": i.amount_minor, "currency": i.currency,
             "methodType": i.method_type, "affiliateId": i.affiliate_id, "split": i.split, "escrow": i.escrow,
-            "route": i.route, "gateway": i.provider, "connectionId": i.connection_id, "gatewayRef": i.gateway_ref,
+            "route": i.route, "failoverOnDecline": i.failover_on_decline, "gateway": i.provider,
+            "connectionId": i.connection_id, "gatewayRef": i.gateway_ref,
             "nativeSplit": i.native_split, "attempts": i.attempts, "failureCode": i.failure_code,
             "failureMessage": i.failure_message, "refundedMinor": i.refunded_minor,
             "createdAt": i.created_at.isoformat() if i.created_at else None,
@@ -480,15 +505,22 @@ class PaymentService:
                     "failover_on_decline": intent.failover_on_decline, "attempts": int(last or 0),
                     "pinned_attempt": pinned}
 
-    def _open_attempt(self, intent_id: str, attempt_no: int, connection_id: str) -> tuple[PaymentAttempt, bool]:
+    def plan_of(self, intent: Mapping[str, Any]) -> dict[str, Any]:
+        """The workflow's plan from a freshly committed intent's view (saves a step)."""
+        return {"id": intent["id"], "status": "processing", "route": list(intent["route"]),
+                "failover_on_decline": bool(intent.get("failoverOnDecline")), "attempts": 0, "pinned_attempt": None}
+
+    def _open_attempt(self, intent_id: str, attempt_no: int, connection_id: str
+                      ) -> tuple[PaymentAttempt, PaymentIntent, bool]:
         """The attempt row, committed before the call (created True), or the one a previous run left."""
         with self.db.session() as s:
             row = s.execute(select(PaymentAttempt).where(PaymentAttempt.intent_id == intent_id,
                                                          PaymentAttempt.attempt_no == attempt_no)).scalar()
-            if row is not None:
-                return row, False
             intent = s.get(PaymentIntent, intent_id)
-            assert intent is not None
+            if intent is None:
+                raise NotFound("transaction not found", code="unknown_transaction")
+            if row is not None:
+                return row, intent, False
             conn = s.get(Connection, connection_id)
             row = PaymentAttempt(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent_id, attempt_no=attempt_no,
                                  connection_id=connection_id, provider=conn.provider if conn else "unknown",
@@ -497,7 +529,7 @@ class PaymentService:
             intent.attempts = max(intent.attempts, attempt_no)
             if intent.status == "created":
                 intent.status = "processing"
-        return row, True
+        return row, intent, True
 
     def _charge_request(self, intent: PaymentIntent, ctx: _Ctx) -> ChargeRequest:
         split = Split.from_dict(intent.split)
@@ -550,15 +582,13 @@ class PaymentService:
     async def attempt(self, intent_id: str, attempt_no: int, connection_id: str) -> dict[str, Any]:
         """One charge attempt: commit the attempt (and its key), call the gateway, record the outcome.
         A replay of this step (the row exists, outcome not recorded) resolves by lookup first."""
-        row, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id)
+        row, intent, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id)
         if row.status not in ("sent", "unknown"):
             return {"outcome": row.status, "gateway_ref": row.gateway_ref, "decline_code": row.decline_code,
-                    "message": row.message, "retryable": False}
+                    "message": row.message, "retryable": False,
+                    "settle": row.status == "succeeded" and bool(intent.escrow) and not intent.native_split}
         if not fresh:
             return await self.resolve(intent_id, attempt_no)
-        with self.db.read() as s:
-            intent = s.get(PaymentIntent, intent_id)
-        assert intent is not None
         try:
             ctx = await self._ctx(row.connection_id)
         except (NotFound, InvalidInput) as exc:
@@ -618,7 +648,8 @@ class PaymentService:
                 row.finished_at = utcnow()
             if r.outcome is Outcome.SUCCEEDED and intent.status not in ("succeeded",):
                 self._succeed(s, intent, row, r)
-        return _result_dict(r, gateway_ms)
+            settle = r.outcome is Outcome.SUCCEEDED and bool(intent.escrow) and not intent.native_split
+        return _result_dict(r, gateway_ms, settle)
 
     def _succeed(self, s: Session, intent: PaymentIntent, row: PaymentAttempt, r: GatewayResult) -> None:
         intent.status = "succeeded"
@@ -669,7 +700,11 @@ class PaymentService:
 
     async def run_inline(self, intent_id: str) -> dict[str, Any]:
         """Process a transaction in this process without DBOS (tests, tools)."""
-        return await drive_payment(intent_id, DirectSteps(self))
+        await drive_payment(intent_id, DirectSteps(self))
+        with self.db.read() as s:
+            intent = s.get(PaymentIntent, intent_id)
+        assert intent is not None
+        return self.view(intent)
 
     # -- transfers ----------------------------------------------------------------------------------
     async def transfer(self, intent: PaymentIntent, kind: str, reason: str, amount: int, *, seq: int

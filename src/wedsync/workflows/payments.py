@@ -18,39 +18,39 @@ RECONCILE_SCHEDULE = "0 15 3 * * *"  # daily, 03:15 UTC, the day before
 
 
 @DBOS.step()
-async def begin_step(intent_id: str) -> dict[str, Any]:
+async def payment_begin_step(intent_id: str) -> dict[str, Any]:
     return await asyncio.to_thread(get_hub().payments.begin, intent_id)
 
 
 @DBOS.step()
-async def attempt_step(intent_id: str, attempt_no: int, connection_id: str) -> dict[str, Any]:
+async def payment_attempt_step(intent_id: str, attempt_no: int, connection_id: str) -> dict[str, Any]:
     result: dict[str, Any] = await get_hub().payments.attempt(intent_id, attempt_no, connection_id)
     return result
 
 
 @DBOS.step()
-async def resolve_step(intent_id: str, attempt_no: int) -> dict[str, Any]:
+async def payment_resolve_step(intent_id: str, attempt_no: int) -> dict[str, Any]:
     result: dict[str, Any] = await get_hub().payments.resolve(intent_id, attempt_no)
     return result
 
 
 @DBOS.step()
-async def settle_step(intent_id: str) -> dict[str, Any]:
+async def payment_settle_step(intent_id: str) -> dict[str, Any]:
     result: dict[str, Any] = await get_hub().payments.settle(intent_id)
     return result
 
 
 @DBOS.step()
-async def finish_step(intent_id: str, status: str, code: str | None, message: str | None) -> dict[str, Any]:
+async def payment_finish_step(intent_id: str, status: str, code: str | None, message: str | None) -> dict[str, Any]:
     return await asyncio.to_thread(get_hub().payments.finish, intent_id, status, code, message)
 
 
 class _DbosSteps:
-    begin = staticmethod(begin_step)
-    attempt = staticmethod(attempt_step)
-    resolve = staticmethod(resolve_step)
-    settle = staticmethod(settle_step)
-    finish = staticmethod(finish_step)
+    begin = staticmethod(payment_begin_step)
+    attempt = staticmethod(payment_attempt_step)
+    resolve = staticmethod(payment_resolve_step)
+    settle = staticmethod(payment_settle_step)
+    finish = staticmethod(payment_finish_step)
 
     @staticmethod
     async def sleep(seconds: float) -> None:
@@ -58,25 +58,26 @@ class _DbosSteps:
 
 
 @DBOS.workflow()
-async def process_marketplace_transaction(intent_id: str) -> dict[str, Any]:
-    """processMarketplaceTransaction: the workflow id is the intent id (starting it twice attaches)."""
-    return await drive_payment(intent_id, _DbosSteps())
+async def process_marketplace_transaction(intent_id: str, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """processMarketplaceTransaction: the workflow id is the intent id (starting it twice attaches).
+    ``plan`` (the committed route) saves the first step; without it the workflow reads it."""
+    return await drive_payment(intent_id, _DbosSteps(), plan)
 
 
-async def start_transaction(intent_id: str) -> Any:
+async def start_transaction(intent_id: str, plan: dict[str, Any] | None = None) -> Any:
     """Start (or attach to) the transaction's workflow; returns its handle."""
     with SetWorkflowID(intent_id):
-        return await DBOS.start_workflow_async(process_marketplace_transaction, intent_id)
+        return await DBOS.start_workflow_async(process_marketplace_transaction, intent_id, plan)
 
 
 @DBOS.step()
-async def sweep_step() -> dict[str, Any]:
+async def payment_sweep_step() -> dict[str, Any]:
     counts: dict[str, Any] = await get_hub().payments.sweep()
     return counts
 
 
 @DBOS.step()
-async def restart_stale_step() -> list[str]:
+async def payment_restart_stale_step() -> list[str]:
     """Transactions committed but left without a live workflow (the hub stopped between the commit and
     the start): start theirs; a workflow that exists is only attached to."""
     started = []
@@ -94,19 +95,19 @@ async def restart_stale_step() -> list[str]:
 @DBOS.workflow()
 async def payments_sweep(scheduled_at: datetime, context: Any) -> None:
     """Resolve parked payments, replay pending refunds/transfers, release due escrow, restart orphans."""
-    await sweep_step()
-    await restart_stale_step()
+    await payment_sweep_step()
+    await payment_restart_stale_step()
 
 
 @DBOS.step()
-async def reconcile_step(vendor_id: str, since: str, until: str) -> dict[str, Any]:
+async def payment_reconcile_step(vendor_id: str, since: str, until: str) -> dict[str, Any]:
     report = await Reconciler(get_hub()).reconcile(vendor_id, datetime.fromisoformat(since),
                                                    datetime.fromisoformat(until))
     return report["summary"]
 
 
 @DBOS.step()
-async def vendors_step() -> list[str]:
+async def payment_vendors_step() -> list[str]:
     return Reconciler(get_hub()).vendors_with_setup()
 
 
@@ -116,9 +117,9 @@ async def daily_reconciliation(scheduled_at: datetime, context: Any) -> None:
     until = scheduled_at.replace(hour=0, minute=0, second=0, microsecond=0)
     since = until - timedelta(days=1)
     out: dict[str, Any] = {}
-    for vendor_id in await vendors_step():
+    for vendor_id in await payment_vendors_step():
         try:
-            out[vendor_id] = await reconcile_step(vendor_id, since.isoformat(), until.isoformat())
+            out[vendor_id] = await payment_reconcile_step(vendor_id, since.isoformat(), until.isoformat())
         except Exception as exc:  # one vendor's gateway outage must not hide the others' reports
             out[vendor_id] = {"error": f"{type(exc).__name__}: {exc}"}
     DBOS.logger.info(f"daily reconciliation of {len(out)} vendors done")

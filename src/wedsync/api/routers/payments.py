@@ -102,18 +102,20 @@ async def create_transaction(
                         escrow=body.escrow)
     view, created = await asyncio.to_thread(hub.payments.create_intent, vendor_id, idempotency_key or "", req)
     if view["status"] not in FINAL:
-        view = await _run(hub, view["id"], vendor_id, wait)
+        view = await _run(hub, view, vendor_id, wait)
     code = 201 if created else 200
     if view["status"] not in FINAL:
         code = 202
     return JSONResponse(view, status_code=code)
 
 
-async def _run(hub: Any, intent_id: str, vendor_id: str, wait: float) -> dict[str, Any]:
+async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> dict[str, Any]:
+    intent_id = view["id"]
     if _dbos_running():
         from wedsync.workflows.payments import start_transaction
 
-        handle = await start_transaction(intent_id)
+        plan = hub.payments.plan_of(view) if view["status"] == "created" else None
+        handle = await start_transaction(intent_id, plan)
         try:
             await asyncio.wait_for(handle.get_result(), timeout=wait)
         except TimeoutError:
