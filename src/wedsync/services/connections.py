@@ -70,7 +70,10 @@ class ConnectionService:
         elif url:
             url = url.rstrip("/")
         creds = dict(credentials)
-        creds.setdefault(WEBHOOK_SECRET, secrets.token_urlsafe(24))
+        # A provider that signs webhooks with one of the account's own credentials (Acuity: the API key)
+        # names it in ``webhook_secret_field``; otherwise the hub picks a random secret to hand to the provider.
+        own = creds.get(getattr(cls, "webhook_secret_field", None) or "")
+        creds.setdefault(WEBHOOK_SECRET, own or secrets.token_urlsafe(24))
         with self.db.session() as s:
             if s.get(Vendor, vendor_id) is None:
                 raise NotFound("vendor not found")
