@@ -470,3 +470,31 @@ async def test_read_only_connectors_refuse_blocks() -> None:
     with pytest.raises(NotImplementedCapability):
         await conn.put_block("x", "b", start, start + timedelta(hours=1), "Busy")
     await conn.aclose()
+
+
+async def test_hub_accepts_acuity_and_google_notifications(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """Through the hub's webhook route: Acuity's secret is the API key (it signs with it), Google's channel token
+    is the connection's webhook secret; wrong signatures are refused."""
+    from wedsync.connectors.webhooks import AcuityScheme, GoogleCalendarScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    vendor = hub.tenancy.create_vendor("Bloom & Vine")
+    conn = hub.connections.create(vendor.id, "acuity", credentials={"user_id": "1", "api_key": "acuity-key"},
+                                  base_url="https://acuityscheduling.com/api/v1")
+    assert hub.connections.credentials(conn)[WEBHOOK_SECRET] == "acuity-key"
+    body = b"action=scheduled&id=900000001&calendarID=4001&appointmentTypeID=7001"
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    ok = await api.post(f"/webhooks/acuity/{conn.id}", content=body,
+                        headers={**form, **AcuityScheme.sign(body, "acuity-key")})
+    bad = await api.post(f"/webhooks/acuity/{conn.id}", content=body,
+                         headers={**form, **AcuityScheme.sign(body, "other-key")})
+    assert ok.status_code == 200 and bad.status_code == 401
+    feed = hub.connections.create(vendor.id, "ical-feed", credentials={"feed_url": "https://cal.example.com/x.ics"})
+    assert len(hub.connections.credentials(feed)[WEBHOOK_SECRET]) > 20  # others keep a random secret
+    gconn = hub.connections.create(vendor.id, "google-calendar", credentials={})
+    token = hub.connections.credentials(gconn)[WEBHOOK_SECRET]
+    headers = GoogleCalendarScheme.sign(channel_id="wedsync-1", token=token, message_number=1,
+                                        resource_id="rid-1", resource_state="exists")
+    assert (await api.post(f"/webhooks/google-calendar/{gconn.id}", headers=headers)).status_code == 200
+    headers["X-Goog-Channel-Token"] = "forged"
+    assert (await api.post(f"/webhooks/google-calendar/{gconn.id}", headers=headers)).status_code == 401

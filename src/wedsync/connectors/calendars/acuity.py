@@ -5,7 +5,8 @@ cap, so a listing walks the window in date slices (31 days, halved while a slice
 active and canceled appointments of each slice; every listing is full (``sync_state`` stays None). Webhooks
 (``POST /webhooks``) deliver ``action=..&id=..`` form bodies signed with the API key
 (``X-Acuity-Signature``); they only name the appointment, so the hub re-reads it with :meth:`fetch_item`.
-Note: because Acuity signs with the API key, the connection's ``webhook_secret`` must equal the API key.
+Because Acuity signs with the API key, ``webhook_secret_field = "api_key"`` makes the connection's webhook secret
+that key (``ConnectionService.create``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class AcuityConnector(CalendarConnector):
     default_base_url: ClassVar[str | None] = "https://acuityscheduling.com/api/v1"
     docs_url: ClassVar[str | None] = "https://developers.acuityscheduling.com/reference"
     supports_push: ClassVar[bool] = True
+    #: Acuity signs webhooks with the API key: the connection's webhook secret is that key
+    webhook_secret_field: ClassVar[str | None] = "api_key"
 
     def __init__(
         self,
