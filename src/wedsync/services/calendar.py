@@ -56,6 +56,7 @@ SYNC_FUTURE = timedelta(days=550)
 PROPAGATION_HORIZON = timedelta(days=400)
 MAX_BOOKING = timedelta(days=14)
 STUCK_AFTER = timedelta(minutes=10)
+SPAN_MARGIN = timedelta(days=60)
 BOOKING_KINDS = ("booking", "hold")
 
 
@@ -117,7 +118,11 @@ class CalendarService:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.db = hub.db
-        self._expanded: OrderedDict[tuple[str, int, datetime, datetime], list[av.BusyInterval]] = OrderedDict()
+        # source id -> ((version, zone), span start, span end, busy intervals, warnings)
+        self._spans: OrderedDict[str, tuple[tuple[int, str], datetime, datetime, list[av.BusyInterval], list[str]]] = \
+            OrderedDict()
+        # every input of a query (window, profile, source versions and freshness, bookings) -> its result
+        self._results: OrderedDict[tuple[Any, ...], av.AvailabilityResult] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_locks: dict[str, asyncio.Lock] = {}
         self._propagate_locks: dict[str, asyncio.Lock] = {}
@@ -572,24 +577,47 @@ class CalendarService:
                                  buffer_after=timedelta(minutes=prof["buffer_after_min"]), capacity=cap, now=now)
         return q, prof
 
-    def _expanded_cache(self, inputs: Sequence[av.SourceInput], ws: datetime, we: datetime
-                        ) -> dict[str, list[av.BusyInterval]]:
-        cache: dict[str, list[av.BusyInterval]] = {}
+    def _expand(self, inputs: Sequence[av.SourceInput], ws: datetime, we: datetime, zone: str
+                ) -> tuple[dict[str, list[av.BusyInterval]], list[str]]:
+        """Per-source busy intervals for [ws, we), from a cache that holds each source's expansion over a wide
+        span (a month back to 400 days ahead, widened to cover the request) keyed by the source's version: any
+        window inside the span is a filter, not a re-expansion. Sources whose data is unusable are left out (the
+        engine then reports them unusable and fails closed)."""
+        now = utcnow()
+        canon_a, canon_b = now - SYNC_PAST, now + PROPAGATION_HORIZON
+        out: dict[str, list[av.BusyInterval]] = {}
+        warnings: list[str] = []
         for src in inputs:
-            key = (src.source_id, getattr(src, "version", 0), ws, we)
-            hit = self._expanded.get(key)
-            if hit is not None:
-                self._expanded.move_to_end(key)
-                cache[src.source_id] = hit
-        return cache
+            version = getattr(src, "version", 0)
+            entry = self._spans.get(src.source_id)
+            if entry is None or entry[0] != (version, zone) or not (entry[1] <= ws and we <= entry[2]):
+                if we > canon_a - timedelta(days=366) and ws < canon_b + timedelta(days=366):
+                    # a margin beyond the request: windows that slide a little stay inside the span
+                    a, b = min(ws - SPAN_MARGIN, canon_a), max(we + SPAN_MARGIN, canon_b)
+                else:  # far from today: expand just what was asked
+                    a, b = ws, we
+                found: list[str] = []
+                try:
+                    items = av.expand_source(src, a, b, av.vendor_zone(zone), found)
+                except av.CalendarDataError:
+                    continue
+                entry = ((version, zone), a, b, items, found)
+                self._spans[src.source_id] = entry
+                while len(self._spans) > 2048:
+                    self._spans.popitem(last=False)
+            else:
+                self._spans.move_to_end(src.source_id)
+            out[src.source_id] = [it for it in entry[3] if it.end > ws and it.start < we]
+            warnings.extend(entry[4])
+        return out, warnings
 
-    def _remember(self, inputs: Sequence[av.SourceInput], ws: datetime, we: datetime,
-                  cache: dict[str, list[av.BusyInterval]]) -> None:
-        for src in inputs:
-            if src.source_id in cache:
-                self._expanded[(src.source_id, getattr(src, "version", 0), ws, we)] = cache[src.source_id]
-        while len(self._expanded) > 512:
-            self._expanded.popitem(last=False)
+    def _compute(self, inputs: Sequence[av.SourceInput], q: av.AvailabilityQuery,
+                 extra: Sequence[av.BusyInterval] = ()) -> av.AvailabilityResult:
+        ws, we = q.window_start.astimezone(UTC), q.window_end.astimezone(UTC)
+        cache, warnings = self._expand(inputs, ws, we, q.timezone)
+        result = av.compute_availability(inputs, q, extra, expanded=cache)
+        result.warnings = sorted(set(warnings + result.warnings))
+        return result
 
     def availability(self, vendor_id: str, start: datetime, end: datetime, *, now: datetime | None = None,
                      use_working_hours: bool = True, resource: str | None = None) -> av.AvailabilityResult:
@@ -603,10 +631,21 @@ class CalendarService:
             q, prof = self._query(s, vendor_id, start, end, now, use_working_hours)
             inputs = self._inputs(s, vendor_id, stale_after=timedelta(seconds=prof["stale_after_s"]))
             extra = self._bookings_busy(s, vendor_id, start, end, now, resource)
-        ws, we = start.astimezone(UTC), end.astimezone(UTC)
-        cache = self._expanded_cache(inputs, ws, we)
-        result = av.compute_availability(inputs, q, extra, expanded=cache)
-        self._remember(inputs, ws, we, cache)
+        now_q = q.now or now
+        fingerprint = (
+            vendor_id, start, end, use_working_hours, resource, repr(prof),
+            tuple((i.source_id, getattr(i, "version", 0), i.last_synced_at, i.error,
+                   av.source_freshness(i, now_q)[0]) for i in inputs),
+            tuple((b.ref, b.start, b.end, b.kind) for b in extra),
+        )
+        hit = self._results.get(fingerprint)
+        if hit is not None:
+            self._results.move_to_end(fingerprint)
+            return hit
+        result = self._compute(inputs, q, extra)
+        self._results[fingerprint] = result
+        while len(self._results) > 64:
+            self._results.popitem(last=False)
         return result
 
     # -- bookings and holds --------------------------------------------------------------------------
@@ -674,10 +713,7 @@ class CalendarService:
             return
         q.buffer_before = q.buffer_after = timedelta(0)
         q.capacity = None
-        ws, we = req.start, req.end
-        cache = self._expanded_cache(inputs, ws, we)
-        result = av.compute_availability(inputs, q, expanded=cache)
-        self._remember(inputs, ws, we, cache)
+        result = self._compute(inputs, q)
         for item in result.busy:
             if item.start < req.end and req.start < item.end:
                 if item.kind == "stale":
@@ -1069,15 +1105,11 @@ class CalendarService:
         origins: list[tuple[str, str | None, datetime, datetime, bool, str]] = []
         for bk in bookings:
             origins.append((f"booking:{bk.ref}", None, bk.start, bk.end, False, "Busy (WedSync booking)"))
+        expanded, _ = self._expand(inputs, horizon_a, horizon_b, zone.key)
         for src in inputs:
             if src.error and src.last_synced_at is None:
                 continue
-            warnings: list[str] = []
-            try:
-                items = av.expand_source(src, horizon_a, horizon_b, zone, warnings)
-            except av.CalendarDataError:
-                continue
-            for it in items:
+            for it in expanded.get(src.source_id, []):
                 if it.own_block or it.kind == "clipped":
                     continue
                 all_day = it.kind == "all_day"
