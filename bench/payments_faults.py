@@ -46,7 +46,12 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
+# --src DIR (or WEDSYNC_BENCH_SRC) runs the hub from a snapshot of the source tree, so edits made in the
+# working tree during a long run cannot reach a hub process restarted after a kill.
+SRC = Path(os.environ.get("WEDSYNC_BENCH_SRC") or ROOT / "src")
+for _i, _a in enumerate(sys.argv[:-1]):
+    if _a == "--src":
+        SRC = Path(sys.argv[_i + 1]).resolve()
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
@@ -485,6 +490,7 @@ def main() -> None:
     p.add_argument("--drop-rate", type=float, default=0.01)
     p.add_argument("--failover-only", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, store)")
+    p.add_argument("--src", help="run the hub and sandboxes from this copy of src/ (read at import)")
     args = p.parse_args()
     home = Path(tempfile.mkdtemp(prefix="wedsync-payfaults-"))
     if not args.failover_only:
