@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import delete
 
 from wedsync.demos import DemoContext
 from wedsync.errors import Conflict
@@ -46,7 +46,7 @@ def run_story(ctx: DemoContext) -> list[tuple[str, str]]:
     from wedsync.sandbox import google_calendar as gsandbox
     from wedsync.sandbox import microsoft_graph as msandbox
     from wedsync.services.calendar import BookingRequest
-    from wedsync.store.tables_calendar import CalendarBooking
+    from wedsync.store.tables_calendar import CalendarBooking, CalendarConflict
 
     hub, console = ctx.hub, ctx.console
     svc = hub.calendar
@@ -56,11 +56,9 @@ def run_story(ctx: DemoContext) -> list[tuple[str, str]]:
     svc.set_profile(vendor_id, working_hours={d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri",
                                                                                  "sat")},
                     buffer_after_min=15, travel_buffer_min=30, capacity_max_per_day=1, capacity_kinds=["wedding"])
-    with hub.db.session() as s:  # rerunnable: earlier demo bookings are cancelled
-        for b in s.execute(select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id,
-                                                         CalendarBooking.status.in_(("active", "conflict")))
-                           ).scalars():
-            b.status, b.cancelled_at = "cancelled", datetime.now(UTC)
+    with hub.db.session() as s:  # rerunnable: this demo vendor's earlier bookings and conflicts go
+        s.execute(delete(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id))
+        s.execute(delete(CalendarConflict).where(CalendarConflict.vendor_id == vendor_id))
     g_conn = _connection(hub, vendor_id, "google-calendar", ctx.sandbox_url + gsandbox.PREFIX,
                          gsandbox.DEFAULT_ACCESS_TOKEN)
     m_conn = _connection(hub, vendor_id, "microsoft-graph", ctx.sandbox_url + msandbox.PREFIX,
