@@ -103,6 +103,8 @@ def test_bad_rows_are_reported_and_good_rows_still_land() -> None:
     (b"  \r\n\r\n", "empty_file"),
     (codecs.BOM_UTF8, "empty_file"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "binary_file"),
+    (b"PK\x03\x04\x14\x00\x06\x00" + b"[Content_Types].xml" * 10, "binary_file"),
+    ("Contact ID,First Name\n1,Ana\n".encode("utf-16-le")[:-1] + b"\x00\x00\x00\x00" * 30, "binary_file"),
     (b"Name;Notes\nAna;x\n", "missing_columns"),
 ])
 def test_file_level_problems_raise_csv_file_error(data: bytes, code: str) -> None:
@@ -228,7 +230,7 @@ def test_round_trip_property(layout: str, first: str, last: str, local: str, day
 
 def test_large_files_stream() -> None:
     """A 100,000-row file yields its first rows at once (nothing is built for the whole file up front), and
-    rows consumed and dropped do not accumulate (5,000 kept rows take about 6 MB)."""
+    rows consumed and dropped do not accumulate (2,000 kept rows take about 2.5 MB)."""
     import tracemalloc
 
     n = 100_000
@@ -241,8 +243,8 @@ def test_large_files_stream() -> None:
     assert time.perf_counter() - started < 2.0
     assert first[0].line == 2 and all(a.line < b.line for a, b in itertools.pairwise(first))
     tracemalloc.start()
-    count = sum(1 for _ in itertools.islice(stream, 5_000))
+    count = sum(1 for _ in itertools.islice(stream, 2_000))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert count == 5_000
-    assert peak < 1_500_000, f"peak {peak} bytes while streaming 5,000 rows"
+    assert count == 2_000
+    assert peak < 1_000_000, f"peak {peak} bytes while streaming 2,000 rows"

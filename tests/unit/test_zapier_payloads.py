@@ -134,3 +134,17 @@ def test_scheme_and_parser_agree_on_a_signed_hook() -> None:
     verified = ZapierScheme().verify(raw, ZapierScheme.sign(raw, "s3cret"), "s3cret")
     assert verified.event_id == "evt-9" and verified.event_type == "client.created"
     assert parse_zap_event("honeybook", raw).kind == "client.created"
+
+
+@pytest.mark.parametrize("slug", ["honeybook", "17hats", "studio-ninja", "iris-works"])
+def test_product_connectors_read_hooks_and_files(slug: str) -> None:
+    from wedsync.connectors.channels.csv_layouts import LAYOUTS
+    from wedsync.connectors.registry import CONNECTORS
+
+    connector = CONNECTORS[slug](allow_private_urls=True) if slug == "honeybook" else CONNECTORS[slug]()  # type: ignore[call-arg]
+    event = connector.parse_hook(body(event="client.created", email="ana@example.com", first_name="Ana"))  # type: ignore[attr-defined]
+    assert event.kind == "client.created" and event.client is not None
+    data = b"".join(connector.export_csv([(event.client, None)]))  # type: ignore[attr-defined]
+    assert data.startswith(",".join(LAYOUTS[slug].headers).encode())
+    (row,) = connector.parse_csv(data)  # type: ignore[attr-defined]
+    assert row.client is not None and row.client.email == "ana@example.com"

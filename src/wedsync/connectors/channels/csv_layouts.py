@@ -393,6 +393,9 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     spec = _get_layout(layout)
     if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise CsvFileError("empty_file", "the file is empty")
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise CsvFileError("binary_file", "this is a spreadsheet workbook (.xlsx/.xls), not a CSV: save or "
+                                          "export it as CSV first")
     text = _decode(data)
     _check_text(text)
     try:
