@@ -214,16 +214,25 @@ class DirectSteps:
 def post_txn(s: Session, vendor_id: str, txn: L.LedgerTxn, intent_id: str | None = None) -> bool:
     """Write one balanced transaction: entries first, then the header (whose trigger checks the balance).
     Returns False when the reference was already posted (a replay)."""
-    if s.execute(select(LedgerTransaction.id).where(LedgerTransaction.reference == txn.reference)).first():
-        return False
-    txn_id = new_id()
+    return bool(post_txns(s, vendor_id, [txn], intent_id))
+
+
+def post_txns(s: Session, vendor_id: str, txns: list[L.LedgerTxn], intent_id: str | None = None) -> int:
+    """Write several balanced transactions at once (one existence check, one insert of all entries, then
+    the headers); references already posted are skipped. Returns how many were written."""
+    refs = [t.reference for t in txns]
+    done = set(s.execute(select(LedgerTransaction.reference).where(LedgerTransaction.reference.in_(refs))).scalars())
+    todo = [(new_id(), t) for t in txns if t.reference not in done]
+    if not todo:
+        return 0
     s.execute(insert(LedgerEntry), [
-        {"txn_id": txn_id, "vendor_id": vendor_id, "account": p.account, "currency": p.currency, "amount": p.amount}
-        for p in txn.postings])
-    s.execute(insert(LedgerTransaction).values(id=txn_id, vendor_id=vendor_id, reference=txn.reference,
-                                               kind=txn.kind, intent_id=intent_id,
-                                               entry_count=len(txn.postings), created_at=utcnow()))
-    return True
+        {"txn_id": tid, "vendor_id": vendor_id, "account": p.account, "currency": p.currency, "amount": p.amount}
+        for tid, t in todo for p in t.postings])
+    now = utcnow()
+    s.execute(insert(LedgerTransaction), [
+        {"id": tid, "vendor_id": vendor_id, "reference": t.reference, "kind": t.kind, "intent_id": intent_id,
+         "entry_count": len(t.postings), "created_at": now} for tid, t in todo])
+    return len(todo)
 
 
 def _parties(intent: PaymentIntent) -> L.Parties:
@@ -390,10 +399,11 @@ class PaymentService:
         if req.sequence < 1:
             raise InvalidInput("sequence starts at 1", code="invalid_sequence")
         fingerprint = req.fingerprint()
-        existing = self._by_client_key(vendor_id, client_key)
-        if existing is not None:
-            return self._check_replay(existing, fingerprint), False
         with self.db.read() as s:
+            existing = s.execute(select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id,
+                                                             PaymentIntent.client_key == client_key)).scalar()
+            if existing is not None:
+                return self._check_replay(existing, fingerprint), False
             setup = s.get(PaymentSetup, vendor_id)
             if setup is None:
                 raise NoGatewayAvailable("this vendor has no payment setup: POST /api/integrations/payments/setup",
@@ -510,7 +520,7 @@ class PaymentService:
         return {"id": intent["id"], "status": "processing", "route": list(intent["route"]),
                 "failover_on_decline": bool(intent.get("failoverOnDecline")), "attempts": 0, "pinned_attempt": None}
 
-    def _open_attempt(self, intent_id: str, attempt_no: int, connection_id: str
+    def _open_attempt(self, intent_id: str, attempt_no: int, connection_id: str, provider: str | None = None
                       ) -> tuple[PaymentAttempt, PaymentIntent, bool]:
         """The attempt row, committed before the call (created True), or the one a previous run left."""
         with self.db.session() as s:
@@ -521,9 +531,11 @@ class PaymentService:
                 raise NotFound("transaction not found", code="unknown_transaction")
             if row is not None:
                 return row, intent, False
-            conn = s.get(Connection, connection_id)
+            if provider is None:
+                conn = s.get(Connection, connection_id)
+                provider = conn.provider if conn else "unknown"
             row = PaymentAttempt(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent_id, attempt_no=attempt_no,
-                                 connection_id=connection_id, provider=conn.provider if conn else "unknown",
+                                 connection_id=connection_id, provider=provider,
                                  idempotency_key=_key(intent_id, attempt_no), status="sent")
             s.add(row)
             intent.attempts = max(intent.attempts, attempt_no)
@@ -582,20 +594,25 @@ class PaymentService:
     async def attempt(self, intent_id: str, attempt_no: int, connection_id: str) -> dict[str, Any]:
         """One charge attempt: commit the attempt (and its key), call the gateway, record the outcome.
         A replay of this step (the row exists, outcome not recorded) resolves by lookup first."""
-        row, intent, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id)
+        ctx: _Ctx | None = None
+        try:
+            ctx = await self._ctx(connection_id)
+        except (NotFound, InvalidInput):
+            ctx = None
+        row, intent, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id,
+                                                     ctx.conn.provider if ctx else None)
         if row.status not in ("sent", "unknown"):
             return {"outcome": row.status, "gateway_ref": row.gateway_ref, "decline_code": row.decline_code,
                     "message": row.message, "retryable": False,
                     "settle": row.status == "succeeded" and bool(intent.escrow) and not intent.native_split}
         if not fresh:
             return await self.resolve(intent_id, attempt_no)
-        try:
-            ctx = await self._ctx(row.connection_id)
-        except (NotFound, InvalidInput) as exc:
-            result, ms = GatewayResult(Outcome.NOT_EXECUTED, message=str(exc)), 0.0
+        if ctx is None:
+            result, ms = GatewayResult(Outcome.NOT_EXECUTED, message="the gateway connection is gone"), 0.0
         else:
+            gateway = ctx.connector
             req = self._charge_request(intent, ctx)
-            result, ms = await self._call(lambda: ctx.connector.charge(req, row.idempotency_key), row.connection_id)
+            result, ms = await self._call(lambda: gateway.charge(req, row.idempotency_key), row.connection_id)
         return await asyncio.to_thread(self._record, intent_id, attempt_no, result, ms, False)
 
     async def resolve(self, intent_id: str, attempt_no: int) -> dict[str, Any]:
@@ -668,9 +685,9 @@ class PaymentService:
                 s.add(EscrowHold(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent.id,
                                  booking_ref=intent.booking_ref, currency=intent.currency, held_minor=held,
                                  terms=terms.as_dict(), status="held"))
-        for txn in L.charge_txns(intent.id, intent.currency, _parties(intent), split, held=held,
-                                 native_transfer=bool(r.native_split), processing_fee=int(r.fee_minor or 0)):
-            post_txn(s, intent.vendor_id, txn, intent.id)
+        post_txns(s, intent.vendor_id, L.charge_txns(intent.id, intent.currency, _parties(intent), split, held=held,
+                                                    native_transfer=bool(r.native_split),
+                                                    processing_fee=int(r.fee_minor or 0)), intent.id)
 
     async def settle(self, intent_id: str) -> dict[str, Any]:
         """After a success: pay out, by a separate transfer, the vendor's part that is not held when the
