@@ -376,7 +376,7 @@ async def test_paypal_platform_fee_order_refund_and_duplicates(sandbox: FastAPI,
     assert declined.outcome is Outcome.DECLINED and declined.decline_code == "0500"
     bad_payee = await conn.charge(ChargeRequest(reference="pp-pay-3", amount_minor=500, currency="USD",
                                                 payment_method="vault-card-ok",
-                                                split=SplitInstruction("NOBODY", 10)), "attempt-pp-3")
+                                                split=SplitInstruction("ZZZZZZZZZZZZZ", 10)), "attempt-pp-3")
     assert bad_payee.outcome is Outcome.NOT_EXECUTED and bad_payee.decline_code == "PAYEE_ACCOUNT_INVALID"
     await conn.aclose()
 

@@ -47,7 +47,8 @@ SLUG = "paypal"
 PREFIX = "/paypal"
 DEFAULT_CLIENT_ID = "AWsandbox-paypal-platform-client"
 DEFAULT_CLIENT_SECRET = "EKsandbox-paypal-platform-secret"
-PLATFORM_MERCHANT_ID = "PLATFORMSBX01"
+PLATFORM_MERCHANT_ID = "PLATFRM2SBX7Q"
+MERCHANT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CERT_URL_BASE = "https://api.sandbox.paypal.com/v1/notifications/certs/"
 TOKEN_SECONDS = 32_400
 EVIDENCE_DAYS = 10
@@ -70,6 +71,11 @@ _ISSUES = {
     "REFUND_AMOUNT_EXCEEDED": "The refund amount must be less than or equal to the capture amount that has not yet "
     "been refunded.",
     "CAPTURE_FULLY_REFUNDED": "The capture has already been fully refunded",
+    "REFUND_NOT_ALLOWED": "Capture cannot be refunded.",
+    "REFUND_CAPTURE_CURRENCY_MISMATCH": "Refund must be in the same currency as the capture",
+    "PLATFORM_FEE_EXCEEDED": "Platform fee amount specified exceeds the amount that is available for refund. You can "
+    "only refund up to the available platform fee amount. This error is also returned when no platform_fee was "
+    "specified or was zero when the payment was captured.",
 }
 
 
@@ -185,7 +191,8 @@ class PayPalEmulator(PaymentEmulator):
     def merchant_for(tracking_id: str) -> str:
         """The merchant id a partner referral with ``tracking_id`` onboards (PayPal reports it to the platform
         on the seller's return URL and in MERCHANT.ONBOARDING.COMPLETED)."""
-        return "SBX" + hashlib.sha256(tracking_id.encode()).hexdigest()[:10].upper()
+        digest = hashlib.sha256(tracking_id.encode()).digest()
+        return "".join(MERCHANT_ALPHABET[b % len(MERCHANT_ALPHABET)] for b in digest[:13])
 
     @property
     def cert_url(self) -> str:
@@ -233,6 +240,9 @@ class PayPalEmulator(PaymentEmulator):
         raw_payee = pu.get("payee")
         payee: dict[str, Any] = raw_payee if isinstance(raw_payee, dict) else {}
         merchant = payee.get("merchant_id") or PLATFORM_MERCHANT_ID
+        if not re.fullmatch(r"[2-9A-HJ-NP-Z]{13}", str(merchant)):
+            raise _invalid("INVALID_PARAMETER_SYNTAX", "The value of a field does not conform to the expected format.",
+                           "/purchase_units/@reference_id=='default'/payee/merchant_id")
         if merchant not in self.merchants:
             raise _unprocessable("PAYEE_ACCOUNT_INVALID", "/purchase_units/@reference_id=='default'/payee")
         fees: list[dict[str, Any]] = []
@@ -373,13 +383,13 @@ class PayPalEmulator(PaymentEmulator):
         currency = capture["amount"]["currency_code"]
         total = from_decimal(capture["amount"]["value"], currency)
         if capture["status"] not in ("COMPLETED", "PARTIALLY_REFUNDED"):
-            raise _unprocessable("CAPTURE_FULLY_REFUNDED" if capture["status"] == "REFUNDED" else "INVALID_RESOURCE_ID")
+            raise _unprocessable("CAPTURE_FULLY_REFUNDED" if capture["status"] == "REFUNDED" else "REFUND_NOT_ALLOWED")
         refunded = capture.get("_refunded", 0)
         amount = total - refunded
         if body.get("amount") is not None:
             amount, cur = _money_minor(body["amount"], "/amount")
             if cur != currency:
-                raise _unprocessable("REFUND_AMOUNT_EXCEEDED")
+                raise _unprocessable("REFUND_CAPTURE_CURRENCY_MISMATCH")
         if amount > total - refunded:
             raise _unprocessable("REFUND_AMOUNT_EXCEEDED")
         platform_back = 0
@@ -391,7 +401,7 @@ class PayPalEmulator(PaymentEmulator):
         collected = sum(from_decimal(f["amount"]["value"], currency)
                         for f in (capture.get("seller_receivable_breakdown") or {}).get("platform_fees", []))
         if platform_back > collected:
-            raise _unprocessable("INVALID_PLATFORM_FEES_AMOUNT")
+            raise _unprocessable("PLATFORM_FEE_EXCEEDED")
         ref_id = self.next_id("", 17).upper()
         now = _time()
         capture["_refunded"] = refunded + amount
@@ -651,7 +661,7 @@ class PayPalEmulator(PaymentEmulator):
             return reply(200, {"transaction_details": matching[(page - 1) * size: page * size],
                                "account_number": PLATFORM_MERCHANT_ID, "start_date": _time(start),
                                "end_date": _time(end), "last_refreshed_datetime": _time(), "page": page,
-                               "total_items": len(matching), "total_pages": pages, "links": []})
+                               "total_items": len(matching), "total_pages": pages})
 
         @app.get("/v1/customer/disputes/{dispute_id}")
         async def get_dispute(request: Request, dispute_id: str) -> Response:

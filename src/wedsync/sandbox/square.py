@@ -178,7 +178,7 @@ class SquareEmulator(PaymentEmulator):
             "card_details": {"status": "CAPTURED", "card": {"card_brand": "VISA", "last_4": "1111",
                                                             "exp_month": 12, "exp_year": 2030},
                              "entry_method": "KEYED", "cvv_status": "CVV_ACCEPTED", "avs_status": "AVS_ACCEPTED"},
-            "location_id": location, "order_id": self.next_id("", 24), "risk_evaluation": {"risk_level": "NORMAL"},
+            "location_id": location, "order_id": self.next_id("", 24),
             "receipt_number": pay_id[:4], "version_token": self.next_id("v", 20),
             "capabilities": ["EDIT_AMOUNT_UP", "EDIT_AMOUNT_DOWN", "EDIT_TIP_AMOUNT_UP", "EDIT_TIP_AMOUNT_DOWN"],
         }

@@ -317,7 +317,7 @@ class StripeEmulator(PaymentEmulator):
             "receipt_url": None, "refunded": False,
             "refunds": {"object": "list", "data": [], "has_more": False, "url": f"/v1/charges/{ch_id}/refunds"},
             "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
-            "statement_descriptor_suffix": None, "status": "pending", "transfer": None,
+            "statement_descriptor_suffix": None, "status": "pending",
             "transfer_data": pi["transfer_data"], "transfer_group": pi["transfer_group"],
         }
         self.charges[ch_id] = charge
@@ -428,7 +428,7 @@ class StripeEmulator(PaymentEmulator):
                               f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
                               param="amount")
         reverse = _bool(p, "reverse_transfer")
-        if reverse and not charge["transfer"]:
+        if reverse and not charge.get("transfer"):
             raise StripeError(400, "invalid_request_error",
                               "This charge has no associated transfer to reverse.", param="reverse_transfer")
         currency = charge["currency"]
@@ -436,8 +436,8 @@ class StripeEmulator(PaymentEmulator):
         refund: dict[str, Any] = {
             "id": re_id, "object": "refund", "amount": amount,
             "balance_transaction": self._balance_txn("refund", -amount, 0, currency, re_id, "refund"),
-            "charge": charge["id"], "created": self._now(), "currency": currency, "description": None,
-            "metadata": _metadata(p), "payment_intent": charge["payment_intent"], "reason": p.get("reason"),
+            "charge": charge["id"], "created": self._now(), "currency": currency, "metadata": _metadata(p),
+            "payment_intent": charge["payment_intent"], "reason": p.get("reason"),
             "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
             "transfer_reversal": None,
         }
