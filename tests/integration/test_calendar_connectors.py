@@ -148,6 +148,17 @@ async def test_google_incremental_deletions_and_expired_token() -> None:
     await conn.aclose()
 
 
+async def test_google_deleted_series_is_one_deletion() -> None:
+    em = gsandbox.create_emulator(seed=9, events=4)
+    conn = google(em)
+    pages, _ = await drain(conn, "primary", None)
+    master = next(i for i, e in em.calendars[gsandbox.PRIMARY_ID].events.items() if e.get("recurrence"))
+    em.delete_event(gsandbox.PRIMARY_ID, master)  # its instances become bare cancelled references
+    _, changes = await drain(conn, "primary", pages[-1].sync_state)
+    assert {c.remote_id for c in changes} == {master} and all(c.ical is None for c in changes)
+    await conn.aclose()
+
+
 async def test_google_blocks_are_idempotent_and_conditional() -> None:
     em = gsandbox.create_emulator(seed=5, events=0)
     conn = google(em)

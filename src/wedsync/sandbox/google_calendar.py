@@ -335,13 +335,14 @@ class GoogleCalendarEmulator:
         cal = self._cal(calendar_id)
         event = cal.events[event_id]
         self._touch(cal, {"kind": "calendar#event", "id": event_id, "etag": event["etag"],
-                          "status": "cancelled", "iCalUID": event.get("iCalUID"),
+                          "status": "cancelled",
                           **({"recurringEventId": event["recurringEventId"],
                               "originalStartTime": event["originalStartTime"]}
                              if "recurringEventId" in event else {})})
         for other in list(cal.events.values()):
             if other.get("recurringEventId") == event_id and other.get("status") != "cancelled":
-                self._touch(cal, {**other, "status": "cancelled"})
+                self._touch(cal, {k: other[k] for k in ("kind", "id", "etag", "recurringEventId",
+                                                        "originalStartTime")} | {"status": "cancelled"})
         self._notify(cal)
 
     def modify_instance(self, calendar_id: str, master_id: str, original_start: datetime,
@@ -362,6 +363,9 @@ class GoogleCalendarEmulator:
             "end": {"dateTime": (original_start + (_edge(master["end"], "end") - _edge(master["start"], "start"))
                                  ).isoformat(), **({"timeZone": tz} if tz else {})}}
         event = {**base, **changes}
+        if event.get("status") == "cancelled":  # Google lists a cancelled instance as a bare reference
+            event = {k: event[k] for k in ("kind", "id", "status", "recurringEventId", "originalStartTime")}
+            event.setdefault("etag", base.get("etag", '"0"'))
         self._touch(cal, event)
         self._notify(cal)
         return event
@@ -466,7 +470,7 @@ class GoogleCalendarEmulator:
             cancelled = event.get("status") == "cancelled"
             if cancelled and not show_deleted and "recurringEventId" not in event:
                 continue
-            if "iCalUID" in params and event.get("iCalUID") != params["iCalUID"]:
+            if "iCalUID" in params and self._uid_of(cal, event) != params["iCalUID"]:
                 continue
             if upd is not None and _parse_time(event["updated"], "updated") < upd:
                 continue
@@ -478,6 +482,14 @@ class GoogleCalendarEmulator:
                     continue
             out.append(event)
         return out
+
+    @staticmethod
+    def _uid_of(cal: _Calendar, event: Mapping[str, Any]) -> str | None:
+        """The series UID the server knows even when the entry shown is a bare cancelled-instance reference."""
+        if event.get("iCalUID"):
+            return str(event["iCalUID"])
+        master = cal.events.get(str(event.get("recurringEventId") or ""))
+        return str(master.get("iCalUID")) if master and master.get("iCalUID") else None
 
     def _calendar_entry(self, cal: _Calendar) -> dict[str, Any]:
         entry: dict[str, Any] = {"kind": "calendar#calendarListEntry", "etag": f'"{len(cal.events)}"', "id": cal.id,

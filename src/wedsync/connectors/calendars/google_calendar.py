@@ -272,6 +272,18 @@ class GoogleCalendarConnector(CalendarConnector):
             if not page:
                 return items
 
+    async def _series_uid(self, calendar_id: str, master_id: str) -> str:
+        """The iCalUID of a recurring master ('' when the master is gone: the series is deleted)."""
+        try:
+            master = await self.client.get_json(f"{self._events_path(calendar_id)}/{quote(master_id, safe='')}")
+        except Fatal as exc:
+            if exc.http_status in (404, 410):
+                return ""
+            raise
+        if not isinstance(master, dict) or master.get("status") == "cancelled":
+            return ""
+        return str(master.get("iCalUID") or "")
+
     async def list_changes(
         self,
         calendar_id: str,
@@ -303,6 +315,8 @@ class GoogleCalendarConnector(CalendarConnector):
             else:
                 changes.append(SourceChange(str(item["id"]), google_series_to_ical([item]), item.get("etag")))
         for master_id, uid in series.items():
+            if not uid:  # a bare cancelled-instance reference: ask the master for the series' iCalUID
+                uid = await self._series_uid(calendar_id, master_id)
             members = await self._series(calendar_id, uid) if uid else []
             members = [m for m in members if m.get("id") == master_id or m.get("recurringEventId") == master_id]
             master = next((m for m in members if m.get("id") == master_id), None)
