@@ -351,3 +351,20 @@ async def test_honeybook_overlap_with_vsco_is_the_same_couples_varied(sandbox: F
                 contact["cellPhone"]["e164"])
     seeded = hb.seed({"contacts": 50, "overlap_with_vsco": 20, "vsco_contacts": 40, "vsco_jobs": 12})
     assert seeded["overlap"] == 12  # no more overlapping couples than VSCO has booked weddings
+
+
+async def test_vsco_outbox_keys_are_references_and_bad_ones_are_refused(sandbox: FastAPI) -> None:
+    from wedsync.connectors.errors import Fatal
+
+    connector = vsco(sandbox)
+    try:
+        iolo = ClientRecord(remote_id="c", first_name="Iolo", email="iolo@example.cymru")
+        result = await connector.create_contact(iolo, reference="wedsync-crm-01JOUTBOX000000000000000000")
+        mapped = connector.map("contacts", result.item)
+        assert mapped.custom_fields["wedsync_reference"] == "wedsync-crm-01JOUTBOX000000000000000000"
+        for bad in ("plain-id", "ws:" + "x" * 62, "ws:has space"):
+            with pytest.raises(Fatal) as info:
+                await connector.create_contact(ClientRecord(remote_id="c", first_name="X"), reference=bad)
+            assert info.value.code == "invalid_reference"
+    finally:
+        await connector.aclose()

@@ -53,6 +53,8 @@ from wedsync.domain.crm import (
 
 PAGE_SIZE = 100
 REFERENCE_PREFIX = "ws:"
+#: What our references start with: ``ws:<id>``, or the outbox's own key ``wedsync-crm-<id>``.
+REFERENCE_PREFIXES = (REFERENCE_PREFIX, "wedsync-")
 DEFAULT_REFERENCE_URL = "https://app.wedsync.io/crm/records/"
 
 # stream name -> (list path, collection type, REST hook event announcing creations or None)
@@ -111,10 +113,10 @@ def _custom_fields(item: dict[str, Any]) -> dict[str, Any]:
 def wedsync_reference(item: dict[str, Any]) -> str | None:
     """Our reference on a record we wrote (external mapping, or a payment's transactionId), else None."""
     for mapping in item.get("externalMappings") or ():
-        if isinstance(mapping, dict) and str(mapping.get("id") or "").startswith(REFERENCE_PREFIX):
+        if isinstance(mapping, dict) and str(mapping.get("id") or "").startswith(REFERENCE_PREFIXES):
             return str(mapping["id"])
     txn = item.get("transactionId")
-    if isinstance(txn, str) and txn.startswith(REFERENCE_PREFIX):
+    if isinstance(txn, str) and txn.startswith(REFERENCE_PREFIXES):
         return txn
     return None
 
@@ -318,9 +320,19 @@ def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
 
 def reference_mapping(reference: str, url_base: str = DEFAULT_REFERENCE_URL) -> dict[str, str]:
     """The ``ExternalMapping`` we attach to a record we create (id ≤ 64 chars, url ≥ 12 chars)."""
-    if not reference.startswith(REFERENCE_PREFIX) or len(reference) > 64:
-        raise ValueError(f"a reference is {REFERENCE_PREFIX!r} + an id, at most 64 characters: {reference!r}")
-    return {"id": reference, "url": f"{url_base.rstrip('/')}/{reference[len(REFERENCE_PREFIX):]}"}
+    check_reference(reference)
+    tail = next((reference[len(p):] for p in REFERENCE_PREFIXES if reference.startswith(p)), reference)
+    return {"id": reference, "url": f"{url_base.rstrip('/')}/{tail}"}
+
+
+def check_reference(reference: str) -> str:
+    """Our reference: ``ws:<id>`` or ``wedsync-<...>``, printable ASCII, at most 64 characters (the spec's
+    ``ExternalMapping.id`` limit), so that a record read back is recognized as ours."""
+    if (not isinstance(reference, str) or not reference.startswith(REFERENCE_PREFIXES) or len(reference) > 64
+            or not all(" " < ch <= "~" for ch in reference)):
+        raise Fatal(f"a write-back reference is 'ws:<id>' or 'wedsync-<id>', at most 64 printable characters: "
+                    f"{str(reference)[:80]!r}", provider=VscoWorkspaceConnector.slug, code="invalid_reference")
+    return reference
 
 
 def phone_body(value: str | None) -> dict[str, Any] | None:
@@ -698,6 +710,7 @@ class VscoWorkspaceConnector(Connector):
 
         Amounts are integer minor units and must be in the studio's currency (no conversion, ever).
         """
+        check_reference(reference)
         studio = await self.studio_currency()
         if currency.upper() != studio:
             raise Fatal(f"the studio takes {studio}; a payment in {currency} cannot be written",
