@@ -188,6 +188,27 @@ async def test_stripe_timeout_after_execution_resolved_by_lookup(sandbox: FastAP
     await conn2.aclose()
 
 
+async def test_stripe_dropped_connection_after_execution_is_unknown_then_found(
+        sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    """The generic fault middleware's truncation runs the handler first: the charge exists, the answer is lost."""
+    conn = StripeConnector(secret_key="sk_test_wedsync_platform", base_url="http://sandbox.test/stripe",
+                           transport=httpx.ASGITransport(app=sandbox), mutation_attempts=1)
+    r = await admin.put("/_sandbox/stripe/faults", json={"truncated_rate": 1.0, "truncate_mode": "drop-connection"})
+    assert r.status_code == 200
+    lost = await conn.charge(ChargeRequest(reference="pay-drop", amount_minor=1_234, currency="USD",
+                                           payment_method="pm_card_visa"), "attempt-drop")
+    assert lost.outcome is Outcome.UNKNOWN
+    await admin.put("/_sandbox/stripe/faults", json={})
+    found = await conn.lookup("pay-drop", "attempt-drop")
+    assert found.outcome is Outcome.SUCCEEDED and await succeeded_charges(admin, "stripe", "pay-drop") == 1
+    await admin.put("/_sandbox/stripe/faults", json={"error_rate": 1.0, "error_statuses": [503]})
+    outage = await conn.charge(ChargeRequest(reference="pay-503", amount_minor=99, currency="USD",
+                                             payment_method="pm_card_visa"), "attempt-503")
+    assert outage.outcome is Outcome.UNKNOWN  # a 5xx may have executed: never assumed not charged
+    assert await succeeded_charges(admin, "stripe", "pay-503") == 0
+    await conn.aclose()
+
+
 async def test_stripe_dispute_webhook_settlements_and_evidence(sandbox: FastAPI,
                                                                admin: httpx.AsyncClient) -> None:
     conn = connector_for(sandbox, "stripe")
@@ -543,3 +564,26 @@ async def test_authorize_net_rejects_out_of_order_elements_and_bad_credentials(s
         await conn.charge(ChargeRequest(reference="an-7", amount_minor=100, currency="USD",
                                         payment_method=CARD_OK), "attempt-an-7")
     await conn.aclose()
+
+
+def test_paypal_webhooks_verify_over_loopback_with_the_sandbox_certificate() -> None:
+    """A hub in another process verifies PayPal webhooks against the sandbox: the certificate URL is on a
+    PayPal domain (the hub's allow-list) and the sandbox loader fetches it from the sandbox over HTTP."""
+    from wedsync.connectors.webhooks import PayPalScheme
+    from wedsync.sandbox.paypal import sandbox_cert_loader
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    app = create_sandbox_app(seed=3, vsco_contacts=5, vsco_jobs=2)
+    url, stop = start_sandbox_in_thread(port=0, app=app)
+    try:
+        emulator = app.state.emulators["paypal"]
+        raw = json.dumps({"id": "WH-1", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {"id": "C1"}}).encode()
+        headers = emulator.sign(raw, "WEBHOOK1")
+        scheme = PayPalScheme(cert_loader=sandbox_cert_loader(url))
+        assert scheme.verify(raw, headers, "WEBHOOK1").event_type == "PAYMENT.CAPTURE.COMPLETED"
+        from wedsync.connectors.webhooks import SignatureInvalid
+
+        with pytest.raises(SignatureInvalid):
+            scheme.verify(raw, headers, "ANOTHERWEBHOOK")
+    finally:
+        stop()

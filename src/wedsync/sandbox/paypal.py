@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -41,7 +41,7 @@ from wedsync.errors import InvalidInput
 from wedsync.sandbox.payments_common import PaymentEmulator, SandboxFailure, card_outcome
 
 __all__ = ["CERT_URL_BASE", "DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "PLATFORM_MERCHANT_ID", "PREFIX", "SLUG",
-           "PayPalEmulator", "create_emulator"]
+           "PayPalEmulator", "create_emulator", "sandbox_cert_loader"]
 
 SLUG = "paypal"
 PREFIX = "/paypal"
@@ -768,6 +768,24 @@ class PayPalEmulator(PaymentEmulator):
             return reply(200, {"verification_status": status})
 
         return app
+
+
+def sandbox_cert_loader(sandbox_url: str, *, timeout: float = 5.0) -> Callable[[str], bytes]:
+    """A ``PayPalScheme`` certificate loader for a hub talking to this sandbox over HTTP: PayPal's cert URL
+    (``https://api.sandbox.paypal.com/v1/notifications/certs/<id>``) is fetched from
+    ``{sandbox_url}/paypal/v1/notifications/certs/<id>`` instead. Use it only against the sandbox."""
+    import httpx
+
+    def load(url: str) -> bytes:
+        if not url.startswith(CERT_URL_BASE):
+            raise ValueError("not a sandbox PayPal certificate URL")
+        cert_id = url[len(CERT_URL_BASE):]
+        if not re.fullmatch(r"[A-Za-z0-9-]+", cert_id):
+            raise ValueError("bad certificate id")
+        response = httpx.get(f"{sandbox_url.rstrip('/')}{PREFIX}/v1/notifications/certs/{cert_id}", timeout=timeout)
+        response.raise_for_status()
+        return response.content
+    return load
 
 
 def create_emulator(*, seed: int = 42, **options: Any) -> PayPalEmulator:
