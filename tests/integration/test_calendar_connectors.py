@@ -331,6 +331,9 @@ async def test_graph_blocks_idempotent_by_transaction_id() -> None:
     assert ref1.remote_id == ref2.remote_id and ref1.etag != ref2.etag
     live = [e for e in em.default_calendar().events.values() if not e.deleted and e.type == "singleInstance"]
     assert len(live) == 1 and live[0].end == start + timedelta(hours=6)
+    assert list(live[0].ext_props.values()) == ["blk-01J0WEDDING"]  # found again by its extended property
+    lookups = [r[2].get("$filter", "") for r in em.requests if r[0] == "GET" and r[1].endswith("/events")]
+    assert lookups and all("singleValueExtendedProperties/Any" in f for f in lookups)
     with pytest.raises(EtagMismatch):
         await conn.put_block(cal, "blk-01J0WEDDING", start, start + timedelta(hours=1), "Busy",
                              existing_remote_id=ref1.remote_id, etag=ref1.etag)

@@ -55,7 +55,10 @@ TENANT_ID = "3f5c8a1e-2d4b-4f6a-8c9e-1b2d3e4f5a6b"
 MAX_SUBSCRIPTION_MINUTES = 10080
 _MAXPAGESIZE = re.compile(r"odata\.maxpagesize=(\d+)")
 _TZ_PREF = re.compile(r'outlook\.timezone="([^"]+)"')
-_TXN_FILTER = re.compile(r"^transactionId eq '([^']{1,200})'$")
+_TXN_FILTER = re.compile(r"^transactionId eq '((?:[^']|''){1,200})'$")
+_PROP_FILTER = re.compile(r"^singleValueExtendedProperties/any\(ep: ep/id eq '((?:[^']|''){1,300})' and "
+                          r"ep/value eq '((?:[^']|''){0,1000})'\)$", re.IGNORECASE)
+_PROP_ID = re.compile(r"^String \{[0-9a-fA-F-]{36}\} Name \S{1,200}$")
 
 
 class GraphError(Exception):
@@ -118,6 +121,7 @@ class _Event:
     modified: str = ""
     deleted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    ext_props: dict[str, str] = field(default_factory=dict)  # singleValueExtendedProperties id -> value
 
 
 @dataclass
@@ -520,6 +524,13 @@ class MicrosoftGraphEmulator:
                 event.is_cancelled = bool(body["isCancelled"])
             if event.end <= event.start:
                 raise GraphError(400, "ErrorInvalidRequest", "The end time must be after the start time.")
+            props = body.get("singleValueExtendedProperties")
+            if props is not None:
+                if not isinstance(props, list) or not all(
+                        isinstance(p, dict) and isinstance(p.get("id"), str) and _PROP_ID.match(p["id"])
+                        and isinstance(p.get("value"), str) for p in props):
+                    raise GraphError(400, "ErrorInvalidExtendedProperty", "invalid singleValueExtendedProperties")
+                event.ext_props.update({p["id"]: p["value"] for p in props})
             if event.is_all_day and (event.start.time() != datetime.min.time()
                                      or event.end.time() != datetime.min.time()):
                 raise GraphError(400, "ErrorInvalidRequest", "All-day events must start and end at midnight.")
@@ -545,12 +556,22 @@ class MicrosoftGraphEmulator:
         async def list_events(calendar_id: str, request: Request) -> Response:
             cal = emulator._cal(calendar_id)
             flt = request.query_params.get("$filter")
-            m = _TXN_FILTER.match(flt or "")
-            if flt and not m:
-                raise GraphError(400, "ErrorInvalidRequest", "only $filter=transactionId eq '...' is emulated")
+            txn, prop = _TXN_FILTER.match(flt or ""), _PROP_FILTER.match(flt or "")
+            if flt and not (txn or prop):
+                raise GraphError(400, "ErrorInvalidRequest", "only $filter on transactionId or on one "
+                                                             "singleValueExtendedProperty is emulated")
             found = [e for e in cal.events.values() if not e.deleted
-                     and (m is None or e.transaction_id == m.group(1))]
-            return JSONResponse({"value": [emulator._event_json(e, "UTC") for e in found]})
+                     and (txn is None or e.transaction_id == txn.group(1).replace("''", "'"))
+                     and (prop is None or e.ext_props.get(prop.group(1).replace("''", "'"))
+                          == prop.group(2).replace("''", "'"))]
+            expand = request.query_params.get("$expand", "")
+            out = []
+            for e in found:
+                item = emulator._event_json(e, "UTC")
+                if expand.startswith("singleValueExtendedProperties"):
+                    item["singleValueExtendedProperties"] = [{"id": k, "value": v} for k, v in e.ext_props.items()]
+                out.append(item)
+            return JSONResponse({"value": out})
 
         @api.post("/me/calendars/{calendar_id}/events")
         async def create_event(calendar_id: str, request: Request) -> Response:

@@ -6,7 +6,8 @@ instances; the connector follows ``@odata.nextLink`` pages to the ``@odata.delta
 :class:`SourceChange` (UID = the Graph instance id; ``X-MS-ICALUID`` keeps the series' iCalUId); ``@removed``
 means deleted; 410 (``SyncStateNotFound``/``resyncRequired``) raises :class:`SyncStateExpired`. Links are only
 followed on the configured Graph host. Blocks are created with a ``transactionId`` derived from the block uid
-(Graph deduplicates retried creates with it) after looking it up, and updated with ``If-Match``.
+(Graph deduplicates retried creates with it) and a named extended property holding the uid, by which it is looked
+up first; updated with ``If-Match``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = ["MicrosoftGraphConnector", "graph_event_to_ical", "transaction_id"]
 
 SLUG = "microsoft-graph"
 TXN_PREFIX = "wedsync-"
+#: the named extended property carrying a block's uid (our own property set GUID)
+BLOCK_PROPERTY_ID = "String {5b0f3a52-9c1e-4d7a-8f26-3e4b1c9d7a10} Name wedsyncBlock"
 MAX_SUBSCRIPTION = timedelta(minutes=10070)  # Graph allows 10080 minutes for Outlook events; keep a margin
 
 
@@ -233,9 +236,14 @@ class MicrosoftGraphConnector(CalendarConnector):
 
     # --- blocks ------------------------------------------------------------------------------------------
 
-    async def _find_block(self, calendar_id: str, txn: str) -> dict[str, Any] | None:
-        body = await self.client.get_json(f"{self._cal_path(calendar_id)}/events",
-                                          params={"$filter": f"transactionId eq '{txn}'"})
+    async def _find_block(self, calendar_id: str, block_uid: str) -> dict[str, Any] | None:
+        """Our block of ``block_uid``, looked up by its extended property (the documented way to find events
+        by a custom value)."""
+        uid = block_uid.replace("'", "''")
+        body = await self.client.get_json(f"{self._cal_path(calendar_id)}/events", params={
+            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{BLOCK_PROPERTY_ID}' and "
+                       f"ep/value eq '{uid}')",
+            "$select": "id,subject,transactionId"})
         items = body.get("value") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise SchemaMismatch("events lookup returned no value", provider=SLUG)
@@ -262,10 +270,13 @@ class MicrosoftGraphConnector(CalendarConnector):
                                 "isReminderOn": False}
         remote_id = existing_remote_id
         if remote_id is None:
-            found = await self._find_block(calendar_id, txn)
+            found = await self._find_block(calendar_id, block_uid)
             if found is None:
+                marker = [{"id": BLOCK_PROPERTY_ID, "value": block_uid}]
                 response = await self.client.request("POST", f"{self._cal_path(calendar_id)}/events",
-                                                     json={**body, "transactionId": txn}, idempotency_key=txn)
+                                                     json={**body, "transactionId": txn,
+                                                           "singleValueExtendedProperties": marker},
+                                                     idempotency_key=txn)
                 return self._ref(response.json())
             remote_id = str(found["id"])
         headers = {"If-Match": etag} if etag else None
