@@ -368,3 +368,23 @@ async def test_vsco_outbox_keys_are_references_and_bad_ones_are_refused(sandbox:
             assert info.value.code == "invalid_reference"
     finally:
         await connector.aclose()
+
+
+async def test_the_catch_hook_path_never_reaches_the_logs(sandbox: FastAPI) -> None:
+    import io
+
+    from wedsync.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", stream=stream)
+    try:
+        connector = honeybook(sandbox)
+        try:
+            await connector.create_project(ClientRecord(remote_id="c", email="log@example.com", first_name="L"),
+                                           WeddingRecord(remote_id="w", name="L"), idempotency_key="ws:01JLOG")
+        finally:
+            await connector.aclose()
+    finally:
+        configure_logging("INFO")
+    text = stream.getvalue()
+    assert "provider.request" in text and "wsproj" not in text

@@ -26,6 +26,7 @@ from wedsync.connectors.errors import Fatal, SchemaMismatch
 from wedsync.connectors.http import ProviderClient
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput
+from wedsync.logging import register_secret
 
 ZAPIER_HOOK_HOST = "hooks.zapier.com"
 
@@ -90,6 +91,10 @@ class HoneyBookConnector(ZapierCsvConnector):
             allow_private_urls = get_settings().allow_private_urls
         self.hook_url = (check_catch_hook_url(create_project_hook_url, allow_private=allow_private_urls)
                          if create_project_hook_url else None)
+        if self.hook_url:
+            # the catch hook's path is its secret, and the HTTP layer logs request paths: scrub it
+            register_secret(self.hook_url)
+            register_secret(urlsplit(self.hook_url).path)
         self._client: ProviderClient | None = None
 
     async def aclose(self) -> None:
