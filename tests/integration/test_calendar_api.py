@@ -124,5 +124,5 @@ async def test_calendar_bad_input(api: Any, hub: Hub) -> None:
     r = await api.post("/api/calendar/bookings", headers=h,
                        json={"start": "2027-05-17T10:00:00+00:00", "end": "2027-05-17T09:00:00+00:00"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_booking_times"
-    r = await api.post("/api/calendar/sources", headers=h, json={"kind": "ics-feed", "calendar_id": "file:///etc"})
+    r = await api.post("/api/calendar/sources", headers=h, json={"kind": "ical-feed", "calendar_id": "file:///etc"})
     assert r.status_code == 422

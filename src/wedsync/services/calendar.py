@@ -50,13 +50,14 @@ log = get_logger("wedsync.calendar")
 WRITABLE_KINDS = {"google-calendar", "microsoft-graph", "apple-caldav", "caldav"}
 IMPORT_KINDS = {"calendly", "acuity"}  # their events are bookings: imported through the guard
 PUSH_KINDS = {"google-calendar", "microsoft-graph", "calendly", "acuity"}
-FEED_KIND = "ics-feed"
+FEED_KIND = "ical-feed"  # CAL-A's feed connector slug; "ics-feed" is accepted as an alias
 SYNC_PAST = timedelta(days=31)
 SYNC_FUTURE = timedelta(days=550)
 PROPAGATION_HORIZON = timedelta(days=400)
 MAX_BOOKING = timedelta(days=14)
 STUCK_AFTER = timedelta(minutes=10)
 SPAN_MARGIN = timedelta(days=60)
+CLAIM_TIMEOUT = timedelta(minutes=2)
 BOOKING_KINDS = ("booking", "hold")
 
 
@@ -191,6 +192,8 @@ class CalendarService:
                    name: str = "", writable: bool | None = None, receive_blocks: bool = True,
                    rules: dict[str, Any] | None = None, poll_interval_s: int | None = None) -> dict[str, Any]:
         rules = rules or {}
+        if kind == "ics-feed":
+            kind = FEED_KIND
         allowed = {f for f in av.SourceRules.__dataclass_fields__}
         bad = set(rules) - allowed
         if bad:
@@ -271,6 +274,7 @@ class CalendarService:
         """Upsert/delete one page of ``SourceChange``s (ical None = deleted). Unusable iCalendar is refused
         item by item and recorded on the source (which then fails closed until a clean sync)."""
         created = updated = deleted = rejected = 0
+        relevant = False
         errors: list[str] = []
         with self.db.session() as s:
             src = self._source(s, None, source_id)
@@ -284,6 +288,7 @@ class CalendarService:
                     if row is not None:
                         s.delete(row)
                         deleted += 1
+                        relevant = relevant or not row.own_block
                     continue
                 try:
                     cal = av.parse_calendar(c.ical)
@@ -299,12 +304,15 @@ class CalendarService:
                     s.add(row)
                     existing[c.remote_id] = row
                     created += 1
+                    relevant = relevant or not own
                 else:
                     if row.ical != c.ical:
                         updated += 1
+                        relevant = relevant or not (own and row.own_block)
                     row.ical, row.etag, row.own_block = c.ical, c.etag, own
                     row.seen_run = run_token or row.seen_run
-            src.version += 1
+            if relevant:  # our own blocks coming back do not change availability: caches stay valid
+                src.version += 1
             if errors:
                 src.last_error = ("unusable calendar data: " + "; ".join(errors))[:2000]
         return {"created": created, "updated": updated, "deleted": deleted, "rejected": rejected}
@@ -395,7 +403,8 @@ class CalendarService:
                     CalendarSourceEvent.source_id == src.id,
                     (CalendarSourceEvent.seen_run != plan["run_token"]) | CalendarSourceEvent.seen_run.is_(None),
                 )).rowcount or 0
-                src.version += 1
+                if removed:
+                    src.version += 1
             src.sync_state = sync_state
             src.last_synced_at = utcnow()
             if rejected:
@@ -914,6 +923,9 @@ class CalendarService:
             gone = list(s.execute(select(CalendarBooking.id).where(
                 CalendarBooking.vendor_id == vendor_id, CalendarBooking.channel == channel,
                 CalendarBooking.status == "active",
+                # only inside the listed window: older bookings left the listing, they were not deleted
+                CalendarBooking.end_at > now - SYNC_PAST + timedelta(days=1),
+                CalendarBooking.start_at < now + SYNC_FUTURE - timedelta(days=1),
                 CalendarBooking.external_ref.not_in(seen) if seen else CalendarBooking.id.is_not(None))).scalars())
         for bid in gone:  # deleted at the provider
             self.cancel_booking(vendor_id, bid)
@@ -1051,22 +1063,14 @@ class CalendarService:
         now = now or utcnow()
         start = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
         result = self.availability(vendor_id, start, start + timedelta(days=days), now=now, use_working_hours=False)
-        import icalendar
+        from wedsync.connectors.channels.ical_feed import BusyInterval as FeedInterval
+        from wedsync.connectors.channels.ical_feed import render_busy_feed
 
-        cal = icalendar.Calendar()
-        cal.add("prodid", "-//WedSync//Availability Feed//EN")
-        cal.add("version", "2.0")
-        cal.add("x-wr-calname", "Availability")
-        for a, b in result.merged_busy:
-            ev = icalendar.Event()
-            ev.add("uid", f"busy-{hashlib.sha256(f'{vendor_id}{a.isoformat()}'.encode()).hexdigest()[:24]}@wedsync")
-            ev.add("dtstamp", now)
-            ev.add("dtstart", a)
-            ev.add("dtend", b)
-            ev.add("summary", "Busy")
-            ev.add("transp", "OPAQUE")
-            cal.add_component(ev)
-        return str(cal.to_ical().decode("utf-8"))
+        def uid(a: datetime) -> str:
+            return "busy-" + hashlib.sha256(f"{vendor_id}|{a.isoformat()}".encode()).hexdigest()[:24]
+
+        intervals = [FeedInterval(uid=uid(a), start=a, end=b, summary="Busy") for a, b in result.merged_busy]
+        return render_busy_feed(intervals, name="Availability", stamp=now)
 
     # -- propagation ---------------------------------------------------------------------------------
     def _after_change(self, vendor_id: str) -> None:
@@ -1149,13 +1153,18 @@ class CalendarService:
         """Apply pending outbox rows at the providers (put_block idempotent by block_uid, delete_block)."""
         from wedsync.connectors.calendars.base import EtagMismatch
 
+        now = utcnow()
         with self.db.read() as s:
             rows = list(s.execute(select(CalendarBlock, CalendarSource).join(
                 CalendarSource, CalendarSource.id == CalendarBlock.target_source_id).where(
-                CalendarBlock.vendor_id == vendor_id, CalendarBlock.state == "pending")
+                CalendarBlock.vendor_id == vendor_id,
+                (CalendarBlock.state == "pending") |
+                ((CalendarBlock.state == "pushing") & (CalendarBlock.updated_at < now - CLAIM_TIMEOUT)))
                 .order_by(CalendarBlock.origin_changed_at).limit(limit)).all())
         done = failed = 0
         for block, target in rows:
+            if not self._claim(block.id, block.state, block.updated_at):
+                continue  # another worker (or event loop) is pushing it
             try:
                 connector = await self._connector(target)
                 if block.desired == "present":
@@ -1183,9 +1192,16 @@ class CalendarService:
                     if row is not None:
                         row.attempts += 1
                         row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-                        if row.attempts >= 8:
-                            row.state = "failed"
+                        row.state = "failed" if row.attempts >= 8 else "pending"
         return {"pushed": done, "failed": failed}
+
+    def _claim(self, block_id: str, state: str, updated_at: datetime) -> bool:
+        """Take one outbox row for pushing (compare-and-set), so two workers never push the same block."""
+        with self.db.session() as s:
+            res = s.execute(update(CalendarBlock).where(
+                CalendarBlock.id == block_id, CalendarBlock.state == state,
+                CalendarBlock.updated_at == updated_at).values(state="pushing", updated_at=utcnow()))
+            return bool(res.rowcount)
 
     def _block_done(self, block_id: str, state: str, remote_id: str | None, etag: str | None,
                     changed_at: datetime) -> None:
@@ -1194,7 +1210,8 @@ class CalendarService:
             if row is None:
                 return
             if row.origin_changed_at != changed_at:
-                return  # the origin changed while we pushed: the row stays pending for the next round
+                row.state = "pending"  # the origin changed while we pushed: push it again next round
+                return
             row.state = state
             if state == "placed":
                 row.remote_id, row.etag, row.placed_at = remote_id, etag, utcnow()

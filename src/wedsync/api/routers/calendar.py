@@ -36,7 +36,7 @@ class ProfileIn(BaseModel):
 
 
 class SourceIn(BaseModel):
-    kind: str = Field(max_length=64, description="provider slug of the connection, or 'ics-feed'")
+    kind: str = Field(max_length=64, description="provider slug of the connection, or 'ical-feed'")
     calendar_id: str = Field(min_length=1, max_length=1000, description="the provider's calendar id, or the feed URL")
     connection_id: str | None = Field(default=None, max_length=26)
     name: str = Field(default="", max_length=200)
