@@ -179,6 +179,7 @@ class AuthorizeNetEmulator(PaymentEmulator):
         self.batches: dict[str, dict[str, Any]] = {}
         self._next_trans = 60_000_000_000 + getattr(self, "seed_value", 42) * 1_000
         self._chargebacks: list[str] = []
+        self._by_fingerprint: dict[str, list[str]] = {}
 
     def error_body(self, status: int, kind: str, detail: str) -> bytes:
         return BOM + orjson.dumps({"messages": {"resultCode": "Error", "message": [
@@ -323,8 +324,9 @@ class AuthorizeNetEmulator(PaymentEmulator):
             except ValueError:
                 raise AnetError("E00003", "The 'duplicateWindow' setting is invalid.") from None
         now = datetime.now(UTC)
-        for t in self.transactions.values():
-            if t.get("fingerprint") == fingerprint and (now - t["submitted"]).total_seconds() < window:
+        for trans_id in self._by_fingerprint.get(fingerprint, ()):
+            t = self.transactions[trans_id]
+            if (now - t["submitted"]).total_seconds() < window:
                 # with duplicateWindow given explicitly, the original transaction's id and auth code come back
                 original = t if "duplicateWindow" in settings else None
                 return {"transactionResponse": self._tx_response(3, 11, original)}
@@ -343,6 +345,8 @@ class AuthorizeNetEmulator(PaymentEmulator):
             "fingerprint": fingerprint, "batchId": None,
         }
         self.transactions[t["transId"]] = t
+        if fingerprint:
+            self._by_fingerprint.setdefault(fingerprint, []).append(t["transId"])
         return t
 
     def _charge(self, tx: Mapping[str, Any], ttype: str, amount: Decimal, invoice: str | None,

@@ -158,6 +158,7 @@ class PayPalEmulator(PaymentEmulator):
         self.merchants: set[str] = {PLATFORM_MERCHANT_ID}
         self.referrals: dict[str, dict[str, Any]] = {}
         self.webhooks_registered: dict[str, dict[str, Any]] = {}
+        self._captures_by_invoice: dict[str, list[str]] = {}
 
     def error_body(self, status: int, kind: str, detail: str) -> bytes:
         if kind == "rate-limit":
@@ -263,9 +264,8 @@ class PayPalEmulator(PaymentEmulator):
         if invoice is not None and (not isinstance(invoice, str) or len(invoice) > 127):
             raise _invalid("INVALID_STRING_LENGTH", "The value of a field is either too short or too long.",
                            "/purchase_units/0/invoice_id")
-        if invoice and any(c["invoice_id"] == invoice and c["status"] in ("COMPLETED", "PARTIALLY_REFUNDED",
-                                                                           "REFUNDED")
-                           for c in self.captures.values()):
+        if invoice and any(self.captures[c]["status"] in ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED")
+                           for c in self._captures_by_invoice.get(invoice, ())):
             raise _unprocessable("DUPLICATE_INVOICE_ID", "/purchase_units/0/invoice_id")
         raw_source = body.get("payment_source")
         source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
@@ -345,6 +345,8 @@ class PayPalEmulator(PaymentEmulator):
         capture["processor_response"] = {"avs_code": "Y", "cvv_code": "M", "response_code": "0000"}
         unit["payments"] = {"captures": [capture]}
         self.captures[cap_id] = {**capture, "_order": order["id"]}
+        if capture.get("invoice_id"):
+            self._captures_by_invoice.setdefault(capture["invoice_id"], []).append(cap_id)
         self._transaction(cap_id, "T0006", minor, -fee, currency, unit)
         if platform:
             self._transaction(self.next_id("", 17).upper(), "T0113", -platform, 0, currency, unit)
