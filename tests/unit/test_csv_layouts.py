@@ -248,3 +248,13 @@ def test_large_files_stream() -> None:
     tracemalloc.stop()
     assert count == 2_000
     assert peak < 1_000_000, f"peak {peak} bytes while streaming 2,000 rows"
+
+
+def test_title_lines_above_the_header_are_skipped() -> None:
+    data = (b"17hats Contacts Export\r\nGenerated 11/30/2026\r\n\r\n"
+            b"Contact ID;First Name;Last Name;Email\r\n7;Ana;Lima;ana@example.com\r\n")
+    (row,) = rows_of(data, "17hats")
+    assert row.line == 5 and row.client is not None and row.client.remote_id == "17h-7"
+    with pytest.raises(CsvFileError) as info:
+        rows_of(b"Report\nA,B\n1,2\n", "17hats")
+    assert info.value.code == "missing_columns" and "Report" in info.value.message

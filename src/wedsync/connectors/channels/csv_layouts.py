@@ -56,6 +56,7 @@ FIELDS = (
 )
 MAX_CELL = 32_768  # a cell longer than this is garbage, not a name
 MAX_FIELD_SIZE = 1_048_576
+HEADER_SEARCH_ROWS = 5
 
 
 class CsvFileError(InvalidInput):
@@ -257,15 +258,18 @@ def _check_text(text: str) -> None:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """Comma, semicolon or tab: whichever splits the header line into the most columns (comma on a tie)."""
-    first = text[:65_536].split("\n", 1)[0]
+    """Comma, semicolon or tab: whichever splits one of the first lines into the most columns (comma on a tie)."""
     counts = {d: 0 for d in (",", ";", "\t")}
-    quoted = False
-    for ch in first:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in counts:
-            counts[ch] += 1
+    for line in [x for x in text[:65_536].split("\n") if x.strip()][:HEADER_SEARCH_ROWS]:
+        per_line = {d: 0 for d in counts}
+        quoted = False
+        for ch in line:
+            if ch == '"':
+                quoted = not quoted
+            elif not quoted and ch in per_line:
+                per_line[ch] += 1
+        for d, n in per_line.items():
+            counts[d] = max(counts[d], n)
     best = max(counts.items(), key=lambda kv: (kv[1], kv[0] == ","))
     return best[0] if best[1] > 0 else ","
 
@@ -405,22 +409,30 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     region = (default_region or spec.default_region).upper()
     csv.field_size_limit(MAX_FIELD_SIZE)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=False)
+    first_header: list[str] | None = None
+    missing: list[tuple[str, ...]] = []
     try:
-        header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)  # blank lines before the header
+        # the header is the first non-blank row that has the layout's required columns; a title line or two
+        # above it (some exports start with the report's name and date) is skipped
+        for _ in range(HEADER_SEARCH_ROWS):
+            header = next(reader, None)
+            while header is not None and not any(cell.strip() for cell in header):
+                header = next(reader, None)  # blank lines before the header
+            if header is None:
+                break
+            first_header = first_header or header
+            mapped, extra = _header_map(spec, header)
+            present = set(mapped.values())
+            missing = [group for group in spec.required if not present.intersection(group)]
+            if not missing:
+                return _rows(reader, spec, mapped, extra, len(header), region, zone)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
-    if header is None:
+    if first_header is None:
         raise CsvFileError("empty_file", "the file has no header row")
-    mapped, extra = _header_map(spec, header)
-    present = set(mapped.values())
-    missing = [group for group in spec.required if not present.intersection(group)]
-    if missing:
-        expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
-        raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
-                                              f"{[h for h in header if h.strip()][:30]}")
-    return _rows(reader, spec, mapped, extra, len(header), region, zone)
+    expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
+    raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
+                                          f"{[h for h in first_header if h.strip()][:30]}")
 
 
 def _header_for(spec: CsvLayout, canonical: str) -> str:
