@@ -126,3 +126,22 @@ async def test_calendar_bad_input(api: Any, hub: Hub) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_booking_times"
     r = await api.post("/api/calendar/sources", headers=h, json={"kind": "ical-feed", "calendar_id": "file:///etc"})
     assert r.status_code == 422
+
+
+async def test_calendar_tenancy(api: Any, hub: Hub) -> None:
+    _, h, source_id = _setup(hub)
+    other = hub.tenancy.create_vendor("Other Florist")
+    _, other_key = hub.tenancy.create_key(other.id)
+    oh = auth(other_key)
+    r = await api.post("/api/calendar/bookings", headers=h,
+                       json={"start": "2027-05-17T10:00:00+00:00", "end": "2027-05-17T11:00:00+00:00"})
+    booking_id = r.json()["id"]
+    assert (await api.get(f"/api/calendar/bookings/{booking_id}", headers=oh)).status_code == 404
+    assert (await api.post(f"/api/calendar/bookings/{booking_id}/cancel", headers=oh)).status_code == 404
+    assert (await api.get(f"/api/calendar/sources/{source_id}", headers=oh)).status_code == 404
+    assert (await api.delete(f"/api/calendar/sources/{source_id}", headers=oh)).status_code == 404
+    assert (await api.get("/api/calendar/bookings", headers=oh)).json() == []
+    # the other vendor's calendar is its own: the same time is free there
+    r = await api.post("/api/calendar/bookings", headers=oh,
+                       json={"start": "2027-05-17T10:00:00+00:00", "end": "2027-05-17T11:00:00+00:00"})
+    assert r.status_code == 201
