@@ -521,7 +521,9 @@ class StripeEmulator(PaymentEmulator):
             self.balance[-1]["status"] = "available"
             payout = {"id": po_id, "object": "payout", "amount": net, "arrival_date": self._now() + 86400,
                       "automatic": True, "created": self._now(), "currency": currency, "livemode": False,
-                      "metadata": {}, "method": "standard", "status": "paid", "type": "bank_account"}
+                      "metadata": {}, "method": "standard", "reconciliation_status": "completed",
+                      "source_type": "card", "status": "paid", "type": "bank_account",
+                      "balance_transaction": self.balance[-1]["id"]}
             self.record("payouts", po_id, payout, reference=None, amount_minor=net, currency=currency, status="paid")
             self._event("payout.paid", payout)
             payouts.append(po_id)
