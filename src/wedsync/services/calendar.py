@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import importlib
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class CalendarService:
             OrderedDict()
         # every input of a query (window, profile, source versions and freshness, bookings) -> its result
         self._results: OrderedDict[tuple[Any, ...], av.AvailabilityResult] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the API's thread pool and DBOS share this service
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_locks: dict[str, asyncio.Lock] = {}
         self._propagate_locks: dict[str, asyncio.Lock] = {}
@@ -598,7 +600,8 @@ class CalendarService:
         warnings: list[str] = []
         for src in inputs:
             version = getattr(src, "version", 0)
-            entry = self._spans.get(src.source_id)
+            with self._cache_lock:
+                entry = self._spans.get(src.source_id)
             if entry is None or entry[0] != (version, zone) or not (entry[1] <= ws and we <= entry[2]):
                 if we > canon_a - timedelta(days=366) and ws < canon_b + timedelta(days=366):
                     # a margin beyond the request: windows that slide a little stay inside the span
@@ -611,11 +614,10 @@ class CalendarService:
                 except av.CalendarDataError:
                     continue
                 entry = ((version, zone), a, b, items, found)
-                self._spans[src.source_id] = entry
-                while len(self._spans) > 2048:
-                    self._spans.popitem(last=False)
-            else:
-                self._spans.move_to_end(src.source_id)
+                with self._cache_lock:
+                    self._spans[src.source_id] = entry
+                    while len(self._spans) > 2048:
+                        self._spans.popitem(last=False)
             out[src.source_id] = [it for it in entry[3] if it.end > ws and it.start < we]
             warnings.extend(entry[4])
         return out, warnings
@@ -647,15 +649,28 @@ class CalendarService:
                    av.source_freshness(i, now_q)[0]) for i in inputs),
             tuple((b.ref, b.start, b.end, b.kind) for b in extra),
         )
-        hit = self._results.get(fingerprint)
-        if hit is not None:
-            self._results.move_to_end(fingerprint)
-            return hit
+        with self._cache_lock:
+            hit = self._results.get(fingerprint)
+            if hit is not None:
+                self._results.move_to_end(fingerprint)
+                return hit
         result = self._compute(inputs, q, extra)
-        self._results[fingerprint] = result
-        while len(self._results) > 64:
-            self._results.popitem(last=False)
+        with self._cache_lock:
+            self._results[fingerprint] = result
+            while len(self._results) > 64:
+                self._results.popitem(last=False)
         return result
+
+    def _prewarm(self, vendor_id: str, start: datetime, end: datetime) -> None:
+        """Expand the vendor's sources before the booking transaction takes its lock (on SQLite the write lock
+        is database-wide): inside it, the calendar check is then a cache lookup."""
+        with self.db.read() as s:
+            vendor = s.get(Vendor, vendor_id)
+            if vendor is None:
+                return
+            inputs = self._inputs(s, vendor_id, stale_after=timedelta(days=3650))
+        if inputs:
+            self._expand(inputs, start, end, vendor.timezone)
 
     # -- bookings and holds --------------------------------------------------------------------------
     def _lock_vendor(self, s: Session, vendor_id: str) -> None:
@@ -736,6 +751,8 @@ class CalendarService:
         """Insert a booking or hold through the overlap guard; Conflict (409) with a code when it clashes."""
         now = now or utcnow()
         self._validate(req, now)
+        if req.check_calendars:
+            self._prewarm(vendor_id, req.start, req.end)
         try:
             with self.db.session() as s:
                 self._vendor(s, vendor_id)
