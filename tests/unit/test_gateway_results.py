@@ -310,3 +310,19 @@ def test_authorize_net_transaction_request_keeps_xsd_order() -> None:
         xsd.validate(to_xml({"createTransactionRequest": {"merchantAuthentication": {"name": "l",
                                                                                       "transactionKey": "k"},
                                                           "refId": "r", "transactionRequest": tx}}))
+
+
+async def test_a_failed_preparatory_read_means_nothing_was_sent() -> None:
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request.url.path)
+            return httpx.Response(200, json={"refund": {"id": "r1", "status": "COMPLETED"}})
+        return httpx.Response(503, json={"errors": [{"category": "API_ERROR", "code": "SERVICE_UNAVAILABLE"}]})
+
+    conn = SquareConnector(access_token="t", base_url="https://square.test", transport=httpx.MockTransport(handler))
+    conn.client.retry = http_layer.RetryPolicy(max_attempts=1)
+    result = await conn.refund("p1", 500, "USD", "k", reverse_split=True)
+    assert result.outcome is Outcome.NOT_EXECUTED and result.raw_status == "preflight_failed" and result.retryable
+    assert posts == []

@@ -41,6 +41,7 @@ from wedsync.connectors.payments.base import (
     SettlementItem,
     bounded_key,
     from_decimal,
+    preflight_failed,
     to_decimal,
 )
 from wedsync.errors import InvalidInput
@@ -206,7 +207,11 @@ class AuthorizeNetConnector(GatewayConnector):
             return GatewayResult(Outcome.UNKNOWN, retryable=True, message="held for review", **common)
         if reason == "11":  # duplicate: the original transaction decides
             if trans_id != "0":
-                return await self.details(trans_id)
+                try:
+                    return await self.details(trans_id)
+                except (Retriable, OutcomeUnknown, Fatal) as exc:
+                    return GatewayResult(Outcome.UNKNOWN, retryable=True, gateway_ref=trans_id, decline_code="11",
+                                         message=f"duplicate of {trans_id}; its details could not be read: {exc}"[:300])
             return GatewayResult(Outcome.UNKNOWN, retryable=True, decline_code="11", message=text, raw_status=code)
         if reason in CARD_ERRORS:
             return GatewayResult(Outcome.DECLINED, decline_code=reason, message=text, **common)
@@ -319,7 +324,10 @@ class AuthorizeNetConnector(GatewayConnector):
                      reverse_split: bool) -> GatewayResult:
         if amount_minor <= 0:
             raise InvalidInput("refund amount must be positive", code="invalid_amount")
-        data = await self._read("getTransactionDetailsRequest", {"transId": gateway_ref})
+        try:
+            data = await self._read("getTransactionDetailsRequest", {"transId": gateway_ref})
+        except (Retriable, OutcomeUnknown, Fatal) as exc:
+            return preflight_failed(exc)
         original = data.get("transaction")
         if not isinstance(original, dict):
             return GatewayResult(Outcome.NOT_EXECUTED, raw_status="not_found", message=f"no transaction {gateway_ref}")

@@ -12,12 +12,17 @@ How to use it (the contract)
   turns it into the gateway's own form deterministically (Stripe ``Idempotency-Key``; Square
   ``idempotency_key`` <= 45 chars; PayPal ``PayPal-Request-Id``; Authorize.net ``invoiceNumber`` + the
   ``duplicateWindow`` option, which dedupe on the *reference*), see :func:`bounded_key`.
-* Calls do not raise for a business outcome: they return a :class:`GatewayResult` whose ``outcome`` is
-  one of the four :class:`Outcome` values. They raise only
+* ``charge``, ``lookup``, ``capture``, ``refund``, ``transfer``, ``reverse_transfer`` and
+  ``submit_dispute_evidence`` do not raise for a business outcome or a transport failure: they return a
+  :class:`GatewayResult` whose ``outcome`` is one of the four :class:`Outcome` values (a read they need
+  first, e.g. the capture's platform fee before a refund, failing gives NOT_EXECUTED with ``raw_status``
+  ``preflight_failed``). They raise only
   ``ReauthRequired`` (credentials rejected: the vendor must reconnect; nothing was charged),
   ``CircuitOpen`` (our breaker refused to send: nothing was charged; fail over),
   ``NotImplementedCapability`` (the gateway cannot do this, e.g. ``transfer`` on Authorize.net) and
   ``InvalidInput`` (our request is invalid before sending, e.g. a fee above the gateway's maximum).
+  ``settlements`` and ``onboard`` are reads/setup steps: they raise the connector errors of
+  ``connectors/http.py`` (``Retriable``, ``RateLimited``, ``Fatal``...) for the caller's retry policy.
 * Outcome rules (ARCHITECTURE rules 3-4):
 
   ================  ==========================================================================  =============
@@ -91,6 +96,7 @@ __all__ = [
     "bounded_key",
     "currency_exponent",
     "from_decimal",
+    "preflight_failed",
     "to_decimal",
 ]
 
@@ -401,6 +407,13 @@ class Sent:
         return GatewayResult(Outcome.NOT_EXECUTED, message=str(err) if err else "not sent", retryable=True,
                              http_status=getattr(err, "http_status", None), raw_status=raw,
                              extra={k: str(v) for k, v in extra.items()})
+
+
+def preflight_failed(exc: ConnectorError) -> GatewayResult:
+    """The result of a mutation abandoned because a read it needed first failed: nothing was sent."""
+    return GatewayResult(Outcome.NOT_EXECUTED, message=f"not sent: a preparatory read failed ({exc})"[:300],
+                         raw_status="preflight_failed", http_status=exc.http_status,
+                         retryable=isinstance(exc, Retriable | OutcomeUnknown))
 
 
 class GatewayClient(ProviderClient):

@@ -43,6 +43,7 @@ from wedsync.connectors.payments.base import (
     SettlementItem,
     bounded_key,
     from_decimal,
+    preflight_failed,
     to_decimal,
 )
 from wedsync.errors import InvalidInput
@@ -299,7 +300,10 @@ class PayPalConnector(GatewayConnector):
         cur = currency.upper()
         body: dict[str, Any] = {"amount": {"currency_code": cur, "value": to_decimal(amount_minor, cur)}}
         if reverse_split:
-            capture = await self.client.get_json(f"/v2/payments/captures/{gateway_ref}")
+            try:
+                capture = await self.client.get_json(f"/v2/payments/captures/{gateway_ref}")
+            except (Retriable, OutcomeUnknown, Fatal) as exc:
+                return preflight_failed(exc)
             if not isinstance(capture, dict):
                 raise SchemaMismatch("GET capture did not return an object", provider=self.slug)
             fees = (capture.get("seller_receivable_breakdown") or {}).get("platform_fees") or []

@@ -21,7 +21,7 @@ import orjson
 
 from wedsync.connectors.auth import BearerAuth
 from wedsync.connectors.base import Capabilities, Channel, CredentialField, OAuthSpec
-from wedsync.connectors.errors import OutcomeUnknown, Retriable, SchemaMismatch
+from wedsync.connectors.errors import Fatal, OutcomeUnknown, Retriable, SchemaMismatch
 from wedsync.connectors.payments.base import (
     ChargeRequest,
     DisputeEvidence,
@@ -36,6 +36,7 @@ from wedsync.connectors.payments.base import (
     Sent,
     SettlementItem,
     bounded_key,
+    preflight_failed,
 )
 from wedsync.errors import InvalidInput
 
@@ -262,7 +263,10 @@ class SquareConnector(GatewayConnector):
         body: dict[str, Any] = {"idempotency_key": square_key(idempotency_key), "payment_id": gateway_ref,
                                 "amount_money": {"amount": amount_minor, "currency": currency.upper()}}
         if reverse_split:
-            payment = await self.client.get_json(f"/v2/payments/{gateway_ref}")
+            try:
+                payment = await self.client.get_json(f"/v2/payments/{gateway_ref}")
+            except (Retriable, OutcomeUnknown, Fatal) as exc:
+                return preflight_failed(exc)
             p = payment.get("payment") if isinstance(payment, dict) else None
             if not isinstance(p, dict):
                 raise SchemaMismatch("GetPayment did not return a payment", provider=self.slug)

@@ -21,7 +21,7 @@ import orjson
 
 from wedsync.connectors.auth import BearerAuth
 from wedsync.connectors.base import Capabilities, Channel, CredentialField
-from wedsync.connectors.errors import OutcomeUnknown, Retriable, SchemaMismatch
+from wedsync.connectors.errors import Fatal, OutcomeUnknown, Retriable, SchemaMismatch
 from wedsync.connectors.payments.base import (
     ChargeRequest,
     DisputeEvidence,
@@ -36,6 +36,7 @@ from wedsync.connectors.payments.base import (
     Sent,
     SettlementItem,
     bounded_key,
+    preflight_failed,
 )
 from wedsync.errors import InvalidInput
 
@@ -302,7 +303,10 @@ class StripeConnector(GatewayConnector):
                                   "destination": destination_account, "transfer_group": transfer_group,
                                   "metadata": {ATTEMPT_KEY: idempotency_key[:500]}}
         if source_charge:
-            params["source_transaction"] = await self._charge_id(source_charge)
+            try:
+                params["source_transaction"] = await self._charge_id(source_charge)
+            except (Retriable, OutcomeUnknown, Fatal) as exc:
+                return preflight_failed(exc)
         sent = await self._post("/v1/transfers", params, idempotency_key)
         return self._classify(sent, self._transfer_result)
 
