@@ -276,12 +276,16 @@ def check(procs: Procs, gateways: list[str], ids: dict[str, str], n: int) -> dic
         attempts = dict(db.execute("SELECT status, COUNT(*) FROM payment_attempts GROUP BY status").fetchall())
         lookups = db.execute("SELECT COALESCE(SUM(lookups), 0) FROM payment_attempts").fetchone()[0]
         failovers = db.execute("SELECT COUNT(*) FROM payment_attempts WHERE attempt_no > 1").fetchone()[0]
+    from wedsync.connectors.payments.base import bounded_key
+
+    short = {bounded_key(i, 20): i for i in intents}  # Authorize.net's invoiceNumber holds <= 20 characters
     succeeded_at_gateway: Counter[str] = Counter()
     amount_at_gateway: dict[str, int] = {}
     for c in sandbox_charges(procs, gateways):
         if c.get("status") == "succeeded" and c.get("reference"):
-            succeeded_at_gateway[c["reference"]] += 1
-            amount_at_gateway[c["reference"]] = int(c["amount_minor"])
+            ref = short.get(c["reference"], c["reference"]) if c["gateway"] == "authorize-net" else c["reference"]
+            succeeded_at_gateway[ref] += 1
+            amount_at_gateway[ref] = int(c["amount_minor"])
     double = sorted(ref for ref, k in succeeded_at_gateway.items() if k > 1)
     statuses = Counter(s for s, _ in intents.values())
     not_final = [i for i, (s, _) in intents.items() if s not in FINAL]

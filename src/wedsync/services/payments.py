@@ -292,8 +292,34 @@ class PaymentService:
             raise InvalidInput(f"{conn.provider} is not a payment gateway", code="not_a_gateway")
         with self.db.read() as s:
             acct = s.get(PaymentGatewayAccount, connection_id)
-        dest = (conn.settings or {}).get("destination_account") or (acct.account_ref if acct else None)
+        # The split destination: configured on the connection, or the account onboarding gave us. A Stripe
+        # account id is one from its creation; elsewhere (a PayPal referral id is not a merchant id) only
+        # once onboarding completed.
+        dest = (conn.settings or {}).get("destination_account")
+        if dest is None and acct is not None and acct.account_ref and (
+                acct.status == "active" or conn.provider == "stripe"):
+            dest = acct.account_ref
+        if dest is None and conn.provider == "square":  # the seller whose token we use: informational
+            dest = conn.id
         return _Ctx(conn, connector, dest)
+
+    def complete_onboarding(self, vendor_id: str, connection_id: str, account_ref: str | None) -> dict[str, Any]:
+        """The vendor came back from the gateway's onboarding (Stripe account link, Square OAuth, PayPal
+        referral with ``merchantIdInPayPal``): the account is active, with its account reference."""
+        self.hub.connections.get(vendor_id, connection_id)
+        with self.db.session() as s:
+            acct = s.get(PaymentGatewayAccount, connection_id)
+            if acct is None or acct.vendor_id != vendor_id:
+                raise NotFound("no onboarding for this connection; run the payment setup first",
+                               code="no_onboarding")
+            acct.status = "active"
+            if account_ref:
+                acct.account_ref = account_ref
+            acct.next_step = {"kind": "complete"}
+            out = {"connectionId": acct.connection_id, "provider": acct.provider, "status": acct.status,
+                   "accountRef": acct.account_ref}
+        self._ctxs.clear()
+        return out
 
     @staticmethod
     def _gateway_class(conn: Connection) -> type[GatewayConnector] | None:
@@ -341,8 +367,8 @@ class PaymentService:
         gateways = []
         for cid, conn in conns.items():
             ctx = await self._load_ctx(cid)
-            step = await ctx.connector.onboard(vendor_id, f"{base}/api/integrations/payments/onboarded/{cid}",
-                                               f"{base}/api/integrations/payments/onboarding/{cid}")
+            step = await ctx.connector.onboard(vendor_id, f"{base}/payments/onboarding/{cid}/return",
+                                               f"{base}/payments/onboarding/{cid}/refresh")
             status = "active" if step.kind == "complete" else "action_required"
             next_step = {"kind": step.kind, "url": step.url, "fields": list(step.fields), "message": step.message,
                          "expiresAt": step.expires_at.isoformat() if step.expires_at else None}

@@ -80,6 +80,20 @@ async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p
     return result
 
 
+class OnboardedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accountRef: str | None = Field(default=None, max_length=200)
+
+
+@router.post("/api/integrations/payments/onboarding/{connection_id}/complete")
+def complete_onboarding(connection_id: str, body: OnboardedIn, hub: HubDep, vendor_id: VendorId, _p: Writer
+                        ) -> dict[str, Any]:
+    """The vendor returned from the gateway's onboarding (the dashboard calls this on the return URL, with
+    PayPal's ``merchantIdInPayPal`` as ``accountRef``): the gateway account is active."""
+    result: dict[str, Any] = hub.payments.complete_onboarding(vendor_id, connection_id, body.accountRef)
+    return result
+
+
 @router.get("/api/integrations/payments/setup")
 def get_setup(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     result: dict[str, Any] = hub.payments.get_setup(vendor_id)
