@@ -25,7 +25,9 @@ def test_phone_key_normalizes_formats_with_the_vendor_region() -> None:
 
 def test_blocking_keys_cover_email_phone_and_wedding_date() -> None:
     f = features("Ana", "Ruiz", emails=[" ANA@Example.com "], phones=["(415) 555-0132"], dates=[D], region="US")
-    assert blocking_keys(f) == ["e:ana@example.com", "p:+14155550132", f"d:{D.isoformat()}"]
+    assert blocking_keys(f) == ["e:ana@example.com", "p:+14155550132|ar", f"d:{D.isoformat()}|ar"]
+    swapped = features("Ruiz", "Ana", phones=["+14155550132"], dates=[D])
+    assert set(blocking_keys(swapped)) == {"p:+14155550132|ar", f"d:{D.isoformat()}|ar"}
 
 
 def test_same_email_swapped_names_and_accents_merge() -> None:

@@ -39,6 +39,8 @@ def fold(value: str | None) -> str:
     ortiz``; ``山田 太郎`` stays ``山田 太郎``)."""
     if not value:
         return ""
+    if value.isascii() and value.isalpha():  # the common case, one plain word: nothing to strip
+        return value.lower()
     decomposed = unicodedata.normalize("NFKD", value)
     ascii_ = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
     ascii_ = ascii_.replace("ß", "ss").replace("ø", "o").replace("æ", "ae").replace("ł", "l")
@@ -97,12 +99,26 @@ def features(first: str | None = None, last: str | None = None, display: str | N
     )
 
 
+def initials(f: Features) -> str:
+    """The name initials in sorted order (``ar`` for Ana Ruiz and for Ruiz Ana)."""
+    return "".join(sorted(p[:1] for p in (f.first, f.last) if p))
+
+
 def blocking_keys(f: Features) -> list[str]:
-    """Index keys under which candidates are looked up: ``e:<email>``, ``p:<e164>``, ``d:<date>``."""
+    """Index keys under which candidates are looked up: ``e:<email>``, ``p:<e164>|<initials>``,
+    ``d:<date>|<initials>``. Phones and wedding dates are shared (households, offices, a busy Saturday;
+    synthetic phone pools), so they block together with the name initials: a candidate must also share
+    them, which every phone or date rule of :func:`decide` needs anyway (both names similar)."""
+    tag = initials(f)
     keys = [f"e:{e}" for e in sorted(f.emails)]
-    keys += [f"p:{p}" for p in sorted(f.phones)]
-    keys += [f"d:{d.isoformat()}" for d in sorted(f.dates)]
+    keys += [f"p:{p}|{tag}" for p in sorted(f.phones)]
+    keys += [f"d:{d.isoformat()}|{tag}" for d in sorted(f.dates)]
     return keys
+
+
+def key_value(key: str) -> str:
+    """The e-mail, phone or date a blocking key carries (without its initials)."""
+    return key[2:].split("|", 1)[0]
 
 
 def _part_sim(a: str, b: str, lenient: bool = True) -> float:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
-from wedsync.domain.identity import Features, Match, blocking_keys, decide, features
+from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
 from wedsync.store.db import Database
@@ -57,6 +57,7 @@ _CC: Table = CrmClient.__table__  # type: ignore[assignment]
 _KEYS: Table = CrmIdentityKey.__table__  # type: ignore[assignment]
 _CLIENTS: Table = Client.__table__  # type: ignore[assignment]
 _MERGES: Table = CrmMerge.__table__  # type: ignore[assignment]
+_ALWAYS = frozenset({"id", "vendor_id", "kind", "version", "created_at", "updated_at"})
 _CONFLICTS: Table = CrmConflict.__table__  # type: ignore[assignment]
 _OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
 
@@ -164,8 +165,8 @@ class _Person:
             self.source_at = side.at
         self.dirty = True
 
-    def add_keys(self, f: Features, key_index: dict[str, set[str]]) -> None:
-        for k in blocking_keys(f):
+    def add_keys(self, f: Features, key_index: dict[str, set[str]], keys: list[str] | None = None) -> None:
+        for k in blocking_keys(f) if keys is None else keys:
             if k not in self.keys:
                 self.keys.add(k)
                 self.new_keys.append(k)
@@ -285,9 +286,9 @@ class CrmResolver:
                 if p is not None:
                     p.keys.add(k)
         for p in people.values():
-            emails = {k[2:] for k in p.keys if k.startswith("e:")}
-            phones = {k[2:] for k in p.keys if k.startswith("p:")}
-            dates = {date.fromisoformat(k[2:]) for k in p.keys if k.startswith("d:")}
+            emails = {key_value(k) for k in p.keys if k.startswith("e:")}
+            phones = {key_value(k) for k in p.keys if k.startswith("p:")}
+            dates = {date.fromisoformat(key_value(k)) for k in p.keys if k.startswith("d:")}
             p.feats = Features(p.feats.first, p.feats.last, frozenset(emails), frozenset(phones), frozenset(dates))
         return people
 
@@ -315,7 +316,8 @@ class CrmResolver:
         echoes = self._echoes(conn, [old.id for _, old in merge]) if merge else {}
         feats = [record_features(v, evidence.get(v.get("remote_id") or (o.remote_id if o else ""), ()), region)
                  for v, o in resolve]
-        all_keys = sorted({k for f in feats for k in blocking_keys(f)})
+        fkeys = [blocking_keys(f) for f in feats]
+        all_keys = sorted({k for ks in fkeys for k in ks})
         key_index = self._lookup_keys(conn, vendor_id, all_keys) if all_keys else {}
         wanted = {pid for ids in key_index.values() for pid in ids} | {o.crm_client_id for _, o in merge}
         people = self.load_people(conn, wanted) if wanted else {}
@@ -337,12 +339,12 @@ class CrmResolver:
                     "reason": c.reason, "resolution": None, "run_id": run_id, "created_at": now,
                     "resolved_at": None})
 
-        for (values, _old), f in zip(resolve, feats, strict=True):
+        for (values, _old), f, keys in zip(resolve, feats, fkeys, strict=True):
             source_id = values.get("b_id") or values["id"]
-            at = values.get("remote_modified_at") or now
+            at = values.get("remote_modified_at")  # unknown (a CSV row): newest-wins cannot decide
             incoming_side = Side(provider, connection_id, at)
             found: tuple[str, Match] | None = None
-            for pid in sorted({pid for k in blocking_keys(f) for pid in key_index.get(k, ())}):
+            for pid in sorted({pid for k in keys for pid in key_index.get(k, ())}):
                 m = decide(f, people[pid].feats)
                 if m is not None and (found is None or m.score > found[1].score):
                     found = (pid, m)
@@ -350,13 +352,13 @@ class CrmResolver:
                 pid, m = found
                 p = people[pid]
                 before = p.flat()
-                res = three_way(None, before, flatten(self._golden(values, mapping), CLIENT_FIELDS),
+                res = three_way(None, before, flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS),
                                 fields=self._fields(p.golden, values, mapping),
                                 policy_for=lambda name: book.policy(connection_id, name),
                                 incoming_side=incoming_side, local_side=p.side)
                 p.apply(res.changes, incoming_side)
                 record_conflicts(p, source_id, res.conflicts, at)
-                p.add_keys(f, key_index)
+                p.add_keys(f, key_index, keys)
                 merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
                                "source_client_id": source_id, "connection_id": connection_id, "rule": m.rule,
                                "score": round(m.score, 2), "run_id": run_id,
@@ -364,10 +366,11 @@ class CrmResolver:
                                "created_at": now, "undone_at": None, "undone_to": None})
                 stats.merged += 1
             else:
-                p = _Person(id=new_id(), golden=self._golden(values, mapping), feats=Features(f.first, f.last),
-                            keys=set(), source_connection_id=connection_id, source_provider=provider,
-                            source_at=at, is_new=True)
-                p.add_keys(f, key_index)
+                # a new source row's own (fresh, unique) id names its new unified client: one ULID less
+                p = _Person(id=values.get("id") or new_id(), golden=self._golden(values, mapping),
+                            feats=Features(f.first, f.last), keys=set(), source_connection_id=connection_id,
+                            source_provider=provider, source_at=at, is_new=True)
+                p.add_keys(f, key_index, keys)
                 people[p.id] = p
                 stats.new_clients += 1
             values["crm_client_id"] = p.id
@@ -385,7 +388,7 @@ class CrmResolver:
                 stats.echoes += 1
                 echo_ids.append(written[0])
                 continue  # our own write coming back: already in the unified record
-            at = values.get("remote_modified_at") or now
+            at = values.get("remote_modified_at")
             incoming_side = Side(provider, connection_id, at)
             base = flatten(self._golden(old._mapping, mapping), CLIENT_FIELDS)
             res = three_way(base, p.flat(), flatten(self._golden(values, mapping), CLIENT_FIELDS),
@@ -412,6 +415,19 @@ class CrmResolver:
         g["kind"] = values.get("kind") or "person"
         return g
 
+    @classmethod
+    def _aligned(cls, values: Mapping[str, Any], mapping: Mapping[str, str | None], p: _Person, m: Match
+                 ) -> dict[str, Any]:
+        """A record joining a client, in the client's orientation: names the match found swapped are
+        swapped back, and a display name that is the same words is the same display name."""
+        g = cls._golden(values, mapping)
+        if m.evidence.get("swapped_names"):
+            g["first_name"], g["last_name"] = g.get("last_name"), g.get("first_name")
+        mine, theirs = p.golden.get("display_name"), g.get("display_name")
+        if mine and theirs and sorted(fold(mine).split()) == sorted(fold(theirs).split()):
+            g["display_name"] = mine
+        return g
+
     @staticmethod
     def _fields(golden: Mapping[str, Any], values: Mapping[str, Any], mapping: Mapping[str, str | None],
                 old: Mapping[str, Any] | None = None) -> list[str]:
@@ -434,7 +450,9 @@ class CrmResolver:
         new_rows = [p.row(vendor_id, now) for p in people.values() if p.is_new]
         changed = [p for p in people.values() if p.dirty and not p.is_new]
         if new_rows:
-            conn.execute(insert(_CC), new_rows)
+            # columns empty in every row are left to their (server) defaults: less to bind and encode
+            keep = [k for k in new_rows[0] if k in _ALWAYS or any(r[k] not in (None, {}, []) for r in new_rows)]
+            conn.execute(insert(_CC), [{k: r[k] for k in keep} for r in new_rows])
         if changed:
             conn.execute(update(_CC).where(_CC.c.id == bindparam("b_id")), [
                 {"b_id": p.id, **{f: p.golden.get(f) for f in CLIENT_FIELDS},

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,13 +43,14 @@ class CrmClient(Base):
     phone: Mapped[str | None] = mapped_column(String(64), default=None)
     company: Mapped[str | None] = mapped_column(String(200), default=None)
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    wedding_dates: Mapped[list[Any]] = mapped_column(default=list)
+    # empty JSON defaults on the server: the resolver's bulk inserts leave empty columns out
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    wedding_dates: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
     # the source of the whole record, and per field the source that last set it when another one did
     source_connection_id: Mapped[str | None] = mapped_column(String(26), default=None)
     source_provider: Mapped[str | None] = mapped_column(String(64), default=None)
     source_at: Mapped[datetime | None] = mapped_column(default=None)
-    field_sources: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    field_sources: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
