@@ -239,6 +239,19 @@ def test_catch_hook_urls_are_zapiers_only() -> None:
             check_catch_hook_url(bad, allow_private=False)
 
 
+def test_a_bad_catch_hook_url_is_refused_when_the_connection_is_created(hub: Any) -> None:
+    vendor = hub.tenancy.create_vendor("Hook Checks")
+    hub.connections.allow_private_urls = False
+    with pytest.raises(InvalidInput) as err:
+        hub.connections.create(vendor.id, "honeybook",
+                               credentials={"create_project_hook_url": "https://169.254.169.254/latest/"})
+    assert err.value.code == "invalid_url"
+    assert not hub.connections.list(vendor.id)
+    conn = hub.connections.create(vendor.id, "honeybook",
+                                  credentials={"create_project_hook_url": "https://hooks.zapier.com/hooks/catch/1/ab/"})
+    assert conn.provider == "honeybook"
+
+
 # --- Zap hooks from the product emulators into the hub ----------------------------------------------------
 
 @pytest.mark.parametrize(("slug", "auth"), [("honeybook", "header"), ("17hats", "token"),

@@ -83,5 +83,11 @@ class Connector:
     oauth: ClassVar[OAuthSpec | None] = None
     docs_url: ClassVar[str | None] = None
 
+    @classmethod
+    def validate_credentials(cls, credentials: Mapping[str, str], *, allow_private_urls: bool) -> None:
+        """Reject unusable credential values when a connection is created (raise ``InvalidInput``), rather
+        than when the connector is first built; the field names were already checked."""
+        return None
+
     async def aclose(self) -> None:  # pragma: no cover - overridden where there is a client
         return None

@@ -62,6 +62,7 @@ class ConnectionService:
         if missing:
             raise InvalidInput(f"missing credential fields {missing} for {provider}",
                                code="missing_credentials")
+        cls.validate_credentials(credentials, allow_private_urls=self.allow_private_urls)
         url = base_url or cls.default_base_url
         if url and url.rstrip("/") != (cls.default_base_url or "").rstrip("/"):
             # Only a URL the caller chose is checked; the provider's own production URL is trusted (and

@@ -14,6 +14,7 @@ retry after a lost answer can create the project twice; the connector cannot loo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -80,6 +81,12 @@ class HoneyBookConnector(ZapierCsvConnector):
                         secret=True, required=False),
     )
     docs_url: ClassVar[str | None] = "https://zapier.com/apps/honeybook/integrations"
+
+    @classmethod
+    def validate_credentials(cls, credentials: Mapping[str, str], *, allow_private_urls: bool) -> None:
+        url = credentials.get("create_project_hook_url")
+        if url:
+            check_catch_hook_url(url, allow_private=allow_private_urls)
 
     def __init__(self, *, create_project_hook_url: str | None = None, base_url: str | None = None,
                  account_key: str = "default", timeout: float = 30.0,
