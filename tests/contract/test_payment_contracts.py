@@ -44,7 +44,6 @@ from wedsync.sandbox import authorize_net as anet_sandbox
 from wedsync.sandbox import paypal as paypal_sandbox
 from wedsync.sandbox import square as square_sandbox
 from wedsync.sandbox import stripe as stripe_sandbox
-from wedsync.sandbox.app import create_sandbox_app
 
 STRIPE_PATHS = (
     "/v1/payment_intents", "/v1/payment_intents/search", "/v1/payment_intents/{intent}",
@@ -174,7 +173,9 @@ def _fresh_breakers() -> Iterator[None]:
 
 @pytest.fixture
 def sandbox() -> FastAPI:
-    return create_sandbox_app(seed=5, vsco_contacts=5, vsco_jobs=2)
+    from tests.integration.test_gateways import payment_sandbox
+
+    return payment_sandbox(seed=5)
 
 
 @pytest.fixture

@@ -42,9 +42,24 @@ def _fresh_breakers() -> Iterator[None]:
         http_layer._breakers.pop(slug, None)
 
 
+def payment_sandbox(seed: int = 11) -> FastAPI:
+    """The sandbox app with only the four gateway emulators (mounted exactly as ``create_sandbox_app`` does)."""
+    from wedsync.sandbox import authorize_net, paypal, square, stripe
+    from wedsync.sandbox.app import admin_router
+    from wedsync.sandbox.faults import FaultMiddleware
+
+    emulators: dict[str, Any] = {m.SLUG: m.create_emulator(seed=seed) for m in (stripe, square, paypal, authorize_net)}
+    app = FastAPI()
+    app.state.emulators = emulators
+    app.include_router(admin_router(emulators))
+    for em in emulators.values():
+        app.mount(em.prefix, FaultMiddleware(em.app, em.faults, em.error_body, em.quota_key))
+    return app
+
+
 @pytest.fixture
 def sandbox() -> FastAPI:
-    return create_sandbox_app(seed=11, vsco_contacts=10, vsco_jobs=5)
+    return payment_sandbox()
 
 
 @pytest.fixture
@@ -573,7 +588,7 @@ def test_paypal_webhooks_verify_over_loopback_with_the_sandbox_certificate() -> 
     from wedsync.sandbox.paypal import sandbox_cert_loader
     from wedsync.sandbox.server import start_sandbox_in_thread
 
-    app = create_sandbox_app(seed=3, vsco_contacts=5, vsco_jobs=2)
+    app = create_sandbox_app(seed=3, vsco_contacts=5, vsco_jobs=2)  # the real composition, over loopback
     url, stop = start_sandbox_in_thread(port=0, app=app)
     try:
         emulator = app.state.emulators["paypal"]
