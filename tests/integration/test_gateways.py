@@ -602,3 +602,22 @@ def test_paypal_webhooks_verify_over_loopback_with_the_sandbox_certificate() -> 
             scheme.verify(raw, headers, "ANOTHERWEBHOOK")
     finally:
         stop()
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+async def test_reset_forgets_everything_and_bad_admin_actions_are_400(slug: str, sandbox: FastAPI,
+                                                                      admin: httpx.AsyncClient) -> None:
+    conn = connector_for(sandbox, slug)
+    method = {"stripe": "pm_card_visa", "square": "cnon:ok", "paypal": "vault-ok", "authorize-net": CARD_OK}[slug]
+    assert (await conn.charge(ChargeRequest("reset-1", 100, "USD", method), "reset-k")).charged
+    assert await records(admin, slug, "charges")
+    reset = await admin.post(f"/_sandbox/{slug}/reset")
+    assert reset.status_code == 200 and reset.json()["charges"] == 0
+    assert await records(admin, slug, "charges") == []
+    again = await conn.charge(ChargeRequest("reset-1", 100, "USD", method), "reset-k")
+    assert again.charged  # the idempotency store was reset too: a new charge
+    for bad in ({"action": "nope"}, {"action": "after_commit", "rate": 2}, {"action": "webhook", "url": "ftp://x"},
+                {"action": "open_dispute", "charge": "missing"}, {"action": "close_dispute", "dispute": "x"}):
+        r = await admin.post(f"/_sandbox/{slug}/mutate", json=bad)
+        assert r.status_code == 400, (bad, r.text)
+    await conn.aclose()
