@@ -621,3 +621,25 @@ async def test_reset_forgets_everything_and_bad_admin_actions_are_400(slug: str,
         r = await admin.post(f"/_sandbox/{slug}/mutate", json=bad)
         assert r.status_code == 400, (bad, r.text)
     await conn.aclose()
+
+
+async def test_authorize_net_webhooks_are_signed_and_parsed(sandbox: FastAPI, admin: httpx.AsyncClient) -> None:
+    emulator = sandbox.state.emulators["authorize-net"]
+    got: list[tuple[bytes, dict[str, str]]] = []
+    emulator.webhooks.send = lambda url, body, headers=None: got.append((body, dict(headers or {})))
+    key = "4A0C5D2B8E" * 12  # signature keys are hex strings, used as text
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "webhook", "url": "https://hub.example/an",
+                                                             "secret": key})
+    conn = connector_for(sandbox, "authorize-net")
+    res = await conn.charge(ChargeRequest("an-wh-1", 2_575, "USD", CARD_OK), "attempt-an-wh-1")
+    await admin.post("/_sandbox/authorize-net/mutate", json={"action": "payout"})
+    assert res.gateway_ref
+    await conn.refund(res.gateway_ref, 575, "USD", "refund-an-wh-1", reverse_split=False)
+    verified = [get_scheme("authorize-net").verify(body, headers, key) for body, headers in got]
+    assert [v.event_type for v in verified] == ["net.authorize.payment.authcapture.created",
+                                                "net.authorize.payment.refund.created"]
+    paid, refunded = (conn.parse_event(body, headers) for body, headers in got)
+    assert paid.kind is EventKind.PAYMENT_SUCCEEDED and paid.gateway_ref == res.gateway_ref
+    assert paid.reference == invoice_number("an-wh-1") and paid.amount_minor == 2_575
+    assert refunded.kind is EventKind.REFUND_SUCCEEDED and refunded.amount_minor == 575
+    await conn.aclose()
