@@ -92,3 +92,9 @@ def test_partners_of_one_wedding_with_one_last_name_stay_two_people() -> None:
     christa = features("Christa", "Lee", dates=[D])
     jon, joan = features("Jon", "Lee", dates=[D]), features("Joan", "Lee", dates=[D])
     assert decide(chris, christa) is None and decide(jon, joan) is None
+
+
+def test_two_swapped_letters_are_one_typo() -> None:
+    a = features("Edward", "Brown", emails=["edward.brown@x.com"])
+    b = features("Edwadr", "Brown", emails=["EDWARD.BROWN@x.com "])
+    assert decide(a, b) is not None

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 from rapidfuzz.fuzz import ratio
 
 from wedsync.domain.crm import normalize_email, normalize_phone
@@ -131,9 +131,9 @@ def _part_sim(a: str, b: str, lenient: bool = True) -> float:
                                         or (long_.startswith(short) and len(short) >= 4)):
         return 90.0  # "Chris"/"Christopher", a double first name
     score = float(ratio(a, b))
-    if (lenient and score < NAME_THRESHOLD and min(len(a), len(b)) >= 4 and Levenshtein.distance(a, b) <= 1
+    if (lenient and score < NAME_THRESHOLD and min(len(a), len(b)) >= 4 and OSA.distance(a, b) <= 1
             and not any(ch.isdigit() for ch in a + b)):
-        score = NAME_THRESHOLD  # one typo in a name long enough that it is still that name
+        score = NAME_THRESHOLD  # one typo (or two letters swapped) in a name long enough to stay that name
     return score
 
 
@@ -185,10 +185,10 @@ def decide(a: Features, b: Features) -> Match | None:
         return None
     if dates and first >= NAME_THRESHOLD and last >= NAME_THRESHOLD:
         # The two partners of one wedding share its date and often a last name ("Mark"/"Mary Smith",
-        # "Chris"/"Christa"): without a shared contact point, neither a one-letter difference in a short
-        # name nor a prefix is forgiven here.
-        strict_first, strict_last, _ = name_similarity(a, b, lenient=False)
-        if strict_first >= STRICT_THRESHOLD and strict_last >= STRICT_THRESHOLD:
+        # "Chris"/"Christa"): without a shared contact point, neither a one-letter difference nor a prefix
+        # is forgiven in the first name here (a typo in the last name still is).
+        strict_first, _, _ = name_similarity(a, b, lenient=False)
+        if strict_first >= STRICT_THRESHOLD and last >= NAME_THRESHOLD:
             evidence["wedding_date"] = min(dates).isoformat()
             return Match("name+wedding_date", (first + last) / 2 - 5.0, evidence)
     return None

@@ -49,7 +49,7 @@ CLIENT_FIELDS = ("first_name", "last_name", "display_name", "email", "phone", "c
 DEFAULT_POLICY = FieldPolicy("newest_wins")
 _CACHE_TTL = 2.0  # seconds a worker may apply a policy/mapping edit late (other processes' edits)
 _IN_CHUNK = 2000
-_E164 = re.compile(r"^\+\d{6,15}")
+_E164 = re.compile(r"^\+\d{6,15}(;ext=\d+)?$")
 ECHO_MARKER = "wedsync_reference"  # set by connectors on a record read back with our write's reference
 REFERENCE_PREFIX = "ws:"
 
@@ -92,9 +92,10 @@ def project(custom: Mapping[str, Any] | None, mapping: Mapping[str, str | None])
 
 
 def _phone_for_key(phone: str | None) -> str | None:
+    """An already-normalized E.164 phone (connectors store them so) without its extension, else None."""
     if phone and _E164.match(phone):
         return phone.split(";", 1)[0]
-    return phone
+    return None
 
 
 def record_features(values: Mapping[str, Any], dates: Iterable[date] = (), region: str | None = None
@@ -102,9 +103,8 @@ def record_features(values: Mapping[str, Any], dates: Iterable[date] = (), regio
     phone = values.get("phone")
     fast = _phone_for_key(phone)
     f = features(values.get("first_name"), values.get("last_name"), values.get("display_name"),
-                 emails=[values.get("email")], phones=[] if fast and fast.startswith("+") else [phone],
-                 dates=dates, region=region)
-    if fast and fast.startswith("+"):  # already E.164 (connectors normalize): no second parse
+                 emails=[values.get("email")], phones=[] if fast else [phone], dates=dates, region=region)
+    if fast:  # already E.164 (connectors normalize): no second parse
         f = Features(f.first, f.last, f.emails, frozenset({fast}), f.dates)
     return f
 
