@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,6 +65,8 @@ from wedsync.store.tables_payments import (
 )
 
 log = get_logger("wedsync.payments")
+_A: Table = PaymentAttempt.__table__  # type: ignore[assignment]
+_I: Table = PaymentIntent.__table__  # type: ignore[assignment]
 
 MILESTONES = ("deposit", "installment", "final", "full")
 FINAL = ("succeeded", "declined", "failed")
@@ -211,13 +214,14 @@ class DirectSteps:
 # --------------------------------------------------------------------------------------------- ledger
 
 
-def post_txn(s: Session, vendor_id: str, txn: L.LedgerTxn, intent_id: str | None = None) -> bool:
+def post_txn(s: Session | SAConnection, vendor_id: str, txn: L.LedgerTxn, intent_id: str | None = None) -> bool:
     """Write one balanced transaction: entries first, then the header (whose trigger checks the balance).
     Returns False when the reference was already posted (a replay)."""
     return bool(post_txns(s, vendor_id, [txn], intent_id))
 
 
-def post_txns(s: Session, vendor_id: str, txns: list[L.LedgerTxn], intent_id: str | None = None) -> int:
+def post_txns(s: Session | SAConnection, vendor_id: str, txns: list[L.LedgerTxn], intent_id: str | None = None
+              ) -> int:
     """Write several balanced transactions at once (one existence check, one insert of all entries, then
     the headers); references already posted are skipped. Returns how many were written."""
     refs = [t.reference for t in txns]
@@ -547,26 +551,26 @@ class PaymentService:
                 "failover_on_decline": bool(intent.get("failoverOnDecline")), "attempts": 0, "pinned_attempt": None}
 
     def _open_attempt(self, intent_id: str, attempt_no: int, connection_id: str, provider: str | None = None
-                      ) -> tuple[PaymentAttempt, PaymentIntent, bool]:
-        """The attempt row, committed before the call (created True), or the one a previous run left."""
-        with self.db.session() as s:
-            row = s.execute(select(PaymentAttempt).where(PaymentAttempt.intent_id == intent_id,
-                                                         PaymentAttempt.attempt_no == attempt_no)).scalar()
-            intent = s.get(PaymentIntent, intent_id)
+                      ) -> tuple[Any, Any, bool]:
+        """The attempt row, committed before the call (created True), or the one a previous run left.
+        (Core statements: this and ``_record`` are the hot path of every transaction.)"""
+        with self.db.engine.begin() as c:
+            row = c.execute(select(_A).where(_A.c.intent_id == intent_id, _A.c.attempt_no == attempt_no)).first()
+            intent = c.execute(select(_I).where(_I.c.id == intent_id)).first()
             if intent is None:
                 raise NotFound("transaction not found", code="unknown_transaction")
             if row is not None:
                 return row, intent, False
             if provider is None:
-                conn = s.get(Connection, connection_id)
-                provider = conn.provider if conn else "unknown"
-            row = PaymentAttempt(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent_id, attempt_no=attempt_no,
-                                 connection_id=connection_id, provider=provider,
-                                 idempotency_key=_key(intent_id, attempt_no), status="sent")
-            s.add(row)
-            intent.attempts = max(intent.attempts, attempt_no)
-            if intent.status == "created":
-                intent.status = "processing"
+                provider = c.execute(select(Connection.provider).where(Connection.id == connection_id)).scalar()
+            c.execute(insert(_A).values(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent_id,
+                                        attempt_no=attempt_no, connection_id=connection_id,
+                                        provider=provider or "unknown", idempotency_key=_key(intent_id, attempt_no),
+                                        status="sent"))
+            c.execute(update(_I).where(_I.c.id == intent_id).values(
+                attempts=max(intent.attempts, attempt_no),
+                status="processing" if intent.status == "created" else intent.status))
+            row = c.execute(select(_A).where(_A.c.intent_id == intent_id, _A.c.attempt_no == attempt_no)).one()
         return row, intent, True
 
     def _charge_request(self, intent: PaymentIntent, ctx: _Ctx) -> ChargeRequest:
@@ -672,46 +676,48 @@ class PaymentService:
     def _record(self, intent_id: str, attempt_no: int, r: GatewayResult, gateway_ms: float, lookup: bool
                 ) -> dict[str, Any]:
         """The outcome of one call, in one transaction with the intent's state and the ledger postings."""
-        with self.db.session() as s:
-            row = s.execute(select(PaymentAttempt).where(PaymentAttempt.intent_id == intent_id,
-                                                         PaymentAttempt.attempt_no == attempt_no)
-                            .with_for_update()).scalar_one()
-            intent = s.get(PaymentIntent, intent_id, with_for_update=True)
-            assert intent is not None
+        with self.db.engine.begin() as c:
+            pg = c.dialect.name == "postgresql"
+            aq = select(_A).where(_A.c.intent_id == intent_id, _A.c.attempt_no == attempt_no)
+            iq = select(_I).where(_I.c.id == intent_id)
+            row = c.execute(aq.with_for_update() if pg else aq).one()
+            intent = c.execute(iq.with_for_update() if pg else iq).one()
             if row.status not in ("sent", "unknown"):  # already recorded (a concurrent resolver)
                 return {"outcome": row.status, "gateway_ref": row.gateway_ref, "retryable": False,
-                        "decline_code": row.decline_code, "message": row.message}
-            row.lookups += int(lookup)
-            row.gateway_ms = (row.gateway_ms or 0.0) + gateway_ms
-            row.status = r.outcome.value
-            row.gateway_ref = r.gateway_ref or row.gateway_ref
-            row.decline_code, row.message = r.decline_code, (r.message or None)
-            row.native_split = r.native_split
+                        "decline_code": row.decline_code, "message": row.message,
+                        "settle": row.status == "succeeded" and bool(intent.escrow) and not intent.native_split}
+            values: dict[str, Any] = {
+                "lookups": row.lookups + int(lookup), "gateway_ms": (row.gateway_ms or 0.0) + gateway_ms,
+                "status": r.outcome.value, "gateway_ref": r.gateway_ref or row.gateway_ref,
+                "decline_code": r.decline_code, "message": r.message or None, "native_split": r.native_split}
             if r.outcome is not Outcome.UNKNOWN:
-                row.finished_at = utcnow()
-            if r.outcome is Outcome.SUCCEEDED and intent.status not in ("succeeded",):
-                self._succeed(s, intent, row, r)
-            settle = r.outcome is Outcome.SUCCEEDED and bool(intent.escrow) and not intent.native_split
+                values["finished_at"] = utcnow()
+            c.execute(update(_A).where(_A.c.id == row.id).values(**values))
+            native = bool(intent.native_split)
+            if r.outcome is Outcome.SUCCEEDED and intent.status != "succeeded":
+                self._succeed(c, intent, row, r)
+                native = bool(r.native_split)
+            settle = r.outcome is Outcome.SUCCEEDED and bool(intent.escrow) and not native
         return _result_dict(r, gateway_ms, settle)
 
-    def _succeed(self, s: Session, intent: PaymentIntent, row: PaymentAttempt, r: GatewayResult) -> None:
-        intent.status = "succeeded"
-        intent.connection_id, intent.provider = row.connection_id, row.provider
-        intent.gateway_ref = r.gateway_ref
-        intent.native_split = bool(r.native_split)
-        intent.transfer_ref = r.extra.get("transfer_id") if r.extra else None
-        intent.finalized_at = utcnow()
-        intent.failure_code = intent.failure_message = None
+    def _succeed(self, c: Any, intent: Any, row: Any, r: GatewayResult) -> None:
+        now = utcnow()
+        c.execute(update(_I).where(_I.c.id == intent.id).values(
+            status="succeeded", connection_id=row.connection_id, provider=row.provider, gateway_ref=r.gateway_ref,
+            native_split=bool(r.native_split), transfer_ref=r.extra.get("transfer_id") if r.extra else None,
+            finalized_at=now, failure_code=None, failure_message=None))
         split = Split.from_dict(intent.split)
         held = 0
         if intent.escrow:
             terms = EscrowTerms.from_dict(intent.escrow)
             held = terms.held_part(split.vendor)
             if held:
-                s.add(EscrowHold(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent.id,
-                                 booking_ref=intent.booking_ref, currency=intent.currency, held_minor=held,
-                                 terms=terms.as_dict(), status="held"))
-        post_txns(s, intent.vendor_id, L.charge_txns(intent.id, intent.currency, _parties(intent), split, held=held,
+                c.execute(insert(EscrowHold).values(
+                    id=new_id(), vendor_id=intent.vendor_id, intent_id=intent.id, booking_ref=intent.booking_ref,
+                    currency=intent.currency, held_minor=held, terms=terms.as_dict(), status="held"))
+        parties = L.Parties(vendor_id=intent.vendor_id, connection_id=row.connection_id,
+                            affiliate_id=intent.affiliate_id)
+        post_txns(c, intent.vendor_id, L.charge_txns(intent.id, intent.currency, parties, split, held=held,
                                                     native_transfer=bool(r.native_split),
                                                     processing_fee=int(r.fee_minor or 0)), intent.id)
 
