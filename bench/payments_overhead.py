@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -42,6 +43,9 @@ def main() -> None:
     ap.add_argument("--transactions", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=20)
     args = ap.parse_args()
+    from wedsync.logging import configure_logging
+
+    configure_logging("WARNING")  # one debug line per provider request would be measured too
     home = Path(tempfile.mkdtemp(prefix="wedsync-payoverhead-"))
     procs = Procs(home / "procs")
     procs.start_sandbox()
@@ -70,20 +74,28 @@ def run(procs: Procs, home: Path, n: int, warmup: int) -> None:
     conn = hub.connections.create(v.id, "stripe", credentials={"secret_key": "sk_test_wedsync_platform"},
                                   base_url=f"{procs.sandbox_url}/stripe")
 
+    cpu: dict[str, float] = {}
+
     async def go() -> tuple[list[float], list[float], list[float], list[float]]:
         await hub.payments.setup(v.id, {"primary": conn.id, "feeStructure": {"platformFeeBps": 500,
                                                                             "affiliateFeeBps": 200}})
         connector = await hub.connections.connector(conn)
         raw: list[float] = []
+        c0 = 0.0
         for i in range(warmup + n):  # the baseline: the gateway call alone
+            if i == warmup:
+                c0 = time.process_time()
             req = ChargeRequest(reference=f"raw-{i}", amount_minor=10_000 + i, currency="USD",
                                 payment_method="pm_card_visa")
             t = time.perf_counter()
             await connector.charge(req, f"raw-key-{i}")
             if i >= warmup:
                 raw.append((time.perf_counter() - t) * 1000)
+        cpu["raw"] = (time.process_time() - c0) * 1000 / n
         walls, gws, overheads = [], [], []
         for i in range(warmup + n):
+            if i == warmup:
+                c0 = time.process_time()
             t = time.perf_counter()
             view, _ = await asyncio.to_thread(hub.payments.create_intent, v.id, f"ovh-{i}", IntentRequest(
                 booking_ref=f"b-{i // 3}", amount_minor=10_000 + i, currency="USD", payment_method="pm_card_visa",
@@ -99,6 +111,7 @@ def run(procs: Procs, home: Path, n: int, warmup: int) -> None:
                 walls.append(wall)
                 gws.append(gw)
                 overheads.append(wall - gw)
+        cpu["txn"] = (time.process_time() - c0) * 1000 / n
         await hub.connections.aclose()
         return raw, walls, gws, overheads
 
@@ -115,6 +128,11 @@ def run(procs: Procs, home: Path, n: int, warmup: int) -> None:
     print(f"wall per transaction:                  p50 {pct(walls, 50):6.2f} ms   p99 {pct(walls, 99):6.2f} ms")
     print(f"orchestration overhead (wall - gw):    p50 {pct(overheads, 50):6.2f} ms   p99 {pct(overheads, 99):6.2f} ms"
           f"   mean {statistics.fmean(overheads):.2f} ms")
+    print(f"CPU time of this process per transaction: {cpu['txn']:.2f} ms; per raw gateway call (client side): "
+          f"{cpu['raw']:.2f} ms; so the hub's own CPU per transaction is about {cpu['txn'] - cpu['raw']:.2f} ms "
+          f"(includes DBOS's background polling threads)")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} (1 min) on {os.cpu_count()} CPUs")
     print(f"overhead / raw gateway call (p50): {pct(overheads, 50) / pct(raw, 50):.2f}; "
           f"targets p50 <= 15 ms: {'met' if pct(overheads, 50) <= 15 else 'NOT met'}, "
           f"p99 <= 40 ms: {'met' if pct(overheads, 99) <= 40 else 'NOT met'}; ledger balanced: {check['balanced']}")

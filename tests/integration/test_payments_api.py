@@ -1,0 +1,106 @@
+"""The payments API over HTTP (in-process, no DBOS: transactions run in the request): refunds, escrow
+release and cancellation, balances, ledger, reconciliation, onboarding, tenancy, and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import auth
+from wedsync.store.tables import utcnow
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[str]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+async def _vendor(api: Any, hub: Any, sandbox: str, name: str) -> tuple[dict[str, str], str]:
+    v = hub.tenancy.create_vendor(name)
+    _, key = hub.tenancy.create_key(v.id)
+    h = auth(key)
+    r = await api.post("/api/connections", headers=h, json={
+        "provider": "stripe", "base_url": f"{sandbox}/stripe",
+        "credentials": {"secret_key": "sk_test_wedsync_platform"}})
+    conn = r.json()["id"]
+    r = await api.post("/api/integrations/payments/setup", headers=h, json={"gatewayConfig": {
+        "primary": conn, "feeStructure": {"platformFeeBps": 1000}}})
+    assert r.status_code == 200, r.text
+    return h, conn
+
+
+async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
+    h, conn = await _vendor(api, hub, sandbox, "API Caterer")
+    other, _ = await _vendor(api, hub, sandbox, "Other Caterer")
+    assert (await api.get("/api/integrations/payments/setup", headers=h)).json()["gateways"][0]["status"] == \
+        "action_required"
+    r = await api.post(f"/api/integrations/payments/onboarding/{conn}/complete", headers=h, json={})
+    assert r.status_code == 200 and r.json()["status"] == "active"
+    r = await api.post(f"/api/integrations/payments/onboarding/{conn}/complete", headers=other, json={})
+    assert r.status_code == 404  # another vendor's connection
+
+    body = {"bookingRef": "api-1", "amountMinor": 10_000, "currency": "USD", "paymentMethod": "pm_card_visa"}
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "a1"}, json=body)
+    assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
+    tx = r.json()
+    assert (await api.get(f"/api/payments/transactions/{tx['id']}", headers=other)).status_code == 404
+    r = await api.post(f"/api/payments/transactions/{tx['id']}/refunds", headers=h, json={"amountMinor": 0})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_amount"
+    r = await api.post(f"/api/payments/transactions/{tx['id']}/refunds", headers=h, json={"amountMinor": 20_000})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "amount_exceeds_remaining"
+    r = await api.post(f"/api/payments/transactions/{tx['id']}/refunds", headers=h, json={"amountMinor": 2_500})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded"
+    assert r.json()["share"] == {"vendor": 2_250, "platform": 250, "affiliate": 0}
+
+    declined = {**body, "paymentMethod": "pm_card_chargeDeclined"}
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "d1"}, json=declined)
+    assert r.status_code == 201 and r.json()["status"] == "declined"
+    r = await api.post(f"/api/payments/transactions/{r.json()['id']}/refunds", headers=h, json={})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_refundable"
+
+    # escrow: a milestone release, a partial manual release and a cancellation
+    esc = {**body, "bookingRef": "api-2", "milestone": "final", "escrow": {"release": {"kind": "milestone",
+                                                                                      "milestone": "tasting"}}}
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "e1"}, json=esc)
+    assert r.json()["status"] == "succeeded", r.text
+    r = await api.post("/api/payments/bookings/api-2/milestones/tasting/approve", headers=h)
+    assert r.status_code == 200 and r.json()["released"][0]["status"] == "released"
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "e2"},
+                       json={**esc, "bookingRef": "api-3", "escrow": {"release": {"kind": "manual"}}})
+    hold = (await api.get("/api/payments/escrow", headers=h, params={"bookingRef": "api-3"})).json()[0]
+    r = await api.post(f"/api/payments/escrow/{hold['id']}/release", headers=h, json={"amountMinor": 1_000})
+    assert r.json()["status"] == "partially_released" and r.json()["remainingMinor"] == 8_000
+    r = await api.post(f"/api/payments/escrow/{hold['id']}/cancel", headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    assert r.json()["refund"]["amountMinor"] == 8_000 + 1_000  # held rest + the platform's fee
+    assert (await api.post(f"/api/payments/escrow/{hold['id']}/release", headers=other, json={})).status_code == 404
+
+    bal = (await api.get("/api/payments/balances", headers=h)).json()
+    assert bal["check"]["balanced"] and bal["vendor"]["USD"]["escrow"] == 0
+    ledger = (await api.get("/api/payments/ledger", headers=h, params={"transactionId": tx["id"]})).json()
+    assert {t["kind"] for t in ledger} >= {"charge", "refund"}
+    assert all(sum(e["amount"] for e in t["entries"]) == 0 for t in ledger)
+
+    period = {"since": (utcnow() - timedelta(hours=1)).isoformat(),
+              "until": (utcnow() + timedelta(minutes=5)).isoformat()}
+    r = await api.post("/api/payments/reconciliations", headers=h, json=period)
+    assert r.status_code == 200 and r.json()["summary"]["mismatched"] == 0, r.text
+    rid = r.json()["id"]
+    assert [x["id"] for x in (await api.get("/api/payments/reconciliations", headers=h)).json()] == [rid]
+    assert (await api.get(f"/api/payments/reconciliations/{rid}", headers=other)).status_code == 404
+    r = await api.post("/api/payments/reconciliations", headers=h, json={"since": "2026-01-01T00:00:00",
+                                                                         "until": "2026-01-02T00:00:00"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "naive_datetime"
+    assert (await api.get("/api/payments/disputes", headers=h)).json() == []
+    r = await api.post("/api/payments/disputes/nope/evidence", headers=h, json={"explanation": "x"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_dispute"
+    await hub.connections.aclose()
