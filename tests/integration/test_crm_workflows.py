@@ -92,3 +92,22 @@ async def test_import_resumed_after_a_crash_is_exactly_once(dbos_hub) -> None:  
         assert s.execute(select(func.count()).select_from(Client).where(Client.connection_id == hb)).scalar_one() == 23
         assert s.execute(select(func.count()).select_from(CrmImportChunk).where(
             CrmImportChunk.job_id == job["id"])).scalar_one() == 5
+
+
+async def test_garbage_from_the_provider_is_a_failed_run_and_a_connection_status(  # type: ignore[no-untyped-def]
+        dbos_hub, client, sandbox) -> None:  # noqa: F811
+    hub = dbos_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 20, "jobs": 2}, timeout=30).raise_for_status()
+    httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={"malformed_rate": 1.0}, timeout=30).raise_for_status()
+    v = hub.tenancy.create_vendor("Garbage Photo")
+    _, key = hub.tenancy.create_key(v.id)
+    conn = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{sandbox}/{SLUG}/api/v2")
+    r = await client.post("/api/integrations/crm/sync", headers=auth(key),
+                          json={"vendorId": v.id, "crmProvider": "tave", "syncType": "full", "waitSeconds": 60})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["success"] is False and out["errors"] == 1 and out["status"] == "failed"
+    assert "SchemaMismatch" in out["error_detail"] or "Retriable" in out["error_detail"] or out["error_detail"]
+    status = (await client.get(f"/api/connections/{conn.id}", headers=auth(key))).json()
+    assert status["status"] == "error" and status["status_detail"]
+    await hub.connections.aclose()
