@@ -392,6 +392,10 @@ def run_suite(n: int, *, kills: int, concurrency: int, seed: int, home: Path, ou
         counts = wait_final(procs, n, final_timeout)
         total = time.perf_counter() - t0
         result = check(procs, gateways, ids, n)
+        result["injected_by_sandbox"] = {}
+        for slug in gateways:  # what the fault middleware reports it did (after-commit faults are not counted)
+            stats = httpx.get(f"{procs.sandbox_url}/_sandbox/{slug}/stats", timeout=10).json()
+            result["injected_by_sandbox"][slug] = stats.get("injected", stats)
         result.update({"gateways": gateways, "events": events, "hub_starts": procs.hub_starts,
                        "submit_seconds": round(submitted, 1), "total_seconds": round(total, 1),
                        "statuses_at_end": dict(counts)})
