@@ -60,6 +60,15 @@ class _OtherConnector(_OAuthTestConnector):
                                                   client_auth="post")
 
 
+JSONY = "test-oauth-json"
+
+
+class _JsonConnector(_OAuthTestConnector):
+    slug: ClassVar[str] = JSONY
+    oauth: ClassVar[OAuthSpec | None] = OAuthSpec(authorize_url=SPEC.authorize_url, token_url=SPEC.token_url,
+                                                  client_auth="json")
+
+
 class _UnconfiguredConnector(_OAuthTestConnector):
     slug: ClassVar[str] = UNCONFIGURED
 
@@ -79,7 +88,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    for cls in (_OAuthTestConnector, _OtherConnector, _UnconfiguredConnector):
+    for cls in (_OAuthTestConnector, _OtherConnector, _JsonConnector, _UnconfiguredConnector):
         monkeypatch.setitem(CONNECTORS, cls.slug, cls)
     sandbox_app = create_sandbox_app(vsco_contacts=5, vsco_jobs=2)
     emulator: OAuthServerEmulator = sandbox_app.state.emulators["oauth"]
@@ -90,12 +99,15 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         SLUG: {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "base_url": sandbox_url,
                "api_base_url": f"{sandbox_url}/oauth"},
         OTHER: {"client_id": "other-client", "client_secret": "other-client-secret", "base_url": sandbox_url},
+        JSONY: {"client_id": "json-client", "client_secret": "json-client-secret", "base_url": sandbox_url},
     }
     hub = Hub(make_settings(tmp_path, public_url=hub_url, oauth_clients=clients))
     emulator.register_client(CLIENT_ID, CLIENT_SECRET, redirect_uris=[f"{hub_url}/oauth/{SLUG}/callback"],
                              auth_methods=["client_secret_basic"])
     emulator.register_client("other-client", "other-client-secret",
                              redirect_uris=[f"{hub_url}/oauth/{OTHER}/callback"])
+    emulator.register_client("json-client", "json-client-secret",
+                             redirect_uris=[f"{hub_url}/oauth/{JSONY}/callback"])
     set_hub(hub)
     stop_hub = None
     try:
@@ -330,6 +342,18 @@ async def test_client_secret_post_provider(env: Env, browser: httpx.AsyncClient)
     last = env.emulator.token_requests[-1]
     assert (last["grant_type"], last["client_id"], last["auth_method"], last["outcome"]) == (
         "authorization_code", "other-client", "client_secret_post", "ok")
+
+
+async def test_json_token_request_provider(env: Env, browser: httpx.AsyncClient) -> None:
+    """Square's token endpoint takes the grant and the client's credentials as one JSON object."""
+    env.emulator.json_token_requests = False  # a form-only server refuses the JSON body...
+    r = await browser.get(await _authorize(env, browser, provider=JSONY))
+    assert r.status_code >= 400 and env.emulator.token_requests[-1]["outcome"] == "invalid_request"
+    env.emulator.json_token_requests = True  # ...and a Square-style one accepts it
+    r = await browser.get(await _authorize(env, browser, provider=JSONY))
+    assert r.status_code == 200 and r.json()["provider"] == JSONY
+    last = env.emulator.token_requests[-1]
+    assert (last["grant_type"], last["client_id"], last["outcome"]) == ("authorization_code", "json-client", "ok")
 
 
 async def test_refresh_before_expiry_rotates_and_is_saved_once_under_concurrency(

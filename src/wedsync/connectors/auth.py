@@ -23,12 +23,13 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 from httpx import BasicAuth
 
+from wedsync.connectors.base import ClientAuth
 from wedsync.connectors.errors import Fatal, OutcomeUnknown, RateLimited, ReauthRequired, Retriable
 from wedsync.errors import Conflict
 from wedsync.logging import get_logger, register_secret, scrub_text
@@ -264,7 +265,7 @@ async def exchange_code(
     client_id: str,
     client_secret: str | None,
     code_verifier: str,
-    client_auth: Literal["post", "basic"] = "post",
+    client_auth: ClientAuth = "post",
 ) -> Token:
     """Exchange an authorization code for tokens (RFC 6749 4.1.3 with the PKCE verifier).
 
@@ -297,7 +298,7 @@ def _token_request(
     form: dict[str, str],
     client_id: str,
     client_secret: str | None,
-    client_auth: Literal["post", "basic"],
+    client_auth: ClientAuth,
     *,
     timeout: Any = None,
 ) -> httpx.Request:
@@ -310,6 +311,8 @@ def _token_request(
         if client_secret is not None:
             form["client_secret"] = client_secret
     extensions = {"timeout": timeout} if timeout is not None else None
+    if client_auth == "json":
+        return httpx.Request("POST", endpoint, json=form, headers=headers, extensions=extensions)
     return httpx.Request("POST", endpoint, data=form, headers=headers, extensions=extensions)
 
 
@@ -362,7 +365,7 @@ class OAuth2Auth(httpx.Auth):
         client_secret: str | None = None,
         *,
         skew: float = 60.0,
-        client_auth: Literal["post", "basic"] = "post",
+        client_auth: ClientAuth = "post",
         scope: str | None = None,
         extra_refresh_params: Mapping[str, str] | None = None,
     ) -> None:

@@ -52,6 +52,11 @@ class Page:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+ClientAuth = Literal["post", "basic", "json"]
+"""How a token request authenticates the client: form body (RFC 6749 2.3.1), HTTP Basic, or a JSON body
+(client_id and client_secret beside the grant, as Square's token endpoint documents)."""
+
+
 @dataclass(frozen=True)
 class OAuthSpec:
     """A provider's OAuth 2 authorization server, declared by its connector as ``oauth: ClassVar[...]``."""
@@ -59,7 +64,7 @@ class OAuthSpec:
     authorize_url: str
     token_url: str
     scopes: tuple[str, ...] = ()
-    client_auth: Literal["post", "basic"] = "post"
+    client_auth: ClientAuth = "post"
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 

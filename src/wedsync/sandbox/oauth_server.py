@@ -210,6 +210,7 @@ class OAuthServerEmulator:
         self.code_ttl = code_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.revoke_family_on_reuse = revoke_family_on_reuse
+        self.json_token_requests = True  # also accept Square-style JSON token requests (body parameters)
         self.reset()
         self._app = self._build_api()
 
@@ -480,10 +481,20 @@ class OAuthServerEmulator:
             grant_type, client_id, method = "unknown", None, None
             try:
                 ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype != "application/x-www-form-urlencoded":
-                    raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
                 body = (await request.body()).decode("utf-8", "replace")
-                form = _single(parse_qsl(body, keep_blank_values=True))
+                if ctype == "application/json" and emulator.json_token_requests:
+                    # Square's token endpoint: the grant and the client's credentials in one JSON object.
+                    try:
+                        parsed = json.loads(body)
+                    except ValueError:
+                        parsed = None
+                    if not isinstance(parsed, dict):
+                        raise OAuthError("invalid_request", "the body must be a JSON object")
+                    form = {str(k): str(v) for k, v in parsed.items() if isinstance(v, str)}
+                elif ctype != "application/x-www-form-urlencoded":
+                    raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+                else:
+                    form = _single(parse_qsl(body, keep_blank_values=True))
                 grant_type = form.get("grant_type") or "missing"
                 client, method = emulator._authenticate(request, form)
                 client_id = client.client_id

@@ -35,7 +35,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -51,7 +51,7 @@ from wedsync.connectors.auth import (
     generate_pkce,
     new_state,
 )
-from wedsync.connectors.base import OAuthSpec
+from wedsync.connectors.base import ClientAuth, OAuthSpec
 from wedsync.connectors.errors import ReauthRequired
 from wedsync.connectors.registry import get_connector_class
 from wedsync.errors import InvalidInput, NotFound, VaultError, WedsyncError
@@ -144,7 +144,7 @@ class OAuthClient:
     authorize_url: str
     token_url: str
     scopes: tuple[str, ...]
-    client_auth: Literal["post", "basic"]
+    client_auth: ClientAuth
     extra_authorize_params: Mapping[str, str] = field(hash=False)
     api_base_url: str | None
 

@@ -110,6 +110,7 @@ class SquareConnector(GatewayConnector):
         scopes=("PAYMENTS_WRITE", "PAYMENTS_READ", "PAYOUTS_READ", "DISPUTES_READ", "DISPUTES_WRITE",
                 "MERCHANT_PROFILE_READ"),
         extra_authorize_params={"session": "false"},
+        client_auth="json",  # ObtainToken takes client_id, client_secret and the code in a JSON body
     )
     supports_native_split: ClassVar[bool] = True
     max_application_fee_ratio: ClassVar[float] = 0.9
