@@ -90,8 +90,8 @@ class SquareConnector(GatewayConnector):
         "payment), refunded proportionally with the refund. No separate transfers. Idempotency keys <= 45 "
         "chars derived from the attempt. Reconciliation reads payouts and their entries (entries appear only "
         "once Square has paid out). Dispute evidence: text only. Webhooks: x-square-hmacsha256-signature over "
-        "the notification URL + body. OAuth onboarding goes through the hub's OAuth routes; Square's token "
-        "endpoint documents a JSON body, while the hub's OAuth service posts a form (see docs).",
+        "the notification URL + body. OAuth onboarding goes through the hub's OAuth routes (token requests as "
+        "a JSON body, as ObtainToken documents).",
     )
     credential_fields: ClassVar[tuple[CredentialField, ...]] = (
         CredentialField("access_token", "Seller personal access token (not needed when connected by OAuth)",
