@@ -100,7 +100,7 @@ def run(procs: Procs, home: Path, n: int, warmup: int) -> None:
             view, _ = await asyncio.to_thread(hub.payments.create_intent, v.id, f"ovh-{i}", IntentRequest(
                 booking_ref=f"b-{i // 3}", amount_minor=10_000 + i, currency="USD", payment_method="pm_card_visa",
                 affiliate_id="planner-1" if i % 4 == 0 else None))
-            handle = await start_transaction(view["id"])
+            handle = await start_transaction(view["id"], hub.payments.plan_of(view))  # as the API does
             result = await handle.get_result()
             wall = (time.perf_counter() - t) * 1000
             assert result["status"] == "succeeded", result
