@@ -386,6 +386,7 @@ class SyncService:
         updates: list[dict[str, Any]] = []
         olds: list[Any] = []
         same: list[str] = []
+        touched: list[dict[str, Any]] = []  # unchanged content, newer provider time: provenance only
         provider, region = self._provider_of(conn, connection_id)
         for rid, rec in by_id.items():
             values = record_values(rec)
@@ -399,6 +400,9 @@ class SyncService:
                      and rec.remote_modified_at < old.remote_modified_at)
             if stale or (old.content_hash == values["content_hash"] and old.deleted_at is None):
                 same.append(rid)
+                if not stale and rec.remote_modified_at is not None and rec.remote_modified_at != \
+                        old.remote_modified_at:
+                    touched.append({"b_id": old.id, "remote_modified_at": rec.remote_modified_at})
                 continue
             del values["remote_id"]
             values.update(b_id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
@@ -418,6 +422,8 @@ class SyncService:
         if same and run_id is not None:
             conn.execute(update(t).where(t.c.connection_id == connection_id, t.c.remote_id.in_(same))
                          .values(seen_run_id=run_id))
+        if touched:
+            conn.execute(update(t).where(t.c.id == bindparam("b_id")), touched)
         if stream == "jobs" and (inserts or updates):
             self.crm.apply_weddings(conn, vendor_id, connection_id, inserts + updates)
         return len(inserts), len(updates), len(same)
