@@ -823,7 +823,7 @@ class PaymentService:
     def _open_refund(self, vendor_id: str, intent_id: str, amount_minor: int | None, client_key: str | None,
                      kind: str, share: Split | None) -> str:
         with self.db.session() as s:
-            intent = s.get(PaymentIntent, intent_id)
+            intent = s.get(PaymentIntent, intent_id, with_for_update=True)  # concurrent refunds queue here
             if intent is None or intent.vendor_id != vendor_id:
                 raise NotFound("transaction not found", code="unknown_transaction")
             if client_key:
@@ -958,7 +958,7 @@ class PaymentService:
     def _open_release(self, vendor_id: str, hold_id: str, amount_minor: int | None, reason: str
                       ) -> tuple[int, int, PaymentIntent]:
         with self.db.session() as s:
-            hold = s.get(EscrowHold, hold_id)
+            hold = s.get(EscrowHold, hold_id, with_for_update=True)  # two releasers: one waits (PostgreSQL)
             if hold is None or hold.vendor_id != vendor_id:
                 raise NotFound("escrow hold not found", code="unknown_hold")
             left = hold.held_minor - hold.released_minor - hold.returned_minor
