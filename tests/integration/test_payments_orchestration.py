@@ -1,5 +1,6 @@
 """The transaction's decision logic (drive_payment) over scripted gateway answers: fail over only when
-not executed, stop on a decline, pin an unknown outcome to its gateway, park it, queue through outages."""
+not executed, stop on a decline, pin an unknown outcome to its gateway, park it, queue through outages; and
+gateway events that cannot be handled fail for good."""
 
 from __future__ import annotations
 
@@ -96,3 +97,25 @@ async def test_an_outage_everywhere_queues_then_fails_cleanly() -> None:
     assert r["status"] == "failed" and r["failureCode"] == "gateway_not_executed" and len(s.calls) == 3
     s = Script(["a"], {"a": [o("not_executed")]})  # not retryable (e.g. credentials rejected): no waiting
     assert (await P.drive_payment("i", s))["status"] == "failed" and s.sleeps == []
+
+
+async def test_an_event_that_cannot_be_understood_fails_for_good(hub: Any) -> None:
+    """A verified but malformed gateway event is marked failed (Fatal), not retried for ever."""
+    from datetime import UTC, datetime
+
+    from wedsync.connectors.errors import Fatal
+    from wedsync.services.webhook_inbox import InboxRow
+
+    v = hub.tenancy.create_vendor("Events")
+    c = hub.connections.create(v.id, "stripe", credentials={"secret_key": "sk_test_x"},
+                               base_url="http://127.0.0.1:9/stripe")
+    row = InboxRow(id=1, vendor_id=v.id, connection_id=c.id, provider="stripe", event_id="evt_1", event_type=None,
+                   record_id=None, body=b"not json", received_at=datetime.now(UTC), attempts=0)
+    with pytest.raises(Fatal):
+        await P.handle_gateway_event(hub, row)
+    gone = InboxRow(id=2, vendor_id=v.id, connection_id="01nosuchconnection00000000", provider="stripe",
+                    event_id="evt_2", event_type=None, record_id=None, body=b"{}", received_at=row.received_at,
+                    attempts=0)
+    with pytest.raises(Fatal):
+        await P.handle_gateway_event(hub, gone)
+    await hub.connections.aclose()

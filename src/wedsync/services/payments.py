@@ -30,7 +30,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.errors import CircuitOpen, ConnectorError, OutcomeUnknown, ReauthRequired, Retriable
+from wedsync.connectors.errors import CircuitOpen, ConnectorError, Fatal, OutcomeUnknown, ReauthRequired, Retriable
 from wedsync.connectors.payments.base import (
     ChargeRequest,
     DisputeEvidence,
@@ -1288,8 +1288,13 @@ class PaymentService:
 
 
 async def handle_gateway_event(hub: Any, row: InboxRow) -> str:
-    """Inbox handler for the four gateways (signature verified and deduplicated by the intake)."""
-    result: str = await hub.payments.on_event(row)
+    """Inbox handler for the four gateways (signature verified and deduplicated by the intake). An event
+    that cannot be understood, or whose connection is gone, fails for good (``Fatal``): retrying it would
+    not help, and it must not hold up the rest of the batch."""
+    try:
+        result: str = await hub.payments.on_event(row)
+    except (InvalidInput, NotFound) as exc:
+        raise Fatal(f"{row.provider} event {row.event_id}: {exc.message}", provider=row.provider) from exc
     return result
 
 
