@@ -34,12 +34,14 @@ from wedsync.connectors.errors import CircuitOpen, ConnectorError, Fatal, Outcom
 from wedsync.connectors.payments.base import (
     ChargeRequest,
     DisputeEvidence,
+    DisputeInfo,
     EventKind,
     GatewayConnector,
     GatewayEvent,
     GatewayResult,
     Outcome,
     SplitInstruction,
+    bounded_key,
 )
 from wedsync.domain import ledger as L
 from wedsync.domain.escrow import EscrowTerms
@@ -1217,6 +1219,42 @@ class PaymentService:
             if state == "lost":
                 disp.status = "lost"
             return disp.id, effects
+
+    def find_intent(self, connection_id: str, refs: list[str], reference: str | None) -> str | None:
+        """A succeeded intent of this gateway connection by the gateway's ids, or by our reference as the
+        gateway echoes it (possibly shortened with ``bounded_key``, e.g. Authorize.net's invoiceNumber)."""
+        with self.db.read() as s:
+            refs = [r for r in refs if r]
+            if refs:
+                found = s.execute(select(PaymentIntent.id).where(PaymentIntent.connection_id == connection_id,
+                                                                 PaymentIntent.gateway_ref.in_(refs))).scalar()
+                if found:
+                    return str(found)
+            if not reference:
+                return None
+            if s.get(PaymentIntent, reference) is not None:
+                return reference
+            for iid in s.execute(select(PaymentIntent.id).where(PaymentIntent.connection_id == connection_id,
+                                                                PaymentIntent.status == "succeeded")).scalars():
+                if bounded_key(iid, len(reference)) == reference:
+                    return str(iid)
+        return None
+
+    async def record_chargeback(self, connection_id: str, intent_id: str, dispute_ref: str, amount_minor: int,
+                                currency: str) -> str:
+        """A chargeback found only in the gateway's settled batches (Authorize.net has no dispute API or
+        webhook): recorded as a dispute with its withdrawal posting, once per gateway id."""
+        ctx = await self._ctx(connection_id)
+        with self.db.read() as s:
+            intent = s.get(PaymentIntent, intent_id)
+        assert intent is not None
+        info = DisputeInfo(dispute_ref=dispute_ref, charge_ref=intent.gateway_ref, amount_minor=amount_minor,
+                           currency=currency, reason="chargeback", status="chargeback", evidence_due_by=None)
+        ev = GatewayEvent(event_id=f"settlement:{dispute_ref}", kind=EventKind.DISPUTE_OPENED, raw_type="chargeback",
+                          gateway_ref=intent.gateway_ref, reference=intent.id, amount_minor=amount_minor,
+                          currency=currency, dispute=info)
+        dispute_id, _ = await asyncio.to_thread(self._apply_dispute, ctx, ev, "needs_response")
+        return dispute_id
 
     def list_disputes(self, vendor_id: str) -> list[dict[str, Any]]:
         with self.db.read() as s:

@@ -129,6 +129,7 @@ class Reconciler:
                 continue
             settled = await connector.settlements(since, until)
             rep = compare(self._expected(conn.id, since, until), settled)
+            await self._record_chargebacks(conn.id, rep)
             counts = {"matched": len(rep.matched), "mismatched": len(rep.mismatched),
                       "missingInGateway": len(rep.missing_in_gateway), "missingInLedger": len(rep.missing_in_ledger)}
             for k, v in counts.items():
@@ -144,6 +145,21 @@ class Reconciler:
         with self.db.session() as s:
             s.add(row)
         return self.view(row)
+
+    async def _record_chargebacks(self, connection_id: str, rep: Report) -> None:
+        """A chargeback the gateway reports only in its settlements (Authorize.net) becomes a dispute with its
+        ledger effect; the item then counts as matched (``recorded``)."""
+        for item in list(rep.missing_in_ledger):
+            if item["kind"] != "dispute" or item["amountMinor"] >= 0:
+                continue
+            intent_id = self.hub.payments.find_intent(connection_id, [item["gatewayRef"], item["sourceRef"] or ""],
+                                                      item["reference"])
+            if intent_id is None:
+                continue
+            dispute_id = await self.hub.payments.record_chargeback(connection_id, intent_id, item["gatewayRef"],
+                                                                   -item["amountMinor"], item["currency"])
+            rep.missing_in_ledger.remove(item)
+            rep.matched.append({**item, "ours": dispute_id, "recorded": "chargeback recorded as a dispute"})
 
     @staticmethod
     def view(r: ReconciliationReport, *, items: bool = True) -> dict[str, Any]:
