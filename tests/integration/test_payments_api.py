@@ -104,3 +104,26 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
     r = await api.post("/api/payments/disputes/nope/evidence", headers=h, json={"explanation": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_dispute"
     await hub.connections.aclose()
+
+
+def test_payments_cli(hub: Any) -> None:
+    """``wedsync payments``: balances with the ledger check, and bad input exits 2 with one line."""
+    from typer.testing import CliRunner
+
+    from wedsync.bootstrap import set_hub
+    from wedsync.commands.payments import app
+
+    v = hub.tenancy.create_vendor("CLI Caterer")
+    set_hub(hub)
+    try:
+        runner = CliRunner()
+        r = runner.invoke(app, ["balances", "--vendor", v.id, "--json"])
+        assert r.exit_code == 0 and '"balanced": true' in r.output, r.output
+        r = runner.invoke(app, ["reconcile", "--vendor", v.id, "--since", "2026-01-01"])
+        assert r.exit_code == 2 and "UTC offset" in r.output
+        r = runner.invoke(app, ["reconcile", "--vendor", v.id])
+        assert r.exit_code == 2 and "no_payment_setup" in r.output
+        r = runner.invoke(app, ["sweep"])
+        assert r.exit_code == 0 and '"unknown": 0' in r.output, r.output
+    finally:
+        set_hub(None)
