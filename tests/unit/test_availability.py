@@ -209,6 +209,8 @@ def test_stale_and_failed_sources_fail_closed() -> None:
     "FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=31;UNTIL=20990101T000000Z",
     "FREQ=YEARLY;BYWEEKNO=60",
     "FREQ=MINUTELY;INTERVAL=1;BYHOUR=9,10,11",
+    "FREQ=MONTHLY;INTERVAL=0",  # dateutil loops forever on it
+    "FREQ=MONTHLY;BYDAY=1FR;BYWEEKNO=-1;BYSETPOS=3",
 ])
 def test_hostile_rrules_are_bounded(rule: str) -> None:
     hostile = ev(f"""UID:h
@@ -238,3 +240,67 @@ RRULE:FREQ=HOURLY;INTERVAL=5""")
 def test_broken_input_is_a_clear_error(data: str | bytes) -> None:
     with pytest.raises(CalendarDataError):
         parse_calendar(data)
+
+
+def test_rdate_periods_and_date_until() -> None:
+    rdates = ev("""UID:r
+DTSTART:20260601T090000Z
+DTEND:20260601T100000Z
+RDATE;VALUE=PERIOD:20260603T120000Z/20260603T150000Z,20260604T120000Z/PT2H
+RDATE:20260605T090000Z""")
+    got = busy([cal(rdates)], u(2026, 5, 30), u(2026, 6, 10))
+    assert got == [(u(2026, 6, 1, 9), u(2026, 6, 1, 10)), (u(2026, 6, 3, 12), u(2026, 6, 3, 15)),
+                   (u(2026, 6, 4, 12), u(2026, 6, 4, 14)), (u(2026, 6, 5, 9), u(2026, 6, 5, 10))]
+    until = ev("""UID:d
+DTSTART;TZID=Europe/Berlin:20260601T090000
+DTEND;TZID=Europe/Berlin:20260601T100000
+RRULE:FREQ=DAILY;UNTIL=20260603""")
+    assert len(busy([cal(until)], u(2026, 5, 30), u(2026, 6, 10))) == 3  # a DATE UNTIL includes its day
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PARTS = st.fixed_dictionaries({
+    "FREQ": st.sampled_from(["SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"]),
+}, optional={
+    "INTERVAL": st.integers(0, 1000).map(str),
+    "COUNT": st.integers(-5, 10**9).map(str),
+    "BYMONTH": st.lists(st.integers(-2, 14), min_size=1, max_size=3).map(lambda v: ",".join(map(str, v))),
+    "BYMONTHDAY": st.lists(st.integers(-32, 32), min_size=1, max_size=3).map(lambda v: ",".join(map(str, v))),
+    "BYDAY": st.lists(st.sampled_from(["MO", "TU", "1FR", "-1SU", "5SA"]), min_size=1, max_size=3).map(",".join),
+    "BYHOUR": st.lists(st.integers(0, 23), min_size=1, max_size=4).map(lambda v: ",".join(map(str, v))),
+    "BYSETPOS": st.sampled_from(["1", "-1", "400", "3"]),
+    "BYWEEKNO": st.sampled_from(["1", "53", "60", "-1"]),
+    "UNTIL": st.sampled_from(["20261231T000000Z", "20250101", "19990101T000000Z"]),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(parts=_PARTS, start_year=st.integers(1971, 2030), all_day=st.booleans())
+def test_any_rrule_is_bounded_or_a_clear_error(parts: dict[str, str], start_year: int, all_day: bool) -> None:
+    rule = ";".join(f"{k}={v}" for k, v in parts.items())
+    start = f"DTSTART;VALUE=DATE:{start_year}0105" if all_day else f"DTSTART:{start_year}0105T093000Z"
+    text = cal(ev(f"UID:fz\n{start}\nDURATION:PT1H\nRRULE:{rule}"))
+    src = SourceInput("s", "feed", [text], last_synced_at=NOW)
+    t0 = time.perf_counter()
+    res = compute_availability([src], AvailabilityQuery(u(2026, 3, 1), u(2027, 3, 1), "Europe/Paris", now=NOW))
+    assert time.perf_counter() - t0 < 3.0
+    # either usable (bounded instances) or refused as unusable, which fails closed
+    assert res.complete or res.free == []
+
+
+def test_long_series_rebased_exactly_with_count_and_all_day() -> None:
+    daily = ev("""UID:c
+DTSTART:20000101T080000Z
+DTEND:20000101T083000Z
+RRULE:FREQ=DAILY;COUNT=9500""")  # the last occurrence is 2026-01-03
+    got = busy([cal(daily)], u(2025, 12, 30), u(2026, 1, 10))
+    assert [a.day for a, _ in got] == [30, 31, 1, 2, 3]
+    weekly = ev("""UID:w
+DTSTART;VALUE=DATE:19900105
+DTEND;VALUE=DATE:19900106
+RRULE:FREQ=WEEKLY;INTERVAL=2""")
+    got = busy([cal(weekly)], u(2026, 3, 1), u(2026, 4, 1), tz="UTC")
+    # fortnightly Fridays counted from 5 January 1990
+    assert all((a.date() - date(1990, 1, 5)).days % 14 == 0 for a, _ in got) and len(got) == 2

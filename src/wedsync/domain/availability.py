@@ -35,8 +35,8 @@ import recurring_ical_events
 import x_wr_timezone
 
 OWN_BLOCK_MARKER = "X-WEDSYNC-BLOCK"
-MAX_CANDIDATES = 200_000
-MAX_INSTANCES_PER_EVENT = 20_000
+MAX_CANDIDATES = 5_000
+MAX_INSTANCES_PER_EVENT = 4_000
 MAX_EVENTS_PER_SOURCE = 200_000
 MAX_ICS_BYTES = 5_000_000
 
@@ -385,6 +385,80 @@ def _day_filters_feasible(parts: dict[str, list[Any]], start: date) -> bool:
     return False
 
 
+_SUB_DAILY = {"SECONDLY", "MINUTELY", "HOURLY"}
+
+
+def _rfc_invalid(parts: dict[str, list[Any]], freq: str, *, all_day: bool) -> str | None:
+    """Why a rule breaks RFC 5545's combinations (dateutil accepts them and may search for centuries)."""
+    if all_day and freq in _SUB_DAILY:
+        return f"FREQ={freq} on an all-day event"
+    try:
+        if int(parts.get("INTERVAL", [1])[0]) < 1:
+            return "INTERVAL below 1"  # dateutil would loop forever
+    except (TypeError, ValueError):
+        return "INTERVAL is not a number"
+    if parts.get("BYWEEKNO") and freq != "YEARLY":
+        return "BYWEEKNO outside FREQ=YEARLY"
+    if parts.get("BYYEARDAY") and freq in ("DAILY", "WEEKLY", "MONTHLY"):
+        return f"BYYEARDAY with FREQ={freq}"
+    if parts.get("BYMONTHDAY") and freq == "WEEKLY":
+        return "BYMONTHDAY with FREQ=WEEKLY"
+    ordinal = any(re.match(r"^[+-]?\d", str(d)) for d in parts.get("BYDAY", []))
+    if ordinal and (freq not in ("MONTHLY", "YEARLY") or (freq == "YEARLY" and parts.get("BYWEEKNO"))):
+        return f"numbered BYDAY with FREQ={freq}"
+    for key, hi in (("BYHOUR", 23), ("BYMINUTE", 59), ("BYSECOND", 60)):
+        for v in parts.get(key, []):
+            try:
+                if not 0 <= int(v) <= hi:
+                    return f"{key}={v}"
+            except (TypeError, ValueError):
+                return f"{key}={v}"
+    for v in parts.get("BYSETPOS", []):
+        try:
+            if int(v) == 0 or abs(int(v)) > 366:
+                return f"BYSETPOS={v}"
+        except (TypeError, ValueError):
+            return f"BYSETPOS={v}"
+    return None
+
+
+def _setpos_feasible(parts: dict[str, list[Any]], freq: str) -> bool:
+    """BYSETPOS picks from each period's set; past the set's size it never matches (daily and finer)."""
+    positions = [abs(int(p)) for p in parts.get("BYSETPOS", [])]
+    if not positions or freq in ("MONTHLY", "YEARLY"):
+        return True
+    size = 1
+    for key in ("BYHOUR", "BYMINUTE", "BYSECOND"):
+        if parts.get(key):
+            size *= len(set(parts[key]))
+    if freq == "WEEKLY":
+        size *= len(set(parts.get("BYDAY", []))) or 1
+    return min(positions) <= size
+
+
+def _probe_feasible(parts: dict[str, list[Any]], freq: str, start: Any) -> bool:
+    """MONTHLY/YEARLY rules with filters: look for one occurrence in at most 800 years (dateutil alone searches
+    to year 9999). The Gregorian calendar repeats every 400 years, so the probe starts in the same position of
+    the cycle shortly before year 9999, where dateutil's own year limit bounds the search."""
+    if freq not in ("MONTHLY", "YEARLY"):
+        return True
+    if not any(k in parts for k in ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYSETPOS")):
+        return True
+    from dateutil.rrule import rrulestr
+
+    probe = {k: v for k, v in parts.items() if k not in ("COUNT", "UNTIL")}
+    first = start if isinstance(start, datetime) else datetime.combine(start, time(0))
+    first = first.replace(tzinfo=None)
+    shift = ((9200 - first.year) // 400) * 400
+    try:
+        first = first.replace(year=first.year + shift)
+        text = icalendar.vRecur(probe).to_ical().decode()
+        rule = rrulestr(text, dtstart=first)
+        return rule.after(first, inc=True) is not None
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
 def _multiplicity(parts: dict[str, list[Any]], freq: str) -> int:
     """An upper bound on instances per FREQ period from BY parts that expand (not filter)."""
     mult = 1
@@ -450,8 +524,16 @@ class _Expander:
                 continue
             del work[name]
             for item in values if isinstance(values, list) else [values]:
-                dts = [self.norm.dt(d.dt, item.params.get("TZID")) for d in item.dts]
-                dts = [d for d in dts if not isinstance(d, tuple)]
+                tzid = item.params.get("TZID")
+                dts: list[Any] = []
+                for d in item.dts:
+                    if isinstance(d.dt, tuple):  # RDATE;VALUE=PERIOD: start/end or start/duration
+                        p_start = self.norm.dt(d.dt[0], tzid)
+                        p_end = d.dt[1]
+                        p_end = p_start + p_end if isinstance(p_end, timedelta) else self.norm.dt(p_end, tzid)
+                        dts.append((p_start, p_end))
+                    else:
+                        dts.append(self.norm.dt(d.dt, tzid))
                 if dts:
                     work.add(name, dts)
         new_rules = []
@@ -464,14 +546,28 @@ class _Expander:
             except (TypeError, ValueError) as exc:
                 raise CalendarDataError("RRULE INTERVAL is not a number") from exc
             first_day = start.date() if isinstance(start, datetime) else start
-            if not _day_filters_feasible(parts, first_day) or \
-                    any(abs(int(p)) > 366 or int(p) == 0 for p in parts.get("BYSETPOS", [])):
+            until = parts.get("UNTIL", [None])[0]
+            if until is not None and not isinstance(until, datetime) and isinstance(start, datetime):
+                # a DATE UNTIL on a timed series: the whole last day is included
+                until_utc: datetime | None = _to_utc(until + timedelta(days=1), self.zone) - timedelta(seconds=1)
+            else:
+                until_utc = _to_utc(until, self.zone) if until is not None else None
+            invalid = _rfc_invalid(parts, freq, all_day=not isinstance(start, datetime))
+            if invalid:
+                # a rule no calendar app would write: its meaning is unknown, so it blocks its whole extent
+                a = max(self.ws, _to_utc(start, self.zone))
+                b = min(x for x in (until_utc, self.we) if x is not None)
+                clipped.append(BusyInterval(a, max(a, b), "", str(master.get("UID", "")),
+                                            str(master.get("SUMMARY", "")), "clipped"))
+                self.warnings.append(f"event {master.get('UID', '?')}: invalid RRULE ({invalid}); "
+                                     f"blocked as one span")
+                continue
+            if not _day_filters_feasible(parts, first_day) or not _setpos_feasible(parts, freq) or \
+                    not _probe_feasible(parts, freq, start):
                 self.warnings.append(f"event {master.get('UID', '?')}: RRULE can never match; DTSTART only")
                 continue
             step = _FREQ_STEP[freq] * interval
             mult = _multiplicity(parts, freq)
-            until = parts.get("UNTIL", [None])[0]
-            until_utc = _to_utc(until, self.zone) if until is not None else None
             count = parts.get("COUNT", [None])[0]
             if count is not None:
                 try:
@@ -484,12 +580,12 @@ class _Expander:
             start_utc = _to_utc(start, self.zone)
             series_end = min(x for x in (until_utc, self.we) if x is not None)
             if count is not None and not any(k.startswith("BY") for k in parts) and freq in _FIXED_STEP:
-                last = start_utc + step * (count - 1)
-                series_end = min(series_end, last + duration)
+                if (count - 1) * step.total_seconds() < (series_end - start_utc).total_seconds():
+                    series_end = min(series_end, start_utc + step * (count - 1) + duration)
             span_to_window = max(timedelta(0), self.ws - start_utc)
             in_window = max(timedelta(0), series_end - max(self.ws, start_utc) + duration)
             window_instances = (in_window / step + 1) * mult
-            candidates = (max(timedelta(0), series_end - start_utc) / step + 1)
+            candidates = (max(timedelta(0), series_end - start_utc) / step + 1) * mult
             if series_end < self.ws - duration:
                 continue  # the whole series ends before the window
             if window_instances > MAX_INSTANCES_PER_EVENT:
@@ -501,8 +597,11 @@ class _Expander:
                 continue
             step_total += int(candidates)
             if candidates > MAX_CANDIDATES:
-                # rebase by whole intervals (exact when there is no COUNT and the step is fixed)
-                if count is not None or freq not in _FIXED_STEP:
+                # rebase by whole intervals: exact for a fixed step, and with COUNT when no BY part filters
+                # (then every step is one occurrence, so COUNT shrinks by the steps skipped)
+                filtered = any(k.startswith("BY") for k in parts)
+                if (count is not None and filtered) or freq not in _FIXED_STEP or \
+                        (not isinstance(start, datetime) and freq in _SUB_DAILY):
                     a = max(self.ws, start_utc)
                     clipped.append(BusyInterval(a, max(a, series_end), "", str(master.get("UID", "")),
                                                 str(master.get("SUMMARY", "")), "clipped"))
@@ -510,9 +609,15 @@ class _Expander:
                                          f"to expand exactly; clipped to one busy span")
                     continue
                 k = int((span_to_window - duration) / step) - 1
-                if k > 0 and isinstance(start, datetime):
-                    naive = start.replace(tzinfo=None) + step * k
-                    start = naive.replace(tzinfo=start.tzinfo)
+                if count is not None:
+                    k = min(k, count - 1)
+                    parts["COUNT"] = [count - max(k, 0)]
+                if k > 0:
+                    if isinstance(start, datetime):
+                        naive = start.replace(tzinfo=None) + step * k
+                        start = naive.replace(tzinfo=start.tzinfo)
+                    else:
+                        start = start + step * k
                     end = start + duration
                     del work["DTSTART"]
                     work.add("DTSTART", start)
@@ -584,6 +689,18 @@ def _kind_label(comp: Any) -> str:
 def expand_source(source: SourceInput, window_start: datetime, window_end: datetime, zone: ZoneInfo,
                   warnings: list[str]) -> list[BusyInterval]:
     """Busy intervals of one source in the window (raises CalendarDataError on unusable data)."""
+    try:
+        return _expand_source(source, window_start, window_end, zone, warnings)
+    except CalendarDataError:
+        raise
+    except (ValueError, TypeError, OverflowError, AssertionError, KeyError, AttributeError, IndexError) as exc:
+        # data no rule above foresaw: unusable, so the source fails closed (never a crash, never free time)
+        raise CalendarDataError(f"cannot interpret this calendar data ({type(exc).__name__}: {str(exc)[:120]})") \
+            from exc
+
+
+def _expand_source(source: SourceInput, window_start: datetime, window_end: datetime, zone: ZoneInfo,
+                   warnings: list[str]) -> list[BusyInterval]:
     exp = _Expander(zone, window_start, window_end, warnings)
     by_uid: dict[str, tuple[list[Any], list[Any]]] = {}
     n_events = 0
