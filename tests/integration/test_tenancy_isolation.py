@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from tests.conftest import auth
 from tests.integration.tenancy_seed import id_values, import_csv, seed_vendor
+from wedsync.connectors.webhooks import StripeScheme, ZapierScheme
 from wedsync.store import tables as t
 from wedsync.store.tables import utcnow
 
@@ -55,6 +56,33 @@ class Variant:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     expect: frozenset[int] | None = None
+    provider: str | None = None  # only for the URL naming a connection of this provider (webhooks)
+
+
+def _webhooks(hub: Any, a: dict[str, Any], b: dict[str, Any]) -> list[Variant]:
+    """Deliveries to B's webhook URLs signed the right way but with A's own connection secrets (which A
+    knows): each must be refused (401), nothing stored for B."""
+
+    def secret(conn_key: str) -> str:
+        conn = hub.connections.get(a["vendor_id"], a[conn_key])
+        return str(hub.connections.credentials(conn)["webhook_secret"])
+
+    zap = json.dumps({"id": "evt-qa-1", "event": "contact.created", "first_name": "Mallory",
+                      "email": "mallory@example.com"}).encode()
+    stripe = json.dumps({"id": "evt_qa_1", "object": "event", "type": "charge.dispute.created",
+                         "data": {"object": {"id": "dp_qa", "object": "dispute", "amount": 100, "currency": "usd",
+                                             "charge": "ch_qa", "status": "needs_response"}}}).encode()
+    unauthorized = frozenset({401})
+    return [
+        Variant(content=json.dumps({"targetId": b["client_id"]}).encode(), provider="vsco-workspace",
+                query={"token": secret("connection_id"), "event": "contact.created"}, expect=unauthorized),
+        Variant(content=zap, provider="honeybook", headers=ZapierScheme.sign(zap, secret("hb_connection_id")),
+                expect=unauthorized),
+        Variant(content=zap, provider="honeybook", query={"token": secret("hb_connection_id")}, expect=unauthorized),
+        Variant(content=stripe, provider="stripe", headers=StripeScheme.sign(stripe, secret("stripe_connection_id")),
+                expect=unauthorized),
+        Variant(content=b"{}", provider="google-calendar"),
+    ]
 
 
 def _special(b: dict[str, Any]) -> dict[tuple[str, str], list[Variant]]:
@@ -233,7 +261,7 @@ def _query(schema: dict[str, Any], op: dict[str, Any], b: dict[str, Any]) -> dic
     return out
 
 
-def _path_combos(path: str, b: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
+def _path_combos(path: str, b: dict[str, Any]) -> list[tuple[str, list[str], str]] | None:
     """Every URL for the path with B's objects in its parameters, and the parameters' names; None when an
     id-like parameter has no mapping (a new route: add it to PATH_IDS)."""
     params = re.findall(r"{(\w+)}", path)
@@ -254,7 +282,7 @@ def _path_combos(path: str, b: dict[str, Any]) -> list[tuple[str, list[str]]] | 
         for p, name in combo:
             url = url.replace("{" + p + "}", str(b[name]))
             provider = CONN_PROVIDER.get(name, provider)
-        urls.append((url.replace("{provider}", provider), params))
+        urls.append((url.replace("{provider}", provider), params, provider))
     return urls
 
 
@@ -273,6 +301,7 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
         "calendar_conflicts", "calendar_blocks", "calendar_feed_tokens"}
     schema = (await api.get("/openapi.json")).json()
     special = _special(b)
+    special["post", "/webhooks/{provider}/{connection_id}"] = _webhooks(hub, a, b)
     markers = _markers(before) | {v: k for k, v in id_values(b)} | {"bravo": "name"}
     assert "bravo" not in json.dumps([x for x in _snapshot(hub, a["vendor_id"])])  # A's own data names no B
     visited, routes, id_routes = 0, 0, 0
@@ -288,10 +317,12 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
             id_routes += has_id
             variants = special.get((method, path)) or [Variant(_generic_body(schema, op, b))]
             base_query = _query(schema, op, b)
-            for (url, _params), v in itertools.product(combos, variants):
+            for (url, _params, provider), v in itertools.product(combos, variants):
+                if v.provider not in (None, provider):
+                    continue
                 query = {**base_query, **v.query}
                 full = url + ("?" + urlencode(query) if query else "")
-                sent = full + json.dumps(v.body) + json.dumps(v.headers)
+                sent = full + json.dumps(v.body) + json.dumps(v.headers) + (v.content or b"").decode()
                 # Vendor A's key, and also A's key naming B in the operator header (must not help: 404 or 403).
                 for extra in ({}, {"X-WedSync-Vendor": b["vendor_id"]}):
                     headers = {**auth(a["key"]), **extra, **v.headers}
