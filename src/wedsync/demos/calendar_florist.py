@@ -101,7 +101,10 @@ def run_story(ctx: DemoContext) -> list[tuple[str, str]]:
         await svc.aclose()
         return out
 
-    res = asyncio.run(story())
+    try:
+        res = asyncio.run(story())
+    finally:
+        svc.auto_propagate = True  # the API that runs after the stories propagates on its own again
     syncs = res["syncs"]
     t = Table(title="Calendars read (sandboxes)")
     for col in ("calendar", "status", "pages", "items"):
