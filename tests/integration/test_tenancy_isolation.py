@@ -18,8 +18,10 @@ from sqlalchemy import select
 from tests.conftest import auth
 from tests.integration.tenancy_seed import id_values, import_csv, seed_vendor
 from wedsync.connectors.webhooks import StripeScheme, ZapierScheme
+from wedsync.services.webhook_dispatch import process_batch
 from wedsync.store import tables as t
 from wedsync.store.tables import utcnow
+from wedsync.store.tables_payments import PaymentIntent
 
 # Path parameters that name an object, and which of vendor B's objects they are pointed at (every one is tried).
 PATH_IDS: dict[str, tuple[str, ...]] = {
@@ -83,6 +85,36 @@ def _webhooks(hub: Any, a: dict[str, Any], b: dict[str, Any]) -> list[Variant]:
                 expect=unauthorized),
         Variant(content=b"{}", provider="google-calendar"),
     ]
+
+
+async def _own_webhooks_naming_b(api: Any, hub: Any, a: dict[str, Any], b: dict[str, Any]) -> list[Any]:
+    """A signs gateway events for its OWN Stripe connection (A knows that secret) that name B's transactions
+    (our ``metadata.reference``, B's charge id): processed, they must touch nothing of B's."""
+    conn = hub.connections.get(a["vendor_id"], a["stripe_connection_id"])
+    secret = str(hub.connections.credentials(conn)["webhook_secret"])
+    with hub.db.read() as s:
+        b_intents = list(s.execute(select(PaymentIntent).where(PaymentIntent.vendor_id == b["vendor_id"],
+                                                               PaymentIntent.status == "succeeded")).scalars())
+    problems: list[Any] = []
+    for n, intent in enumerate(b_intents):
+        for etype, obj in (
+                ("charge.dispute.created", {"id": f"dp_forged_{n}", "object": "dispute", "amount": 5_000,
+                                            "currency": "usd", "charge": intent.gateway_ref,
+                                            "payment_intent": intent.gateway_ref, "status": "needs_response",
+                                            "metadata": {"reference": intent.id}}),
+                ("payment_intent.succeeded", {"id": intent.gateway_ref, "object": "payment_intent", "amount": 1,
+                                              "currency": "usd", "metadata": {"reference": intent.id}})):
+            raw = json.dumps({"id": f"evt_forged_{etype}_{n}", "object": "event", "type": etype,
+                              "data": {"object": obj}}).encode()
+            r = await api.post(f"/webhooks/stripe/{a['stripe_connection_id']}", content=raw,
+                               headers=StripeScheme.sign(raw, secret))
+            if r.status_code != 200:  # A's own connection, signed right: accepted (then must stay A's)
+                problems.append(("A's own signed Stripe event not accepted", etype, r.status_code, r.text[:200]))
+    for _ in range(20):
+        if not hub.inbox.pending_count():
+            break
+        await process_batch(hub, "stripe")
+    return problems
 
 
 def _special(b: dict[str, Any]) -> dict[tuple[str, str], list[Variant]]:
@@ -346,6 +378,12 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
                         problems.append((*where, f"expected {sorted(v.expect)}", resp.text[:300]))
                     if path == "/api/vendors" and resp.status_code != 403:
                         problems.append((*where, "operator route open to a vendor key"))
+    problems += await _own_webhooks_naming_b(api, hub, a, b)
+    for path in ("/api/payments/disputes", "/api/payments/ledger", "/api/payments/transactions"):
+        resp = await api.get(path, headers=auth(a["key"]))
+        leaked = [(markers[m], m) for m in markers if m in resp.text]
+        if leaked:
+            problems.append(("GET", path, "after A's own forged events", resp.status_code, "leaks", leaked))
     after = _snapshot(hub, b["vendor_id"])
     if after != before:
         changed = [x for x in after if x not in before] + [x for x in before if x not in after]
