@@ -1001,6 +1001,11 @@ class PaymentService:
             return {**self._hold_view(hold), "refund": refund}
 
     async def approve_milestone(self, vendor_id: str, booking_ref: str, milestone: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            known = s.execute(select(PaymentIntent.id).where(PaymentIntent.vendor_id == vendor_id,
+                                                             PaymentIntent.booking_ref == booking_ref).limit(1)).first()
+        if known is None:
+            raise NotFound("booking not found", code="unknown_booking")
         with self.db.session() as s:
             if s.get(MilestoneApproval, (vendor_id, booking_ref, milestone)) is None:
                 s.add(MilestoneApproval(vendor_id=vendor_id, booking_ref=booking_ref, milestone=milestone))
@@ -1103,13 +1108,14 @@ class PaymentService:
 
     async def _on_payment(self, ctx: _Ctx, ev: GatewayEvent) -> str:
         with self.db.read() as s:
-            # only parked ones: a running workflow resolves its own attempts
-            q = select(PaymentIntent).where(PaymentIntent.status == "unknown")
+            # only parked ones (a running workflow resolves its own attempts), and only those with an
+            # attempt at this very connection: an event never reaches another vendor's payment
+            q = select(PaymentIntent).join(PaymentAttempt, PaymentAttempt.intent_id == PaymentIntent.id).where(
+                PaymentIntent.status == "unknown", PaymentAttempt.connection_id == ctx.conn.id)
             if ev.reference:
                 q = q.where(PaymentIntent.id == ev.reference)
             elif ev.gateway_ref:
-                q = q.join(PaymentAttempt, PaymentAttempt.intent_id == PaymentIntent.id).where(
-                    PaymentAttempt.gateway_ref == ev.gateway_ref)
+                q = q.where(PaymentAttempt.gateway_ref == ev.gateway_ref)
             else:
                 return "ignored: no reference"
             intent = s.execute(q).scalar()
@@ -1164,7 +1170,10 @@ class PaymentService:
                 intent = s.execute(select(PaymentIntent).where(PaymentIntent.connection_id == ctx.conn.id,
                                                                PaymentIntent.gateway_ref.in_(refs))).scalar()
             if intent is None and ev.reference:
-                intent = s.get(PaymentIntent, ev.reference)
+                candidate = s.get(PaymentIntent, ev.reference)
+                # only a payment charged through this connection: an event never reaches another's payment
+                if candidate is not None and candidate.connection_id == ctx.conn.id:
+                    intent = candidate
             if disp is None:
                 disp = PaymentDispute(id=new_id(), vendor_id=ctx.conn.vendor_id, connection_id=ctx.conn.id,
                                       provider=ctx.conn.provider, dispute_ref=d.dispute_ref,
@@ -1232,8 +1241,9 @@ class PaymentService:
                     return str(found)
             if not reference:
                 return None
-            if s.get(PaymentIntent, reference) is not None:
-                return reference
+            own = s.get(PaymentIntent, reference)
+            if own is not None:  # only an intent charged through this very connection (tenancy)
+                return reference if own.connection_id == connection_id else None
             for iid in s.execute(select(PaymentIntent.id).where(PaymentIntent.connection_id == connection_id,
                                                                 PaymentIntent.status == "succeeded")).scalars():
                 if bounded_key(iid, len(reference)) == reference:

@@ -130,12 +130,14 @@ class Reconciler:
             settled = await connector.settlements(since, until)
             rep = compare(self._expected(conn.id, since, until), settled)
             await self._record_chargebacks(conn.id, rep)
+            unattributed = self._keep_own(conn.id, rep)
             counts = {"matched": len(rep.matched), "mismatched": len(rep.mismatched),
                       "missingInGateway": len(rep.missing_in_gateway), "missingInLedger": len(rep.missing_in_ledger)}
             for k, v in counts.items():
                 totals[k] += v
             per_gateway.append({"connectionId": conn.id, "gateway": conn.provider, **counts,
-                                "otherItems": rep.other, "gatewayFeesMinor": rep.fees_minor})
+                                "unattributedItems": unattributed, "otherItems": rep.other,
+                                "gatewayFeesMinor": rep.fees_minor})
             for status, rows in (("mismatched", rep.mismatched), ("missing_in_gateway", rep.missing_in_gateway),
                                  ("missing_in_ledger", rep.missing_in_ledger), ("matched", rep.matched)):
                 items += [{"status": status, "connectionId": conn.id, **r} for r in rows]
@@ -145,6 +147,23 @@ class Reconciler:
         with self.db.session() as s:
             s.add(row)
         return self.view(row)
+
+    def _keep_own(self, connection_id: str, rep: Report) -> int:
+        """A gateway account can be shared (the platform's Stripe account carries every vendor's charges):
+        a vendor's report lists only gateway items that are its own. Items missing from this vendor's ledger
+        that cannot be tied to one of its payments are only counted (the operator reconciles the account),
+        never shown: they may be another vendor's. Returns how many were left out."""
+        own, dropped = [], 0
+        for item in rep.missing_in_ledger:
+            if self.hub.payments.find_intent(connection_id, [item["gatewayRef"], item["sourceRef"] or ""],
+                                             item["reference"]):
+                own.append(item)
+            else:
+                dropped += 1
+        rep.missing_in_ledger = own
+        rep.other = {}  # fees, transfers and payouts of a shared account are not attributed either
+        rep.fees_minor = {}
+        return dropped
 
     async def _record_chargebacks(self, connection_id: str, rep: Report) -> None:
         """A chargeback the gateway reports only in its settlements (Authorize.net) becomes a dispute with its
