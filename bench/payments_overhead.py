@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main() -> None:
         run(procs, home / "hub", args.transactions, args.warmup)
     finally:
         procs.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def run(procs: Procs, home: Path, n: int, warmup: int) -> None:
