@@ -104,6 +104,7 @@ async def _story(ctx: DemoContext) -> list[tuple[str, str]]:
 
     set_hub(hub)
     secret = hub.connections.credentials(hub.connections.get_any(stripe))[WEBHOOK_SECRET]
+    hub.inbox.start()  # the webhook intake stores verified events in the inbox (idempotent)
     server, stop = _serve(create_app(launch_workflows=False))
     dispute: dict[str, Any] = {}
     try:
@@ -162,7 +163,8 @@ def _serve(app: Any) -> tuple[str, Any]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # No lifespan: its shutdown would close the hub's services, which the demo's API still needs afterwards.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
