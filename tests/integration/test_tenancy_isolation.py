@@ -21,7 +21,7 @@ from wedsync.connectors.webhooks import StripeScheme, ZapierScheme
 from wedsync.services.webhook_dispatch import process_batch
 from wedsync.store import tables as t
 from wedsync.store.tables import utcnow
-from wedsync.store.tables_payments import PaymentIntent
+from wedsync.store.tables_payments import PaymentDispute, PaymentIntent
 
 # Path parameters that name an object, and which of vendor B's objects they are pointed at (every one is tried).
 PATH_IDS: dict[str, tuple[str, ...]] = {
@@ -89,27 +89,35 @@ def _webhooks(hub: Any, a: dict[str, Any], b: dict[str, Any]) -> list[Variant]:
 
 async def _own_webhooks_naming_b(api: Any, hub: Any, a: dict[str, Any], b: dict[str, Any]) -> list[Any]:
     """A signs gateway events for its OWN Stripe connection (A knows that secret) that name B's transactions
-    (our ``metadata.reference``, B's charge id): processed, they must touch nothing of B's."""
+    (our ``metadata.reference``, B's charge id), and gets B's dispute the way a shared platform account
+    delivers every event to every endpoint: processed, they must touch and show nothing of B's."""
     conn = hub.connections.get(a["vendor_id"], a["stripe_connection_id"])
     secret = str(hub.connections.credentials(conn)["webhook_secret"])
     with hub.db.read() as s:
         b_intents = list(s.execute(select(PaymentIntent).where(PaymentIntent.vendor_id == b["vendor_id"],
                                                                PaymentIntent.status == "succeeded")).scalars())
-    problems: list[Any] = []
+        b_dispute = s.get(PaymentDispute, b["dispute_id"])
+    assert b_dispute is not None and b_intents
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("charge.dispute.created", {"id": b_dispute.dispute_ref, "object": "dispute", "amount": 9_000,
+                                    "currency": "usd", "charge": b_intents[0].gateway_ref,
+                                    "reason": "fraudulent", "status": "needs_response"})]
     for n, intent in enumerate(b_intents):
-        for etype, obj in (
-                ("charge.dispute.created", {"id": f"dp_forged_{n}", "object": "dispute", "amount": 5_000,
-                                            "currency": "usd", "charge": intent.gateway_ref,
-                                            "payment_intent": intent.gateway_ref, "status": "needs_response",
-                                            "metadata": {"reference": intent.id}}),
-                ("payment_intent.succeeded", {"id": intent.gateway_ref, "object": "payment_intent", "amount": 1,
-                                              "currency": "usd", "metadata": {"reference": intent.id}})):
-            raw = json.dumps({"id": f"evt_forged_{etype}_{n}", "object": "event", "type": etype,
-                              "data": {"object": obj}}).encode()
-            r = await api.post(f"/webhooks/stripe/{a['stripe_connection_id']}", content=raw,
-                               headers=StripeScheme.sign(raw, secret))
-            if r.status_code != 200:  # A's own connection, signed right: accepted (then must stay A's)
-                problems.append(("A's own signed Stripe event not accepted", etype, r.status_code, r.text[:200]))
+        events += [
+            ("charge.dispute.created", {"id": f"dp_forged_{n}", "object": "dispute", "amount": 5_000,
+                                        "currency": "usd", "charge": intent.gateway_ref,
+                                        "payment_intent": intent.gateway_ref, "status": "needs_response",
+                                        "metadata": {"reference": intent.id}}),
+            ("payment_intent.succeeded", {"id": intent.gateway_ref, "object": "payment_intent", "amount": 1,
+                                          "currency": "usd", "metadata": {"reference": intent.id}})]
+    problems: list[Any] = []
+    for n, (etype, obj) in enumerate(events):
+        raw = json.dumps({"id": f"evt_forged_{n}", "object": "event", "type": etype,
+                          "data": {"object": obj}}).encode()
+        r = await api.post(f"/webhooks/stripe/{a['stripe_connection_id']}", content=raw,
+                           headers=StripeScheme.sign(raw, secret))
+        if r.status_code != 200:  # A's own connection, signed right: accepted (then must stay A's)
+            problems.append(("A's own signed Stripe event not accepted", etype, r.status_code, r.text[:200]))
     for _ in range(20):
         if not hub.inbox.pending_count():
             break
