@@ -21,6 +21,7 @@ from wedsync.connectors.webhooks import StripeScheme, ZapierScheme
 from wedsync.services.webhook_dispatch import process_batch
 from wedsync.store import tables as t
 from wedsync.store.tables import utcnow
+from wedsync.store.tables_crm import CrmClient
 from wedsync.store.tables_payments import PaymentDispute, PaymentIntent
 
 # Path parameters that name an object, and which of vendor B's objects they are pointed at (every one is tried).
@@ -118,10 +119,27 @@ async def _own_webhooks_naming_b(api: Any, hub: Any, a: dict[str, Any], b: dict[
                            headers=StripeScheme.sign(raw, secret))
         if r.status_code != 200:  # A's own connection, signed right: accepted (then must stay A's)
             problems.append(("A's own signed Stripe event not accepted", etype, r.status_code, r.text[:200]))
-    for _ in range(20):
-        if not hub.inbox.pending_count():
-            break
-        await process_batch(hub, "stripe")
+    # the same couple books A too: A's Zap sends B's client's name and e-mail; it must stay A's own client
+    hb = hub.connections.get(a["vendor_id"], a["hb_connection_id"])
+    zap = json.dumps({"event": "Client Created", "first_name": "Bravoana", "last_name": "Ruiz",
+                      "email": "bravo.ruiz@example.com"}).encode()
+    r = await api.post(f"/webhooks/honeybook/{hb.id}", content=zap, headers={
+        **ZapierScheme.sign(zap, str(hub.connections.credentials(hb)["webhook_secret"])),
+        "Content-Type": "application/json"})
+    if r.status_code != 200:
+        problems.append(("A's own signed Zap not accepted", r.status_code, r.text[:200]))
+    for provider in ("stripe", "honeybook"):
+        for _ in range(20):
+            out = await process_batch(hub, provider)
+            if not out["claimed"]:
+                break
+    if hub.inbox.pending_count():
+        problems.append(("A's own webhooks not all processed", hub.inbox.pending_count()))
+    with hub.db.read() as s:
+        mine = s.execute(select(CrmClient.id).where(CrmClient.vendor_id == a["vendor_id"],
+                                                    CrmClient.email == "bravo.ruiz@example.com")).first()
+    if mine is None:
+        problems.append(("A's own Zap did not make A's client (the event was not processed)",))
     return problems
 
 
