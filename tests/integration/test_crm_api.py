@@ -109,6 +109,8 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a),
                         json={"company": "Ruiz Weddings", "expected_version": 999})
     assert r.status_code == 409 and r.json()["error"]["code"] == "version_conflict"
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"email": "no-at-sign"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_email"
     r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"company": "Ruiz Weddings"})
     assert r.status_code == 200 and r.json()["company"] == "Ruiz Weddings"
     assert r.json()["field_sources"]["company"]["c"] == "wedsync"

@@ -25,7 +25,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.errors import ConnectorError
-from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
+from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, normalize_phone, record_values
 from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
@@ -671,6 +671,12 @@ class CrmService:
                 else:
                     if value is not None and not isinstance(value, str | dict):
                         raise InvalidInput(f"{name} must be a string", code="invalid_field")
+                    if name == "email" and isinstance(value, str):
+                        value = normalize_email(value)
+                        if not value or "@" not in value:
+                            raise InvalidInput("email is not an e-mail address", code="invalid_email")
+                    elif name == "phone" and isinstance(value, str):
+                        value = normalize_phone(value)
                     setattr(c, name, value)
                     applied[name] = value
             sources = dict(c.field_sources or {})
