@@ -364,6 +364,13 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
     assert "bravo" not in json.dumps([x for x in _snapshot(hub, a["vendor_id"])])  # A's own data names no B
     visited, routes, id_routes = 0, 0, 0
     problems: list[Any] = []
+    # B's busy week (an event, a booking, a hold, a meeting, a conflict) is free time for A
+    week = {"start": b["calendar_day"].isoformat(), "end": (b["calendar_day"] + timedelta(days=10)).isoformat()}
+    for path, key in (("/api/calendar/availability", "busy"), ("/api/calendar/conflicts", "conflicts")):
+        resp = await api.get(path, headers=auth(a["key"]), params=week)
+        # (recorded conflicts stay listed whatever the window: A's own, on A's own day, are not B's)
+        if resp.status_code != 200 or [x for x in resp.json()[key] if week["start"] <= x["start"] < week["end"]]:
+            problems.append(("GET", path, "B's time shows in A's calendar", resp.status_code, resp.text[:300]))
     for path, methods in schema["paths"].items():
         for method, op in methods.items():
             routes += 1
