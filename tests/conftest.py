@@ -4,6 +4,7 @@ the provider sandboxes over real loopback HTTP, and one DBOS runtime per test se
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ SPECS = ROOT.parent / "shared" / "specs"
 
 os.environ.setdefault("WEDSYNC_ALLOW_PRIVATE_URLS", "true")
 os.environ.setdefault("WEDSYNC_DBOS_LOG_LEVEL", "ERROR")
+# Nothing a test does may land in the checkout's ./.wedsync (a hub built from the environment, e.g. by a
+# workflow step running after its test's hub was removed, goes to a throwaway directory instead).
+os.environ.setdefault("WEDSYNC_HOME", tempfile.mkdtemp(prefix="wedsync-tests-"))
 
 
 def pg_base_url() -> str | None:

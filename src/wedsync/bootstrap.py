@@ -100,6 +100,13 @@ def get_hub() -> Hub:
     return _hub
 
 
+def installed_hub() -> Hub | None:
+    """The process's hub if one is installed, without building one: scheduled workflows use this so a
+    schedule firing in a process that has no hub (or is between tests) does nothing instead of creating one
+    from the environment."""
+    return _hub
+
+
 def set_hub(hub: Hub | None) -> None:
     """Install (or clear) the process's hub; tests and the CLI use this."""
     global _hub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,12 +119,17 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+_MIGRATE_LOCK = threading.Lock()
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with Alembic (safe to call from many processes on PostgreSQL)."""
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    # Alembic keeps its running context in module globals: two migrations in one process (a test's hub
+    # and a workflow thread's) must not interleave.
+    with _MIGRATE_LOCK, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialize concurrent migrators (several workers starting at once).
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from wedsync.bootstrap import get_hub
+from wedsync.bootstrap import get_hub, installed_hub
 from wedsync.connectors.errors import ConnectorError
 from wedsync.errors import NotImplementedCapability
 from wedsync.store.tables import new_id
@@ -92,15 +92,20 @@ async def enqueue_source_sync(source_id: str, run_id: str | None = None) -> str:
 
 @DBOS.step()
 async def calendar_renew_step() -> int:
-    renewed: int = await get_hub().calendar.renew_watches()
+    hub = installed_hub()
+    renewed: int = await hub.calendar.renew_watches() if hub is not None else 0
     return renewed
 
 
 @DBOS.workflow()
 async def calendar_poll(scheduled: datetime, context: Any = None) -> None:
-    """Every 5 s: start the sync of each source whose polling interval has passed; renew push channels."""
+    """Every 5 s: start the sync of each source whose polling interval has passed; renew push channels.
+    A process without an installed hub (a CLI command, a test between hubs) does nothing."""
+    hub = installed_hub()
+    if hub is None:
+        return
     await calendar_renew_step()
-    due = get_hub().calendar.sources_due()
+    due = hub.calendar.sources_due()
     for source_id in due:
         await enqueue_source_sync(source_id, f"cal-{source_id}-{int(scheduled.timestamp())}")
 
