@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,23 @@ log = get_logger("wedsync.payments")
 _A: Table = PaymentAttempt.__table__  # type: ignore[assignment]
 _I: Table = PaymentIntent.__table__  # type: ignore[assignment]
 
+_I_COLS = tuple(_I.c.keys())
+# The hot path's statements, built once (SQLAlchemy caches their compiled form).
+_Q_BY_KEY = select(_I).where(_I.c.vendor_id == bindparam("v"), _I.c.client_key == bindparam("k"))
+_Q_SETUP = select(PaymentSetup.__table__.c.config).where(PaymentSetup.__table__.c.vendor_id == bindparam("v"))
+_Q_CONNS = select(Connection.__table__.c.id, Connection.__table__.c.provider, Connection.__table__.c.status).where(
+    Connection.__table__.c.vendor_id == bindparam("v"), Connection.__table__.c.id.in_(bindparam("ids", expanding=True)))
+_Q_DISABLED = select(PaymentGatewayAccount.__table__.c.connection_id).where(
+    PaymentGatewayAccount.__table__.c.vendor_id == bindparam("v"),
+    PaymentGatewayAccount.__table__.c.status == "disabled")
+_Q_ATT = select(_A).where(_A.c.intent_id == bindparam("i"), _A.c.attempt_no == bindparam("n"))
+_Q_ATT_LOCK = _Q_ATT.with_for_update()
+_Q_INT = select(_I).where(_I.c.id == bindparam("i"))
+_Q_INT_LOCK = _Q_INT.with_for_update()
+_U_ATT = update(_A).where(_A.c.id == bindparam("_id"))
+_U_INT = update(_I).where(_I.c.id == bindparam("_id"))
+_Q_POSTED = select(LedgerTransaction.__table__.c.reference).where(
+    LedgerTransaction.__table__.c.reference.in_(bindparam("refs", expanding=True)))
 MILESTONES = ("deposit", "installment", "final", "full")
 FINAL = ("succeeded", "declined", "failed")
 OPEN = ("created", "processing", "unknown")
@@ -227,7 +244,7 @@ def post_txns(s: Session | SAConnection, vendor_id: str, txns: list[L.LedgerTxn]
     """Write several balanced transactions at once (one existence check, one insert of all entries, then
     the headers); references already posted are skipped. Returns how many were written."""
     refs = [t.reference for t in txns]
-    done = set(s.execute(select(LedgerTransaction.reference).where(LedgerTransaction.reference.in_(refs))).scalars())
+    done = set(s.execute(_Q_POSTED, {"refs": refs}).scalars())
     todo = [(new_id(), t) for t in txns if t.reference not in done]
     if not todo:
         return 0
@@ -255,6 +272,25 @@ def _remaining(intent: PaymentIntent) -> Split:
 # -------------------------------------------------------------------------------------------- service
 
 
+@dataclass(frozen=True)
+class _Row:
+    """An attempt row as committed (the fields a step reads)."""
+
+    id: str
+    vendor_id: str
+    intent_id: str
+    attempt_no: int
+    connection_id: str
+    provider: str
+    idempotency_key: str
+    status: str
+    lookups: int
+    gateway_ms: float
+    gateway_ref: str | None
+    decline_code: str | None
+    message: str | None
+
+
 @dataclass
 class _Ctx:
     """A gateway connection and its connector, for one call."""
@@ -272,6 +308,8 @@ class PaymentService:
         self.hub = hub
         self.db = hub.db
         self._ctxs: dict[tuple[str, int], tuple[_Ctx, float]] = {}
+        # First attempts committed with their intent by this process and not handed to a step yet.
+        self._preopened: dict[tuple[str, int], tuple[Any, PaymentIntent]] = {}
 
     async def aclose(self) -> None:
         self._ctxs.clear()
@@ -431,46 +469,61 @@ class PaymentService:
         if req.sequence < 1:
             raise InvalidInput("sequence starts at 1", code="invalid_sequence")
         fingerprint = req.fingerprint()
-        with self.db.read() as s:
-            existing = s.execute(select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id,
-                                                             PaymentIntent.client_key == client_key)).scalar()
-            if existing is not None:
-                return self._check_replay(existing, fingerprint), False
-            setup = s.get(PaymentSetup, vendor_id)
-            if setup is None:
-                raise NoGatewayAvailable("this vendor has no payment setup: POST /api/integrations/payments/setup",
-                                         code="no_active_gateway")
-            cfg = parse_config(setup.config)
-            conns = {c.id: c for c in s.execute(select(Connection).where(
-                Connection.vendor_id == vendor_id, Connection.id.in_(cfg.connection_ids))).scalars()}
-            disabled = {a.connection_id for a in s.execute(select(PaymentGatewayAccount).where(
-                PaymentGatewayAccount.vendor_id == vendor_id, PaymentGatewayAccount.status == "disabled")).scalars()}
-        active = set()
-        for cid, conn in conns.items():
-            cls = self._gateway_class(conn)
-            if conn.status == "active" and cid not in disabled and cls is not None and currency in cls.currencies:
-                active.add(cid)
-        chosen = route(cfg, amount, currency, req.method_type, active=active)
-        fees = FeeStructure.parse(setup.config.get("feeStructure"))
-        has_aff = bool(req.affiliate_id)
-        split = (explicit_split(amount, req.split, has_affiliate=has_aff) if req.split is not None
-                 else compute_split(amount, currency, fees, has_affiliate=has_aff))
-        terms = EscrowTerms.parse(req.escrow) if req.escrow is not None else None
-        intent = PaymentIntent(
-            id=new_id(), vendor_id=vendor_id, client_key=client_key, request_hash=fingerprint,
-            booking_ref=req.booking_ref, milestone=req.milestone, sequence=req.sequence, amount_minor=amount,
-            currency=currency, payment_method=req.payment_method, method_type=req.method_type,
-            description=req.description, customer_email=req.customer_email, affiliate_id=req.affiliate_id,
-            split=split.as_dict(), escrow=terms.as_dict() if terms else None, route=list(chosen.candidates),
-            failover_on_decline=chosen.failover_on_decline, status="created", refunded_split={})
         try:
-            with self.db.session() as s:
-                s.add(intent)
+            # One write transaction (Core, prepared statements): the key check, the routing inputs, the
+            # intent and its first attempt. Routing is pure computation, so the lock is held briefly.
+            with self.db.engine.begin() as c:
+                existing = c.execute(_Q_BY_KEY, {"v": vendor_id, "k": client_key}).first()
+                if existing is not None:
+                    return self._check_replay(existing, fingerprint), False
+                config = c.execute(_Q_SETUP, {"v": vendor_id}).scalar()
+                if config is None:
+                    raise NoGatewayAvailable("this vendor has no payment setup: POST /api/integrations/payments/setup",
+                                             code="no_active_gateway")
+                cfg = parse_config(config)
+                conns = {r.id: r for r in c.execute(_Q_CONNS, {"v": vendor_id, "ids": list(cfg.connection_ids)})}
+                disabled = set(c.execute(_Q_DISABLED, {"v": vendor_id}).scalars())
+                active = set()
+                for cid, conn in conns.items():
+                    cls = self._gateway_class(conn)  # type: ignore[arg-type]
+                    if (conn.status == "active" and cid not in disabled and cls is not None
+                            and currency in cls.currencies):
+                        active.add(cid)
+                chosen = route(cfg, amount, currency, req.method_type, active=active)
+                fees = FeeStructure.parse(config.get("feeStructure"))
+                has_aff = bool(req.affiliate_id)
+                split = (explicit_split(amount, req.split, has_affiliate=has_aff) if req.split is not None
+                         else compute_split(amount, currency, fees, has_affiliate=has_aff))
+                terms = EscrowTerms.parse(req.escrow) if req.escrow is not None else None
+                now = utcnow()
+                intent = PaymentIntent(
+                    id=new_id(), vendor_id=vendor_id, client_key=client_key, request_hash=fingerprint,
+                    booking_ref=req.booking_ref, milestone=req.milestone, sequence=req.sequence,
+                    amount_minor=amount, currency=currency, payment_method=req.payment_method,
+                    method_type=req.method_type, description=req.description, customer_email=req.customer_email,
+                    affiliate_id=req.affiliate_id, split=split.as_dict(), escrow=terms.as_dict() if terms else None,
+                    route=list(chosen.candidates), failover_on_decline=chosen.failover_on_decline,
+                    status="created", refunded_split={}, attempts=0, refunded_minor=0, native_split=False,
+                    created_at=now, updated_at=now)
+                # The first attempt (route[0], key "<intent>-1") is committed with the intent: the key is
+                # durable before any call, and the workflow's first step saves a transaction. Only this
+                # process knows the row was never sent (``_preopened``); any other run treats it as maybe
+                # sent (lookup first).
+                first = chosen.candidates[0]
+                attempt = {"id": new_id(), "vendor_id": vendor_id, "intent_id": intent.id, "attempt_no": 1,
+                           "connection_id": first, "provider": conns[first].provider,
+                           "idempotency_key": _key(intent.id, 1), "status": "sent", "lookups": 0,
+                           "gateway_ms": 0.0, "gateway_ref": None, "decline_code": None, "message": None}
+                c.execute(insert(_I), [{k: getattr(intent, k) for k in _I_COLS}])
+                c.execute(insert(_A), [{**attempt, "native_split": False, "started_at": now, "finished_at": None}])
         except IntegrityError:  # a concurrent request with the same key won the race
             existing = self._by_client_key(vendor_id, client_key)
             if existing is None:
                 raise
             return self._check_replay(existing, fingerprint), False
+        if len(self._preopened) > 4096:
+            self._preopened.clear()  # never started here: those take the lookup path, which is always safe
+        self._preopened[(intent.id, 1)] = (_Row(**attempt), intent)
         return self.view(intent), True
 
     def _by_client_key(self, vendor_id: str, client_key: str) -> PaymentIntent | None:
@@ -543,6 +596,8 @@ class PaymentService:
                 .order_by(PaymentAttempt.attempt_no.desc())).scalar()
             last = s.execute(select(func.max(PaymentAttempt.attempt_no)).where(
                 PaymentAttempt.intent_id == intent_id)).scalar()
+            if pinned is not None and (intent_id, int(pinned)) in self._preopened:  # committed here, never sent
+                last, pinned = int(pinned) - 1, None
             return {"id": intent.id, "status": intent.status, "route": list(intent.route),
                     "failover_on_decline": intent.failover_on_decline, "attempts": int(last or 0),
                     "pinned_attempt": pinned}
@@ -631,8 +686,12 @@ class PaymentService:
             ctx = await self._ctx(connection_id)
         except (NotFound, InvalidInput):
             ctx = None
-        row, intent, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id,
-                                                     ctx.conn.provider if ctx else None)
+        pre = self._preopened.pop((intent_id, attempt_no), None)  # popped before the call: sent at most once
+        if pre is not None and pre[0].connection_id == connection_id:
+            (row, intent), fresh = pre, True
+        else:
+            row, intent, fresh = await asyncio.to_thread(self._open_attempt, intent_id, attempt_no, connection_id,
+                                                         ctx.conn.provider if ctx else None)
         if row.status not in ("sent", "unknown"):
             return {"outcome": row.status, "gateway_ref": row.gateway_ref, "decline_code": row.decline_code,
                     "message": row.message, "retryable": False,
@@ -680,10 +739,8 @@ class PaymentService:
         """The outcome of one call, in one transaction with the intent's state and the ledger postings."""
         with self.db.engine.begin() as c:
             pg = c.dialect.name == "postgresql"
-            aq = select(_A).where(_A.c.intent_id == intent_id, _A.c.attempt_no == attempt_no)
-            iq = select(_I).where(_I.c.id == intent_id)
-            row = c.execute(aq.with_for_update() if pg else aq).one()
-            intent = c.execute(iq.with_for_update() if pg else iq).one()
+            row = c.execute(_Q_ATT_LOCK if pg else _Q_ATT, {"i": intent_id, "n": attempt_no}).one()
+            intent = c.execute(_Q_INT_LOCK if pg else _Q_INT, {"i": intent_id}).one()
             if row.status not in ("sent", "unknown"):  # already recorded (a concurrent resolver)
                 return {"outcome": row.status, "gateway_ref": row.gateway_ref, "retryable": False,
                         "decline_code": row.decline_code, "message": row.message,
@@ -694,7 +751,12 @@ class PaymentService:
                 "decline_code": r.decline_code, "message": r.message or None, "native_split": r.native_split}
             if r.outcome is not Outcome.UNKNOWN:
                 values["finished_at"] = utcnow()
-            c.execute(update(_A).where(_A.c.id == row.id).values(**values))
+            c.execute(_U_ATT, {"_id": row.id, **values})
+            if (intent.attempts < attempt_no or intent.status == "created") and not (
+                    r.outcome is Outcome.SUCCEEDED and intent.status != "succeeded"):
+                # an attempt committed with its intent: the intent's counters follow here
+                c.execute(_U_INT, {"_id": intent_id, "attempts": max(intent.attempts, attempt_no),
+                                   "status": "processing" if intent.status == "created" else intent.status})
             native = bool(intent.native_split)
             if r.outcome is Outcome.SUCCEEDED and intent.status != "succeeded":
                 self._succeed(c, intent, row, r)
@@ -704,10 +766,11 @@ class PaymentService:
 
     def _succeed(self, c: Any, intent: Any, row: Any, r: GatewayResult) -> None:
         now = utcnow()
-        c.execute(update(_I).where(_I.c.id == intent.id).values(
-            status="succeeded", connection_id=row.connection_id, provider=row.provider, gateway_ref=r.gateway_ref,
-            native_split=bool(r.native_split), transfer_ref=r.extra.get("transfer_id") if r.extra else None,
-            finalized_at=now, failure_code=None, failure_message=None))
+        c.execute(_U_INT, {
+            "_id": intent.id, "status": "succeeded", "connection_id": row.connection_id, "provider": row.provider,
+            "gateway_ref": r.gateway_ref, "attempts": max(intent.attempts, row.attempt_no),
+            "native_split": bool(r.native_split), "transfer_ref": r.extra.get("transfer_id") if r.extra else None,
+            "finalized_at": now, "failure_code": None, "failure_message": None})
         split = Split.from_dict(intent.split)
         held = 0
         if intent.escrow:
