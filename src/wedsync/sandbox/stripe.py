@@ -240,6 +240,17 @@ class StripeEmulator(PaymentEmulator):
 
     # --- money operations --------------------------------------------------------------------------------
 
+    def _expand_intent(self, answer: tuple[int, dict[str, Any]], p: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``expand[]=latest_charge``: the charge object in place of its id (a destination charge's
+        ``transfer`` is on it); part of the stored answer, so a replay of the key returns it too."""
+        status, pi = answer
+        expand = p.get("expand")
+        wanted = set(expand) if isinstance(expand, list) else {expand} if isinstance(expand, str) else set()
+        if status == 200 and "latest_charge" in wanted and pi.get("latest_charge") in self.charges:
+            charge = self.charges[pi["latest_charge"]]
+            return status, {**pi, "latest_charge": {"transfer": None, **charge}}
+        return answer
+
     def _create_intent(self, p: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         amount = _int(p, "amount", required=True, minimum=1)
         assert amount is not None
@@ -602,7 +613,7 @@ class StripeEmulator(PaymentEmulator):
 
         @app.post("/v1/payment_intents")
         async def create_pi(request: Request) -> Response:
-            return await mutation(request, em._create_intent)
+            return await mutation(request, lambda p: em._expand_intent(em._create_intent(p), p))
 
         @app.get("/v1/payment_intents")
         async def list_pi(request: Request) -> Response:

@@ -821,7 +821,7 @@ class PaymentService:
         return self.view(intent)
 
     # -- transfers ----------------------------------------------------------------------------------
-    async def transfer(self, intent: PaymentIntent, kind: str, reason: str, amount: int, *, seq: int
+    async def transfer(self, intent: PaymentIntent, kind: str, reason: str, amount: int, *, seq: int | str
                        ) -> dict[str, Any]:
         """A separate transfer to the vendor (``kind="transfer"``) or a reversal of the charge's transfer,
         committed with its key before the call; the ledger follows its success."""
@@ -829,10 +829,16 @@ class PaymentService:
         with self.db.session() as s:
             row = s.execute(select(PaymentTransfer).where(PaymentTransfer.idempotency_key == key)).scalar()
             if row is None:
+                source = intent.gateway_ref
+                if kind == "reversal":  # the vendor's money is in the latest transfer made to it (a re-transfer
+                    # after a won dispute replaces the charge's own transfer, which was reversed)
+                    source = s.execute(select(PaymentTransfer.gateway_ref).where(
+                        PaymentTransfer.intent_id == intent.id, PaymentTransfer.kind == "transfer",
+                        PaymentTransfer.reason == "dispute_won", PaymentTransfer.status == "succeeded")
+                        .order_by(PaymentTransfer.id.desc())).scalar() or intent.transfer_ref
                 row = PaymentTransfer(id=new_id(), vendor_id=intent.vendor_id, intent_id=intent.id, kind=kind,
                                       reason=reason, amount_minor=amount, currency=intent.currency,
-                                      source_ref=intent.transfer_ref if kind == "reversal" else intent.gateway_ref,
-                                      idempotency_key=key, status="pending")
+                                      source_ref=source, idempotency_key=key, status="pending")
                 s.add(row)
         return await self.run_transfer(row.id)
 
@@ -1216,8 +1222,8 @@ class PaymentService:
             with self.db.read() as s:
                 disp = s.get(PaymentDispute, dispute_id)
                 intent = s.get(PaymentIntent, disp.intent_id) if disp and disp.intent_id else None
-            if intent is not None:
-                await self.transfer(intent, kind, reason, amount, seq=0)
+            if intent is not None:  # one key per dispute and direction: a second dispute is its own move
+                await self.transfer(intent, kind, reason, amount, seq=dispute_id)
         return f"dispute {state}"
 
     def _apply_dispute(self, ctx: _Ctx, ev: GatewayEvent, state: str) -> tuple[str, list[tuple[str, int, str]]]:

@@ -178,7 +178,15 @@ class StripeConnector(GatewayConnector):
     def _intent_result(pi: Mapping[str, Any]) -> GatewayResult:
         status = str(pi.get("status"))
         amount = pi.get("amount_received") or pi.get("amount")
-        extra = {"charge_id": str(pi["latest_charge"])} if pi.get("latest_charge") else {}
+        charge = pi.get("latest_charge")
+        extra: dict[str, str] = {}
+        if isinstance(charge, Mapping):  # expanded (destination charges ask for it): its transfer id
+            extra["charge_id"] = str(charge.get("id"))
+            if charge.get("transfer"):
+                tr = charge["transfer"]
+                extra["transfer_id"] = str(tr.get("id") if isinstance(tr, Mapping) else tr)
+        elif charge:
+            extra["charge_id"] = str(charge)
         if pi.get("transfer_group"):
             extra["transfer_group"] = str(pi["transfer_group"])
         common: dict[str, Any] = {
@@ -216,6 +224,8 @@ class StripeConnector(GatewayConnector):
             if split.mode == "destination":
                 params["application_fee_amount"] = split.application_fee_minor
                 params["transfer_data"] = {"destination": split.destination_account}
+                # the charge's transfer id comes back with it: a dispute or refund can reverse the transfer
+                params["expand"] = ["latest_charge"]
             params["transfer_group"] = split.transfer_group or req.reference
         return params
 
