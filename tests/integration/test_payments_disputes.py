@@ -111,7 +111,7 @@ async def test_stripe_destination_charge_disputes_reverse_and_retransfer(hub: An
         assert len({t.idempotency_key for t in revs}) == 2
         assert revs[1].status == "succeeded", revs[1].message
         assert revs[1].source_ref == retransfer.gateway_ref and revs[1].amount_minor == vendor_part
-        assert _records(sandbox, "transfers")[retransfer.gateway_ref]["object"]["amount_reversed"] == vendor_part
+        assert _records(sandbox, "transfers")[str(retransfer.gateway_ref)]["object"]["amount_reversed"] == vendor_part
         disputes = hub.payments.list_disputes(v.id)
         assert len(disputes) == 2 and all(d["transactionId"] == view["id"] for d in disputes)
         kinds = [t["kind"] for t in hub.payments.ledger(v.id, intent_id=view["id"])]
