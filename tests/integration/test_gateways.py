@@ -507,7 +507,7 @@ async def test_authorize_net_charge_duplicate_window_refund_and_batches(sandbox:
     charges = [r for r in await records(admin, "authorize-net", "charges") if r["status"] == "succeeded"]
     assert len(charges) == 1 and charges[0]["reference"] == invoice_number(reference)
     early = await conn.refund(res.gateway_ref, 5_000, "USD", "refund-an-0", reverse_split=False)
-    assert early.outcome is Outcome.NOT_EXECUTED and early.decline_code == "54"  # not settled yet
+    assert early.outcome is Outcome.NOT_EXECUTED and early.decline_code == "refund_before_settlement"
     await admin.post("/_sandbox/authorize-net/mutate", json={"action": "payout"})
     refund = await conn.refund(res.gateway_ref, 5_000, "USD", "refund-an-1", reverse_split=True)
     assert refund.outcome is Outcome.SUCCEEDED and not refund.native_split and refund.amount_minor == 5_000

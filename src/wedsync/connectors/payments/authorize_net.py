@@ -53,6 +53,7 @@ PATH = "/xml/v1/request.api"
 DUPLICATE_WINDOW = 28_800  # the gateway's maximum: 8 hours
 CARD_ERRORS = frozenset({"6", "7", "8", "17", "28", "37", "78", "44", "45", "65"})
 AUTH_ERRORS = frozenset({"E00007", "E00008", "E00124", "E00054"})
+_UNSETTLED = frozenset({"capturedPendingSettlement", "authorizedPendingCapture"})
 _APPROVED = frozenset({"capturedPendingSettlement", "settledSuccessfully", "authorizedPendingCapture",
                        "approvedReview", "pendingSettlement", "pendingFinalSettlement"})
 _REVIEW = frozenset({"FDSPendingReview", "FDSAuthorizedPendingReview", "underReview"})
@@ -333,6 +334,18 @@ class AuthorizeNetConnector(GatewayConnector):
             return GatewayResult(Outcome.NOT_EXECUTED, raw_status="not_found", message=f"no transaction {gateway_ref}")
         card = ((original.get("payment") or {}).get("creditCard") or {})
         ref_id = bounded_key(idempotency_key, 20)
+        full = _minor(original.get("settleAmount") or original.get("authAmount") or 0) == amount_minor
+        status = str(original.get("transactionStatus") or "")
+        if status == "voided" and _minor(original.get("authAmount") or 0) == amount_minor:
+            # a replay of our full refund's void that went through (its answer was lost)
+            return GatewayResult(Outcome.SUCCEEDED, gateway_ref=gateway_ref, raw_status="voided",
+                                 amount_minor=amount_minor, currency=currency.upper())
+        if status in _UNSETTLED:  # Authorize.net credits only settled transactions: before that, a void
+            if not full:
+                return GatewayResult(Outcome.NOT_EXECUTED, raw_status=status, decline_code="refund_before_settlement",
+                                     message="Authorize.net refunds only settled transactions and voids only in "
+                                     "full: a partial refund must wait for the settlement")
+            return await self._void(gateway_ref, ref_id, amount_minor, currency)
         tx: dict[str, Any] = {
             "transactionType": "refundTransaction", "amount": to_decimal(amount_minor, currency),
             "payment": {"creditCard": {"cardNumber": str(card.get("cardNumber", "XXXX"))[-4:],
@@ -343,14 +356,20 @@ class AuthorizeNetConnector(GatewayConnector):
                                                  "settingValue": str(DUPLICATE_WINDOW)}]},
         }
         result = await self._classify(await self._transaction(tx, ref_id))
-        full = _minor(original.get("settleAmount") or original.get("authAmount") or 0) == amount_minor
-        if result.decline_code == "54" and full:  # not settled yet: a full refund is a void
-            void = {"transactionType": "voidTransaction", "refTransId": gateway_ref}
-            result = await self._classify(await self._transaction(void, ref_id))
-            if result.outcome is Outcome.SUCCEEDED:
-                result = GatewayResult(**{**_fields(result), "gateway_ref": gateway_ref, "raw_status": "voided"})
+        if result.decline_code == "54" and full:  # still unsettled after all (status read just before): void
+            return await self._void(gateway_ref, ref_id, amount_minor, currency)
         if result.outcome is Outcome.SUCCEEDED:
             result = GatewayResult(**{**_fields(result), "amount_minor": amount_minor, "currency": currency.upper()})
+        return result
+
+    async def _void(self, gateway_ref: str, ref_id: str, amount_minor: int, currency: str) -> GatewayResult:
+        """``voidTransaction`` of an unsettled charge (the whole of it); "already voided" (310) is success."""
+        void = {"transactionType": "voidTransaction", "refTransId": gateway_ref}
+        result = await self._classify(await self._transaction(void, ref_id))
+        if result.outcome is Outcome.SUCCEEDED or result.decline_code == "310":
+            return GatewayResult(**{**_fields(result), "outcome": Outcome.SUCCEEDED, "gateway_ref": gateway_ref,
+                                    "raw_status": "voided", "decline_code": None, "message": None,
+                                    "amount_minor": amount_minor, "currency": currency.upper()})
         return result
 
     # --- reconciliation -----------------------------------------------------------------------------------
