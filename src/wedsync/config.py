@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     allow_private_urls: bool = Field(
         default=False, description="let connections and feeds target loopback/private addresses"
     )
+    paypal_cert_url_prefixes: str = Field(
+        default="",
+        description=(
+            "comma-separated URL prefixes (scheme://host[:port]/path/) from which PayPal webhook certificates "
+            "are also fetched, besides PayPal's own domains: the sandbox's, e.g. "
+            "http://127.0.0.1:8765/paypal/v1/notifications/certs/; honoured only with allow_private_urls"
+        ),
+    )
     oauth_clients: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         repr=False,

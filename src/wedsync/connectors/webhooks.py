@@ -327,6 +327,36 @@ def paypal_cert_url_allowed(cert_url: str, hosts: tuple[str, ...] = PAYPAL_CERT_
     return any(host == allowed or host.endswith("." + allowed) for allowed in hosts)
 
 
+def cert_url_under_prefix(cert_url: str, prefix: str) -> bool:
+    """True if ``cert_url`` lies under the operator-trusted ``prefix``: same scheme, host and port, no user
+    info, query or fragment, no dot segments or escapes in the path, and the path below the prefix's."""
+    try:
+        u, p = urlsplit(cert_url), urlsplit(prefix)
+        same = (u.scheme, (u.hostname or "").lower(), u.port) == (p.scheme, (p.hostname or "").lower(), p.port)
+    except ValueError:
+        return False
+    if not same or u.scheme not in ("http", "https") or not p.hostname or u.username or u.password:
+        return False
+    if u.query or u.fragment or "%" in u.path or "\\" in u.path:
+        return False
+    if any(seg in (".", "..") for seg in u.path.split("/")):
+        return False
+    base = p.path if p.path.endswith("/") else p.path + "/"
+    return u.path.startswith(base) and len(u.path) > len(base)
+
+
+def operator_paypal_cert_prefixes() -> tuple[str, ...]:
+    """The extra certificate URL prefixes of the running hub (``WEDSYNC_PAYPAL_CERT_URL_PREFIXES``), honoured
+    only when the deployment also allows private URLs (sandbox and test set-ups); else none."""
+    from wedsync import bootstrap
+
+    settings = getattr(bootstrap._hub, "settings", None)
+    if settings is None or not getattr(settings, "allow_private_urls", False):
+        return ()
+    raw = str(getattr(settings, "paypal_cert_url_prefixes", "") or "")
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
 def fetch_paypal_cert(cert_url: str) -> bytes:
     """Default certificate loader: GET over verified TLS. Callers cache (``PayPalScheme`` does)."""
     import httpx
@@ -354,16 +384,19 @@ class PayPalScheme(WebhookScheme):
         *,
         tolerance: float = 300.0,
         allowed_hosts: tuple[str, ...] = PAYPAL_CERT_HOSTS,
+        extra_prefixes: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         self.cert_loader: CertLoader = cert_loader or fetch_paypal_cert
         self.tolerance = tolerance
         self.allowed_hosts = allowed_hosts
+        self.extra_prefixes = extra_prefixes or (lambda: ())
         self._certs: dict[str, Any] = {}
 
     def _certificate(self, cert_url: str) -> Any:
         from cryptography import x509
 
-        if not paypal_cert_url_allowed(cert_url, self.allowed_hosts):
+        if not paypal_cert_url_allowed(cert_url, self.allowed_hosts) and not any(
+                cert_url_under_prefix(cert_url, prefix) for prefix in self.extra_prefixes()):
             raise SignatureInvalid("PAYPAL-CERT-URL is not on a PayPal domain")
         cert = self._certs.get(cert_url)
         if cert is None:
@@ -949,7 +982,7 @@ def scheme_providers() -> list[str]:
 
 register_scheme(StripeScheme())
 register_scheme(SquareScheme())
-register_scheme(PayPalScheme())
+register_scheme(PayPalScheme(extra_prefixes=operator_paypal_cert_prefixes))
 register_scheme(AuthorizeNetScheme())
 register_scheme(MetaScheme(), "instagram", "facebook")
 register_scheme(CalendlyScheme())
