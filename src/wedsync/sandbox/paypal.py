@@ -143,6 +143,7 @@ class PayPalEmulator(PaymentEmulator):
         self.client_secret = client_secret
         self._key_pem: bytes | None = None
         self._cert_pem: bytes | None = None
+        self.cert_url_base: str | None = None  # PayPal's (CERT_URL_BASE) unless a webhook set-up names ours
         self.cert_id = "CERT-360caa42-fca2a594-" + hashlib.sha256(str(seed).encode()).hexdigest()[:8]
         self._reset_state()
         super().__init__(seed=seed)
@@ -197,7 +198,21 @@ class PayPalEmulator(PaymentEmulator):
 
     @property
     def cert_url(self) -> str:
-        return CERT_URL_BASE + self.cert_id
+        return (self.cert_url_base or CERT_URL_BASE) + self.cert_id
+
+    async def mutate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Also ``{"action": "webhook", ..., "cert_url_base": "<sandbox>/paypal/v1/notifications/certs/"}``:
+        sign with a ``PAYPAL-CERT-URL`` under this sandbox (served by ``GET /v1/notifications/certs/{id}``),
+        so that a hub trusting that prefix (``WEDSYNC_PAYPAL_CERT_URL_PREFIXES``) can fetch the certificate;
+        without it the URL is PayPal's, as PayPal sends it."""
+        if params.get("action") == "webhook" and "cert_url_base" in params:
+            base = params["cert_url_base"]
+            if not isinstance(base, str) or not base.startswith(("http://", "https://")) or not base.endswith("/"):
+                raise ValueError("cert_url_base must be an http(s) URL ending in /")
+            answer = await super().mutate(params)
+            self.cert_url_base = base
+            return {**answer, "cert_url": self.cert_url}
+        return await super().mutate(params)
 
     def cert_loader(self, url: str) -> bytes:
         """A ``PayPalScheme`` certificate loader that serves this emulator's certificate (tests, demo)."""

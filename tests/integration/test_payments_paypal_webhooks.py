@@ -1,0 +1,124 @@
+"""PayPal webhooks from the sandbox, verified by the hub's real scheme: the certificate is fetched from an
+operator-trusted prefix (WEDSYNC_PAYPAL_CERT_URL_PREFIXES, honoured only with allow_private_urls), a dispute
+travels from the sandbox through the intake and the inbox to the dispute handler; the prefix check keeps the
+SSRF protections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from wedsync.connectors.webhooks import PayPalScheme, SignatureInvalid, cert_url_under_prefix, get_scheme
+from wedsync.services.payments import IntentRequest
+
+CREDS = {"client_id": "AWsandbox-paypal-platform-client", "client_secret": "EKsandbox-paypal-platform-secret"}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[str]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def test_cert_prefix_check_is_strict() -> None:
+    prefix = "http://127.0.0.1:8765/paypal/v1/notifications/certs/"
+    assert cert_url_under_prefix(prefix + "CERT-1", prefix)
+    for bad in (prefix, "http://127.0.0.1:8766/paypal/v1/notifications/certs/CERT-1",  # other port
+                "https://127.0.0.1:8765/paypal/v1/notifications/certs/CERT-1",  # other scheme
+                "http://127.0.0.1.evil.example:8765/paypal/v1/notifications/certs/CERT-1",
+                "http://u:p@127.0.0.1:8765/paypal/v1/notifications/certs/CERT-1",
+                prefix + "../../../admin", prefix + "%2e%2e/admin", prefix + "CERT-1?x=1", prefix + "CERT-1#f",
+                "http://127.0.0.1:8765/paypal/v1/notifications/certsX/CERT-1", "file:///etc/passwd"):
+        assert not cert_url_under_prefix(bad, prefix), bad
+
+    fetched: list[str] = []
+
+    def loader(url: str) -> bytes:
+        fetched.append(url)
+        return b""
+
+    scheme = PayPalScheme(cert_loader=loader, extra_prefixes=lambda: ())
+    with pytest.raises(SignatureInvalid):
+        scheme._certificate(prefix + "CERT-1")
+    assert fetched == []  # refused before anything is fetched
+
+
+def test_operator_prefixes_need_allow_private_urls(hub: Any) -> None:
+    from wedsync.bootstrap import set_hub
+    from wedsync.connectors.webhooks import operator_paypal_cert_prefixes
+
+    set_hub(hub)
+    try:
+        hub.settings.paypal_cert_url_prefixes = "http://127.0.0.1:1/paypal/v1/notifications/certs/, "
+        assert operator_paypal_cert_prefixes() == ("http://127.0.0.1:1/paypal/v1/notifications/certs/",)
+        hub.settings.allow_private_urls = False  # production: PayPal's own domains only
+        assert operator_paypal_cert_prefixes() == ()
+        with pytest.raises(SignatureInvalid):
+            get_scheme("paypal")._certificate("http://127.0.0.1:1/paypal/v1/notifications/certs/CERT-1")  # type: ignore[attr-defined]
+    finally:
+        set_hub(None)
+
+
+async def test_paypal_dispute_webhook_from_the_sandbox(hub: Any, sandbox: str) -> None:
+    from tests.e2e.procs import serve_app_in_thread
+    from wedsync.api.app import create_app
+    from wedsync.bootstrap import set_hub
+    from wedsync.sandbox.paypal import PayPalEmulator
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.services.webhook_dispatch import process_batch
+
+    v = hub.tenancy.create_vendor("Disputed on PayPal")
+    conn = hub.connections.create(v.id, "paypal", credentials=CREDS, base_url=f"{sandbox}/paypal")
+    await hub.payments.setup(v.id, {"primary": conn.id, "feeStructure": {"platformFeeBps": 1000}})
+    hub.payments.complete_onboarding(v.id, conn.id, PayPalEmulator.merchant_for(v.id))
+    view, _ = hub.payments.create_intent(v.id, "pp-d", IntentRequest(
+        booking_ref="ppd", amount_minor=15_000, currency="USD", payment_method="pm_card_visa"))
+    paid = await hub.payments.run_inline(view["id"])
+    assert paid["status"] == "succeeded", paid
+    cert_base = f"{sandbox}/paypal/v1/notifications/certs/"
+    hub.settings.paypal_cert_url_prefixes = cert_base
+    set_hub(hub)
+    base, stop = serve_app_in_thread(create_app(launch_workflows=False))
+    try:
+        secret = hub.connections.credentials(hub.connections.get_any(conn.id))[WEBHOOK_SECRET]
+        hooked = httpx.post(f"{sandbox}/_sandbox/paypal/mutate", json={
+            "action": "webhook", "secret": secret, "url": f"{base}/webhooks/paypal/{conn.id}",
+            "cert_url_base": cert_base}, timeout=10)
+        assert hooked.status_code == 200 and hooked.json()["cert_url"].startswith(cert_base), hooked.text
+        opened = httpx.post(f"{sandbox}/_sandbox/paypal/mutate", json={
+            "action": "open_dispute", "charge": paid["gatewayRef"], "reason": "fraudulent"}, timeout=10)
+        assert opened.status_code == 200, opened.text
+
+        async def until(cond: Any) -> Any:
+            for _ in range(150):
+                await process_batch(hub, "paypal")
+                got = cond()
+                if got:
+                    return got
+                await asyncio.sleep(0.05)
+            raise AssertionError("no dispute effect from paypal")
+
+        disp = await until(lambda: hub.payments.list_disputes(v.id))
+        assert disp[0]["transactionId"] == view["id"] and disp[0]["amountMinor"] == 15_000
+        assert sum(disp[0]["share"][k] for k in ("vendor", "platform", "affiliate")) == 15_000
+        dispute_id = opened.json().get("dispute_id") or opened.json().get("id") or disp[0]["disputeRef"]
+        closed = httpx.post(f"{sandbox}/_sandbox/paypal/mutate", json={
+            "action": "close_dispute", "dispute": dispute_id, "outcome": "won"}, timeout=10)
+        assert closed.status_code == 200, closed.text
+        await until(lambda: hub.payments.list_disputes(v.id)[0]["status"] == "won")
+        kinds = [t["kind"] for t in hub.payments.ledger(v.id, intent_id=view["id"])]
+        assert kinds.count("dispute_withdrawal") == 1 and kinds.count("dispute_reinstatement") == 1
+        assert hub.payments.ledger_check(v.id)["balanced"]
+    finally:
+        stop()
+        set_hub(None)
+        await hub.connections.aclose()
