@@ -64,6 +64,17 @@ def pg_database() -> Iterator[PgDatabase]:
         db.drop()
 
 
+@pytest.fixture(autouse=True)
+def _restore_installed_hub() -> Iterator[None]:
+    """Whatever hub a test installs or removes (``set_hub``), the one installed before it comes back: the
+    session's DBOS runtime keeps running workflows with the session hub (``dbos_hub``) between tests."""
+    from wedsync import bootstrap
+
+    before = bootstrap.installed_hub()
+    yield
+    bootstrap.set_hub(before)
+
+
 def make_settings(home: Path, **overrides: Any) -> Settings:
     return Settings(home=home, allow_private_urls=True, **overrides)
 
