@@ -416,7 +416,7 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
         resp = await api.get(path, headers=auth(a["key"]))
         leaked = [(markers[m], m) for m in markers if m in resp.text]
         if leaked:
-            problems.append(("GET", path, "after A's own forged events", resp.status_code, "leaks", leaked))
+            problems.append(("GET", path, "after A's own webhooks", resp.status_code, "leaks", leaked, resp.text[:400]))
     after = _snapshot(hub, b["vendor_id"])
     if after != before:
         changed = [x for x in after if x not in before] + [x for x in before if x not in after]
