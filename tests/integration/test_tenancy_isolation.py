@@ -237,6 +237,11 @@ def _markers(snapshot: list[Any]) -> dict[str, str]:
     return out
 
 
+def _around(text: str, marker: str, width: int = 200) -> str:
+    i = text.find(marker)
+    return text[max(i - width, 0):i + len(marker) + width]
+
+
 def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in node:
         node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
@@ -404,7 +409,7 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
                         problems.append((*where, "5xx", resp.text[:300]))
                     leaked = [(markers[m], m) for m in markers if m in text and m not in sent]
                     if leaked:
-                        problems.append((*where, "leaks", leaked, resp.text[:300]))
+                        problems.append((*where, "leaks", leaked, _around(text, leaked[0][1])))
                     if has_id and resp.status_code not in (401, 403, 404):
                         problems.append((*where, "B's object in the path but not 401/403/404", resp.text[:300]))
                     if v.expect is not None and not extra and resp.status_code not in v.expect:
@@ -416,7 +421,8 @@ async def test_vendor_a_cannot_touch_vendor_b(api, hub, sandbox) -> None:  # typ
         resp = await api.get(path, headers=auth(a["key"]))
         leaked = [(markers[m], m) for m in markers if m in resp.text]
         if leaked:
-            problems.append(("GET", path, "after A's own webhooks", resp.status_code, "leaks", leaked, resp.text[:400]))
+            problems.append(("GET", path, "after A's own webhooks", resp.status_code, "leaks", leaked,
+                             _around(resp.text, leaked[0][1])))
     after = _snapshot(hub, b["vendor_id"])
     if after != before:
         changed = [x for x in after if x not in before] + [x for x in before if x not in after]
