@@ -29,6 +29,7 @@ from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, nor
 from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
+from wedsync.store.bulk import insert_many
 from wedsync.store.db import Database
 from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import (
@@ -57,7 +58,6 @@ _CC: Table = CrmClient.__table__  # type: ignore[assignment]
 _KEYS: Table = CrmIdentityKey.__table__  # type: ignore[assignment]
 _CLIENTS: Table = Client.__table__  # type: ignore[assignment]
 _MERGES: Table = CrmMerge.__table__  # type: ignore[assignment]
-_ALWAYS = frozenset({"id", "vendor_id", "kind", "version", "created_at", "updated_at"})
 _CONFLICTS: Table = CrmConflict.__table__  # type: ignore[assignment]
 _OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
 
@@ -266,6 +266,36 @@ class CrmResolver:
         return out
 
     @staticmethod
+    def _keys_of(conn: SAConnection, ids: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for pid, k in conn.execute(select(_KEYS.c.crm_client_id, _KEYS.c.key).where(_KEYS.c.crm_client_id.in_(ids))):
+            out.setdefault(pid, set()).add(k)
+        return out
+
+    @staticmethod
+    def _features_of(first: str | None, last: str | None, display: str | None, keys: Iterable[str]) -> Features:
+        """A unified client's features: its golden names, its keys' e-mails, phones and dates."""
+        f = features(first, last, display)
+        emails = {key_value(k) for k in keys if k.startswith("e:")}
+        phones = {key_value(k) for k in keys if k.startswith("p:")}
+        dates = {date.fromisoformat(key_value(k)) for k in keys if k.startswith("d:")}
+        return Features(f.first, f.last, frozenset(emails), frozenset(phones), frozenset(dates))
+
+    @classmethod
+    def candidate_features(cls, conn: SAConnection, ids: Iterable[str]) -> dict[str, Features]:
+        """What :func:`decide` compares of these unified clients (names and keys only: most candidates of a
+        page are rejected, and only the one a record joins is loaded whole)."""
+        ids = sorted(set(ids))
+        out: dict[str, Features] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i:i + _IN_CHUNK]
+            keys = cls._keys_of(conn, chunk)
+            for r in conn.execute(select(_CC.c.id, _CC.c.first_name, _CC.c.last_name, _CC.c.display_name)
+                                  .where(_CC.c.id.in_(chunk))):
+                out[r.id] = cls._features_of(r.first_name, r.last_name, r.display_name, keys.get(r.id, ()))
+        return out
+
+    @staticmethod
     def load_people(conn: SAConnection, ids: Iterable[str]) -> dict[str, _Person]:
         ids = sorted(set(ids))
         people: dict[str, _Person] = {}
@@ -319,8 +349,21 @@ class CrmResolver:
         fkeys = [blocking_keys(f) for f in feats]
         all_keys = sorted({k for ks in fkeys for k in ks})
         key_index = self._lookup_keys(conn, vendor_id, all_keys) if all_keys else {}
-        wanted = {pid for ids in key_index.values() for pid in ids} | {o.crm_client_id for _, o in merge}
+        wanted = {o.crm_client_id for _, o in merge}
         people = self.load_people(conn, wanted) if wanted else {}
+        # candidates by blocking key: only what decide() needs until one is joined (then loaded whole)
+        cand = self.candidate_features(conn, {pid for ids in key_index.values() for pid in ids} - set(people))
+
+        def feats_of(pid: str) -> Features:
+            known = people.get(pid)
+            return known.feats if known is not None else cand[pid]
+
+        # the candidates some record of the page accepts are loaded whole, in one go (a candidate's features
+        # change only once it is joined, and then it is loaded already)
+        accepted = {pid for f, keys in zip(feats, fkeys, strict=True) for k in keys
+                    for pid in key_index.get(k, ()) if pid in cand and decide(f, cand[pid]) is not None}
+        if accepted:
+            people.update(self.load_people(conn, accepted))
 
         merges: list[dict[str, Any]] = []
         conflicts: list[dict[str, Any]] = []
@@ -345,11 +388,13 @@ class CrmResolver:
             incoming_side = Side(provider, connection_id, at)
             found: tuple[str, Match] | None = None
             for pid in sorted({pid for k in keys for pid in key_index.get(k, ())}):
-                m = decide(f, people[pid].feats)
+                m = decide(f, feats_of(pid))
                 if m is not None and (found is None or m.score > found[1].score):
                     found = (pid, m)
             if found is not None:
                 pid, m = found
+                if pid not in people:
+                    people.update(self.load_people(conn, [pid]))
                 p = people[pid]
                 before = p.flat()
                 res = three_way(None, before, flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS),
@@ -450,9 +495,7 @@ class CrmResolver:
         new_rows = [p.row(vendor_id, now) for p in people.values() if p.is_new]
         changed = [p for p in people.values() if p.dirty and not p.is_new]
         if new_rows:
-            # columns empty in every row are left to their (server) defaults: less to bind and encode
-            keep = [k for k in new_rows[0] if k in _ALWAYS or any(r[k] not in (None, {}, []) for r in new_rows)]
-            conn.execute(insert(_CC), [{k: r[k] for k in keep} for r in new_rows])
+            insert_many(conn, _CC, new_rows)  # the driver's executemany (empty JSON binds as a constant)
         if changed:
             conn.execute(update(_CC).where(_CC.c.id == bindparam("b_id")), [
                 {"b_id": p.id, **{f: p.golden.get(f) for f in CLIENT_FIELDS},
@@ -462,7 +505,7 @@ class CrmResolver:
         keys = [{"vendor_id": vendor_id, "crm_client_id": p.id, "key": k}
                 for p in people.values() for k in p.new_keys]
         if keys:
-            conn.execute(insert(_KEYS), keys)
+            insert_many(conn, _KEYS, keys)
 
     def apply_weddings(self, conn: SAConnection, vendor_id: str, connection_id: str,
                        weddings: Sequence[Mapping[str, Any]]) -> None:

@@ -28,6 +28,7 @@ from wedsync.domain.crm import AnyRecord, ClientRecord, WeddingRecord, record_va
 from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.services.connections import ConnectionService
 from wedsync.services.crm_sync import CrmResolver, CrmStats
+from wedsync.store.bulk import insert_many
 from wedsync.store.db import Database
 from wedsync.store.tables import (
     Client,
@@ -416,7 +417,7 @@ class SyncService:
             if stats is not None:
                 stats.add(crm)
         if inserts:
-            conn.execute(insert(t), inserts)
+            insert_many(conn, t, inserts)
         if updates:
             conn.execute(update(t).where(t.c.id == bindparam("b_id")), updates)
         if same and run_id is not None:

@@ -156,7 +156,7 @@ class Client(Base):
     first_name: Mapped[str | None] = mapped_column(String(200), default=None)
     last_name: Mapped[str | None] = mapped_column(String(200), default=None)
     display_name: Mapped[str | None] = mapped_column(String(400), default=None)
-    email: Mapped[str | None] = mapped_column(String(320), default=None, index=True)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)  # not indexed: see migration 0002
     phone: Mapped[str | None] = mapped_column(String(64), default=None)
     company: Mapped[str | None] = mapped_column(String(200), default=None)
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

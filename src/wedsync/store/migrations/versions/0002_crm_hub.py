@@ -382,9 +382,13 @@ def upgrade() -> None:
     op.create_index(op.f("ix_crm_import_files_vendor_id"), "crm_import_files", ["vendor_id"], unique=False)
     op.add_column("clients", sa.Column("crm_client_id", sa.String(length=26), nullable=True))
     op.create_index(op.f("ix_clients_crm_client_id"), "clients", ["crm_client_id"], unique=False)
+    # No query looks source rows up by e-mail (identity resolution uses crm_identity_keys), and a random-key
+    # index costs every page of a sync a scattered B-tree write.
+    op.drop_index("ix_clients_email", table_name="clients")
 
 
 def downgrade() -> None:
+    op.create_index("ix_clients_email", "clients", ["email"], unique=False)
     op.drop_index(op.f("ix_clients_crm_client_id"), table_name="clients")
     op.drop_column("clients", "crm_client_id")
     op.drop_index(op.f("ix_crm_import_files_vendor_id"), table_name="crm_import_files")
