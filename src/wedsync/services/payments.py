@@ -1218,6 +1218,8 @@ class PaymentService:
         if state is None:
             state = "under_review" if d.status in ("under_review", "UNDER_REVIEW", "processing") else "needs_response"
         dispute_id, effects = await asyncio.to_thread(self._apply_dispute, ctx, ev, state)
+        if not dispute_id:
+            return "dispute of no payment charged through this connection: ignored"
         for kind, amount, reason in effects:  # gateway moves follow the ledger (keys committed in the rows)
             with self.db.read() as s:
                 disp = s.get(PaymentDispute, dispute_id)
@@ -1243,6 +1245,10 @@ class PaymentService:
                 # only a payment charged through this connection: an event never reaches another's payment
                 if candidate is not None and candidate.connection_id == ctx.conn.id:
                     intent = candidate
+            if disp is None and intent is None:
+                # not a payment charged through this connection (a shared platform account delivers every
+                # vendor's events to every endpoint): nothing of it is recorded or shown for this vendor
+                return "", effects
             if disp is None:
                 disp = PaymentDispute(id=new_id(), vendor_id=ctx.conn.vendor_id, connection_id=ctx.conn.id,
                                       provider=ctx.conn.provider, dispute_ref=d.dispute_ref,
