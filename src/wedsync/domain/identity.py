@@ -15,6 +15,7 @@ Every accepted match carries its rule, a score and the evidence, which the store
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure; names repeat (every candidate of a page is folded again)
 def fold(value: str | None) -> str:
     """Lowercase letters and digits, accents removed, any script kept (``Zoë Müller-Ortiz`` -> ``zoe muller
     ortiz``; ``山田 太郎`` stays ``山田 太郎``)."""
@@ -121,6 +123,7 @@ def key_value(key: str) -> str:
     return key[2:].split("|", 1)[0]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure; the same name pairs recur across a page's candidates
 def _part_sim(a: str, b: str, lenient: bool = True) -> float:
     if not a or not b:
         return 0.0

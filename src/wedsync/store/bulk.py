@@ -3,11 +3,13 @@ column defaults and bind processors applied, so what lands is what ``insert(tabl
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Connection, Table, insert
 
 from wedsync.store.tables import UTCDateTime
@@ -22,6 +24,11 @@ def _sqlite_utc(value: datetime | None) -> str | None:
     """What ``UTCDateTime`` binds on SQLite (UTC, naive, SQLAlchemy's fixed-width text), without its layers."""
     if value is None:
         return None
+    return _sqlite_utc_text(value)
+
+
+@functools.lru_cache(maxsize=4096)  # a page's rows share their sync/creation time
+def _sqlite_utc_text(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     if value.tzinfo is not UTC:
@@ -30,10 +37,15 @@ def _sqlite_utc(value: datetime | None) -> str | None:
             f"{value.second:02d}.{value.microsecond:06d}")
 
 
-def _json(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _json(proc: Callable[[Any], Any], sqlite: bool) -> Callable[[Any], Any]:
     def bind(value: Any) -> Any:
         if isinstance(value, dict | list) and not value:
             return "{}" if isinstance(value, dict) else "[]"  # json.dumps of an empty container
+        if sqlite:  # stored as text: orjson's text is the same JSON (read back with the same values)
+            try:
+                return orjson.dumps(value).decode()
+            except TypeError:
+                pass  # what orjson does not take (non-str keys...): the column's own serializer decides
         return proc(value)
     return bind
 
@@ -43,7 +55,7 @@ def _processor(col: Any, dialect: Any) -> Callable[[Any], Any] | None:
     if dialect.name == "sqlite" and isinstance(col.type, UTCDateTime):
         return _sqlite_utc
     if proc is not None and isinstance(col.type, JSON):
-        return _json(proc)
+        return _json(proc, dialect.name == "sqlite")
     return proc  # type: ignore[no-any-return]
 
 
