@@ -215,20 +215,20 @@ def upgrade() -> None:
     op.create_index(op.f("ix_crm_field_mappings_vendor_id"), "crm_field_mappings", ["vendor_id"], unique=False)
     op.create_table(
         "crm_identity_keys",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("vendor_id", sa.String(length=26), nullable=False),
-        sa.Column("crm_client_id", sa.String(length=26), nullable=False),
         sa.Column("key", sa.String(length=400), nullable=False),
+        sa.Column("crm_client_id", sa.String(length=26), nullable=False),
         sa.ForeignKeyConstraint(
             ["crm_client_id"],
             ["crm_clients.id"],
             name=op.f("fk_crm_identity_keys_crm_client_id_crm_clients"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_crm_identity_keys")),
-        sa.UniqueConstraint("crm_client_id", "key", name="uq_crm_identity_keys_client_key"),
+        sa.PrimaryKeyConstraint("vendor_id", "key", "crm_client_id", name=op.f("pk_crm_identity_keys")),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_crm_identity_keys_lookup", "crm_identity_keys", ["vendor_id", "key"], unique=False)
+    op.create_index(op.f("ix_crm_identity_keys_crm_client_id"), "crm_identity_keys", ["crm_client_id"],
+                    unique=False)
     op.create_table(
         "crm_import_jobs",
         sa.Column("id", sa.String(length=26), nullable=False),
@@ -405,7 +405,7 @@ def downgrade() -> None:
     op.drop_table("crm_invoices")
     op.drop_index(op.f("ix_crm_import_jobs_vendor_id"), table_name="crm_import_jobs")
     op.drop_table("crm_import_jobs")
-    op.drop_index("ix_crm_identity_keys_lookup", table_name="crm_identity_keys")
+    op.drop_index(op.f("ix_crm_identity_keys_crm_client_id"), table_name="crm_identity_keys")
     op.drop_table("crm_identity_keys")
     op.drop_index(op.f("ix_crm_field_mappings_vendor_id"), table_name="crm_field_mappings")
     op.drop_table("crm_field_mappings")
