@@ -142,7 +142,24 @@ class OAuthState(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-class Client(Base):
+class SourceRecordMixin:
+    """Provenance and versioning every per-source record shares (clients, weddings, CRM events, contracts,
+    invoices): one row per (connection, remote id), its content hash for change detection, when the
+    provider created and modified it, when we last saw it (run) and a version bumped on each change."""
+
+    provider: Mapped[str] = mapped_column(String(64))
+    remote_id: Mapped[str] = mapped_column(String(128))
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
+    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Client(SourceRecordMixin, Base):
     """A unified client (the couple or a contact) as read from one source record."""
 
     __tablename__ = "clients"
@@ -150,8 +167,6 @@ class Client(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(64))
-    remote_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(32), default="person")
     first_name: Mapped[str | None] = mapped_column(String(200), default=None)
     last_name: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -160,19 +175,11 @@ class Client(Base):
     phone: Mapped[str | None] = mapped_column(String(64), default=None)
     company: Mapped[str | None] = mapped_column(String(200), default=None)
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    content_hash: Mapped[str] = mapped_column(String(32))
-    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
-    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
     # the unified client this source record belongs to (crm_clients, see tables_crm.py; migration 0002)
     crm_client_id: Mapped[str | None] = mapped_column(String(26), default=None, index=True)
 
 
-class Wedding(Base):
+class Wedding(SourceRecordMixin, Base):
     """A wedding (a provider's project or job) as read from one source record."""
 
     __tablename__ = "weddings"
@@ -180,8 +187,6 @@ class Wedding(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(64))
-    remote_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(400), default=None)
     event_date: Mapped[date | None] = mapped_column(Date, default=None)
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -189,14 +194,6 @@ class Wedding(Base):
     guest_count: Mapped[int | None] = mapped_column(Integer, default=None)
     job_type: Mapped[str | None] = mapped_column(String(200), default=None)
     client_remote_ids: Mapped[list[Any]] = mapped_column(default=list)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    content_hash: Mapped[str] = mapped_column(String(32))
-    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
-    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class SyncRun(Base):

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from wedsync.store.tables import Base, new_id, utcnow
+from wedsync.store.tables import Base, SourceRecordMixin, new_id, utcnow
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -239,7 +239,7 @@ class CrmImportError(Base):
     fatal: Mapped[bool] = mapped_column(Boolean, default=True)  # the row was skipped (else: a warning)
 
 
-class CrmEvent(Base):
+class CrmEvent(SourceRecordMixin, Base):
     """An event of a wedding (ceremony, reception, engagement shoot...) as read from one source record."""
 
     __tablename__ = "crm_events"
@@ -247,25 +247,15 @@ class CrmEvent(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(64))
-    remote_id: Mapped[str] = mapped_column(String(128))
     wedding_remote_id: Mapped[str | None] = mapped_column(String(128), default=None)
     kind: Mapped[str | None] = mapped_column(String(64), default=None)
     name: Mapped[str | None] = mapped_column(String(400), default=None)
     starts_at: Mapped[datetime | None] = mapped_column(default=None)
     ends_at: Mapped[datetime | None] = mapped_column(default=None)
     location: Mapped[str | None] = mapped_column(String(500), default=None)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    content_hash: Mapped[str] = mapped_column(String(32))
-    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
-    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
-class CrmContract(Base):
+class CrmContract(SourceRecordMixin, Base):
     """A contract of a wedding as read from one source record."""
 
     __tablename__ = "crm_contracts"
@@ -273,23 +263,13 @@ class CrmContract(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(64))
-    remote_id: Mapped[str] = mapped_column(String(128))
     wedding_remote_id: Mapped[str | None] = mapped_column(String(128), default=None)
     title: Mapped[str | None] = mapped_column(String(400), default=None)
     status: Mapped[str | None] = mapped_column(String(32), default=None)
     signed_at: Mapped[datetime | None] = mapped_column(default=None)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    content_hash: Mapped[str] = mapped_column(String(32))
-    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
-    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
-class CrmInvoice(Base):
+class CrmInvoice(SourceRecordMixin, Base):
     """An invoice/order of a wedding with its payments (integer minor units + ISO 4217), from one source."""
 
     __tablename__ = "crm_invoices"
@@ -297,8 +277,6 @@ class CrmInvoice(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    provider: Mapped[str] = mapped_column(String(64))
-    remote_id: Mapped[str] = mapped_column(String(128))
     wedding_remote_id: Mapped[str | None] = mapped_column(String(128), default=None)
     number: Mapped[str | None] = mapped_column(String(64), default=None)
     status: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -307,11 +285,3 @@ class CrmInvoice(Base):
     paid_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     due_date: Mapped[date | None] = mapped_column(Date, default=None)
     payments: Mapped[list[Any]] = mapped_column(default=list)
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    content_hash: Mapped[str] = mapped_column(String(32))
-    remote_created_at: Mapped[datetime | None] = mapped_column(default=None)
-    remote_modified_at: Mapped[datetime | None] = mapped_column(default=None)
-    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    seen_run_id: Mapped[str | None] = mapped_column(String(26), default=None)
-    version: Mapped[int] = mapped_column(Integer, default=1)
