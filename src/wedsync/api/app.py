@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
@@ -14,6 +13,7 @@ from wedsync import __version__
 from wedsync.api import errors
 from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
+from wedsync.discovery import module_names
 from wedsync.logging import configure_logging
 from wedsync.workflows.recovery import supervise
 
@@ -30,10 +30,7 @@ CORE_ROUTERS = (
 
 
 def router_modules() -> list[str]:
-    import wedsync.api.routers as package
-
-    others = sorted(f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
-                    if not m.name.startswith("_"))
+    others = module_names("wedsync.api.routers")
     return [*CORE_ROUTERS, *(m for m in others if m not in CORE_ROUTERS)]
 
 

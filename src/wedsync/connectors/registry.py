@@ -11,12 +11,11 @@ it is discovered here, in family then module-name order.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass
 
 from wedsync.connectors.base import Channel, Connector
+from wedsync.discovery import submodules
 from wedsync.errors import NotFound, NotImplementedCapability
 
 FAMILIES = ("crm", "payments", "calendars", "social", "directories", "portfolio", "channels")
@@ -25,11 +24,7 @@ FAMILIES = ("crm", "payments", "calendars", "social", "directories", "portfolio"
 def _discover() -> dict[str, type[Connector]]:
     found: dict[str, type[Connector]] = {}
     for family in FAMILIES:
-        package = importlib.import_module(f"wedsync.connectors.{family}")
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for module in submodules(f"wedsync.connectors.{family}"):
             for _, obj in inspect.getmembers(module, inspect.isclass):
                 if (issubclass(obj, Connector) and obj is not Connector and obj.__module__ == module.__name__
                         and not inspect.isabstract(obj) and "slug" in vars(obj)):

@@ -9,13 +9,13 @@ inside their event loop, because each story runs in its own ``asyncio.run``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+
+from wedsync.discovery import submodules
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,9 @@ Story = Callable[[DemoContext], list[tuple[str, str]]]
 
 def discover_stories() -> list[tuple[str, Story]]:
     """(title, run_story) of every story module, in module-name order."""
-    import wedsync.demos as package
-
     found: list[tuple[str, Story]] = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for module in submodules(__name__):
         run = getattr(module, "run_story", None)
         if callable(run):
-            found.append((str(getattr(module, "TITLE", info.name)), run))
+            found.append((str(getattr(module, "TITLE", module.__name__)), run))
     return found

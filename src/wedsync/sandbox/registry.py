@@ -8,13 +8,12 @@ wrapped in the fault middleware, with admin endpoints at ``/_sandbox/{slug}/...`
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.types import ASGIApp, Scope
 
+from wedsync.discovery import submodules
 from wedsync.sandbox.faults import FaultInjector
 from wedsync.sandbox.hooks import WebhookDispatcher
 
@@ -73,14 +72,10 @@ _FRAMEWORK_MODULES = {"app", "data", "faults", "hooks", "registry", "server", "s
 
 def discover_emulators() -> dict[str, EmulatorFactory]:
     """Slug -> ``create_emulator`` for every emulator module in this package, in module-name order."""
-    import wedsync.sandbox as package
-
     found: dict[str, EmulatorFactory] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name in _FRAMEWORK_MODULES or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for module in submodules("wedsync.sandbox", accept=lambda name: name not in _FRAMEWORK_MODULES):
         factory = getattr(module, "create_emulator", None)
         if callable(factory):
-            found[str(getattr(module, "SLUG", info.name.replace("_", "-")))] = factory
+            default_slug = module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+            found[str(getattr(module, "SLUG", default_slug))] = factory
     return found

@@ -10,15 +10,14 @@ A capability adds handlers by defining ``WEBHOOK_HANDLERS: dict[str, Handler]`` 
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
 
 from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
 from wedsync.connectors.errors import ConnectorError, Fatal
+from wedsync.discovery import submodules
 from wedsync.services.webhook_inbox import InboxRow
 
 Handler = Callable[[Any, InboxRow], Awaitable[str]]
@@ -44,13 +43,8 @@ HANDLERS: dict[str, Handler] = {
 @cache
 def handlers() -> dict[str, Handler]:
     """Provider slug -> handler: ``HANDLERS`` above plus every service module's ``WEBHOOK_HANDLERS``."""
-    import wedsync.services as package
-
     found = dict(HANDLERS)
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name == __name__.rsplit(".", 1)[-1] or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    for module in submodules("wedsync.services", accept=lambda name: name != __name__.rsplit(".", 1)[-1]):
         for provider, handler in getattr(module, "WEBHOOK_HANDLERS", {}).items():
             if provider in found and found[provider] is not handler:
                 raise RuntimeError(f"two webhook handlers for provider {provider!r}")

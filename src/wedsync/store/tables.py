@@ -307,11 +307,6 @@ def import_table_modules() -> None:
     Each capability (CRM, payments, calendars, ...) keeps its tables in its own module, declared on this
     ``Base``; Alembic's environment and the schema tests call this before they compare or create.
     """
-    import importlib
-    import pkgutil
+    from wedsync.discovery import submodules
 
-    import wedsync.store as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("tables_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+    list(submodules("wedsync.store", accept=lambda name: name.startswith("tables_")))
