@@ -18,7 +18,17 @@ from wedsync.config import Settings, get_settings, normalize_db_url
 
 PG_ENV = "WEDSYNC_TEST_POSTGRES_URL"
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
+SPECS = Path(os.environ.get("WEDSYNC_SPECS_DIR") or ROOT.parent / "shared" / "specs")
+SPECS_MISSING = f"provider specifications not found at {SPECS}: the contract tests were NOT collected"
+
+
+def pytest_report_header() -> str | None:
+    return None if SPECS.is_dir() else SPECS_MISSING
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not SPECS.is_dir():
+        terminalreporter.write_line(SPECS_MISSING, yellow=True, bold=True)
 
 os.environ.setdefault("WEDSYNC_ALLOW_PRIVATE_URLS", "true")
 os.environ.setdefault("WEDSYNC_DBOS_LOG_LEVEL", "ERROR")
