@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.conftest import SPECS
 from wedsync.connectors import http as http_layer
 from wedsync.connectors.payments.authorize_net import AuthorizeNetConnector, invoice_number
 from wedsync.connectors.payments.base import (
@@ -555,6 +556,8 @@ async def test_authorize_net_unknown_after_execution_resolved(sandbox: FastAPI, 
     await conn.aclose()
 
 
+@pytest.mark.skipif(not (SPECS / "authorize-net").is_dir(),
+                    reason="the sandbox validates element order against ../shared/specs/authorize-net's XSD")
 async def test_authorize_net_rejects_out_of_order_elements_and_bad_credentials(sandbox: FastAPI) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox),
                                  base_url="http://sandbox.test/authorize-net") as c:
