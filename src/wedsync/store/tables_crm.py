@@ -147,14 +147,19 @@ class CrmOutbox(Base):
     ``written_hash`` recognizes the record when it comes back (echo suppression)."""
 
     __tablename__ = "crm_outbox"
-    __table_args__ = (Index("ix_crm_outbox_pending", "status", "id"),)
+    __table_args__ = (Index("ix_crm_outbox_pending", "status", "id"), Index("ix_crm_outbox_record", "record_id", "id"))
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     crm_client_id: Mapped[str | None] = mapped_column(String(26), default=None)
     source_client_id: Mapped[str | None] = mapped_column(String(26), default=None, index=True)
-    op: Mapped[str] = mapped_column(String(32))  # update_contact | create_contact
+    # update_contact | create_contact | create_job | update_job | create_event | update_event | create_order
+    # | create_payment (see services/crm_writeback.py)
+    op: Mapped[str] = mapped_column(String(32))
     remote_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # the local record the write-back is about: wedding | event | invoice (+ its id; migration 0005)
+    record_type: Mapped[str | None] = mapped_column(String(16), default=None)
+    record_id: Mapped[str | None] = mapped_column(String(26), default=None)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     written_hash: Mapped[str | None] = mapped_column(String(32), default=None)
