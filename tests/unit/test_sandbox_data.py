@@ -159,3 +159,14 @@ def test_100k_contacts_seed_fast() -> None:
     elapsed = time.process_time() - started
     assert counts["contacts"] == 100_000 and counts["jobs"] == 1_000
     assert elapsed < 15.0, f"seeding 100k contacts took {elapsed:.2f}s of CPU"
+
+
+def test_people_have_their_own_numbers_and_households_share_a_landline(sample: Dataset) -> None:
+    """A real book: mobiles are (almost) never shared; a landline is shared by the two halves of a household,
+    which is the case identity resolution must not merge (same number, different first names)."""
+    cells = [p.cell_phone.e164 for p in sample.people if p.cell_phone is not None]
+    assert len(set(cells)) / len(cells) > 0.99
+    by_index = {p.index: p for p in sample.people}
+    shared = [p for p in sample.people if p.partner_index is not None and p.home_phone is not None
+              and (q := by_index[p.partner_index]).home_phone is not None and q.home_phone.e164 == p.home_phone.e164]
+    assert shared and all(by_index[p.partner_index].address == p.address for p in shared)

@@ -309,6 +309,24 @@ def _typed_forms(number: phonenumbers.PhoneNumber, region: str) -> tuple[str, ..
     return tuple(forms)
 
 
+SUBSCRIBER_DIGITS = 4  # trailing digits drawn per person: within every plan's subscriber number, never its ranges
+
+
+def _with_subscriber(text: str, digits: str) -> str:
+    """``text`` (a number as typed) with its last ``len(digits)`` digits replaced, separators kept
+    (``(201) 555-0123`` + ``9876`` -> ``(201) 555-9876``; ``06 12 34 56 78`` + ``1234`` -> ``06 12 34 12 34``)."""
+    chars = list(text)
+    i = len(chars)
+    for d in reversed(digits):
+        i -= 1
+        while i >= 0 and not chars[i].isdigit():
+            i -= 1
+        if i < 0:
+            raise ValueError(f"{text!r} has fewer than {len(digits)} digits")
+        chars[i] = d
+    return "".join(chars)
+
+
 def _phone_pool(region: str, kind: int, rng: random.Random, size: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
     example = phonenumbers.example_number_for_type(region, kind) or phonenumbers.example_number(region)
     if example is None:  # pragma: no cover
@@ -390,7 +408,7 @@ def _locale_pool(profile: LocaleProfile) -> _LocalePool:
         male=male,
         last=last,
         addresses=addresses,
-        mobiles=_phone_pool(profile.country, kinds.MOBILE, rng, 40),
+        mobiles=_phone_pool(profile.country, kinds.MOBILE, rng, 120),
         landlines=_phone_pool(profile.country, kinds.FIXED_LINE, rng, 30) or _phone_pool(
             profile.country, kinds.FIXED_LINE_OR_MOBILE, rng, 30),
         venues=venues,
@@ -431,9 +449,14 @@ class SyntheticFactory:
         return self.pools[-1]
 
     def _phone(self, entries: tuple[tuple[str, tuple[str, ...]], ...], pool: _LocalePool, ext_rate: float) -> Phone:
+        """A number of its own: a validated number of the pool (a real area code and exchange) with new
+        subscriber digits, so two people share a number only by chance (as in a real book), not because the
+        pool is small. The digits replace the same trailing digits in every typed form."""
         rng = self.rng
         e164, forms = entries[int(rng.random() * len(entries))]
         formatted = forms[int(rng.random() * len(forms))]
+        subscriber = f"{int(rng.random() * 10 ** SUBSCRIBER_DIGITS):0{SUBSCRIBER_DIGITS}d}"
+        e164, formatted = _with_subscriber(e164, subscriber), _with_subscriber(formatted, subscriber)
         extension = None
         if rng.random() < ext_rate:
             extension = rng.randint(1, 9999)
@@ -497,6 +520,8 @@ class SyntheticFactory:
             address = PostalAddress(street, city, state, postal, profile.country, zones[int(rng.random() * len(zones))])
         cell = self._phone(pool.mobiles, pool, 0.0) if pool.mobiles and rng.random() < 0.93 else None
         home = self._phone(pool.landlines, pool, 0.0) if pool.landlines and rng.random() < 0.18 else None
+        if partner is not None and address is partner.address and partner.home_phone is not None:
+            home = partner.home_phone  # one household, one landline (a shared number that is two people)
         work = self._phone(pool.landlines, pool, 0.35) if pool.landlines and rng.random() < 0.15 else None
         birthdate = None
         if rng.random() < 0.3:

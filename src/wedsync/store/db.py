@@ -12,6 +12,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# SQLite checkpoints the WAL into the database inside the commit that crosses this many pages (default 1,000,
+# about 4 MB). A sync page dirties hundreds of index pages (e-mail keys land at random places in their B-trees),
+# so with the default every few commits paid a checkpoint; 10,000 pages lets the checkpoint write each hot page
+# once for many commits (measured: 5.3 -> 3.3 ms per 100-record page outside the upsert, docs/benchmarks.md).
+# After a checkpoint the WAL file is truncated to WAL_SIZE_LIMIT_BYTES.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -38,6 +45,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -68,6 +77,8 @@ def make_dbos_sqlite_engine(url: str) -> Engine:
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        dbapi_conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
 
     return engine
 
