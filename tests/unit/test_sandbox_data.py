@@ -170,3 +170,18 @@ def test_people_have_their_own_numbers_and_households_share_a_landline(sample: D
     shared = [p for p in sample.people if p.partner_index is not None and p.home_phone is not None
               and (q := by_index[p.partner_index]).home_phone is not None and q.home_phone.e164 == p.home_phone.e164]
     assert shared and all(by_index[p.partner_index].address == p.address for p in shared)
+
+
+def test_duplicates_are_re_entries_of_earlier_people() -> None:
+    plain = generate_dataset(99, 3000, 500)
+    data = generate_dataset(99, 3000, 500, duplicates=0.05)
+    assert len(data.people) == 3000 and len(data.duplicate_of) == 150
+    assert plain.duplicate_of == {}
+    for again, source in data.duplicate_of.items():
+        a, b = data.people[again], data.people[source]
+        assert a.id != b.id and a.index == again and b.index == source
+        # something a person would recognize as the same one: the e-mail (any case) or the mobile
+        assert a.email.lower() == b.email.lower() or (a.cell_phone and b.cell_phone
+                                                      and a.cell_phone.e164 == b.cell_phone.e164)
+    with pytest.raises(ValueError):
+        generate_dataset(1, 10, 0, duplicates=0.9)

@@ -13,7 +13,7 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
@@ -243,6 +243,8 @@ class Wedding:
 class Dataset:
     people: list[Person] = field(default_factory=list)
     weddings: list[Wedding] = field(default_factory=list)
+    #: index of a re-entered person -> index of the person it repeats (the ground truth of duplicates)
+    duplicate_of: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,19 +652,60 @@ def _pick(cumulative: list[float], u: float) -> int:
     return len(cumulative) - 1
 
 
-def generate_dataset(seed: int, contacts: int, jobs: int) -> Dataset:
+def _typo(name: str, rng: random.Random) -> str:
+    """Two neighbouring letters swapped, as a hurried typist does (names shorter than 5 letters are kept)."""
+    if len(name) < 5 or not name.isalpha():
+        return name
+    i = rng.randrange(1, len(name) - 2)
+    return name[:i] + name[i + 1] + name[i] + name[i + 2:]
+
+
+def _re_entry(factory: SyntheticFactory, original: Person, index: int) -> Person:
+    """The same person typed in again later (a second inquiry form, an import): a new record with the same
+    e-mail or number written differently, sometimes a typo in the first name or a new (married) last name."""
+    rng = factory.rng
+    created = min(_REF_TS, original.created + rng.randrange(3_600, 300 * 86_400))
+    first, last, email = original.first_name, original.last_name, original.email
+    cell = original.cell_phone
+    style = rng.random()
+    if style < 0.3:
+        email = email.upper() if rng.random() < 0.5 else email.capitalize()
+    elif style < 0.5:
+        first = _typo(first, rng)
+    elif style < 0.65 and cell is not None:
+        email = factory._email(_ascii(first), _ascii(last).replace(" ", ""), factory._by_locale[original.locale])
+    elif style < 0.75:
+        pool = factory._by_locale[original.locale]
+        last = pool.last[int(rng.random() * len(pool.last))][0]  # married since: same personal e-mail
+    if cell is not None and rng.random() < 0.5:
+        pool = factory._by_locale[original.locale]
+        forms = dict(pool.mobiles).get(cell.e164)
+        if forms:  # the number's own pool entry: type it another way
+            cell = replace(cell, formatted=forms[int(rng.random() * len(forms))])
+    return replace(original, id=ulid_at(created * 1000 + int(rng.random() * 1000), rng), index=index,
+                   first_name=first, last_name=last, email=email, cell_phone=cell, home_phone=None,
+                   work_phone=None, created=created, modified=created, partner_index=None, hidden=False)
+
+
+def generate_dataset(seed: int, contacts: int, jobs: int, duplicates: float = 0.0) -> Dataset:
     """``contacts`` people (mostly couples) and ``jobs`` weddings linking couples; a pure function of ``seed``.
 
     Job ``k`` belongs to couple ``k`` (people ``2k`` and ``2k+1``); with more jobs than couples, couples book
     again. People beyond the booked couples are enquirers, guests' parents and so on, without jobs.
+    ``duplicates`` (0-0.5) is the share of the ``contacts`` that are re-entries of earlier people (the
+    vendor typed them in twice); ``Dataset.duplicate_of`` says which.
     """
+    if not 0.0 <= duplicates <= 0.5:
+        raise ValueError("duplicates must be between 0 and 0.5")
     factory = SyntheticFactory(seed)
     rng = factory.rng
     people: list[Person] = []
     span = _REF_TS - _EARLIEST_TS
-    while len(people) < contacts:
+    repeats = round(contacts * duplicates)
+    originals = contacts - repeats
+    while len(people) < originals:
         first_seen = _EARLIEST_TS + int(rng.random() * span)
-        if contacts - len(people) >= 2 and rng.random() < 0.92:
+        if originals - len(people) >= 2 and rng.random() < 0.92:
             people.extend(factory.couple(len(people), first_seen))
         else:
             people.append(factory.person(len(people), first_seen))
@@ -677,4 +720,11 @@ def generate_dataset(seed: int, contacts: int, jobs: int) -> Dataset:
             if created > _REF_TS:
                 created = _REF_TS - rng.randrange(86_400 * 30)
         weddings.append(factory.wedding(k, a, b, created))
-    return Dataset(people=people, weddings=weddings)
+    duplicate_of: dict[int, int] = {}
+    if repeats and people:
+        dup_rng = random.Random(seed + 31)  # its own stream: the originals are the same with or without
+        for source in dup_rng.sample(range(len(people)), min(repeats, len(people))):
+            again = _re_entry(factory, people[source], len(people))
+            duplicate_of[again.index] = source
+            people.append(again)
+    return Dataset(people=people, weddings=weddings, duplicate_of=duplicate_of)

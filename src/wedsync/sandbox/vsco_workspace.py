@@ -815,21 +815,22 @@ class VscoWorkspaceEmulator:
         contacts = int(params.get("contacts", self._initial["contacts"]))
         jobs = int(params.get("jobs", self._initial["jobs"]))
         seed = int(params.get("seed", self._seed))
+        duplicates = float(params.get("duplicates", 0.0))
         if contacts < 0 or jobs < 0:
             raise ValueError("contacts and jobs must be >= 0")
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a hundred thousand nested dicts would otherwise trigger dozens of full collections
         try:
-            return self._seed_data(seed, contacts, jobs)
+            return self._seed_data(seed, contacts, jobs, duplicates)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _seed_data(self, seed: int, contacts: int, jobs: int) -> dict[str, Any]:
+    def _seed_data(self, seed: int, contacts: int, jobs: int, duplicates: float = 0.0) -> dict[str, Any]:
         self._seed = seed
         self._factory = SyntheticFactory(seed ^ 0x5EED)  # new records after seeding: independent stream
         self._rng = random.Random(seed + 7)
-        data = generate_dataset(seed, contacts, jobs)
+        data = generate_dataset(seed, contacts, jobs, duplicates)
         people = data.people
         self._next_index = len(people)
         self.contacts.clear()
@@ -848,7 +849,7 @@ class VscoWorkspaceEmulator:
         self._indexes.clear()
         return {"seed": seed, "contacts": len(self.contacts), "jobs": len(self.jobs),
                 "job_contacts": len(self.job_contacts), "events": len(self.events), "orders": len(self.orders),
-                "payments": len(self.payments)}
+                "payments": len(self.payments), "duplicates": len(data.duplicate_of)}
 
     def _seed_money_and_events(self, seed: int, weddings: list[Wedding]) -> None:
         """The wedding day (and some engagement shoots) as events; an order and payments for booked jobs.
