@@ -28,6 +28,7 @@ def load_keyring(settings: Settings) -> KeyRing:
 # Capability services, one module each, built lazily by ``Hub.__getattr__`` (name -> "module:Class").
 CAPABILITY_SERVICES: dict[str, str] = {
     "crm": "wedsync.services.crm_sync:CrmService",
+    "crm_writeback": "wedsync.services.crm_writeback:CrmWriteback",
     "payments": "wedsync.services.payments:PaymentService",
     "calendar": "wedsync.services.calendar:CalendarService",
 }

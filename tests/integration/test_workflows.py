@@ -84,7 +84,8 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
             # REST hooks: subscribe, then the provider creates contacts and tells us only their ids.
             r = await api.post(f"/api/connections/{conn_id}/subscriptions", headers=auth(key))
             assert r.status_code == 200, r.text
-            assert {s["event"] for s in r.json()} == {"contact.created", "job.created"}
+            assert {s["event"] for s in r.json()} == {"contact.created", "job.created", "order.booked",
+                                                      "payment.created"}
             before = _count_clients(dbos_hub, conn_id)
             httpx.post(f"{sandbox}/_sandbox/{SLUG}/mutate", json={"create": 4, "update": 0, "delete": 0}
                        ).raise_for_status()
@@ -109,7 +110,7 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
             while dbos_hub.sync.runs_in_progress(conn_id) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             hooks = httpx.get(f"{sandbox}/{SLUG}/api/v2/rest-hook", headers={"X-API-KEY": "sandbox-vsco-key"})
-            assert hooks.json()["meta"]["totalItems"] == 2
+            assert hooks.json()["meta"]["totalItems"] == 4
             r = await api.delete(f"/api/connections/{conn_id}", headers=auth(key))
             assert r.status_code == 204
             hooks = httpx.get(f"{sandbox}/{SLUG}/api/v2/rest-hook", headers={"X-API-KEY": "sandbox-vsco-key"})

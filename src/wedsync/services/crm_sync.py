@@ -12,6 +12,7 @@ few bulk statements on the caller's connection, so a replayed page changes nothi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -824,12 +825,31 @@ class CrmService:
             for key in sorted({k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
                               - keep):
                 s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=survivor.id, key=key))
-            for key in blocking_keys(record_features(values)):
+            # ... its wedding dates included (``d:<date>|<initials>``): the dates of its own weddings at its
+            # connection, which the merge had given the survivor
+            dates = self._source_wedding_dates(s, src, survivor.wedding_dates or [])
+            restored.wedding_dates = sorted(d.isoformat() for d in dates)
+            for key in blocking_keys(record_features(values, dates)):
                 s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=restored.id, key=key))
             m.undone_at = utcnow()
             m.undone_to = restored.id
             out = {"merge": merge_out(m), "client": client_out(survivor), "restored": client_out(restored)}
         return out
+
+    @staticmethod
+    def _source_wedding_dates(s: Session, src: Client, candidates: Sequence[Any]) -> set[date]:
+        """The dates of the weddings that list this source record among their clients (looked up among the
+        unified client's wedding dates, so a large book is not scanned)."""
+        wanted: set[date] = set()
+        for d in candidates:
+            with contextlib.suppress(TypeError, ValueError):
+                wanted.add(d if isinstance(d, date) else date.fromisoformat(str(d)[:10]))
+        if not wanted:
+            return set()
+        rows = s.execute(select(Wedding.event_date, Wedding.client_remote_ids).where(
+            Wedding.connection_id == src.connection_id, Wedding.event_date.in_(sorted(wanted)),
+            Wedding.deleted_at.is_(None))).all()
+        return {r.event_date for r in rows if src.remote_id in {str(x) for x in r.client_remote_ids or ()}}
 
     # -- conflicts -----------------------------------------------------------------------------------
     def list_conflicts(self, vendor_id: str, *, status: str | None = "open", client_id: str | None = None,
@@ -981,7 +1001,8 @@ class CrmService:
             rows = s.execute(select(CrmOutbox).where(CrmOutbox.vendor_id == vendor_id)
                              .order_by(CrmOutbox.id.desc()).limit(limit)).scalars()
             return [{"id": o.id, "connection_id": o.connection_id, "crm_client_id": o.crm_client_id,
-                     "op": o.op, "remote_id": o.remote_id, "payload": o.payload, "status": o.status,
+                     "op": o.op, "record_type": o.record_type, "record_id": o.record_id,
+                     "remote_id": o.remote_id, "payload": o.payload, "status": o.status,
                      "attempts": o.attempts, "last_error": o.last_error, "idempotency_key": o.idempotency_key,
                      "sent_at": o.sent_at.isoformat() if o.sent_at else None,
                      "echo_seen_at": o.echo_seen_at.isoformat() if o.echo_seen_at else None} for o in rows]
@@ -989,6 +1010,14 @@ class CrmService:
     async def send_outbox(self, outbox_id: str) -> str:
         """Send one write-back (its idempotency key was committed with the row, before this call); the
         record the provider returns is stored at once, so its echo (hook or next sync) changes nothing."""
+        with self.db.read() as s:
+            o = s.get(CrmOutbox, outbox_id)
+            if o is None or o.status != "pending":
+                return o.status if o is not None else "missing"
+            delegate = o.op != "update_contact"
+        if delegate:  # weddings/jobs, events, orders, payments, bookings: services/crm_writeback.py
+            status: str = await self.hub.crm_writeback.send(outbox_id)
+            return status
         with self.db.read() as s:
             o = s.get(CrmOutbox, outbox_id)
             if o is None or o.status != "pending":

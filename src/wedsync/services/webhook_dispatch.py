@@ -31,6 +31,9 @@ async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
     if not record_id:
         data = json.loads(row.body)
         record_id = str(data["targetId"])
+    if stream == "payments":  # a payment is stored on the orders it is applied to (services/crm_writeback.py)
+        stored: str = await hub.crm_writeback.refetch_payment(row.connection_id, record_id)
+        return stored
     result: str = await hub.sync.refetch(row.connection_id, stream, record_id)
     return result
 

@@ -487,13 +487,14 @@ class VscoWorkspaceConnector(Connector):
         category="crm",
         read=("contacts", "jobs", "events", "orders", "payments"),
         write=("contacts", "jobs", "job-contacts", "events", "orders", "payments"),
-        webhooks=("contact.created", "job.created"),
+        webhooks=("contact.created", "job.created", "order.booked", "payment.created"),
         incremental=("contacts", "jobs", "events", "orders", "payments"),
         notes="API v2 with X-API-KEY. Incremental pulls sort by modified desc with a lookback window; "
         "deletions are detected by full syncs (the API lists no tombstones). REST hooks are unsigned "
-        "and carry only targetId: the hub re-fetches the record; the API also offers order.booked and "
-        "payment.created hooks, and fires contact.created/job.created for records created through the API "
-        "(our own writes), which carry our reference in externalMappings (payments: transactionId). "
+        "and carry only targetId: the hub re-fetches the record (order.booked: the order; payment.created: the "
+        "payment, then the orders it is applied to, which hold it). The API fires these hooks for records "
+        "created through the API too (our own writes), which carry our reference in externalMappings "
+        "(payments: transactionId). "
         "Write-back creates and updates contacts, jobs (with their contacts), events, orders and payments; "
         "the API has no idempotency header, so after an unknown outcome a create is looked up by our "
         "reference before it is sent again (orders have no reference field: matched by name and total).",

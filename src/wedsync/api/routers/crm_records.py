@@ -1,0 +1,186 @@
+"""CRM records API: weddings (the sources' jobs/projects) with their events, invoices and payments, edited or
+created in WedSync and written back to the source CRM through the outbox (``services/crm_writeback.py``);
+and CRM jobs created for marketplace bookings."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.errors import InvalidInput
+
+router = APIRouter(tags=["crm"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**12)]
+
+
+class WeddingPatch(BaseModel):
+    """Fields of a wedding that map onto the source job (VSCO: ``name``, ``eventDate``, ``stage``, ``closed``,
+    ``guestCount``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=255)
+    event_date: date | None = None
+    stage: str | None = Field(default=None, max_length=32, description="lead | booked | fulfillment | completed")
+    closed: bool | None = None
+    guest_count: int | None = Field(default=None, ge=0, le=100_000)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class EventPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=255)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+class EventIn(BaseModel):
+    """A new event on the wedding's job; times with a UTC offset (written as local time in the vendor's zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+
+
+class LineItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    unit_minor: MinorUnits
+    quantity: int = Field(default=1, ge=1, le=10_000)
+
+
+class InvoiceIn(BaseModel):
+    """A new invoice (a VSCO order): line items or a total, in integer minor units of ``currency`` (ISO 4217),
+    which must be the studio's currency."""
+
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=1, max_length=64)
+    currency: str = Field(min_length=1, max_length=8)
+    total_minor: MinorUnits | None = None
+    line_items: list[LineItemIn] = Field(default_factory=list, max_length=100)
+    due_date: date | None = None
+
+
+class PaymentIn(BaseModel):
+    """A payment received: integer minor units + ISO 4217 currency (the studio's), applied to ``invoice_id``
+    (default: the wedding's only open invoice)."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount_minor: MinorUnits
+    currency: str = Field(min_length=1, max_length=8)
+    received: date | None = None
+    memo: str | None = Field(default=None, max_length=128)
+    invoice_id: str | None = Field(default=None, max_length=26)
+
+
+class BookingIn(BaseModel):
+    """A marketplace booking to create as a job at the connection, linked to these unified clients (a contact
+    is created there for each client that has none)."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_ids: list[Annotated[str, Field(max_length=26)]] = Field(min_length=1, max_length=10)
+    name: str = Field(min_length=1, max_length=255)
+    event_date: date | None = None
+    stage: str = Field(default="booked", max_length=32)
+    guest_count: int | None = Field(default=None, ge=0, le=100_000)
+    job_type: str | None = Field(default=None, max_length=200)
+
+
+@router.get("/api/crm/weddings")
+def list_weddings(hub: HubDep, vendor_id: VendorId, _r: Reader, after: str | None = None, limit: Limit = 100,
+                  connection_id: Annotated[str | None, Query(max_length=26)] = None) -> dict[str, Any]:
+    """Weddings of every source (jobs, projects), by id; ``next_cursor`` -> ``after``."""
+    if connection_id:
+        hub.connections.get(vendor_id, connection_id)  # another vendor's connection: 404
+    items, nxt = hub.crm_writeback.list_weddings(vendor_id, after=after, limit=limit, connection_id=connection_id)
+    return {"items": items, "next_cursor": nxt}
+
+
+@router.get("/api/crm/weddings/{wedding_id}")
+def get_wedding(wedding_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
+    """A wedding with its events, invoices (and their payments), clients and write-backs."""
+    return dict(hub.crm_writeback.get_wedding(vendor_id, wedding_id))
+
+
+@router.patch("/api/crm/weddings/{wedding_id}")
+async def update_wedding(wedding_id: str, body: WeddingPatch, hub: HubDep, vendor_id: VendorId,
+                         _w: Writer) -> dict[str, Any]:
+    """Edit a wedding; its source job gets the change through the outbox (``update_job``).
+    ``expected_version`` -> 409 ``version_conflict`` when it changed meanwhile."""
+    changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
+    out = dict(hub.crm_writeback.update_wedding(vendor_id, wedding_id, changes, body.expected_version))
+    await _poke_outbox()
+    return out
+
+
+@router.patch("/api/crm/events/{event_id}")
+async def update_event(event_id: str, body: EventPatch, hub: HubDep, vendor_id: VendorId,
+                       _w: Writer) -> dict[str, Any]:
+    """Edit an event of a wedding -> ``update_event`` through the outbox."""
+    changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
+    out = dict(hub.crm_writeback.update_event(vendor_id, event_id, changes, body.expected_version))
+    await _poke_outbox()
+    return out
+
+
+@router.post("/api/crm/weddings/{wedding_id}/events", status_code=status.HTTP_202_ACCEPTED)
+async def create_event(wedding_id: str, body: EventIn, hub: HubDep, vendor_id: VendorId,
+                       _w: Writer) -> dict[str, Any]:
+    """Create an event on the wedding's job (``create_event``); returns the outbox row, the event is stored
+    when the provider returns it (``GET /api/crm/weddings/{id}``)."""
+    out = dict(hub.crm_writeback.create_event(vendor_id, wedding_id, body.model_dump(exclude_unset=True)))
+    await _poke_outbox()
+    return out
+
+
+@router.post("/api/crm/weddings/{wedding_id}/invoices", status_code=status.HTTP_202_ACCEPTED)
+async def create_invoice(wedding_id: str, body: InvoiceIn, hub: HubDep, vendor_id: VendorId,
+                         _w: Writer) -> dict[str, Any]:
+    """Create an invoice (an order of the job: ``create_order``); another currency than the studio's is
+    refused with 422 ``currency_mismatch``."""
+    values = body.model_dump(exclude_unset=True)
+    values["line_items"] = [li.model_dump() for li in body.line_items]
+    out = dict(await hub.crm_writeback.create_invoice(vendor_id, wedding_id, values))
+    await _poke_outbox()
+    return out
+
+
+@router.post("/api/crm/weddings/{wedding_id}/payments", status_code=status.HTTP_202_ACCEPTED)
+async def create_payment(wedding_id: str, body: PaymentIn, hub: HubDep, vendor_id: VendorId,
+                         _w: Writer) -> dict[str, Any]:
+    """Record a payment (``create_payment``, applied to an invoice of the wedding); another currency than the
+    studio's: 422 ``currency_mismatch``; no invoice: 422 ``no_invoice``."""
+    if body.amount_minor == 0:
+        raise InvalidInput("amount_minor must be positive", code="invalid_amount")
+    out = dict(await hub.crm_writeback.create_payment(vendor_id, wedding_id, body.model_dump(exclude_unset=True)))
+    await _poke_outbox()
+    return out
+
+
+@router.post("/api/crm/connections/{connection_id}/weddings", status_code=status.HTTP_202_ACCEPTED)
+async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendor_id: VendorId,
+                         _w: Writer) -> dict[str, Any]:
+    """Create a job in the CRM for a marketplace booking: missing contacts first (``create_contact``), then the
+    job linked to them (``create_job``). Returns the job's outbox row with the contacts' rows."""
+    values = body.model_dump(exclude={"client_ids"}, exclude_unset=True)
+    values.setdefault("stage", body.stage)
+    out = dict(hub.crm_writeback.create_booking(vendor_id, connection_id, body.client_ids, values))
+    await _poke_outbox()
+    return out
+
+
+async def _poke_outbox() -> None:
+    """Start an outbox drain when the workflow runtime is there (else the pending rows wait for one)."""
+    with contextlib.suppress(RuntimeError):
+        from wedsync.workflows.crm import start_outbox_drain
+
+        await start_outbox_drain()

@@ -1,0 +1,716 @@
+"""Write-back of weddings (jobs), events, invoices (orders) and payments from WedSync to the source CRM, and
+the creation of a CRM job for a marketplace booking (``hub.crm_writeback``).
+
+Every change goes through the CRM outbox (``crm_outbox``) like the contact write-back of ``CrmService``:
+
+1. the API call changes the local source row (an edit) or records the intent (a creation) **and** commits
+   one outbox row, whose ``idempotency_key`` (``wedsync-crm-<row id>``) is our reference at the provider,
+   in one transaction, before any provider call;
+2. the ``drain_crm_outbox`` workflow sends it (``CrmService.send_outbox`` delegates every op other than
+   ``update_contact`` to :meth:`CrmWriteback.send`). A create carries our reference, so after an unknown
+   outcome the connector looks the record up before sending again (VSCO Workspace: external mappings,
+   ``transactionId``; orders by name and total); an update is a ``PUT`` (idempotent);
+3. the record the provider returns is stored at once through the sync engine's upsert (and its content hash
+   kept as ``written_hash``), so the REST hook or the next sync that brings it back is "unchanged".
+
+Ops (``crm_outbox.op``), what they are about (``record_type``/``record_id``) and the connector call:
+
+==============  ================  ===============================================================
+op              record            connector call
+==============  ================  ===============================================================
+update_job      wedding           ``update_job(remote_id, wedding, fields=)``
+update_event    event             ``update_event(remote_id, event, fields=, timezone=)``
+create_event    wedding (parent)  ``create_event(event, reference=, job_id=, timezone=)``
+create_order    wedding (parent)  ``create_order(job_id, invoice, reference=)``
+create_payment  invoice           ``create_payment(job_id, amount_minor=, currency=, reference=, order_id=)``
+create_contact  (a unified        ``create_contact(client, reference=)``; the new source record joins
+                client)           that unified client
+create_job      wedding (new)     ``create_job(wedding, reference=, contact_ids=)`` after its
+                                  ``create_contact`` rows are done
+==============  ================  ===============================================================
+
+Payments are stored on the invoices (orders) they are applied to (``crm_invoices.payments``, as the order
+stream maps them): a payment is therefore always written against an invoice of the wedding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection as SAConnection
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from wedsync.connectors.errors import ConnectorError, Fatal
+from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord, record_values
+from wedsync.domain.identity import blocking_keys
+from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
+from wedsync.services.crm_sync import record_features
+from wedsync.store.db import Database
+from wedsync.store.tables import Client, Connection, Vendor, Wedding, new_id, utcnow
+from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmInvoice, CrmOutbox
+
+_OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
+_CLIENTS: Table = Client.__table__  # type: ignore[assignment]
+_KEYS: Table = CrmIdentityKey.__table__  # type: ignore[assignment]
+
+WEDDING_FIELDS = ("name", "event_date", "stage", "closed", "guest_count")
+EVENT_FIELDS = ("name", "starts_at", "ends_at", "location")
+JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
+#: op -> the connector method it needs (a connection whose connector lacks it cannot take the write-back)
+OPS: dict[str, str] = {op: op for op in ("update_job", "update_event", "create_event", "create_order",
+                                         "create_payment", "create_contact", "create_job")}
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_BOOKING_CLIENTS = 10
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def _aware(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"{name} is not an ISO 8601 date-time", code="invalid_datetime") from None
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} is not a date-time", code="invalid_datetime")
+    if value.tzinfo is None:
+        raise InvalidInput(f"{name} needs a UTC offset (e.g. 2031-06-14T15:00:00-07:00)", code="naive_datetime")
+    return value
+
+
+def _date(value: Any, name: str) -> date | None:
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{name} is not an ISO 8601 date", code="invalid_date") from None
+
+
+def _text(value: Any, name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string", code="invalid_field")
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{name} is longer than {limit} characters", code="value_too_long")
+    return value or None
+
+
+def _money(value: Any, name: str, *, positive: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} is an integer count of minor units (e.g. 12500 for 125.00)",
+                           code="invalid_amount")
+    if value < 0 or (positive and value == 0) or value > 10**12:
+        raise InvalidInput(f"{name} must be {'positive' if positive else 'non-negative'} and at most 10^12",
+                           code="invalid_amount")
+    return value
+
+
+def _currency(value: Any) -> str:
+    code = str(value or "").strip().upper()
+    if not _CURRENCY.match(code):
+        raise InvalidInput("currency is an ISO 4217 code such as USD", code="invalid_currency")
+    return code
+
+
+def wedding_record(w: Any, **over: Any) -> WeddingRecord:
+    values = {"remote_id": w.remote_id, "name": w.name, "event_date": w.event_date, "stage": w.stage,
+              "closed": bool(w.closed), "guest_count": w.guest_count, "job_type": w.job_type,
+              "client_remote_ids": list(w.client_remote_ids or []), "custom_fields": dict(w.custom_fields or {}),
+              "remote_created_at": w.remote_created_at, "remote_modified_at": w.remote_modified_at}
+    values.update(over)
+    return WeddingRecord(**values)
+
+
+def event_record(e: Any, **over: Any) -> EventRecord:
+    values = {"remote_id": e.remote_id, "wedding_remote_id": e.wedding_remote_id, "kind": e.kind, "name": e.name,
+              "starts_at": e.starts_at, "ends_at": e.ends_at, "location": e.location,
+              "custom_fields": dict(e.custom_fields or {}), "remote_created_at": e.remote_created_at,
+              "remote_modified_at": e.remote_modified_at}
+    values.update(over)
+    return EventRecord(**values)
+
+
+def wedding_out(w: Any) -> dict[str, Any]:
+    return {"id": w.id, "connection_id": w.connection_id, "provider": w.provider, "remote_id": w.remote_id,
+            "name": w.name, "event_date": _iso(w.event_date), "stage": w.stage, "closed": bool(w.closed),
+            "guest_count": w.guest_count, "job_type": w.job_type, "client_remote_ids": list(w.client_remote_ids or []),
+            "custom_fields": w.custom_fields or {}, "version": w.version,
+            "remote_modified_at": _iso(w.remote_modified_at), "synced_at": _iso(w.synced_at),
+            "deleted_at": _iso(w.deleted_at)}
+
+
+def event_out(e: Any) -> dict[str, Any]:
+    return {"id": e.id, "connection_id": e.connection_id, "remote_id": e.remote_id,
+            "wedding_remote_id": e.wedding_remote_id, "kind": e.kind, "name": e.name,
+            "starts_at": _iso(e.starts_at), "ends_at": _iso(e.ends_at), "location": e.location,
+            "version": e.version, "deleted_at": _iso(e.deleted_at)}
+
+
+def invoice_out(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "connection_id": i.connection_id, "remote_id": i.remote_id,
+            "wedding_remote_id": i.wedding_remote_id, "number": i.number, "status": i.status,
+            "currency": i.currency, "total_minor": i.total_minor, "paid_minor": i.paid_minor,
+            "due_date": _iso(i.due_date), "payments": i.payments or [], "version": i.version,
+            "deleted_at": _iso(i.deleted_at)}
+
+
+def outbox_out(o: Any) -> dict[str, Any]:
+    return {"id": o.id, "connection_id": o.connection_id, "op": o.op, "record_type": o.record_type,
+            "record_id": o.record_id, "remote_id": o.remote_id, "payload": o.payload, "status": o.status,
+            "attempts": o.attempts, "last_error": o.last_error, "idempotency_key": o.idempotency_key,
+            "created_at": _iso(o.created_at), "sent_at": _iso(o.sent_at)}
+
+
+class CrmWriteback:
+    """Weddings/jobs, events, invoices/orders and payments written back to the source CRM through the
+    outbox, and CRM jobs created for marketplace bookings. Built lazily as ``hub.crm_writeback``."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.db: Database = hub.db
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def list_weddings(self, vendor_id: str, *, after: str | None = None, limit: int = 100,
+                      connection_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The vendor's weddings (every source's jobs/projects), by id; deleted ones are left out."""
+        with self.db.read() as s:
+            stmt = select(Wedding).where(Wedding.vendor_id == vendor_id, Wedding.deleted_at.is_(None))
+            if connection_id:
+                stmt = stmt.where(Wedding.connection_id == connection_id)
+            if after:
+                stmt = stmt.where(Wedding.id > after)
+            rows = list(s.execute(stmt.order_by(Wedding.id).limit(limit + 1)).scalars())
+        nxt = rows[limit - 1].id if len(rows) > limit else None
+        return [wedding_out(w) for w in rows[:limit]], nxt
+
+    def get_wedding(self, vendor_id: str, wedding_id: str) -> dict[str, Any]:
+        """A wedding with its events, invoices (with payments), unified clients and write-backs."""
+        with self.db.read() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            events = s.execute(select(CrmEvent).where(CrmEvent.connection_id == w.connection_id,
+                                                      CrmEvent.wedding_remote_id == w.remote_id,
+                                                      CrmEvent.deleted_at.is_(None)).order_by(CrmEvent.id)).scalars()
+            invoices = s.execute(select(CrmInvoice).where(CrmInvoice.connection_id == w.connection_id,
+                                                          CrmInvoice.wedding_remote_id == w.remote_id,
+                                                          CrmInvoice.deleted_at.is_(None))
+                                 .order_by(CrmInvoice.id)).scalars()
+            clients = []
+            if w.client_remote_ids:
+                clients = [{"crm_client_id": c.crm_client_id, "source_client_id": c.id, "remote_id": c.remote_id}
+                           for c in s.execute(select(Client).where(
+                               Client.connection_id == w.connection_id,
+                               Client.remote_id.in_([str(r) for r in w.client_remote_ids]))).scalars()]
+            writes = s.execute(select(CrmOutbox).where(CrmOutbox.record_id == w.id, CrmOutbox.vendor_id == vendor_id)
+                               .order_by(CrmOutbox.id)).scalars()
+            return {**wedding_out(w), "events": [event_out(e) for e in events],
+                    "invoices": [invoice_out(i) for i in invoices], "clients": clients,
+                    "writebacks": [outbox_out(o) for o in writes]}
+
+    def get_event(self, vendor_id: str, event_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            e = self._event(s, vendor_id, event_id)
+            writes = s.execute(select(CrmOutbox).where(CrmOutbox.record_id == e.id, CrmOutbox.vendor_id == vendor_id)
+                               .order_by(CrmOutbox.id)).scalars()
+            return {**event_out(e), "writebacks": [outbox_out(o) for o in writes]}
+
+    # -- edits of existing records ---------------------------------------------------------------------------
+    def update_wedding(self, vendor_id: str, wedding_id: str, changes: Mapping[str, Any],
+                       expected_version: int | None = None) -> dict[str, Any]:
+        """Edit a wedding (name, event_date, stage, closed, guest_count); its source job gets an
+        ``update_job`` outbox row in the same transaction."""
+        with self.db.session() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            bad = sorted(set(changes) - set(WEDDING_FIELDS))
+            if bad:
+                raise InvalidInput(f"fields {bad} cannot be edited; editable: {list(WEDDING_FIELDS)}",
+                                   code="invalid_field")
+            if not changes:
+                raise InvalidInput("nothing to change", code="empty_patch")
+            conn = self._writable(s, w.connection_id, "update_job")
+            if expected_version is not None and w.version != expected_version:
+                raise Conflict("the wedding changed meanwhile", code="version_conflict",
+                               details={"version": w.version})
+            applied: dict[str, Any] = {}
+            for name, value in changes.items():
+                if name == "name":
+                    value = _text(value, name, 255)
+                elif name == "event_date":
+                    value = _date(value, name)
+                elif name == "stage":
+                    value = _text(value, name, 32)
+                    if value not in JOB_STAGES:
+                        raise InvalidInput(f"stage is one of {list(JOB_STAGES)}", code="invalid_stage")
+                elif name == "closed":
+                    if not isinstance(value, bool):
+                        raise InvalidInput("closed is true or false", code="invalid_field")
+                elif name == "guest_count" and value is not None and (
+                        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000):
+                    raise InvalidInput("guest_count is an integer between 0 and 100000", code="invalid_field")
+                setattr(w, name, value)
+                applied[name] = _iso(value)
+            w.content_hash = record_values(wedding_record(w))["content_hash"]
+            w.version += 1
+            self._enqueue(s, w.vendor_id, conn.id, "update_job", record_type="wedding", record_id=w.id,
+                          remote_id=w.remote_id, payload={"fields": applied, "base_version": w.version - 1})
+        return self.get_wedding(vendor_id, wedding_id)
+
+    def update_event(self, vendor_id: str, event_id: str, changes: Mapping[str, Any],
+                     expected_version: int | None = None) -> dict[str, Any]:
+        """Edit an event (name, starts_at, ends_at, location) -> ``update_event`` in the outbox."""
+        with self.db.session() as s:
+            e = self._event(s, vendor_id, event_id)
+            bad = sorted(set(changes) - set(EVENT_FIELDS))
+            if bad:
+                raise InvalidInput(f"fields {bad} cannot be edited; editable: {list(EVENT_FIELDS)}",
+                                   code="invalid_field")
+            if not changes:
+                raise InvalidInput("nothing to change", code="empty_patch")
+            conn = self._writable(s, e.connection_id, "update_event")
+            if expected_version is not None and e.version != expected_version:
+                raise Conflict("the event changed meanwhile", code="version_conflict", details={"version": e.version})
+            applied = self._event_values(changes, current=e)
+            for name, value in applied.items():
+                setattr(e, name, value)
+            e.content_hash = record_values(event_record(e))["content_hash"]
+            e.version += 1
+            self._enqueue(s, e.vendor_id, conn.id, "update_event", record_type="event", record_id=e.id,
+                          remote_id=e.remote_id, payload={"fields": {k: _iso(v) for k, v in applied.items()},
+                                                          "base_version": e.version - 1})
+        return self.get_event(vendor_id, event_id)
+
+    # -- creations on an existing wedding ------------------------------------------------------------------------
+    def create_event(self, vendor_id: str, wedding_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A new event on the wedding's job -> ``create_event`` (stored when the provider returns it)."""
+        with self.db.session() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            conn = self._writable(s, w.connection_id, "create_event")
+            bad = sorted(set(values) - set(EVENT_FIELDS))
+            if bad:
+                raise InvalidInput(f"unknown event fields {bad}; known: {list(EVENT_FIELDS)}", code="invalid_field")
+            event = self._event_values(values)
+            if not event.get("name"):
+                raise InvalidInput("an event needs a name", code="missing_field")
+            if event.get("starts_at") is None:
+                raise InvalidInput("an event needs starts_at", code="missing_field")
+            o = self._enqueue(s, w.vendor_id, conn.id, "create_event", record_type="wedding", record_id=w.id,
+                              remote_id=w.remote_id, payload={"event": {k: _iso(v) for k, v in event.items()}})
+            return outbox_out(o)
+
+    async def create_invoice(self, vendor_id: str, wedding_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A new invoice (an order of the wedding's job) -> ``create_order``; amounts in integer minor units of
+        the studio's currency (another currency is refused: ``currency_mismatch``)."""
+        with self.db.read() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            conn = self._writable(s, w.connection_id, "create_order")
+        number = _text(values.get("number"), "number", 64)
+        if not number:
+            raise InvalidInput("an invoice needs a number (the order's name)", code="missing_field")
+        currency = _currency(values.get("currency"))
+        lines: list[dict[str, Any]] = []
+        for n, li in enumerate(values.get("line_items") or ()):
+            if not isinstance(li, Mapping):
+                raise InvalidInput(f"line_items[{n}] is an object", code="invalid_field")
+            name = _text(li.get("name"), f"line_items[{n}].name", 128)
+            if not name:
+                raise InvalidInput(f"line_items[{n}] needs a name", code="missing_field")
+            quantity = li.get("quantity", 1)
+            if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10_000:
+                raise InvalidInput(f"line_items[{n}].quantity is an integer from 1 to 10000", code="invalid_field")
+            lines.append({"name": name, "unit_minor": _money(li.get("unit_minor"), f"line_items[{n}].unit_minor"),
+                          "quantity": quantity})
+        total = values.get("total_minor")
+        if total is not None:
+            total = _money(total, "total_minor")
+        if lines:
+            line_total = sum(li["unit_minor"] * li["quantity"] for li in lines)
+            if total is not None and total != line_total:
+                raise InvalidInput(f"total_minor {total} is not the sum of the line items ({line_total})",
+                                   code="total_mismatch")
+            total = line_total
+        if total is None:
+            raise InvalidInput("an invoice needs line_items or total_minor", code="missing_field")
+        due = _date(values.get("due_date"), "due_date")
+        await self._check_currency(conn, currency)
+        payload = {"invoice": {"number": number, "currency": currency, "total_minor": total,
+                               "line_items": lines, "due_date": _iso(due)}}
+        with self.db.session() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            o = self._enqueue(s, vendor_id, conn.id, "create_order", record_type="wedding", record_id=w.id,
+                              remote_id=w.remote_id, payload=payload)
+            return outbox_out(o)
+
+    async def create_payment(self, vendor_id: str, wedding_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A payment received for the wedding -> ``create_payment`` applied to one of its invoices
+        (``invoice_id``, or its only open invoice)."""
+        with self.db.read() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            conn = self._writable(s, w.connection_id, "create_payment")
+            invoice_id = values.get("invoice_id")
+            invoices = list(s.execute(select(CrmInvoice).where(
+                CrmInvoice.connection_id == w.connection_id, CrmInvoice.wedding_remote_id == w.remote_id,
+                CrmInvoice.deleted_at.is_(None))).scalars())
+            if invoice_id is not None:
+                invoice = next((i for i in invoices if i.id == invoice_id), None)
+                if invoice is None:
+                    raise NotFound("invoice not found on this wedding", code="unknown_invoice")
+            else:
+                open_ = [i for i in invoices if i.status not in ("void", "paid")] or invoices
+                if not open_:
+                    raise InvalidInput("the wedding has no invoice to record a payment against: create one first "
+                                       "(POST /api/crm/weddings/{id}/invoices)", code="no_invoice")
+                if len(open_) > 1:
+                    raise InvalidInput("the wedding has several invoices: name one with invoice_id",
+                                       code="invoice_required")
+                invoice = open_[0]
+            invoice_local, order_remote = invoice.id, invoice.remote_id
+        amount = _money(values.get("amount_minor"), "amount_minor", positive=True)
+        currency = _currency(values.get("currency"))
+        received = _date(values.get("received"), "received")
+        memo = _text(values.get("memo"), "memo", 128)
+        await self._check_currency(conn, currency)
+        payload = {"payment": {"amount_minor": amount, "currency": currency, "received": _iso(received),
+                               "memo": memo, "order_remote_id": order_remote, "wedding_id": wedding_id}}
+        with self.db.session() as s:
+            w = self._wedding(s, vendor_id, wedding_id)
+            o = self._enqueue(s, vendor_id, conn.id, "create_payment", record_type="invoice",
+                              record_id=invoice_local, remote_id=w.remote_id, payload=payload)
+            return outbox_out(o)
+
+    # -- a marketplace booking becomes a CRM job -----------------------------------------------------------------
+    def create_booking(self, vendor_id: str, connection_id: str, client_ids: Sequence[str],
+                       values: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a job at ``connection_id`` for a marketplace booking: each unified client without a record at
+        that connection gets a ``create_contact`` row, then one ``create_job`` row links the job to them."""
+        conn = self.hub.connections.get(vendor_id, connection_id)  # another vendor's: 404
+        with self.db.session() as s:
+            for op in ("create_contact", "create_job"):
+                self._writable(s, conn.id, op)
+            ids = list(dict.fromkeys(str(c) for c in client_ids))
+            if not ids:
+                raise InvalidInput("a booking needs at least one client (client_ids)", code="missing_field")
+            if len(ids) > MAX_BOOKING_CLIENTS:
+                raise InvalidInput(f"at most {MAX_BOOKING_CLIENTS} clients per booking", code="too_many_clients")
+            people = {c.id: c for c in s.execute(select(CrmClient).where(CrmClient.id.in_(ids),
+                                                                         CrmClient.vendor_id == vendor_id)).scalars()}
+            missing = [c for c in ids if c not in people]
+            if missing:
+                raise NotFound("client not found", code="unknown_client", details={"client_ids": missing})
+            bad = sorted(set(values) - {"name", "event_date", "stage", "guest_count", "job_type"})
+            if bad:
+                raise InvalidInput(f"unknown wedding fields {bad}", code="invalid_field")
+            wedding: dict[str, Any] = {"name": _text(values.get("name"), "name", 255),
+                                       "event_date": _iso(_date(values.get("event_date"), "event_date")),
+                                       "stage": _text(values.get("stage"), "stage", 32) or "booked",
+                                       "guest_count": values.get("guest_count"),
+                                       "job_type": _text(values.get("job_type"), "job_type", 200)}
+            if not wedding["name"]:
+                raise InvalidInput("a booking needs a name", code="missing_field")
+            if wedding["stage"] not in JOB_STAGES:
+                raise InvalidInput(f"stage is one of {list(JOB_STAGES)}", code="invalid_stage")
+            g = wedding["guest_count"]
+            if g is not None and (isinstance(g, bool) or not isinstance(g, int) or not 0 <= g <= 100_000):
+                raise InvalidInput("guest_count is an integer between 0 and 100000", code="invalid_field")
+            have = {c.crm_client_id: c.remote_id for c in s.execute(select(Client).where(
+                Client.connection_id == conn.id, Client.crm_client_id.in_(ids), Client.deleted_at.is_(None))
+                .order_by(Client.id)).scalars()}
+            contacts: list[dict[str, Any]] = []
+            rows = []
+            for cid in ids:
+                if cid in have:
+                    contacts.append({"crm_client_id": cid, "remote_id": have[cid]})
+                    continue
+                p = people[cid]
+                snapshot = {"first_name": p.first_name, "last_name": p.last_name, "display_name": p.display_name,
+                            "email": p.email, "phone": p.phone, "company": p.company, "address": p.address}
+                row = self._enqueue(s, vendor_id, conn.id, "create_contact", crm_client_id=cid,
+                                    payload={"client": snapshot})
+                rows.append(row)
+                contacts.append({"crm_client_id": cid, "outbox_id": row.id})
+            job = self._enqueue(s, vendor_id, conn.id, "create_job", record_type="wedding",
+                                payload={"wedding": wedding, "contacts": contacts})
+            return {**outbox_out(job), "contacts": [outbox_out(r) for r in rows]}
+
+    # -- the drain ---------------------------------------------------------------------------------------------
+    async def send(self, outbox_id: str) -> str:
+        """Send one write-back (any op but ``update_contact``); returns ``done``, ``failed`` or the row's
+        status when it is not pending. A retriable provider error is recorded and raised (the row stays
+        pending for the next attempt); a fatal one fails the row."""
+        with self.db.read() as s:
+            o = s.get(CrmOutbox, outbox_id)
+            if o is None or o.status != "pending":
+                return o.status if o is not None else "missing"
+            vendor = s.get(Vendor, o.vendor_id)
+            tz = vendor.timezone if vendor is not None else "UTC"
+        if o.op not in OPS:
+            self._failed(outbox_id, f"unknown write-back op {o.op!r}", final=True)
+            return "failed"
+        try:
+            conn = self.hub.connections.get_any(o.connection_id)
+            connector = await self.hub.connections.connector(conn)
+            if getattr(connector, OPS[o.op], None) is None:
+                raise Fatal(f"{conn.provider} cannot {o.op}", provider=conn.provider, code="not_writable")
+            handler = getattr(self, f"_send_{o.op}")
+            await handler(o, conn, connector, tz)
+        except ConnectorError as exc:
+            final = isinstance(exc, Fatal)
+            self._failed(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
+            if final:
+                return "failed"
+            raise
+        except WedsyncError as exc:  # the local record is gone, a prerequisite failed, ...
+            self._failed(outbox_id, f"{type(exc).__name__}: {exc.message}", final=True)
+            return "failed"
+        return "done"
+
+    async def _send_update_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        with self.db.read() as s:
+            w = s.get(Wedding, o.record_id) if o.record_id else None
+            if w is None or w.deleted_at is not None:
+                raise NotFound("the wedding is gone", code="record_gone")
+            fields = dict(o.payload.get("fields") or {})
+            over = {k: (_date(v, k) if k == "event_date" else v) for k, v in fields.items()}
+            rec = wedding_record(w, **over)
+        result = await connector.update_job(o.remote_id, rec, fields=sorted(fields))
+        self._done(o, conn, "jobs", connector.map("jobs", result.item))
+
+    async def _send_update_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        with self.db.read() as s:
+            e = s.get(CrmEvent, o.record_id) if o.record_id else None
+            if e is None or e.deleted_at is not None:
+                raise NotFound("the event is gone", code="record_gone")
+            fields = dict(o.payload.get("fields") or {})
+            over = {k: (_aware(v, k) if k in ("starts_at", "ends_at") else v) for k, v in fields.items()}
+            rec = event_record(e, **over)
+            zone = str((e.custom_fields or {}).get("timezoneName") or tz)
+        result = await connector.update_event(o.remote_id, rec, fields=sorted(fields), timezone=_zone(zone))
+        self._done(o, conn, "events", connector.map("events", result.item))
+
+    async def _send_create_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        ev = dict(o.payload.get("event") or {})
+        rec = EventRecord(remote_id="", wedding_remote_id=o.remote_id, name=ev.get("name"),
+                          starts_at=_aware(ev.get("starts_at"), "starts_at"),
+                          ends_at=_aware(ev.get("ends_at"), "ends_at"), location=ev.get("location"))
+        result = await connector.create_event(rec, reference=o.idempotency_key, job_id=o.remote_id,
+                                              timezone=_zone(tz))
+        self._done(o, conn, "events", connector.map("events", result.item), created=result)
+
+    async def _send_create_order(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        inv = dict(o.payload.get("invoice") or {})
+        rec = InvoiceRecord(remote_id="", wedding_remote_id=o.remote_id, number=inv.get("number"),
+                            currency=inv.get("currency"), total_minor=inv.get("total_minor"),
+                            due_date=_date(inv.get("due_date"), "due_date"),
+                            custom_fields={"line_items": inv.get("line_items") or []})
+        result = await connector.create_order(o.remote_id, rec, reference=o.idempotency_key)
+        self._done(o, conn, "orders", connector.map("orders", result.item), created=result)
+
+    async def _send_create_payment(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        pay = dict(o.payload.get("payment") or {})
+        order_id = pay.get("order_remote_id")
+        result = await connector.create_payment(
+            o.remote_id, amount_minor=pay.get("amount_minor"), currency=str(pay.get("currency")),
+            reference=o.idempotency_key, received=_date(pay.get("received"), "received"), memo=pay.get("memo"),
+            order_id=order_id)
+        # the payment is stored on the order it was applied to: the order as the provider now holds it
+        order = await connector.get_record("orders", order_id) if order_id else None
+        echo = connector.map("orders", order) if order is not None else None
+        self._done(o, conn, "orders", echo, created=result)
+
+    async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        snap = dict(o.payload.get("client") or {})
+        kwargs: dict[str, Any] = {k: snap.get(k) for k in ("first_name", "last_name", "display_name", "email",
+                                                           "phone", "company", "address")}
+        rec = ClientRecord(remote_id="", **kwargs)
+        result = await connector.create_contact(rec, reference=o.idempotency_key)
+        echo = connector.map("contacts", result.item)
+        with self.db.engine.begin() as c:
+            self._attach_contact(c, o.vendor_id, conn, str(o.crm_client_id), echo)
+            self._mark_done(c, o, echo, result)
+
+    async def _send_create_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+        payload = dict(o.payload)
+        contact_ids: list[str] = []
+        for entry in payload.get("contacts") or ():
+            remote = entry.get("remote_id")
+            if remote is None and entry.get("outbox_id"):
+                status = await self.send(entry["outbox_id"])  # a no-op once it is done
+                if status != "done":
+                    raise Conflict(f"the contact write-back {entry['outbox_id']} is {status}",
+                                   code="prerequisite_failed")
+                with self.db.read() as s:
+                    remote = s.execute(select(Client.remote_id).where(
+                        Client.connection_id == conn.id, Client.crm_client_id == entry["crm_client_id"],
+                        Client.deleted_at.is_(None)).order_by(Client.id.desc()).limit(1)).scalar_one_or_none()
+                    if remote is None:
+                        raise NotFound("the created contact is no longer stored", code="record_gone")
+            if remote is not None:
+                contact_ids.append(str(remote))
+        wd = dict(payload.get("wedding") or {})
+        rec = WeddingRecord(remote_id="", name=wd.get("name"), event_date=_date(wd.get("event_date"), "event_date"),
+                            stage=wd.get("stage"), guest_count=wd.get("guest_count"), job_type=wd.get("job_type"))
+        result = await connector.create_job(rec, reference=o.idempotency_key, contact_ids=contact_ids)
+        echo = connector.map("jobs", result.item)
+        with self.db.engine.begin() as c:
+            self.hub.sync.upsert(c, o.vendor_id, conn.id, "jobs", [echo])
+            if echo.event_date is not None:  # the wedding date is identity evidence for its clients
+                self.hub.sync.crm.apply_weddings(c, o.vendor_id, conn.id, [
+                    {"event_date": echo.event_date, "client_remote_ids": contact_ids}])
+            local = c.execute(select(Wedding.id).where(Wedding.connection_id == conn.id,
+                                                       Wedding.remote_id == echo.remote_id)).scalar_one()
+            self._mark_done(c, o, echo, result, record_id=local, extra={"contact_remote_ids": contact_ids})
+
+    # -- hooks --------------------------------------------------------------------------------------------------
+    async def refetch_payment(self, connection_id: str, payment_id: str) -> str:
+        """A ``payment.created`` hook: re-fetch the payment (hooks are unsigned and carry only its id), then
+        the orders it is applied to, and store those (a payment lives on its invoices)."""
+        conn = self.hub.connections.get_any(connection_id)
+        connector = await self.hub.connections.connector(conn)
+        item = await connector.get_record("payments", payment_id)
+        if item is None:
+            return "absent"
+        payment = connector.map("payments", item)
+        orders = []
+        for order_id in payment.get("order_remote_ids") or ():
+            order = await connector.get_record("orders", order_id)
+            if order is not None:
+                orders.append(connector.map("orders", order))
+        if not orders:
+            return "unallocated"  # applied to no order yet: nothing of ours to store it on
+        with self.db.session() as s:
+            created, updated, _ = self.hub.sync.upsert(s, conn.vendor_id, conn.id, "orders", orders)
+        return "created" if created else "updated" if updated else "unchanged"
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _wedding(s: Session, vendor_id: str, wedding_id: str) -> Wedding:
+        w = s.get(Wedding, wedding_id)
+        if w is None or w.vendor_id != vendor_id or w.deleted_at is not None:
+            raise NotFound("wedding not found")
+        return w
+
+    @staticmethod
+    def _event(s: Session, vendor_id: str, event_id: str) -> CrmEvent:
+        e = s.get(CrmEvent, event_id)
+        if e is None or e.vendor_id != vendor_id or e.deleted_at is not None:
+            raise NotFound("event not found")
+        return e
+
+    @staticmethod
+    def _writable(s: Session, connection_id: str, op: str) -> Connection:
+        """The connection, when its connector can do ``op``; else a 422 ``not_writable``."""
+        from wedsync.connectors.registry import get_connector_class
+
+        conn = s.get(Connection, connection_id)
+        if conn is None:
+            raise NotFound("connection not found", code="unknown_connection")
+        try:
+            cls = get_connector_class(conn.provider)
+        except WedsyncError:
+            cls = None
+        if cls is None or not callable(getattr(cls, OPS[op], None)):
+            raise InvalidInput(f"{conn.provider} cannot take this write-back ({op}): its channel does not allow it",
+                               code="not_writable", details={"provider": conn.provider, "op": op})
+        return conn
+
+    def _event_values(self, changes: Mapping[str, Any], current: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "name":
+                out[name] = _text(value, name, 255)
+            elif name == "location":
+                out[name] = _text(value, name, 500)
+            else:
+                out[name] = _aware(value, name)
+        starts = out.get("starts_at", getattr(current, "starts_at", None))
+        ends = out.get("ends_at", getattr(current, "ends_at", None))
+        if starts is not None and ends is not None and ends < starts:
+            raise InvalidInput("ends_at is before starts_at", code="invalid_range")
+        return out
+
+    async def _check_currency(self, conn: Connection, currency: str) -> None:
+        """Refuse another currency than the studio's before anything is committed (no conversion, ever)."""
+        connector = await self.hub.connections.connector(conn)
+        studio = getattr(connector, "studio_currency", None)
+        if studio is None:
+            return
+        code = str(await studio()).upper()
+        if currency != code:
+            raise InvalidInput(f"the studio bills in {code}; an amount in {currency} cannot be written",
+                               code="currency_mismatch", details={"studio_currency": code})
+
+    @staticmethod
+    def _enqueue(s: Session, vendor_id: str, connection_id: str, op: str, *, payload: dict[str, Any],
+                 record_type: str | None = None, record_id: str | None = None, remote_id: str | None = None,
+                 crm_client_id: str | None = None) -> CrmOutbox:
+        outbox_id = new_id()
+        row = CrmOutbox(id=outbox_id, vendor_id=vendor_id, connection_id=connection_id, op=op, payload=payload,
+                        record_type=record_type, record_id=record_id, remote_id=remote_id,
+                        crm_client_id=crm_client_id, idempotency_key=f"wedsync-crm-{outbox_id}",
+                        status="pending", attempts=0, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        return row
+
+    def _done(self, o: CrmOutbox, conn: Connection, stream: str, echo: Any, created: Any = None) -> None:
+        with self.db.engine.begin() as c:
+            if echo is not None:  # the provider's copy as we wrote it: its hook/next sync is then unchanged
+                self.hub.sync.upsert(c, o.vendor_id, conn.id, stream, [echo])
+            self._mark_done(c, o, echo, created)
+
+    @staticmethod
+    def _mark_done(c: SAConnection, o: CrmOutbox, echo: Any, result: Any = None, *, record_id: str | None = None,
+                   extra: Mapping[str, Any] | None = None) -> None:
+        values: dict[str, Any] = {"status": "done", "sent_at": utcnow(), "attempts": _OUTBOX.c.attempts + 1,
+                                  "written_hash": record_values(echo)["content_hash"] if echo is not None else None}
+        if result is not None and o.op.startswith("create_"):
+            values["payload"] = {**o.payload, **(extra or {}), "result": {
+                "remote_id": result.remote_id, "created": bool(result.created),
+                **({"order_remote_id": echo.remote_id} if o.op == "create_payment" and echo is not None else {})}}
+            if o.op in ("create_job", "create_contact"):
+                values["remote_id"] = result.remote_id
+        if record_id is not None:
+            values["record_id"] = record_id
+        c.execute(update(_OUTBOX).where(_OUTBOX.c.id == o.id).values(**values))
+
+    def _attach_contact(self, c: SAConnection, vendor_id: str, conn: Connection, crm_client_id: str,
+                        echo: ClientRecord) -> None:
+        """Store the contact we created as a source record of the unified client it was made from (not left
+        to identity resolution, which could file it elsewhere), with that record's blocking keys."""
+        exists = c.execute(select(_CLIENTS.c.id).where(_CLIENTS.c.connection_id == conn.id,
+                                                       _CLIENTS.c.remote_id == echo.remote_id)).first()
+        if exists is not None:  # stored already (a hook was faster): a normal upsert
+            self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", [echo])
+            return
+        values = record_values(echo)
+        c.execute(insert(_CLIENTS).values(**values, id=new_id(), vendor_id=vendor_id, connection_id=conn.id,
+                                          provider=conn.provider, synced_at=utcnow(), version=1,
+                                          crm_client_id=crm_client_id))
+        have = set(c.execute(select(_KEYS.c.key).where(_KEYS.c.crm_client_id == crm_client_id)).scalars())
+        keys = sorted(set(blocking_keys(record_features(values))) - have)
+        if keys:
+            c.execute(insert(_KEYS), [{"vendor_id": vendor_id, "crm_client_id": crm_client_id, "key": k}
+                                      for k in keys])
+
+    def _failed(self, outbox_id: str, error: str, *, final: bool) -> None:
+        with self.db.engine.begin() as c:
+            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
+                status="failed" if final else "pending", last_error=error[:2000], attempts=_OUTBOX.c.attempts + 1))
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return name
