@@ -30,7 +30,7 @@ from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, nor
 from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
-from wedsync.store.bulk import insert_many
+from wedsync.store.bulk import insert_many, select_in
 from wedsync.store.db import Database
 from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import (
@@ -259,17 +259,14 @@ class CrmResolver:
     @staticmethod
     def _lookup_keys(conn: SAConnection, vendor_id: str, keys: Sequence[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i:i + _IN_CHUNK]
-            for k, pid in conn.execute(select(_KEYS.c.key, _KEYS.c.crm_client_id).where(
-                    _KEYS.c.vendor_id == vendor_id, _KEYS.c.key.in_(chunk))):
-                out.setdefault(k, set()).add(pid)
+        for k, pid in select_in(conn, _KEYS, ("key", "crm_client_id"), "key", keys, vendor_id=vendor_id):
+            out.setdefault(k, set()).add(pid)
         return out
 
     @staticmethod
     def _keys_of(conn: SAConnection, ids: Sequence[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for pid, k in conn.execute(select(_KEYS.c.crm_client_id, _KEYS.c.key).where(_KEYS.c.crm_client_id.in_(ids))):
+        for pid, k in select_in(conn, _KEYS, ("crm_client_id", "key"), "crm_client_id", ids):
             out.setdefault(pid, set()).add(k)
         return out
 
