@@ -6,14 +6,28 @@ merge gives the detached client its wedding-date identity keys back."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import select
 
+from tests.conftest import auth
 from tests.integration.test_crm_hub import KEY, SLUG, csv_connection, person_of
-from wedsync.domain.crm import ClientRecord, WeddingRecord
-from wedsync.store.tables_crm import CrmClient, CrmIdentityKey
+from wedsync.connectors.errors import ConnectorError
+from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord
+from wedsync.sandbox.vsco_workspace import PREFIX as VSCO_PREFIX
+from wedsync.services.sync_engine import DirectSteps, drive_run
+from wedsync.services.webhook_dispatch import handle_vsco_workspace
+from wedsync.services.webhook_inbox import InboxRow
+from wedsync.store.tables import Client, Connection, Wedding, utcnow
+from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmOutbox
 
 T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
 
@@ -61,3 +75,334 @@ async def test_undo_restores_the_detached_clients_wedding_date_keys(any_hub) -> 
         hub.sync.upsert(c, v.id, other, "contacts", [ClientRecord("s1", first_name="Ana", last_name="Ruiz")],
                         evidence={"s1": [date(2032, 9, 20)]})
     assert person_of(hub, other, "s1") == restored
+
+
+# --- write-back against the VSCO sandbox over loopback ---------------------------------------------------------
+
+class AnswerLoss:
+    """Which requests lose their answer: the sandbox executes them, then holds the answer past the hub's HTTP
+    timeout (a read timeout after execution: the outcome is unknown to the hub)."""
+
+    def __init__(self) -> None:
+        self.rules: list[list[Any]] = []  # [method, path regex, count left]
+        self.lost: list[tuple[str, str]] = []
+        self.hold = 4.0
+
+    def arm(self, method: str, pattern: str, count: int = 1) -> None:
+        self.rules.append([method, re.compile(pattern), count])
+
+    def take(self, method: str, path: str) -> bool:
+        for rule in self.rules:
+            if rule[0] == method and rule[2] > 0 and rule[1].fullmatch(path):
+                rule[2] -= 1
+                self.lost.append((method, path))
+                return True
+        return False
+
+
+class LoseAnswers:
+    """ASGI middleware in front of the sandbox: runs the request for real, then answers too late."""
+
+    def __init__(self, app: Any, control: AnswerLoss) -> None:
+        self.app, self.control = app, control
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.control.take(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Any] = []
+
+        async def capture(message: Any) -> None:
+            messages.append(message)
+
+        await self.app(scope, receive, capture)  # executed: its side effects are there
+        await asyncio.sleep(self.control.hold)
+        with contextlib.suppress(Exception):  # the hub gave up long ago
+            for message in messages:
+                await send(message)
+
+
+@pytest.fixture
+def lossy_sandbox() -> Iterator[tuple[str, Any, AnswerLoss]]:
+    from wedsync.sandbox.app import create_sandbox_app
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    app = create_sandbox_app(seed=11, vsco_contacts=30, vsco_jobs=8)
+    control = AnswerLoss()
+    app.add_middleware(LoseAnswers, control=control)
+    url, stop = start_sandbox_in_thread(port=0, app=app)
+    try:
+        yield url, app.state.emulators[SLUG], control
+    finally:
+        stop()
+
+
+@pytest.fixture
+async def hub_api(any_hub: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    from wedsync.api.app import create_app
+    from wedsync.bootstrap import set_hub
+
+    set_hub(any_hub)
+    app = create_app(launch_workflows=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                 base_url="http://hub.test") as client:
+        yield any_hub, client
+    await any_hub.connections.aclose()
+    set_hub(None)
+
+
+async def drain(hub: Any) -> None:
+    """What drain_crm_outbox does (without DBOS): send every pending row, a retriable error leaves it pending."""
+    for _ in range(5):
+        ids = hub.crm.pending_outbox(100)
+        if not ids:
+            return
+        for outbox_id in ids:
+            with contextlib.suppress(ConnectorError):
+                await hub.crm.send_outbox(outbox_id)
+
+
+def outbox(hub: Any, outbox_id: str) -> CrmOutbox:
+    with hub.db.read() as s:
+        row = s.get(CrmOutbox, outbox_id)
+        assert row is not None
+        return row
+
+
+def ours(records: dict[str, Any], reference: str) -> list[dict[str, Any]]:
+    return [r for r in records.values() if any(m.get("id") == reference for m in r.get("externalMappings") or ())]
+
+
+async def hook(hub: Any, conn_id: str, event: str, record_id: str) -> str:
+    """A REST hook as the drain hands it over (the sandbox sends only targetId; the handler re-fetches)."""
+    row = InboxRow(id=0, vendor_id="", connection_id=conn_id, provider=SLUG, event_id=f"{event}:{record_id}",
+                   event_type=event, record_id=record_id, body=json.dumps({"targetId": record_id}).encode(),
+                   received_at=utcnow(), attempts=0)
+    return await handle_vsco_workspace(hub, row)
+
+
+async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, lossy_sandbox) -> None:  # type: ignore[no-untyped-def]
+    hub, api = hub_api
+    url, emulator, loss = lossy_sandbox
+    hub.connections.http_timeout = 2.0  # the lost answers are held 4 s: a read timeout after execution
+    v = hub.tenancy.create_vendor("Write-back Photo", "America/Los_Angeles")
+    _, key = hub.tenancy.create_key(v.id)
+    h = auth(key)
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}{VSCO_PREFIX}")
+    with hub.db.session() as s:
+        s.get(Connection, tave.id).settings = {"streams": ["contacts", "jobs", "events", "orders"]}
+
+    async def full_sync() -> dict[str, Any]:
+        run = hub.sync.create_run(v.id, tave.id, "full")
+        return await drive_run(run.id, DirectSteps(hub.sync))  # type: ignore[no-any-return]
+
+    first = await full_sync()
+    assert first["status"] == "succeeded" and first["created"] > 38, first
+
+    # -- weddings: list (cursor pagination) and one with its events and invoices
+    r = await api.get("/api/crm/weddings?limit=3", headers=h)
+    assert r.status_code == 200 and len(r.json()["items"]) == 3 and r.json()["next_cursor"]
+    page2 = (await api.get(f"/api/crm/weddings?limit=100&after={r.json()['next_cursor']}", headers=h)).json()
+    assert page2["next_cursor"] is None and len(page2["items"]) == 5
+    booked = next(j for j in emulator.jobs.records.values() if emulator._index(emulator.orders, "jobId").get(j["id"]))
+    with hub.db.read() as s:
+        wid = s.execute(select(Wedding.id).where(Wedding.connection_id == tave.id,
+                                                 Wedding.remote_id == booked["id"])).scalar_one()
+    w = (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()
+    assert w["remote_id"] == booked["id"] and w["invoices"] and w["events"], w
+
+    # -- PATCH a wedding -> update_job (the PUT's answer is lost once: the client sends the PUT again)
+    loss.arm("PUT", rf"{VSCO_PREFIX}/job/{booked['id']}")
+    r = await api.patch(f"/api/crm/weddings/{wid}", headers=h, json={
+        "name": "Ruiz & Okafor", "event_date": "2031-06-14", "stage": "fulfillment", "expected_version": w["version"]})
+    assert r.status_code == 200, r.text
+    patched = r.json()
+    assert patched["name"] == "Ruiz & Okafor" and patched["version"] == w["version"] + 1
+    row = patched["writebacks"][-1]
+    assert row["op"] == "update_job" and row["status"] == "pending"
+    assert row["idempotency_key"].startswith("wedsync-crm-")
+    await drain(hub)
+    assert outbox(hub, row["id"]).status == "done" and ("PUT", f"{VSCO_PREFIX}/job/{booked['id']}") in loss.lost
+    truth = emulator.jobs.records[booked["id"]]
+    assert (truth["name"], truth["eventDate"][:10], truth["stage"]) == ("Ruiz & Okafor", "2031-06-14", "fulfillment")
+    assert await hook(hub, tave.id, "job.created", booked["id"]) == "unchanged"  # the provider's copy is stored
+
+    # -- create an event on the job (POST /event answered too late: found by our reference, not re-sent)
+    loss.arm("POST", rf"{VSCO_PREFIX}/event")
+    r = await api.post(f"/api/crm/weddings/{wid}/events", headers=h, json={
+        "name": "Rehearsal dinner", "starts_at": "2031-06-13T18:30:00-07:00", "ends_at": "2031-06-13T21:00:00-07:00",
+        "location": "Casa Ruiz"})
+    assert r.status_code == 202, r.text
+    ev_row = r.json()
+    await drain(hub)
+    done = outbox(hub, ev_row["id"])
+    assert done.status == "done" and done.payload["result"]["created"] is False, done.payload
+    made = ours(emulator.events.records, ev_row["idempotency_key"])
+    assert len(made) == 1 and sum(1 for x in emulator.write_log if x[:2] == ("POST", "/event")) == 1
+    assert (made[0]["startDate"], made[0]["startTime"], made[0]["timezoneName"]) == (
+        "2031-06-13", "18:30:00", "America/Los_Angeles")
+    event = next(e for e in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["events"]
+                 if e["remote_id"] == made[0]["id"])
+    assert event["starts_at"] == "2031-06-14T01:30:00+00:00" and event["name"] == "Rehearsal dinner"
+
+    # -- PATCH the event -> update_event
+    loss.arm("PUT", rf"{VSCO_PREFIX}/event/{made[0]['id']}")
+    r = await api.patch(f"/api/crm/events/{event['id']}", headers=h, json={"location": "Villa Okafor",
+                                                                          "expected_version": event["version"]})
+    assert r.status_code == 200, r.text
+    await drain(hub)
+    assert r.json()["writebacks"][-1]["op"] == "update_event"
+    assert outbox(hub, r.json()["writebacks"][-1]["id"]).status == "done"
+    assert emulator.events.records[made[0]["id"]]["location"]["address"]["streetAddress"] == "Villa Okafor"
+    assert len(ours(emulator.events.records, ev_row["idempotency_key"])) == 1
+
+    # -- an invoice (order) and a payment against it, each answer lost once
+    loss.arm("POST", rf"{VSCO_PREFIX}/job/{booked['id']}/order")
+    r = await api.post(f"/api/crm/weddings/{wid}/invoices", headers=h, json={
+        "number": "WS-2031-7", "currency": "usd", "due_date": "2031-05-01",
+        "line_items": [{"name": "Second shooter", "unit_minor": 45_000}, {"name": "Album", "unit_minor": 30_000,
+                                                                           "quantity": 2}]})
+    assert r.status_code == 202, r.text
+    inv_row = r.json()
+    await drain(hub)
+    assert outbox(hub, inv_row["id"]).status == "done"
+    orders = [o for o in emulator.orders.records.values() if o.get("name") == "WS-2031-7"]
+    assert len(orders) == 1 and orders[0]["total"] == 105_000
+    assert sum(1 for x in emulator.write_log if x[:2] == ("POST", "/order")) == 1
+    assert await hook(hub, tave.id, "order.booked", orders[0]["id"]) == "unchanged"
+    invoices = (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["invoices"]
+    mine = next(i for i in invoices if i["remote_id"] == orders[0]["id"])
+    # (the number we give is the order's name; VSCO numbers its orders itself: that number is what is stored)
+    assert (mine["total_minor"], mine["currency"], mine["number"]) == (105_000, "USD", orders[0]["customNumber"])
+    assert mine["due_date"] == "2031-05-01"
+
+    loss.arm("POST", rf"{VSCO_PREFIX}/payment")
+    r = await api.post(f"/api/crm/weddings/{wid}/payments", headers=h, json={
+        "amount_minor": 25_000, "currency": "USD", "received": "2031-01-15", "memo": "deposit",
+        "invoice_id": mine["id"]})
+    assert r.status_code == 202, r.text
+    pay_row = r.json()
+    await drain(hub)
+    assert outbox(hub, pay_row["id"]).status == "done"
+    pays = [p for p in emulator.payments.records.values() if p.get("transactionId") == pay_row["idempotency_key"]]
+    assert len(pays) == 1 and pays[0]["amount"] == 25_000
+    assert sum(1 for x in emulator.write_log if x[:2] == ("POST", "/payment")) == 1
+    stored = next(i for i in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["invoices"]
+                  if i["id"] == mine["id"])
+    assert stored["paid_minor"] == 25_000 and [p["remote_id"] for p in stored["payments"]] == [pays[0]["id"]]
+    assert await hook(hub, tave.id, "payment.created", pays[0]["id"]) == "unchanged"
+
+    # -- a marketplace booking: one client known at Tave, one only from HoneyBook (a contact is created)
+    hb = csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [ClientRecord("hb-9", first_name="Ngozi", last_name="Okafor",
+                                                               email="ngozi.okafor@example.org")])
+    newcomer = person_of(hub, hb, "hb-9")
+    with hub.db.read() as s:
+        known_remote, known = s.execute(select(Client.remote_id, Client.crm_client_id).where(
+            Client.connection_id == tave.id).order_by(Client.id).limit(1)).one()
+    loss.arm("POST", rf"{VSCO_PREFIX}/address-book")
+    loss.arm("POST", rf"{VSCO_PREFIX}/job")
+    r = await api.post(f"/api/crm/connections/{tave.id}/weddings", headers=h, json={
+        "client_ids": [known, newcomer], "name": "Okafor wedding (WedSync)", "event_date": "2031-09-20",
+        "guest_count": 140})
+    assert r.status_code == 202, r.text
+    booking = r.json()
+    assert booking["op"] == "create_job" and [c["op"] for c in booking["contacts"]] == ["create_contact"]
+    await drain(hub)
+    job_row, contact_row = outbox(hub, booking["id"]), outbox(hub, booking["contacts"][0]["id"])
+    assert job_row.status == contact_row.status == "done", (job_row.last_error, contact_row.last_error)
+    new_contacts = ours(emulator.contacts.records, contact_row.idempotency_key)
+    new_jobs = ours(emulator.jobs.records, job_row.idempotency_key)
+    assert len(new_contacts) == 1 and len(new_jobs) == 1
+    assert {("POST", f"{VSCO_PREFIX}/address-book"), ("POST", f"{VSCO_PREFIX}/job")} <= set(loss.lost)
+    linked = {lk["contactId"] for lk in emulator.job_contacts.records.values() if lk["jobId"] == new_jobs[0]["id"]}
+    assert linked == {known_remote, new_contacts[0]["id"]}
+    assert person_of(hub, tave.id, new_contacts[0]["id"]) == newcomer  # the new contact is that client's source
+    assert (new_jobs[0]["name"], new_jobs[0]["eventDate"][:10], new_jobs[0]["guestCount"]) == (
+        "Okafor wedding (WedSync)", "2031-09-20", 140)
+    assert job_row.record_id and (await api.get(f"/api/crm/weddings/{job_row.record_id}", headers=h)).json()[
+        "remote_id"] == new_jobs[0]["id"]
+    assert "d:2031-09-20" in {k[:12] for k in _keys(hub, newcomer)}  # the booking's date is identity evidence
+    assert await hook(hub, tave.id, "contact.created", new_contacts[0]["id"]) == "unchanged"
+    assert await hook(hub, tave.id, "job.created", new_jobs[0]["id"]) == "unchanged"
+
+    # -- our writes coming back with the next full sync are echoes, not changes
+    again = await full_sync()
+    assert again["status"] == "succeeded" and again["created"] == 0 and again["updated"] == 0, again
+    assert again["conflicts"] == 0
+
+
+async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  # type: ignore[no-untyped-def]
+    hub, api = hub_api
+    url, emulator, _ = lossy_sandbox
+    v = hub.tenancy.create_vendor("Strict Photo", "Europe/Paris")
+    _, key = hub.tenancy.create_key(v.id)
+    h = auth(key)
+    other = hub.tenancy.create_vendor("Other Photo")
+    _, other_key = hub.tenancy.create_key(other.id)
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}{VSCO_PREFIX}").id
+    hb = csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "jobs", [WeddingRecord(next(iter(emulator.jobs.records)), name="Job A",
+                                                              remote_modified_at=T0)])
+        hub.sync.upsert(c, v.id, tave, "events", [EventRecord("ev-a", wedding_remote_id="x", name="Ceremony",
+                                                              starts_at=T0)])
+        hub.sync.upsert(c, v.id, hb, "jobs", [WeddingRecord("hb-job-1", name="HoneyBook project")])
+    with hub.db.read() as s:
+        wid = s.execute(select(Wedding.id).where(Wedding.connection_id == tave)).scalar_one()
+        hb_wid = s.execute(select(Wedding.id).where(Wedding.connection_id == hb)).scalar_one()
+        eid = s.execute(select(CrmEvent.id).where(CrmEvent.connection_id == tave)).scalar_one()
+
+    async def code(method: str, path: str, body: Any, key_headers: dict[str, str] = h) -> tuple[int, str]:
+        resp = await api.request(method, path, headers=key_headers, json=body)
+        return resp.status_code, (resp.json().get("error") or {}).get("code", "") if resp.status_code >= 400 else ""
+
+    assert await code("PATCH", f"/api/crm/weddings/{wid}", {"stage": "married"}) == (422, "invalid_stage")
+    assert (await code("PATCH", f"/api/crm/weddings/{wid}", {"name": "x", "expected_version": 7}))[0] == 409
+    assert await code("PATCH", f"/api/crm/weddings/{wid}", {}) == (422, "empty_patch")
+    assert (await code("PATCH", f"/api/crm/weddings/{wid}", {"guest_count": -3}))[0] == 422
+    assert await code("PATCH", f"/api/crm/weddings/{hb_wid}", {"name": "x"}) == (422, "not_writable")
+    assert await code("PATCH", f"/api/crm/events/{eid}", {"ends_at": "2020-01-01T00:00:00Z"}) == (422, "invalid_range")
+    assert await code("POST", f"/api/crm/weddings/{wid}/events", {"name": "Shoot", "starts_at": "2031-06-14T10:00:00"}
+                      ) == (422, "naive_datetime")
+    assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "USD"}) == (
+        422, "missing_field")
+    assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "EUR",
+                                                                    "total_minor": 500}) == (422, "currency_mismatch")
+    assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "dollars",
+                                                                    "total_minor": 500}) == (422, "invalid_currency")
+    fractional = await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 12.5, "currency": "USD"})
+    assert fractional[0] == 422
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 0, "currency": "USD"}) == (
+        422, "invalid_amount")
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 100, "currency": "USD"}) == (
+        422, "no_invoice")
+    job_a = next(iter(emulator.jobs.records))
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "orders", [
+            InvoiceRecord(f"inv-{n}", wedding_remote_id=job_a, status="open", currency="USD", total_minor=900)
+            for n in (1, 2)])
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 100, "currency": "USD"}) == (
+        422, "invoice_required")
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 100, "currency": "USD",
+                                                                    "invoice_id": "01NOSUCHINVOICE"}) == (
+        404, "unknown_invoice")
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 100, "currency": "GBP",
+                                                                    "invoice_id": None}) == (422, "invoice_required")
+    assert await code("POST", f"/api/crm/connections/{tave}/weddings", {"client_ids": ["01NOSUCHCLIENT"],
+                                                                       "name": "x"}) == (404, "unknown_client")
+    assert await code("POST", f"/api/crm/connections/{hb}/weddings", {"client_ids": ["01NOSUCHCLIENT"],
+                                                                     "name": "x"}) == (422, "not_writable")
+    # another vendor's ids: 404, nothing enqueued
+    for method, path, body in (("GET", f"/api/crm/weddings/{wid}", None),
+                               ("PATCH", f"/api/crm/weddings/{wid}", {"name": "taken"}),
+                               ("PATCH", f"/api/crm/events/{eid}", {"name": "taken"}),
+                               ("POST", f"/api/crm/weddings/{wid}/events", {"name": "x",
+                                                                            "starts_at": "2031-06-14T10:00:00Z"}),
+                               ("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 1, "currency": "USD"}),
+                               ("POST", f"/api/crm/connections/{tave}/weddings", {"client_ids": ["x"], "name": "x"})):
+        assert (await code(method, path, body, auth(other_key)))[0] == 404, (method, path)
+    with hub.db.read() as s:
+        assert s.execute(select(CrmOutbox.id).where(CrmOutbox.vendor_id == v.id)).first() is None
+    assert (await api.get("/api/crm/weddings", headers=auth(other_key))).json()["items"] == []
