@@ -12,13 +12,13 @@ from sqlalchemy import select
 from tests.conftest import auth
 from wedsync.connectors.calendars.base import SourceChange
 from wedsync.domain import scheduling as sch
-from wedsync.domain.crm import ClientRecord, WeddingRecord
+from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord
 from wedsync.services.calendar import BookingRequest
 from wedsync.services.crm_sync import DirectImportSteps, drive_import
 from wedsync.store import tables as t
 from wedsync.store.tables import new_id, utcnow
 from wedsync.store.tables_calendar import CalendarConflict
-from wedsync.store.tables_crm import CrmConflict, CrmImportJob, CrmMerge, CrmOutbox
+from wedsync.store.tables_crm import CrmConflict, CrmEvent, CrmImportJob, CrmInvoice, CrmMerge, CrmOutbox
 from wedsync.store.tables_payments import PaymentDispute
 
 SANDBOX_BASE = "http://127.0.0.1:9/vsco-workspace/api/v2"  # never contacted by these tests
@@ -53,6 +53,11 @@ def _core(hub: Any, name: str) -> dict[str, Any]:
         hub.sync.upsert(s, v.id, conn.id, "contacts",
                         [ClientRecord(remote_id=f"{name}-c1", first_name=name, email=f"{name}@example.com")])
         hub.sync.upsert(s, v.id, conn.id, "jobs", [WeddingRecord(remote_id=f"{name}-j1", name=f"{name} wedding")])
+        job = f"{name}-j1"
+        hub.sync.upsert(s, v.id, conn.id, "events", [EventRecord(remote_id=f"{name}-e1", wedding_remote_id=job,
+                                                                 name=f"{name} ceremony", starts_at=T0)])
+        hub.sync.upsert(s, v.id, conn.id, "orders", [InvoiceRecord(remote_id=f"{name}-o1", wedding_remote_id=job,
+                                                                   status="open", currency="USD", total_minor=50_000)])
         hook = t.HookSubscription(vendor_id=v.id, connection_id=conn.id, remote_id=f"{name}-hook",
                                   event="contact.created", target_url="http://x")
         s.add(hook)
@@ -63,8 +68,11 @@ def _core(hub: Any, name: str) -> dict[str, Any]:
         client_id = s.execute(select(t.Client.id).where(t.Client.vendor_id == v.id,
                                                         t.Client.remote_id == f"{name}-c1")).scalar_one()
         wedding_id = s.execute(select(t.Wedding.id).where(t.Wedding.vendor_id == v.id)).scalar_one()
+        event_id = s.execute(select(CrmEvent.id).where(CrmEvent.vendor_id == v.id)).scalar_one()
+        invoice_id = s.execute(select(CrmInvoice.id).where(CrmInvoice.vendor_id == v.id)).scalar_one()
     return {"vendor_id": v.id, "key": key, "key_id": key_row.id, "connection_id": conn.id, "run_id": run.id,
-            "client_id": client_id, "wedding_id": wedding_id, "hook_id": hook_id, "name": name}
+            "client_id": client_id, "wedding_id": wedding_id, "event_id": event_id, "invoice_id": invoice_id,
+            "hook_id": hook_id, "name": name}
 
 
 async def _crm(hub: Any, o: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ PATH_IDS: dict[str, tuple[str, ...]] = {
     "dispute_id": ("dispute_id",), "report_id": ("report_id",),
     "booking_id": ("booking_id", "hold_booking_id", "meeting_booking_id"),
     "source_id": ("source_id", "target_source_id"), "feed_id": ("feed_id",), "booking_ref": ("booking_ref",),
-    "milestone": ("milestone",),
+    "milestone": ("milestone",), "wedding_id": ("wedding_id",), "event_id": ("event_id",),
 }
 # The provider of each of B's connections (webhook URLs name both); other {provider} params: a real slug.
 CONN_PROVIDER = {"connection_id": "vsco-workspace", "hb_connection_id": "honeybook",
@@ -160,6 +160,10 @@ def _special(b: dict[str, Any]) -> dict[tuple[str, str], list[Variant]]:
             Variant({"field": "email", "kind": "manual", "connection_id": b["connection_id"]}, expect=nf)],
         ("put", "/api/crm/connections/{connection_id}/field-mappings"): [
             Variant({"mappings": {"lead_source": "stolen"}})],
+        ("post", "/api/crm/weddings/{wedding_id}/payments"): [
+            Variant({"amount_minor": 100, "currency": "USD", "invoice_id": b["invoice_id"]})],
+        ("post", "/api/crm/weddings/{wedding_id}/invoices"): [Variant({"number": "qa-1", "currency": "USD",
+                                                                       "total_minor": 100})],
         ("post", "/api/crm/imports"): [
             Variant(content=import_csv("qa"), query={"layout": "honeybook", "connection_id": b["hb_connection_id"]},
                     headers={"Content-Type": "text/csv"}, expect=nf)],
