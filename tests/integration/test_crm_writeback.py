@@ -27,7 +27,7 @@ from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.services.webhook_dispatch import handle_vsco_workspace
 from wedsync.services.webhook_inbox import InboxRow
 from wedsync.store.tables import Client, Connection, Wedding, utcnow
-from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmOutbox
+from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmInvoice, CrmOutbox
 
 T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
 
@@ -332,6 +332,22 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
     assert again["status"] == "succeeded" and again["created"] == 0 and again["updated"] == 0, again
     assert again["conflicts"] == 0
 
+    # -- a payment the studio records in Workspace: stored on the order it is applied to (a payment.created
+    # hook before it is applied finds nothing to store it on; applying fires no hook: the next sync brings it)
+    async with httpx.AsyncClient(base_url=f"{url}{VSCO_PREFIX}", headers={"X-API-KEY": KEY}) as studio:
+        paid = (await studio.post("/payment", json={"jobId": booked["id"], "amount": 1_000, "status": "posted"})
+                ).json()
+        assert await hook(hub, tave.id, "payment.created", paid["id"]) == "unallocated"
+        (await studio.post(f"/payment/{paid['id']}/apply", json={"orderId": orders[0]["id"], "amount": 1_000})
+         ).raise_for_status()
+    assert await hook(hub, tave.id, "payment.created", paid["id"]) == "updated"
+    assert await hook(hub, tave.id, "payment.created", paid["id"]) == "unchanged"
+    stored = next(i for i in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["invoices"]
+                  if i["id"] == mine["id"])
+    assert stored["paid_minor"] == 26_000
+    assert {p["remote_id"] for p in stored["payments"]} == {pays[0]["id"], paid["id"]}
+    assert await hook(hub, tave.id, "payment.created", "01jzzzzzzzzzzzzzzzzzzzzzzz") == "absent"
+
 
 async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  # type: ignore[no-untyped-def]
     hub, api = hub_api
@@ -406,3 +422,96 @@ async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  
     with hub.db.read() as s:
         assert s.execute(select(CrmOutbox.id).where(CrmOutbox.vendor_id == v.id)).first() is None
     assert (await api.get("/api/crm/weddings", headers=auth(other_key))).json()["items"] == []
+
+
+async def test_drain_workflow_and_real_rest_hooks_for_orders_and_payments(dbos_hub) -> None:  # type: ignore[no-untyped-def]
+    """DBOS end to end (SQLite): the API's write-backs are sent by the ``drain_crm_outbox`` workflow; the
+    sandbox delivers ``order.booked`` and ``payment.created`` REST hooks (only targetId) to the served hub, which
+    re-fetches and stores the order with its payment; the hooks for our own writes change nothing."""
+    from tests.e2e.procs import serve_app_in_thread
+    from wedsync.api.app import create_app
+    from wedsync.sandbox.server import start_sandbox_in_thread
+    from wedsync.store.tables import WebhookEvent
+
+    hub = dbos_hub
+    sandbox, stop_sandbox = start_sandbox_in_thread(port=0, seed=31, contacts=12, jobs=4)
+    base, stop_api = serve_app_in_thread(create_app())
+    hub.subscriptions.public_url = base
+    studio = httpx.Client(base_url=f"{sandbox}{VSCO_PREFIX}", headers={"X-API-KEY": KEY}, timeout=30)
+    # hooks leave in batches 1.5 s late, reordered: the studio's payment is applied to its order by the time
+    # its payment.created hook (fired at creation: applying fires none) is delivered
+    httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={"webhook_reorder": True, "webhook_reorder_window_ms": 1500},
+              timeout=30).raise_for_status()
+    try:
+        v = hub.tenancy.create_vendor("Hooked Photo")
+        _, key = hub.tenancy.create_key(v.id)
+        conn = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{sandbox}{VSCO_PREFIX}")
+        with hub.db.session() as s:
+            s.get(Connection, conn.id).settings = {"streams": ["contacts", "jobs", "events", "orders"]}
+        run = hub.sync.create_run(v.id, conn.id, "full")
+        assert (await drive_run(run.id, DirectSteps(hub.sync)))["status"] == "succeeded"
+        async with httpx.AsyncClient(base_url=base, timeout=30, headers=auth(key)) as api:
+            r = await api.post(f"/api/connections/{conn.id}/subscriptions")
+            assert r.status_code == 200 and {"order.booked", "payment.created"} <= {x["event"] for x in r.json()}
+            wedding = (await api.get("/api/crm/weddings")).json()["items"][0]
+
+            # the studio books an order and takes a payment in Workspace: hooks name them, the hub re-fetches
+            job = wedding["remote_id"]
+            order = studio.post(f"/job/{job}/order", json={"name": "Studio order", "lineItems": [
+                {"name": "Prints", "pricePerUnit": 8_000, "units": 1.0, "taxable": False, "selected": True}]}).json()
+            payment = studio.post("/payment", json={"jobId": job, "amount": 3_000, "status": "posted"}).json()
+            studio.post(f"/payment/{payment['id']}/apply", json={"orderId": order["id"], "amount": 3_000}
+                        ).raise_for_status()
+
+            async def stored_order(remote_id: str) -> dict[str, Any] | None:
+                for _ in range(150):
+                    detail = (await api.get(f"/api/crm/weddings/{wedding['id']}")).json()
+                    found = next((i for i in detail["invoices"] if i["remote_id"] == remote_id), None)
+                    if found is not None and found["paid_minor"]:
+                        return found
+                    await asyncio.sleep(0.2)
+                return None
+
+            got = await stored_order(order["id"])
+            assert got is not None and got["paid_minor"] == 3_000 and [p["remote_id"] for p in got["payments"]] == [
+                payment["id"]]
+
+            # our own invoice and payment through the API: the workflow sends them, their hooks are echoes
+            r = await api.post(f"/api/crm/weddings/{wedding['id']}/invoices", json={
+                "number": "WS-HOOK-1", "currency": "USD", "total_minor": 20_000})
+            assert r.status_code == 202, r.text
+            inv_row = r.json()
+            for _ in range(150):
+                if outbox(hub, inv_row["id"]).status != "pending":
+                    break
+                await asyncio.sleep(0.2)
+            done = outbox(hub, inv_row["id"])
+            assert done.status == "done", done.last_error
+            mine = (await api.get(f"/api/crm/weddings/{wedding['id']}")).json()
+            invoice = next(i for i in mine["invoices"] if i["remote_id"] == done.payload["result"]["remote_id"])
+            r = await api.post(f"/api/crm/weddings/{wedding['id']}/payments", json={
+                "amount_minor": 5_000, "currency": "USD", "invoice_id": invoice["id"]})
+            assert r.status_code == 202, r.text
+            ours_paid = await stored_order(invoice["remote_id"])
+            assert ours_paid is not None and ours_paid["paid_minor"] == 5_000
+            # every hook was processed (none failed), and those for our writes left the rows as we stored them
+            for _ in range(150):
+                with hub.db.read() as s:
+                    pending = s.execute(select(WebhookEvent.status).where(
+                        WebhookEvent.connection_id == conn.id, WebhookEvent.status == "pending")).first()
+                if pending is None:
+                    break
+                await asyncio.sleep(0.2)
+            with hub.db.read() as s:
+                events = list(s.execute(select(WebhookEvent).where(WebhookEvent.connection_id == conn.id)).scalars())
+                version = s.execute(select(CrmInvoice.version).where(
+                    CrmInvoice.connection_id == conn.id, CrmInvoice.remote_id == invoice["remote_id"])).scalar_one()
+            kinds = {(e.event_type, e.status) for e in events}
+            assert {("order.booked", "processed"), ("payment.created", "processed")} <= kinds, kinds
+            assert not [e for e in events if e.status == "failed"], [(e.event_type, e.error) for e in events]
+            assert version == ours_paid["version"]  # the hooks re-fetched our own writes: unchanged
+    finally:
+        studio.close()
+        stop_api()
+        stop_sandbox()
+        await hub.connections.aclose()
