@@ -113,12 +113,14 @@ def truth(root: str, collection: str) -> dict[str, dict[str, Any]]:
 def verify(hub: Any, connection_id: str, root: str, deleted: set[str]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from wedsync.connectors.crm.vsco_workspace import map_contact, map_job
+    from wedsync.connectors.crm.vsco_workspace import map_contact, map_job, map_job_contact
     from wedsync.store.tables import Client, Wedding
+    from wedsync.store.tables_crm import CrmWeddingLink
 
     out: dict[str, Any] = {}
     for name, model, collection, mapper in (("contacts", Client, "address-book", map_contact),
-                                            ("jobs", Wedding, "job", map_job)):
+                                            ("jobs", Wedding, "job", map_job),
+                                            ("job_contacts", CrmWeddingLink, "job-contact", map_job_contact)):
         expected = truth(root, collection)
         with hub.db.read() as s:
             rows = list(s.execute(select(model).where(model.connection_id == connection_id)).scalars())
@@ -138,9 +140,18 @@ def verify(hub: Any, connection_id: str, root: str, deleted: set[str]) -> dict[s
                      "missing_or_different": len(mismatched), "field_diffs": field_diffs,
                      "extra_live": len(set(live) - set(expected)),
                      "deleted_marked": sum(1 for r in rows if r.remote_id in deleted and r.deleted_at is not None)}
+    couples: dict[str, set[str]] = {}
+    for link in truth(root, "job-contact").values():
+        if link["client"] and not link["hidden"]:
+            couples.setdefault(link["jobId"], set()).add(link["contactId"])
     with hub.db.read() as s:
         out["unlinked_clients"] = s.execute(select(func.count()).select_from(Client).where(
             Client.connection_id == connection_id, Client.crm_client_id.is_(None))).scalar_one()
+        weddings = s.execute(select(Wedding.remote_id, Wedding.client_remote_ids).where(
+            Wedding.connection_id == connection_id, Wedding.deleted_at.is_(None))).all()
+    # every wedding's couple is exactly the sandbox's client links of that job
+    out["couples_different"] = sum(1 for w in weddings
+                                   if set(w.client_remote_ids or []) != couples.get(w.remote_id, set()))
     return out
 
 
@@ -178,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         root = f"http://127.0.0.1:{port}"
         api = f"{root}/{SLUG}/api/v2"
         sync_vsco.wait_port(port)
-        httpx.post(f"{root}/_sandbox/{SLUG}/seed", json={"contacts": args.contacts, "jobs": args.jobs},
-                   timeout=600).raise_for_status()
-        records = args.contacts + args.jobs
+        seeded = httpx.post(f"{root}/_sandbox/{SLUG}/seed", json={"contacts": args.contacts, "jobs": args.jobs},
+                            timeout=600).json()
+        records = args.contacts + args.jobs + int(seeded["job_contacts"])
         print(f"sandbox {root}: {args.contacts} contacts + {args.jobs} jobs; {os.cpu_count()} cores shared with "
               f"other agents; workdir {work}")
         raw = asyncio.run(sync_vsco.raw_baseline(api, work / "raw.sqlite", [
-            ("/address-book", {"includeHidden": "true"}), ("/job", {"includeClosed": "true"})]))
+            ("/address-book", {"includeHidden": "true"}), ("/job", {"includeClosed": "true"}),
+            ("/job-contact", {"includeHidden": "true"})]))
         print(f"raw baseline (no faults): {raw['seconds']:.1f} s, {records / raw['seconds']:,.0f} records/s")
 
         from wedsync.bootstrap import Hub
@@ -238,14 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         result = verify(hub, cid, root, set(changes["deleted"]))
         hub.close()
         print(json.dumps(result, indent=1))
-        c, j = result["contacts"], result["jobs"]
-        ok = (c["missing_or_different"] == 0 and j["missing_or_different"] == 0 and c["field_diffs"] == 0
-              and c["duplicates"] == 0 and j["duplicates"] == 0 and c["extra_live"] == 0 and j["extra_live"] == 0
-              and c["deleted_marked"] == len(changes["deleted"]) and result["unlinked_clients"] == 0)
-        total = c["truth"] + j["truth"]
-        exact = total - c["missing_or_different"] - j["missing_or_different"]
-        print(f"accuracy: {exact}/{total} records present and equal ({100 * exact / total:.3f}%), "
-              f"duplicates {c['duplicates'] + j['duplicates']} -> {'met' if ok else 'NOT met'} (target 100%)")
+        c, j, k = result["contacts"], result["jobs"], result["job_contacts"]
+        ok = (all(x["missing_or_different"] == 0 and x["duplicates"] == 0 and x["extra_live"] == 0 for x in (c, j, k))
+              and c["field_diffs"] == 0 and c["deleted_marked"] == len(changes["deleted"])
+              and result["unlinked_clients"] == 0 and result["couples_different"] == 0)
+        total = c["truth"] + j["truth"] + k["truth"]
+        exact = total - c["missing_or_different"] - j["missing_or_different"] - k["missing_or_different"]
+        print(f"accuracy: {exact}/{total} records (contacts, jobs, job-contact links) present and equal "
+              f"({100 * exact / total:.3f}%), duplicates {c['duplicates'] + j['duplicates'] + k['duplicates']}, "
+              f"weddings whose couple differs {result['couples_different']} -> {'met' if ok else 'NOT met'} "
+              f"(target 100%)")
         return 0 if ok else 1
     finally:
         sandbox.terminate()

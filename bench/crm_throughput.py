@@ -19,7 +19,8 @@ One run measures, against one sandbox process (``wedsync sandbox``, seeded throu
    client, conflicts detected. Reported as rows/s.
 
 After each hub run the store is checked: one row per remote record, every client row linked to a unified
-client. records/s counts contacts + jobs; the ratio is over the raw baseline's records/s.
+client. records/s counts contacts + jobs + job-contact links (the three streams a run pulls); the ratio is over
+the raw baseline's records/s.
 """
 
 from __future__ import annotations
@@ -122,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         seeded = httpx.post(f"{root}/_sandbox/{SLUG}/seed", json={"contacts": args.contacts, "jobs": args.jobs,
                                                              "duplicates": args.duplicates},
                             timeout=600).json()
-        contacts, jobs = int(seeded["contacts"]), int(seeded["jobs"])
+        contacts, jobs, links = int(seeded["contacts"]), int(seeded["jobs"]), int(seeded["job_contacts"])
         injected = int(seeded.get("duplicates", 0))
-        records = contacts + jobs
+        records = contacts + jobs + links
         print(f"sandbox on {root}: {contacts} contacts ({injected} re-entries of earlier ones), {jobs} jobs; "
               f"python {sys.version.split()[0]}, "
               f"{os.cpu_count()} cores (shared with other agents), workdir {work}")
 
         raw = asyncio.run(sync_vsco.raw_baseline(api, work / "raw.sqlite", [
-            ("/address-book", {"includeHidden": "true"}), ("/job", {"includeClosed": "true"})]))
+            ("/address-book", {"includeHidden": "true"}), ("/job", {"includeClosed": "true"}),
+            ("/job-contact", {"includeHidden": "true"})]))
         base_rps = records / raw["seconds"]
 
         from wedsync.services.crm_sync import CrmResolver, CrmStats

@@ -24,7 +24,8 @@ After each hub run it checks the store: clients == contacts, weddings == jobs, n
 nothing deleted; after the incremental run, exactly the mutated contacts were updated.
 
 contacts/s is the contact count divided by the whole run's time (jobs included, so it is conservative);
-records/s counts contacts + jobs. The ratio is hub records/s over raw-baseline records/s.
+records/s counts contacts + jobs + job-contact links (the three streams a run pulls). The ratio is hub records/s
+over raw-baseline records/s.
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=600).json()
         print(f"sandbox pid {sandbox.pid} on {root}: seeded {seeded['contacts']} contacts, {seeded['jobs']} jobs "
               f"in {time.perf_counter() - t:.1f} s")
-        contacts, jobs = int(seeded["contacts"]), int(seeded["jobs"])
-        records = contacts + jobs
+        contacts, jobs, links = int(seeded["contacts"]), int(seeded["jobs"]), int(seeded["job_contacts"])
+        records = contacts + jobs + links
         import wedsync.services.sync_engine as engine
 
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, workdir {work}, engine {engine.__file__}")
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # 1. raw baseline
         raw = asyncio.run(raw_baseline(api, work / "raw.sqlite", [("/address-book", {"includeHidden": "true"}),
-                                                                  ("/job", {"includeClosed": "true"})]))
+                                                                  ("/job", {"includeClosed": "true"}),
+                                                                  ("/job-contact", {"includeHidden": "true"})]))
         assert raw["stored"] == records, raw
         base_rps = records / raw["seconds"]
 

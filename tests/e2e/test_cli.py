@@ -49,7 +49,7 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
     r = cli(env, "sync", conn["connection_id"], "--vendor", vendor["vendor_id"], "--mode", "full")
     assert r.returncode == 0, r.stderr + r.stdout
     summary = json.loads(r.stdout)
-    assert summary["status"] == "succeeded" and summary["created"] == 340 + 45
+    assert summary["status"] == "succeeded" and summary["created"] == 340 + 45 + 2 * 45  # + job-contact links
     assert "contacts" in r.stderr  # the progress bar names the streams
 
     keyfile = tmp_path / "vault.keys"

@@ -40,7 +40,8 @@ async def test_seed_endpoint_sync_and_writeback_without_echo(dbos_hub, client, s
                           json={"vendorId": v.id, "crmProvider": "tave", "syncType": "full", "waitSeconds": 60})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["success"] is True and out["recordsProcessed"] == 38 and out["syncId"] and out["nextSync"]
+    # 30 contacts + 8 jobs + their 16 job-contact links
+    assert out["success"] is True and out["recordsProcessed"] == 38 + 16 and out["syncId"] and out["nextSync"]
     run = (await client.get(f"/api/integrations/crm/sync/{out['syncId']}", headers=auth(key))).json()
     assert run["status"] == "succeeded" and {"processed", "created", "updated", "merged", "conflicts",
                                              "errors"} <= set(run)

@@ -79,9 +79,15 @@ def assert_equal_to_truth(hub: Any, connection_id: str, sandbox: str) -> None:
         assert (got.first_name, got.last_name, got.email, got.phone, got.display_name, got.custom_fields) == (
             exp.first_name, exp.last_name, exp.email, exp.phone, exp.display_name, exp.custom_fields), rid
         assert got.content_hash == exp.content_hash()
+    couples: dict[str, set[str]] = {}
+    for link in ground_truth(sandbox, "job-contact").values():
+        if link["client"] and not link["hidden"]:
+            couples.setdefault(link["jobId"], set()).add(link["contactId"])
     for rid, item in truth_j.items():
         exp_j = map_job(item)
         assert weddings[rid].content_hash == exp_j.content_hash(), rid
+        # the couple comes from the job-contact links (a VSCO job does not list its clients)
+        assert set(weddings[rid].client_remote_ids) == couples.get(rid, set()), rid
 
 
 async def test_full_then_incremental_then_deletes(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -89,14 +95,16 @@ async def test_full_then_incremental_then_deletes(any_hub, sandbox) -> None:  # 
     admin(sandbox, "seed", contacts=730, jobs=240)
     vendor_id, conn_id = connect(hub, sandbox)
 
+    links = list(ground_truth(sandbox, "job-contact").values())
     first = await run(hub, vendor_id, conn_id, "full")
     assert first["status"] == "succeeded", first
-    assert first["created"] == 730 + 240 and first["updated"] == 0
+    # contacts, jobs and their job-contact links created (the links make each wedding's couple)
+    assert first["created"] == 730 + 240 + len(links) and first["updated"] == 0
     assert_equal_to_truth(hub, conn_id, sandbox)
 
     again = await run(hub, vendor_id, conn_id, "full")  # nothing changed: nothing written
     assert (again["created"], again["updated"], again["deleted"]) == (0, 0, 0)
-    assert again["unchanged"] == 730 + 240
+    assert again["unchanged"] == 730 + 240 + len(links)
 
     admin(sandbox, "mutate", update=40, create=15, delete=0)
     inc = await run(hub, vendor_id, conn_id, "incremental")
@@ -105,16 +113,18 @@ async def test_full_then_incremental_then_deletes(any_hub, sandbox) -> None:  # 
     assert inc["processed"] < 730  # the window, not everything
     assert_equal_to_truth(hub, conn_id, sandbox)
 
+    links_before = set(ground_truth(sandbox, "job-contact"))
     admin(sandbox, "mutate", update=0, create=0, delete=12)
+    links_gone = len(links_before - set(ground_truth(sandbox, "job-contact")))  # a deleted person's links go too
     inc2 = await run(hub, vendor_id, conn_id, "incremental")
     assert inc2["deleted"] == 0  # incremental listings prove nothing about absence
     full = await run(hub, vendor_id, conn_id, "full")
-    assert full["deleted"] == 12, full
+    assert full["deleted"] == 12 + links_gone, full
     assert_equal_to_truth(hub, conn_id, sandbox)
     with hub.db.read() as s:
         cursors = s.execute(select(func.count()).select_from(SyncCursor).where(
             SyncCursor.connection_id == conn_id)).scalar_one()
-        assert cursors == 2
+        assert cursors == 3  # contacts, jobs, job-contact links
 
 
 async def test_provider_garbage_marks_connection_not_500(hub, sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -163,6 +173,10 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
     async def jobs(page: int = 1) -> dict:
         return {"type": "job-collection", "items": []}
 
+    @app.get("/api/v2/job-contact")
+    async def job_contacts(page: int = 1) -> dict:
+        return {"type": "jobcontact-collection", "items": []}
+
     url, stop = serve_app_in_thread(app)
     try:
         v = hub.tenancy.create_vendor("No Meta Studio")
@@ -175,3 +189,52 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
         assert len(stored(hub, Client, c.id)) == 231
     finally:
         stop()
+
+
+async def test_job_contact_links_make_couples_and_wedding_date_evidence(hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """VSCO jobs do not list their clients: the job-contact stream links them, the wedding's date becomes the
+    couple's identity evidence (d:<date> keys), a job update keeps the links, a link that is no longer a client
+    role unlinks, and a deleted link (gone from a complete listing) unlinks."""
+    from wedsync.store.tables_crm import CrmIdentityKey
+
+    admin(sandbox, "seed", contacts=60, jobs=20)
+    vendor_id, conn_id = connect(hub, sandbox)
+    first = await run(hub, vendor_id, conn_id, "full")
+    assert first["status"] == "succeeded", first
+    weddings = stored(hub, Wedding, conn_id)
+    clients = stored(hub, Client, conn_id)
+    job_id, w = next((rid, w) for rid, w in weddings.items() if w.event_date and len(w.client_remote_ids) == 2)
+    person = clients[w.client_remote_ids[0]]
+    with hub.db.read() as s:
+        keys = set(s.execute(select(CrmIdentityKey.key).where(
+            CrmIdentityKey.crm_client_id == person.crm_client_id)).scalars())
+    assert any(k.startswith(f"d:{w.event_date.isoformat()}|") for k in keys), keys
+    out = hub.crm.get_client(vendor_id, person.crm_client_id)
+    assert job_id in {x["remote_id"] for x in out["weddings"]}
+
+    # the job changes (a new guest count): its couple stays linked
+    r = httpx.put(f"{sandbox}/vsco-workspace/api/v2/job/{job_id}", headers={"X-API-KEY": "sandbox-vsco-key"},
+                  json={"guestCount": 123}, timeout=10)
+    r.raise_for_status()
+    # one partner is no longer a client of that job (their link's role changes): they leave its couple
+    link = next(i for i in ground_truth(sandbox, "job-contact").values()
+                if i["jobId"] == job_id and i["contactId"] == w.client_remote_ids[1])
+    r = httpx.put(f"{sandbox}/vsco-workspace/api/v2/job-contact/{link['id']}",
+                  headers={"X-API-KEY": "sandbox-vsco-key"}, json={"client": False}, timeout=10)
+    r.raise_for_status()
+    inc = await run(hub, vendor_id, conn_id, "incremental")
+    assert inc["status"] == "succeeded", inc
+    after = stored(hub, Wedding, conn_id)[job_id]
+    assert after.guest_count == 123
+    assert after.client_remote_ids == [w.client_remote_ids[0]]
+
+    # the other link is deleted at the provider: only a complete full listing proves it gone
+    other = next(i for i in ground_truth(sandbox, "job-contact").values()
+                 if i["jobId"] == job_id and i["contactId"] == w.client_remote_ids[0])
+    httpx.delete(f"{sandbox}/vsco-workspace/api/v2/job-contact/{other['id']}",
+                 headers={"X-API-KEY": "sandbox-vsco-key"}, timeout=10).raise_for_status()
+    inc = await run(hub, vendor_id, conn_id, "incremental")
+    assert stored(hub, Wedding, conn_id)[job_id].client_remote_ids == [w.client_remote_ids[0]]
+    full = await run(hub, vendor_id, conn_id, "full")
+    assert full["deleted"] == 1, full
+    assert stored(hub, Wedding, conn_id)[job_id].client_remote_ids == []

@@ -53,7 +53,7 @@ async def test_sync_run_is_a_durable_workflow(dbos_hub, sandbox) -> None:  # typ
     await enqueue_sync(run.id)  # same workflow id: attaches, never a second run
     handle = await DBOS.retrieve_workflow_async(run.id)
     result = await handle.get_result()
-    assert result["status"] == "succeeded" and result["created"] == 260 + 60
+    assert result["status"] == "succeeded" and result["created"] == 260 + 60 + 2 * 60  # + two job-contact links a job
     steps = await DBOS.list_workflow_steps_async(run.id)
     assert len(steps) >= 2 + 3 + 1  # begin, one per page, completeness checks, finish
     assert _count_clients(dbos_hub, conn_id) == 260

@@ -166,7 +166,25 @@ class InvoiceRecord:
         return _digest(_values(self))
 
 
-AnyRecord = ClientRecord | WeddingRecord | EventRecord | ContractRecord | InvoiceRecord
+@dataclass(slots=True)
+class WeddingLink:
+    """A provider's link between a wedding (job) and one of its people (VSCO Workspace's ``JobContact``): the
+    couple of a job that does not list its clients itself. Only links marked as the job's clients count."""
+
+    remote_id: str
+    wedding_remote_id: str
+    client_remote_id: str
+    is_client: bool = True
+    hidden: bool = False
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+
+    def content_hash(self) -> str:
+        return _digest(_values(self))
+
+
+AnyRecord = ClientRecord | WeddingRecord | EventRecord | ContractRecord | InvoiceRecord | WeddingLink
 
 _FIELD_NAMES.update({cls: tuple(f.name for f in fields(cls))
-                     for cls in (EventRecord, ContractRecord, InvoiceRecord)})
+                     for cls in (EventRecord, ContractRecord, InvoiceRecord, WeddingLink)})

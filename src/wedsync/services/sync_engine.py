@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -40,7 +40,7 @@ from wedsync.store.tables import (
     new_id,
     utcnow,
 )
-from wedsync.store.tables_crm import CrmContract, CrmEvent, CrmInvoice, CrmRunPageStats
+from wedsync.store.tables_crm import CrmContract, CrmEvent, CrmInvoice, CrmRunPageStats, CrmWeddingLink
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)
 MAX_PASSES = 3
@@ -48,9 +48,12 @@ MODES = ("full", "incremental")
 
 # stream -> table of per-source rows; "job-contacts" links weddings to clients and has no table of its own.
 # A run pulls the streams its connector reads, in this order (clients before what refers to them).
-STREAM_MODELS: dict[str, Any] = {"contacts": Client, "jobs": Wedding, "events": CrmEvent,
-                                 "contracts": CrmContract, "invoices": CrmInvoice, "orders": CrmInvoice}
-STREAMS = ("contacts", "jobs")
+STREAM_MODELS: dict[str, Any] = {"contacts": Client, "jobs": Wedding, "job_contacts": CrmWeddingLink,
+                                 "events": CrmEvent, "contracts": CrmContract, "invoices": CrmInvoice,
+                                 "orders": CrmInvoice}
+#: The order a run pulls its streams in: people, their weddings, the links between them, then the rest.
+STREAM_ORDER = ("contacts", "jobs", "job_contacts", "events", "contracts", "invoices", "orders")
+STREAMS = ("contacts", "jobs", "job_contacts")
 _CRM_STATS: Table = CrmRunPageStats.__table__  # type: ignore[assignment]
 
 
@@ -238,8 +241,8 @@ class SyncService:
         wanted = (conn.settings or {}).get("streams") or STREAMS
         caps = getattr(self._connector_class(conn), "capabilities", None)
         read = set(getattr(caps, "read", ()) or ())
-        streams = [name for name in STREAM_MODELS if name in wanted and name in read]
-        return streams or list(STREAMS)
+        streams = [name for name in STREAM_ORDER if name in wanted and name in read]
+        return streams or ["contacts", "jobs"]
 
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
         key = (plan.run_id, stream, page, pass_no)
@@ -374,8 +377,12 @@ class SyncService:
         if not by_id:
             return 0, 0, 0
         is_clients = stream == "contacts"
-        cols = [t] if is_clients else [t.c.id, t.c.remote_id, t.c.content_hash, t.c.remote_modified_at,
-                                       t.c.deleted_at, t.c.version]
+        cols: list[Any] = [t] if is_clients else [t.c.id, t.c.remote_id, t.c.content_hash, t.c.remote_modified_at,
+                                                  t.c.deleted_at, t.c.version]
+        if stream == "jobs":
+            cols.append(t.c.client_remote_ids)
+        elif stream == "job_contacts":
+            cols.append(t.c.wedding_remote_id)  # a link moved to another wedding relinks both
         existing = {
             row.remote_id: row
             for row in conn.execute(
@@ -406,6 +413,9 @@ class SyncService:
                     touched.append({"b_id": old.id, "remote_modified_at": rec.remote_modified_at})
                 continue
             del values["remote_id"]
+            if stream == "jobs" and not values.get("client_remote_ids") and old.client_remote_ids:
+                # a job listing that does not carry its couple (VSCO: they are job-contact links) keeps them
+                values["client_remote_ids"] = old.client_remote_ids
             values.update(b_id=old.id, synced_at=now, deleted_at=None, seen_run_id=run_id,
                           version=old.version + 1)
             updates.append(values)
@@ -427,7 +437,53 @@ class SyncService:
             conn.execute(update(t).where(t.c.id == bindparam("b_id")), touched)
         if stream == "jobs" and (inserts or updates):
             self.crm.apply_weddings(conn, vendor_id, connection_id, inserts + updates)
+        if stream == "job_contacts" and (inserts or updates):
+            self.relink(conn, vendor_id, connection_id,
+                        {str(v["wedding_remote_id"]) for v in inserts}
+                        | {str(v["wedding_remote_id"]) for v in updates} | {str(o.wedding_remote_id) for o in olds})
         return len(inserts), len(updates), len(same)
+
+    def relink(self, conn: SAConnection, vendor_id: str, connection_id: str, wedding_remote_ids: Iterable[str]
+               ) -> int:
+        """Set these weddings' ``client_remote_ids`` to their live client links (``crm_wedding_links``: not
+        deleted, not hidden, a client role), in link order; a person newly linked gets the wedding's date as
+        identity evidence. Only weddings of a connection whose links are pulled are touched (a HoneyBook
+        project lists its clients itself). Returns the number of weddings changed."""
+        wanted = sorted(set(wedding_remote_ids))
+        if not wanted:
+            return 0
+        lt: Table = CrmWeddingLink.__table__  # type: ignore[assignment]
+        wt: Table = Wedding.__table__  # type: ignore[assignment]
+        couples: dict[str, list[str]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            for link in conn.execute(select(lt.c.wedding_remote_id, lt.c.client_remote_id).where(
+                    lt.c.connection_id == connection_id, lt.c.wedding_remote_id.in_(chunk),
+                    lt.c.deleted_at.is_(None), lt.c.is_client.is_(True), lt.c.hidden.is_(False)
+            ).order_by(lt.c.wedding_remote_id, lt.c.remote_id)):
+                ids = couples.setdefault(link.wedding_remote_id, [])
+                if link.client_remote_id not in ids:
+                    ids.append(link.client_remote_id)
+        changed: list[dict[str, Any]] = []
+        dated: list[dict[str, Any]] = []
+        for i in range(0, len(wanted), 500):
+            for row in conn.execute(select(wt.c.id, wt.c.remote_id, wt.c.client_remote_ids, wt.c.event_date,
+                                           wt.c.version).where(
+                    wt.c.connection_id == connection_id, wt.c.remote_id.in_(wanted[i:i + 500]),
+                    wt.c.deleted_at.is_(None))):
+                before = [str(x) for x in row.client_remote_ids or []]
+                after = couples.get(row.remote_id, [])
+                if after == before:
+                    continue
+                changed.append({"b_id": row.id, "client_remote_ids": after, "version": row.version + 1})
+                added = [rid for rid in after if rid not in before]
+                if added and row.event_date:
+                    dated.append({"event_date": row.event_date, "client_remote_ids": added})
+        if changed:
+            conn.execute(update(wt).where(wt.c.id == bindparam("b_id")), changed)
+        if dated:
+            self.crm.apply_weddings(conn, vendor_id, connection_id, dated)
+        return len(changed)
 
     def _provider_of(self, conn: SAConnection, connection_id: str) -> tuple[str, str | None]:
         """(provider slug, default phone region) of a connection: ``settings.default_region``, else US."""
@@ -477,13 +533,16 @@ class SyncService:
                     notes.append(f"{stream}: listing changed during the run; deletions deferred")
                     continue
                 model = STREAM_MODELS[stream]
-                res = s.execute(update(model).where(
-                    model.connection_id == plan.connection_id, model.deleted_at.is_(None),
-                    (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
-                    model.synced_at < run.started_at,
-                ).values(deleted_at=utcnow(), version=model.version + 1).execution_options(
-                    synchronize_session=False))
+                gone = (model.connection_id == plan.connection_id, model.deleted_at.is_(None),
+                        (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
+                        model.synced_at < run.started_at)
+                unlinked = (set(s.execute(select(model.wedding_remote_id).where(*gone)).scalars())
+                            if stream == "job_contacts" else set())
+                res = s.execute(update(model).where(*gone).values(
+                    deleted_at=utcnow(), version=model.version + 1).execution_options(synchronize_session=False))
                 deleted += int(getattr(res, "rowcount", 0) or 0)
+                if unlinked:  # links gone from a complete listing: their weddings lose those people
+                    self.relink(s.connection(), plan.vendor_id, plan.connection_id, unlinked)
             for stream in plan.streams:
                 cur = s.get(SyncCursor, (plan.connection_id, stream))
                 if cur is None:

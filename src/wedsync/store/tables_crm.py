@@ -260,6 +260,22 @@ class CrmEvent(SourceRecordMixin, Base):
     location: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
+class CrmWeddingLink(SourceRecordMixin, Base):
+    """A provider's link between a wedding and one of its people, as read from one source record (VSCO
+    Workspace's JobContact). The live client links of a wedding make its ``weddings.client_remote_ids``."""
+
+    __tablename__ = "crm_wedding_links"
+    __table_args__ = (UniqueConstraint("connection_id", "remote_id", name="uq_crm_wedding_links_source"),
+                      Index("ix_crm_wedding_links_wedding", "connection_id", "wedding_remote_id"))
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    wedding_remote_id: Mapped[str] = mapped_column(String(128))
+    client_remote_id: Mapped[str] = mapped_column(String(128))
+    is_client: Mapped[bool] = mapped_column(Boolean, default=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class CrmContract(SourceRecordMixin, Base):
     """A contract of a wedding as read from one source record."""
 

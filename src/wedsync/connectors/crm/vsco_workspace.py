@@ -46,6 +46,7 @@ from wedsync.domain.crm import (
     ClientRecord,
     EventRecord,
     InvoiceRecord,
+    WeddingLink,
     WeddingRecord,
     normalize_email,
     normalize_phone,
@@ -61,6 +62,7 @@ DEFAULT_REFERENCE_URL = "https://app.wedsync.io/crm/records/"
 STREAMS: dict[str, tuple[str, str, str | None]] = {
     "contacts": ("/address-book", "addressbook-collection", "contact.created"),
     "jobs": ("/job", "job-collection", "job.created"),
+    "job_contacts": ("/job-contact", "jobcontact-collection", None),
     "events": ("/event", "event-collection", None),
     "orders": ("/order", "order-collection", "order.booked"),
     "payments": ("/payment", "payment-collection", "payment.created"),
@@ -69,6 +71,7 @@ STREAMS: dict[str, tuple[str, str, str | None]] = {
 _LIST_PARAMS: dict[str, dict[str, str]] = {
     "contacts": {"includeHidden": "true"},  # hidden contacts are still the studio's clients
     "jobs": {"includeClosed": "true"},
+    "job_contacts": {"includeHidden": "true"},  # a hidden link is listed (stored as hidden: it unlinks)
     "events": {"includeHidden": "true"},
     "orders": {},
     "payments": {},
@@ -189,6 +192,22 @@ def map_job(item: dict[str, Any]) -> WeddingRecord:
         remote_created_at=parse_ts(item.get("created")),
         remote_modified_at=parse_ts(item.get("modified")),
     )
+
+
+def map_job_contact(item: dict[str, Any]) -> WeddingLink:
+    """A JobContact: which contact belongs to which job, and whether as one of its clients (``client`` or the
+    ``client``/``customer`` role kinds; team members, vendors and subjects are not the couple)."""
+    try:
+        remote_id, job_id, contact_id = str(item["id"]), str(item["jobId"]), str(item["contactId"])
+    except (KeyError, TypeError) as exc:
+        raise SchemaMismatch("job-contact without id, jobId or contactId",
+                             provider=VscoWorkspaceConnector.slug) from exc
+    kinds = item.get("roleKinds") or []
+    is_client = bool(item.get("client")) or any(k in ("client", "customer") for k in kinds)
+    return WeddingLink(remote_id=remote_id, wedding_remote_id=job_id, client_remote_id=contact_id,
+                       is_client=is_client, hidden=bool(item.get("hidden")),
+                       remote_created_at=parse_ts(item.get("created")),
+                       remote_modified_at=parse_ts(item.get("modified")))
 
 
 def _event_kind(name: str | None) -> str | None:
@@ -485,10 +504,10 @@ class VscoWorkspaceConnector(Connector):
     channel: ClassVar[Channel] = Channel.API
     capabilities: ClassVar[Capabilities] = Capabilities(
         category="crm",
-        read=("contacts", "jobs", "events", "orders", "payments"),
+        read=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
         write=("contacts", "jobs", "job-contacts", "events", "orders", "payments"),
         webhooks=("contact.created", "job.created", "order.booked", "payment.created"),
-        incremental=("contacts", "jobs", "events", "orders", "payments"),
+        incremental=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
         notes="API v2 with X-API-KEY. Incremental pulls sort by modified desc with a lookback window; "
         "deletions are detected by full syncs (the API lists no tombstones). REST hooks are unsigned "
         "and carry only targetId: the hub re-fetches the record (order.booked: the order; payment.created: the "
@@ -873,6 +892,8 @@ class VscoWorkspaceConnector(Connector):
             return map_contact(item)
         if stream == "jobs":
             return map_job(item)
+        if stream == "job_contacts":
+            return map_job_contact(item)
         if stream == "events":
             return map_event(item)
         if stream in ("orders", "payments"):
