@@ -378,7 +378,12 @@ async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  
     assert (await code("PATCH", f"/api/crm/weddings/{wid}", {"name": "x", "expected_version": 7}))[0] == 409
     assert await code("PATCH", f"/api/crm/weddings/{wid}", {}) == (422, "empty_patch")
     assert (await code("PATCH", f"/api/crm/weddings/{wid}", {"guest_count": -3}))[0] == 422
-    assert await code("PATCH", f"/api/crm/weddings/{hb_wid}", {"name": "x"}) == (422, "not_writable")
+    assert await code("PATCH", f"/api/crm/weddings/{wid}", {"name": "  "}) == (422, "missing_field")
+    assert await code("PATCH", f"/api/crm/events/{eid}", {"starts_at": None}) == (422, "missing_field")
+    # a source that cannot take the write (a CSV/Zapier product): changed in WedSync only, nothing enqueued
+    r = await api.patch(f"/api/crm/weddings/{hb_wid}", headers=h, json={"name": "Renamed here", "stage": "Inquiry"})
+    assert r.status_code == 200 and r.json()["writeback"] == "source_not_writable" and not r.json()["writebacks"]
+    assert (r.json()["name"], r.json()["stage"], r.json()["version"]) == ("Renamed here", "Inquiry", 2)
     assert await code("PATCH", f"/api/crm/events/{eid}", {"ends_at": "2020-01-01T00:00:00Z"}) == (422, "invalid_range")
     assert await code("POST", f"/api/crm/weddings/{wid}/events", {"name": "Shoot", "starts_at": "2031-06-14T10:00:00"}
                       ) == (422, "naive_datetime")
@@ -406,6 +411,12 @@ async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  
         404, "unknown_invoice")
     assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 100, "currency": "GBP",
                                                                     "invoice_id": None}) == (422, "invoice_required")
+    with hub.db.read() as s:
+        inv1 = s.execute(select(CrmInvoice.id).where(CrmInvoice.remote_id == "inv-1")).scalar_one()
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 901, "currency": "USD",
+                                                                    "invoice_id": inv1}) == (422, "exceeds_balance")
+    assert await code("POST", f"/api/crm/weddings/{wid}/payments", {"amount_minor": 900, "currency": "EUR",
+                                                                    "invoice_id": inv1}) == (422, "currency_mismatch")
     assert await code("POST", f"/api/crm/connections/{tave}/weddings", {"client_ids": ["01NOSUCHCLIENT"],
                                                                        "name": "x"}) == (404, "unknown_client")
     assert await code("POST", f"/api/crm/connections/{hb}/weddings", {"client_ids": ["01NOSUCHCLIENT"],

@@ -228,8 +228,9 @@ class CrmWriteback:
     # -- edits of existing records ---------------------------------------------------------------------------
     def update_wedding(self, vendor_id: str, wedding_id: str, changes: Mapping[str, Any],
                        expected_version: int | None = None) -> dict[str, Any]:
-        """Edit a wedding (name, event_date, stage, closed, guest_count); its source job gets an
-        ``update_job`` outbox row in the same transaction."""
+        """Edit a wedding (name, event_date, stage, closed, guest_count). When its source's connector can update
+        jobs, an ``update_job`` outbox row is committed in the same transaction; a source that cannot take it
+        (a CSV/Zapier product) is changed in WedSync only (``writeback: "source_not_writable"``)."""
         with self.db.session() as s:
             w = self._wedding(s, vendor_id, wedding_id)
             bad = sorted(set(changes) - set(WEDDING_FIELDS))
@@ -238,7 +239,7 @@ class CrmWriteback:
                                    code="invalid_field")
             if not changes:
                 raise InvalidInput("nothing to change", code="empty_patch")
-            conn = self._writable(s, w.connection_id, "update_job")
+            conn = self._capable(s, w.connection_id, "update_job")
             if expected_version is not None and w.version != expected_version:
                 raise Conflict("the wedding changed meanwhile", code="version_conflict",
                                details={"version": w.version})
@@ -246,11 +247,13 @@ class CrmWriteback:
             for name, value in changes.items():
                 if name == "name":
                     value = _text(value, name, 255)
+                    if not value:
+                        raise InvalidInput("a wedding keeps a name", code="missing_field")
                 elif name == "event_date":
                     value = _date(value, name)
                 elif name == "stage":
                     value = _text(value, name, 32)
-                    if value not in JOB_STAGES:
+                    if not value or (conn is not None and value not in JOB_STAGES):
                         raise InvalidInput(f"stage is one of {list(JOB_STAGES)}", code="invalid_stage")
                 elif name == "closed":
                     if not isinstance(value, bool):
@@ -262,13 +265,16 @@ class CrmWriteback:
                 applied[name] = _iso(value)
             w.content_hash = record_values(wedding_record(w))["content_hash"]
             w.version += 1
-            self._enqueue(s, w.vendor_id, conn.id, "update_job", record_type="wedding", record_id=w.id,
-                          remote_id=w.remote_id, payload={"fields": applied, "base_version": w.version - 1})
-        return self.get_wedding(vendor_id, wedding_id)
+            if conn is not None:
+                self._enqueue(s, w.vendor_id, conn.id, "update_job", record_type="wedding", record_id=w.id,
+                              remote_id=w.remote_id, payload={"fields": applied, "base_version": w.version - 1})
+        out = self.get_wedding(vendor_id, wedding_id)
+        return {**out, "writeback": "queued" if conn is not None else "source_not_writable"}
 
     def update_event(self, vendor_id: str, event_id: str, changes: Mapping[str, Any],
                      expected_version: int | None = None) -> dict[str, Any]:
-        """Edit an event (name, starts_at, ends_at, location) -> ``update_event`` in the outbox."""
+        """Edit an event (name, starts_at, ends_at, location) -> ``update_event`` in the outbox (when its source
+        can take it; else changed in WedSync only, like a wedding)."""
         with self.db.session() as s:
             e = self._event(s, vendor_id, event_id)
             bad = sorted(set(changes) - set(EVENT_FIELDS))
@@ -277,18 +283,23 @@ class CrmWriteback:
                                    code="invalid_field")
             if not changes:
                 raise InvalidInput("nothing to change", code="empty_patch")
-            conn = self._writable(s, e.connection_id, "update_event")
+            conn = self._capable(s, e.connection_id, "update_event")
             if expected_version is not None and e.version != expected_version:
                 raise Conflict("the event changed meanwhile", code="version_conflict", details={"version": e.version})
             applied = self._event_values(changes, current=e)
+            for name in ("name", "starts_at"):
+                if name in applied and not applied[name]:
+                    raise InvalidInput(f"an event keeps its {name}", code="missing_field")
             for name, value in applied.items():
                 setattr(e, name, value)
             e.content_hash = record_values(event_record(e))["content_hash"]
             e.version += 1
-            self._enqueue(s, e.vendor_id, conn.id, "update_event", record_type="event", record_id=e.id,
-                          remote_id=e.remote_id, payload={"fields": {k: _iso(v) for k, v in applied.items()},
-                                                          "base_version": e.version - 1})
-        return self.get_event(vendor_id, event_id)
+            if conn is not None:
+                self._enqueue(s, e.vendor_id, conn.id, "update_event", record_type="event", record_id=e.id,
+                              remote_id=e.remote_id, payload={"fields": {k: _iso(v) for k, v in applied.items()},
+                                                              "base_version": e.version - 1})
+        return {**self.get_event(vendor_id, event_id),
+                "writeback": "queued" if conn is not None else "source_not_writable"}
 
     # -- creations on an existing wedding ------------------------------------------------------------------------
     def create_event(self, vendor_id: str, wedding_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -375,7 +386,11 @@ class CrmWriteback:
                                        code="invoice_required")
                 invoice = open_[0]
             invoice_local, order_remote = invoice.id, invoice.remote_id
+            balance = (invoice.total_minor - (invoice.paid_minor or 0)) if invoice.total_minor is not None else None
         amount = _money(values.get("amount_minor"), "amount_minor", positive=True)
+        if balance is not None and amount > balance:
+            raise InvalidInput(f"the invoice has {balance} minor units left to pay; {amount} is more",
+                               code="exceeds_balance", details={"balance_minor": balance})
         currency = _currency(values.get("currency"))
         received = _date(values.get("received"), "received")
         memo = _text(values.get("memo"), "memo", 128)
@@ -606,22 +621,29 @@ class CrmWriteback:
             raise NotFound("event not found")
         return e
 
-    @staticmethod
-    def _writable(s: Session, connection_id: str, op: str) -> Connection:
+    @classmethod
+    def _writable(cls, s: Session, connection_id: str, op: str) -> Connection:
         """The connection, when its connector can do ``op``; else a 422 ``not_writable``."""
+        conn = cls._capable(s, connection_id, op)
+        if conn is None:
+            provider = s.get(Connection, connection_id).provider  # type: ignore[union-attr]
+            raise InvalidInput(f"{provider} cannot take this write-back ({op}): its channel does not allow it",
+                               code="not_writable", details={"provider": provider, "op": op})
+        return conn
+
+    @staticmethod
+    def _capable(s: Session, connection_id: str, op: str) -> Connection | None:
+        """The connection when its connector can do ``op``, else None."""
         from wedsync.connectors.registry import get_connector_class
 
         conn = s.get(Connection, connection_id)
         if conn is None:
             raise NotFound("connection not found", code="unknown_connection")
         try:
-            cls = get_connector_class(conn.provider)
+            klass = get_connector_class(conn.provider)
         except WedsyncError:
-            cls = None
-        if cls is None or not callable(getattr(cls, OPS[op], None)):
-            raise InvalidInput(f"{conn.provider} cannot take this write-back ({op}): its channel does not allow it",
-                               code="not_writable", details={"provider": conn.provider, "op": op})
-        return conn
+            return None
+        return conn if callable(getattr(klass, OPS[op], None)) else None
 
     def _event_values(self, changes: Mapping[str, Any], current: Any = None) -> dict[str, Any]:
         out: dict[str, Any] = {}
