@@ -190,7 +190,7 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
     h = auth(key)
     tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}{VSCO_PREFIX}")
     with hub.db.session() as s:
-        s.get(Connection, tave.id).settings = {"streams": ["contacts", "jobs", "events", "orders"]}
+        s.get(Connection, tave.id).settings = {"streams": ["contacts", "jobs", "job_contacts", "events", "orders"]}
 
     async def full_sync() -> dict[str, Any]:
         run = hub.sync.create_run(v.id, tave.id, "full")
@@ -321,8 +321,10 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
     assert person_of(hub, tave.id, new_contacts[0]["id"]) == newcomer  # the new contact is that client's source
     assert (new_jobs[0]["name"], new_jobs[0]["eventDate"][:10], new_jobs[0]["guestCount"]) == (
         "Okafor wedding (WedSync)", "2031-09-20", 140)
-    assert job_row.record_id and (await api.get(f"/api/crm/weddings/{job_row.record_id}", headers=h)).json()[
-        "remote_id"] == new_jobs[0]["id"]
+    created = (await api.get(f"/api/crm/weddings/{job_row.record_id}", headers=h)).json()
+    assert created["remote_id"] == new_jobs[0]["id"]
+    assert set(created["client_remote_ids"]) == linked  # the links were stored with the job
+    assert {c["crm_client_id"] for c in created["clients"]} == {known, newcomer}
     assert "d:2031-09-20" in {k[:12] for k in _keys(hub, newcomer)}  # the booking's date is identity evidence
     assert await hook(hub, tave.id, "contact.created", new_contacts[0]["id"]) == "unchanged"
     assert await hook(hub, tave.id, "job.created", new_jobs[0]["id"]) == "unchanged"

@@ -50,6 +50,7 @@ from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, Wedding
 from wedsync.domain.identity import blocking_keys
 from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
 from wedsync.services.crm_sync import record_features
+from wedsync.services.sync_engine import STREAM_MODELS
 from wedsync.store.db import Database
 from wedsync.store.tables import Client, Connection, Vendor, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmInvoice, CrmOutbox
@@ -576,8 +577,13 @@ class CrmWriteback:
                             stage=wd.get("stage"), guest_count=wd.get("guest_count"), job_type=wd.get("job_type"))
         result = await connector.create_job(rec, reference=o.idempotency_key, contact_ids=contact_ids)
         echo = connector.map("jobs", result.item)
+        # the links just made are source records too (stream job_contacts): stored now, they are echoes later
+        links = [connector.map("job_contacts", i) for i in await connector.job_links(result.remote_id)] \
+            if hasattr(connector, "job_links") and "job_contacts" in STREAM_MODELS else []
         with self.db.engine.begin() as c:
             self.hub.sync.upsert(c, o.vendor_id, conn.id, "jobs", [echo])
+            if links:
+                self.hub.sync.upsert(c, o.vendor_id, conn.id, "job_contacts", links)
             if echo.event_date is not None:  # the wedding date is identity evidence for its clients
                 self.hub.sync.crm.apply_weddings(c, o.vendor_id, conn.id, [
                     {"event_date": echo.event_date, "client_remote_ids": contact_ids}])

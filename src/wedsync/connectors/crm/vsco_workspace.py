@@ -596,6 +596,10 @@ class VscoWorkspaceConnector(Connector):
         return [str(i["contactId"]) for i in await self._all("/job-contact", {"jobId": job_id})
                 if i.get("contactId")]
 
+    async def job_links(self, job_id: str) -> list[dict[str, Any]]:
+        """The job-contact links of a job, as the API returns them (``GET /job-contact?jobId=``)."""
+        return await self._all("/job-contact", {"jobId": job_id, "includeHidden": "true"})
+
     async def job_payments(self, job_id: str) -> list[dict[str, Any]]:
         """The payments of a job (``GET /job/{id}/payment``; the spec pages this list by sort only)."""
         body = await self.client.get_json(f"/job/{job_id}/payment", params={"sortBy": "created desc"})
