@@ -750,23 +750,27 @@ class VscoWorkspaceConnector(Connector):
             return next((p for p in await self.job_payments(job_id) if p.get("transactionId") == reference), None)
 
         result = await self._create("payments", "/payment", body, reference, find)
-        applied = {str(a.get("orderId")) for a in result.item.get("paymentAllocations") or () if isinstance(a, dict)}
-        if order_id and order_id not in applied:
-            # applying is not idempotent either: the allocation list above is the lookup
-            try:
-                response = await self.client.request("POST", f"/payment/{result.remote_id}/apply",
-                                                     json={"orderId": order_id, "amount": amount_minor})
-            except OutcomeUnknown:
-                fresh = await self.get_record("payments", result.remote_id)
-                if fresh is None or order_id not in {str(a.get("orderId")) for a in
-                                                     fresh.get("paymentAllocations") or () if isinstance(a, dict)}:
-                    raise
-                item = fresh
-            else:
-                item = self._entity(response, "/payment/{id}/apply")
-            result = WriteResult("payments", result.remote_id, result.created, reference, item,
-                                 parse_ts(item.get("modified")))
-        return result
+        return await self.apply_payment(result, order_id, amount_minor) if order_id else result
+
+    async def apply_payment(self, payment: WriteResult, order_id: str, amount_minor: int) -> WriteResult:
+        """``POST /payment/{id}/apply`` to ``order_id`` unless the payment is applied to it already."""
+        applied = {str(a.get("orderId")) for a in payment.item.get("paymentAllocations") or () if isinstance(a, dict)}
+        if order_id in applied:
+            return payment
+        # applying is not idempotent either: the allocation list above is the lookup
+        try:
+            response = await self.client.request("POST", f"/payment/{payment.remote_id}/apply",
+                                                 json={"orderId": order_id, "amount": amount_minor})
+        except OutcomeUnknown:
+            fresh = await self.get_record("payments", payment.remote_id)
+            if fresh is None or order_id not in {str(a.get("orderId")) for a in
+                                                 fresh.get("paymentAllocations") or () if isinstance(a, dict)}:
+                raise
+            item = fresh
+        else:
+            item = self._entity(response, "/payment/{id}/apply")
+        return WriteResult("payments", payment.remote_id, payment.created, payment.reference, item,
+                           parse_ts(item.get("modified")))
 
     async def find_by_reference(self, stream: str, reference: str, *, email: str | None = None,
                                 job_id: str | None = None) -> dict[str, Any] | None:
