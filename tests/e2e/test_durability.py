@@ -96,6 +96,7 @@ def wait_api(url: str, proc: Proc) -> None:
 
 def test_kill9_mid_sync_sqlite_resumes_on_restart(tmp_path: Path, sandbox: str) -> None:
     contacts, jobs = 3000, 400
+    total = contacts + jobs + 2 * jobs  # and two job-contact links per job
     seed(sandbox, contacts, jobs, latency_ms=60)
     env = hub_env(tmp_path)  # the embedded default executor id is stable across restarts
     who = provision(env, tmp_path, sandbox, 1)[0]
@@ -109,13 +110,13 @@ def test_kill9_mid_sync_sqlite_resumes_on_restart(tmp_path: Path, sandbox: str) 
         wait_for(lambda: pages_done(engine, run_id)[0] >= 8, 60, "8 pages synced")
         hub.kill9()
         mid = run_row(engine, run_id)
-        assert mid.status == "running" and 0 < pages_done(engine, run_id)[1] < contacts + jobs
+        assert mid.status == "running" and 0 < pages_done(engine, run_id)[1] < total
         hub = Proc(["serve", "--port", str(port)], env, tmp_path / "hub2.log")  # restarted as it was
         wait_api(api, hub)
         done = wait_for(lambda: (r := run_row(engine, run_id)) is not None and r.status in ("succeeded", "failed")
                         and r, 120, "the resumed run to finish")
         assert done.status == "succeeded", done.error_detail
-        assert (done.processed, done.created, done.updated) == (contacts + jobs, contacts + jobs, 0)
+        assert (done.processed, done.created, done.updated) == (total, total, 0)
         assert counts(engine, who["connection_id"]) == (contacts, jobs)
     finally:
         hub.stop()
@@ -136,6 +137,7 @@ def test_two_workers_share_the_queue_and_recover_a_killed_one(tmp_path: Path, sa
     engine = create_engine(pg.url)
     try:
         contacts, jobs = 1500, 200
+        total = contacts + jobs + 2 * jobs  # and two job-contact links per job
         seed(sandbox, contacts, jobs, latency_ms=40)
         env = hub_env(tmp_path, pg.url)
         people = provision(env, tmp_path, sandbox, 7)
@@ -156,7 +158,7 @@ def test_two_workers_share_the_queue_and_recover_a_killed_one(tmp_path: Path, sa
         for who, run_id in zip(people[:6], runs, strict=True):
             row = run_row(engine, run_id)
             assert row.status == "succeeded", row.error_detail
-            assert (row.processed, row.created) == (contacts + jobs, contacts + jobs)
+            assert (row.processed, row.created) == (total, total)
             assert counts(engine, who["connection_id"]) == (contacts, jobs)
         executors = _dbos_executors(engine, runs)
         assert set(executors.values()) == {"w1", "w2"}, executors
@@ -164,6 +166,7 @@ def test_two_workers_share_the_queue_and_recover_a_killed_one(tmp_path: Path, sa
         # Kill -9 the worker running a sync mid-way: the other one claims it once its heartbeat is stale.
         who = people[6]
         contacts, jobs = 4000, 300  # a longer run (about 43 pages at 60 ms), so the kill lands mid-way
+        total = contacts + jobs + 2 * jobs  # and two job-contact links per job
         seed(sandbox, contacts, jobs, latency_ms=60)
         run_id = start_sync(api_url, who)
         wait_for(lambda: pages_done(engine, run_id)[0] >= 4, 60, "4 pages")
@@ -174,7 +177,7 @@ def test_two_workers_share_the_queue_and_recover_a_killed_one(tmp_path: Path, sa
         done = wait_for(lambda: (r := run_row(engine, run_id)).status in ("succeeded", "failed") and r, 120,
                         "the orphaned run to be recovered")
         assert done.status == "succeeded", done.error_detail
-        assert (done.processed, done.created, done.updated) == (contacts + jobs, contacts + jobs, 0)
+        assert (done.processed, done.created, done.updated) == (total, total, 0)
         assert counts(engine, who["connection_id"]) == (contacts, jobs)
         assert _dbos_executors(engine, [run_id])[run_id] == survivor
     finally:
