@@ -11,12 +11,12 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import auth
 from tests.integration.test_crm_hub import KEY, SLUG, csv_connection, person_of
@@ -528,3 +528,84 @@ async def test_drain_workflow_and_real_rest_hooks_for_orders_and_payments(dbos_h
         stop_api()
         stop_sandbox()
         await hub.connections.aclose()
+
+
+async def test_two_drains_and_a_dead_drain_never_write_twice(hub_api, lossy_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Two drains sending one row at once: one sends, the other leaves it (claimed). A drain that died after the
+    provider executed its call leaves the row claimed; once the lease is over, the next drain finds the record
+    by our reference instead of creating it again (and finishes what is left: the payment's application to its
+    order, the job's contact links)."""
+    hub, api = hub_api
+    url, emulator, _ = lossy_sandbox
+    v = hub.tenancy.create_vendor("Racing Photo")
+    _, key = hub.tenancy.create_key(v.id)
+    h = auth(key)
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}{VSCO_PREFIX}")
+    with hub.db.session() as s:
+        s.get(Connection, tave.id).settings = {"streams": ["contacts", "jobs", "job_contacts", "events", "orders"]}
+    run = hub.sync.create_run(v.id, tave.id, "full")
+    assert (await drive_run(run.id, DirectSteps(hub.sync)))["status"] == "succeeded"
+    connector = await hub.connections.connector(hub.connections.get(v.id, tave.id))
+    wedding = (await api.get("/api/crm/weddings?limit=1", headers=h)).json()["items"][0]
+    job = wedding["remote_id"]
+
+    def expire(outbox_id: str) -> None:  # the dead drain's lease runs out
+        with hub.db.engine.begin() as c:
+            c.execute(update(CrmOutbox).where(CrmOutbox.id == outbox_id).values(
+                sent_at=utcnow() - timedelta(minutes=10)))
+
+    # two drains at once
+    r = await api.post(f"/api/crm/weddings/{wedding['id']}/events", headers=h, json={
+        "name": "First look", "starts_at": "2031-06-14T17:00:00Z"})
+    row = r.json()
+    assert sorted(await asyncio.gather(hub.crm.send_outbox(row["id"]), hub.crm.send_outbox(row["id"]))) == [
+        "done", "pending"]
+    assert len(ours(emulator.events.records, row["idempotency_key"])) == 1
+
+    # an order the dead drain created
+    r = await api.post(f"/api/crm/weddings/{wedding['id']}/invoices", headers=h, json={
+        "number": "WS-DEAD-1", "currency": "USD", "total_minor": 70_000})
+    inv = r.json()
+    assert hub.crm_writeback._claim(inv["id"]) == (True, False)
+    await connector.create_order(job, InvoiceRecord("x", number="WS-DEAD-1", currency="USD", total_minor=70_000),
+                                 reference=inv["idempotency_key"])
+    assert await hub.crm.send_outbox(inv["id"]) == "pending"  # still held by the dead drain's lease
+    expire(inv["id"])
+    assert await hub.crm.send_outbox(inv["id"]) == "done"
+    assert outbox(hub, inv["id"]).payload["result"]["created"] is False
+    assert len([o for o in emulator.orders.records.values() if o.get("name") == "WS-DEAD-1"]) == 1
+    with hub.db.read() as s:
+        invoice_id = s.execute(select(CrmInvoice.id).where(
+            CrmInvoice.connection_id == tave.id, CrmInvoice.remote_id == outbox(hub, inv["id"]).payload["result"][
+                "remote_id"])).scalar_one()
+
+    # a payment the dead drain created but did not apply to its order yet
+    r = await api.post(f"/api/crm/weddings/{wedding['id']}/payments", headers=h, json={
+        "amount_minor": 20_000, "currency": "USD", "invoice_id": invoice_id})
+    pay = r.json()
+    assert hub.crm_writeback._claim(pay["id"]) == (True, False)
+    await connector.create_payment(job, amount_minor=20_000, currency="USD", reference=pay["idempotency_key"])
+    expire(pay["id"])
+    assert await hub.crm.send_outbox(pay["id"]) == "done"
+    made = [p for p in emulator.payments.records.values() if p.get("transactionId") == pay["idempotency_key"]]
+    assert len(made) == 1 and [a["orderId"] for a in made[0]["paymentAllocations"]] == [
+        outbox(hub, inv["id"]).payload["result"]["remote_id"]]
+    detail = (await api.get(f"/api/crm/weddings/{wedding['id']}", headers=h)).json()
+    assert next(i for i in detail["invoices"] if i["id"] == invoice_id)["paid_minor"] == 20_000
+
+    # a booking's job the dead drain created without its links
+    with hub.db.read() as s:
+        people = list(s.execute(select(Client.crm_client_id, Client.remote_id).where(
+            Client.connection_id == tave.id).order_by(Client.id).limit(2)).all())
+    r = await api.post(f"/api/crm/connections/{tave.id}/weddings", headers=h, json={
+        "client_ids": [p.crm_client_id for p in people], "name": "Revived booking", "event_date": "2031-08-01"})
+    booking = r.json()
+    assert booking["contacts"] == []  # both have a record at this connection already
+    assert hub.crm_writeback._claim(booking["id"]) == (True, False)
+    await connector.create_job(WeddingRecord("x", name="Revived booking"), reference=booking["idempotency_key"])
+    expire(booking["id"])
+    assert await hub.crm.send_outbox(booking["id"]) == "done"
+    jobs = ours(emulator.jobs.records, booking["idempotency_key"])
+    assert len(jobs) == 1
+    assert {lk["contactId"] for lk in emulator.job_contacts.records.values() if lk["jobId"] == jobs[0]["id"]} == {
+        p.remote_id for p in people}

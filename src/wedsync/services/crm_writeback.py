@@ -36,16 +36,17 @@ stream maps them): a payment is therefore always written against an invoice of t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.errors import ConnectorError, Fatal
+from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts
+from wedsync.connectors.errors import ConnectorError, Fatal, Retriable
 from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord, record_values
 from wedsync.domain.identity import blocking_keys
 from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
@@ -67,6 +68,8 @@ OPS: dict[str, str] = {op: op for op in ("update_job", "update_event", "create_e
                                          "create_payment", "create_contact", "create_job")}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_BOOKING_CLIENTS = 10
+#: how long a claimed row is held by the drain sending it before another one may take it over
+LEASE = timedelta(minutes=2)
 
 
 def _iso(value: Any) -> Any:
@@ -460,15 +463,20 @@ class CrmWriteback:
 
     # -- the drain ---------------------------------------------------------------------------------------------
     async def send(self, outbox_id: str) -> str:
-        """Send one write-back (any op but ``update_contact``); returns ``done``, ``failed`` or the row's
-        status when it is not pending. A retriable provider error is recorded and raised (the row stays
-        pending for the next attempt); a fatal one fails the row."""
+        """Send one write-back (any op but ``update_contact``); returns ``done``, ``failed``, or ``pending`` when
+        another drain holds it. The row is claimed first (a lease of ``LEASE``: ``sent_at`` is stamped while it
+        stays pending), so two drains never send it at once; a row claimed before (a retry, or a drain that
+        died mid-call) looks its record up by our reference before creating it. A retriable provider error
+        releases the row and is raised (sent again by the next attempt); a fatal one fails the row."""
         with self.db.read() as s:
             o = s.get(CrmOutbox, outbox_id)
             if o is None or o.status != "pending":
                 return o.status if o is not None else "missing"
             vendor = s.get(Vendor, o.vendor_id)
             tz = vendor.timezone if vendor is not None else "UTC"
+        claimed, retry = self._claim(outbox_id)
+        if not claimed:
+            return "pending"  # another drain is sending it
         if o.op not in OPS:
             self._failed(outbox_id, f"unknown write-back op {o.op!r}", final=True)
             return "failed"
@@ -478,7 +486,7 @@ class CrmWriteback:
             if getattr(connector, OPS[o.op], None) is None:
                 raise Fatal(f"{conn.provider} cannot {o.op}", provider=conn.provider, code="not_writable")
             handler = getattr(self, f"_send_{o.op}")
-            await handler(o, conn, connector, tz)
+            await handler(o, conn, connector, tz, retry)
         except ConnectorError as exc:
             final = isinstance(exc, Fatal)
             self._failed(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
@@ -488,9 +496,35 @@ class CrmWriteback:
         except WedsyncError as exc:  # the local record is gone, a prerequisite failed, ...
             self._failed(outbox_id, f"{type(exc).__name__}: {exc.message}", final=True)
             return "failed"
+        except BaseException:  # a bug or a store failure: release the row for the next attempt
+            self._failed(outbox_id, "interrupted", final=False)
+            raise
         return "done"
 
-    async def _send_update_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    def _claim(self, outbox_id: str) -> tuple[bool, bool]:
+        """(claimed, claimed before): take the row when it is pending and not held by a live lease."""
+        now = utcnow()
+        with self.db.engine.begin() as c:
+            before = c.execute(select(_OUTBOX.c.attempts).where(_OUTBOX.c.id == outbox_id)).scalar_one()
+            res = c.execute(update(_OUTBOX).where(
+                _OUTBOX.c.id == outbox_id, _OUTBOX.c.status == "pending",
+                or_(_OUTBOX.c.sent_at.is_(None), _OUTBOX.c.sent_at < now - LEASE)).values(
+                sent_at=now, attempts=_OUTBOX.c.attempts + 1))
+            return getattr(res, "rowcount", 0) == 1, bool(before)
+
+    @staticmethod
+    async def _found_or_create(stream: str, reference: str, retry: bool, find: Callable[[], Awaitable[Any]],
+                               create: Callable[[], Awaitable[WriteResult]]) -> WriteResult:
+        """On a retry, the record our reference names (an earlier attempt may have made it); else create it
+        (the connector itself looks it up after an unknown outcome before sending again)."""
+        if retry:
+            item = await find()
+            if item is not None:
+                return WriteResult(stream, str(item["id"]), False, reference, item, parse_ts(item.get("modified")))
+        return await create()
+
+    async def _send_update_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                              retry: bool) -> None:
         with self.db.read() as s:
             w = s.get(Wedding, o.record_id) if o.record_id else None
             if w is None or w.deleted_at is not None:
@@ -501,7 +535,8 @@ class CrmWriteback:
         result = await connector.update_job(o.remote_id, rec, fields=sorted(fields))
         self._done(o, conn, "jobs", connector.map("jobs", result.item))
 
-    async def _send_update_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_update_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                retry: bool) -> None:
         with self.db.read() as s:
             e = s.get(CrmEvent, o.record_id) if o.record_id else None
             if e is None or e.deleted_at is not None:
@@ -513,54 +548,79 @@ class CrmWriteback:
         result = await connector.update_event(o.remote_id, rec, fields=sorted(fields), timezone=_zone(zone))
         self._done(o, conn, "events", connector.map("events", result.item))
 
-    async def _send_create_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_create_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                retry: bool) -> None:
         ev = dict(o.payload.get("event") or {})
         rec = EventRecord(remote_id="", wedding_remote_id=o.remote_id, name=ev.get("name"),
                           starts_at=_aware(ev.get("starts_at"), "starts_at"),
                           ends_at=_aware(ev.get("ends_at"), "ends_at"), location=ev.get("location"))
-        result = await connector.create_event(rec, reference=o.idempotency_key, job_id=o.remote_id,
-                                              timezone=_zone(tz))
+        ref = o.idempotency_key
+        result = await self._found_or_create(
+            "events", ref, retry, lambda: connector.find_by_reference("events", ref),
+            lambda: connector.create_event(rec, reference=ref, job_id=o.remote_id, timezone=_zone(tz)))
         self._done(o, conn, "events", connector.map("events", result.item), created=result)
 
-    async def _send_create_order(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_create_order(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                retry: bool) -> None:
         inv = dict(o.payload.get("invoice") or {})
         rec = InvoiceRecord(remote_id="", wedding_remote_id=o.remote_id, number=inv.get("number"),
                             currency=inv.get("currency"), total_minor=inv.get("total_minor"),
                             due_date=_date(inv.get("due_date"), "due_date"),
                             custom_fields={"line_items": inv.get("line_items") or []})
-        result = await connector.create_order(o.remote_id, rec, reference=o.idempotency_key)
+        job_id = str(o.remote_id)
+
+        async def find() -> dict[str, Any] | None:  # orders have no reference field: our number and total
+            return next((x for x in await connector.job_orders(job_id) if x.get("name") == rec.number
+                         and x.get("total") == rec.total_minor), None)
+
+        result = await self._found_or_create(
+            "orders", o.idempotency_key, retry, find,
+            lambda: connector.create_order(job_id, rec, reference=o.idempotency_key))
         self._done(o, conn, "orders", connector.map("orders", result.item), created=result)
 
-    async def _send_create_payment(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_create_payment(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                  retry: bool) -> None:
         pay = dict(o.payload.get("payment") or {})
         order_id = pay.get("order_remote_id")
-        result = await connector.create_payment(
-            o.remote_id, amount_minor=pay.get("amount_minor"), currency=str(pay.get("currency")),
-            reference=o.idempotency_key, received=_date(pay.get("received"), "received"), memo=pay.get("memo"),
-            order_id=order_id)
+        ref, job_id, amount = o.idempotency_key, str(o.remote_id), int(pay["amount_minor"])
+        result = await self._found_or_create(
+            "payments", ref, retry, lambda: connector.find_by_reference("payments", ref, job_id=job_id),
+            lambda: connector.create_payment(
+                job_id, amount_minor=amount, currency=str(pay.get("currency")), reference=ref,
+                received=_date(pay.get("received"), "received"), memo=pay.get("memo"), order_id=order_id))
+        if order_id and not result.created:  # found: applied to its order unless it already is
+            result = await connector.apply_payment(result, order_id, amount)
         # the payment is stored on the order it was applied to: the order as the provider now holds it
         order = await connector.get_record("orders", order_id) if order_id else None
         echo = connector.map("orders", order) if order is not None else None
         self._done(o, conn, "orders", echo, created=result)
 
-    async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                  retry: bool) -> None:
         snap = dict(o.payload.get("client") or {})
         kwargs: dict[str, Any] = {k: snap.get(k) for k in ("first_name", "last_name", "display_name", "email",
                                                            "phone", "company", "address")}
         rec = ClientRecord(remote_id="", **kwargs)
-        result = await connector.create_contact(rec, reference=o.idempotency_key)
+        ref = o.idempotency_key
+        result = await self._found_or_create(
+            "contacts", ref, retry, lambda: connector.find_by_reference("contacts", ref, email=rec.email),
+            lambda: connector.create_contact(rec, reference=ref))
         echo = connector.map("contacts", result.item)
         with self.db.engine.begin() as c:
             self._attach_contact(c, o.vendor_id, conn, str(o.crm_client_id), echo)
             self._mark_done(c, o, echo, result)
 
-    async def _send_create_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str) -> None:
+    async def _send_create_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                              retry: bool) -> None:
         payload = dict(o.payload)
         contact_ids: list[str] = []
         for entry in payload.get("contacts") or ():
             remote = entry.get("remote_id")
             if remote is None and entry.get("outbox_id"):
                 status = await self.send(entry["outbox_id"])  # a no-op once it is done
+                if status == "pending":  # another drain is sending it: this job waits for the next attempt
+                    raise Retriable(f"the contact write-back {entry['outbox_id']} is being sent",
+                                    provider=conn.provider)
                 if status != "done":
                     raise Conflict(f"the contact write-back {entry['outbox_id']} is {status}",
                                    code="prerequisite_failed")
@@ -575,7 +635,12 @@ class CrmWriteback:
         wd = dict(payload.get("wedding") or {})
         rec = WeddingRecord(remote_id="", name=wd.get("name"), event_date=_date(wd.get("event_date"), "event_date"),
                             stage=wd.get("stage"), guest_count=wd.get("guest_count"), job_type=wd.get("job_type"))
-        result = await connector.create_job(rec, reference=o.idempotency_key, contact_ids=contact_ids)
+        ref = o.idempotency_key
+        result = await self._found_or_create(
+            "jobs", ref, retry, lambda: connector.find_by_reference("jobs", ref),
+            lambda: connector.create_job(rec, reference=ref, contact_ids=contact_ids))
+        if not result.created:  # found: its links are made unless they exist
+            await connector.link_contacts(result.remote_id, contact_ids, reference=ref)
         echo = connector.map("jobs", result.item)
         # the links just made are source records too (stream job_contacts): stored now, they are echoes later
         links = [connector.map("job_contacts", i) for i in await connector.job_links(result.remote_id)] \
@@ -699,7 +764,7 @@ class CrmWriteback:
     @staticmethod
     def _mark_done(c: SAConnection, o: CrmOutbox, echo: Any, result: Any = None, *, record_id: str | None = None,
                    extra: Mapping[str, Any] | None = None) -> None:
-        values: dict[str, Any] = {"status": "done", "sent_at": utcnow(), "attempts": _OUTBOX.c.attempts + 1,
+        values: dict[str, Any] = {"status": "done", "sent_at": utcnow(),  # (attempts: counted by the claim)
                                   "written_hash": record_values(echo)["content_hash"] if echo is not None else None}
         if result is not None and o.op.startswith("create_"):
             values["payload"] = {**o.payload, **(extra or {}), "result": {
@@ -733,7 +798,7 @@ class CrmWriteback:
     def _failed(self, outbox_id: str, error: str, *, final: bool) -> None:
         with self.db.engine.begin() as c:
             c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
-                status="failed" if final else "pending", last_error=error[:2000], attempts=_OUTBOX.c.attempts + 1))
+                status="failed" if final else "pending", last_error=error[:2000], sent_at=None))  # lease released
 
 
 def _zone(name: str) -> str:
