@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from wedsync.domain.identity import best_match, blocking_keys, decide, features, fold, phone_key
+from wedsync.domain.identity import best_match, blocking_keys, decide, features, fold, name_similarity, phone_key
 
 D = date(2027, 6, 12)
 
@@ -50,6 +50,17 @@ def test_married_name_with_the_same_email_merges_but_not_on_a_shared_phone() -> 
     assert decide(a, b) is not None and decide(a, b).rule == "email+first_name"  # type: ignore[union-attr]
     c = features("Emily", "Hart", phones=["+14155550132"])
     assert decide(a, c) is None  # households share phones; a different last name needs more
+
+
+def test_a_new_last_name_is_not_read_as_swapped_names() -> None:
+    """Each swapped pair ("Amanda"/"Mcintyre", "Parsons"/"Amanda") is a little less unlike than the two last
+    names: the orientation is chosen by the whole name, so the same first name and e-mail still merge."""
+    a = features("Amanda", "Parsons", emails=["aparsons@gmail.com"], phones=["+12679785046"])
+    b = features("Amanda", "Mcintyre", emails=["aparsons@gmail.com"], phones=["+12679785046"])
+    first, _, swapped = name_similarity(a, b)
+    assert first == 100.0 and not swapped
+    m = decide(a, b)
+    assert m is not None and m.rule == "email+first_name"
 
 
 def test_shared_family_email_of_another_couple_does_not_merge() -> None:

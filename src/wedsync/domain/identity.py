@@ -141,11 +141,13 @@ def _part_sim(a: str, b: str, lenient: bool = True) -> float:
 
 
 def name_similarity(a: Features, b: Features, lenient: bool = True) -> tuple[float, float, bool]:
-    """(first-name similarity, last-name similarity, swapped) in the orientation that fits best;
-    ``lenient`` counts one typo in a 4+ letter name as a match."""
+    """(first-name similarity, last-name similarity, swapped) in the orientation that fits best (the larger
+    total: "Amanda Parsons"/"Amanda Mcintyre" is a new last name, not swapped names, although each swapped pair
+    happens to be less unlike than "Parsons"/"Mcintyre"); ``lenient`` counts one typo in a 4+ letter name as a
+    match."""
     straight = (_part_sim(a.first, b.first, lenient), _part_sim(a.last, b.last, lenient))
     swapped = (_part_sim(a.first, b.last, lenient), _part_sim(a.last, b.first, lenient))
-    if min(swapped) > min(straight):
+    if sum(swapped) > sum(straight):
         return swapped[0], swapped[1], True
     return straight[0], straight[1], False
 
