@@ -46,6 +46,7 @@ import sync_vsco  # noqa: E402 - the platform benchmark's baseline and helpers
 
 SLUG = sync_vsco.SLUG
 TARGET_RPS = 5000.0
+SEED = 42
 
 
 def check(hub: Any, connection_id: str, contacts: int) -> dict[str, int]:
@@ -63,6 +64,29 @@ def check(hub: Any, connection_id: str, contacts: int) -> dict[str, int]:
         people = s.execute(select(func.count()).select_from(CrmClient)).scalar_one()
     return {"rows": rows, "distinct": distinct, "unlinked": unlinked, "unified": people,
             "ok": int(rows == distinct == contacts and unlinked == 0)}
+
+
+def merge_quality(hub: Any, connection_id: str, seed: int, contacts: int, jobs: int, duplicates: float
+                  ) -> dict[str, int]:
+    """The run's merges against the sandbox's ground truth (the same pure generator, same seed): re-entries
+    joined to the person they repeat, missed, and pairs of different people joined."""
+    from sqlalchemy import select
+
+    from wedsync.sandbox.data import generate_dataset
+    from wedsync.store.tables import Client
+
+    data = generate_dataset(seed, contacts, jobs, duplicates)
+    with hub.db.read() as s:
+        unified = {str(r[0]): r[1] for r in s.execute(select(Client.remote_id, Client.crm_client_id).where(
+            Client.connection_id == connection_id))}
+    pairs = {frozenset((data.people[a].id, data.people[b].id)) for a, b in data.duplicate_of.items()}
+    found = sum(1 for p in pairs if len({unified.get(rid) for rid in p}) == 1)
+    groups: dict[str, list[str]] = {}
+    for rid, cid in unified.items():
+        groups.setdefault(str(cid), []).append(rid)
+    wrong = sum(1 for ids in groups.values() for i, a in enumerate(ids) for b in ids[i + 1:]
+                if frozenset((a, b)) not in pairs)
+    return {"re_entries": len(pairs), "joined": found, "missed": len(pairs) - found, "wrong_pairs": wrong}
 
 
 def honeybook_csv(truth: list[dict[str, Any]]) -> bytes:
@@ -121,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         api = f"{root}/{SLUG}/api/v2"
         sync_vsco.wait_port(port)
         seeded = httpx.post(f"{root}/_sandbox/{SLUG}/seed", json={"contacts": args.contacts, "jobs": args.jobs,
-                                                             "duplicates": args.duplicates},
+                                                             "duplicates": args.duplicates, "seed": SEED},
                             timeout=600).json()
         contacts, jobs, links = int(seeded["contacts"]), int(seeded["jobs"]), int(seeded["job_contacts"])
         injected = int(seeded.get("duplicates", 0))
@@ -159,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from wedsync.bootstrap import launch_dbos, set_hub, shutdown_dbos
 
+        quality: dict[str, int] = {}
         hub = sync_vsco.make_hub(work / "dbos")
         set_hub(hub)
         launch_dbos(hub.settings, executor_id="bench-crm")
@@ -169,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             chk = check(hub, cid, contacts)
             rows.append(("hub, CRM on (DBOS workflow)", secs, records,
                          {"status": res["status"], "merged": res["merged"], **chk}))
+            quality = merge_quality(hub, cid, SEED, args.contacts, args.jobs, args.duplicates)
             dbos_rps = records / secs
             if args.csv_rows:
                 text = httpx.get(f"{root}/_sandbox/{SLUG}/records/address-book", params={"limit": args.csv_rows},
@@ -192,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"re-entered contacts in the sandbox: {injected}; merges made by each hub run: "
               + ", ".join(str(extra.get("merged")) for label, _, _, extra in rows if "CRM on" in label))
+        print(f"merges of the DBOS run against the ground truth: {json.dumps(quality)}")
         met = dbos_rps >= TARGET_RPS
         print(f"target: >= {TARGET_RPS:,.0f} records/s with identity resolution and conflict detection on "
               f"(DBOS workflow): {dbos_rps:,.0f} -> {'met' if met else 'NOT met'}; ratio to raw "
