@@ -238,3 +238,63 @@ async def test_job_contact_links_make_couples_and_wedding_date_evidence(hub, san
     full = await run(hub, vendor_id, conn_id, "full")
     assert full["deleted"] == 1, full
     assert stored(hub, Wedding, conn_id)[job_id].client_remote_ids == []
+
+
+async def test_a_batch_of_hooks_refetches_each_record_once_and_isolates_bad_events(  # type: ignore[no-untyped-def]
+        any_hub, sandbox) -> None:
+    """The inbox drain's VSCO batch: repeated hooks about one record, deletions, a record the provider never
+    had, a malformed hook and an unknown event type in one batch. The good ones land (one transaction), the
+    bad ones fail alone with their reason, and what is stored equals the provider's records."""
+    from wedsync.connectors.webhooks import VerifiedEvent
+    from wedsync.services.webhook_dispatch import process_batch
+    from wedsync.store.tables import WebhookEvent
+
+    hub = any_hub
+    admin(sandbox, "seed", contacts=120, jobs=20)
+    vendor_id, conn_id = connect(hub, sandbox)
+    assert (await run(hub, vendor_id, conn_id, "full"))["status"] == "succeeded"
+    changed = admin(sandbox, "mutate", update=5, create=4, delete=3)
+
+    hooks: list[tuple[str, str | None, bytes]] = []  # (event type, record id, body)
+    for rid in changed["updated"]:
+        hooks += [("contact.created", rid, b""), ("contact.created", None, json.dumps({"targetId": rid}).encode())]
+    hooks += [("contact.created", rid, b"") for rid in changed["created"] + changed["deleted"]]
+    hooks += [("contact.created", "01h0000000000000000000000z", b""),  # never existed: nothing to do
+              ("contact.created", None, b'{"no": "target"}'),  # malformed: fails alone
+              ("contact.renamed", "x", b"")]  # an event VSCO does not send: fails alone
+    fetches: list[str] = []
+    connector = await hub.connections.connector(hub.connections.get_any(conn_id))
+    real_get = type(connector).get_record
+
+    async def counting_get(self, stream, remote_id):  # type: ignore[no-untyped-def]
+        fetches.append(remote_id)
+        return await real_get(self, stream, remote_id)
+
+    hub.inbox.start()
+    try:
+        for n, (event_type, rid, body) in enumerate(hooks):
+            assert await hub.inbox.submit(vendor_id=vendor_id, connection_id=conn_id, provider=SLUG,
+                                          event=VerifiedEvent(f"evt-{n}", event_type, rid), body=body)
+        type(connector).get_record = counting_get  # type: ignore[method-assign]
+        try:
+            result = await process_batch(hub, SLUG)
+        finally:
+            type(connector).get_record = real_get  # type: ignore[method-assign]
+    finally:
+        await hub.inbox.stop()
+        await hub.connections.aclose()
+
+    assert result == {"claimed": len(hooks), "processed": len(hooks) - 2, "failed": 2, "retried": 0}
+    named = changed["updated"] + changed["created"] + changed["deleted"] + ["01h0000000000000000000000z"]
+    assert sorted(fetches) == sorted(named)  # each record once, however many hooks named it
+    truth = ground_truth(sandbox, "address-book")
+    clients = stored(hub, Client, conn_id)
+    assert set(clients) == set(truth)  # created ones added, deleted ones marked deleted
+    for rid, item in truth.items():
+        assert clients[rid].content_hash == map_contact(item).content_hash(), rid
+    with hub.db.read() as s:
+        failed = dict(s.execute(select(WebhookEvent.event_id, WebhookEvent.error).where(
+            WebhookEvent.status == "failed")).all())
+    assert set(failed) == {f"evt-{len(hooks) - 2}", f"evt-{len(hooks) - 1}"}
+    assert failed[f"evt-{len(hooks) - 2}"] == "malformed event: KeyError"
+    assert "unknown event" in failed[f"evt-{len(hooks) - 1}"]

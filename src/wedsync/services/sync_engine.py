@@ -57,6 +57,31 @@ STREAMS = ("contacts", "jobs", "job_contacts")
 _CRM_STATS: Table = CrmRunPageStats.__table__  # type: ignore[assignment]
 
 
+#: Records a batch of hooks re-fetches at once (the provider account's rate budget still paces them).
+REFETCH_CONCURRENCY = 8
+#: Records written per transaction by a hook batch (see ``SyncService.refetch_many``).
+REFETCH_WRITE_CHUNK = 20
+
+
+@dataclass
+class RefetchResult:
+    """What :meth:`SyncService.refetch_many` did: counts of the records written, and per-record errors."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    absent: int = 0
+    errors: dict[str, Exception] = field(default_factory=dict)
+
+    def outcome(self) -> str:
+        """The one word for a single record's re-fetch."""
+        for name in ("created", "updated", "deleted", "unchanged"):
+            if getattr(self, name):
+                return name
+        return "absent"
+
+
 @dataclass
 class PageResult:
     stream: str
@@ -630,22 +655,63 @@ class SyncService:
 
     # -- hooks --------------------------------------------------------------------------------------
     async def refetch(self, connection_id: str, stream: str, remote_id: str) -> str:
-        """Re-fetch one record a hook named and upsert it (or mark it deleted); returns what happened."""
+        """Re-fetch one record a hook named and upsert it (or mark it deleted); returns what happened:
+        created, updated, unchanged, deleted or absent. A fetch or mapping error is raised."""
+        result = await self.refetch_many(connection_id, stream, [remote_id])
+        if remote_id in result.errors:
+            raise result.errors[remote_id]
+        return result.outcome()
+
+    async def refetch_many(self, connection_id: str, stream: str, remote_ids: Sequence[str]) -> RefetchResult:
+        """Re-fetch the records hooks named, each once, up to ``REFETCH_CONCURRENCY`` at a time, and write
+        them ``REFETCH_WRITE_CHUNK`` to a transaction (each chunk one upsert, resolved together).
+
+        A record the provider no longer has is marked deleted. A record whose fetch or mapping fails
+        (``ConnectorError``, or ``ValueError``/``KeyError`` from a malformed body) is left out and its error
+        is returned in ``errors``; the others are still written. Each fetch reads the record as it is now,
+        so several hooks about one record need one fetch, and a late hook never writes an older state."""
         conn = self.connections.get_any(connection_id)
         connector = await self.connections.connector(conn)
-        item = await connector.get_record(stream, remote_id)
+        gate = asyncio.Semaphore(REFETCH_CONCURRENCY)
+
+        async def fetch(remote_id: str) -> tuple[str, AnyRecord | Exception | None]:
+            async with gate:
+                try:
+                    item = await connector.get_record(stream, remote_id)
+                    return remote_id, None if item is None else connector.map(stream, item)
+                except (ConnectorError, ValueError, KeyError) as exc:
+                    return remote_id, exc
+
+        result = RefetchResult()
+        records: list[AnyRecord] = []
+        gone: list[str] = []
+        for remote_id, got in await asyncio.gather(*(fetch(r) for r in dict.fromkeys(remote_ids))):
+            if isinstance(got, Exception):
+                result.errors[remote_id] = got
+            elif got is None:
+                gone.append(remote_id)
+            else:
+                records.append(got)
         model = STREAM_MODELS[stream]
-        with self.db.session() as s:
-            if item is None:
-                res = s.execute(update(model).where(model.connection_id == connection_id,
-                                                    model.remote_id == remote_id,
-                                                    model.deleted_at.is_(None))
-                                .values(deleted_at=utcnow(), version=model.version + 1)
-                                .execution_options(synchronize_session=False))
-                return "deleted" if getattr(res, "rowcount", 0) else "absent"
-            created, updated, _ = self.upsert(s, conn.vendor_id, connection_id, stream,
-                                              [connector.map(stream, item)])
-            return "created" if created else "updated" if updated else "unchanged"
+        if gone:
+            with self.db.session() as s:
+                marked = s.execute(update(model).where(model.connection_id == connection_id,
+                                                       model.remote_id.in_(gone), model.deleted_at.is_(None))
+                                   .values(deleted_at=utcnow(), version=model.version + 1)
+                                   .returning(model.remote_id)
+                                   .execution_options(synchronize_session=False)).scalars().all()
+            result.deleted = len(marked)
+            result.absent = len(gone) - len(marked)
+        # Short transactions: on SQLite a write holds the database's only write lock, and the webhook
+        # intake commits its batches between these chunks instead of waiting for the whole batch.
+        for start in range(0, len(records), REFETCH_WRITE_CHUNK):
+            with self.db.session() as s:
+                created, updated, unchanged = self.upsert(
+                    s, conn.vendor_id, connection_id, stream, records[start:start + REFETCH_WRITE_CHUNK])
+            result.created += created
+            result.updated += updated
+            result.unchanged += unchanged
+        return result
 
     def _connector_class(self, conn: Connection) -> type:
         from wedsync.connectors.registry import get_connector_class

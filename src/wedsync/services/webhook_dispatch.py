@@ -11,19 +11,22 @@ A capability adds handlers by defining ``WEBHOOK_HANDLERS: dict[str, Handler]`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any
 
 from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
 from wedsync.connectors.errors import ConnectorError, Fatal
 from wedsync.discovery import submodules
+from wedsync.services.sync_engine import STREAM_ORDER
 from wedsync.services.webhook_inbox import InboxRow
 
 Handler = Callable[[Any, InboxRow], Awaitable[str]]
+BatchHandler = Callable[[Any, Sequence[InboxRow]], Awaitable[dict[int, Exception | None]]]
 
 
-async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
+def _vsco_target(row: InboxRow) -> tuple[str, str]:
+    """The stream and record id a VSCO Workspace hook names (a hook carries only ``targetId``)."""
     stream = VscoWorkspaceConnector.stream_for_event(row.event_type or "")
     if stream is None:
         raise Fatal(f"VSCO Workspace hook for unknown event {row.event_type!r}", provider=row.provider)
@@ -31,7 +34,44 @@ async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
     if not record_id:
         data = json.loads(row.body)
         record_id = str(data["targetId"])
-    if stream == "payments":  # a payment is stored on the orders it is applied to (services/crm_writeback.py)
+    return stream, record_id
+
+
+async def handle_vsco_workspace_batch(hub: Any, rows: Sequence[InboxRow]) -> dict[int, Exception | None]:
+    """Re-fetch what a batch of VSCO Workspace hooks names: per connection and stream, each record once,
+    several at a time, written in one transaction (``SyncService.refetch_many``); payments last, in order,
+    as they are applied to orders. Returns each row's error (None: done)."""
+    outcomes: dict[int, Exception | None] = {}
+    wanted: dict[tuple[str, str], dict[str, list[int]]] = {}
+    payments: list[tuple[InboxRow, str]] = []
+    for row in rows:
+        try:
+            stream, record_id = _vsco_target(row)
+        except (ConnectorError, ValueError, KeyError) as exc:
+            outcomes[row.id] = exc
+            continue
+        if stream == "payments":  # a payment is stored on the orders it is applied to (services/crm_writeback.py)
+            payments.append((row, record_id))
+        else:
+            wanted.setdefault((row.connection_id, stream), {}).setdefault(record_id, []).append(row.id)
+    for (connection_id, stream), by_record in sorted(wanted.items(), key=lambda kv: STREAM_ORDER.index(kv[0][1])):
+        result = await hub.sync.refetch_many(connection_id, stream, list(by_record))
+        for record_id, row_ids in by_record.items():
+            for row_id in row_ids:
+                outcomes[row_id] = result.errors.get(record_id)
+    for row, record_id in payments:
+        try:
+            await hub.crm_writeback.refetch_payment(row.connection_id, record_id)
+            outcomes[row.id] = None
+        except (ConnectorError, ValueError, KeyError) as exc:
+            outcomes[row.id] = exc
+    return outcomes
+
+
+async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
+    """One VSCO Workspace hook: re-fetch what it names; returns what happened to the stored record."""
+    stream, record_id = _vsco_target(row)
+    if stream == "payments":
         stored: str = await hub.crm_writeback.refetch_payment(row.connection_id, record_id)
         return stored
     result: str = await hub.sync.refetch(row.connection_id, stream, record_id)
@@ -40,6 +80,10 @@ async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
 
 HANDLERS: dict[str, Handler] = {
     "vsco-workspace": handle_vsco_workspace,
+}
+#: Providers whose events are handled a batch at a time (fewer transactions, concurrent re-fetches).
+BATCH_HANDLERS: dict[str, BatchHandler] = {
+    "vsco-workspace": handle_vsco_workspace_batch,
 }
 
 
@@ -58,24 +102,37 @@ def handlers() -> dict[str, Handler]:
 async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, int]:
     """Claim and process up to ``limit`` pending events of one provider, oldest first.
 
-    Events are processed in arrival order, so several hooks about one record apply in order; a
-    retriable provider error puts the event back (up to the inbox's attempt limit), a fatal one fails it.
+    Events are processed in arrival order, so several hooks about one record apply in order; a provider
+    with a batch handler (``BATCH_HANDLERS``) re-fetches each named record once, as it is now, which is
+    what the newest of its hooks asks for. A retriable provider error puts the event back (up to the
+    inbox's attempt limit), a fatal one or a malformed event fails it; other events of the batch still land.
     """
     handler = handlers()[provider]
     rows = hub.inbox.claim_pending(limit, provider=provider)
+    batch = BATCH_HANDLERS.get(provider)
+    if batch is not None and rows:
+        outcomes = await batch(hub, rows)
+    else:
+        outcomes = {}
+        for row in rows:
+            try:
+                await handler(hub, row)
+                outcomes[row.id] = None
+            except (ConnectorError, ValueError, KeyError) as exc:
+                outcomes[row.id] = exc
     done: list[int] = []
     failed = retried = 0
     for row in rows:
-        try:
-            await handler(hub, row)
+        error = outcomes[row.id]
+        if error is None:
             done.append(row.id)
-        except ConnectorError as exc:
-            retry = not isinstance(exc, Fatal)
-            status = hub.inbox.mark_failed(row.id, f"{type(exc).__name__}: {exc}", retry=retry)
+        elif isinstance(error, ConnectorError):
+            status = hub.inbox.mark_failed(row.id, f"{type(error).__name__}: {error}",
+                                           retry=not isinstance(error, Fatal))
             failed += status == "failed"
             retried += status == "pending"
-        except (ValueError, KeyError) as exc:
-            hub.inbox.mark_failed(row.id, f"malformed event: {type(exc).__name__}", retry=False)
+        else:
+            hub.inbox.mark_failed(row.id, f"malformed event: {type(error).__name__}", retry=False)
             failed += 1
     hub.inbox.mark_processed(done)
     return {"claimed": len(rows), "processed": len(done), "failed": failed, "retried": retried}

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,7 @@ class WebhookInbox:
         self._db_lock = threading.Lock()
         self._conn: Connection | None = None
         self._insert = self._build_insert()
+        self._last_submit = float("-inf")  # time.monotonic() of this process's latest submission
         #: Counters for metrics and the benchmark.
         self.batches = 0
         self.stored = 0
@@ -170,6 +172,11 @@ class WebhookInbox:
     def running(self) -> bool:
         return self._accepting
 
+    def intake_busy(self, window: float = 0.25) -> bool:
+        """Whether this process accepted a webhook in the last ``window`` seconds (an in-process drain
+        then paces itself, so acknowledging webhooks keeps the CPU it needs; see ``workflows/inbox.py``)."""
+        return time.monotonic() - self._last_submit < window
+
     # ---------------------------------------------------------------------------------------- intake
 
     async def submit(
@@ -180,6 +187,7 @@ class WebhookInbox:
             raise InboxClosed("the webhook inbox is not running")
         if not event.event_id or len(event.event_id) > _EVENT_ID_MAX:
             raise InvalidInput("event id is empty or longer than 200 characters")
+        self._last_submit = time.monotonic()
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
         if writer is None:
