@@ -298,3 +298,29 @@ async def test_a_batch_of_hooks_refetches_each_record_once_and_isolates_bad_even
     assert set(failed) == {f"evt-{len(hooks) - 2}", f"evt-{len(hooks) - 1}"}
     assert failed[f"evt-{len(hooks) - 2}"] == "malformed event: KeyError"
     assert "unknown event" in failed[f"evt-{len(hooks) - 1}"]
+
+
+async def test_hooks_of_a_deleted_connection_fail_alone(hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A connection deleted between a hook's arrival and its drain: its hooks fail (fatal, with the reason)
+    and the other connection's hooks in the same batch still land."""
+    from datetime import UTC, datetime
+
+    from wedsync.connectors.errors import Fatal
+    from wedsync.services.webhook_dispatch import handle_vsco_workspace_batch
+    from wedsync.services.webhook_inbox import InboxRow
+
+    admin(sandbox, "seed", contacts=30, jobs=5)
+    vendor_id, conn_id = connect(hub, sandbox)
+    target = sorted(ground_truth(sandbox, "address-book"))[0]
+
+    def row(n: int, connection_id: str) -> InboxRow:
+        return InboxRow(id=n, vendor_id=vendor_id, connection_id=connection_id, provider=SLUG, event_id=f"e{n}",
+                        event_type="contact.created", record_id=target, body=b"", received_at=datetime.now(UTC),
+                        attempts=0)
+
+    try:
+        outcomes = await handle_vsco_workspace_batch(hub, [row(1, "01h0000000000000000000gone"), row(2, conn_id)])
+    finally:
+        await hub.connections.aclose()
+    assert isinstance(outcomes[1], Fatal) and "no longer exists" in str(outcomes[1])
+    assert outcomes[2] is None and target in stored(hub, Client, conn_id)

@@ -18,6 +18,7 @@ from typing import Any
 from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
 from wedsync.connectors.errors import ConnectorError, Fatal
 from wedsync.discovery import submodules
+from wedsync.errors import NotFound
 from wedsync.services.sync_engine import STREAM_ORDER
 from wedsync.services.webhook_inbox import InboxRow
 
@@ -39,8 +40,9 @@ def _vsco_target(row: InboxRow) -> tuple[str, str]:
 
 async def handle_vsco_workspace_batch(hub: Any, rows: Sequence[InboxRow]) -> dict[int, Exception | None]:
     """Re-fetch what a batch of VSCO Workspace hooks names: per connection and stream, each record once,
-    several at a time, written in one transaction (``SyncService.refetch_many``); payments last, in order,
-    as they are applied to orders. Returns each row's error (None: done)."""
+    several at a time, written a chunk to a transaction (``SyncService.refetch_many``); payments last, in
+    order, as they are applied to orders. Returns each row's error (None: done); the hooks of a connection
+    deleted meanwhile fail (fatal) without holding up the rest of the batch."""
     outcomes: dict[int, Exception | None] = {}
     wanted: dict[tuple[str, str], dict[str, list[int]]] = {}
     payments: list[tuple[InboxRow, str]] = []
@@ -55,7 +57,13 @@ async def handle_vsco_workspace_batch(hub: Any, rows: Sequence[InboxRow]) -> dic
         else:
             wanted.setdefault((row.connection_id, stream), {}).setdefault(record_id, []).append(row.id)
     for (connection_id, stream), by_record in sorted(wanted.items(), key=lambda kv: STREAM_ORDER.index(kv[0][1])):
-        result = await hub.sync.refetch_many(connection_id, stream, list(by_record))
+        try:
+            result = await hub.sync.refetch_many(connection_id, stream, list(by_record))
+        except NotFound:  # the connection was deleted after these hooks arrived: nothing to store them on
+            gone = _connection_gone(connection_id)
+            for row_ids in by_record.values():
+                outcomes.update(dict.fromkeys(row_ids, gone))
+            continue
         for record_id, row_ids in by_record.items():
             for row_id in row_ids:
                 outcomes[row_id] = result.errors.get(record_id)
@@ -65,7 +73,13 @@ async def handle_vsco_workspace_batch(hub: Any, rows: Sequence[InboxRow]) -> dic
             outcomes[row.id] = None
         except (ConnectorError, ValueError, KeyError) as exc:
             outcomes[row.id] = exc
+        except NotFound:
+            outcomes[row.id] = _connection_gone(row.connection_id)
     return outcomes
+
+
+def _connection_gone(connection_id: str) -> Fatal:
+    return Fatal(f"connection {connection_id} no longer exists", provider="vsco-workspace")
 
 
 async def handle_vsco_workspace(hub: Any, row: InboxRow) -> str:
