@@ -13,8 +13,8 @@ One run, against one sandbox process (``wedsync sandbox``):
    page steps in a shuffled order, 10% of them executed twice (duplicate pages), and a failed step retried
    like a DBOS step (up to 8 attempts);
 4. the studio works meanwhile (``mutate``: contacts updated, created and deleted, jobs updated); the hub
-   receives **webhooks** for the changed records, delivered out of order with 10% duplicates (each delivery
-   runs the production hook handler's re-fetch, faults still on);
+   receives **webhooks** for the changed records, delivered out of order with 10% duplicates: stored in the
+   webhook inbox and drained by the production ``process_batch`` (100 hooks a batch), faults still on;
 5. an **incremental sync** and a final **full sync** (deletions need a complete listing), same misbehaviour;
 6. the check: every ground-truth record (``GET /_sandbox/{slug}/records/{collection}``) is stored once,
    mapped field for field equal (the connector's own mapping of the truth; the content hash covers every
@@ -155,13 +155,32 @@ def verify(hub: Any, connection_id: str, root: str, deleted: set[str]) -> dict[s
     return out
 
 
-async def deliver_hooks(hub: Any, chaos: Chaos, connection_id: str, events: list[tuple[str, str]],
-                        rng: random.Random) -> int:
+async def deliver_hooks(hub: Any, vendor_id: str, connection_id: str, events: list[tuple[str, str]],
+                        rng: random.Random) -> dict[str, int]:
+    """The production path: each delivery lands in the webhook inbox (what the intake route stores after
+    verifying it), and the drain's ``process_batch`` handles them 100 at a time, faults still on. A hook
+    whose re-fetch fails goes back to pending and is drained again, as the drain workflow would."""
+    from wedsync.connectors.webhooks import VerifiedEvent
+    from wedsync.services.webhook_dispatch import process_batch
+
+    event_type = {"contacts": "contact.created", "jobs": "job.created"}
     deliveries = list(events) + [e for e in events if rng.random() < 0.10]
     rng.shuffle(deliveries)
-    for stream, rid in deliveries:
-        await chaos.retry(hub.sync.refetch, connection_id, stream, rid)
-    return len(deliveries)
+    hub.inbox.start()
+    try:
+        for n, (stream, rid) in enumerate(deliveries):  # a redelivery has its own delivery id
+            await hub.inbox.submit(vendor_id=vendor_id, connection_id=connection_id, provider=SLUG,
+                                   event=VerifiedEvent(f"delivery-{n}", event_type[stream], rid), body=b"")
+    finally:
+        await hub.inbox.stop()
+    totals = {"deliveries": len(deliveries), "batches": 0, "processed": 0, "failed": 0, "retried": 0}
+    while True:
+        r = await process_batch(hub, SLUG, 100)
+        if not r["claimed"]:
+            return totals
+        totals["batches"] += 1
+        for k in ("processed", "failed", "retried"):
+            totals[k] += r[k]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,16 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         events = [("contacts", i) for i in changes["updated"] + changes["created"] + changes["deleted"]]
         events += [("jobs", i) for i in jobs_changed["updated"]]
 
-        async def hooks() -> int:
+        async def hooks() -> dict[str, int]:
             try:
-                return await deliver_hooks(hub, chaos, cid, events, rng)
+                return await deliver_hooks(hub, v.id, cid, events, rng)
             finally:
                 await hub.connections.aclose()
 
         t0 = time.perf_counter()
-        delivered = asyncio.run(hooks())
-        print(f"webhooks: {delivered} deliveries for {len(events)} changes, shuffled, 10% duplicated, "
-              f"{time.perf_counter() - t0:.1f} s")
+        drained = asyncio.run(hooks())
+        print(f"webhooks: {drained['deliveries']} deliveries for {len(events)} changes, shuffled, 10% duplicated, "
+              f"through the inbox and the drain's batches in {time.perf_counter() - t0:.1f} s: {json.dumps(drained)}")
         inc_secs, inc = asyncio.run(sync("incremental"))
         print(f"incremental sync: {inc_secs:.1f} s, processed {inc['processed']}, updated {inc['updated']}")
         fin_secs, fin = asyncio.run(sync("full"))

@@ -31,6 +31,7 @@ from wedsync.connectors.errors import (
     SchemaMismatch,
 )
 from wedsync.connectors.http import (
+    UNDECODABLE_REREADS,
     ProviderClient,
     RateBudget,
     RetryPolicy,
@@ -129,6 +130,11 @@ def make_app(rec: Recorder) -> Starlette:
         rec.hit(request)
         return Response("{not json", media_type="application/json")
 
+    async def cut_once(request: Request) -> Response:
+        if rec.hit(request) == 1:  # the first answer is cut short on the way
+            return Response('{"data": [1, 2', media_type="application/json")
+        return JSONResponse({"data": [1, 2, 3]})
+
     async def toggle(request: Request) -> Response:
         rec.hit(request)
         await asyncio.sleep(request.app.state.delay)
@@ -151,6 +157,7 @@ def make_app(rec: Recorder) -> Starlette:
             Route("/unauthorized", unauthorized),
             Route("/html", html),
             Route("/bad-json", bad_json),
+            Route("/cut-once", cut_once),
             Route("/toggle", toggle),
         ]
     )
@@ -347,6 +354,14 @@ async def test_status_mapping_fatal_reauth_schema(app: Starlette, rec: Recorder)
         with pytest.raises(SchemaMismatch):
             await c.get_json("/bad-json")
     assert rec.calls["/missing"] == 1 and rec.calls["/unauthorized"] == 1
+    # an undecodable 2xx is read again (UNDECODABLE_REREADS times) before the provider is blamed
+    assert rec.calls["/html"] == rec.calls["/bad-json"] == 1 + UNDECODABLE_REREADS
+
+
+async def test_a_body_cut_short_once_is_read_again(app: Starlette, rec: Recorder) -> None:
+    async with client(app, provider_name()) as c:
+        assert await c.get_json("/cut-once") == {"data": [1, 2, 3]}
+    assert rec.calls["/cut-once"] == 2
 
 
 async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, rec: Recorder) -> None:

@@ -482,6 +482,9 @@ class RetryPolicy:
 
 # -------------------------------------------------------------------------------------------- the client
 
+#: How many times ``get_json`` reads a 2xx body again when it does not decode, before raising.
+UNDECODABLE_REREADS = 2
+
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _MAYBE_SENT = (
     httpx.ReadTimeout,
@@ -566,11 +569,27 @@ class ProviderClient:
     ) -> Any:
         """GET and decode a JSON body; a non-JSON or undecodable 2xx raises ``SchemaMismatch``.
 
-        A 304 (only possible when ``headers`` carry a validator) returns ``None``.
+        A 2xx body that does not decode is read again (GET is safe to repeat) up to ``UNDECODABLE_REREADS``
+        times with the retry policy's backoff: a body cut short on the way (a proxy, a dropped connection
+        with a wrong length) is usually fine the next time, while a provider that really changed what it
+        sends still raises, with the reason. A 304 (only possible when ``headers`` carry a validator)
+        returns ``None``.
         """
-        response = await self.request("GET", path, params=params, headers=headers)
-        if response.status_code == 304:
-            return None
+        for attempt in range(1, UNDECODABLE_REREADS + 2):
+            response = await self.request("GET", path, params=params, headers=headers)
+            if response.status_code == 304:
+                return None
+            try:
+                return self._decode_json(response)
+            except SchemaMismatch as exc:
+                if attempt > UNDECODABLE_REREADS:
+                    raise
+                self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
+                                  error=str(exc))
+                await asyncio.sleep(self.retry.backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _decode_json(self, response: httpx.Response) -> Any:
         ctype = response.headers.get("content-type", "")
         where = f"{self.provider}: GET {response.request.url.path}"
         if "json" not in ctype.lower():
