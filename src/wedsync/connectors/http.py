@@ -575,7 +575,9 @@ class ProviderClient:
         sends still raises, with the reason. A 304 (only possible when ``headers`` carry a validator)
         returns ``None``.
         """
-        for attempt in range(1, UNDECODABLE_REREADS + 2):
+        attempt = 0
+        while True:
+            attempt += 1
             response = await self.request("GET", path, params=params, headers=headers)
             if response.status_code == 304:
                 return None
@@ -587,7 +589,6 @@ class ProviderClient:
                 self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
                                   error=str(exc))
                 await asyncio.sleep(self.retry.backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _decode_json(self, response: httpx.Response) -> Any:
         ctype = response.headers.get("content-type", "")
