@@ -168,3 +168,66 @@ async def test_default_base_url_needs_no_dns_and_private_urls_are_refused(api, h
         r = await api.post("/api/connections", headers=auth(key),
                            json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": url})
         assert r.status_code == 422 and r.json()["error"]["code"] == "forbidden_url", url
+
+
+async def test_405_names_every_method_of_the_resource(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A path served by one route per method answers 405 with all of them in Allow (RFC 9110), not only
+    the first route's."""
+    _, key = await _vendor(hub)
+    r = await api.put("/api/connections", headers=auth(key), json={})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    r = await api.post("/api/connections/01h35ccwymj5ctckp8px1azhg6", headers=auth(key))
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+
+
+async def test_malformed_body_is_a_coded_4xx(api, hub) -> None:  # type: ignore[no-untyped-def]
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers={**auth(key), "Content-Type": "application/json"},
+                       content=b"\xff\xfe\xfa")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request"
+
+
+async def test_openapi_documents_the_errors_every_operation_can_answer(api) -> None:  # type: ignore[no-untyped-def]
+    """Clients and generated SDKs see each error status with the schema we really answer."""
+    schema = (await api.get("/openapi.json")).json()
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    assert set(schema["components"]["schemas"]["ErrorOut"]["properties"]) == {"error"}
+    assert "HTTPValidationError" not in str(schema)  # FastAPI's 422 body is not ours
+    checked = 0
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            responses = op["responses"]
+            expected = {"404", "422", "503"}
+            if path.startswith("/api"):
+                expected |= {"401", "403"}
+            if method in ("post", "put", "patch", "delete"):
+                expected |= {"400", "409", "424"}
+            assert expected <= set(responses), (method, path, sorted(responses))
+            for status in expected:
+                assert responses[status]["content"]["application/json"]["schema"] == ref, (method, path, status)
+            checked += 1
+    assert checked > 50
+    export = schema["paths"]["/api/crm/export"]["get"]["parameters"]
+    layout = next(p for p in export if p["name"] == "layout")
+    assert layout["schema"]["enum"] == ["17hats", "honeybook", "iris-works", "studio-ninja"]
+
+
+async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]
+    """A call that needs the provider while it is down answers 424 Failed Dependency with a provider code:
+    the provider failed, not the hub."""
+    import httpx
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                  base_url=f"{sandbox_url}/vsco-workspace/api/v2")
+    faults = f"{sandbox_url}/_sandbox/vsco-workspace/faults"
+    httpx.put(faults, json={"outages": [{"for_seconds": 60}]}).raise_for_status()
+    try:
+        r = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+    finally:
+        httpx.put(faults, json={}).raise_for_status()
+    assert r.status_code == 424, r.text
+    err = r.json()["error"]
+    assert err["code"].startswith("provider_") and err["details"]["provider"] == "vsco-workspace"
+    assert "sandbox-vsco-key" not in r.text

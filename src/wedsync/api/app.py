@@ -62,4 +62,5 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     errors.install(app)
     for name in router_modules():
         app.include_router(import_module(name).router)
+    errors.document_errors(app)
     return app

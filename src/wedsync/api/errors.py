@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from wedsync.connectors.errors import ConnectorError
 from wedsync.errors import WedsyncError
 from wedsync.logging import get_logger
 
 log = get_logger("wedsync.api")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error the hub answers: a machine-readable ``code``, a message, and details where useful."""
+
+    error: ErrorDetail
+
+
+_HTTP_CODES = {400: "malformed_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               413: "body_too_large", 415: "unsupported_media_type"}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -38,9 +58,14 @@ def install(app: FastAPI) -> None:
         headers = {}
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            headers["Retry-After"] = str(max(1, int(retry_after)))
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status,
-                            headers=headers)
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        details = exc.details
+        if isinstance(exc, ConnectorError) and details is None:
+            # 424: the provider failed, not the hub; which provider and what it answered (never a secret:
+            # messages are built from method, path and status only)
+            details = {k: v for k, v in (("provider", exc.provider), ("provider_status", exc.http_status))
+                       if v is not None} or None
+        return JSONResponse(error_body(exc.code, exc.message, details), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -48,11 +73,14 @@ def install(app: FastAPI) -> None:
                                        _clean_validation(list(exc.errors()))), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code,
-                                                                                       "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; RFC 9110 wants every method the
+            # resource supports (a path often has one route per method).
+            headers["Allow"] = ", ".join(allowed_methods(req))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
     async def _store_unavailable(req: Request, exc: OperationalError) -> JSONResponse:
@@ -66,3 +94,78 @@ def install(app: FastAPI) -> None:
         log.error("unhandled error", path=req.url.path, error_type=type(exc).__name__)
         return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"),
                             status_code=500)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(req: Request) -> list[str]:
+    """Every method some route of the app serves at this request's path (HEAD with GET), asked of the
+    routes themselves (``BaseRoute.matches``), so included routers are searched too."""
+    methods = {m for m in _METHODS
+               if any(route.matches({**req.scope, "method": m})[0] == Match.FULL for route in req.app.routes)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+
+def _common_errors(path: str, method: str) -> dict[str, str]:
+    """The errors the shared machinery (auth, tenancy, validation, store, provider layer) can answer on this
+    operation, by status, with what they mean."""
+    out = {
+        "404": "unknown route parameter or row (`not_found`, `unknown_provider`, `unknown_connection`...), or an "
+               "`X-WedSync-Vendor` naming another vendor than the key's",
+        "422": "invalid input: `validation_error` with field errors, or a specific code",
+        "503": "the hub's database is unavailable (`store_unavailable`); see `Retry-After`",
+    }
+    if path.startswith("/api") or path == "/oauth/{provider}/start":
+        out["401"] = "missing, unknown or revoked API key"
+        out["403"] = "the key lacks the scope, or the route is the operator's"
+    if path.startswith("/webhooks"):
+        out["401"] = "missing or bad provider signature: nothing was stored"
+    if method in _WRITE_METHODS:
+        out["400"] = "a body that cannot be parsed (`malformed_request`)"
+        out["409"] = "conflicts with the current state (e.g. `sync_in_progress`)"
+    if path.startswith("/oauth/"):
+        out["400"] = ("the OAuth flow failed: `oauth_not_supported`, `oauth_not_configured`, `invalid_state`, "
+                      "`authorization_denied`, `missing_code`")
+    if method in _WRITE_METHODS or path.startswith("/oauth/"):
+        out["424"] = ("the provider failed or refused (`provider_unavailable`, `provider_rate_limited`, "
+                      "`provider_outcome_unknown`, `provider_reauth_required`, `provider_rejected`...); "
+                      "`Retry-After` when known")
+    return out
+
+
+def document_errors(app: FastAPI) -> None:
+    """Every operation of the OpenAPI document lists the errors it can answer, with the error schema (an
+    operation's own entries win), so clients and generated SDKs see each status they must handle."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(error_schema.pop("$defs", {}))
+        schemas["ErrorOut"] = error_schema
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, op in operations.items():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                responses = op["responses"]
+                for status, description in _common_errors(path, method).items():
+                    if status not in responses:
+                        responses[status] = {"description": description, "content": content}
+                    elif status == "422":  # FastAPI's default 422 schema is not what we answer
+                        responses[status] = {"description": description, "content": content}
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

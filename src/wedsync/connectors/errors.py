@@ -12,6 +12,10 @@
             └── SchemaMismatch         the provider answered 2xx with a body we cannot understand
 
 Third-party exceptions are translated at the edge with ``raise Mapped(...) from exc``.
+
+Surfaced through our API, every one of them is ``424 Failed Dependency`` with its code (and ``Retry-After``
+when the provider or our breaker said when): a provider's outage or refusal is not our server failing, so the
+hub never answers 5xx for it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from wedsync.errors import WedsyncError
 
 class ConnectorError(WedsyncError):
     code = "provider_error"
-    status = 502
+    status = 424
 
     def __init__(
         self,
@@ -38,12 +42,12 @@ class ConnectorError(WedsyncError):
 
 class Retriable(ConnectorError):
     code = "provider_unavailable"
-    status = 503
+    status = 424
 
 
 class RateLimited(Retriable):
     code = "provider_rate_limited"
-    status = 503
+    status = 424
 
     def __init__(self, message: str, *, retry_after: float, provider: str | None = None,
                  http_status: int | None = 429) -> None:
@@ -53,7 +57,7 @@ class RateLimited(Retriable):
 
 class CircuitOpen(Retriable):
     code = "provider_circuit_open"
-    status = 503
+    status = 424
 
     def __init__(self, message: str, *, retry_after: float, provider: str | None = None) -> None:
         super().__init__(message, provider=provider)
@@ -62,19 +66,19 @@ class CircuitOpen(Retriable):
 
 class OutcomeUnknown(ConnectorError):
     code = "provider_outcome_unknown"
-    status = 504
+    status = 424
 
 
 class ReauthRequired(ConnectorError):
     code = "provider_reauth_required"
-    status = 502
+    status = 424
 
 
 class Fatal(ConnectorError):
     code = "provider_rejected"
-    status = 502
+    status = 424
 
 
 class SchemaMismatch(Fatal):
     code = "provider_schema_mismatch"
-    status = 502
+    status = 424

@@ -13,9 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
 from wedsync.bootstrap import Hub
+from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.crm_sync import DirectImportSteps, drive_import
+
+# documented as an enum; checked by the service (its own code, `unknown_layout`)
+LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sorted(LAYOUTS)})
 
 router = APIRouter(tags=["crm"])
 log = get_logger("wedsync.api.crm")
@@ -179,7 +183,7 @@ def set_mappings(connection_id: str, body: MappingsIn, hub: HubDep, vendor_id: V
 # -- imports and exports ------------------------------------------------------------------------------------------
 @router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED)
 async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: Writer,
-                        layout: Annotated[str, Query(min_length=1, max_length=32)],
+                        layout: Annotated[str, LayoutQuery],
                         connection_id: Annotated[str | None, Query(max_length=26)] = None,
                         filename: Annotated[str | None, Query(max_length=300)] = None,
                         chunk_size: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
@@ -213,7 +217,7 @@ def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
 
 @router.get("/api/crm/export")
 def export_csv(hub: HubDep, vendor_id: VendorId, _r: Reader,
-               layout: Annotated[str, Query(min_length=1, max_length=32)],
+               layout: Annotated[str, LayoutQuery],
                connection_id: Annotated[str | None, Query(max_length=26)] = None) -> StreamingResponse:
     """The unified clients (or one connection's records) as the product's CSV, streamed."""
     chunks = hub.crm.export_csv(vendor_id, layout, connection_id=connection_id)
