@@ -9,9 +9,10 @@ The set (a pure function of ``--seed``; Faker names in en_US, de_DE, es_ES, fr_F
   come in couples sharing their wedding date, a third of couples share a last name;
 * ``--dup-rate`` of the people have a second record in source B (a HoneyBook connection, arriving later) with
   one name change (none, a typo, first/last swapped, accents dropped) and one kind of evidence: the same
-  e-mail in other case/whitespace; another e-mail but the same phone written differently; another e-mail, no
-  phone, the same wedding date; or (``--no-evidence-rate`` of them) nothing but the name, which no rule may
-  merge, so these count against recall on purpose;
+  e-mail in other case/whitespace (for half of the ``--gmail-rate`` people with a gmail.com address: the same
+  mailbox spelled another way, dots moved, a +tag or googlemail.com); another e-mail but the same phone
+  written differently; another e-mail, no phone, the same wedding date; or (``--no-evidence-rate`` of them)
+  nothing but the name, which no rule may merge, so these count against recall on purpose;
 * ``--family-rate`` of the couples have a sibling couple: the person's B record uses a shared family e-mail,
   and the sibling (same last name, other first name, another wedding) sends a B record with that same
   family e-mail. Those siblings must NOT merge.
@@ -38,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+# --src DIR runs the hub from another source tree (an A/B comparison of a rule change on the same set)
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv[:-1] else ROOT / "src"
+sys.path.insert(0, str(SRC))
 
 LOCALES = ("en_US", "de_DE", "es_ES", "fr_FR", "pl_PL")
 
@@ -77,14 +80,29 @@ def phone_format(e164: str, rng: random.Random) -> str:
                        f"1-{d[:3]}-{d[3:6]}-{d[6:]}"])
 
 
-def generate(people: int, seed: int, dup_rate: float, family_rate: float, no_evidence_rate: float
-             ) -> tuple[list[Rec], dict[str, int]]:
+def gmail_spelling(address: str, rng: random.Random) -> str:
+    """The same Gmail mailbox written another way: dots moved, a +tag, or googlemail.com."""
+    local = address.split("@", 1)[0]
+    plain = local.replace(".", "")
+    way = rng.randrange(3)
+    if way == 0:
+        cut = rng.randrange(1, len(plain)) if len(plain) > 1 else 1
+        return f"{plain[:cut]}.{plain[cut:]}@gmail.com".replace(".@", "@")
+    if way == 1:
+        return f"{local}+{rng.choice(['wedding', 'honeybook', 'plans', '2027'])}@gmail.com"
+    return f"{local}@googlemail.com"
+
+
+def generate(people: int, seed: int, dup_rate: float, family_rate: float, no_evidence_rate: float,
+             gmail_rate: float = 0.3) -> tuple[list[Rec], dict[str, int]]:
     from faker import Faker
 
     fakers = [Faker(loc) for loc in LOCALES]
     for i, f in enumerate(fakers):
         f.seed_instance(seed * 31 + i)
     rng = random.Random(seed)
+    # Gmail spellings draw from their own stream, so the rest of the set is the same as without them.
+    gmail_rng = random.Random(seed + 1)
     recs: list[Rec] = []
     kinds: Counter[str] = Counter()
     used_phones: set[str] = set()
@@ -111,7 +129,8 @@ def generate(people: int, seed: int, dup_rate: float, family_rate: float, no_evi
             e = entity
             entity += 1
             local = strip_accents(f"{first}.{last}").lower().replace(" ", "")
-            rec = Rec("a", f"a{e}", e, first, last, f"{local}{rng.randrange(100)}@example.com", phone(), day)
+            domain = "gmail.com" if gmail_rng.random() < gmail_rate else "example.com"
+            rec = Rec("a", f"a{e}", e, first, last, f"{local}{rng.randrange(100)}@{domain}", phone(), day)
             recs.append(rec)
             couple.append(rec)
         for rec in couple:
@@ -138,6 +157,10 @@ def generate(people: int, seed: int, dup_rate: float, family_rate: float, no_evi
             elif ev < 0.45:
                 email = f"  {(rec.email or '').upper()} "
                 kinds["same_email"] += 1
+                if (rec.email or "").endswith("@gmail.com") and gmail_rng.random() < 0.5:
+                    email = gmail_spelling(rec.email or "", gmail_rng)
+                    kinds["same_email"] -= 1
+                    kinds["gmail_spelling"] += 1
             elif ev < 0.80:
                 email, ph = f"work{rec.entity}@example.org", phone_format(rec.phone or "", rng)
                 kinds["same_phone"] += 1
@@ -258,14 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dup-rate", type=float, default=0.35)
     p.add_argument("--family-rate", type=float, default=0.08)
     p.add_argument("--no-evidence-rate", type=float, default=0.03)
+    p.add_argument("--gmail-rate", type=float, default=0.3,
+                   help="share of people with a gmail.com address (half of their same-e-mail duplicates spell it "
+                        "another way)")
     p.add_argument("--page", type=int, default=500)
+    p.add_argument("--src", default=None, help="run the hub from this source tree (A/B comparisons)")
     args = p.parse_args(argv)
 
     from wedsync.logging import configure_logging
 
     configure_logging("WARNING")
     t = time.perf_counter()
-    recs, kinds = generate(args.people, args.seed, args.dup_rate, args.family_rate, args.no_evidence_rate)
+    recs, kinds = generate(args.people, args.seed, args.dup_rate, args.family_rate, args.no_evidence_rate,
+                           args.gmail_rate)
     print(f"generated {len(recs)} records of {len({r.entity for r in recs})} people in "
           f"{time.perf_counter() - t:.1f} s (seed {args.seed}): {kinds}")
     secs_off, _, _ = ingest(recs, args.page, resolver_on=False)

@@ -109,3 +109,38 @@ def test_two_swapped_letters_are_one_typo() -> None:
     a = features("Edward", "Brown", emails=["edward.brown@x.com"])
     b = features("Edwadr", "Brown", emails=["EDWARD.BROWN@x.com "])
     assert decide(a, b) is not None
+
+
+def test_gmail_spellings_of_one_mailbox_share_a_key_other_providers_keep_theirs() -> None:
+    from wedsync.domain.identity import email_key
+
+    for spelling in ("anaruiz@gmail.com", " Ana.Ruiz@Gmail.com ", "ana.ruiz+wedding@gmail.com",
+                     "a.n.a.ruiz@googlemail.com"):
+        assert email_key(spelling) == "anaruiz@gmail.com", spelling
+    # Elsewhere a dot or a +tag may be another mailbox: kept.
+    assert email_key("ana.ruiz+wedding@outlook.com") == "ana.ruiz+wedding@outlook.com"
+    assert email_key("ana.ruiz@example.com") != email_key("anaruiz@example.com")
+    a = features("Ana", "Ruiz", emails=["ana.ruiz+tave@gmail.com"])
+    b = features("Ana", "Ruiz-Soto", emails=["AnaRuiz@googlemail.com"])
+    m = decide(a, b)
+    assert m is not None and m.evidence["email"] == "anaruiz@gmail.com"
+
+
+def test_a_diminutive_with_a_shared_contact_point_is_the_same_person() -> None:
+    from wedsync.domain.identity import same_given_name
+
+    assert same_given_name("bob", "robert") and same_given_name("bob", "robbie")  # one name's diminutives
+    assert same_given_name("kasia", "katarzyna") and same_given_name("pepe", "jose")
+    assert not same_given_name("bob", "william") and not same_given_name("kate", "emily")
+    m = decide(features("Bob", "Smith", emails=["rsmith@example.com"]),
+               features("Robert", "Smith", emails=["RSmith@example.com"]))
+    assert m is not None and m.rule == "email+name"
+    m = decide(features("Peggy", "Olson", phones=["+12125550123"]),
+               features("Margaret", "Olson", phones=["(212) 555-0123"]))
+    assert m is not None and m.rule == "phone+name"
+    # A diminutive alone is not evidence: names and a wedding date without a contact point stay strict,
+    assert decide(features("Bob", "Smith", dates=[D]), features("Robert", "Smith", dates=[D])) is None
+    # and a family address at another wedding does not merge a diminutive either.
+    assert decide(features("Bill", "Jones", emails=["jonesfamily@example.com"], dates=[D]),
+                  features("William", "Jones", emails=["jonesfamily@example.com"], dates=[date(2028, 5, 6)])
+                  ) is None

@@ -5,8 +5,9 @@ A source record (a VSCO contact, a HoneyBook CSV row, a Zapier hook, a marketpla
 date), which the store indexes, so resolution costs O(candidates), not O(clients). :func:`decide` then
 accepts a candidate only with corroborating evidence:
 
-* a shared e-mail or phone **and** a compatible first name (typos, swapped first/last, diacritics and
-  nicknames by prefix tolerated); the last name may differ (a married name). A shared *family* address
+* a shared e-mail or phone **and** a compatible first name (typos, swapped first/last, diacritics,
+  nicknames by prefix and the common diminutives of :data:`NICKNAMES` tolerated); the last name may differ
+  (a married name). A shared *family* address
   used by a different couple has a different first name, so it never merges on its own;
 * no shared contact point: the same wedding date **and** both names close (``NAME_THRESHOLD``).
 
@@ -49,11 +50,23 @@ def fold(value: str | None) -> str:
     return _SPACES.sub(" ", _NON_WORD.sub(" ", ascii_)).strip()
 
 
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
 def email_key(value: str | None) -> str | None:
-    """The comparable form of an e-mail: trimmed, lowercased; gmail-style dots and +tags kept (they may
-    really be different mailboxes at other providers)."""
+    """The comparable form of an e-mail: trimmed, lowercased. At Gmail (``gmail.com``, ``googlemail.com``)
+    dots in the name and a ``+tag`` reach the same mailbox, as Google documents, so ``Ana.Ruiz+wedding@
+    googlemail.com`` compares as ``anaruiz@gmail.com``; at other providers they are kept (they may really be
+    different mailboxes there)."""
     e = normalize_email(value)
-    return e if e and "@" in e else None
+    if not e or "@" not in e:
+        return None
+    local, _, domain = e.rpartition("@")
+    if domain in GMAIL_DOMAINS:
+        mailbox = local.split("+", 1)[0].replace(".", "")
+        if mailbox:
+            return f"{mailbox}@gmail.com"
+    return e
 
 
 def phone_key(value: str | None, region: str | None = None) -> str | None:
@@ -123,12 +136,76 @@ def key_value(key: str) -> str:
     return key[2:].split("|", 1)[0]
 
 
+#: Given names and the diminutives people go by that are neither a prefix nor one typo away (those already
+#: match): folded, as :func:`fold` leaves them. English first, then Spanish, German, Polish and French ones.
+NICKNAMES: dict[str, tuple[str, ...]] = {
+    "abigail": ("abby", "gail"), "albert": ("bert", "al"), "alexander": ("sasha", "sandy", "xander"),
+    "alexandra": ("sasha", "sandy", "lexi", "alexa"), "alfred": ("fred", "alfie"), "andrew": ("drew", "andy"),
+    "anthony": ("tony",), "antonio": ("tony", "toni", "nono"), "barbara": ("babs", "barb", "basia"),
+    "benjamin": ("ben", "benji", "benny"), "catherine": ("kate", "katie", "cathy", "kat", "kitty", "cat"),
+    "katherine": ("kate", "katie", "kathy", "kat", "kitty", "kay"), "kathryn": ("kate", "katie", "kathy"),
+    "charles": ("charlie", "chuck", "chas"), "charlotte": ("lottie", "charlie", "lotte"),
+    "christina": ("tina", "chrissy"), "christine": ("tina", "chrissy"), "christopher": ("kit", "topher"),
+    "daniel": ("danny",), "david": ("dave", "davy"), "deborah": ("debbie", "deb"), "dolores": ("lola",),
+    "donald": ("don", "donny"), "dorothy": ("dot", "dottie", "dora"), "edward": ("ted", "teddy", "ned", "eddie"),
+    "eleanor": ("ellie", "nell", "nora"), "elizabeth": ("liz", "lizzie", "beth", "betty", "betsy", "eliza",
+                                                         "libby", "lisa", "elise", "ellie"),
+    "emily": ("emmy", "millie"), "frances": ("fran", "frankie", "fanny"),
+    "francis": ("frank", "frankie"), "francisco": ("paco", "pancho", "curro", "fran"),
+    "frederick": ("fred", "freddie", "fritz"), "gabriel": ("gabe",), "gabrielle": ("gaby", "gabby", "elle"),
+    "gerald": ("gerry", "jerry"), "gregory": ("greg",), "harold": ("harry", "hal"),
+    "henry": ("harry", "hank", "hal"), "isabel": ("izzy", "bella", "isa", "chabela"),
+    "isabella": ("izzy", "bella"), "jacob": ("jake", "kuba"), "jakub": ("kuba",),
+    "james": ("jim", "jimmy", "jamie"), "jennifer": ("jenny", "jen", "jenn"), "john": ("jack", "johnny"),
+    "jonathan": ("jon", "jonny", "nate"), "joseph": ("joe", "joey"), "jose": ("pepe", "chepe"),
+    "josef": ("sepp", "seppi", "jupp"), "johannes": ("hans", "jan", "hannes"), "joanna": ("asia", "jo"),
+    "katarzyna": ("kasia", "kasha"), "lawrence": ("larry",), "leonard": ("leo", "len", "lenny"),
+    "magdalena": ("magda", "lena", "madzia"), "malgorzata": ("gosia", "malgosia"), "margaret": (
+        "maggie", "meg", "peggy", "madge", "marge", "greta", "daisy", "rita"),
+    "mary": ("molly", "polly", "mae", "mamie"), "matthew": ("matt", "matty"), "michael": ("mike", "mikey", "mick"),
+    "nicholas": ("nick", "nicky", "klaus"), "nikolaus": ("klaus",), "patricia": ("patty", "trish", "tricia",
+                                                                                   "pat"),
+    "patrick": ("pat", "paddy", "rick"), "peter": ("pete",), "rebecca": ("becky", "becca"),
+    "richard": ("rick", "ricky", "dick", "rich", "richie"), "robert": ("bob", "bobby", "rob", "robbie", "bert"),
+    "ronald": ("ron", "ronnie"), "samantha": ("sam", "sammy"), "samuel": ("sam", "sammy"),
+    "sarah": ("sally", "sadie"), "stephen": ("steve", "stevie"), "steven": ("steve", "stevie"),
+    "susan": ("sue", "susie", "suzy"), "theodore": ("ted", "teddy", "theo"), "thomas": ("tom", "tommy"),
+    "tomasz": ("tomek",), "timothy": ("tim", "timmy"), "victoria": ("vicky", "tori", "vic"),
+    "virginia": ("ginny", "ginger"), "walter": ("walt", "wally"), "william": ("bill", "billy", "will", "liam"),
+    "wilhelm": ("willi", "willy"), "aleksandra": ("ola", "ala"), "aleksander": ("olek",),
+    "bartlomiej": ("bartek",), "wojciech": ("wojtek",), "zofia": ("zosia",), "ignacio": ("nacho",),
+    "concepcion": ("concha", "conchita"), "guadalupe": ("lupe", "lupita"), "manuel": ("manolo", "manu"),
+    "enrique": ("quique",), "jesus": ("chuy", "chucho"), "rosario": ("charo",), "mercedes": ("merche",),
+    "guillaume": ("guillou",), "jean-baptiste": ("jb",), "anne-marie": ("annie",),
+}
+
+
+def _nickname_groups() -> dict[str, frozenset[int]]:
+    groups: dict[str, set[int]] = {}
+    for i, (name, short) in enumerate(NICKNAMES.items()):
+        for n in (name, *short):
+            groups.setdefault(fold(n), set()).add(i)
+    return {n: frozenset(g) for n, g in groups.items()}
+
+
+_NICK_GROUPS = _nickname_groups()
+
+
+def same_given_name(a: str, b: str) -> bool:
+    """Whether two folded names are one given name and its diminutive (``robert``/``bob``,
+    ``katarzyna``/``kasia``), or two diminutives of one name (``bob``/``robbie``)."""
+    ga, gb = _NICK_GROUPS.get(a), _NICK_GROUPS.get(b)
+    return bool(ga and gb and ga & gb)
+
+
 @functools.lru_cache(maxsize=1 << 16)  # pure; the same name pairs recur across a page's candidates
 def _part_sim(a: str, b: str, lenient: bool = True) -> float:
     if not a or not b:
         return 0.0
     if a == b:
         return 100.0
+    if lenient and same_given_name(a, b):
+        return 90.0  # "Bob"/"Robert", "Kasia"/"Katarzyna": the name and what the person goes by
     short, long_ = sorted((a, b), key=len)
     if lenient and len(short) >= 3 and (long_.startswith(short + " ")
                                         or (long_.startswith(short) and len(short) >= 4)):
