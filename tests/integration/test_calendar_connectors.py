@@ -438,7 +438,8 @@ async def test_calendly_listing_webhooks_and_refetch(receiver: tuple[str, Receiv
         fetched = await conn.fetch_item(cal.id, event.record_id)
         seen.append((event.event_type, "STATUS:CANCELLED" in (fetched.ical or "")))
         assert fetched.remote_id == em.events[uuid]["uri"]
-    assert seen == [("invitee.created", True), ("invitee.canceled", True)]  # re-read: now canceled
+    # Deliveries may arrive in either order (two requests in flight); each re-read shows the current state.
+    assert sorted(seen) == [("invitee.canceled", True), ("invitee.created", True)]
     await conn.stop_watch(channel)
     assert not em.hooks
     await conn.aclose()
