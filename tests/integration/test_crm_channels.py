@@ -401,3 +401,25 @@ async def test_the_catch_hook_path_never_reaches_the_logs(sandbox: FastAPI) -> N
         configure_logging("INFO")
     text = stream.getvalue()
     assert "provider.request" in text and "wsproj" not in text
+
+
+@pytest.mark.parametrize("answer", [404, 503, "timeout"])
+async def test_a_failing_catch_hook_never_shows_its_secret_path(answer: Any) -> None:
+    """The catch hook's path is its secret: a failure's message (which reaches the API, the outbox and the
+    connection's status) names the provider and the outcome, never the path."""
+    def reply(request: httpx.Request) -> httpx.Response:
+        if answer == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(answer, text=f"no hook at {request.url.path}")
+
+    secret_path = "/hooks/catch/4242/s3cr3tPathToken/"
+    connector = HoneyBookConnector(create_project_hook_url=f"https://hooks.zapier.com{secret_path}",
+                                   account_key="hb-secret-path", transport=httpx.MockTransport(reply))
+    try:
+        with pytest.raises(Exception) as err:
+            await connector.create_project(ClientRecord(remote_id="c", email="x@example.com", first_name="X"),
+                                           WeddingRecord(remote_id="w", name="X"), idempotency_key="ws:01JHBSEC")
+    finally:
+        await connector.aclose()
+    text = f"{type(err.value).__name__}: {err.value}"
+    assert "honeybook" in text and "s3cr3tPathToken" not in text, text

@@ -586,13 +586,13 @@ class ProviderClient:
             except SchemaMismatch as exc:
                 if attempt > UNDECODABLE_REREADS:
                     raise
-                self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
+                self._log.warning("provider.undecodable_body", path=_path(response.request.url), attempt=attempt,
                                   error=str(exc))
                 await asyncio.sleep(self.retry.backoff(attempt))
 
     def _decode_json(self, response: httpx.Response) -> Any:
         ctype = response.headers.get("content-type", "")
-        where = f"{self.provider}: GET {response.request.url.path}"
+        where = f"{self.provider}: GET {_path(response.request.url)}"
         if "json" not in ctype.lower():
             raise SchemaMismatch(
                 f"{where}: expected JSON, got {ctype or 'no content type'!r}",
@@ -628,7 +628,7 @@ class ProviderClient:
             method, path, params=params, json=json, data=data, content=content, headers=headers
         )
         replayable = method in IDEMPOTENT_METHODS or idempotency_key is not None
-        log_path = request.url.path  # never the query: it may carry credentials or personal data
+        log_path = _path(request.url)  # never the query: it may carry credentials or personal data
         policy = self.retry
         waited = 0.0
         attempt = 0
@@ -679,7 +679,7 @@ class ProviderClient:
             error = self._transport_error(request, exc, replayable, sent=True, reason=reason)
         except httpx.HTTPError as exc:  # UnsupportedProtocol, LocalProtocolError, TooManyRedirects: our bug
             error = Fatal(
-                f"{self.provider}: {method} {request.url.path}: {exc.__class__.__name__}",
+                f"{self.provider}: {method} {_path(request.url)}: {exc.__class__.__name__}",
                 provider=self.provider,
             )
             error.__cause__ = exc
@@ -727,7 +727,7 @@ class ProviderClient:
     def _transport_error(
         self, request: httpx.Request, exc: BaseException, replayable: bool, *, sent: bool, reason: str
     ) -> ConnectorError:
-        what = f"{self.provider}: {request.method} {request.url.path}: {exc.__class__.__name__}"
+        what = f"{self.provider}: {request.method} {_path(request.url)}: {exc.__class__.__name__}"
         error: ConnectorError
         if not sent:
             error = Retriable(f"{what} (not sent)", provider=self.provider)
@@ -744,7 +744,7 @@ class ProviderClient:
         if 200 <= status < 300 or status == 304:
             return None
         provider = self.provider
-        where = f"{provider}: {request.method} {request.url.path} -> {status}"
+        where = f"{provider}: {request.method} {_path(request.url)} -> {status}"
         if status == 429:
             rate_limited_child(provider).inc()
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -764,6 +764,13 @@ class ProviderClient:
             setattr(err, _REASON_ATTR, "5xx" if status >= 500 else "timeout")
             return err
         return Fatal(f"{where}: {_error_text(response)}", provider=provider, http_status=status)
+
+
+def _path(url: httpx.URL) -> str:
+    """A request's path as errors and logs may show it: without the query, and with any registered secret
+    removed (a Zapier catch hook's path is its secret; errors reach the API, the outbox and the connection's
+    status, which the log scrubber never sees)."""
+    return scrub_text(url.path)
 
 
 def _error_text(response: httpx.Response) -> str:
