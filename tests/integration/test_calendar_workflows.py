@@ -124,3 +124,23 @@ async def test_ical_feed_source(hub: Any, servers: tuple[str, Any, dict[str, str
     assert res["status"] == "failed"
     avail = svc.availability(v, start - timedelta(hours=1), start + timedelta(hours=4))
     assert avail.free == [] and not avail.complete
+
+
+
+async def test_a_private_feed_address_is_never_shown(hub: Any, servers: tuple[str, Any, dict[str, str]]) -> None:
+    """A feed's address is its credential (a "secret address in iCal format"): the API shows scheme and host
+    only, and a failing fetch's error names neither its path nor its query."""
+    import json
+
+    url, _emulator, _feed = servers
+    svc = hub.calendar
+    svc.auto_propagate = False
+    v = hub.tenancy.create_vendor("Private Feed Florist", "UTC").id
+    secret_url = f"{url}/calendar/ical/private-9f8e7d6c5b4a3210/basic.ics?token=tok-8b7c6d5e4f"
+    added = svc.add_source(v, kind="ical-feed", calendar_id=secret_url)
+    assert added["calendar_id"] == added["name"] == f"{url}/…"
+    res = await svc.sync_source(added["id"])  # 404 from the server: the source fails closed
+    assert res["status"] == "failed"
+    shown = json.dumps([svc.get_source(v, added["id"]), svc.list_sources(v), res], default=str)
+    assert "9f8e7d6c5b4a3210" not in shown and "tok-8b7c6d5e4f" not in shown, shown
+    assert svc.get_source(v, added["id"])["last_error"]

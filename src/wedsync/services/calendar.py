@@ -105,9 +105,19 @@ def booking_dict(b: CalendarBooking) -> dict[str, Any]:
             "invitation_ics": b.invitation_ics}
 
 
-def source_dict(s: CalendarSource) -> dict[str, Any]:
-    return {"id": s.id, "kind": s.kind, "connection_id": s.connection_id, "calendar_id": s.calendar_id,
-            "name": s.name, "writable": s.writable, "receive_blocks": s.receive_blocks, "rules": s.rules,
+def source_dict(s: CalendarSource, *, reveal: bool = False) -> dict[str, Any]:
+    """A source as the API shows it; ``reveal`` (the sync's own use) keeps a feed's address."""
+    calendar_id, name = s.calendar_id, s.name
+    if s.kind == FEED_KIND and not reveal:
+        # a feed's address is its credential: shown as scheme://host/… only (the vendor pasted it; the API
+        # never hands it back)
+        from wedsync.connectors.channels.ical_feed import redacted_feed_url
+
+        calendar_id = redacted_feed_url(s.calendar_id)
+        if name == s.calendar_id[:200]:
+            name = calendar_id
+    return {"id": s.id, "kind": s.kind, "connection_id": s.connection_id, "calendar_id": calendar_id,
+            "name": name, "writable": s.writable, "receive_blocks": s.receive_blocks, "rules": s.rules,
             "status": s.status, "last_synced_at": s.last_synced_at.isoformat() if s.last_synced_at else None,
             "last_attempt_at": s.last_attempt_at.isoformat() if s.last_attempt_at else None,
             "last_error": s.last_error, "poll_interval_s": s.poll_interval_s,
@@ -227,7 +237,8 @@ class CalendarService:
                 raise Conflict("this calendar is already a source", code="source_exists",
                                details={"source_id": existing.id})
             src = CalendarSource(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, kind=kind,
-                                 calendar_id=calendar_id, name=(name or calendar_id)[:200], writable=bool(writable),
+                                 calendar_id=calendar_id, name=(name or self._default_name(kind, calendar_id))[:200],
+                                 writable=bool(writable),
                                  receive_blocks=receive_blocks, rules=rules, watch={}, version=0, status="new",
                                  poll_interval_s=poll_interval_s or default_poll, created_at=utcnow())
             s.add(src)
@@ -245,6 +256,14 @@ class CalendarService:
         except Exception as exc:  # no workflow runtime here: the worker process installs it
             log.info("calendar poll schedule not installed here", error_type=type(exc).__name__)
 
+    @staticmethod
+    def _default_name(kind: str, calendar_id: str) -> str:
+        if kind == FEED_KIND:
+            from wedsync.connectors.channels.ical_feed import redacted_feed_url
+
+            return redacted_feed_url(calendar_id)
+        return calendar_id
+
     def _check_feed_url(self, url: str) -> None:
         if not url.lower().startswith(("https://", "http://", "webcal://")):
             raise InvalidInput("a feed URL must be http(s) or webcal", code="invalid_feed_url")
@@ -261,9 +280,9 @@ class CalendarService:
             raise NotFound("calendar source not found", code="unknown_source")
         return src
 
-    def get_source(self, vendor_id: str | None, source_id: str) -> dict[str, Any]:
+    def get_source(self, vendor_id: str | None, source_id: str, *, reveal: bool = False) -> dict[str, Any]:
         with self.db.read() as s:
-            return source_dict(self._source(s, vendor_id, source_id))
+            return source_dict(self._source(s, vendor_id, source_id), reveal=reveal)
 
     def delete_source(self, vendor_id: str, source_id: str) -> None:
         with self.db.session() as s:
@@ -357,7 +376,7 @@ class CalendarService:
 
     async def fetch_page(self, plan: dict[str, Any], page: str | None) -> dict[str, Any]:
         """One provider page, stored; returns {"next_page", "sync_state", "full", counts}."""
-        src = self.get_source(None, plan["source_id"])
+        src = self.get_source(None, plan["source_id"], reveal=True)
         now = utcnow()
         window_start, window_end = now - SYNC_PAST, now + SYNC_FUTURE
         full = plan.get("sync_state") is None
@@ -470,7 +489,7 @@ class CalendarService:
         from wedsync.services.connections import WEBHOOK_SECRET
         from wedsync.services.subscriptions import webhook_url
 
-        src = self.get_source(None, source_id)
+        src = self.get_source(None, source_id, reveal=True)
         connector = await self._connector(src)
         if not getattr(connector, "supports_push", False):
             raise NotImplementedCapability(f"{src['kind']} has no push channel: it is polled every "

@@ -44,6 +44,7 @@ from wedsync.connectors.calendars.base import (
 from wedsync.connectors.errors import Fatal
 from wedsync.connectors.http import ProviderClient, RetryPolicy
 from wedsync.errors import InvalidInput
+from wedsync.logging import register_secret
 
 __all__ = [
     "BusyInterval",
@@ -235,6 +236,19 @@ class _Fetched:
     at: float
 
 
+def redacted_feed_url(url: str) -> str:
+    """How a feed address is shown (API, names): scheme and host only; its path and query often are the secret
+    (``https://p59-caldav.icloud.com/published/2/<token>`` -> ``https://p59-caldav.icloud.com/…``)."""
+    text = url.strip()
+    if text.lower().startswith("webcal://"):
+        text = "https://" + text[len("webcal://"):]
+    parts = urlsplit(text)
+    if not parts.hostname:
+        return "…"
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    return f"{parts.scheme}://{host}/…"
+
+
 class IcalFeedConnector(CalendarConnector):
     slug: ClassVar[str] = SLUG
     display_name: ClassVar[str] = "iCalendar feed (URL)"
@@ -277,6 +291,11 @@ class IcalFeedConnector(CalendarConnector):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput("feed_url must be an absolute http(s) or webcal URL", code="invalid_url")
         self.feed_url = url
+        # A private feed address is a bearer credential (Google's "secret address in iCal format", iCloud's
+        # published path): keep it, its path and its query out of logs and error messages.
+        for secret in (url, parts.path if parts.path.strip("/") else "", parts.query):
+            if secret:
+                register_secret(secret)
         self._cache: _Fetched | None = None
         self.client = ProviderClient(
             SLUG, f"{parts.scheme}://{parts.netloc}", account_key=account_key, timeout=timeout,
