@@ -29,6 +29,7 @@ def load_keyring(settings: Settings) -> KeyRing:
 CAPABILITY_SERVICES: dict[str, str] = {
     "crm": "wedsync.services.crm_sync:CrmService",
     "crm_writeback": "wedsync.services.crm_writeback:CrmWriteback",
+    "crm_inquiries": "wedsync.services.crm_inquiries:InquiryService",
     "payments": "wedsync.services.payments:PaymentService",
     "calendar": "wedsync.services.calendar:CalendarService",
 }

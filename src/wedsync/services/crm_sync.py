@@ -535,7 +535,8 @@ PROVIDER_ALIASES: dict[str, str] = {
     "vsco-workspace": "vsco-workspace", "honeybook": "honeybook", "light_blue": "light-blue",
     "light-blue": "light-blue", "lightblue": "light-blue", "17hats": "17hats", "seventeen_hats": "17hats",
     "studio_ninja": "studio-ninja", "studio-ninja": "studio-ninja", "iris_works": "iris-works",
-    "iris-works": "iris-works",
+    "iris-works": "iris-works", "marketplace": "wedsync-marketplace", "wedsync": "wedsync-marketplace",
+    "wedsync-marketplace": "wedsync-marketplace", "wedsync_marketplace": "wedsync-marketplace",
 }
 CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
 SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}

@@ -27,6 +27,9 @@ create_contact  (a unified        ``create_contact(client, reference=)``; the ne
                 client)           that unified client
 create_job      wedding (new)     ``create_job(wedding, reference=, contact_ids=)`` after its
                                   ``create_contact`` rows are done
+push_inquiry    inquiry (a        ``push_inquiry(client, wedding, reference=, message=)`` to a push-only
+                marketplace       CRM (Light Blue); queued by ``services/crm_inquiries.py``
+                wedding)
 ==============  ================  ===============================================================
 
 Payments are stored on the invoices (orders) they are applied to (``crm_invoices.payments``, as the order
@@ -65,7 +68,7 @@ EVENT_FIELDS = ("name", "starts_at", "ends_at", "location")
 JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
 #: op -> the connector method it needs (a connection whose connector lacks it cannot take the write-back)
 OPS: dict[str, str] = {op: op for op in ("update_job", "update_event", "create_event", "create_order",
-                                         "create_payment", "create_contact", "create_job")}
+                                         "create_payment", "create_contact", "create_job", "push_inquiry")}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_BOOKING_CLIENTS = 10
 #: how long a claimed row is held by the drain sending it before another one may take it over
@@ -609,6 +612,26 @@ class CrmWriteback:
         with self.db.engine.begin() as c:
             self._attach_contact(c, o.vendor_id, conn, str(o.crm_client_id), echo)
             self._mark_done(c, o, echo, result)
+
+    async def _send_push_inquiry(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                 retry: bool) -> None:
+        """A marketplace inquiry to a push-only CRM; our reference makes a repeat the provider's duplicate,
+        not a second inquiry (Light Blue: ``ID`` + ``Source``, answered ``-4``)."""
+        with self.db.read() as s:
+            w = s.get(Wedding, o.record_id) if o.record_id else None
+            src = s.get(Client, o.source_client_id) if o.source_client_id else None
+            if w is None or src is None:
+                raise NotFound("the inquiry's records are gone", code="record_gone")
+            client = ClientRecord(remote_id=src.remote_id, first_name=src.first_name, last_name=src.last_name,
+                                  display_name=src.display_name, email=src.email, phone=src.phone,
+                                  custom_fields=dict(src.custom_fields or {}))
+            wedding = wedding_record(w)
+        result = await connector.push_inquiry(client, wedding, reference=o.idempotency_key,
+                                              message=(o.payload or {}).get("message"))
+        outcome = {"status": getattr(result, "status", None), "duplicate": bool(getattr(result, "duplicate", False))}
+        with self.db.engine.begin() as c:
+            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == o.id).values(
+                status="done", sent_at=utcnow(), payload={**(o.payload or {}), "result": outcome}))
 
     async def _send_create_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                               retry: bool) -> None:

@@ -4,11 +4,12 @@ and CRM jobs created for marketplace bookings."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from wedsync.api.deps import HubDep, Reader, VendorId, Writer
@@ -175,6 +176,45 @@ async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendo
     values.setdefault("stage", body.stage)
     out = dict(hub.crm_writeback.create_booking(vendor_id, connection_id, body.client_ids, values))
     await _poke_outbox()
+    return out
+
+
+class PersonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+
+
+class InquiryIn(PersonIn):
+    """A couple's inquiry on the WedSync marketplace: the inquirer (these fields), optionally the partner, and
+    the wedding they ask about. ``inquiry_id`` is the marketplace's id (posting it again changes nothing new);
+    phones without a country code are read in the marketplace connection's ``settings.default_region`` (US)."""
+    inquiry_id: str = Field(min_length=1, max_length=100)
+    partner: PersonIn | None = None
+    wedding_date: date | None = None
+    venue: str | None = Field(default=None, max_length=500)
+    guest_count: int | None = Field(default=None, ge=0, le=100_000)
+    message: str | None = Field(default=None, max_length=5000)
+    received_at: datetime | None = Field(default=None, description="when the couple sent it (with a UTC offset)")
+
+
+@router.post("/api/crm/inquiries", status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "the same inquiry again: nothing new stored or queued"}})
+async def receive_inquiry(body: InquiryIn, response: Response, hub: HubDep, vendor_id: VendorId,
+                          _w: Writer) -> dict[str, Any]:
+    """A marketplace inquiry becomes the vendor's client once: its couple is resolved into the unified clients
+    (merged with the same people from Tave, a HoneyBook export or a Zap; each merge with its rule and undoable),
+    and it is queued for every connected CRM that takes inquiries (Light Blue), once."""
+    from wedsync.services.crm_inquiries import inquiry_from
+
+    out: dict[str, Any] = await asyncio.to_thread(hub.crm_inquiries.receive, vendor_id,
+                                                  inquiry_from(body.model_dump()))
+    if not out["created"]:
+        response.status_code = status.HTTP_200_OK
+    if any(d["status"] == "pending" for d in out["deliveries"]):
+        await _poke_outbox()
     return out
 
 
