@@ -21,6 +21,8 @@ def test_crm_story_runs_twice(hub: Any) -> None:
         assert "merges (" in first["CRM: merged and why"] and "email+name" in first["CRM: merged and why"]
         assert first["CRM: bad rows reported"].startswith("1 ")
         assert "kept +1415555" in first["CRM: conflicting phone edit"]
+        assert "joined their Tave client" in first["CRM: marketplace inquiry"]
+        assert first["CRM: marketplace inquiry"].endswith("pushed to Light Blue (done)")
         again = dict(run_story(ctx))  # the same export again: nothing merges twice
         assert again["CRM: merged and why"].split(" merges")[0] == first["CRM: merged and why"].split(" merges")[0]
         assert "Merged into existing Tave clients" in ctx.console.export_text()

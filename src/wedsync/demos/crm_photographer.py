@@ -101,7 +101,6 @@ async def _story(ctx: DemoContext) -> list[tuple[str, str]]:
     rejected = ", ".join(sorted({f"line {e['line']}: {e['code']}" for e in errors}))
     console.print(f"HoneyBook export: {job['processed_rows']} rows, {job['good_rows']} imported, "
                   f"{job['bad_rows']} rejected ({rejected})")
-    by_rule = hub.crm.merge_summary(vendor_id)
     t = Table(title="Merged into existing Tave clients")
     t.add_column("HoneyBook row")
     t.add_column("Tave client")
@@ -150,7 +149,10 @@ async def _story(ctx: DemoContext) -> list[tuple[str, str]]:
     last = settled[-1] if settled else None
     console.print(f"{c['firstName']} {c['lastName']}: Tave says {tave_phone}, a HoneyBook hook says "
                   f"{hb_phone} -> unified phone {detail['phone']} ({last['reason'] if last else 'no conflict'})")
+    inquiry = await _marketplace_inquiry(ctx, vendor_id, next(
+        i for i in truth if i.get("email") and i.get("firstName") and i.get("lastName") and i["id"] != c["id"]))
     await hub.connections.aclose()
+    by_rule = hub.crm.merge_summary(vendor_id)  # every merge so far (HoneyBook rows, the inquiry)
     rules = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
     return [
         ("CRM: Tave + HoneyBook", f"{tave_rows} Tave contacts + {job['good_rows']} HoneyBook rows -> {unified} "
@@ -160,7 +162,32 @@ async def _story(ctx: DemoContext) -> list[tuple[str, str]]:
         ("CRM: bad rows reported", f"{job['bad_rows']} (by line, with a code)"),
         ("CRM: conflicting phone edit", f"kept {detail['phone']} from Tave (rule: Tave is the source of truth "
                                         f"for phone); HoneyBook's {hb_phone} recorded as an auto-settled conflict"),
+        ("CRM: marketplace inquiry", inquiry),
     ]
+
+
+async def _marketplace_inquiry(ctx: DemoContext, vendor_id: str, couple: dict[str, Any]) -> str:
+    """A Tave couple asks again on the marketplace (their e-mail in capitals, another phone format): the inquiry
+    joins their client, and reaches the studio's Light Blue inbox once."""
+    from wedsync.sandbox.light_blue import DEFAULT_API_KEY as LB_KEY
+    from wedsync.services.crm_inquiries import Inquiry, Person
+
+    hub = ctx.hub
+    if not any(c.provider == "light-blue" for c in hub.connections.list(vendor_id)):
+        hub.connections.create(vendor_id, "light-blue", credentials={"api_key": LB_KEY},
+                               base_url=f"{ctx.sandbox_url}/light-blue")
+    q = Inquiry(inquiry_id=f"demo-inquiry-{couple['id']}",
+                inquirer=Person(couple["firstName"], couple["lastName"], couple["email"].upper()),
+                wedding_date=datetime.now(UTC).date().replace(year=datetime.now(UTC).year + 1),
+                venue="Foxhill Manor", guest_count=120, message="Are you free on our date? We loved your gallery.")
+    out = await asyncio.to_thread(hub.crm_inquiries.receive, vendor_id, q)
+    sent = [await hub.crm.send_outbox(d["outbox_id"]) for d in out["deliveries"]]
+    (person,) = out["clients"]
+    joined = (f"joined their Tave client ({person['merge']['rule']})" if person["merged"]
+              else "a new client (no existing record matched)")
+    ctx.console.print(f"Marketplace inquiry from {couple['firstName']} {couple['lastName']}: {joined}; "
+                      f"Light Blue delivery: {', '.join(sent) or 'none'}")
+    return f"{couple['firstName']} {couple['lastName']}: {joined}; pushed to Light Blue ({', '.join(sent)})"
 
 
 def run_story(ctx: DemoContext) -> list[tuple[str, str]]:
