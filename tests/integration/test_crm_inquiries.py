@@ -85,3 +85,28 @@ async def test_bad_inquiries_are_coded_422s(api: Any, hub: Any) -> None:
         assert r.status_code == 422 and r.json()["error"]["code"] == code, (body, r.text)
     assert (await api.get("/api/crm/clients", headers=auth(key))).json()["items"] == []  # nothing half-stored
     assert (await api.get("/api/connections", headers=auth(key))).json() == []
+
+
+def test_the_same_inquiry_twice_at_once_is_stored_and_queued_once(any_hub: Any) -> None:
+    """A marketplace retry racing its first attempt (two transactions at once; on PostgreSQL both may find
+    nothing and insert): one set of records, one delivery."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wedsync.services.crm_inquiries import inquiry_from
+    from wedsync.store.tables import Client
+
+    hub = any_hub
+    vendor = hub.tenancy.create_vendor("Racing Studio")
+    hub.connections.create(vendor.id, "light-blue", credentials={"api_key": LB_KEY},
+                           base_url="http://127.0.0.1:9/light-blue")
+    hub.crm.connection_for(vendor.id, "wedsync-marketplace", create=True)
+    body = {**INQUIRY, "wedding_date": None, "received_at": None, "partner": dict(INQUIRY["partner"])}
+    for round_ in range(3):
+        body["inquiry_id"] = f"race-{round_}"
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: hub.crm_inquiries.receive(vendor.id, inquiry_from(body)), range(2)))
+        assert sorted(r["created"] for r in results) == [False, True]
+        assert results[0]["deliveries"][0]["outbox_id"] == results[1]["deliveries"][0]["outbox_id"]
+    with hub.db.read() as s:
+        assert s.query(CrmOutbox).filter(CrmOutbox.vendor_id == vendor.id).count() == 3
+        assert s.query(Client).filter(Client.vendor_id == vendor.id).count() == 6  # 3 inquiries x 2 people

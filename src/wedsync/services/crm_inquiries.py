@@ -25,13 +25,14 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from wedsync.connectors.channels.csv_layouts import check_email, check_phone
 from wedsync.connectors.registry import CONNECTORS
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput, NotFound
 from wedsync.services.crm_sync import CrmStats
-from wedsync.store.tables import Client, Connection, Wedding, utcnow
+from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import CrmMerge, CrmOutbox
 
 SLUG = "wedsync-marketplace"
@@ -126,16 +127,26 @@ class InquiryService:
         if conn is None:
             conn = self.hub.crm.connection_for(vendor_id, SLUG, create=True)
         evidence = {c.remote_id: ({q.wedding_date} if q.wedding_date else set()) for c in clients}
+        try:
+            return self._store(vendor_id, conn.id, q, clients, wedding, evidence)
+        except IntegrityError:
+            # the same inquiry posted twice at once (a marketplace retry racing the first attempt): the other
+            # request stored it; this one now finds its rows and queues nothing twice
+            return self._store(vendor_id, conn.id, q, clients, wedding, evidence)
+
+    def _store(self, vendor_id: str, connection_id: str, q: Inquiry, clients: list[ClientRecord],
+               wedding: WeddingRecord, evidence: dict[str, set[date]]) -> dict[str, Any]:
         stats = CrmStats()
         sync = self.hub.sync
         with self.db.session() as s:
             c = s.connection()
-            created, updated, _ = sync.upsert(c, vendor_id, conn.id, "contacts", clients, evidence=evidence,
+            created, updated, _ = sync.upsert(c, vendor_id, connection_id, "contacts", clients, evidence=evidence,
                                               stats=stats)
-            w_created, w_updated, _ = sync.upsert(c, vendor_id, conn.id, "jobs", [wedding])
+            w_created, w_updated, _ = sync.upsert(c, vendor_id, connection_id, "jobs", [wedding])
             rows = {r.remote_id: r for r in s.execute(select(Client).where(
-                Client.connection_id == conn.id, Client.remote_id.in_([x.remote_id for x in clients]))).scalars()}
-            w = s.execute(select(Wedding).where(Wedding.connection_id == conn.id,
+                Client.connection_id == connection_id, Client.remote_id.in_([x.remote_id for x in clients]))
+            ).scalars()}
+            w = s.execute(select(Wedding).where(Wedding.connection_id == connection_id,
                                                 Wedding.remote_id == q.inquiry_id)).scalar_one()
             merges = {m.source_client_id: m for m in s.execute(select(CrmMerge).where(
                 CrmMerge.source_client_id.in_([r.id for r in rows.values()]), CrmMerge.undone_at.is_(None))
@@ -149,15 +160,13 @@ class InquiryService:
                 out_clients.append({"role": rec.custom_fields["role"], "client_id": r.id,
                                     "crm_client_id": r.crm_client_id, "merged": m is not None,
                                     "merge": {"id": m.id, "rule": m.rule, "score": m.score} if m else None})
-            return {"inquiry_id": q.inquiry_id, "connection_id": conn.id, "wedding_id": w.id,
+            return {"inquiry_id": q.inquiry_id, "connection_id": connection_id, "wedding_id": w.id,
                     "created": bool(created or w_created), "updated": bool(updated or w_updated),
                     "clients": out_clients, "merged": sum(1 for x in out_clients if x["merged"]),
                     "deliveries": deliveries}
 
     def _queue_deliveries(self, s: Any, vendor_id: str, wedding_id: str, inquirer: Client,
                           message: str | None) -> list[dict[str, Any]]:
-        from wedsync.services.crm_writeback import CrmWriteback
-
         out = []
         targets = s.execute(select(Connection).where(Connection.vendor_id == vendor_id,
                                                      Connection.status != "disabled")
@@ -166,14 +175,17 @@ class InquiryService:
             klass = CONNECTORS.get(conn.provider)  # (a provider no longer built takes nothing)
             if klass is None or not callable(getattr(klass, PUSH_OP, None)):
                 continue
-            row = s.execute(select(CrmOutbox).where(
-                CrmOutbox.connection_id == conn.id, CrmOutbox.op == PUSH_OP, CrmOutbox.record_type == "inquiry",
-                CrmOutbox.record_id == wedding_id)).scalar_one_or_none()
+            # One delivery per inquiry and CRM, whoever asks: the key is derived from both (unique in the
+            # outbox, and the provider's reference: Light Blue reports a repeat as a duplicate)
+            key = f"wi-{wedding_id}-{conn.id}"
+            row = s.execute(select(CrmOutbox).where(CrmOutbox.idempotency_key == key)).scalar_one_or_none()
             if row is None:
-                row = CrmWriteback._enqueue(s, vendor_id, conn.id, PUSH_OP, payload={"message": message},
-                                            record_type="inquiry", record_id=wedding_id,
-                                            crm_client_id=inquirer.crm_client_id)
-                row.source_client_id = inquirer.id
+                row = CrmOutbox(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, op=PUSH_OP,
+                                payload={"message": message}, record_type="inquiry", record_id=wedding_id,
+                                crm_client_id=inquirer.crm_client_id, source_client_id=inquirer.id,
+                                idempotency_key=key, status="pending", attempts=0, created_at=utcnow())
+                s.add(row)
+                s.flush()
             out.append({"connection_id": conn.id, "provider": conn.provider, "outbox_id": row.id,
                         "status": row.status})
         return out

@@ -28,8 +28,8 @@ create_contact  (a unified        ``create_contact(client, reference=)``; the ne
 create_job      wedding (new)     ``create_job(wedding, reference=, contact_ids=)`` after its
                                   ``create_contact`` rows are done
 push_inquiry    inquiry (a        ``push_inquiry(client, wedding, reference=, message=)`` to a push-only
-                marketplace       CRM (Light Blue); queued by ``services/crm_inquiries.py``
-                wedding)
+                marketplace       CRM (Light Blue); queued by ``services/crm_inquiries.py`` with the key
+                wedding)          ``wi-<wedding id>-<connection id>`` (one per inquiry and CRM)
 ==============  ================  ===============================================================
 
 Payments are stored on the invoices (orders) they are applied to (``crm_invoices.payments``, as the order
