@@ -231,3 +231,19 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     err = r.json()["error"]
     assert err["code"].startswith("provider_") and err["details"]["provider"] == "vsco-workspace"
     assert "sandbox-vsco-key" not in r.text
+
+
+async def test_a_database_uniqueness_race_is_409_not_500(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two requests racing for one row (PostgreSQL lets both look and insert): the loser's unique violation is
+    a 409 the client may retry, not a 500."""
+    from sqlalchemy.exc import IntegrityError
+
+    _, key = await _vendor(hub)
+
+    def racing(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise IntegrityError("INSERT INTO crm_field_policies ...", {}, Exception("duplicate key value"))
+
+    monkeypatch.setattr(hub.crm, "set_policy", racing)
+    r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "concurrent_change"
+    assert r.headers["retry-after"] == "1" and "duplicate key" not in r.text

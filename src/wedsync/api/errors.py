@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -89,6 +89,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("store_unavailable", "the hub's database is unavailable; retry shortly"),
                             status_code=503, headers={"Retry-After": "2"})
 
+    @app.exception_handler(IntegrityError)
+    async def _concurrent_change(req: Request, exc: IntegrityError) -> JSONResponse:
+        # A uniqueness or reference check the database made: almost always two requests racing for the same
+        # row (on PostgreSQL both may look, find nothing and insert). The client may retry; never a 500.
+        log.warning("integrity conflict", path=req.url.path, error_type=type(exc.orig).__name__)
+        return JSONResponse(error_body("concurrent_change", "the request conflicted with a concurrent change; "
+                                       "retry it"), status_code=409, headers={"Retry-After": "1"})
+
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", path=req.url.path, error_type=type(exc).__name__)
@@ -128,7 +136,8 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
         out["401"] = "missing or bad provider signature: nothing was stored"
     if method in _WRITE_METHODS:
         out["400"] = "a body that cannot be parsed (`malformed_request`)"
-        out["409"] = "conflicts with the current state (e.g. `sync_in_progress`)"
+        out["409"] = ("conflicts with the current state (e.g. `sync_in_progress`), or with a concurrent change "
+                      "(`concurrent_change`, `Retry-After`)")
     if path.startswith("/oauth/"):
         out["400"] = ("the OAuth flow failed: `oauth_not_supported`, `oauth_not_configured`, `invalid_state`, "
                       "`authorization_denied`, `missing_code`")
