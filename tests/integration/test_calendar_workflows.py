@@ -15,10 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from tests.e2e.procs import serve_app_in_thread
+from wedsync.errors import Conflict
 from wedsync.sandbox import google_calendar as gsandbox
 from wedsync.sandbox.faults import FaultMiddleware
 from wedsync.services.calendar import WEBHOOK_HANDLERS
 from wedsync.services.webhook_inbox import InboxRow
+from wedsync.store.tables_calendar import CalendarSource
 
 FEED = """BEGIN:VCALENDAR\r
 VERSION:2.0\r
@@ -138,9 +140,43 @@ async def test_a_private_feed_address_is_never_shown(hub: Any, servers: tuple[st
     v = hub.tenancy.create_vendor("Private Feed Florist", "UTC").id
     secret_url = f"{url}/calendar/ical/private-9f8e7d6c5b4a3210/basic.ics?token=tok-8b7c6d5e4f"
     added = svc.add_source(v, kind="ical-feed", calendar_id=secret_url)
-    assert added["calendar_id"] == added["name"] == f"{url}/…"
+    assert added["name"] == f"{url}/…" and added["calendar_id"].startswith("feed:")
     res = await svc.sync_source(added["id"])  # 404 from the server: the source fails closed
     assert res["status"] == "failed"
     shown = json.dumps([svc.get_source(v, added["id"]), svc.list_sources(v), res], default=str)
     assert "9f8e7d6c5b4a3210" not in shown and "tok-8b7c6d5e4f" not in shown, shown
     assert svc.get_source(v, added["id"])["last_error"]
+    # at rest: the address is in the vault (an ical-feed connection's encrypted credentials), nowhere else
+    with hub.db.read() as s:
+        row = s.get(CalendarSource, added["id"])
+        assert "9f8e7d6c5b4a3210" not in f"{row.calendar_id} {row.name} {row.last_error}"
+    conn = hub.connections.get(v, added["connection_id"])
+    assert conn.provider == "ical-feed" and hub.connections.credentials(conn)["feed_url"] == secret_url
+    with pytest.raises(Conflict):  # the same address again is the same source
+        svc.add_source(v, kind="ical-feed", calendar_id=secret_url)
+    svc.delete_source(v, added["id"])  # its connection goes with it
+    assert [c.id for c in hub.connections.list(v)] == []
+
+
+async def test_a_feed_stored_the_old_way_moves_to_the_vault(hub: Any, servers: tuple[str, Any, dict[str, str]]
+                                                           ) -> None:
+    url, _emulator, feed = servers
+    svc = hub.calendar
+    svc.auto_propagate = False
+    v = hub.tenancy.create_vendor("Old Feed Florist", "UTC").id
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
+    feed["body"] = FEED.format(start=start.strftime("%Y%m%dT%H%M%SZ"),
+                               end=(start + timedelta(hours=3)).strftime("%Y%m%dT%H%M%SZ"))
+    old_url = f"{url}/feeds/venue.ics"
+    with hub.db.session() as s:  # as add_source stored feeds before: the address as calendar_id, no connection
+        s.add(CalendarSource(id="01jfeedold0000000000000000", vendor_id=v, kind="ical-feed", calendar_id=old_url,
+                             name=old_url, rules={}, watch={}, poll_interval_s=300))
+    assert svc.get_source(v, "01jfeedold0000000000000000")["calendar_id"] == f"{url}/…"
+    res = await svc.sync_source("01jfeedold0000000000000000")
+    assert res["status"] == "ok", res
+    moved = svc.get_source(v, "01jfeedold0000000000000000")
+    assert moved["calendar_id"].startswith("feed:") and moved["name"] == f"{url}/…" and moved["connection_id"]
+    conn = hub.connections.get(v, moved["connection_id"])
+    assert hub.connections.credentials(conn)["feed_url"] == old_url
+    avail = svc.availability(v, start - timedelta(hours=1), start + timedelta(hours=4))
+    assert [(b.start, b.end) for b in avail.busy] == [(start, start + timedelta(hours=3))]

@@ -15,6 +15,7 @@ by ``block_uid``) or ``delete_block``. Events carrying ``X-WEDSYNC-BLOCK`` are o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import secrets
@@ -52,6 +53,12 @@ WRITABLE_KINDS = {"google-calendar", "microsoft-graph", "apple-caldav", "caldav"
 IMPORT_KINDS = {"calendly", "acuity"}  # their events are bookings: imported through the guard
 PUSH_KINDS = {"google-calendar", "microsoft-graph", "calendly", "acuity"}
 FEED_KIND = "ical-feed"  # CAL-A's feed connector slug; "ics-feed" is accepted as an alias
+FEED_ID_PREFIX = "feed:"  # a feed source's calendar_id: a fingerprint of its address (which is in the vault)
+
+
+def feed_fingerprint(url: str) -> str:
+    """What a feed source stores as ``calendar_id``: one per address and vendor, revealing nothing of it."""
+    return FEED_ID_PREFIX + hashlib.sha256(url.strip().encode()).hexdigest()[:40]
 SYNC_PAST = timedelta(days=31)
 SYNC_FUTURE = timedelta(days=550)
 PROPAGATION_HORIZON = timedelta(days=400)
@@ -108,9 +115,9 @@ def booking_dict(b: CalendarBooking) -> dict[str, Any]:
 def source_dict(s: CalendarSource, *, reveal: bool = False) -> dict[str, Any]:
     """A source as the API shows it; ``reveal`` (the sync's own use) keeps a feed's address."""
     calendar_id, name = s.calendar_id, s.name
-    if s.kind == FEED_KIND and not reveal:
-        # a feed's address is its credential: shown as scheme://host/… only (the vendor pasted it; the API
-        # never hands it back)
+    if s.kind == FEED_KIND and not reveal and not s.calendar_id.startswith(FEED_ID_PREFIX):
+        # a feed source from before the address moved to the vault (until its next sync moves it): its address
+        # is its credential, shown as scheme://host/… only
         from wedsync.connectors.channels.ical_feed import redacted_feed_url
 
         calendar_id = redacted_feed_url(s.calendar_id)
@@ -212,11 +219,14 @@ class CalendarService:
             raise InvalidInput(f"unknown rules {sorted(bad)}; allowed: {sorted(allowed)}", code="invalid_rules")
         if not calendar_id or len(calendar_id) > 1000:
             raise InvalidInput("calendar_id must be 1-1000 characters", code="invalid_calendar_id")
+        feed_url: str | None = None
         if kind == FEED_KIND:
             if connection_id is not None:
-                raise InvalidInput("a feed source has no connection", code="invalid_source")
+                raise InvalidInput("a feed source is added by its URL, not a connection", code="invalid_source")
             self._check_feed_url(calendar_id)
             writable = False
+            feed_url, calendar_id = calendar_id.strip(), feed_fingerprint(calendar_id)
+            name = name or self._default_name(kind, feed_url)
         else:
             if connection_id is None:
                 raise InvalidInput("a calendar source needs connection_id (or kind 'ics-feed')", code="invalid_source")
@@ -228,19 +238,34 @@ class CalendarService:
             if writable and kind not in WRITABLE_KINDS:
                 raise InvalidInput(f"{kind} calendars cannot receive busy blocks", code="calendar_read_only")
         default_poll = 300 if kind == FEED_KIND else 10 if kind not in PUSH_KINDS else 120
-        with self.db.session() as s:
+        same = [calendar_id] if feed_url is None else [calendar_id, feed_url]  # (a feed stored the old way)
+        with self.db.read() as s:
             self._vendor(s, vendor_id)
-            existing = s.execute(select(CalendarSource).where(
+            existing = s.execute(select(CalendarSource.id).where(
                 CalendarSource.vendor_id == vendor_id, CalendarSource.kind == kind,
-                CalendarSource.calendar_id == calendar_id)).scalar_one_or_none()
-            if existing is not None:
-                raise Conflict("this calendar is already a source", code="source_exists",
-                               details={"source_id": existing.id})
+                CalendarSource.calendar_id.in_(same))).scalar_one_or_none()
+        if existing is not None:
+            raise Conflict("this calendar is already a source", code="source_exists", details={"source_id": existing})
+        if feed_url is not None:
+            # the address is a credential: it lives in the vault, as an ical-feed connection of its own
+            connection_id = self.hub.connections.create(vendor_id, FEED_KIND, credentials={"feed_url": feed_url}).id
+        try:
+            return self._insert_source(vendor_id, kind, calendar_id, connection_id, name, writable, receive_blocks,
+                                       rules, poll_interval_s or default_poll)
+        except BaseException:
+            if feed_url is not None and connection_id is not None:
+                self.hub.connections.delete(vendor_id, connection_id)
+            raise
+
+    def _insert_source(self, vendor_id: str, kind: str, calendar_id: str, connection_id: str | None, name: str,
+                       writable: bool | None, receive_blocks: bool, rules: dict[str, Any], poll_interval_s: int
+                       ) -> dict[str, Any]:
+        with self.db.session() as s:
             src = CalendarSource(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, kind=kind,
                                  calendar_id=calendar_id, name=(name or self._default_name(kind, calendar_id))[:200],
                                  writable=bool(writable),
                                  receive_blocks=receive_blocks, rules=rules, watch={}, version=0, status="new",
-                                 poll_interval_s=poll_interval_s or default_poll, created_at=utcnow())
+                                 poll_interval_s=poll_interval_s, created_at=utcnow())
             s.add(src)
             s.flush()
             out = source_dict(src)
@@ -289,7 +314,11 @@ class CalendarService:
             src = self._source(s, vendor_id, source_id)
             s.execute(update(CalendarBlock).where(CalendarBlock.origin_key.like(f"event:{source_id}:%"))
                       .values(desired="absent", state="pending"))
+            feed_connection = src.connection_id if src.kind == FEED_KIND else None
             s.delete(src)
+        if feed_connection is not None:  # the feed's own connection (its address in the vault) goes with it
+            with contextlib.suppress(NotFound):
+                self.hub.connections.delete(vendor_id, feed_connection)
 
     def store_changes(self, source_id: str, changes: Sequence[Any], *, run_token: str | None = None) -> dict[str, int]:
         """Upsert/delete one page of ``SourceChange``s (ical None = deleted). Unusable iCalendar is refused
@@ -412,8 +441,25 @@ class CalendarService:
         if fetch is None:
             raise NotImplementedCapability("iCalendar feed import has no fetch_feed_changes()",
                                            code="feed_import_unavailable")
-        changes = await fetch(src["calendar_id"], allow_private=self.hub.settings.allow_private_urls)
+        changes = await fetch(self._feed_url(src), allow_private=self.hub.settings.allow_private_urls)
         return list(changes), None, utcnow().isoformat()
+
+    def _feed_url(self, src: dict[str, Any]) -> str:
+        """A feed source's address, from the vault. A source stored the old way (its address as
+        ``calendar_id``) is moved to the vault first."""
+        if src["connection_id"] is not None:
+            conn = self.hub.connections.get_any(src["connection_id"])
+            return str(self.hub.connections.credentials(conn)["feed_url"])
+        url = str(src["calendar_id"])
+        with self.db.read() as s:
+            vendor_id = self._source(s, None, src["id"]).vendor_id
+        conn = self.hub.connections.create(vendor_id, FEED_KIND, credentials={"feed_url": url})
+        with self.db.session() as s:
+            row = self._source(s, None, src["id"])
+            row.connection_id, row.calendar_id = conn.id, feed_fingerprint(url)
+            if row.name == url[:200]:
+                row.name = self._default_name(FEED_KIND, url)
+        return url
 
     def _finish(self, plan: dict[str, Any], sync_state: str | None, full: bool, rejected: int) -> dict[str, Any]:
         with self.db.session() as s:
