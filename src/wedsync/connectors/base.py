@@ -17,6 +17,8 @@ class Channel(StrEnum):
     CSV = "csv"
     EMAIL = "email"
     ICALENDAR = "icalendar"
+    #: WedSync's own marketplace: it posts its records (inquiries) to the hub's API; nothing is fetched
+    MARKETPLACE = "marketplace"
 
 
 @dataclass(frozen=True)

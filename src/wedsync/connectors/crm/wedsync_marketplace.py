@@ -14,7 +14,7 @@ class MarketplaceConnector(Connector):
 
     slug: ClassVar[str] = "wedsync-marketplace"
     display_name: ClassVar[str] = "WedSync marketplace inquiries"
-    channel: ClassVar[Channel] = Channel.API
+    channel: ClassVar[Channel] = Channel.MARKETPLACE
     capabilities: ClassVar[Capabilities] = Capabilities(
         category="crm",
         read=("inquiries",),
