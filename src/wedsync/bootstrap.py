@@ -110,9 +110,12 @@ def installed_hub() -> Hub | None:
 
 
 def set_hub(hub: Hub | None) -> None:
-    """Install (or clear) the process's hub; tests and the CLI use this."""
+    """Install (or clear) the process's hub; tests and the CLI use this. Under the same lock as
+    :func:`get_hub`'s lazy build: a hub installed while another thread is building one (a workflow step calling
+    ``get_hub()`` while none was installed) is the one that stays, not the slower build's."""
     global _hub
-    _hub = hub
+    with _lock:
+        _hub = hub
 
 
 # -- DBOS ------------------------------------------------------------------------------------------
