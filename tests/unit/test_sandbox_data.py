@@ -185,3 +185,18 @@ def test_duplicates_are_re_entries_of_earlier_people() -> None:
                                                       and a.cell_phone.e164 == b.cell_phone.e164)
     with pytest.raises(ValueError):
         generate_dataset(1, 10, 0, duplicates=0.9)
+
+
+def test_one_gmail_account_one_person() -> None:
+    """Gmail ignores dots and a +tag: two different people never get two spellings of one account (a re-entry
+    of the same person may keep theirs)."""
+    data = generate_dataset(42, 30_000, 600, 0.02)
+    repeats = set(data.duplicate_of)
+    owners: dict[str, int] = {}
+    for i, p in enumerate(data.people):
+        if i in repeats or not p.email or not p.email.lower().endswith("@gmail.com"):
+            continue
+        box = p.email.lower().split("@")[0].split("+")[0].replace(".", "")
+        assert box not in owners, (p.email, data.people[owners[box]].email)
+        owners[box] = i
+    assert len(owners) > 100

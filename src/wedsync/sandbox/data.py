@@ -489,9 +489,11 @@ class SyntheticFactory:
             local = f"{first}{rng.randint(1, 9999)}"
         domains = pool.profile.email_domains
         email = f"{local[:40]}@{domains[int(rng.random() * len(domains))]}"
-        if email in self._emails:
-            email = f"{local[:34]}{len(self._emails)}@{domains[0]}"
-        self._emails.add(email)
+        n = len(self._emails)
+        while _mailbox(email) in self._emails:  # one mailbox, one person: as the providers hand them out
+            email = f"{local[:34]}{n}@{domains[0]}"
+            n += 1
+        self._emails.add(_mailbox(email))
         return email
 
     def person(self, index: int, created: int, *, pool: _LocalePool | None = None,
@@ -685,6 +687,15 @@ def _re_entry(factory: SyntheticFactory, original: Person, index: int) -> Person
     return replace(original, id=ulid_at(created * 1000 + int(rng.random() * 1000), rng), index=index,
                    first_name=first, last_name=last, email=email, cell_phone=cell, home_phone=None,
                    work_phone=None, created=created, modified=created, partner_index=None, hidden=False)
+
+
+def _mailbox(email: str) -> str:
+    """The mailbox an address reaches: at Gmail dots and a +tag do not count (``ana.ruiz`` and ``anaruiz`` are
+    one account there), so two synthetic people never get two spellings of one Gmail account."""
+    local, _, domain = email.lower().rpartition("@")
+    if domain in ("gmail.com", "googlemail.com"):
+        return local.split("+", 1)[0].replace(".", "") + "@gmail.com"
+    return email.lower()
 
 
 def generate_dataset(seed: int, contacts: int, jobs: int, duplicates: float = 0.0) -> Dataset:
