@@ -103,7 +103,10 @@ def get_setup(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
 @router.post("/api/payments/transactions")
 async def create_transaction(
     body: TransactionIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", json_schema_extra={"minLength": 1, "maxLength": 200},
+        description="required: 1-200 characters of your own, the same for every retry of one payment (a "
+                    "missing one is 422 `idempotency_key_required`)")] = None,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for a final state")] = 10.0,
 ) -> JSONResponse:
     """processMarketplaceTransaction. The transaction is committed first, then its durable workflow
@@ -158,7 +161,10 @@ def get_transaction(transaction_id: str, hub: HubDep, vendor_id: VendorId, _p: R
 @router.post("/api/payments/transactions/{transaction_id}/refunds")
 async def refund_transaction(
     transaction_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", json_schema_extra={"minLength": 1, "maxLength": 200},
+        description="required: 1-200 characters of your own, the same for every retry of one payment (a "
+                    "missing one is 422 `idempotency_key_required`)")] = None,
 ) -> dict[str, Any]:
     """Refund all (no amount) or part of a payment; transfers and fees are reversed proportionally."""
     result: dict[str, Any] = await hub.payments.refund(vendor_id, transaction_id, body.amountMinor,
