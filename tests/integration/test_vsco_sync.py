@@ -324,3 +324,33 @@ async def test_hooks_of_a_deleted_connection_fail_alone(hub, sandbox) -> None:  
         await hub.connections.aclose()
     assert isinstance(outcomes[1], Fatal) and "no longer exists" in str(outcomes[1])
     assert outcomes[2] is None and target in stored(hub, Client, conn_id)
+
+
+async def test_a_page_that_lost_a_race_for_a_new_record_is_written_again(hub, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a sync page and a hook's re-fetch may both insert the same new contact; the loser's unique
+    violation makes the page (or the hook's chunk) write again, not fail the run."""
+    from sqlalchemy.exc import IntegrityError
+
+    import wedsync.services.sync_engine as engine
+
+    real = engine.insert_many
+    armed = [True]
+    raced: list[str] = []
+
+    def insert_many(conn, table, rows):  # type: ignore[no-untyped-def]
+        if table.name == "clients" and armed[0]:  # lose the race once: the first page, then the hook below
+            armed[0] = False
+            raced.append(table.name)
+            raise IntegrityError("INSERT INTO clients ...", {}, Exception("UNIQUE constraint failed"))
+        real(conn, table, rows)
+
+    monkeypatch.setattr(engine, "insert_many", insert_many)
+    vendor_id, conn_id = connect(hub, sandbox)
+    result = await run(hub, vendor_id, conn_id, "full")
+    assert result["status"] == "succeeded" and raced == ["clients"]
+    assert_equal_to_truth(hub, conn_id, sandbox)
+    new = admin(sandbox, "mutate", create=1)["created"][0]
+    armed[0] = True
+    assert await hub.sync.refetch(conn_id, "contacts", new) == "created" and raced == ["clients", "clients"]
+    assert_equal_to_truth(hub, conn_id, sandbox)
+    await hub.connections.aclose()

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection as SAConnection
 from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.base import Page
@@ -185,6 +187,20 @@ def _cancel(entry: _Prefetch) -> None:
     if not task.done():
         with contextlib.suppress(RuntimeError):  # its loop is closed: nothing left to cancel
             loop.call_soon_threadsafe(task.cancel)
+
+
+_T = TypeVar("_T")
+
+
+def once_more_on_race(write: Callable[[], _T]) -> _T:
+    """Run a write transaction, and once more if it lost a race for a new record: on PostgreSQL a sync page and
+    a hook's re-fetch of the same new contact may both find nothing and insert, and the later commit fails on
+    the unique (connection, remote id). Written again, it finds the row and updates it (or leaves it, when the
+    winner's copy is as new), instead of failing the whole run or the hook."""
+    try:
+        return write()
+    except IntegrityError:
+        return write()
 
 
 class SyncService:
@@ -353,6 +369,12 @@ class SyncService:
     def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
                     records: Sequence[ClientRecord | WeddingRecord], total_items: int | None, total_pages: int,
                     since: datetime | None) -> PageResult:
+        return once_more_on_race(lambda: self._write_page_once(plan, stream, page, pass_no, records, total_items,
+                                                               total_pages, since))
+
+    def _write_page_once(self, plan: RunPlan, stream: str, page: int, pass_no: int,
+                         records: Sequence[ClientRecord | WeddingRecord], total_items: int | None,
+                         total_pages: int, since: datetime | None) -> PageResult:
         pages: Table = SyncRunPage.__table__  # type: ignore[assignment]
         with self.db.engine.begin() as conn:
             done = conn.execute(select(pages).where(
@@ -704,10 +726,13 @@ class SyncService:
             result.absent = len(gone) - len(marked)
         # Short transactions: on SQLite a write holds the database's only write lock, and the webhook
         # intake commits its batches between these chunks instead of waiting for the whole batch.
-        for start in range(0, len(records), REFETCH_WRITE_CHUNK):
+        def write(chunk: Sequence[AnyRecord]) -> tuple[int, int, int]:
             with self.db.session() as s:
-                created, updated, unchanged = self.upsert(
-                    s, conn.vendor_id, connection_id, stream, records[start:start + REFETCH_WRITE_CHUNK])
+                return self.upsert(s, conn.vendor_id, connection_id, stream, chunk)
+
+        for start in range(0, len(records), REFETCH_WRITE_CHUNK):
+            chunk = records[start:start + REFETCH_WRITE_CHUNK]
+            created, updated, unchanged = once_more_on_race(functools.partial(write, chunk))
             result.created += created
             result.updated += updated
             result.unchanged += unchanged
