@@ -108,14 +108,20 @@ async def test_push_notice_resyncs_and_dedupes(hub: Any, servers: tuple[str, Any
     await hub.calendar.aclose()
 
 
+def serve_one_event(feed: dict[str, str]) -> datetime:
+    """The feed server answers one three-hour event two days ahead; returns its start."""
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
+    feed["body"] = FEED.format(start=start.strftime("%Y%m%dT%H%M%SZ"),
+                               end=(start + timedelta(hours=3)).strftime("%Y%m%dT%H%M%SZ"))
+    return start
+
+
 async def test_ical_feed_source(hub: Any, servers: tuple[str, Any, dict[str, str]]) -> None:
     url, _emulator, feed = servers
     svc = hub.calendar
     svc.auto_propagate = False
     v = hub.tenancy.create_vendor("Feed Florist", "UTC").id
-    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
-    feed["body"] = FEED.format(start=start.strftime("%Y%m%dT%H%M%SZ"),
-                               end=(start + timedelta(hours=3)).strftime("%Y%m%dT%H%M%SZ"))
+    start = serve_one_event(feed)
     src = svc.add_source(v, kind="ical-feed", calendar_id=f"{url}/feeds/venue.ics")["id"]
     res = await svc.sync_source(src)
     assert res["status"] == "ok", res
@@ -164,9 +170,7 @@ async def test_a_feed_stored_the_old_way_moves_to_the_vault(hub: Any, servers: t
     svc = hub.calendar
     svc.auto_propagate = False
     v = hub.tenancy.create_vendor("Old Feed Florist", "UTC").id
-    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
-    feed["body"] = FEED.format(start=start.strftime("%Y%m%dT%H%M%SZ"),
-                               end=(start + timedelta(hours=3)).strftime("%Y%m%dT%H%M%SZ"))
+    start = serve_one_event(feed)
     old_url = f"{url}/feeds/venue.ics"
     with hub.db.session() as s:  # as add_source stored feeds before: the address as calendar_id, no connection
         s.add(CalendarSource(id="01jfeedold0000000000000000", vendor_id=v, kind="ical-feed", calendar_id=old_url,

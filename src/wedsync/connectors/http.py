@@ -586,7 +586,7 @@ class ProviderClient:
             except SchemaMismatch as exc:
                 if attempt > UNDECODABLE_REREADS:
                     raise
-                self._log.warning("provider.undecodable_body", path=_path(response.request.url), attempt=attempt,
+                self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
                                   error=str(exc))
                 await asyncio.sleep(self.retry.backoff(attempt))
 
@@ -628,7 +628,9 @@ class ProviderClient:
             method, path, params=params, json=json, data=data, content=content, headers=headers
         )
         replayable = method in IDEMPOTENT_METHODS or idempotency_key is not None
-        log_path = _path(request.url)  # never the query: it may carry credentials or personal data
+        # never the query: it may carry credentials or personal data (registered secrets in the path are
+        # removed by the log processor; only error messages, which leave the logs, are scrubbed here)
+        log_path = request.url.path
         policy = self.retry
         waited = 0.0
         attempt = 0

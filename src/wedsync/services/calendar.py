@@ -225,8 +225,10 @@ class CalendarService:
                 raise InvalidInput("a feed source is added by its URL, not a connection", code="invalid_source")
             self._check_feed_url(calendar_id)
             writable = False
+            from wedsync.connectors.channels.ical_feed import redacted_feed_url
+
             feed_url, calendar_id = calendar_id.strip(), feed_fingerprint(calendar_id)
-            name = name or self._default_name(kind, feed_url)
+            name = name or redacted_feed_url(feed_url)
         else:
             if connection_id is None:
                 raise InvalidInput("a calendar source needs connection_id (or kind 'ics-feed')", code="invalid_source")
@@ -262,7 +264,7 @@ class CalendarService:
                        ) -> dict[str, Any]:
         with self.db.session() as s:
             src = CalendarSource(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, kind=kind,
-                                 calendar_id=calendar_id, name=(name or self._default_name(kind, calendar_id))[:200],
+                                 calendar_id=calendar_id, name=(name or calendar_id)[:200],
                                  writable=bool(writable),
                                  receive_blocks=receive_blocks, rules=rules, watch={}, version=0, status="new",
                                  poll_interval_s=poll_interval_s, created_at=utcnow())
@@ -280,14 +282,6 @@ class CalendarService:
             ensure_poll_schedule()
         except Exception as exc:  # no workflow runtime here: the worker process installs it
             log.info("calendar poll schedule not installed here", error_type=type(exc).__name__)
-
-    @staticmethod
-    def _default_name(kind: str, calendar_id: str) -> str:
-        if kind == FEED_KIND:
-            from wedsync.connectors.channels.ical_feed import redacted_feed_url
-
-            return redacted_feed_url(calendar_id)
-        return calendar_id
 
     def _check_feed_url(self, url: str) -> None:
         if not url.lower().startswith(("https://", "http://", "webcal://")):
@@ -458,7 +452,9 @@ class CalendarService:
             row = self._source(s, None, src["id"])
             row.connection_id, row.calendar_id = conn.id, feed_fingerprint(url)
             if row.name == url[:200]:
-                row.name = self._default_name(FEED_KIND, url)
+                from wedsync.connectors.channels.ical_feed import redacted_feed_url
+
+                row.name = redacted_feed_url(url)
         return url
 
     def _finish(self, plan: dict[str, Any], sync_state: str | None, full: bool, rejected: int) -> dict[str, Any]:

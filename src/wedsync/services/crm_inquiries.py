@@ -28,14 +28,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from wedsync.connectors.channels.csv_layouts import check_email, check_phone
+from wedsync.connectors.crm.wedsync_marketplace import MarketplaceConnector
 from wedsync.connectors.registry import CONNECTORS
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput, NotFound
 from wedsync.services.crm_sync import CrmStats
-from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
+from wedsync.store.tables import Client, Connection, Wedding, utcnow
 from wedsync.store.tables_crm import CrmMerge, CrmOutbox
 
-SLUG = "wedsync-marketplace"
+SLUG = MarketplaceConnector.slug
 PUSH_OP = "push_inquiry"
 MAX_MESSAGE = 5000
 
@@ -167,6 +168,8 @@ class InquiryService:
 
     def _queue_deliveries(self, s: Any, vendor_id: str, wedding_id: str, inquirer: Client,
                           message: str | None) -> list[dict[str, Any]]:
+        from wedsync.services.crm_writeback import CrmWriteback
+
         out = []
         targets = s.execute(select(Connection).where(Connection.vendor_id == vendor_id,
                                                      Connection.status != "disabled")
@@ -180,12 +183,10 @@ class InquiryService:
             key = f"wi-{wedding_id}-{conn.id}"
             row = s.execute(select(CrmOutbox).where(CrmOutbox.idempotency_key == key)).scalar_one_or_none()
             if row is None:
-                row = CrmOutbox(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, op=PUSH_OP,
-                                payload={"message": message}, record_type="inquiry", record_id=wedding_id,
-                                crm_client_id=inquirer.crm_client_id, source_client_id=inquirer.id,
-                                idempotency_key=key, status="pending", attempts=0, created_at=utcnow())
-                s.add(row)
-                s.flush()
+                row = CrmWriteback._enqueue(s, vendor_id, conn.id, PUSH_OP, payload={"message": message},
+                                            record_type="inquiry", record_id=wedding_id,
+                                            crm_client_id=inquirer.crm_client_id, source_client_id=inquirer.id,
+                                            idempotency_key=key)
             out.append({"connection_id": conn.id, "provider": conn.provider, "outbox_id": row.id,
                         "status": row.status})
         return out

@@ -768,11 +768,15 @@ class CrmWriteback:
     @staticmethod
     def _enqueue(s: Session, vendor_id: str, connection_id: str, op: str, *, payload: dict[str, Any],
                  record_type: str | None = None, record_id: str | None = None, remote_id: str | None = None,
-                 crm_client_id: str | None = None) -> CrmOutbox:
+                 crm_client_id: str | None = None, source_client_id: str | None = None,
+                 idempotency_key: str | None = None) -> CrmOutbox:
+        """One pending outbox row; its idempotency key is ``wedsync-crm-<row id>`` unless the caller derives
+        one from what it is about (unique: a second row for the same thing then fails to insert)."""
         outbox_id = new_id()
         row = CrmOutbox(id=outbox_id, vendor_id=vendor_id, connection_id=connection_id, op=op, payload=payload,
                         record_type=record_type, record_id=record_id, remote_id=remote_id,
-                        crm_client_id=crm_client_id, idempotency_key=f"wedsync-crm-{outbox_id}",
+                        crm_client_id=crm_client_id, source_client_id=source_client_id,
+                        idempotency_key=idempotency_key or f"wedsync-crm-{outbox_id}",
                         status="pending", attempts=0, created_at=utcnow())
         s.add(row)
         s.flush()
