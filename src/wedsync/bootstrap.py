@@ -49,7 +49,8 @@ class Hub:
         self.connections = ConnectionService(self.db, self.vault,
                                              allow_private_urls=settings.allow_private_urls,
                                              http_timeout=settings.http_timeout)
-        self.sync = SyncService(self.db, self.connections)
+        self.sync = SyncService(self.db, self.connections,
+                                default_interval_minutes=settings.sync_interval_minutes)
         self.subscriptions = SubscriptionService(self.db, self.connections, settings.public_url)
         self.oauth = OAuthService(self.db, self.vault, self.connections, settings)
         self._inbox: Any = None

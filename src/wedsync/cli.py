@@ -225,6 +225,9 @@ def connect(
     vendor: Annotated[str, typer.Option(help="vendor id")],
     base_url: Annotated[str | None, typer.Option(help="provider base URL (a sandbox, for example)")] = None,
     credential: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+    sync_every: Annotated[int | None, typer.Option(
+        help="minutes between scheduled incremental pulls after the first run (0: manual only); default: "
+             "WEDSYNC_SYNC_INTERVAL_MINUTES")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Connect a provider account for a vendor; credentials go to the encrypted vault."""
@@ -234,10 +237,20 @@ def connect(
                                    base_url=base_url)
     except WedsyncError as exc:
         _fail(f"{exc.message} ({exc.code})")
+    if sync_every is not None:
+        try:
+            c = hub.sync.set_interval(vendor, c.id, sync_every)
+        except WedsyncError as exc:
+            hub.connections.delete(vendor, c.id)  # nothing half done: no connection without the schedule asked for
+            _fail(f"{exc.message} ({exc.code})")
+    every = hub.sync.interval_of(c)
+    minutes = int(every.total_seconds() // 60) if every else None
     if as_json:
-        out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url}))
+        out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url,
+                                   "scheduled_every_minutes": minutes}))
     else:
-        out.print(f"connection {c.id} ({c.provider} at {c.base_url})")
+        schedule = f"pulled every {minutes} min after its first sync" if minutes else "synced only when asked"
+        out.print(f"connection {c.id} ({c.provider} at {c.base_url}); {schedule}")
 
 
 async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,

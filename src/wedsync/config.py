@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     log_json: bool = False
     in_process_workers: bool = Field(default=True, description="run DBOS queues inside the API process")
     http_timeout: float = 30.0
+    sync_interval_minutes: int = Field(
+        default=60, ge=0, le=43_200,
+        description="how often a pullable connection is synced incrementally on its own, after its first run "
+                    "(a connection's own sync_interval_minutes overrides it); 0: only when asked")
     webhook_batch_max: int = 256
     webhook_batch_wait_ms: float = 2.0
     allow_private_urls: bool = Field(

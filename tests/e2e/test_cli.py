@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,10 +42,11 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
     assert vendor["api_key"].startswith("wsk_") and vendor["name"] == "Zoë's Flowers & Co"
 
     r = cli(env, "connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--base-url",
-            f"{sandbox}/vsco-workspace/api/v2", "--credential", "api_key=sandbox-vsco-key", "--json")
+            f"{sandbox}/vsco-workspace/api/v2", "--credential", "api_key=sandbox-vsco-key", "--sync-every", "90",
+            "--json")
     assert r.returncode == 0, r.stderr
     conn = json.loads(r.stdout)
-    assert "sandbox-vsco-key" not in r.stdout
+    assert "sandbox-vsco-key" not in r.stdout and conn["scheduled_every_minutes"] == 90
 
     r = cli(env, "sync", conn["connection_id"], "--vendor", vendor["vendor_id"], "--mode", "full")
     assert r.returncode == 0, r.stderr + r.stdout
@@ -66,9 +68,14 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
         (("connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--credential", "oops"), "KEY=VALUE"),
         (("connect", "vsco-workspace", "--vendor", "nobody", "--credential", "api_key=x"), "vendor not found"),
         (("vendor", "create", "x", "--timezone", "Moon/Base"), "unknown time zone"),
+        (("connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--credential", "api_key=x",
+          "--sync-every", "-1"), "sync_interval_minutes must be between"),
+        (("connect", "honeybook", "--vendor", vendor["vendor_id"], "--sync-every", "30"), "nothing to schedule"),
     ):
         r = cli(env, *args)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    with sqlite3.connect(tmp_path / "wedsync.sqlite") as db:  # the refused connects left no connection behind
+        assert db.execute("SELECT provider FROM connections").fetchall() == [("vsco-workspace",)]
 
 
 def test_sandbox_command_serves_vsco(tmp_path: Path) -> None:

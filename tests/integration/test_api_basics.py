@@ -178,7 +178,7 @@ async def test_405_names_every_method_of_the_resource(api, hub) -> None:  # type
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
     r = await api.post("/api/connections/01h35ccwymj5ctckp8px1azhg6", headers=auth(key))
-    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE", "PATCH"}
 
 
 async def test_malformed_body_is_a_coded_4xx(api, hub) -> None:  # type: ignore[no-untyped-def]

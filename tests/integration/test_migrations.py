@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import PgDatabase, pg_base_url
 from wedsync.store.db import migrate
@@ -50,5 +51,38 @@ def test_gmail_identity_keys_are_rewritten_to_the_mailbox_form(db_url: str) -> N
         assert rows == [("v1", "e:ana.ruiz@example.com", "c3"), ("v1", "e:anaruiz@gmail.com", "c1"),
                         ("v1", "e:anaruiz@gmail.com", "c2"), ("v1", "p:+12125550123|ar", "c1"),
                         ("v2", "e:joe@gmail.com", "c9")]
+    finally:
+        engine.dispose()
+
+
+def test_sync_schedule_columns_and_one_run_in_progress_per_connection(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        migrate(engine, "0007")  # before scheduled pulls: two runs of one connection could both be in progress
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO vendors (id, name, timezone, created_at) VALUES "
+                              "('v1', 'A', 'UTC', '2026-01-01')"))
+            for cid in ("c1", "c2"):
+                conn.execute(text("INSERT INTO connections (id, vendor_id, provider, status, settings, created_at, "
+                                  "updated_at) VALUES (:c, 'v1', 'vsco-workspace', 'active', '{}', '2026-01-01', "
+                                  "'2026-01-01')"), {"c": cid})
+            for rid, cid, status in (("r1", "c1", "running"), ("r2", "c1", "queued"), ("r3", "c1", "succeeded"),
+                                     ("r4", "c2", "running")):
+                conn.execute(text("INSERT INTO sync_runs (id, vendor_id, connection_id, mode, status, started_at, "
+                                  "pages, processed, created, updated, unchanged, deleted, errors, progress) VALUES "
+                                  "(:r, 'v1', :c, 'full', :s, '2026-01-01', 0, 0, 0, 0, 0, 0, 0, '{}')"),
+                             {"r": rid, "c": cid, "s": status})
+        migrate(engine)
+        with engine.connect() as conn:
+            runs = dict(conn.execute(text("SELECT id, status FROM sync_runs ORDER BY id")).all())
+            schedule = conn.execute(text("SELECT sync_interval_minutes, next_sync_at FROM connections "
+                                         "WHERE id = 'c1'")).one()
+        # the newest run in progress stays, the older one is closed; other connections are untouched
+        assert runs == {"r1": "failed", "r2": "queued", "r3": "succeeded", "r4": "running"}
+        assert tuple(schedule) == (None, None)
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("INSERT INTO sync_runs (id, vendor_id, connection_id, mode, status, started_at, pages, "
+                              "processed, created, updated, unchanged, deleted, errors, progress) VALUES ('r5', 'v1', "
+                              "'c1', 'full', 'running', '2026-01-01', 0, 0, 0, 0, 0, 0, 0, '{}')"))
     finally:
         engine.dispose()

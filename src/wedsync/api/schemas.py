@@ -64,8 +64,19 @@ class ConnectionOut(BaseModel):
     status_detail: str | None
     settings: dict[str, Any]
     last_sync_at: datetime | None
+    sync_interval_minutes: int | None = Field(
+        description="the connection's own interval of scheduled incremental pulls; null: the hub's default")
+    scheduled_every_minutes: int | None = Field(
+        description="the interval in effect; null: not pulled on a schedule (manual only, or nothing to pull)")
+    next_sync_at: datetime | None = Field(description="when the next scheduled pull is due (after the first run)")
     created_at: datetime
     webhook_url: str
+
+
+class ConnectionPatch(Strict):
+    sync_interval_minutes: int | None = Field(
+        ge=0, le=43_200, description="minutes between scheduled incremental pulls; 0: manual only; null: the "
+                                     "hub's default (WEDSYNC_SYNC_INTERVAL_MINUTES)")
 
 
 class SyncIn(Strict):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection as SAConnection
@@ -540,7 +540,6 @@ PROVIDER_ALIASES: dict[str, str] = {
 }
 CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
 SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}
-NEXT_SYNC_AFTER = timedelta(hours=1)
 DEFAULT_CHUNK = 1000
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
@@ -628,7 +627,10 @@ class CrmService:
         if mode is None:
             raise InvalidInput(f"syncType must be one of {sorted(SYNC_TYPES)}", code="invalid_sync_type")
         conn = self.connection_for(vendor_id, slug)
-        if slug in CSV_PROVIDERS or slug == "light-blue":
+        if slug == "light-blue":
+            raise InvalidInput("light-blue is push-only: WedSync inquiries are sent to its inbox form, and it offers "
+                               "nothing to pull", code="not_pullable")
+        if slug in CSV_PROVIDERS:
             raise InvalidInput(
                 f"{slug} has no API to pull from: import its CSV export (POST /api/crm/imports) or send its "
                 f"Zapier hook to the connection's webhook URL", code="not_pullable")
@@ -638,10 +640,12 @@ class CrmService:
         """The seed's SyncResult view of a run, with the CRM counters."""
         summary: dict[str, Any] = self.hub.sync.summary(self.hub.sync.get_run(vendor_id, run_id))
         finished = summary["status"] in ("succeeded", "failed")
+        due = self.connection(vendor_id, summary["connection_id"]).next_sync_at
         return {**summary, "syncId": run_id, "success": summary["status"] != "failed",
                 "recordsProcessed": summary["processed"], "recordsCreated": summary["created"],
                 "recordsUpdated": summary["updated"], "finished": finished,
-                "nextSync": (utcnow() + NEXT_SYNC_AFTER).isoformat()}
+                # the connection's next scheduled pull (SyncService.interval_of); null: none is scheduled
+                "nextSync": due.isoformat() if due else None}
 
     # -- unified clients ---------------------------------------------------------------------------
     def list_clients(self, vendor_id: str, *, after: str | None = None, limit: int = 100,

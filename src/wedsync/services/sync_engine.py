@@ -203,10 +203,19 @@ def once_more_on_race(write: Callable[[], _T]) -> _T:
         return write()
 
 
+#: The longest interval a connection's scheduled pulls may have (30 days).
+MAX_INTERVAL_MINUTES = 43_200
+#: How ``due`` tells a connection whose credentials the provider rejected: retrying on a schedule cannot help
+#: until they are replaced (a reconnect, the OAuth callback, or a manual run that succeeds clears the status).
+_REAUTH_DETAIL = "ReauthRequired%"
+
+
 class SyncService:
-    def __init__(self, db: Database, connections: ConnectionService) -> None:
+    def __init__(self, db: Database, connections: ConnectionService, *, default_interval_minutes: int = 60
+                 ) -> None:
         self.db = db
         self.connections = connections
+        self.default_interval_minutes = default_interval_minutes
         self._providers: dict[str, tuple[str, str | None]] = {}
         self.crm = CrmResolver()
         self._prefetch: dict[_PageKey, _Prefetch] = {}
@@ -220,17 +229,87 @@ class SyncService:
         conn = self.connections.get(vendor_id, connection_id)
         if not hasattr(self._connector_class(conn), "list_page"):
             raise InvalidInput(f"{conn.provider} cannot be pulled", code="not_pullable")
-        with self.db.session() as s:
-            running = s.execute(select(SyncRun.id).where(SyncRun.connection_id == connection_id,
-                                                         SyncRun.status.in_(("queued", "running")))
-                                ).first()
-            if running is not None:
-                raise Conflict(f"sync run {running[0]} is already in progress for this connection",
-                               code="sync_in_progress", details={"run_id": running[0]})
-            run = SyncRun(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, mode=mode,
-                          status="queued")
-            s.add(run)
+        interval = self.interval_of(conn)
+        try:
+            with self.db.session() as s:
+                self._refuse_if_running(s, connection_id)
+                run = SyncRun(id=new_id(), vendor_id=vendor_id, connection_id=connection_id, mode=mode,
+                              status="queued", started_at=utcnow())
+                s.add(run)
+                row = s.get(Connection, connection_id)
+                if row is not None:  # the next scheduled pull: an interval after this one started
+                    row.next_sync_at = run.started_at + interval if interval else None
+        except IntegrityError:  # another request created one between the check and the insert
+            with self.db.read() as s:
+                self._refuse_if_running(s, connection_id)
+            raise
         return run
+
+    @staticmethod
+    def _refuse_if_running(s: Session, connection_id: str) -> None:
+        running = s.execute(select(SyncRun.id).where(SyncRun.connection_id == connection_id,
+                                                     SyncRun.status.in_(("queued", "running")))).first()
+        if running is not None:
+            raise Conflict(f"sync run {running[0]} is already in progress for this connection",
+                           code="sync_in_progress", details={"run_id": running[0]})
+
+    # -- the schedule: incremental pulls on their own ------------------------------------------------
+    def interval_of(self, conn: Connection) -> timedelta | None:
+        """How often a connection is pulled without being asked: its own interval, else the hub's default.
+        None: never (set to 0, the default is 0, or a provider with no API to pull from)."""
+        if not hasattr(self._connector_class(conn), "list_page"):
+            return None
+        minutes = conn.sync_interval_minutes
+        if minutes is None:
+            minutes = self.default_interval_minutes
+        return timedelta(minutes=minutes) if minutes > 0 else None
+
+    def set_interval(self, vendor_id: str, connection_id: str, minutes: int | None) -> Connection:
+        """A connection's own interval (None: the hub's default; 0: manual runs only). The next pull is then
+        one interval after the last run started (none before the first run: the vendor starts that one)."""
+        if minutes is not None and not 0 <= minutes <= MAX_INTERVAL_MINUTES:
+            raise InvalidInput(f"sync_interval_minutes must be between 0 and {MAX_INTERVAL_MINUTES} (or null for "
+                               f"the default)", code="invalid_interval")
+        conn = self.connections.get(vendor_id, connection_id)
+        if minutes and not hasattr(self._connector_class(conn), "list_page"):
+            raise InvalidInput(f"{conn.provider} has no API to pull from: nothing to schedule",
+                               code="not_pullable")
+        with self.db.session() as s:
+            row = s.get(Connection, connection_id)
+            if row is None:
+                raise NotFound("connection not found", code="unknown_connection")
+            row.sync_interval_minutes = minutes
+            interval = self.interval_of(row)
+            last = s.execute(select(func.max(SyncRun.started_at)).where(
+                SyncRun.connection_id == connection_id)).scalar_one()
+            row.next_sync_at = last + interval if (last is not None and interval) else None
+            s.flush()
+            s.refresh(row)
+            return row
+
+    def due(self, now: datetime, limit: int = 50) -> list[tuple[str, str]]:
+        """(vendor id, connection id) of the connections whose scheduled pull is due, the most overdue first;
+        connections whose credentials were rejected wait for new ones."""
+        with self.db.read() as s:
+            rows = s.execute(select(Connection.vendor_id, Connection.id).where(
+                Connection.next_sync_at.is_not(None), Connection.next_sync_at <= now,
+                (Connection.status_detail.is_(None)) | (Connection.status_detail.not_like(_REAUTH_DETAIL)))
+                .order_by(Connection.next_sync_at).limit(limit)).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def claim_due(self, connection_id: str, now: datetime) -> bool:
+        """Move a due connection's next pull one interval on; True for the one worker whose update found it
+        still due (several workers may see it due at once)."""
+        with self.db.session() as s:
+            row = s.get(Connection, connection_id)
+            if row is None:
+                return False
+            interval = self.interval_of(row)
+            res = s.execute(update(Connection).where(
+                Connection.id == connection_id, Connection.next_sync_at.is_not(None),
+                Connection.next_sync_at <= now).values(next_sync_at=now + interval if interval else None)
+                .execution_options(synchronize_session=False))
+            return int(getattr(res, "rowcount", 0) or 0) == 1 and interval is not None
 
     def runs_in_progress(self, connection_id: str) -> list[SyncRun]:
         with self.db.read() as s:
@@ -263,6 +342,8 @@ class SyncService:
             if run.status == "queued":
                 run.status = "running"
                 run.started_at = utcnow()
+                interval = self.interval_of(conn)  # the next scheduled pull: an interval after this start
+                conn.next_sync_at = run.started_at + interval if interval else None
                 if run.mode == "incremental":
                     cursor = s.execute(select(func.min(SyncCursor.value)).where(
                         SyncCursor.connection_id == run.connection_id)).scalar()

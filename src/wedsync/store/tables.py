@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -108,6 +109,10 @@ class Connection(Base):
     status_detail: Mapped[str | None] = mapped_column(Text, default=None)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Scheduled incremental pulls (``SyncService.schedule``): the connection's own interval (None: the hub's
+    # default, 0: manual only) and when the next one is due (None: not scheduled).
+    sync_interval_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    next_sync_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -217,6 +222,11 @@ class SyncRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_detail: Mapped[str | None] = mapped_column(Text, default=None)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    # At most one run in progress per connection, whatever races the check in ``create_run`` loses.
+    __table_args__ = (Index("uq_sync_runs_one_active", "connection_id", unique=True,
+                            sqlite_where=text("status IN ('queued', 'running')"),
+                            postgresql_where=text("status IN ('queued', 'running')")),)
 
 
 class SyncRunPage(Base):

@@ -1,4 +1,4 @@
-"""Worker liveness: heartbeats, and recovery of a dead worker's workflows by a live one.
+"""Worker liveness: heartbeats, recovery of a dead worker's workflows by a live one, and the sync schedule.
 
 DBOS recovers a process's own pending workflows when it restarts with the same executor id. When a
 worker dies for good, its heartbeat goes stale; the first live worker to claim it (an atomic UPDATE,
@@ -65,11 +65,17 @@ async def sweep_inbox(inbox: Any) -> None:
         await enqueue_drain()
 
 
-async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbox: Any = None) -> None:
-    """Beat, recover dead workers' workflows and sweep the inbox, until ``stop`` is set."""
+async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbox: Any = None,
+                    schedule: bool = True) -> None:
+    """Beat, recover dead workers' workflows, sweep the inbox and start due scheduled pulls, until ``stop``
+    is set."""
     from dbos import DBOS
 
+    from wedsync.workflows.schedule import CHECK_EVERY, start_due_syncs
+
     log = logging.getLogger("wedsync.workers")
+    next_schedule_check = 0.0
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
             await asyncio.to_thread(beat, db, executor_id)
@@ -78,6 +84,9 @@ async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbo
                 await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
             if inbox is not None:
                 await sweep_inbox(inbox)
+            if schedule and loop.time() >= next_schedule_check:
+                next_schedule_check = loop.time() + CHECK_EVERY
+                await start_due_syncs()
         except Exception:  # a database hiccup must not end supervision; the next beat retries
             log.exception("worker supervision round failed")
         try:

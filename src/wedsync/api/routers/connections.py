@@ -13,6 +13,7 @@ from wedsync.api.schemas import (
     ClientOut,
     ConnectionIn,
     ConnectionOut,
+    ConnectionPatch,
     HookSubscriptionOut,
     Paged,
     SyncIn,
@@ -30,9 +31,12 @@ log = get_logger("wedsync.api.connections")
 
 
 def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
+    every = hub.sync.interval_of(c)
     return ConnectionOut(id=c.id, provider=c.provider, base_url=c.base_url, status=c.status,
                          status_detail=c.status_detail, settings=c.settings or {}, last_sync_at=c.last_sync_at,
-                         created_at=c.created_at,
+                         sync_interval_minutes=c.sync_interval_minutes,
+                         scheduled_every_minutes=int(every.total_seconds() // 60) if every else None,
+                         next_sync_at=c.next_sync_at, created_at=c.created_at,
                          webhook_url=webhook_url(hub.settings.public_url, c.provider, c.id))
 
 
@@ -52,6 +56,14 @@ def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut)
 def get_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> ConnectionOut:
     return _conn_out(hub, hub.connections.get(vendor_id, connection_id))
+
+
+@router.patch("/connections/{connection_id}", response_model=ConnectionOut)
+def update_connection(connection_id: str, body: ConnectionPatch, hub: HubDep, vendor_id: VendorId, _p: Writer
+                      ) -> ConnectionOut:
+    """Set how often the connection is pulled on its own (``sync_interval_minutes``: 0 for manual runs only,
+    null for the hub's default); the next pull is due one interval after the last run started."""
+    return _conn_out(hub, hub.sync.set_interval(vendor_id, connection_id, body.sync_interval_minutes))
 
 
 @router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
