@@ -123,3 +123,31 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert (await api.get("/api/crm/conflicts?status=all", headers=auth(key_a))).status_code == 200
     assert (await api.get("/api/integrations/crm/sync/01jzzzzzzzzzzzzzzzzzzzzzzz",
                           headers=auth(key_a))).status_code == 404
+
+
+async def test_import_as_a_form_upload(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A browser's file input or ``curl -F file=@export.csv`` sends multipart/form-data: the file part is the
+    export (its name kept), never the form's boundaries read as CSV rows."""
+    v = hub.tenancy.create_vendor("Form Upload Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    rows = [hb_row("Mia", "Søndergaard", "mia@x.com", "(415) 555-0177"), hb_row("Noé", "Dubois", "noe@x.com", "")]
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key),
+                       files={"file": ("HoneyBook contacts.csv", hb_csv(rows), "text/csv")})
+    assert r.status_code == 202, r.text
+    job = await wait_import(api, key, r.json()["id"])
+    assert (job["status"], job["filename"], job["total_rows"], job["good_rows"], job["bad_rows"]) == (
+        "succeeded", "HoneyBook contacts.csv", 2, 2, 0)
+    names = sorted(c["last_name"] for c in (await api.get("/api/crm/clients", headers=auth(key))).json()["items"])
+    assert names == ["Dubois", "Søndergaard"]
+
+    # a form whose one file has another field name is still that file; a form without a file is refused
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key),
+                       files={"upload": ("hb.csv", hb_csv(rows[:1]), "text/csv")})
+    assert r.status_code == 202, r.text
+    no_file = (b"--zz\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nno file here\r\n--zz--\r\n")
+    form = {**auth(key), "content-type": "multipart/form-data; boundary=zz"}
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=form, content=no_file)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "missing_file", r.text
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=form,
+                       content=b"--zz\r\nContent-Disposition: form-data; name=\"file\"")  # cut short
+    assert r.status_code == 422 and r.json()["error"]["code"] in ("malformed_form", "missing_file"), r.text

@@ -181,18 +181,48 @@ def set_mappings(connection_id: str, body: MappingsIn, hub: HubDep, vendor_id: V
 
 
 # -- imports and exports ------------------------------------------------------------------------------------------
-@router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED)
+_CSV_BODY = {"type": "string", "format": "binary", "description": "the product's CSV export, as exported"}
+_IMPORT_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": _CSV_BODY},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": _CSV_BODY}}},
+}}}
+
+
+async def _upload(request: Request) -> tuple[bytes, str | None]:
+    """The uploaded file: the raw body (``text/csv`` and the like), or the ``file`` part of a form upload
+    (a browser's file input, ``curl -F file=@export.csv``) with its file name."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "multipart/form-data":
+        return await request.body(), None
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except Exception as exc:  # a malformed or truncated form: the client's error, said plainly
+        raise InvalidInput(f"the multipart form could not be read: {exc}", code="malformed_form") from None
+    try:
+        part = form.get("file")
+        if part is None:  # a form whose file field has another name: its one file
+            part = next((v for v in form.values() if not isinstance(v, str)), None)
+        if part is None or isinstance(part, str):
+            raise InvalidInput("the form has no file: send the CSV export as the 'file' field",
+                               code="missing_file")
+        return await part.read(), part.filename
+    finally:
+        await form.close()
+
+
+@router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED, openapi_extra=_IMPORT_BODY)
 async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: Writer,
                         layout: Annotated[str, LayoutQuery],
                         connection_id: Annotated[str | None, Query(max_length=26)] = None,
                         filename: Annotated[str | None, Query(max_length=300)] = None,
                         chunk_size: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
-    """Upload a product's CSV export as the request body (``text/csv``); the file is checked as a whole
-    (encoding, header, required columns) before anything is stored, then imported by a workflow, chunk by
-    chunk. Poll ``GET /api/crm/imports/{id}``; bad rows: ``GET /api/crm/imports/{id}/errors``."""
-    data = await request.body()
+    """Upload a product's CSV export as the request body (``text/csv``) or as the ``file`` field of a
+    ``multipart/form-data`` upload; the file is checked as a whole (encoding, header, required columns) before
+    anything is stored, then imported by a workflow, chunk by chunk. Poll ``GET /api/crm/imports/{id}``; bad
+    rows: ``GET /api/crm/imports/{id}/errors``."""
+    data, uploaded_name = await _upload(request)
     job = await asyncio.to_thread(hub.crm.create_import, vendor_id, layout, data, connection_id=connection_id,
-                                  filename=filename, chunk_size=chunk_size)
+                                  filename=filename or uploaded_name, chunk_size=chunk_size)
     await _start_import(hub, job["id"])
     return dict(hub.crm.import_status(vendor_id, job["id"]))
 
