@@ -50,6 +50,11 @@ class InvalidInput(WedsyncError):
     status = 422
 
 
+class TooLarge(WedsyncError):
+    code = "too_large"
+    status = 413
+
+
 class Conflict(WedsyncError):
     code = "conflict"
     status = 409

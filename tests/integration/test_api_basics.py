@@ -247,3 +247,38 @@ async def test_a_database_uniqueness_race_is_409_not_500(api, hub, monkeypatch) 
     r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "concurrent_change"
     assert r.headers["retry-after"] == "1" and "duplicate key" not in r.text
+
+
+async def test_oversized_bodies_are_413_before_being_read_whole(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A webhook over 1 MiB and an import over the file limit answer 413 with a code, by Content-Length or, for a
+    chunked body, as soon as the limit is passed; nothing is stored."""
+    from sqlalchemy import func, select
+
+    import wedsync.api.routers.crm as crm_routes
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+    from wedsync.store.tables_crm import CrmImportJob
+
+    v, key = await _vendor(hub)
+    c = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                               base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    url = f"/webhooks/vsco-workspace/{c.id}?token={hub.connections.credentials(c)[WEBHOOK_SECRET]}"
+    big = b'{"targetId": "' + b"x" * (1024 * 1024) + b'"}'
+
+    async def chunked(data: bytes):  # type: ignore[no-untyped-def]  # no Content-Length: a chunked upload
+        for i in range(0, len(data), 65536):
+            yield data[i:i + 65536]
+
+    for content in (big, chunked(big)):
+        r = await api.post(url, content=content)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
+
+    monkeypatch.setattr(crm_routes, "MAX_IMPORT_BYTES", 1000)
+    csv_text = b"First Name,Last Name,Email\n" + b"Ana,Ruiz,ana@example.com\n" * 100
+    for kwargs in ({"content": csv_text}, {"content": chunked(csv_text)},
+                   {"files": {"file": ("hb.csv", csv_text, "text/csv")}}):
+        r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key), **kwargs)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large", (kwargs.keys(), r.text)
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0
+        assert s.execute(select(func.count()).select_from(CrmImportJob)).scalar_one() == 0

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from wedsync.bootstrap import Hub, get_hub
+from wedsync.errors import TooLarge
 from wedsync.services.tenancy import Principal
 
 
@@ -18,6 +19,28 @@ async def hub_dep() -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(hub_dep)]
+
+
+async def read_body(request: Request, limit: int, *, code: str, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be larger than ``limit`` bytes: by its
+    Content-Length before anything is read, else while a chunked body streams in (never all of it held)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise TooLarge(f"{what} larger than {_size(limit)}", code=code)
+        return await request.body()  # the server holds the body to its Content-Length
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{what} larger than {_size(limit)}", code=code)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def principal_dep(

@@ -136,6 +136,7 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
         out["401"] = "missing or bad provider signature: nothing was stored"
     if method in _WRITE_METHODS:
         out["400"] = "a body that cannot be parsed (`malformed_request`)"
+        out["413"] = "a body larger than the route accepts (`body_too_large`, `file_too_large`)"
         out["409"] = ("conflicts with the current state (e.g. `sync_in_progress`), or with a concurrent change "
                       "(`concurrent_change`, `Retry-After`)")
     if path.startswith("/oauth/"):

@@ -29,7 +29,7 @@ from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, normalize_phone, record_values
 from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
-from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, WedsyncError
+from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, TooLarge, WedsyncError
 from wedsync.store.bulk import insert_many, select_in
 from wedsync.store.db import Database
 from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
@@ -1078,8 +1078,8 @@ class CrmService:
         if not 1 <= chunk_size <= 10_000:
             raise InvalidInput("chunk_size must be 1-10000", code="invalid_chunk_size")
         if len(data) > MAX_IMPORT_BYTES:
-            raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB",
-                               code="file_too_large")
+            raise TooLarge(f"the file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MiB",
+                           code="file_too_large")
         conn = (self.connection(vendor_id, connection_id) if connection_id
                 else self.connection_for(vendor_id, layout, create=True))
         parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row

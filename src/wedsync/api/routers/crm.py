@@ -11,12 +11,12 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
+from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer, read_body
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
-from wedsync.errors import InvalidInput
+from wedsync.errors import InvalidInput, TooLarge
 from wedsync.logging import get_logger
-from wedsync.services.crm_sync import DirectImportSteps, drive_import
+from wedsync.services.crm_sync import MAX_IMPORT_BYTES, DirectImportSteps, drive_import
 
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
 LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sorted(LAYOUTS)})
@@ -192,8 +192,12 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
     """The uploaded file: the raw body (``text/csv`` and the like), or the ``file`` part of a form upload
     (a browser's file input, ``curl -F file=@export.csv``) with its file name."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    limit = MAX_IMPORT_BYTES
     if ctype != "multipart/form-data":
-        return await request.body(), None
+        return await read_body(request, limit, code="file_too_large", what="the file is"), None
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 64 * 1024:  # the file and the form's own few lines
+        raise TooLarge(f"the file is larger than {limit // 1024 // 1024} MiB", code="file_too_large")
     try:
         form = await request.form(max_files=1, max_fields=20)
     except Exception as exc:  # a malformed or truncated form: the client's error, said plainly
@@ -205,6 +209,8 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
         if part is None or isinstance(part, str):
             raise InvalidInput("the form has no file: send the CSV export as the 'file' field",
                                code="missing_file")
+        if part.size is not None and part.size > limit:  # a chunked form: spooled to disk, never read whole
+            raise TooLarge(f"the file is larger than {limit // 1024 // 1024} MiB", code="file_too_large")
         return await part.read(), part.filename
     finally:
         await form.close()

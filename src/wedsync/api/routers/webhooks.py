@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from wedsync.api.deps import HubDep
+from wedsync.api.deps import HubDep, read_body
 from wedsync.bootstrap import Hub
 from wedsync.connectors.webhooks import MetaScheme, MicrosoftGraphScheme, get_scheme
-from wedsync.errors import InvalidInput, NotFound
+from wedsync.errors import NotFound
 from wedsync.services.connections import WEBHOOK_SECRET
 
 router = APIRouter(tags=["webhooks"])
@@ -82,9 +82,7 @@ async def receive_webhook(provider: str, connection_id: str, request: Request, h
     """Accept a provider webhook. 401 and nothing stored when the signature is bad or missing;
     2xx once the event is durably in the inbox (duplicates are acknowledged and dropped)."""
     scheme = get_scheme(provider)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise InvalidInput("webhook body larger than 1 MiB", code="body_too_large")
+    raw = await read_body(request, MAX_BODY, code="body_too_large", what="webhook body")
     info = _connection_info(hub, connection_id)
     if info.provider != provider and not (provider in ("instagram", "facebook") and info.provider == "meta"):
         raise NotFound("connection not found", code="unknown_connection")
