@@ -109,8 +109,15 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a),
                         json={"company": "Ruiz Weddings", "expected_version": 999})
     assert r.status_code == 409 and r.json()["error"]["code"] == "version_conflict"
-    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"email": "no-at-sign"})
-    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_email"
+    for bad, code in (({"email": "no-at-sign"}, "invalid_email"), ({"email": "ana@"}, "invalid_email"),
+                      ({"phone": "call me maybe"}, "invalid_phone"), ({"phone": "12"}, "invalid_phone")):
+        r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json=bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == code, (bad, r.text)
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a),
+                        json={"phone": "(415) 555-0199 ext. 12", "email": " Ana.Ruiz@X.com "})
+    assert r.status_code == 200 and (r.json()["phone"], r.json()["email"]) == ("+14155550199;ext=12", "ana.ruiz@x.com")
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"phone": ""})
+    assert r.status_code == 200 and r.json()["phone"] is None  # an empty value clears it
     r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"company": "Ruiz Weddings"})
     assert r.status_code == 200 and r.json()["company"] == "Ruiz Weddings"
     assert r.json()["field_sources"]["company"]["c"] == "wedsync"

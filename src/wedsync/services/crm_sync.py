@@ -26,7 +26,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.errors import ConnectorError
-from wedsync.domain.crm import ClientRecord, WeddingRecord, normalize_email, normalize_phone, record_values
+from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
 from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, TooLarge, WedsyncError
@@ -696,6 +696,8 @@ class CrmService:
                       expected_version: int | None = None) -> dict[str, Any]:
         """A vendor's edit in WedSync: the unified record changes (optimistic version check) and every source
         that takes write-backs gets an outbox entry, committed in the same transaction."""
+        from wedsync.connectors.channels.csv_layouts import check_email, check_phone
+
         bad = sorted(set(changes) - EDITABLE_FIELDS)
         if bad:
             raise InvalidInput(f"fields {bad} cannot be edited; editable: {sorted(EDITABLE_FIELDS)}",
@@ -717,12 +719,18 @@ class CrmService:
                 else:
                     if value is not None and not isinstance(value, str | dict):
                         raise InvalidInput(f"{name} must be a string", code="invalid_field")
-                    if name == "email" and isinstance(value, str):
-                        value = normalize_email(value)
-                        if not value or "@" not in value:
+                    if isinstance(value, str) and name in ("email", "phone") and not value.strip():
+                        value = None  # an empty contact point clears it
+                    elif name == "email" and isinstance(value, str):
+                        value = check_email(value)
+                        if value is None:
                             raise InvalidInput("email is not an e-mail address", code="invalid_email")
                     elif name == "phone" and isinstance(value, str):
-                        value = normalize_phone(value)
+                        region = self._region_of(s, c)
+                        value = check_phone(value, region)
+                        if value is None:
+                            raise InvalidInput(f"phone is not a possible phone number (default country {region})",
+                                               code="invalid_phone")
                     setattr(c, name, value)
                     applied[name] = value
             sources = dict(c.field_sources or {})
@@ -733,6 +741,13 @@ class CrmService:
             c.updated_at = utcnow()
             self._enqueue_writebacks(s, c, applied)
         return self.get_client(vendor_id, client_id)
+
+    @staticmethod
+    def _region_of(s: Session, c: CrmClient) -> str:
+        """The default country for a phone typed without one: the client's source connection's
+        ``default_region`` (as its imports use), else US."""
+        conn = s.get(Connection, c.source_connection_id) if c.source_connection_id else None
+        return str(((conn.settings if conn is not None else None) or {}).get("default_region") or "US").upper()
 
     def _enqueue_writebacks(self, s: Session, c: CrmClient, applied: Mapping[str, Any]) -> int:
         """Outbox rows (one per writable source record) for fields the unified record just took."""
