@@ -9,12 +9,12 @@ import signal
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
+from wedsync.terminal import make_console
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -26,8 +26,8 @@ app.add_typer(vault_app, name="vault")
 for _name, _group in discover_command_groups():
     app.add_typer(_group, name=_name)
 
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 
 @app.callback()
@@ -139,7 +139,7 @@ def providers(markdown: bool = typer.Option(False, "--markdown", help="print the
         assert isinstance(caps, dict)
         table.add_row(str(row["provider"]), str(row["status"]), str(row["channel"]),
                       ", ".join(caps["read"]), ", ".join(caps["write"]), ", ".join(caps["webhooks"]))
-    Console().print(table)
+    make_console().print(table)
 
 
 @app.command()

@@ -6,10 +6,11 @@ import asyncio
 import os
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=True)  # never break an API key or a URL across lines
+from wedsync.terminal import make_console
+
+console = make_console(soft_wrap=True)  # never break an API key or a URL across lines
 
 DEMO_VENDOR = "Golden Hour Photography (demo)"
 SANDBOX_VSCO_KEY = "sandbox-vsco-key"

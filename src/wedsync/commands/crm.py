@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wedsync.terminal import make_console
 
 NAME = "crm"
 app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from wedsync.errors import WedsyncError
+from wedsync.terminal import make_console
 
 NAME = "payments"
 app = typer.Typer(help="Payments: balances, ledger check, reconciliation, recovery sweep.", no_args_is_help=True)
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 
 def _fail(message: str, code: int = 2) -> None:
