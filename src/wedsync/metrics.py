@@ -31,6 +31,7 @@ __all__ = [
     "PROVIDER_REQUEST_SECONDS",
     "PROVIDER_RETRIES",
     "SYNC_RECORDS",
+    "SYNC_RUNS",
     "WEBHOOK_EVENTS",
     "circuit_state_child",
     "rate_limited_child",
@@ -79,6 +80,13 @@ SYNC_RECORDS = Counter(
     ["provider", "stream", "outcome"],
 )
 
+SYNC_RUNS = Counter(
+    "sync_runs",
+    "Sync runs ended, by outcome (succeeded, failed) and, for a failure, its error class (SchemaMismatch, "
+    "ReauthRequired, Retriable, ...; 'none' for a success)",
+    ["provider", "outcome", "error"],
+)
+
 CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
@@ -114,6 +122,13 @@ def rate_limited_child(provider: str) -> Counter:
 @lru_cache(maxsize=1024)
 def circuit_state_child(provider: str) -> Gauge:
     return PROVIDER_CIRCUIT_STATE.labels(provider)
+
+
+def count_sync_records(provider: str, stream: str, **outcomes: int) -> None:
+    """Add a committed page's (or hook batch's) record outcomes to ``SYNC_RECORDS``."""
+    for outcome, n in outcomes.items():
+        if n:
+            SYNC_RECORDS.labels(provider, stream, outcome).inc(n)
 
 
 def render_latest() -> tuple[bytes, str]:

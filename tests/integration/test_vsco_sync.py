@@ -60,6 +60,12 @@ async def run(hub: Any, vendor_id: str, connection_id: str, mode: str) -> dict[s
         await hub.connections.aclose()
 
 
+def _sample(name: str, labels: dict[str, str]) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def stored(hub: Any, model: Any, connection_id: str) -> dict[str, Any]:
     with hub.db.read() as s:
         return {r.remote_id: r for r in s.execute(select(model).where(
@@ -96,8 +102,14 @@ async def test_full_then_incremental_then_deletes(any_hub, sandbox) -> None:  # 
     vendor_id, conn_id = connect(hub, sandbox)
 
     links = list(ground_truth(sandbox, "job-contact").values())
+    created_before = _sample("sync_records_total", {"provider": SLUG, "stream": "contacts", "outcome": "created"})
+    runs_before = _sample("sync_runs_total", {"provider": SLUG, "outcome": "succeeded", "error": "none"})
     first = await run(hub, vendor_id, conn_id, "full")
     assert first["status"] == "succeeded", first
+    # the health data: records by outcome and runs by outcome, as /metrics exposes them
+    assert _sample("sync_records_total", {"provider": SLUG, "stream": "contacts", "outcome": "created"}) \
+        == created_before + 730
+    assert _sample("sync_runs_total", {"provider": SLUG, "outcome": "succeeded", "error": "none"}) == runs_before + 1
     # contacts, jobs and their job-contact links created (the links make each wedding's couple)
     assert first["created"] == 730 + 240 + len(links) and first["updated"] == 0
     assert_equal_to_truth(hub, conn_id, sandbox)
@@ -134,6 +146,8 @@ async def test_provider_garbage_marks_connection_not_500(hub, sandbox) -> None: 
     r = hub.sync.create_run(vendor_id, conn_id, "full")
     from wedsync.connectors.errors import SchemaMismatch
 
+    failed_before = _sample("sync_runs_total", {"provider": SLUG, "outcome": "failed", "error": "SchemaMismatch"})
+
     with pytest.raises(SchemaMismatch) as exc:
         await drive_run(r.id, DirectSteps(hub.sync))
     await hub.connections.aclose()
@@ -141,6 +155,8 @@ async def test_provider_garbage_marks_connection_not_500(hub, sandbox) -> None: 
     assert summary["status"] == "failed" and "SchemaMismatch" in summary["error_detail"]
     with hub.db.read() as s:
         assert s.get(Connection, conn_id).status == "error"
+    assert _sample("sync_runs_total", {"provider": SLUG, "outcome": "failed", "error": "SchemaMismatch"}) \
+        == failed_before + 1
 
 
 async def test_wrong_api_key_is_reauth(hub, sandbox) -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ from wedsync.connectors.base import Page
 from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import AnyRecord, ClientRecord, WeddingRecord, record_values
 from wedsync.errors import Conflict, InvalidInput, NotFound
+from wedsync.metrics import SYNC_RUNS, count_sync_records
 from wedsync.services.connections import ConnectionService
 from wedsync.services.crm_sync import CrmResolver, CrmStats
 from wedsync.store.bulk import insert_many
@@ -482,6 +483,9 @@ class SyncService:
                 run_id=plan.run_id, stream=stream, page=page, pass_no=pass_no, vendor_id=plan.vendor_id,
                 items=n, created=created, updated=updated, unchanged=unchanged, total_items=total_items,
                 total_pages=total_pages, oldest_modified=oldest, done_at=utcnow()))
+        provider = self._providers.get(plan.connection_id, ("unknown", None))[0]  # known once upsert ran
+        count_sync_records(provider, stream, created=created, updated=updated, unchanged=unchanged,
+                           conflict=crm.conflicts)
         # In an incremental run the listing is newest first: a page reaching past the window's
         # start means every later page is older still.
         stop = since is not None and (not fetched_any or (oldest is not None and oldest < since))
@@ -688,7 +692,9 @@ class SyncService:
                 conn.last_sync_at = run.finished_at
                 if conn.status == "error":
                     conn.status, conn.status_detail = "active", None
-            return self.summary(run)
+            out = self.summary(run)
+        SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "succeeded", "none").inc()
+        return out
 
     def fail(self, run_id: str, error: BaseException) -> dict[str, Any]:
         self._drop_run_prefetches(run_id)
@@ -703,7 +709,9 @@ class SyncService:
             conn = s.get(Connection, run.connection_id)
             if conn is not None and isinstance(error, ConnectorError):
                 conn.status, conn.status_detail = "error", detail
-            return self.summary(run)
+            out = self.summary(run)
+        SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "failed", type(error).__name__).inc()
+        return out
 
     @staticmethod
     def _page_totals(conn: SAConnection | Session, run_id: str) -> tuple[dict[str, int], dict[str, Any]]:
@@ -817,6 +825,8 @@ class SyncService:
             result.created += created
             result.updated += updated
             result.unchanged += unchanged
+        count_sync_records(conn.provider, stream, created=result.created, updated=result.updated,
+                           unchanged=result.unchanged, failed=len(result.errors))
         return result
 
     def _connector_class(self, conn: Connection) -> type:
