@@ -207,6 +207,43 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
         stop()
 
 
+async def test_a_record_of_the_wrong_shape_fails_the_run_as_schema_mismatch(hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider that starts sending a field with another type (here a boolean last name, and an e-mail that is a
+    number) fails the run with ``SchemaMismatch`` naming the stream and the record, and puts the connection in
+    ``error`` with that reason: never an internal error, and nothing of the bad page half-written."""
+    from wedsync.connectors.errors import SchemaMismatch
+
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}", "lastName": "Ok",
+              "modified": "2026-01-01T00:00:00Z"} for i in range(150)]
+    items[120]["lastName"] = True
+    items[121]["email"] = 42
+    app = FastAPI()
+
+    @app.get("/api/v2/address-book")
+    async def contacts(page: int = 1, pageSize: int = 100) -> dict:
+        chunk = items[(page - 1) * pageSize: page * pageSize]
+        return {"type": "addressbook-collection", "items": chunk,
+                "meta": {"totalItems": len(items), "totalPages": 2, "page": page, "pageSize": pageSize}}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("Shape Change Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        r = hub.sync.create_run(v.id, c.id, "full")
+        with pytest.raises(SchemaMismatch) as exc:
+            await drive_run(r.id, DirectSteps(hub.sync))
+        await hub.connections.aclose()
+        assert "contacts record 01h35ccwymj5ctckp8px1a0120" in str(exc.value)
+        summary = hub.sync.fail(r.id, exc.value)  # what the workflow does with a connector error
+        assert summary["status"] == "failed" and "SchemaMismatch" in summary["error_detail"]
+        with hub.db.read() as s:
+            conn = s.get(Connection, c.id)
+            assert conn.status == "error" and "01h35ccwymj5ctckp8px1a0120" in conn.status_detail
+        assert len(stored(hub, Client, c.id)) == 100  # the first page; none of the bad one
+    finally:
+        stop()
+
+
 async def test_job_contact_links_make_couples_and_wedding_date_evidence(hub, sandbox) -> None:  # type: ignore[no-untyped-def]
     """VSCO jobs do not list their clients: the job-contact stream links them, the wedding's date becomes the
     couple's identity evidence (d:<date> keys), a job update keeps the links, a link that is no longer a client

@@ -54,7 +54,7 @@ from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, Wedding
 from wedsync.domain.identity import blocking_keys
 from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
 from wedsync.services.crm_sync import record_features
-from wedsync.services.sync_engine import STREAM_MODELS
+from wedsync.services.sync_engine import STREAM_MODELS, map_record
 from wedsync.store.db import Database
 from wedsync.store.tables import Client, Connection, Vendor, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmInvoice, CrmOutbox
@@ -536,7 +536,7 @@ class CrmWriteback:
             over = {k: (_date(v, k) if k == "event_date" else v) for k, v in fields.items()}
             rec = wedding_record(w, **over)
         result = await connector.update_job(o.remote_id, rec, fields=sorted(fields))
-        self._done(o, conn, "jobs", connector.map("jobs", result.item))
+        self._done(o, conn, "jobs", map_record(connector, "jobs", result.item))
 
     async def _send_update_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                                 retry: bool) -> None:
@@ -549,7 +549,7 @@ class CrmWriteback:
             rec = event_record(e, **over)
             zone = str((e.custom_fields or {}).get("timezoneName") or tz)
         result = await connector.update_event(o.remote_id, rec, fields=sorted(fields), timezone=_zone(zone))
-        self._done(o, conn, "events", connector.map("events", result.item))
+        self._done(o, conn, "events", map_record(connector, "events", result.item))
 
     async def _send_create_event(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                                 retry: bool) -> None:
@@ -561,7 +561,7 @@ class CrmWriteback:
         result = await self._found_or_create(
             "events", ref, retry, lambda: connector.find_by_reference("events", ref),
             lambda: connector.create_event(rec, reference=ref, job_id=o.remote_id, timezone=_zone(tz)))
-        self._done(o, conn, "events", connector.map("events", result.item), created=result)
+        self._done(o, conn, "events", map_record(connector, "events", result.item), created=result)
 
     async def _send_create_order(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                                 retry: bool) -> None:
@@ -579,7 +579,7 @@ class CrmWriteback:
         result = await self._found_or_create(
             "orders", o.idempotency_key, retry, find,
             lambda: connector.create_order(job_id, rec, reference=o.idempotency_key))
-        self._done(o, conn, "orders", connector.map("orders", result.item), created=result)
+        self._done(o, conn, "orders", map_record(connector, "orders", result.item), created=result)
 
     async def _send_create_payment(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                                   retry: bool) -> None:
@@ -595,7 +595,7 @@ class CrmWriteback:
             result = await connector.apply_payment(result, order_id, amount)
         # the payment is stored on the order it was applied to: the order as the provider now holds it
         order = await connector.get_record("orders", order_id) if order_id else None
-        echo = connector.map("orders", order) if order is not None else None
+        echo = map_record(connector, "orders", order) if order is not None else None
         self._done(o, conn, "orders", echo, created=result)
 
     async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
@@ -608,7 +608,7 @@ class CrmWriteback:
         result = await self._found_or_create(
             "contacts", ref, retry, lambda: connector.find_by_reference("contacts", ref, email=rec.email),
             lambda: connector.create_contact(rec, reference=ref))
-        echo = connector.map("contacts", result.item)
+        echo = map_record(connector, "contacts", result.item)
         with self.db.engine.begin() as c:
             self._attach_contact(c, o.vendor_id, conn, str(o.crm_client_id), echo)
             self._mark_done(c, o, echo, result)
@@ -664,9 +664,9 @@ class CrmWriteback:
             lambda: connector.create_job(rec, reference=ref, contact_ids=contact_ids))
         if not result.created:  # found: its links are made unless they exist
             await connector.link_contacts(result.remote_id, contact_ids, reference=ref)
-        echo = connector.map("jobs", result.item)
+        echo = map_record(connector, "jobs", result.item)
         # the links just made are source records too (stream job_contacts): stored now, they are echoes later
-        links = [connector.map("job_contacts", i) for i in await connector.job_links(result.remote_id)] \
+        links = [map_record(connector, "job_contacts", i) for i in await connector.job_links(result.remote_id)] \
             if hasattr(connector, "job_links") and "job_contacts" in STREAM_MODELS else []
         with self.db.engine.begin() as c:
             self.hub.sync.upsert(c, o.vendor_id, conn.id, "jobs", [echo])
@@ -688,12 +688,12 @@ class CrmWriteback:
         item = await connector.get_record("payments", payment_id)
         if item is None:
             return "absent"
-        payment = connector.map("payments", item)
+        payment = map_record(connector, "payments", item)
         orders = []
         for order_id in payment.get("order_remote_ids") or ():
             order = await connector.get_record("orders", order_id)
             if order is not None:
-                orders.append(connector.map("orders", order))
+                orders.append(map_record(connector, "orders", order))
         if not orders:
             return "unallocated"  # applied to no order yet: nothing of ours to store it on
         with self.db.session() as s:

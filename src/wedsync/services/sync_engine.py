@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.base import Page
-from wedsync.connectors.errors import ConnectorError
+from wedsync.connectors.errors import ConnectorError, SchemaMismatch
 from wedsync.domain.crm import AnyRecord, ClientRecord, WeddingRecord, record_values
 from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.metrics import SYNC_RUNS, count_sync_records
@@ -176,6 +176,26 @@ def _stops(records: Sequence[ClientRecord | WeddingRecord], since: datetime | No
         return False
     modified = [r.remote_modified_at for r in records if r.remote_modified_at]
     return not records or (bool(modified) and min(modified) < since)
+
+
+#: What a connector's mapping raises on a record of an unexpected shape (a string field that is a number, an object
+#: that is a list...) when it does not check the type itself.
+_SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def map_record(connector: Any, stream: str, item: Any) -> Any:
+    """``connector.map`` of one provider item; a record the mapping cannot read (the provider sent garbage or
+    changed its schema) is ``SchemaMismatch`` naming the stream, the record and the cause, so the run fails
+    with that on the connection's status instead of as an internal error."""
+    try:
+        return connector.map(stream, item)
+    except ConnectorError:
+        raise
+    except _SHAPE_ERRORS as exc:
+        rid = item.get("id") if isinstance(item, dict) else None
+        raise SchemaMismatch(
+            f"{stream} record {str(rid)[:64] if rid is not None else '(without id)'} does not have the documented "
+            f"shape: {type(exc).__name__}: {str(exc)[:200]}", provider=getattr(connector, "slug", None)) from exc
 
 
 def _retrieve_exception(task: asyncio.Future[Any]) -> None:
@@ -374,7 +394,7 @@ class SyncService:
         fetched = await self._take_prefetch(key, connector)
         if fetched is None:
             fetched = await connector.list_page(stream, page, sort=sort)
-        records = [connector.map(stream, item) for item in fetched.items]
+        records = [map_record(connector, stream, item) for item in fetched.items]
         since = datetime.fromisoformat(plan.since) if plan.since else None
         if page < fetched.total_pages and not _stops(records, since):
             # drive_run asks for the next page right after this one: fetch it while this one is written
@@ -789,7 +809,7 @@ class SyncService:
             async with gate:
                 try:
                     item = await connector.get_record(stream, remote_id)
-                    return remote_id, None if item is None else connector.map(stream, item)
+                    return remote_id, None if item is None else map_record(connector, stream, item)
                 except (ConnectorError, ValueError, KeyError) as exc:
                     return remote_id, exc
 
