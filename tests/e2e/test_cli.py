@@ -101,3 +101,4 @@ def test_demo_exit(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Sync runs" in r.stdout and "succeeded" in r.stdout
     assert "clients" in r.stdout and "weddings" in r.stdout
+    assert "next scheduled incremental pull: " in r.stdout and "(every 60 min" in r.stdout
