@@ -1,5 +1,5 @@
 """Fuzz every operation of our own OpenAPI schema (schemathesis): no input makes the hub answer 5xx, and every
-answer is one the schema documents (status code and body schema)."""
+answer is one the schema documents (status code, content type and body schema)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from wedsync.bootstrap import Hub, set_hub
 
@@ -59,7 +63,7 @@ def test_no_server_errors(api_schema: Any) -> None:
             response = case.call()
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             case.validate_response(response, checks=(not_a_server_error, status_code_conformance,
-                                                     response_schema_conformance))
+                                                     content_type_conformance, response_schema_conformance))
 
     run()
     # The fuzzer got past authentication (2xx) and hit validation (422) and missing rows (404).

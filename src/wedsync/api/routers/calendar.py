@@ -191,14 +191,20 @@ def get_booking(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -
     return hub.calendar.get_booking(vendor_id, booking_id)  # type: ignore[no-any-return]
 
 
-@router.get("/api/calendar/bookings/{booking_id}/invitation.ics")
+class IcsResponse(Response):
+    media_type = "text/calendar"  # what the OpenAPI document says the 200 is (not FastAPI's default JSON)
+
+
+@router.get("/api/calendar/bookings/{booking_id}/invitation.ics", response_class=IcsResponse,
+            responses={200: {"description": "the iCalendar invitation (RFC 5545, METHOD:REQUEST)",
+                             "content": {"text/calendar": {"schema": {"type": "string"}}}}})
 def booking_invitation(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> Response:
     booking = hub.calendar.get_booking(vendor_id, booking_id)
     if not booking.get("invitation_ics"):
         from wedsync.errors import NotFound
 
         raise NotFound("this booking has no invitation", code="no_invitation")
-    return Response(booking["invitation_ics"], media_type="text/calendar; charset=utf-8")
+    return IcsResponse(booking["invitation_ics"], media_type="text/calendar; charset=utf-8")
 
 
 @router.post("/api/calendar/bookings/{booking_id}/cancel")

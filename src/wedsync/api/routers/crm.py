@@ -251,13 +251,19 @@ def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
     return {"items": items, "next_after_line": items[-1]["line"] if len(items) == limit else None}
 
 
-@router.get("/api/crm/export")
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"  # what the OpenAPI document says the 200 is (not FastAPI's default JSON)
+
+
+@router.get("/api/crm/export", response_class=CsvResponse,
+            responses={200: {"description": "the CSV export", "content": {"text/csv": {"schema": {
+                "type": "string"}}}}})
 def export_csv(hub: HubDep, vendor_id: VendorId, _r: Reader,
                layout: Annotated[str, LayoutQuery],
                connection_id: Annotated[str | None, Query(max_length=26)] = None) -> StreamingResponse:
     """The unified clients (or one connection's records) as the product's CSV, streamed."""
     chunks = hub.crm.export_csv(vendor_id, layout, connection_id=connection_id)
-    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
+    return CsvResponse(chunks, media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="wedsync-{layout}.csv"'})
 
 
