@@ -282,3 +282,34 @@ async def test_oversized_bodies_are_413_before_being_read_whole(api, hub, monkey
     with hub.db.read() as s:
         assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0
         assert s.execute(select(func.count()).select_from(CrmImportJob)).scalar_one() == 0
+
+
+async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A boolean is not a number, a number is not a date, ``"5"`` is not 5 (Pydantic's lax mode took all three:
+    ``{"sync_interval_minutes": true}`` meant a pull every minute, ``synced_since=0.5`` a Unix time)."""
+    v, key = await _vendor(hub)
+    c = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                               base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    cases = [
+        ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": True}, "sync_interval_minutes"),
+        ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": "15"}, "sync_interval_minutes"),
+        ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": 15.0}, "sync_interval_minutes"),
+        ("put", "/api/crm/policies", {"kind": "newest_wins", "skew_seconds": False}, "skew_seconds"),
+        ("post", "/api/integrations/crm/sync", {"vendorId": v.id, "crmProvider": "tave", "waitSeconds": True},
+         "waitSeconds"),
+        ("put", "/api/calendar/profile", {"travel_buffer_min": False}, "travel_buffer_min"),
+    ]
+    for method, url, body, field in cases:
+        r = await getattr(api, method)(url, headers=auth(key), json=body)
+        assert r.status_code == 422, (body, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "validation_error" and err["details"][0]["loc"] == ["body", field], (body, err)
+    for q in ("0.5", "1700000000", "yesterday"):
+        r = await api.get(f"/api/clients?synced_since={q}", headers=auth(key))
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["query", "synced_since"], q
+    # what the schema documents still passes: an integer, a number given as an integer, ISO 8601 text
+    assert (await api.patch(f"/api/connections/{c.id}", headers=auth(key),
+                            json={"sync_interval_minutes": 15})).status_code == 200
+    r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins", "skew_seconds": 300})
+    assert r.status_code == 200, r.text
+    assert (await api.get("/api/clients?synced_since=2026-01-01T00:00:00Z", headers=auth(key))).status_code == 200

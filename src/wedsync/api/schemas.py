@@ -2,17 +2,86 @@
 
 from __future__ import annotations
 
+import functools
+import re
+import types
+import typing
 from datetime import date, datetime
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 Scope = Literal["read", "write", "keys"]
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
 
+_NUMERIC_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_text(value: Any) -> Any:
+    """A date or date-time in a query or body is ISO 8601 text, as the OpenAPI document says: Pydantic's lax mode
+    would also read ``0.5`` or ``1700000000`` as a Unix time, which no client means by it."""
+    if isinstance(value, datetime | date):
+        return value
+    if not isinstance(value, str) or _NUMERIC_TEXT.fullmatch(value):
+        raise PydanticCustomError("iso_datetime", "expected an ISO 8601 date or date-time, e.g. 2027-06-12 or "
+                                                  "2027-06-12T15:00:00-07:00")
+    return value
+
+
+#: A query parameter's date-time: ISO 8601 text only (see ``_iso_text``).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+# JSON type each annotation admits in a request body (Pydantic's lax mode would also take ``true`` for 1 and
+# ``"5"`` for 5, so ``{"sync_interval_minutes": true}`` meant one minute).
+_JSON_KIND = {bool: "boolean", int: "integer", float: "number", Decimal: "number", datetime: "date-time",
+              date: "date"}
+
+
+def _kind_of(annotation: Any) -> str | None:
+    """The JSON kind a field is checked against, or None (strings, lists, objects, literals: Pydantic's own
+    checks are strict enough for those)."""
+    if annotation in _JSON_KIND:
+        return _JSON_KIND[annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        kinds = {_kind_of(a) for a in typing.get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return None
+
+
+def _json_type_ok(kind: str, value: Any) -> bool:
+    if value is None:
+        return True  # None is Pydantic's to accept or refuse
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str | datetime | date) and not (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value))
+
 
 class Strict(BaseModel):
+    """A request body: unknown fields refused, and each value of the JSON type the schema documents (a boolean
+    is not a number, a number is not a date, ``"5"`` is not 5)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = _field_kinds(cls).get(info.field_name or "")
+        if kind is not None and not _json_type_ok(kind, value):
+            raise PydanticCustomError("json_type", "expected a JSON {kind}, got {got}",
+                                      {"kind": kind, "got": type(value).__name__})
+        return value
+
+
+@functools.cache
+def _field_kinds(cls: type[BaseModel]) -> dict[str, str]:
+    return {name: kind for name, f in cls.model_fields.items() if (kind := _kind_of(f.annotation)) is not None}
 
 
 class VendorIn(Strict):

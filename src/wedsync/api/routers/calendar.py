@@ -9,9 +9,10 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.schemas import IsoDatetime, Strict
 from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import InvalidInput
@@ -23,7 +24,7 @@ router = APIRouter(tags=["calendar"])
 Str200 = Annotated[str, Field(max_length=200)]
 
 
-class ProfileIn(BaseModel):
+class ProfileIn(Strict):
     working_hours: dict[str, list[list[str]]] | None = Field(
         default=None, description='per weekday local spans, e.g. {"mon": [["09:00", "17:00"]]}')
     buffer_before_min: int | None = Field(default=None, ge=0, le=1440)
@@ -35,7 +36,7 @@ class ProfileIn(BaseModel):
     home_location: str | None = Field(default=None, max_length=300)
 
 
-class SourceIn(BaseModel):
+class SourceIn(Strict):
     kind: str = Field(max_length=64, description="provider slug of the connection, or 'ical-feed'")
     calendar_id: str = Field(min_length=1, max_length=1000, description="the provider's calendar id, or the feed URL")
     connection_id: str | None = Field(default=None, max_length=26)
@@ -46,7 +47,7 @@ class SourceIn(BaseModel):
     poll_interval_s: int | None = Field(default=None, ge=5, le=86400)
 
 
-class BookingIn(BaseModel):
+class BookingIn(Strict):
     start: datetime
     end: datetime
     kind: Literal["booking", "hold"] = "booking"
@@ -63,12 +64,12 @@ class BookingIn(BaseModel):
     check_calendars: bool = True
 
 
-class RescheduleIn(BaseModel):
+class RescheduleIn(Strict):
     start: datetime
     end: datetime
 
 
-class MeetingIn(BaseModel):
+class MeetingIn(Strict):
     meeting_type: Literal["consultation", "venue_visit", "contract_signing", "planning_session"]
     duration_min: int | None = Field(default=None, ge=5, le=24 * 60)
     preferred_dates: list[date] = Field(default_factory=list, max_length=60)
@@ -87,11 +88,11 @@ class ScheduleIn(MeetingIn):
     slot_start: datetime | None = None
 
 
-class IcsIn(BaseModel):
+class IcsIn(Strict):
     ics: str = Field(max_length=av.MAX_ICS_BYTES)
 
 
-class FeedIn(BaseModel):
+class FeedIn(Strict):
     name: str = Field(default="availability", max_length=200)
 
 
@@ -155,7 +156,7 @@ def validate_ics(body: IcsIn, _p: Reader) -> dict[str, Any]:
 
 # -- availability ---------------------------------------------------------------------------------------
 @router.get("/api/calendar/availability")
-async def availability(hub: HubDep, vendor_id: VendorId, _p: Reader, start: datetime, end: datetime,
+async def availability(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime,
                        working_hours: bool = True, include_busy: bool = True) -> dict[str, Any]:
     """Free time (inside working hours, net of buffers) and busy time, with each source's freshness.
     ``complete: false`` means a source is stale or failing and its whole window is treated as busy."""
@@ -179,8 +180,8 @@ async def create_booking(body: BookingIn, hub: HubDep, vendor_id: VendorId, _p: 
 
 
 @router.get("/api/calendar/bookings")
-def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: datetime | None = None,
-                  end: datetime | None = None,
+def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime | None = None,
+                  end: IsoDatetime | None = None,
                   status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
                   ) -> list[dict[str, Any]]:
     return hub.calendar.list_bookings(vendor_id, start=start, end=end, status=status_)  # type: ignore[no-any-return]
@@ -253,14 +254,14 @@ async def schedule_meeting(body: ScheduleIn, hub: HubDep, vendor_id: VendorId, _
 
 # -- conflicts, report, propagation ------------------------------------------------------------------------
 @router.get("/api/calendar/conflicts")
-async def conflicts(hub: HubDep, vendor_id: VendorId, _p: Reader, start: datetime, end: datetime
+async def conflicts(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime
                     ) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.detect_conflicts, vendor_id, start, end)
     return out
 
 
 @router.get("/api/calendar/report")
-async def report(hub: HubDep, vendor_id: VendorId, _p: Reader, start: datetime, end: datetime) -> dict[str, Any]:
+async def report(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.report, vendor_id, start, end)
     return out
 

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer, read_body
+from wedsync.api.schemas import Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput, TooLarge
@@ -27,7 +28,7 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 _background: set[asyncio.Task[Any]] = set()
 
 
-class CrmSyncIn(BaseModel):
+class CrmSyncIn(Strict):
     """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +38,7 @@ class CrmSyncIn(BaseModel):
     waitSeconds: float = Field(default=0, ge=0, le=120)
 
 
-class ClientPatch(BaseModel):
+class ClientPatch(Strict):
     model_config = ConfigDict(extra="forbid")
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
@@ -49,13 +50,13 @@ class ClientPatch(BaseModel):
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(Strict):
     model_config = ConfigDict(extra="forbid")
     choice: Literal["incoming", "local", "value"]
     value: Any = None
 
 
-class PolicyIn(BaseModel):
+class PolicyIn(Strict):
     model_config = ConfigDict(extra="forbid")
     field: str = Field(default="*", min_length=1, max_length=200)
     connection_id: str = Field(default="*", min_length=1, max_length=26)
@@ -64,7 +65,7 @@ class PolicyIn(BaseModel):
     skew_seconds: int = Field(default=120, ge=0, le=86_400)
 
 
-class MappingsIn(BaseModel):
+class MappingsIn(Strict):
     model_config = ConfigDict(extra="forbid")
     mappings: dict[str, str | None]
     entity: Literal["client"] = "client"

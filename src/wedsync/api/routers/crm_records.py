@@ -10,9 +10,10 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.schemas import Strict
 from wedsync.errors import InvalidInput
 
 router = APIRouter(tags=["crm"])
@@ -20,7 +21,7 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**12)]
 
 
-class WeddingPatch(BaseModel):
+class WeddingPatch(Strict):
     """Fields of a wedding that map onto the source job (VSCO: ``name``, ``eventDate``, ``stage``, ``closed``,
     ``guestCount``)."""
 
@@ -33,7 +34,7 @@ class WeddingPatch(BaseModel):
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class EventPatch(BaseModel):
+class EventPatch(Strict):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=255)
     starts_at: datetime | None = None
@@ -42,7 +43,7 @@ class EventPatch(BaseModel):
     expected_version: int | None = Field(default=None, ge=1)
 
 
-class EventIn(BaseModel):
+class EventIn(Strict):
     """A new event on the wedding's job; times with a UTC offset (written as local time in the vendor's zone)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,14 +53,14 @@ class EventIn(BaseModel):
     location: str | None = Field(default=None, max_length=500)
 
 
-class LineItemIn(BaseModel):
+class LineItemIn(Strict):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     unit_minor: MinorUnits
     quantity: int = Field(default=1, ge=1, le=10_000)
 
 
-class InvoiceIn(BaseModel):
+class InvoiceIn(Strict):
     """A new invoice (a VSCO order): line items or a total, in integer minor units of ``currency`` (ISO 4217),
     which must be the studio's currency."""
 
@@ -71,7 +72,7 @@ class InvoiceIn(BaseModel):
     due_date: date | None = None
 
 
-class PaymentIn(BaseModel):
+class PaymentIn(Strict):
     """A payment received: integer minor units + ISO 4217 currency (the studio's), applied to ``invoice_id``
     (default: the wedding's only open invoice)."""
 
@@ -83,7 +84,7 @@ class PaymentIn(BaseModel):
     invoice_id: str | None = Field(default=None, max_length=26)
 
 
-class BookingIn(BaseModel):
+class BookingIn(Strict):
     """A marketplace booking to create as a job at the connection, linked to these unified clients (a contact
     is created there for each client that has none)."""
 
@@ -179,7 +180,7 @@ async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendo
     return out
 
 
-class PersonIn(BaseModel):
+class PersonIn(Strict):
     model_config = ConfigDict(extra="forbid")
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field, StrictInt
 
 from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
+from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.errors import InvalidInput
 from wedsync.services.payments import FINAL, IntentRequest
@@ -20,14 +21,14 @@ from wedsync.services.reconciliation import Reconciler
 router = APIRouter(tags=["payments"])
 
 
-class SetupIn(BaseModel):
+class SetupIn(Strict):
     model_config = ConfigDict(extra="forbid")
     vendorId: str | None = None
     gatewayConfig: dict[str, Any]
     returnUrl: str | None = None
 
 
-class TransactionIn(BaseModel):
+class TransactionIn(Strict):
     model_config = ConfigDict(extra="forbid")
     bookingRef: str = Field(min_length=1, max_length=200)
     amountMinor: StrictInt
@@ -43,12 +44,12 @@ class TransactionIn(BaseModel):
     escrow: dict[str, Any] | None = None
 
 
-class AmountIn(BaseModel):
+class AmountIn(Strict):
     model_config = ConfigDict(extra="forbid")
     amountMinor: StrictInt | None = None
 
 
-class EvidenceIn(BaseModel):
+class EvidenceIn(Strict):
     model_config = ConfigDict(extra="forbid")
     explanation: str = Field(min_length=1, max_length=20_000)
     serviceDate: date | None = None
@@ -59,7 +60,7 @@ class EvidenceIn(BaseModel):
     submit: bool = True
 
 
-class ReconcileIn(BaseModel):
+class ReconcileIn(Strict):
     model_config = ConfigDict(extra="forbid")
     since: datetime
     until: datetime
@@ -80,7 +81,7 @@ async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p
     return result
 
 
-class OnboardedIn(BaseModel):
+class OnboardedIn(Strict):
     model_config = ConfigDict(extra="forbid")
     accountRef: str | None = Field(default=None, max_length=200)
 
