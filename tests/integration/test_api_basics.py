@@ -293,7 +293,7 @@ async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ig
     cases = [
         ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": True}, "sync_interval_minutes"),
         ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": "15"}, "sync_interval_minutes"),
-        ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": 15.0}, "sync_interval_minutes"),
+        ("patch", f"/api/connections/{c.id}", {"sync_interval_minutes": 15.5}, "sync_interval_minutes"),
         ("put", "/api/crm/policies", {"kind": "newest_wins", "skew_seconds": False}, "skew_seconds"),
         ("post", "/api/integrations/crm/sync", {"vendorId": v.id, "crmProvider": "tave", "waitSeconds": True},
          "waitSeconds"),
@@ -308,8 +308,9 @@ async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ig
         r = await api.get(f"/api/clients?synced_since={q}", headers=auth(key))
         assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["query", "synced_since"], q
     # what the schema documents still passes: an integer, a number given as an integer, ISO 8601 text
-    assert (await api.patch(f"/api/connections/{c.id}", headers=auth(key),
-                            json={"sync_interval_minutes": 15})).status_code == 200
+    for minutes in (15, 15.0):  # JSON Schema's integer includes a number with a zero fraction
+        r = await api.patch(f"/api/connections/{c.id}", headers=auth(key), json={"sync_interval_minutes": minutes})
+        assert r.status_code == 200 and r.json()["sync_interval_minutes"] == 15, r.text
     r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins", "skew_seconds": 300})
     assert r.status_code == 200, r.text
     assert (await api.get("/api/clients?synced_since=2026-01-01T00:00:00Z", headers=auth(key))).status_code == 200

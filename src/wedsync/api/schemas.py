@@ -56,8 +56,9 @@ def _json_type_ok(kind: str, value: Any) -> bool:
         return True  # None is Pydantic's to accept or refuse
     if kind == "boolean":
         return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "integer":  # JSON Schema's integer: 15 and 15.0 (a number with a zero fraction), not 15.5
+        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float)
+                                                                            and value.is_integer())
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, str | datetime | date) and not (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value))
