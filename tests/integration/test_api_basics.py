@@ -298,6 +298,17 @@ async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ig
         ("post", "/api/integrations/crm/sync", {"vendorId": v.id, "crmProvider": "tave", "waitSeconds": True},
          "waitSeconds"),
         ("put", "/api/calendar/profile", {"travel_buffer_min": False}, "travel_buffer_min"),
+        ("post", "/api/calendar/meetings", {"meeting_type": "consultation", "start": "2031-06-14T15:00:00Z",
+                                            "end": "2031-06-15T15:00:00Z", "preferred_dates": [20310614]},
+         "preferred_dates"),
+        ("post", "/api/calendar/meetings", {"meeting_type": "consultation", "start": 1900000000,
+                                            "end": "2031-06-15T15:00:00Z"}, "start"),
+        ("post", "/api/payments/transactions", {"bookingRef": "b1", "amountMinor": True, "currency": "USD",
+                                                "paymentMethod": "pm_card_visa"}, "amountMinor"),
+        ("post", "/api/payments/transactions", {"bookingRef": "b1", "amountMinor": "2520", "currency": "USD",
+                                                "paymentMethod": "pm_card_visa"}, "amountMinor"),
+        ("post", "/api/payments/transactions", {"bookingRef": "b1", "amountMinor": 25.2, "currency": "USD",
+                                                "paymentMethod": "pm_card_visa"}, "amountMinor"),
     ]
     for method, url, body, field in cases:
         r = await getattr(api, method)(url, headers=auth(key), json=body)

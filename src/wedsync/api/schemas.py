@@ -45,6 +45,10 @@ def _kind_of(annotation: Any) -> str | None:
     if annotation in _JSON_KIND:
         return _JSON_KIND[annotation]
     origin = typing.get_origin(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        inner = _kind_of(item)
+        return f"list:{inner}" if inner is not None else None
     if origin is typing.Union or origin is types.UnionType:
         kinds = {_kind_of(a) for a in typing.get_args(annotation) if a is not type(None)}
         return kinds.pop() if len(kinds) == 1 else None
@@ -54,6 +58,8 @@ def _kind_of(annotation: Any) -> str | None:
 def _json_type_ok(kind: str, value: Any) -> bool:
     if value is None:
         return True  # None is Pydantic's to accept or refuse
+    if kind.startswith("list:"):
+        return not isinstance(value, list) or all(_json_type_ok(kind[5:], v) for v in value)
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "integer":  # JSON Schema's integer: 15 and 15.0 (a number with a zero fraction), not 15.5
@@ -76,7 +82,7 @@ class Strict(BaseModel):
         kind = _field_kinds(cls).get(info.field_name or "")
         if kind is not None and not _json_type_ok(kind, value):
             raise PydanticCustomError("json_type", "expected a JSON {kind}, got {got}",
-                                      {"kind": kind, "got": type(value).__name__})
+                                      {"kind": kind.replace("list:", "list of "), "got": type(value).__name__})
         return value
 
 

@@ -18,7 +18,7 @@ from wedsync.errors import InvalidInput
 
 router = APIRouter(tags=["crm"])
 Limit = Annotated[int, Query(ge=1, le=500)]
-MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**12)]
+MinorUnits = Annotated[int, Field(ge=0, le=10**12)]  # Strict's check: no booleans, no text, no fraction
 
 
 class WeddingPatch(Strict):

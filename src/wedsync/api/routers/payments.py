@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field
 
 from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
@@ -31,11 +31,11 @@ class SetupIn(Strict):
 class TransactionIn(Strict):
     model_config = ConfigDict(extra="forbid")
     bookingRef: str = Field(min_length=1, max_length=200)
-    amountMinor: StrictInt
+    amountMinor: int
     currency: str = Field(min_length=1, max_length=8)
     paymentMethod: str = Field(min_length=1, max_length=200)
     milestone: str = "full"
-    sequence: StrictInt = 1
+    sequence: int = 1
     methodType: str = "card"
     description: str | None = Field(default=None, max_length=500)
     customerEmail: str | None = Field(default=None, max_length=320)
@@ -46,7 +46,7 @@ class TransactionIn(Strict):
 
 class AmountIn(Strict):
     model_config = ConfigDict(extra="forbid")
-    amountMinor: StrictInt | None = None
+    amountMinor: int | None = None
 
 
 class EvidenceIn(Strict):
