@@ -71,6 +71,9 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
         (("connect", "vsco-workspace", "--vendor", vendor["vendor_id"], "--credential", "api_key=x",
           "--sync-every", "-1"), "sync_interval_minutes must be between"),
         (("connect", "honeybook", "--vendor", vendor["vendor_id"], "--sync-every", "30"), "nothing to schedule"),
+        (("payments", "balances", "--vendor", "nobody"), "vendor not found"),
+        (("crm", "merges", "--vendor", "nobody"), "vendor not found"),
+        (("crm", "export", "--vendor", "nobody", "--layout", "honeybook"), "vendor not found"),
     ):
         r = cli(env, *args)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

@@ -24,6 +24,16 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _known_vendor(hub: Any, vendor_id: str) -> None:
+    """A clear error for a vendor id that does not exist, instead of an empty answer."""
+    from wedsync.errors import WedsyncError
+
+    try:
+        hub.tenancy.get_vendor(vendor_id)
+    except WedsyncError as exc:
+        _fail(f"{exc.message} ({exc.code})")
+
+
 async def _import_with_progress(hub: Any, vendor_id: str, job_id: str, *, quiet: bool) -> dict[str, Any]:
     from dbos import DBOS
 
@@ -95,6 +105,7 @@ def export(
     from wedsync.errors import WedsyncError
 
     hub = get_hub()
+    _known_vendor(hub, vendor)
     try:
         chunks = hub.crm.export_csv(vendor, layout, connection_id=connection)
         first = next(chunks, b"")
@@ -117,5 +128,6 @@ def merges(vendor: Annotated[str, typer.Option(help="vendor id")],
     from wedsync.bootstrap import get_hub
 
     hub = get_hub()
+    _known_vendor(hub, vendor)
     out.print_json(json.dumps({"by_rule": hub.crm.merge_summary(vendor),
                                "latest": hub.crm.list_merges(vendor, limit=limit)}))

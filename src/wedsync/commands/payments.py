@@ -24,10 +24,17 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _hub() -> Any:
+def _hub(vendor_id: str | None = None) -> Any:
+    """The hub; with ``vendor_id``, a clear error first when that vendor does not exist."""
     from wedsync.bootstrap import get_hub
 
-    return get_hub()
+    hub = get_hub()
+    if vendor_id is not None:
+        try:
+            hub.tenancy.get_vendor(vendor_id)
+        except WedsyncError as exc:
+            _fail(f"{exc.message} ({exc.code})")
+    return hub
 
 
 def _when(value: str | None, default: datetime) -> datetime:
@@ -47,7 +54,7 @@ def _when(value: str | None, default: datetime) -> datetime:
 def balances(vendor: Annotated[str, typer.Option(help="vendor id")],
              as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Balances from the ledger (owed to each party) and the check that every currency nets to zero."""
-    hub = _hub()
+    hub = _hub(vendor)
     bal = hub.payments.balances(vendor)
     check = hub.payments.ledger_check(vendor)
     if as_json:
@@ -83,7 +90,7 @@ def reconcile(vendor: Annotated[str, typer.Option(help="vendor id")],
 
     now = datetime.now(UTC)
     start, end = _when(since, now - timedelta(days=1)), _when(until, now)
-    hub = _hub()
+    hub = _hub(vendor)
 
     async def run() -> dict[str, Any]:
         try:
