@@ -29,12 +29,12 @@ def inbox(sandbox_url: str, email: str) -> list[dict[str, Any]]:
 
 async def test_an_inquiry_joins_the_existing_client_and_reaches_light_blue_once(
         api: Any, hub: Any, sandbox_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wedsync.api.routers import crm_records
+    from wedsync.workflows import crm as crm_workflows
 
     async def no_drain() -> None:  # this test sends itself (even when an earlier test launched DBOS, whose drain
         return None  # would otherwise race it for the row: it flaked once as 'pending')
 
-    monkeypatch.setattr(crm_records, "_poke_outbox", no_drain)
+    monkeypatch.setattr(crm_workflows, "poke_outbox_drain", no_drain)
     vendor = hub.tenancy.create_vendor("Foxhill Photography")
     _, key = hub.tenancy.create_key(vendor.id)
     tave = hub.connections.create(vendor.id, "vsco-workspace", credentials={"api_key": "k"},

@@ -140,13 +140,13 @@ def lossy_sandbox() -> Iterator[tuple[str, Any, AnswerLoss]]:
 @pytest.fixture
 async def hub_api(any_hub: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     from wedsync.api.app import create_app
-    from wedsync.api.routers import crm_records
     from wedsync.bootstrap import set_hub
+    from wedsync.workflows import crm as crm_workflows
 
     async def no_drain() -> None:  # these tests drain themselves (even when another test launched DBOS)
         return None
 
-    monkeypatch.setattr(crm_records, "_poke_outbox", no_drain)
+    monkeypatch.setattr(crm_workflows, "poke_outbox_drain", no_drain)
     set_hub(any_hub)
     app = create_app(launch_workflows=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),

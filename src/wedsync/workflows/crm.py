@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -78,3 +79,10 @@ async def start_outbox_drain() -> str:
     with SetWorkflowID(workflow_id):
         await get_queue(SYNC_QUEUE).enqueue_async(drain_crm_outbox, 100)
     return workflow_id
+
+
+async def poke_outbox_drain() -> None:
+    """Start an outbox drain when the workflow runtime is there (without it, the pending rows wait for the next
+    drain of a worker): what an API route calls after queueing a write-back."""
+    with contextlib.suppress(RuntimeError):  # get_queue: DBOS is not launched in this process
+        await start_outbox_drain()

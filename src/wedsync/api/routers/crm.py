@@ -4,7 +4,6 @@ custom field mappings, CSV import jobs (upload, status, bad-row report), CSV exp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
@@ -18,6 +17,7 @@ from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput, TooLarge
 from wedsync.logging import get_logger
 from wedsync.services.crm_sync import MAX_IMPORT_BYTES, DirectImportSteps, drive_import
+from wedsync.workflows import crm as crm_workflows
 
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
 LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sorted(LAYOUTS)})
@@ -118,7 +118,7 @@ async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_i
     if not changes:
         raise InvalidInput("nothing to change", code="empty_patch")
     out = dict(hub.crm.update_client(vendor_id, client_id, changes, body.expected_version))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -152,7 +152,7 @@ def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
 async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendor_id: VendorId,
                            _w: Writer) -> dict[str, Any]:
     out = dict(hub.crm.resolve_conflict(vendor_id, conflict_id, body.choice, body.value))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -288,10 +288,3 @@ async def _start_import(hub: Hub, job_id: str) -> None:
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-
-async def _poke_outbox() -> None:
-    """Start an outbox drain when the workflow runtime is there (else the pending rows wait for one)."""
-    with contextlib.suppress(RuntimeError):
-        from wedsync.workflows.crm import start_outbox_drain
-
-        await start_outbox_drain()

@@ -5,7 +5,6 @@ and CRM jobs created for marketplace bookings."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from pydantic import ConfigDict, Field
 from wedsync.api.deps import HubDep, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
 from wedsync.errors import InvalidInput
+from wedsync.workflows import crm as crm_workflows
 
 router = APIRouter(tags=["crm"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -120,7 +120,7 @@ async def update_wedding(wedding_id: str, body: WeddingPatch, hub: HubDep, vendo
     ``expected_version`` -> 409 ``version_conflict`` when it changed meanwhile."""
     changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
     out = dict(hub.crm_writeback.update_wedding(vendor_id, wedding_id, changes, body.expected_version))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -130,7 +130,7 @@ async def update_event(event_id: str, body: EventPatch, hub: HubDep, vendor_id: 
     """Edit an event of a wedding -> ``update_event`` through the outbox."""
     changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
     out = dict(hub.crm_writeback.update_event(vendor_id, event_id, changes, body.expected_version))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -140,7 +140,7 @@ async def create_event(wedding_id: str, body: EventIn, hub: HubDep, vendor_id: V
     """Create an event on the wedding's job (``create_event``); returns the outbox row, the event is stored
     when the provider returns it (``GET /api/crm/weddings/{id}``)."""
     out = dict(hub.crm_writeback.create_event(vendor_id, wedding_id, body.model_dump(exclude_unset=True)))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -152,7 +152,7 @@ async def create_invoice(wedding_id: str, body: InvoiceIn, hub: HubDep, vendor_i
     values = body.model_dump(exclude_unset=True)
     values["line_items"] = [li.model_dump() for li in body.line_items]
     out = dict(await hub.crm_writeback.create_invoice(vendor_id, wedding_id, values))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -164,7 +164,7 @@ async def create_payment(wedding_id: str, body: PaymentIn, hub: HubDep, vendor_i
     if body.amount_minor == 0:
         raise InvalidInput("amount_minor must be positive", code="invalid_amount")
     out = dict(await hub.crm_writeback.create_payment(vendor_id, wedding_id, body.model_dump(exclude_unset=True)))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -176,7 +176,7 @@ async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendo
     values = body.model_dump(exclude={"client_ids"}, exclude_unset=True)
     values.setdefault("stage", body.stage)
     out = dict(hub.crm_writeback.create_booking(vendor_id, connection_id, body.client_ids, values))
-    await _poke_outbox()
+    await crm_workflows.poke_outbox_drain()
     return out
 
 
@@ -215,13 +215,6 @@ async def receive_inquiry(body: InquiryIn, response: Response, hub: HubDep, vend
     if not out["created"]:
         response.status_code = status.HTTP_200_OK
     if any(d["status"] == "pending" for d in out["deliveries"]):
-        await _poke_outbox()
+        await crm_workflows.poke_outbox_drain()
     return out
 
-
-async def _poke_outbox() -> None:
-    """Start an outbox drain when the workflow runtime is there (else the pending rows wait for one)."""
-    with contextlib.suppress(RuntimeError):
-        from wedsync.workflows.crm import start_outbox_drain
-
-        await start_outbox_drain()
