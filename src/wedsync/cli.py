@@ -243,8 +243,7 @@ def connect(
         except WedsyncError as exc:
             hub.connections.delete(vendor, c.id)  # nothing half done: no connection without the schedule asked for
             _fail(f"{exc.message} ({exc.code})")
-    every = hub.sync.interval_of(c)
-    minutes = int(every.total_seconds() // 60) if every else None
+    minutes = hub.sync.interval_minutes(c)
     if as_json:
         out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url,
                                    "scheduled_every_minutes": minutes}))

@@ -93,9 +93,9 @@ def run_demo(*, exit_after: bool, port: int, sandbox_port: int, contacts: int) -
         console.print(f"[bold]{n_clients}[/bold] clients and [bold]{n_weddings}[/bold] weddings in WedSync "
                       f"for {vendor.name}")
         due = hub.connections.get(vendor.id, conn.id).next_sync_at
-        every = hub.sync.interval_of(conn)
+        every = hub.sync.interval_minutes(conn)
         console.print(f"next scheduled incremental pull: {due.isoformat(timespec='seconds')} (every "
-                      f"{int(every.total_seconds() // 60)} min; PATCH /api/connections/{conn.id} changes it)"
+                      f"{every} min; PATCH /api/connections/{conn.id} changes it)"
                       if due and every else "no scheduled pulls (WEDSYNC_SYNC_INTERVAL_MINUTES=0): sync on demand")
         console.print(f"API key for this vendor (shown once): [bold]{key}[/bold]")
         from wedsync.demos import DemoContext, discover_stories

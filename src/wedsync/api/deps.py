@@ -21,26 +21,28 @@ async def hub_dep() -> Hub:
 HubDep = Annotated[Hub, Depends(hub_dep)]
 
 
+def too_large(what: str, limit: int, code: str) -> TooLarge:
+    """The 413 for ``what`` (``"the file"``, ``"the webhook body"``) over ``limit`` bytes."""
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return TooLarge(f"{what} is larger than {size}", code=code)
+
+
 async def read_body(request: Request, limit: int, *, code: str, what: str) -> bytes:
     """The request body, refused with 413 as soon as it is known to be larger than ``limit`` bytes: by its
     Content-Length before anything is read, else while a chunked body streams in (never all of it held)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
-            raise TooLarge(f"{what} larger than {_size(limit)}", code=code)
+            raise too_large(what, limit, code)
         return await request.body()  # the server holds the body to its Content-Length
     parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge(f"{what} larger than {_size(limit)}", code=code)
+            raise too_large(what, limit, code)
         parts.append(chunk)
     return b"".join(parts)
-
-
-def _size(n: int) -> str:
-    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def principal_dep(

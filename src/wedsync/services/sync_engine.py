@@ -285,6 +285,11 @@ class SyncService:
             minutes = self.default_interval_minutes
         return timedelta(minutes=minutes) if minutes > 0 else None
 
+    def interval_minutes(self, conn: Connection) -> int | None:
+        """``interval_of`` in whole minutes, as the API and the CLI show it (None: not scheduled)."""
+        every = self.interval_of(conn)
+        return int(every.total_seconds() // 60) if every else None
+
     def set_interval(self, vendor_id: str, connection_id: str, minutes: int | None) -> Connection:
         """A connection's own interval (None: the hub's default; 0: manual runs only). The next pull is then
         one interval after the last run started (none before the first run: the vendor starts that one)."""

@@ -32,11 +32,10 @@ log = get_logger("wedsync.api.connections")
 
 
 def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
-    every = hub.sync.interval_of(c)
     return ConnectionOut(id=c.id, provider=c.provider, base_url=c.base_url, status=c.status,
                          status_detail=c.status_detail, settings=c.settings or {}, last_sync_at=c.last_sync_at,
                          sync_interval_minutes=c.sync_interval_minutes,
-                         scheduled_every_minutes=int(every.total_seconds() // 60) if every else None,
+                         scheduled_every_minutes=hub.sync.interval_minutes(c),
                          next_sync_at=c.next_sync_at, created_at=c.created_at,
                          webhook_url=webhook_url(hub.settings.public_url, c.provider, c.id))
 

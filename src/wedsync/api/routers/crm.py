@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer, read_body
+from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer, read_body, too_large
 from wedsync.api.schemas import Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
-from wedsync.errors import InvalidInput, TooLarge
+from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.crm_sync import MAX_IMPORT_BYTES, DirectImportSteps, drive_import
 from wedsync.workflows import crm as crm_workflows
@@ -31,7 +31,6 @@ _background: set[asyncio.Task[Any]] = set()
 class CrmSyncIn(Strict):
     """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
 
-    model_config = ConfigDict(extra="forbid")
     vendorId: str = Field(min_length=1, max_length=26)  # the seed's camelCase wire names
     crmProvider: str = Field(min_length=1, max_length=40)
     syncType: str = Field(default="incremental", min_length=1, max_length=20)
@@ -39,7 +38,6 @@ class CrmSyncIn(Strict):
 
 
 class ClientPatch(Strict):
-    model_config = ConfigDict(extra="forbid")
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
     display_name: str | None = Field(default=None, max_length=400)
@@ -51,13 +49,11 @@ class ClientPatch(Strict):
 
 
 class ResolveIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     choice: Literal["incoming", "local", "value"]
     value: Any = None
 
 
 class PolicyIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     field: str = Field(default="*", min_length=1, max_length=200)
     connection_id: str = Field(default="*", min_length=1, max_length=26)
     kind: Literal["source_of_truth", "newest_wins", "manual"]
@@ -66,7 +62,6 @@ class PolicyIn(Strict):
 
 
 class MappingsIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     mappings: dict[str, str | None]
     entity: Literal["client"] = "client"
 
@@ -195,10 +190,10 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     limit = MAX_IMPORT_BYTES
     if ctype != "multipart/form-data":
-        return await read_body(request, limit, code="file_too_large", what="the file is"), None
+        return await read_body(request, limit, code="file_too_large", what="the file"), None
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 64 * 1024:  # the file and the form's own few lines
-        raise TooLarge(f"the file is larger than {limit // 1024 // 1024} MiB", code="file_too_large")
+        raise too_large("the file", limit, "file_too_large")
     try:
         form = await request.form(max_files=1, max_fields=20)
     except Exception as exc:  # a malformed or truncated form: the client's error, said plainly
@@ -211,7 +206,7 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
             raise InvalidInput("the form has no file: send the CSV export as the 'file' field",
                                code="missing_file")
         if part.size is not None and part.size > limit:  # a chunked form: spooled to disk, never read whole
-            raise TooLarge(f"the file is larger than {limit // 1024 // 1024} MiB", code="file_too_large")
+            raise too_large("the file", limit, "file_too_large")
         return await part.read(), part.filename
     finally:
         await form.close()

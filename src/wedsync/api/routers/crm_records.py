@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from wedsync.api.deps import HubDep, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
@@ -25,7 +25,6 @@ class WeddingPatch(Strict):
     """Fields of a wedding that map onto the source job (VSCO: ``name``, ``eventDate``, ``stage``, ``closed``,
     ``guestCount``)."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=255)
     event_date: date | None = None
     stage: str | None = Field(default=None, max_length=32, description="lead | booked | fulfillment | completed")
@@ -35,7 +34,6 @@ class WeddingPatch(Strict):
 
 
 class EventPatch(Strict):
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=255)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -46,7 +44,6 @@ class EventPatch(Strict):
 class EventIn(Strict):
     """A new event on the wedding's job; times with a UTC offset (written as local time in the vendor's zone)."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=255)
     starts_at: datetime
     ends_at: datetime | None = None
@@ -54,7 +51,6 @@ class EventIn(Strict):
 
 
 class LineItemIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     unit_minor: MinorUnits
     quantity: int = Field(default=1, ge=1, le=10_000)
@@ -64,7 +60,6 @@ class InvoiceIn(Strict):
     """A new invoice (a VSCO order): line items or a total, in integer minor units of ``currency`` (ISO 4217),
     which must be the studio's currency."""
 
-    model_config = ConfigDict(extra="forbid")
     number: str = Field(min_length=1, max_length=64)
     currency: str = Field(min_length=1, max_length=8)
     total_minor: MinorUnits | None = None
@@ -76,7 +71,6 @@ class PaymentIn(Strict):
     """A payment received: integer minor units + ISO 4217 currency (the studio's), applied to ``invoice_id``
     (default: the wedding's only open invoice)."""
 
-    model_config = ConfigDict(extra="forbid")
     amount_minor: MinorUnits
     currency: str = Field(min_length=1, max_length=8)
     received: date | None = None
@@ -88,7 +82,6 @@ class BookingIn(Strict):
     """A marketplace booking to create as a job at the connection, linked to these unified clients (a contact
     is created there for each client that has none)."""
 
-    model_config = ConfigDict(extra="forbid")
     client_ids: list[Annotated[str, Field(max_length=26)]] = Field(min_length=1, max_length=10)
     name: str = Field(min_length=1, max_length=255)
     event_date: date | None = None
@@ -181,7 +174,6 @@ async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendo
 
 
 class PersonIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=320)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
@@ -22,14 +22,12 @@ router = APIRouter(tags=["payments"])
 
 
 class SetupIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     vendorId: str | None = None
     gatewayConfig: dict[str, Any]
     returnUrl: str | None = None
 
 
 class TransactionIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     bookingRef: str = Field(min_length=1, max_length=200)
     amountMinor: int
     currency: str = Field(min_length=1, max_length=8)
@@ -45,12 +43,10 @@ class TransactionIn(Strict):
 
 
 class AmountIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     amountMinor: int | None = None
 
 
 class EvidenceIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     explanation: str = Field(min_length=1, max_length=20_000)
     serviceDate: date | None = None
     customerName: str | None = None
@@ -61,7 +57,6 @@ class EvidenceIn(Strict):
 
 
 class ReconcileIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     since: datetime
     until: datetime
 
@@ -82,7 +77,6 @@ async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p
 
 
 class OnboardedIn(Strict):
-    model_config = ConfigDict(extra="forbid")
     accountRef: str | None = Field(default=None, max_length=200)
 
 

@@ -82,7 +82,7 @@ async def receive_webhook(provider: str, connection_id: str, request: Request, h
     """Accept a provider webhook. 401 and nothing stored when the signature is bad or missing;
     2xx once the event is durably in the inbox (duplicates are acknowledged and dropped)."""
     scheme = get_scheme(provider)
-    raw = await read_body(request, MAX_BODY, code="body_too_large", what="webhook body")
+    raw = await read_body(request, MAX_BODY, code="body_too_large", what="the webhook body")
     info = _connection_info(hub, connection_id)
     if info.provider != provider and not (provider in ("instagram", "facebook") and info.provider == "meta"):
         raise NotFound("connection not found", code="unknown_connection")
