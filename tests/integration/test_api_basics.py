@@ -325,3 +325,35 @@ async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ig
     r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins", "skew_seconds": 300})
     assert r.status_code == 200, r.text
     assert (await api.get("/api/clients?synced_since=2026-01-01T00:00:00Z", headers=auth(key))).status_code == 200
+
+
+async def test_list_endpoints_page_every_item_once_and_refuse_a_bad_cursor(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]
+    """Keyset paging: following ``next_cursor`` visits every item exactly once; a cursor that is not an id
+    (a typo, an offset, another API's token) is a 422, not a page that silently starts elsewhere or is empty."""
+    from wedsync.services.sync_engine import DirectSteps, drive_run
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                  base_url=f"{sandbox_url}/vsco-workspace/api/v2")
+    run = hub.sync.create_run(v.id, conn.id, "full")
+    result = await drive_run(run.id, DirectSteps(hub.sync))
+    await hub.connections.aclose()
+    assert result["status"] == "succeeded" and result["created"] > 20
+    for path in ("/api/clients", "/api/weddings", "/api/crm/clients", "/api/crm/weddings"):
+        seen: list[str] = []
+        params: dict[str, str | int] = {"limit": 7}
+        while True:
+            r = await api.get(path, headers=auth(key), params=params)
+            assert r.status_code == 200, (path, r.text)
+            body = r.json()
+            assert len(body["items"]) <= 7
+            seen += [item["id"] for item in body["items"]]
+            if body["next_cursor"] is None:
+                break
+            params = {"limit": 7, "after": body["next_cursor"]}
+        everything = (await api.get(path, headers=auth(key), params={"limit": 500})).json()["items"]
+        assert seen == [item["id"] for item in everything] and len(set(seen)) == len(seen) > 7, path
+        for bad in ("garbage", "10", seen[0].upper(), seen[0] + "x", " " + seen[0]):
+            r = await api.get(path, headers=auth(key), params={"after": bad})
+            assert r.status_code == 422, (path, bad, r.text)
+            assert r.json()["error"]["code"] == "validation_error"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from wedsync.bootstrap import Hub, get_hub
 from wedsync.errors import TooLarge
@@ -19,6 +19,13 @@ async def hub_dep() -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(hub_dep)]
+
+#: A list endpoint's page size.
+Limit = Annotated[int, Query(ge=1, le=500, description="items per page (1 to 500)")]
+#: A keyset cursor: the ``next_cursor`` of the previous page, which is an id (26 lowercase ULID characters).
+#: Anything else is a 422 instead of a page that silently starts somewhere else or comes back empty.
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9a-hjkmnp-tv-z]{26}$",
+                                     description="next_cursor of the previous page")]
 
 
 def too_large(what: str, limit: int, code: str) -> TooLarge:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from sqlalchemy import select
 
-from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
 from wedsync.api.schemas import (
     ClientOut,
     ConnectionIn,
@@ -119,7 +119,6 @@ def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p:
             for h in hub.subscriptions.list(vendor_id, connection_id)]
 
 
-Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
@@ -142,7 +141,7 @@ def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
 
 @router.get("/clients", response_model=Paged)
 def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
-                 after: str | None = None, limit: Limit = 100, include_deleted: bool = False,
+                 after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
                  synced_since: IsoDatetime | None = None) -> Paged:
     """The vendor's clients, oldest first; pass ``next_cursor`` as ``after`` for the next page."""
     rows, nxt = _page(hub, Client, vendor_id, connection_id=connection_id, after=after, limit=limit,
@@ -152,7 +151,7 @@ def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: st
 
 @router.get("/weddings", response_model=Paged)
 def list_weddings(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
-                  after: str | None = None, limit: Limit = 100, include_deleted: bool = False,
+                  after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
                   synced_since: IsoDatetime | None = None) -> Paged:
     rows, nxt = _page(hub, Wedding, vendor_id, connection_id=connection_id, after=after, limit=limit,
                       include_deleted=include_deleted, modified_since=synced_since)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer, read_body, too_large
+from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, read_body, too_large
 from wedsync.api.schemas import Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
@@ -24,7 +24,6 @@ LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sort
 
 router = APIRouter(tags=["crm"])
 log = get_logger("wedsync.api.crm")
-Limit = Annotated[int, Query(ge=1, le=500)]
 _background: set[asyncio.Task[Any]] = set()
 
 
@@ -92,7 +91,7 @@ def crm_sync_status(sync_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) 
 
 # -- unified clients -----------------------------------------------------------------------------------------
 @router.get("/api/crm/clients")
-def list_clients(hub: HubDep, vendor_id: VendorId, _r: Reader, after: str | None = None, limit: Limit = 100,
+def list_clients(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100,
                  q: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     """Unified clients (one per person across every source), oldest first; ``next_cursor`` -> ``after``."""
     items, nxt = hub.crm.list_clients(vendor_id, after=after, limit=limit, q=q)

@@ -11,13 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
-from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
 from wedsync.errors import InvalidInput
 from wedsync.workflows import crm as crm_workflows
 
 router = APIRouter(tags=["crm"])
-Limit = Annotated[int, Query(ge=1, le=500)]
 MinorUnits = Annotated[int, Field(ge=0, le=10**12)]  # Strict's check: no booleans, no text, no fraction
 
 
@@ -91,7 +90,7 @@ class BookingIn(Strict):
 
 
 @router.get("/api/crm/weddings")
-def list_weddings(hub: HubDep, vendor_id: VendorId, _r: Reader, after: str | None = None, limit: Limit = 100,
+def list_weddings(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100,
                   connection_id: Annotated[str | None, Query(max_length=26)] = None) -> dict[str, Any]:
     """Weddings of every source (jobs, projects), by id; ``next_cursor`` -> ``after``."""
     if connection_id:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from wedsync.api.deps import HubDep, PrincipalDep, Reader, VendorId, Writer
+from wedsync.api.deps import HubDep, Limit, PrincipalDep, Reader, VendorId, Writer
 from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.errors import InvalidInput
@@ -140,7 +140,7 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
 
 @router.get("/api/payments/transactions")
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
-                      status: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+                      status: str | None = None, limit: Limit = 50
                       ) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status,
                                                              limit=limit)
