@@ -14,7 +14,7 @@ from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
-from wedsync.terminal import make_console
+from wedsync.terminal import fail, make_console
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -41,11 +41,6 @@ def _setup() -> None:
                       json=settings.log_json)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
 def _hub() -> Any:
     from wedsync.bootstrap import get_hub
 
@@ -56,7 +51,7 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
 
 
 @app.command()
@@ -168,7 +163,7 @@ def vendor_create(
         v = hub.tenancy.create_vendor(name, timezone)
         _, key = hub.tenancy.create_key(v.id)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     if as_json:
         out.print_json(json.dumps({"vendor_id": v.id, "name": v.name, "api_key": key}))
     else:
@@ -196,7 +191,7 @@ def key_create(
         row, key = hub.tenancy.create_key(None if operator else vendor, name=name,
                                           scopes=scope or ["read", "write", "keys"], operator=operator)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     out.print(json.dumps({"key_id": row.id, "api_key": key}))
 
 
@@ -205,7 +200,7 @@ def key_revoke(key_id: str) -> None:
     try:
         _hub().tenancy.revoke_key(None, key_id)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     out.print(f"revoked {key_id}")
 
 
@@ -214,7 +209,7 @@ def _parse_credentials(pairs: list[str]) -> dict[str, str]:
     for p in pairs:
         k, sep, v = p.partition("=")
         if not sep or not k:
-            _fail(f"--credential takes KEY=VALUE, got {p.split('=')[0]!r}")
+            fail(f"--credential takes KEY=VALUE, got {p.split('=')[0]!r}")
         creds[k.strip()] = v
     return creds
 
@@ -236,13 +231,13 @@ def connect(
         c = hub.connections.create(vendor, provider, credentials=_parse_credentials(credential or []),
                                    base_url=base_url)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     if sync_every is not None:
         try:
             c = hub.sync.set_interval(vendor, c.id, sync_every)
         except WedsyncError as exc:
             hub.connections.delete(vendor, c.id)  # nothing half done: no connection without the schedule asked for
-            _fail(f"{exc.message} ({exc.code})")
+            fail(f"{exc.message} ({exc.code})")
     minutes = hub.sync.interval_minutes(c)
     if as_json:
         out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url,
@@ -317,7 +312,7 @@ def vault_rotate(
 
     settings = get_settings()
     if settings.vault_keys:
-        _fail("keys come from WEDSYNC_VAULT_KEYS: prepend a new key there, then run "
+        fail("keys come from WEDSYNC_VAULT_KEYS: prepend a new key there, then run "
               "`wedsync vault reencrypt`")
     hub = _hub()
     keyfile = KeyFile(settings.resolved_home / "vault.keys")
@@ -356,7 +351,7 @@ def demo(
     try:
         run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})", 1)
+        fail(f"{exc.message} ({exc.code})", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

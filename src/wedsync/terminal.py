@@ -5,8 +5,9 @@ take ``WEDSYNC_CONSOLE_WIDTH`` (default 160) unless ``COLUMNS`` says otherwise."
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NoReturn
 
+import typer
 from rich.console import Console
 
 DEFAULT_PIPE_WIDTH = 160
@@ -18,3 +19,19 @@ def make_console(**kwargs: Any) -> Console:
         raw = os.environ.get("WEDSYNC_CONSOLE_WIDTH", "")
         c.width = int(raw) if raw.isdigit() and int(raw) >= 40 else DEFAULT_PIPE_WIDTH
     return c
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End a CLI command with ``error: message`` on stderr and exit status ``code`` (2: bad input)."""
+    make_console(stderr=True).print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def known_vendor(hub: Any, vendor_id: str) -> None:
+    """A clear CLI error for a vendor id that does not exist, instead of an empty answer."""
+    from wedsync.errors import WedsyncError
+
+    try:
+        hub.tenancy.get_vendor(vendor_id)
+    except WedsyncError as exc:
+        fail(f"{exc.message} ({exc.code})")

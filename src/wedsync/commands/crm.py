@@ -11,27 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wedsync.terminal import make_console
+from wedsync.terminal import fail, known_vendor, make_console
 
 NAME = "crm"
 app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
 console = make_console(stderr=True)
 out = make_console()
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _known_vendor(hub: Any, vendor_id: str) -> None:
-    """A clear error for a vendor id that does not exist, instead of an empty answer."""
-    from wedsync.errors import WedsyncError
-
-    try:
-        hub.tenancy.get_vendor(vendor_id)
-    except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
 
 
 async def _import_with_progress(hub: Any, vendor_id: str, job_id: str, *, quiet: bool) -> dict[str, Any]:
@@ -74,13 +59,13 @@ def import_csv(
     from wedsync.errors import WedsyncError
 
     if not file.is_file():
-        _fail(f"no such file: {file}")
+        fail(f"no such file: {file}")
     hub = get_hub()
     try:
         job = hub.crm.create_import(vendor, layout, file.read_bytes(), connection_id=connection,
                                     filename=file.name, chunk_size=chunk_size)
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     launch_dbos(get_settings())
     try:
         status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
@@ -105,12 +90,12 @@ def export(
     from wedsync.errors import WedsyncError
 
     hub = get_hub()
-    _known_vendor(hub, vendor)
+    known_vendor(hub, vendor)
     try:
         chunks = hub.crm.export_csv(vendor, layout, connection_id=connection)
         first = next(chunks, b"")
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fail(f"{exc.message} ({exc.code})")
     sink = output.open("wb") if output else sys.stdout.buffer
     try:
         sink.write(first)
@@ -128,6 +113,6 @@ def merges(vendor: Annotated[str, typer.Option(help="vendor id")],
     from wedsync.bootstrap import get_hub
 
     hub = get_hub()
-    _known_vendor(hub, vendor)
+    known_vendor(hub, vendor)
     out.print_json(json.dumps({"by_rule": hub.crm.merge_summary(vendor),
                                "latest": hub.crm.list_merges(vendor, limit=limit)}))

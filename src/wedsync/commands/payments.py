@@ -11,17 +11,11 @@ import typer
 from rich.table import Table
 
 from wedsync.errors import WedsyncError
-from wedsync.terminal import make_console
+from wedsync.terminal import fail, known_vendor, make_console
 
 NAME = "payments"
 app = typer.Typer(help="Payments: balances, ledger check, reconciliation, recovery sweep.", no_args_is_help=True)
-console = make_console(stderr=True)
 out = make_console()
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 def _hub(vendor_id: str | None = None) -> Any:
@@ -30,10 +24,7 @@ def _hub(vendor_id: str | None = None) -> Any:
 
     hub = get_hub()
     if vendor_id is not None:
-        try:
-            hub.tenancy.get_vendor(vendor_id)
-        except WedsyncError as exc:
-            _fail(f"{exc.message} ({exc.code})")
+        known_vendor(hub, vendor_id)
     return hub
 
 
@@ -43,10 +34,9 @@ def _when(value: str | None, default: datetime) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"not an ISO 8601 datetime: {value!r}")
-        raise
+        fail(f"not an ISO 8601 datetime: {value!r}")
     if parsed.tzinfo is None:
-        _fail(f"{value!r} needs a UTC offset (e.g. 2026-12-01T00:00:00+00:00)")
+        fail(f"{value!r} needs a UTC offset (e.g. 2026-12-01T00:00:00+00:00)")
     return parsed
 
 
@@ -101,8 +91,7 @@ def reconcile(vendor: Annotated[str, typer.Option(help="vendor id")],
     try:
         report = asyncio.run(run())
     except WedsyncError as exc:
-        _fail(f"{exc.message} ({exc.code})")
-        raise
+        fail(f"{exc.message} ({exc.code})")
     if as_json:
         out.print_json(json.dumps(report))
         return
