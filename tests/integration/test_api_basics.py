@@ -357,3 +357,20 @@ async def test_list_endpoints_page_every_item_once_and_refuse_a_bad_cursor(api, 
             r = await api.get(path, headers=auth(key), params={"after": bad})
             assert r.status_code == 422, (path, bad, r.text)
             assert r.json()["error"]["code"] == "validation_error"
+
+
+async def test_webhook_url_only_for_providers_that_send_webhooks(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]
+    """A connection shows the address its provider's webhooks go to; a push-only channel (Light Blue) has none,
+    instead of an address that answers 404 unknown_provider."""
+    v, key = await _vendor(hub)
+    hb = hub.connections.create(v.id, "honeybook", credentials={})
+    lb = hub.connections.create(v.id, "light-blue", credentials={"api_key": "lb-key"},
+                                base_url=f"{sandbox_url}/light-blue")
+    shown = {c["provider"]: c["webhook_url"]
+             for c in (await api.get("/api/connections", headers=auth(key))).json()}
+    assert shown["light-blue"] is None
+    assert shown["honeybook"].endswith(f"/webhooks/honeybook/{hb.id}")
+    r = await api.get(f"/api/connections/{lb.id}", headers=auth(key))
+    assert r.status_code == 200 and r.json()["webhook_url"] is None
+    r = await api.post(f"/webhooks/honeybook/{hb.id}", json={"event": "client.created"})
+    assert r.status_code == 401  # the address exists: an unsigned delivery is refused, not unknown

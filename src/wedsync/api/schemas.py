@@ -146,7 +146,9 @@ class ConnectionOut(BaseModel):
         description="the interval in effect; null: not pulled on a schedule (manual only, or nothing to pull)")
     next_sync_at: datetime | None = Field(description="when the next scheduled pull is due (after the first run)")
     created_at: datetime
-    webhook_url: str
+    webhook_url: str | None = Field(
+        description="where this connection's provider sends signed webhooks; null when the provider sends none "
+                    "the hub accepts (a push-only channel such as Light Blue, a feed, the marketplace)")
 
 
 class ConnectionPatch(Strict):

@@ -967,6 +967,11 @@ def register_scheme(scheme: WebhookScheme, *aliases: str) -> WebhookScheme:
     return scheme
 
 
+def has_scheme(provider: str) -> bool:
+    """Whether the hub accepts webhooks from ``provider`` (a push-only or feed-only channel does not)."""
+    return provider in _REGISTRY
+
+
 def get_scheme(provider: str) -> WebhookScheme:
     """The scheme that verifies ``provider``'s webhooks; ``NotFound`` if the hub accepts none from it."""
     try:

@@ -23,6 +23,7 @@ from wedsync.api.schemas import (
 )
 from wedsync.bootstrap import Hub
 from wedsync.connectors.errors import ConnectorError
+from wedsync.connectors.webhooks import has_scheme
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
 from wedsync.store.tables import Client, Connection, Wedding
@@ -37,7 +38,8 @@ def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
                          sync_interval_minutes=c.sync_interval_minutes,
                          scheduled_every_minutes=hub.sync.interval_minutes(c),
                          next_sync_at=c.next_sync_at, created_at=c.created_at,
-                         webhook_url=webhook_url(hub.settings.public_url, c.provider, c.id))
+                         webhook_url=webhook_url(hub.settings.public_url, c.provider, c.id)
+                         if has_scheme(c.provider) else None)
 
 
 @router.get("/connections", response_model=list[ConnectionOut])
