@@ -374,3 +374,57 @@ async def test_webhook_url_only_for_providers_that_send_webhooks(api, hub, sandb
     assert r.status_code == 200 and r.json()["webhook_url"] is None
     r = await api.post(f"/webhooks/honeybook/{hb.id}", json={"event": "client.created"})
     assert r.status_code == 401  # the address exists: an unsigned delivery is refused, not unknown
+
+
+async def test_webhook_fast_path_answers_exactly_as_the_route(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``WebhookFastPath`` answers POST /webhooks/... without FastAPI's routing; every case (unknown provider or
+    connection, wrong provider for the connection, missing or bad signature, bad body, too large, a database
+    outage, a new event and its redelivery) gets the status, headers that matter and body the route gives."""
+    import httpx
+    from sqlalchemy.exc import OperationalError
+
+    from wedsync.api.app import create_app
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    route_app = create_app(launch_workflows=False)
+    route_app.user_middleware.clear()  # the same app without the fast path: FastAPI's route answers
+    route = httpx.AsyncClient(transport=httpx.ASGITransport(app=route_app, raise_app_exceptions=False),
+                              base_url="http://hub.test")
+    v, _ = await _vendor(hub)
+    c = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                               base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    token = hub.connections.credentials(c)[WEBHOOK_SECRET]
+    good = f"/webhooks/vsco-workspace/{c.id}?token={token}&event=contact.created"
+    cases = [
+        ("/webhooks/myspace/01h35ccwymj5ctckp8px1azhg6", b"{}"),
+        ("/webhooks/vsco-workspace/01h35ccwymj5ctckp8px1azhg6", b"{}"),
+        (f"/webhooks/stripe/{c.id}", b"{}"),
+        (f"/webhooks/vsco-workspace/{c.id}?event=contact.created", b'{"targetId": "01h35ccwymj5ctckp8px1azhg6"}'),
+        (f"/webhooks/vsco-workspace/{c.id}?token=wrong&event=contact.created", b'{"targetId": "x"}'),
+        (good, b"not json"),
+        (good, b'{"no": "target"}'),
+        (good, b"x" * (1024 * 1024 + 1)),
+        (f"/webhooks/vsco-workspace/{c.id}/extra", b"{}"),
+    ]
+    try:
+        for path, body in cases:
+            fast_r, route_r = await api.post(path, content=body), await route.post(path, content=body)
+            assert (fast_r.status_code, fast_r.json()) == (route_r.status_code, route_r.json()), path
+            assert 400 <= fast_r.status_code < 500, (path, fast_r.status_code)
+            assert fast_r.headers["content-type"] == route_r.headers["content-type"]
+        first = await api.post(good, content=b'{"targetId": "01h35ccwymj5ctckp8px1azhg6"}')
+        again = await route.post(good, content=b'{"targetId": "01h35ccwymj5ctckp8px1azhg6"}')
+        assert (first.status_code, again.status_code) == (200, 200)
+        assert first.json() | {"duplicate": True} == again.json() and first.json()["duplicate"] is False
+
+        def outage(*_a: object, **_k: object) -> None:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(hub.inbox, "submit", outage)
+        body = b'{"targetId": "01h35ccwymj5ctckp8px1azhg7"}'
+        fast_r, route_r = await api.post(good, content=body), await route.post(good, content=body)
+        assert fast_r.status_code == route_r.status_code == 503 and fast_r.json() == route_r.json()
+        assert fast_r.headers["retry-after"] == route_r.headers["retry-after"] == "2"
+        assert token not in fast_r.text
+    finally:
+        await route.aclose()

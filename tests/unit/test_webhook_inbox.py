@@ -304,3 +304,32 @@ async def test_two_concurrent_claimers_never_share_a_row(db: Database) -> None:
     assert not a & b
     assert len(claims[0]) + len(claims[1]) == n == len(a | b)
     assert stored(db, status="processed") == n
+
+
+async def test_drain_trigger_enqueues_once_per_slot_and_always_after_the_last_poke(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Pokes from the webhook route (one per new event) become at most one drain per time slot, in increasing
+    slots, without asking the database again in a slot already enqueued; and a poke after the last drain was
+    enqueued is always followed by another drain, so no event waits for the periodic sweep."""
+    import time
+
+    from wedsync.workflows import inbox as wf
+
+    enqueued: list[tuple[int, float]] = []
+
+    async def fake_enqueue(slot: int | None = None) -> None:
+        assert slot is not None
+        enqueued.append((slot, time.time()))
+
+    monkeypatch.setattr(wf, "enqueue_drain", fake_enqueue)
+    trigger = wf.DrainTrigger(delay=0.01)
+    started = time.time()
+    while time.time() - started < 1.0:  # a poke every 2 ms for a second: ~500 new events
+        trigger.poke()
+        await asyncio.sleep(0.002)
+    last_poke = time.time()
+    await asyncio.sleep(2 * wf.SLOT_SECONDS + 0.05)
+    slots = [s for s, _ in enqueued]
+    assert slots == sorted(set(slots)), slots  # one per slot, in order
+    assert len(slots) <= 1.0 / wf.SLOT_SECONDS + 2, slots
+    assert all(at >= slot * wf.SLOT_SECONDS for slot, at in enqueued)  # never ahead of its slot
+    assert enqueued[-1][1] >= last_poke - wf.SLOT_SECONDS - 0.05  # the last pokes were followed by a drain

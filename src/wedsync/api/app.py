@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from wedsync import __version__
 from wedsync.api import errors
+from wedsync.api.routers.webhooks import WebhookFastPath
 from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
 from wedsync.discovery import module_names
@@ -63,4 +64,5 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     for name in router_modules():
         app.include_router(import_module(name).router)
     errors.document_errors(app)
+    app.add_middleware(WebhookFastPath)
     return app

@@ -51,57 +51,75 @@ def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+async def _wedsync(_req: Request, exc: WedsyncError) -> JSONResponse:
+    status = exc.status if exc.status != 500 else 503
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    details = exc.details
+    if isinstance(exc, ConnectorError) and details is None:
+        # 424: the provider failed, not the hub; which provider and what it answered (never a secret:
+        # messages are built from method, path and status only)
+        details = {k: v for k, v in (("provider", exc.provider), ("provider_status", exc.http_status))
+                   if v is not None} or None
+    return JSONResponse(error_body(exc.code, exc.message, details), status_code=status, headers=headers)
+
+
+async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse(error_body("validation_error", "request validation failed",
+                                   _clean_validation(list(exc.errors()))), status_code=422)
+
+
+async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route matching the path; RFC 9110 wants every method the
+        # resource supports (a path often has one route per method).
+        headers["Allow"] = ", ".join(allowed_methods(req))
+    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
+
+
+async def _store_unavailable(req: Request, exc: OperationalError) -> JSONResponse:
+    # The database is busy, restarting or unreachable: tell the client to come back, not that we broke.
+    log.warning("store unavailable", path=req.url.path, error_type=type(exc.orig).__name__)
+    return JSONResponse(error_body("store_unavailable", "the hub's database is unavailable; retry shortly"),
+                        status_code=503, headers={"Retry-After": "2"})
+
+
+async def _concurrent_change(req: Request, exc: IntegrityError) -> JSONResponse:
+    # A uniqueness or reference check the database made: almost always two requests racing for the same
+    # row (on PostgreSQL both may look, find nothing and insert). The client may retry; never a 500.
+    log.warning("integrity conflict", path=req.url.path, error_type=type(exc.orig).__name__)
+    return JSONResponse(error_body("concurrent_change", "the request conflicted with a concurrent change; "
+                                   "retry it"), status_code=409, headers={"Retry-After": "1"})
+
+
+async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", path=req.url.path, error_type=type(exc).__name__)
+    return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"),
+                        status_code=500)
+
+
+#: Exception class -> the response it gets, most specific first (``response_for`` takes the first match).
+_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (WedsyncError, _wedsync), (RequestValidationError, _validation), (StarletteHTTPException, _http),
+    (OperationalError, _store_unavailable), (IntegrityError, _concurrent_change), (Exception, _unexpected))
+
+
+async def response_for(req: Request, exc: Exception) -> JSONResponse:
+    """The response an exception gets, as the app's exception handlers give it: for code that answers
+    outside FastAPI's routing (the webhook fast path) and must fail exactly as a route does."""
+    for cls, handler in _HANDLERS:
+        if isinstance(exc, cls):
+            return await handler(req, exc)  # type: ignore[no-any-return]
+    raise AssertionError("unreachable: Exception matches every exception")  # pragma: no cover
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(WedsyncError)
-    async def _wedsync(_req: Request, exc: WedsyncError) -> JSONResponse:
-        status = exc.status if exc.status != 500 else 503
-        headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-        details = exc.details
-        if isinstance(exc, ConnectorError) and details is None:
-            # 424: the provider failed, not the hub; which provider and what it answered (never a secret:
-            # messages are built from method, path and status only)
-            details = {k: v for k, v in (("provider", exc.provider), ("provider_status", exc.http_status))
-                       if v is not None} or None
-        return JSONResponse(error_body(exc.code, exc.message, details), status_code=status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("validation_error", "request validation failed",
-                                       _clean_validation(list(exc.errors()))), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        headers = dict(getattr(exc, "headers", None) or {})
-        if exc.status_code == 405:
-            # Starlette names only the first route matching the path; RFC 9110 wants every method the
-            # resource supports (a path often has one route per method).
-            headers["Allow"] = ", ".join(allowed_methods(req))
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(OperationalError)
-    async def _store_unavailable(req: Request, exc: OperationalError) -> JSONResponse:
-        # The database is busy, restarting or unreachable: tell the client to come back, not that we broke.
-        log.warning("store unavailable", path=req.url.path, error_type=type(exc.orig).__name__)
-        return JSONResponse(error_body("store_unavailable", "the hub's database is unavailable; retry shortly"),
-                            status_code=503, headers={"Retry-After": "2"})
-
-    @app.exception_handler(IntegrityError)
-    async def _concurrent_change(req: Request, exc: IntegrityError) -> JSONResponse:
-        # A uniqueness or reference check the database made: almost always two requests racing for the same
-        # row (on PostgreSQL both may look, find nothing and insert). The client may retry; never a 500.
-        log.warning("integrity conflict", path=req.url.path, error_type=type(exc.orig).__name__)
-        return JSONResponse(error_body("concurrent_change", "the request conflicted with a concurrent change; "
-                                       "retry it"), status_code=409, headers={"Retry-After": "1"})
-
-    @app.exception_handler(Exception)
-    async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", path=req.url.path, error_type=type(exc).__name__)
-        return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"),
-                            status_code=500)
+    for cls, handler in _HANDLERS:
+        app.add_exception_handler(cls, handler)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
