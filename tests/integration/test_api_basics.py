@@ -428,3 +428,52 @@ async def test_webhook_fast_path_answers_exactly_as_the_route(api, hub, monkeypa
         assert token not in fast_r.text
     finally:
         await route.aclose()
+
+
+async def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A webhook or upload whose client disconnects before the whole body arrived stores nothing and is answered
+    (to no one) as a 400 ``client_disconnected``, logged at info: it was an ``unhandled error`` (500) before."""
+    from collections.abc import Iterator
+
+    from sqlalchemy import func, select
+
+    from wedsync.api.app import create_app
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+
+    v, key = await _vendor(hub)
+    c = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                               base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    token = hub.connections.credentials(c)[WEBHOOK_SECRET]
+
+    async def call(app, path: str, query: str, headers: list[tuple[bytes, bytes]]) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        messages: Iterator[dict[str, object]] = iter([
+            {"type": "http.request", "body": b'{"targetId": ', "more_body": True}, {"type": "http.disconnect"}])
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return next(messages)
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+                 "query_string": query.encode(), "headers": [(b"host", b"hub.test"), *headers],
+                 "client": ("127.0.0.1", 5000), "server": ("hub.test", 80), "state": {}}
+        await app(scope, receive, send)
+        return sent
+
+    for with_fast_path in (True, False):
+        app = create_app(launch_workflows=False)
+        if not with_fast_path:
+            app.user_middleware.clear()
+        hook = await call(app, f"/webhooks/vsco-workspace/{c.id}", f"token={token}&event=contact.created",
+                          [(b"content-length", b"200")])
+        upload = await call(app, "/api/crm/imports", "layout=honeybook",
+                            [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"text/csv")])
+        for sent in (hook, upload):
+            assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400, sent
+            assert b"client_disconnected" in b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from wedsync.connectors.errors import ConnectorError
@@ -96,6 +97,14 @@ async def _concurrent_change(req: Request, exc: IntegrityError) -> JSONResponse:
                                    "retry it"), status_code=409, headers={"Retry-After": "1"})
 
 
+async def _client_gone(req: Request, _exc: ClientDisconnect) -> JSONResponse:
+    # The client hung up before sending its whole body (a timeout on its side, a closed connection): nothing was
+    # stored, and no one is left to read an answer. A network event, not a hub error.
+    log.info("client disconnected before its request body was complete", path=req.url.path)
+    return JSONResponse(error_body("client_disconnected", "the request body was not received in full"),
+                        status_code=400)
+
+
 async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", path=req.url.path, error_type=type(exc).__name__)
     return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"),
@@ -105,7 +114,8 @@ async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
 #: Exception class -> the response it gets, most specific first (``response_for`` takes the first match).
 _HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
     (WedsyncError, _wedsync), (RequestValidationError, _validation), (StarletteHTTPException, _http),
-    (OperationalError, _store_unavailable), (IntegrityError, _concurrent_change), (Exception, _unexpected))
+    (OperationalError, _store_unavailable), (IntegrityError, _concurrent_change), (ClientDisconnect, _client_gone),
+    (Exception, _unexpected))
 
 
 async def response_for(req: Request, exc: Exception) -> JSONResponse:
@@ -153,7 +163,8 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
     if path.startswith("/webhooks"):
         out["401"] = "missing or bad provider signature: nothing was stored"
     if method in _WRITE_METHODS:
-        out["400"] = "a body that cannot be parsed (`malformed_request`)"
+        out["400"] = ("a body that cannot be parsed (`malformed_request`) or did not arrive in full "
+                      "(`client_disconnected`)")
         out["413"] = "a body larger than the route accepts (`body_too_large`, `file_too_large`)"
         out["409"] = ("conflicts with the current state (e.g. `sync_in_progress`), or with a concurrent change "
                       "(`concurrent_change`, `Retry-After`)")
