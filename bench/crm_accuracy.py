@@ -159,7 +159,8 @@ async def deliver_hooks(hub: Any, vendor_id: str, connection_id: str, events: li
                         rng: random.Random) -> dict[str, int]:
     """The production path: each delivery lands in the webhook inbox (what the intake route stores after
     verifying it), and the drain's ``process_batch`` handles them 100 at a time, faults still on. A hook
-    whose re-fetch fails goes back to pending and is drained again, as the drain workflow would."""
+    whose re-fetch fails goes back to pending and is drained again after its backoff, as the drain
+    workflow would."""
     from wedsync.connectors.webhooks import VerifiedEvent
     from wedsync.services.webhook_dispatch import process_batch
 
@@ -177,7 +178,10 @@ async def deliver_hooks(hub: Any, vendor_id: str, connection_id: str, events: li
     while True:
         r = await process_batch(hub, SLUG, 100)
         if not r["claimed"]:
-            return totals
+            if not hub.inbox.pending_count():
+                return totals
+            await asyncio.sleep(1.0)  # failed re-fetches wait out their backoff (webhook_inbox.RETRY_DELAYS)
+            continue
         totals["batches"] += 1
         for k in ("processed", "failed", "retried"):
             totals[k] += r[k]

@@ -407,3 +407,63 @@ async def test_a_page_that_lost_a_race_for_a_new_record_is_written_again(hub, sa
     assert await hub.sync.refetch(conn_id, "contacts", new) == "created" and raced == ["clients", "clients"]
     assert_equal_to_truth(hub, conn_id, sandbox)
     await hub.connections.aclose()
+
+
+async def test_hooks_during_a_provider_outage_wait_out_a_backoff_then_land(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A hook whose re-fetch meets an outage goes back to pending with a backoff instead of being claimed again by
+    every drain (five drains in the seconds of an outage used to fail it for good). Drains during the backoff
+    claim nothing; once it has passed and the provider is back, the record lands."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from wedsync.connectors import http as http_layer
+    from wedsync.connectors.webhooks import VerifiedEvent
+    from wedsync.services.webhook_dispatch import process_batch
+    from wedsync.store.tables import WebhookEvent
+
+    hub = any_hub
+    admin(sandbox, "seed", contacts=30, jobs=5)
+    vendor_id, conn_id = connect(hub, sandbox)
+    assert (await run(hub, vendor_id, conn_id, "full"))["status"] == "succeeded"
+    changed = admin(sandbox, "mutate", update=1)
+    rid = changed["updated"][0]
+    faults = f"{sandbox}/_sandbox/{SLUG}/faults"
+    httpx.put(faults, json={"outages": [{"for_seconds": 60}]}).raise_for_status()
+    hub.inbox.start()
+    try:
+        assert await hub.inbox.submit(vendor_id=vendor_id, connection_id=conn_id, provider=SLUG,
+                                      event=VerifiedEvent("evt-outage", "contact.created", rid), body=b"")
+        first = await process_batch(hub, SLUG)
+        assert first == {"claimed": 1, "processed": 0, "failed": 0, "retried": 1}
+        for _ in range(6):  # drains during the backoff find nothing to claim
+            assert (await process_batch(hub, SLUG))["claimed"] == 0
+        with hub.db.read() as s:
+            row = s.execute(select(WebhookEvent).where(WebhookEvent.event_id == "evt-outage")).scalar_one()
+            assert (row.status, row.attempts) == ("pending", 1) and row.next_attempt_at is not None
+            # the outage answered 503 with Retry-After 60: the provider's wish is longer than the first backoff
+            assert row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=50)
+            assert row.error  # the provider's error, for the operator
+        assert hub.inbox.pending_count() == 1 and hub.inbox.pending_count(due_only=True) == 0
+        httpx.put(faults, json={}).raise_for_status()
+        with hub.db.session() as s:  # the backoff has passed
+            s.execute(update(WebhookEvent).where(WebhookEvent.event_id == "evt-outage")
+                      .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+        # and so have the breaker's open window and the account's pause the outage's Retry-After had set
+        http_layer._breakers.pop(SLUG, None)
+        for key, budget in list(http_layer._budgets.items()):
+            if key[0] == SLUG:
+                budget._blocked_until = 0.0
+        later = await process_batch(hub, SLUG)
+    finally:
+        httpx.put(faults, json={}).raise_for_status()
+        await hub.inbox.stop()
+        await hub.connections.aclose()
+    with hub.db.read() as s:
+        err = s.execute(select(WebhookEvent.error).where(WebhookEvent.event_id == "evt-outage")).scalar_one()
+    assert later == {"claimed": 1, "processed": 1, "failed": 0, "retried": 0}, (later, err)
+    truth = ground_truth(sandbox, "address-book")[rid]
+    with hub.db.read() as s:
+        stored = s.execute(select(Client).where(Client.connection_id == conn_id, Client.remote_id == rid)).scalar_one()
+    assert stored.remote_modified_at is not None and stored.remote_modified_at.isoformat()[:19] == \
+        truth["modified"][:19]

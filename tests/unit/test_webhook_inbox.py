@@ -12,10 +12,11 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from wedsync.config import normalize_db_url
 from wedsync.connectors.webhooks import VerifiedEvent
@@ -247,12 +248,21 @@ async def test_claim_and_mark(db: Database) -> None:
     assert inbox.mark_processed([r.id for r in first[:3]]) == 3
     assert stored(db, status="processed") == 3
 
-    # Retry: back to pending until the fifth failed attempt, then failed.
+    # Retry: back to pending until the last allowed attempt, then failed. Each failure defers the event by
+    # its backoff (not claimable before); moved past it, it is the next one claimed.
     row_id = first[3].id
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        due_before = inbox.pending_count(due_only=True)
         status = inbox.mark_failed(row_id, f"boom {attempt}", retry=True)
         if attempt < MAX_ATTEMPTS:
             assert status == "pending"
+            assert inbox.pending_count(due_only=True) == due_before < inbox.pending_count()
+            with db.engine.begin() as conn:
+                wait = conn.execute(select(WebhookEvent.next_attempt_at)
+                                    .where(WebhookEvent.id == row_id)).scalar_one()
+                assert wait is not None and wait > datetime.now(UTC)
+                conn.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(
+                    next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
             again = inbox.claim_pending(1)
             assert again[0].id == row_id and again[0].attempts == attempt
         else:
@@ -333,3 +343,17 @@ async def test_drain_trigger_enqueues_once_per_slot_and_always_after_the_last_po
     assert len(slots) <= 1.0 / wf.SLOT_SECONDS + 2, slots
     assert all(at >= slot * wf.SLOT_SECONDS for slot, at in enqueued)  # never ahead of its slot
     assert enqueued[-1][1] >= last_poke - wf.SLOT_SECONDS - 0.05  # the last pokes were followed by a drain
+
+
+def test_retry_delays_grow_and_honour_the_providers_retry_after() -> None:
+    """Backoff after 1, 2, ... failures: growing, capped, jittered upwards by at most 20 %, never shorter than
+    the provider's Retry-After; MAX_ATTEMPTS spans more than an hour of outage."""
+    from wedsync.services.webhook_inbox import RETRY_DELAYS, retry_delay
+
+    for n, base in enumerate(RETRY_DELAYS, start=1):
+        for _ in range(20):
+            assert base <= retry_delay(n) <= base * 1.2
+    assert retry_delay(99) <= RETRY_DELAYS[-1] * 1.2
+    assert list(RETRY_DELAYS) == sorted(RETRY_DELAYS)
+    assert retry_delay(1, retry_after=600) == 600
+    assert sum(RETRY_DELAYS[: MAX_ATTEMPTS - 1]) > 3600

@@ -142,7 +142,8 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
             done.append(row.id)
         elif isinstance(error, ConnectorError):
             status = hub.inbox.mark_failed(row.id, f"{type(error).__name__}: {error}",
-                                           retry=not isinstance(error, Fatal))
+                                           retry=not isinstance(error, Fatal),
+                                           retry_after=getattr(error, "retry_after", None))
             failed += status == "failed"
             retried += status == "pending"
         else:

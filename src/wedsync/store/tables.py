@@ -283,6 +283,8 @@ class WebhookEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # A pending event that failed is not claimed again before this time (backoff; None: at once).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class HookSubscription(Base):

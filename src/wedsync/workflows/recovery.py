@@ -8,6 +8,7 @@ so exactly one wins) asks DBOS to recover that executor's pending workflows.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -61,7 +62,7 @@ async def sweep_inbox(inbox: Any) -> None:
     from wedsync.workflows.inbox import enqueue_drain
 
     await asyncio.to_thread(inbox.release_stale, STALE_CLAIM_SECONDS)
-    if await asyncio.to_thread(inbox.pending_count) > 0:
+    if await asyncio.to_thread(functools.partial(inbox.pending_count, due_only=True)) > 0:
         await enqueue_drain()
 
 
