@@ -121,8 +121,6 @@ def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p:
             for h in hub.subscriptions.list(vendor_id, connection_id)]
 
 
-
-
 def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
           after: str | None, limit: int, include_deleted: bool, modified_since: datetime | None
           ) -> tuple[list[Any], str | None]:
