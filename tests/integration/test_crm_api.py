@@ -45,7 +45,13 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert r.status_code == 404
     r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
                        json={"vendorId": a.id, "crmProvider": "myspace", "syncType": "full"})
-    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_provider"
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_provider"  # as on every route
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": a.id, "crmProvider": "stripe", "syncType": "full"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_crm_provider"
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                       json={"vendorId": a.id, "crmProvider": "dubsado", "syncType": "full"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "provider_not_built"
     r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
                        json={"vendorId": a.id, "crmProvider": "honeybook", "syncType": "full"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "not_pullable"

@@ -98,6 +98,30 @@ def test_bad_rows_are_reported_and_good_rows_still_land() -> None:
     assert lu.client is not None and [i.code for i in lu.issues] == ["extra_cells"]
 
 
+def test_quoting_errors_skip_only_their_line() -> None:
+    """Text after a closing quote and a quote that is never closed are reported on the line they start on; the
+    rows after them still land in their own columns (read leniently, the first glued two cells together and
+    shifted the rest of its row; the second swallowed every later line into one cell)."""
+    data = (b'First Name,Last Name,Email\n'
+            b'"Anna,"Smith,anna@example.com\n'               # 2: text after the closing quote
+            b'Bo,"Li ""the"" Great",bo@example.com\n'         # 3: doubled quotes: fine
+            b'"Cara,Jones,cara@example.com\n'                 # 4: closed only on line 5, by Dan's cell
+            b'Dan,"Two\nlines",dan@example.com\n'            # 5-6: a quoted newline: fine
+            b"Fay,O'Neil \"Jr\",fay@example.com\n"            # 7: a quote inside an unquoted cell: kept
+            b'"Gil,Never closed,gil@example.com\n'            # 8: never closed
+            b'Hal,Last,hal@example.com\n')                    # 9
+    rows = rows_of(data)
+    assert [r.line for r in rows] == [2, 3, 4, 5, 7, 8, 9]
+    bad = [r for r in rows if r.client is None]
+    assert [(r.line, [(i.code, i.fatal) for i in r.issues]) for r in bad] == [
+        (2, [("malformed_row", True)]), (4, [("malformed_row", True)]), (8, [("malformed_row", True)])]
+    assert "resumes on line 9" in bad[2].issues[0].message
+    good = {r.line: r.client for r in rows if r.client is not None}
+    assert {line: (c.first_name, c.last_name, c.email) for line, c in good.items()} == {
+        3: ("Bo", 'Li "the" Great', "bo@example.com"), 5: ("Dan", "Two\nlines", "dan@example.com"),
+        7: ("Fay", 'O\'Neil "Jr"', "fay@example.com"), 9: ("Hal", "Last", "hal@example.com")}
+
+
 @pytest.mark.parametrize(("data", "code"), [
     (b"", "empty_file"),
     (b"  \r\n\r\n", "empty_file"),

@@ -546,11 +546,23 @@ EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 
 
 def canonical_provider(name: str) -> str:
-    slug = PROVIDER_ALIASES.get(name.strip().lower())
-    if slug is None:
-        raise InvalidInput(f"unknown CRM provider {name!r}; known: {sorted(set(PROVIDER_ALIASES))}",
-                           code="unknown_provider")
-    return slug
+    """The CRM provider's slug for one of its names (``tave``, ``VSCO_Workspace``, ``17hats``...). A name the hub
+    does not know at all is 404 ``unknown_provider``, as everywhere else; a provider the hub knows that is not a
+    CRM (``stripe``) is 422 ``not_a_crm_provider``, and a CRM whose connector is not built is 422
+    ``provider_not_built``."""
+    key = name.strip().lower()
+    slug = PROVIDER_ALIASES.get(key)
+    if slug is not None:
+        return slug
+    from wedsync.connectors.registry import CONNECTORS, PLANNED_BY_SLUG, ProviderNotBuilt
+
+    planned = PLANNED_BY_SLUG.get(key)
+    if planned is not None and planned.category == "crm":
+        raise ProviderNotBuilt(f"{planned.display_name} is known but its connector is not built yet ({planned.notes})")
+    if key in CONNECTORS or planned is not None:
+        raise InvalidInput(f"{key!r} is not a CRM provider; CRM providers: {sorted(set(PROVIDER_ALIASES.values()))}",
+                           code="not_a_crm_provider")
+    raise NotFound(f"unknown CRM provider {name!r}; known: {sorted(set(PROVIDER_ALIASES))}", code="unknown_provider")
 
 
 def client_out(c: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 None of these products publishes its export format. The layouts below are our best reconstruction of each
 product's contacts/projects export; verify them against a real export before relying on a column (see
 ``docs/crm_channels.md``). Parsing is lenient where real files vary (header case and punctuation, column
-order, extra columns, delimiter, encoding) and strict where data would be wrong (e-mails, phones, dates).
+order, extra columns, delimiter, encoding) and strict where data would be wrong (e-mails, phones, dates, and
+quoting: a line the CSV grammar cannot read is reported and skipped, never glued into its neighbours).
 
     parse_csv(data, layout)    -> Iterator[ParsedRow]   streaming; one ParsedRow per CSV record
     export_csv(layout, rows)   -> Iterator[bytes]       streaming; round-trips with parse_csv
@@ -408,7 +409,8 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
         raise CsvFileError("invalid_timezone", f"unknown time zone {timezone!r}") from None
     region = (default_region or spec.default_region).upper()
     csv.field_size_limit(MAX_FIELD_SIZE)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=False)
+    delimiter = _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     first_header: list[str] | None = None
     missing: list[tuple[str, ...]] = []
     try:
@@ -425,7 +427,7 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
             present = set(mapped.values())
             missing = [group for group in spec.required if not present.intersection(group)]
             if not missing:
-                return _rows(reader, spec, mapped, extra, len(header), region, zone)
+                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), region, zone)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
     if first_header is None:
@@ -439,19 +441,40 @@ def _header_for(spec: CsvLayout, canonical: str) -> str:
     return next((h for h, f in spec.columns if f == canonical), canonical)
 
 
-def _rows(reader: Iterator[list[str]], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
-          width: int, region: str, zone: tzinfo) -> Iterator[ParsedRow]:
+def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayout, mapped: dict[int, str],
+          extra: dict[int, str], width: int, region: str, zone: tzinfo) -> Iterator[ParsedRow]:
+    """The data rows after the header, each with the physical line it starts on.
+
+    Quoting is read strictly: a record the CSV grammar cannot read is reported as ``malformed_row`` on the line
+    it starts on and skipped, and reading goes on with the next line. That covers text after a closing quote
+    (``"Anna,"Smith``: lenient parsing glued the cells together and shifted the rest of the row into the wrong
+    columns) and a quote that is never closed: it would swallow every later line into one cell; instead the
+    line that opened it is reported and reading restarts on the line after it, so the rows below still land.
+    """
+    offset = 0  # physical lines before the current reader's first line
     line_reader = reader  # csv.reader: line_num is the physical line the last record ended on
     last_line = line_reader.line_num  # type: ignore[attr-defined]
     while True:
-        start = last_line + 1
+        start = offset + last_line + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            last_line = line_reader.line_num  # type: ignore[attr-defined]
-            yield ParsedRow(start, None, None, [RowIssue(start, None, "malformed_row", str(exc), True)])
+            ended = offset + line_reader.line_num  # type: ignore[attr-defined]
+            if ended > start:  # a quote opened on this line ran over the next ones: resume right after it
+                message = (f"{exc}: a quoted cell that starts on line {start} is not closed where it should be; the "
+                           f"line is skipped and reading resumes on line {start + 1}")
+                source = io.StringIO(text, newline="")
+                for _ in range(start):
+                    if next(source, None) is None:
+                        break
+                reader = line_reader = csv.reader(source, delimiter=delimiter, strict=True)
+                offset, last_line = start, 0
+            else:
+                message = f"{exc}: the line is not valid CSV (a quote in the wrong place?); it is skipped"
+                last_line = line_reader.line_num  # type: ignore[attr-defined]
+            yield ParsedRow(start, None, None, [RowIssue(start, None, "malformed_row", message, True)])
             continue
         last_line = line_reader.line_num  # type: ignore[attr-defined]
         if not any(cell.strip() for cell in cells):
