@@ -239,12 +239,27 @@ def connect(
             hub.connections.delete(vendor, c.id)  # nothing half done: no connection without the schedule asked for
             fail(f"{exc.message} ({exc.code})")
     minutes = hub.sync.interval_minutes(c)
+    hook: dict[str, str] = {}
+    secret = hub.connections.webhook_secret(c)
+    if secret:  # the vendor's own Zap sends this provider's hooks: it needs the address and the secret, once
+        from wedsync.connectors.webhooks import ZapierScheme
+        from wedsync.services.subscriptions import webhook_url
+
+        url = webhook_url(hub.settings.public_url, c.provider, c.id)
+        hook = {"webhook_url": url, "webhook_secret": secret,
+                "webhook_url_with_token": ZapierScheme.hook_url(url, secret)}
     if as_json:
         out.print_json(json.dumps({"connection_id": c.id, "provider": c.provider, "base_url": c.base_url,
-                                   "scheduled_every_minutes": minutes}))
+                                   "scheduled_every_minutes": minutes, **hook}))
     else:
         schedule = f"pulled every {minutes} min after its first sync" if minutes else "synced only when asked"
-        out.print(f"connection {c.id} ({c.provider} at {c.base_url}); {schedule}")
+        where = f" at {c.base_url}" if c.base_url else ""
+        out.print(f"connection {c.id} ({c.provider}{where}); {schedule}")
+        if hook:
+            out.print(f"webhook secret (shown once): {hook['webhook_secret']}\n"
+                      f"Zap webhook URL (POST, with the secret as token): {hook['webhook_url_with_token']}\n"
+                      f"or sign the body: X-WedSync-Signature: sha256=<hex HMAC-SHA256(secret, body)> to "
+                      f"{hook['webhook_url']}", soft_wrap=True)
 
 
 async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,

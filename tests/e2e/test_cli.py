@@ -80,6 +80,13 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
     with sqlite3.connect(tmp_path / "wedsync.sqlite") as db:  # the refused connects left no connection behind
         assert db.execute("SELECT provider FROM connections").fetchall() == [("vsco-workspace",)]
 
+    # a provider whose hooks the vendor's own Zap sends: the secret and the address to paste, shown once
+    r = cli(env, "connect", "honeybook", "--vendor", vendor["vendor_id"], "--json")
+    assert r.returncode == 0, r.stderr
+    hb = json.loads(r.stdout)
+    assert hb["webhook_url"].endswith(f"/webhooks/honeybook/{hb['connection_id']}")
+    assert hb["webhook_url_with_token"] == f"{hb['webhook_url']}?token={hb['webhook_secret']}"
+
 
 def test_sandbox_command_serves_vsco(tmp_path: Path) -> None:
     port = free_port()

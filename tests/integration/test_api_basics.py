@@ -477,3 +477,44 @@ async def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(api, hub) -
             assert b"client_disconnected" in b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
     with hub.db.read() as s:
         assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0
+
+
+async def test_a_zap_providers_webhook_secret_is_shown_once_and_can_be_rotated(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A HoneyBook (Zapier-style) connection's hooks are sent by the vendor's own Zap with the hub's secret: the
+    vendor is shown it (and the URL to paste) when connecting, never again, and can rotate it; the old one then
+    answers 401. A provider that signs with its own secret or is subscribed by the hub has none to show."""
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "honeybook"})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    cid, secret = created["id"], created["webhook_secret"]
+    assert secret and len(secret) >= 24
+    assert created["webhook_url_with_token"] == f"{created['webhook_url']}?token={secret}"
+    assert created["webhook_url"].endswith(f"/webhooks/honeybook/{cid}")
+    for url in ("/api/connections", f"/api/connections/{cid}"):
+        assert secret not in (await api.get(url, headers=auth(key))).text
+
+    body = {"event": "client.created", "event_id": "evt-1", "first_name": "Ana", "last_name": "Lima",
+            "email": "ana@example.com"}
+    hook = f"/webhooks/honeybook/{cid}"
+    assert (await api.post(hook, params={"token": secret}, json=body)).status_code == 200
+    assert (await api.post(hook, params={"token": "wrong"}, json=body)).status_code == 401
+
+    r = await api.post(f"/api/connections/{cid}/webhook-secret", headers=auth(key))
+    assert r.status_code == 201, r.text
+    rotated = r.json()
+    new = rotated["webhook_secret"]
+    assert new != secret and rotated["webhook_url_with_token"].endswith(f"?token={new}")
+    assert (await api.post(hook, params={"token": secret}, json={**body, "event_id": "evt-2"})).status_code == 401
+    assert (await api.post(hook, params={"token": new}, json={**body, "event_id": "evt-3"})).status_code == 200
+
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": "k"},
+                             "base_url": "http://127.0.0.1:9/vsco-workspace/api/v2"})
+    assert r.status_code == 201 and r.json()["webhook_secret"] is None and r.json()["webhook_url_with_token"] is None
+    r = await api.post(f"/api/connections/{r.json()['id']}/webhook-secret", headers=auth(key))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "webhook_secret_not_rotatable"
+    other = hub.tenancy.create_vendor("Other Studio")
+    _, other_key = hub.tenancy.create_key(other.id)
+    r = await api.post(f"/api/connections/{cid}/webhook-secret", headers=auth(other_key))
+    assert r.status_code == 404

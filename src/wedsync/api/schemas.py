@@ -151,6 +151,24 @@ class ConnectionOut(BaseModel):
                     "the hub accepts (a push-only channel such as Light Blue, a feed, the marketplace)")
 
 
+class ConnectionCreated(ConnectionOut):
+    webhook_secret: str | None = Field(
+        default=None, description="shown once: the secret the vendor's own automation (a Zap for HoneyBook, 17hats, "
+                                  "Studio Ninja, Iris Works) signs its hooks with (X-WedSync-Signature: sha256=HMAC) "
+                                  "or sends as ?token=; null for providers that sign with their own secret or that "
+                                  "the hub subscribes itself. Lost: POST /api/connections/{id}/webhook-secret")
+    webhook_url_with_token: str | None = Field(
+        default=None, description="shown once: webhook_url with ?token=, to paste into a Zap's webhook action "
+                                  "(which cannot sign); null when webhook_secret is")
+
+
+class WebhookSecretOut(BaseModel):
+    connection_id: str
+    webhook_url: str
+    webhook_secret: str = Field(description="shown once; the previous secret stopped working")
+    webhook_url_with_token: str = Field(description="shown once: webhook_url with ?token=")
+
+
 class ConnectionPatch(Strict):
     sync_interval_minutes: int | None = Field(
         ge=0, le=43_200, description="minutes between scheduled incremental pulls; 0: manual only; null: the "

@@ -57,6 +57,7 @@ __all__ = [
     "get_scheme",
     "register_scheme",
     "scheme_providers",
+    "vendor_configured",
 ]
 
 #: The longest event id the inbox stores (``webhook_inbox.event_id`` is VARCHAR(200)).
@@ -970,6 +971,14 @@ def register_scheme(scheme: WebhookScheme, *aliases: str) -> WebhookScheme:
 def has_scheme(provider: str) -> bool:
     """Whether the hub accepts webhooks from ``provider`` (a push-only or feed-only channel does not)."""
     return provider in _REGISTRY
+
+
+def vendor_configured(provider: str) -> bool:
+    """Whether the vendor sets up the sender of ``provider``'s webhooks by hand (a Zap, an automation) with the
+    hub's own per-connection secret, so the hub must tell the vendor that secret (at connection time, and again
+    when it is rotated). Other providers sign with a secret they issued (a credential the vendor gave us) or are
+    subscribed by the hub itself."""
+    return isinstance(_REGISTRY.get(provider), ZapierScheme)
 
 
 def get_scheme(provider: str) -> WebhookScheme:

@@ -85,6 +85,32 @@ class ConnectionService:
             self.vault.store(s, vendor_id, conn.id, creds)
         return conn
 
+    def webhook_secret(self, conn: Connection) -> str | None:
+        """The secret a vendor-configured sender (a Zap) signs with or puts in the URL; None for providers whose
+        webhooks are signed with the provider's own secret or subscribed by the hub."""
+        from wedsync.connectors.webhooks import vendor_configured
+
+        if not vendor_configured(conn.provider):
+            return None
+        return str(self.credentials(conn).get(WEBHOOK_SECRET) or "") or None
+
+    def rotate_webhook_secret(self, vendor_id: str, connection_id: str) -> tuple[Connection, str]:
+        """A new random webhook secret for a connection whose hooks the vendor sets up by hand; the old one stops
+        working at once (hooks signed with it answer 401). Returns the connection and the new secret."""
+        from wedsync.connectors.webhooks import vendor_configured
+
+        conn = self.get(vendor_id, connection_id)
+        if not vendor_configured(conn.provider):
+            raise InvalidInput(f"{conn.provider}'s webhooks are not set up with a hub secret (they are signed with "
+                               f"the provider's own secret, a credential, or subscribed by the hub)",
+                               code="webhook_secret_not_rotatable")
+        secret = secrets.token_urlsafe(24)
+        with self.db.session() as s:
+            creds = self.vault.load(s, vendor_id, connection_id, for_update=True)
+            creds[WEBHOOK_SECRET] = secret
+            self.vault.store(s, vendor_id, connection_id, creds)
+        return conn, secret
+
     def get(self, vendor_id: str, connection_id: str) -> Connection:
         with self.db.read() as s:
             conn = s.get(Connection, connection_id)

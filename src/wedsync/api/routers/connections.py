@@ -9,8 +9,10 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
+from wedsync.api.routers.webhooks import forget_connection
 from wedsync.api.schemas import (
     ClientOut,
+    ConnectionCreated,
     ConnectionIn,
     ConnectionOut,
     ConnectionPatch,
@@ -19,11 +21,12 @@ from wedsync.api.schemas import (
     Paged,
     SyncIn,
     SyncRunOut,
+    WebhookSecretOut,
     WeddingOut,
 )
 from wedsync.bootstrap import Hub
 from wedsync.connectors.errors import ConnectorError
-from wedsync.connectors.webhooks import has_scheme
+from wedsync.connectors.webhooks import ZapierScheme, has_scheme
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
 from wedsync.store.tables import Client, Connection, Wedding
@@ -47,12 +50,32 @@ def list_connections(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[Conne
     return [_conn_out(hub, c) for c in hub.connections.list(vendor_id)]
 
 
-@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut)
-def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> ConnectionOut:
-    """Connect a provider account. Credentials go to the encrypted vault and are never returned."""
+@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionCreated)
+def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> ConnectionCreated:
+    """Connect a provider account. Credentials go to the encrypted vault and are never returned. For a provider
+    whose hooks the vendor sets up by hand (a Zap), the hub's webhook secret for the connection is shown here,
+    once (as an API key is), with the address to paste into the Zap."""
     c = hub.connections.create(vendor_id, body.provider, credentials=body.credentials, base_url=body.base_url,
                                settings=body.settings)
-    return _conn_out(hub, c)
+    out = _conn_out(hub, c)
+    secret = hub.connections.webhook_secret(c)
+    return ConnectionCreated(**out.model_dump(), webhook_secret=secret,
+                             webhook_url_with_token=ZapierScheme.hook_url(out.webhook_url, secret)
+                             if secret and out.webhook_url else None)
+
+
+@router.post("/connections/{connection_id}/webhook-secret", status_code=status.HTTP_201_CREATED,
+             response_model=WebhookSecretOut)
+def rotate_webhook_secret(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> WebhookSecretOut:
+    """A new webhook secret for a connection whose hooks the vendor sets up by hand (HoneyBook, 17hats, Studio
+    Ninja, Iris Works), shown once: the previous one stops working (at once in this API process, within 30 s in
+    the others), so update the Zap right after.
+    Other providers: 422 ``webhook_secret_not_rotatable``."""
+    c, secret = hub.connections.rotate_webhook_secret(vendor_id, connection_id)
+    forget_connection(c.id)
+    url = webhook_url(hub.settings.public_url, c.provider, c.id)
+    return WebhookSecretOut(connection_id=c.id, webhook_url=url, webhook_secret=secret,
+                            webhook_url_with_token=ZapierScheme.hook_url(url, secret))
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut)

@@ -49,6 +49,12 @@ def _connection_info(hub: Hub, connection_id: str) -> _ConnInfo:
     return info
 
 
+def forget_connection(connection_id: str) -> None:
+    """Drop a connection's cached secret in this process (after its rotation); other API processes pick the
+    change up within ``CACHE_TTL``."""
+    _cache.pop(connection_id, None)
+
+
 _trigger: Any = None
 
 
