@@ -518,3 +518,23 @@ async def test_a_zap_providers_webhook_secret_is_shown_once_and_can_be_rotated(a
     _, other_key = hub.tenancy.create_key(other.id)
     r = await api.post(f"/api/connections/{cid}/webhook-secret", headers=auth(other_key))
     assert r.status_code == 404
+
+
+async def test_unknown_query_parameters_are_422_not_ignored(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A filter or paging parameter a route does not take is refused with the ones it does, instead of an answer
+    that looks filtered (every client for ?email=) or paged (?page=2: the first page again)."""
+    _, key = await _vendor(hub)
+    for url, bad in (("/api/crm/clients?email=ana@example.com", ["email"]),
+                     ("/api/clients?page=2&limit=5", ["page"]),
+                     ("/api/crm/conflicts?status=open&sort=asc&x=1", ["sort", "x"])):
+        r = await api.get(url, headers=auth(key))
+        assert r.status_code == 422, (url, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "unknown_parameter" and err["details"]["unknown"] == bad, (url, err)
+        assert "limit" in err["details"]["accepted"]
+    # what a route declares, its dependencies' parameters included, still passes
+    assert (await api.get("/api/crm/clients?q=ana&limit=5", headers=auth(key))).status_code == 200
+    assert (await api.get("/api/crm/conflicts?status=open", headers=auth(key))).status_code == 200
+    # outside /api the senders decide: a webhook's extra parameters are not refused for being unknown
+    r = await api.post("/webhooks/vsco-workspace/01h35ccwymj5ctckp8px1azhg6?utm=1", content=b"{}")
+    assert r.status_code == 404 and r.json()["error"]["code"] != "unknown_parameter"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 
 from wedsync.bootstrap import Hub, get_hub
-from wedsync.errors import TooLarge
+from wedsync.errors import InvalidInput, TooLarge
 from wedsync.services.tenancy import Principal
 
 
@@ -26,6 +26,45 @@ Limit = Annotated[int, Query(ge=1, le=500, description="items per page (1 to 500
 #: Anything else is a 422 instead of a page that silently starts somewhere else or comes back empty.
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9a-hjkmnp-tv-z]{26}$",
                                      description="next_cursor of the previous page")]
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(route: Any) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        todo = [route.dependant]
+        while todo:  # the route's own query parameters and those of its dependencies
+            dependant = todo.pop()
+            for param in dependant.query_params:
+                model = getattr(param.field_info, "annotation", None)
+                fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+                if fields:  # a Pydantic model of query parameters: its fields are the names
+                    found.update(f.alias or name for name, f in fields.items())
+                else:
+                    found.add(param.alias)
+            todo.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """On ``/api`` routes, a query parameter the route does not take is a 422 ``unknown_parameter`` naming the
+    ones it does: ``GET /api/crm/clients?email=...`` answered every client, as if filtered, and ``?page=2`` the
+    first page again. (Webhooks, OAuth callbacks and feeds take whatever their senders add.)"""
+    if not request.url.path.startswith("/api/") or not request.query_params:
+        return
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    known = _declared_query(route)
+    unknown = sorted({k for k in request.query_params if k not in known})
+    if unknown:
+        raise InvalidInput(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {unknown}; this route takes "
+                           f"{sorted(known) or 'none'}", code="unknown_parameter",
+                           details={"unknown": unknown, "accepted": sorted(known)})
 
 
 def too_large(what: str, limit: int, code: str) -> TooLarge:
