@@ -66,6 +66,13 @@ def test_garbage_raises_schema_mismatch() -> None:
     ("(415) 555-0132 ext. 12", "US", "+14155550132;ext=12"),
     ("not a phone", "US", "not a phone"),
     ("", "US", None),
+    # written without a country and impossible in the default one: kept as typed, no invented country
+    ("030 1234567", None, "030 1234567"),          # Berlin, typed nationally: not "+10301234567"
+    ("555-123-4567", "US", "555-123-4567"),        # a North American exchange never starts with 1
+    ("030 1234567", "DE", "+49301234567"),         # with the right default country it is a number
+    ("1 (415) 555-0132", "US", "+14155550132"),    # the national prefix is still understood
+    ("011 44 20 7946 0958", "US", "+442079460958"),  # so is the US international prefix
+    ("+1 030 1234567", "US", "+10301234567"),      # an explicit country is the sender's word
 ])
 def test_normalize_phone(raw: str, region: str | None, expected: str | None) -> None:
     assert normalize_phone(raw, region) == expected

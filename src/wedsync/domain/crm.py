@@ -28,13 +28,25 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
         return None
     raw = value.strip()
     try:
-        num = phonenumbers.parse(raw, region or "US")
+        num = phonenumbers.parse(raw, region or "US", keep_raw_input=True)
     except phonenumbers.NumberParseException:
         return raw
     if not phonenumbers.is_possible_number(num):
         return raw
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    if num.country_code_source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY and not _fits_region(num, e164):
+        return raw  # written without a country and not a number of the default one: do not invent a country
     return f"{e164};ext={num.extension}" if num.extension else e164
+
+
+def _fits_region(num: phonenumbers.PhoneNumber, e164: str) -> bool:
+    """Whether a number read with the default country (no ``+``, no international prefix) can be one of that
+    country's: ``030 1234567`` (Berlin, typed nationally) read as a US number would become ``+10301234567``, which
+    no North American number can be. For North America the numbering plan's own rule, area code and exchange not
+    starting with 0 or 1 (cheap: every US contact's phone passes here); elsewhere libphonenumber's ranges."""
+    if num.country_code == 1:
+        return len(e164) == 12 and e164[2] not in "01" and e164[5] not in "01"
+    return bool(phonenumbers.is_valid_number(num))
 
 
 # The provider's timestamps are not content: a record touched without a change hashes the same.
