@@ -294,6 +294,35 @@ async def test_product_hooks_are_accepted_by_the_hub_and_parse(sandbox: FastAPI,
     assert bad.status_code == 401
 
 
+@pytest.mark.parametrize("body", [
+    b'{"event": "client.created", "event_id": "e1", "email": "not-an-email"}',   # neither e-mail nor name
+    b'{"event": "weird.event", "event_id": "e2", "email": "w@example.com"}',    # an event we do not know
+    b'["a list"]', b'"a string"', b"\xff\xfe not text",
+])
+async def test_a_zap_body_that_cannot_be_read_is_refused_at_once_and_not_stored(hub: Any, api: httpx.AsyncClient,
+                                                                                body: bytes) -> None:
+    """The vendor's Zap learns why at once (422 bad_payload, in the Zap's history) instead of a 200 for an event
+    that would fail later where nobody sees it; nothing is stored."""
+    from sqlalchemy import func, select
+
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+
+    vendor = hub.tenancy.create_vendor("Zap Studio")
+    conn = hub.connections.create(vendor.id, "17hats", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    r = await api.post(f"/webhooks/17hats/{conn.id}", content=body, headers=ZapierScheme.sign(body, secret))
+    assert r.status_code == 422 and r.json()["error"]["code"] in ("bad_payload", "invalid_input"), r.text
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0
+    good = b'{"event": "client.created", "event_id": "e3", "first_name": "Ana", "email": "ana@example.com"}'
+    r = await api.post(f"/webhooks/17hats/{conn.id}", content=good, headers=ZapierScheme.sign(good, secret))
+    assert r.status_code == 200 and r.json()["event_id"] == "e3"
+    unsigned = await api.post(f"/webhooks/17hats/{conn.id}", content=body)
+    assert unsigned.status_code == 401  # the signature is checked first: a stranger learns nothing of the body
+
+
 # --- the products' CSV files ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("slug", sorted(LAYOUTS))

@@ -147,7 +147,7 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
             failed += status == "failed"
             retried += status == "pending"
         else:
-            hub.inbox.mark_failed(row.id, f"malformed event: {type(error).__name__}", retry=False)
+            hub.inbox.mark_failed(row.id, f"malformed event: {type(error).__name__}: {error}", retry=False)
             failed += 1
     hub.inbox.mark_processed(done)
     return {"claimed": len(rows), "processed": len(done), "failed": failed, "retried": retried}
