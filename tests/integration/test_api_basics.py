@@ -538,3 +538,52 @@ async def test_unknown_query_parameters_are_422_not_ignored(api, hub) -> None:  
     # outside /api the senders decide: a webhook's extra parameters are not refused for being unknown
     r = await api.post("/webhooks/vsco-workspace/01h35ccwymj5ctckp8px1azhg6?utm=1", content=b"{}")
     assert r.status_code == 404 and r.json()["error"]["code"] != "unknown_parameter"
+
+
+async def test_webhook_events_are_listed_with_their_fate_and_a_failed_one_can_be_retried(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """What became of each accepted webhook is visible to its vendor (a failure was only in the database), and a
+    failed one goes back to be processed after its cause is fixed."""
+    from wedsync.connectors.webhooks import VerifiedEvent
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "17hats", credentials={})
+    hub.inbox.start()
+    try:
+        for n in range(3):
+            assert await hub.inbox.submit(vendor_id=v.id, connection_id=conn.id, provider="17hats",
+                                          event=VerifiedEvent(f"evt-{n}", "client.created", None), body=b"{}")
+    finally:
+        await hub.inbox.stop()
+    rows = hub.inbox.claim_pending(10, provider="17hats")
+    hub.inbox.mark_processed([rows[0].id])
+    hub.inbox.mark_failed(rows[1].id, "ReauthRequired: the provider refused the credentials", retry=False)
+    hub.inbox.mark_failed(rows[2].id, "ProviderUnavailable: 503", retry=True, retry_after=60)
+
+    url = f"/api/connections/{conn.id}/webhook-events"
+    r = await api.get(url, headers=auth(key))
+    assert r.status_code == 200, r.text
+    got = {e["event_id"]: e for e in r.json()["items"]}
+    assert [e["event_id"] for e in r.json()["items"]] == ["evt-2", "evt-1", "evt-0"]  # newest first
+    assert got["evt-0"]["status"] == "processed" and got["evt-0"]["error"] is None
+    assert got["evt-1"]["status"] == "failed" and "ReauthRequired" in got["evt-1"]["error"]
+    assert got["evt-2"]["status"] == "pending" and got["evt-2"]["next_attempt_at"] is not None
+    assert "body" not in got["evt-0"]
+    page = await api.get(url, headers=auth(key), params={"limit": 2})
+    assert page.json()["next_cursor"] is not None
+    rest = await api.get(url, headers=auth(key), params={"limit": 2, "after": page.json()["next_cursor"]})
+    assert [e["event_id"] for e in page.json()["items"] + rest.json()["items"]] == ["evt-2", "evt-1", "evt-0"]
+    failed = await api.get(url, headers=auth(key), params={"status": "failed"})
+    assert [e["event_id"] for e in failed.json()["items"]] == ["evt-1"]
+    bad = await api.get(url, headers=auth(key), params={"status": "lost"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_status"
+
+    r = await api.post(f"{url}/evt-1/retry", headers=auth(key))
+    assert r.status_code == 200 and r.json()["status"] == "pending" and r.json()["attempts"] == 0, r.text
+    assert [row.event_id for row in hub.inbox.claim_pending(10, provider="17hats")] == ["evt-1"]  # due at once
+    r = await api.post(f"{url}/evt-0/retry", headers=auth(key))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_failed"
+    r = await api.post(f"{url}/evt-9/retry", headers=auth(key))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_event"
+    other = hub.tenancy.create_vendor("Other Studio")
+    _, other_key = hub.tenancy.create_key(other.id)
+    assert (await api.get(url, headers=auth(other_key))).status_code == 404

@@ -241,6 +241,24 @@ class Paged(BaseModel):
     next_cursor: str | None
 
 
+class WebhookEventOut(BaseModel):
+    id: int = Field(description="the inbox's id of the event (the keyset cursor of this list)")
+    event_id: str = Field(description="the provider's event id (duplicates of it were dropped)")
+    event_type: str | None
+    record_id: str | None
+    status: str = Field(description="pending, processing, processed or failed")
+    attempts: int
+    received_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="a pending event waiting out its backoff: when it is due")
+    error: str | None = Field(description="why the last attempt failed")
+
+
+class WebhookEventsPage(BaseModel):
+    items: list[WebhookEventOut]
+    next_cursor: int | None = Field(description="pass as after= for the next (older) page; null on the last")
+
+
 class HookSubscriptionOut(BaseModel):
     id: str
     event: str

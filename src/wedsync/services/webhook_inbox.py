@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from wedsync.connectors.webhooks import VerifiedEvent
-from wedsync.errors import InvalidInput, WedsyncError
+from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
 from wedsync.store.db import Database
 from wedsync.store.tables import WebhookEvent
 
@@ -57,6 +57,7 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> float:
     return max(base * (1.0 + 0.2 * random.random()), retry_after or 0.0)
 
 PENDING, PROCESSING, PROCESSED, FAILED = "pending", "processing", "processed", "failed"
+STATUSES = (PENDING, PROCESSING, PROCESSED, FAILED)
 
 _T: Table = WebhookEvent.__table__  # type: ignore[assignment]
 _EVENT_ID_MAX = 200
@@ -439,6 +440,38 @@ class WebhookInbox:
         # ``readonly`` lets the engine open a deferred (shared) transaction on SQLite.
         with self.db.engine.connect().execution_options(readonly=True) as conn:
             return int(conn.execute(stmt).scalar_one())
+
+
+    # -- what a vendor sees of a connection's events ---------------------------------------------------------
+    def events(self, connection_id: str, *, status: str | None = None, after: int | None = None, limit: int = 50
+               ) -> list[Any]:
+        """A connection's inbox events, newest first (keyset on the inbox id: ``after`` is the last id of the
+        previous page), without their bodies; ``status`` one of pending, processing, processed, failed."""
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {list(STATUSES)}", code="invalid_status")
+        stmt = select(_T.c.id, _T.c.event_id, _T.c.event_type, _T.c.record_id, _T.c.status, _T.c.attempts,
+                      _T.c.received_at, _T.c.processed_at, _T.c.next_attempt_at, _T.c.error).where(
+            _T.c.connection_id == connection_id)
+        if status is not None:
+            stmt = stmt.where(_T.c.status == status)
+        if after is not None:
+            stmt = stmt.where(_T.c.id < after)
+        with self.db.read() as s:
+            return list(s.execute(stmt.order_by(_T.c.id.desc()).limit(limit)).all())
+
+    def retry(self, connection_id: str, event_id: str) -> Any:
+        """Put a failed event back to be processed now (after its cause was fixed: new credentials, a provider
+        back up), with a fresh count of attempts. Only a failed event can be retried (``not_failed``, 409)."""
+        with self.db.session() as s:
+            row = s.execute(select(_T.c.id, _T.c.status).where(
+                _T.c.connection_id == connection_id, _T.c.event_id == event_id)).first()
+            if row is None:
+                raise NotFound("webhook event not found", code="unknown_event")
+            if row.status != FAILED:
+                raise Conflict(f"the event is {row.status}; only a failed event can be retried", code="not_failed")
+            s.execute(update(_T).where(_T.c.id == row.id, _T.c.status == FAILED).values(
+                status=PENDING, attempts=0, next_attempt_at=None, processed_at=None))
+        return self.events(connection_id, after=row.id + 1, limit=1)[0]
 
 
 def _due() -> Any:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
-from wedsync.api.routers.webhooks import forget_connection
+from wedsync.api.routers.webhooks import forget_connection, poke_drain
 from wedsync.api.schemas import (
     ClientOut,
     ConnectionCreated,
@@ -21,6 +22,8 @@ from wedsync.api.schemas import (
     Paged,
     SyncIn,
     SyncRunOut,
+    WebhookEventOut,
+    WebhookEventsPage,
     WebhookSecretOut,
     WeddingOut,
 )
@@ -62,6 +65,32 @@ def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: 
     return ConnectionCreated(**out.model_dump(), webhook_secret=secret,
                              webhook_url_with_token=ZapierScheme.hook_url(out.webhook_url, secret)
                              if secret and out.webhook_url else None)
+
+
+@router.get("/connections/{connection_id}/webhook-events", response_model=WebhookEventsPage)
+def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, limit: Limit = 50,
+                        status: Annotated[str | None, Query(
+                            description="pending, processing, processed or failed")] = None,
+                        after: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")]
+                        = None) -> WebhookEventsPage:
+    """The webhooks the hub accepted for this connection, newest first, with what became of each: processed,
+    waiting (``next_attempt_at`` while a provider outage is waited out), or failed and why. Bodies are not
+    shown."""
+    hub.connections.get(vendor_id, connection_id)
+    rows = hub.inbox.events(connection_id, status=status, after=after, limit=limit)
+    items = [WebhookEventOut(**r._mapping) for r in rows]
+    return WebhookEventsPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+
+
+@router.post("/connections/{connection_id}/webhook-events/{event_id}/retry", response_model=WebhookEventOut)
+async def retry_webhook_event(connection_id: str, event_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer
+                              ) -> WebhookEventOut:
+    """Process a failed event again, with a fresh count of attempts (after its cause was fixed: new credentials,
+    the provider back). Only a failed event: 409 ``not_failed`` otherwise; unknown: 404 ``unknown_event``."""
+    await asyncio.to_thread(hub.connections.get, vendor_id, connection_id)
+    row = await asyncio.to_thread(hub.inbox.retry, connection_id, event_id)
+    poke_drain()  # on the event loop: the drain trigger schedules itself there
+    return WebhookEventOut(**row._mapping)
 
 
 @router.post("/connections/{connection_id}/webhook-secret", status_code=status.HTTP_201_CREATED,

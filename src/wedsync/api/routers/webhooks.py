@@ -59,7 +59,7 @@ def forget_connection(connection_id: str) -> None:
 _trigger: Any = None
 
 
-def _poke_drain() -> None:
+def poke_drain() -> None:
     global _trigger
     try:
         from wedsync.workflows.inbox import DrainTrigger
@@ -115,7 +115,7 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     new = await hub.inbox.submit(vendor_id=info.vendor_id, connection_id=connection_id, provider=info.provider,
                                  event=event, body=raw)
     if new:
-        _poke_drain()
+        poke_drain()
     return JSONResponse({"received": True, "duplicate": not new, "event_id": event.event_id})
 
 
