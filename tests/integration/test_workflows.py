@@ -134,6 +134,9 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
             assert resp.json()["status"] == "failed", resp.json()
             conn = (await api.get(f"/api/connections/{conn_id}", headers=auth(key))).json()
             assert conn["status"] == "error" and conn["status_detail"]
+            # the provider's error, named once (not "ConnectorError: ProviderUnavailable: ...")
+            assert not conn["status_detail"].startswith("ConnectorError: "), conn["status_detail"]
+            assert resp.json()["error_detail"] == conn["status_detail"]
             with dbos_hub.db.read() as s:
                 assert s.get(Connection, conn_id).status == "error"
     finally:

@@ -721,9 +721,11 @@ class SyncService:
         SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "succeeded", "none").inc()
         return out
 
-    def fail(self, run_id: str, error: BaseException) -> dict[str, Any]:
+    def fail(self, run_id: str, error: BaseException, detail: str | None = None) -> dict[str, Any]:
+        """Record the run as failed with ``detail`` (default: the error's type and message); a connector error
+        also puts the connection in ``error`` with it."""
         self._drop_run_prefetches(run_id)
-        detail = f"{type(error).__name__}: {error}"[:2000]
+        detail = (detail or f"{type(error).__name__}: {error}")[:2000]
         with self.db.session() as s:
             run = s.get(SyncRun, run_id)
             if run is None:

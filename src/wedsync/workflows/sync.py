@@ -38,7 +38,7 @@ async def finish_step(plan: dict[str, Any], complete: dict[str, bool]) -> dict[s
 @DBOS.step()
 async def fail_step(run_id: str, kind: str, message: str) -> dict[str, Any]:
     error: BaseException = ConnectorError(message) if kind == "connector" else RuntimeError(message)
-    return get_hub().sync.fail(run_id, error)
+    return get_hub().sync.fail(run_id, error, detail=message)  # message already names the error's type
 
 
 class _DbosSteps:
