@@ -127,6 +127,10 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"company": "Ruiz Weddings"})
     assert r.status_code == 200 and r.json()["company"] == "Ruiz Weddings"
     assert r.json()["field_sources"]["company"]["c"] == "wedsync"
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a),
+                        json={"company": "  ", "last_name": " Ruiz "})
+    assert r.status_code == 200 and r.json()["company"] is None  # cleared, never ""
+    assert r.json()["last_name"] == "Ruiz"
 
     r = await api.get("/api/crm/export?layout=17hats", headers=auth(key_a))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")

@@ -731,8 +731,8 @@ class CrmService:
                 else:
                     if value is not None and not isinstance(value, str | dict):
                         raise InvalidInput(f"{name} must be a string", code="invalid_field")
-                    if isinstance(value, str) and name in ("email", "phone") and not value.strip():
-                        value = None  # an empty contact point clears it
+                    if isinstance(value, str) and not value.strip():
+                        value = None  # an empty value clears the field (as null does), never stored as ""
                     elif name == "email" and isinstance(value, str):
                         value = check_email(value)
                         if value is None:
@@ -743,6 +743,8 @@ class CrmService:
                         if value is None:
                             raise InvalidInput(f"phone is not a possible phone number (default country {region})",
                                                code="invalid_phone")
+                    elif isinstance(value, str):
+                        value = value.strip()
                     setattr(c, name, value)
                     applied[name] = value
             sources = dict(c.field_sources or {})
