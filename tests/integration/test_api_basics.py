@@ -90,6 +90,8 @@ async def test_key_lifecycle_over_http(api, hub) -> None:  # type: ignore[no-unt
     assert (await api.delete(f"/api/keys/{new_id}", headers=auth(key))).status_code == 200
     r = await api.get("/api/vendor", headers=auth(new_key))
     assert r.status_code == 401 and r.json()["error"]["code"] == "revoked_api_key"
+    r = await api.post("/api/keys", headers=auth(key), json={"scopes": []})
+    assert r.status_code == 422  # a key that can do nothing is a mistake, not a key
 
 
 async def test_operator_creates_vendors(api, hub) -> None:  # type: ignore[no-untyped-def]

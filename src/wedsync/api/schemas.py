@@ -109,7 +109,8 @@ class VendorCreated(VendorOut):
 
 class KeyIn(Strict):
     name: str = Field(default="default", min_length=1, max_length=200)
-    scopes: list[Scope] = Field(default_factory=lambda: list(ALL_SCOPES))
+    scopes: list[Scope] = Field(default_factory=lambda: list(ALL_SCOPES), min_length=1,
+                                description="at least one of read, write, keys (default: all three)")
 
 
 class KeyOut(BaseModel):
