@@ -525,7 +525,7 @@ async def test_a_zap_providers_webhook_secret_is_shown_once_and_can_be_rotated(a
 async def test_unknown_query_parameters_are_422_not_ignored(api, hub) -> None:  # type: ignore[no-untyped-def]
     """A filter or paging parameter a route does not take is refused with the ones it does, instead of an answer
     that looks filtered (every client for ?email=) or paged (?page=2: the first page again)."""
-    _, key = await _vendor(hub)
+    vendor, key = await _vendor(hub)
     for url, bad in (("/api/crm/clients?email=ana@example.com", ["email"]),
                      ("/api/clients?page=2&limit=5", ["page"]),
                      ("/api/crm/conflicts?status=open&sort=asc&x=1", ["sort", "x"])):
@@ -537,6 +537,15 @@ async def test_unknown_query_parameters_are_422_not_ignored(api, hub) -> None:  
     # what a route declares, its dependencies' parameters included, still passes
     assert (await api.get("/api/crm/clients?q=ana&limit=5", headers=auth(key))).status_code == 200
     assert (await api.get("/api/crm/conflicts?status=open", headers=auth(key))).status_code == 200
+    # a body sent to a route that reads none is refused too; nothing, {} or null is fine
+    conn = hub.connections.create(vendor.id, "vsco-workspace", credentials={"api_key": "k"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    r = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key),
+                       json={"events": ["contact.created"]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unexpected_body", r.text
+    for empty in (b"", b"{}", b" null "):
+        r = await api.post("/api/crm/merges/01h35ccwymj5ctckp8px1azhg6/undo", headers=auth(key), content=empty)
+        assert r.status_code == 404, (empty, r.text)  # past the check: the merge does not exist
     # outside /api the senders decide: a webhook's extra parameters are not refused for being unknown
     r = await api.post("/webhooks/vsco-workspace/01h35ccwymj5ctckp8px1azhg6?utm=1", content=b"{}")
     assert r.status_code == 404 and r.json()["error"]["code"] != "unknown_parameter"

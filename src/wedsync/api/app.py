@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 
 from wedsync import __version__
 from wedsync.api import errors
-from wedsync.api.deps import known_query_only
+from wedsync.api.deps import known_inputs_only
 from wedsync.api.routers.webhooks import WebhookFastPath
 from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
@@ -63,7 +63,7 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)
     errors.install(app)
     for name in router_modules():
-        app.include_router(import_module(name).router, dependencies=[Depends(known_query_only)])
+        app.include_router(import_module(name).router, dependencies=[Depends(known_inputs_only)])
     errors.document_errors(app)
     app.add_middleware(WebhookFastPath)
     return app

@@ -28,16 +28,20 @@ Cursor = Annotated[str | None, Query(pattern=r"^[0-9a-hjkmnp-tv-z]{26}$",
                                      description="next_cursor of the previous page")]
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+_ROUTE_INPUTS: dict[int, tuple[frozenset[str], bool]] = {}
+_EMPTY_BODIES = (b"", b"{}", b"null")
 
 
-def _declared_query(route: Any) -> frozenset[str]:
-    names = _QUERY_NAMES.get(id(route))
-    if names is None:
+def _declared_inputs(route: Any) -> tuple[frozenset[str], bool]:
+    """The query parameter names a route takes (its dependencies' included) and whether it takes a body."""
+    known = _ROUTE_INPUTS.get(id(route))
+    if known is None:
         found: set[str] = set()
+        body = "requestBody" in (getattr(route, "openapi_extra", None) or {})  # a route reading its own body
         todo = [route.dependant]
-        while todo:  # the route's own query parameters and those of its dependencies
+        while todo:
             dependant = todo.pop()
+            body = body or bool(dependant.body_params)
             for param in dependant.query_params:
                 model = getattr(param.field_info, "annotation", None)
                 fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
@@ -46,25 +50,39 @@ def _declared_query(route: Any) -> frozenset[str]:
                 else:
                     found.add(param.alias)
             todo.extend(dependant.dependencies)
-        names = _QUERY_NAMES[id(route)] = frozenset(found)
-    return names
+        known = _ROUTE_INPUTS[id(route)] = (frozenset(found), body)
+    return known
 
 
-async def known_query_only(request: Request) -> None:
-    """On ``/api`` routes, a query parameter the route does not take is a 422 ``unknown_parameter`` naming the
-    ones it does: ``GET /api/crm/clients?email=...`` answered every client, as if filtered, and ``?page=2`` the
-    first page again. (Webhooks, OAuth callbacks and feeds take whatever their senders add.)"""
-    if not request.url.path.startswith("/api/") or not request.query_params:
+async def known_inputs_only(request: Request) -> None:
+    """On ``/api`` routes, input the route does not read is refused instead of silently ignored:
+
+    * a query parameter it does not take is a 422 ``unknown_parameter`` naming the ones it does
+      (``GET /api/crm/clients?email=...`` answered every client, as if filtered; ``?page=2`` the first page again);
+    * a body sent to a route that takes none (``{"events": [...]}`` to subscribe to only some events) is a 422
+      ``unexpected_body``; an empty body, ``{}`` or ``null`` is fine.
+
+    Webhooks, OAuth callbacks and feeds take whatever their senders add."""
+    if not request.url.path.startswith("/api/"):
         return
     route = request.scope.get("route")
     if route is None or not hasattr(route, "dependant"):
         return
-    known = _declared_query(route)
-    unknown = sorted({k for k in request.query_params if k not in known})
-    if unknown:
-        raise InvalidInput(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {unknown}; this route takes "
-                           f"{sorted(known) or 'none'}", code="unknown_parameter",
-                           details={"unknown": unknown, "accepted": sorted(known)})
+    known, takes_body = _declared_inputs(route)
+    if request.query_params:
+        unknown = sorted({k for k in request.query_params if k not in known})
+        if unknown:
+            raise InvalidInput(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {unknown}; this route "
+                               f"takes {sorted(known) or 'none'}", code="unknown_parameter",
+                               details={"unknown": unknown, "accepted": sorted(known)})
+    if takes_body or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return
+    raw = (await read_body(request, 64 * 1024, code="body_too_large", what="the request body")).strip()
+    if raw not in _EMPTY_BODIES:
+        raise InvalidInput(f"{request.method} {route.path} takes no request body; send none (or {{}})",
+                           code="unexpected_body")
 
 
 def too_large(what: str, limit: int, code: str) -> TooLarge:
