@@ -57,6 +57,26 @@ def test_encodings_are_detected(encoding: str) -> None:
     assert rows[1].client is not None and rows[1].client.last_name == expected_last
 
 
+@pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])
+def test_a_utf8_file_with_a_few_windows_bytes_keeps_its_other_names(bom: bytes) -> None:
+    """A UTF-8 export with one name pasted from a Windows program: that row's bytes are read as Windows-1252 and
+    reported on its line; the other rows' accented and non-Latin names stay as written (the whole file read
+    as Windows-1252 made 'Zoë' 'ZoÃ«' in every row, silently)."""
+    pasted = b'Chlo\xc3\xa9,O\x92Brien,chloe@example.com,,"Chlo\xc3\xa9\n& \x93Sam\x94",,\r\n'  # \x92 \x93 \x94: cp1252
+    data = bom + HB.encode() + pasted + "준영,임,jy@example.com,,,,\r\n".encode()
+    rows = rows_of(data)
+    assert [(r.client.first_name, r.client.last_name) for r in rows if r.client] == [
+        ("Zoë", "Müller"), ("François", "D\u2019Aubigné"), ("Chloé", "O\u2019Brien"), ("준영", "임")]
+    assert rows[2].wedding is not None and rows[2].wedding.name == "Chloé\n& \u201cSam\u201d"
+    assert [[(i.line, i.code, i.fatal) for i in r.issues] for r in rows] == [
+        [], [], [(4, "mixed_encoding", False)], []]
+    assert "\u2019\u201c\u201d" in rows[2].issues[0].message
+    # a file that is Windows-1252 throughout is still read as such, with nothing to report
+    cp = HB.encode("cp1252") + "Chloé,O\u2019Brien,chloe@example.com,,,,\r\n".encode("cp1252")
+    assert [(r.client.last_name, r.issues) for r in rows_of(cp) if r.client][1:] == [
+        ("D\u2019Aubigné", []), ("O\u2019Brien", [])]
+
+
 def test_utf16_without_bom_and_big_endian() -> None:
     assert rows_of(HB.encode("utf-16-le"))[0].client.last_name == "Müller"  # type: ignore[union-attr]
     assert rows_of(codecs.BOM_UTF16_BE + HB.encode("utf-16-be"))[0].client.email == "zoe@example.com"  # type: ignore[union-attr]

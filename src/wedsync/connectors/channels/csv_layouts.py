@@ -225,28 +225,94 @@ def _header_map(layout: CsvLayout, header: list[str]) -> tuple[dict[int, str], d
 # --- decoding -------------------------------------------------------------------------------------------
 
 
-def _decode(data: bytes) -> str:
-    """Text of the file: BOM-marked UTF-8/UTF-16, else UTF-8, else cp1252, else Latin-1 (never fails)."""
+# A valid multi-byte UTF-8 sequence (RFC 3629): what a file that is UTF-8 apart from a few stray bytes is full
+# of, and what a Windows-1252 file almost never contains by accident ("Ã©" is not how anyone writes a name).
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+                            rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+                            rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}")
+
+
+@dataclass
+class _Decoded:
+    """The file's text and, when most of it is UTF-8 but some bytes are not, where those bytes were (each
+    read as Windows-1252): {physical line: the characters they became}."""
+
+    text: str
+    repaired: dict[int, str] = field(default_factory=dict)
+
+
+def _cp1252_byte(b: int) -> str:
+    try:
+        return bytes([b]).decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes Windows-1252 leaves undefined
+        return bytes([b]).decode("latin-1")
+
+
+def _utf8_with_fallback(data: bytes) -> tuple[str, list[tuple[int, str]]]:
+    """UTF-8 text in which each byte that is not part of a valid sequence is read as Windows-1252;
+    with the (byte offset, characters) of each such run."""
+    parts: list[str] = []
+    repairs: list[tuple[int, str]] = []
+    pos = 0
+    while True:
+        try:
+            parts.append(data[pos:].decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            start, end = pos + exc.start, pos + exc.end
+            parts.append(data[pos:start].decode("utf-8"))
+            chars = "".join(_cp1252_byte(b) for b in data[start:end])
+            parts.append(chars)
+            if repairs and repairs[-1][0] + len(repairs[-1][1]) == start:  # one run of bad bytes, one entry
+                repairs[-1] = (repairs[-1][0], repairs[-1][1] + chars)
+            else:
+                repairs.append((start, chars))
+            pos = end
+    return "".join(parts), repairs
+
+
+def _lines_of(data: bytes, repairs: list[tuple[int, str]]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    line, last = 1, 0
+    for offset, chars in repairs:
+        line += data.count(b"\n", last, offset)
+        last = offset
+        out[line] = out.get(line, "") + chars
+    return out
+
+
+def _decode(data: bytes) -> _Decoded:
+    """Text of the file: BOM-marked UTF-8/UTF-16, else UTF-8, else cp1252, else Latin-1 (never fails).
+
+    A file that is UTF-8 except for a few bytes (a name pasted from a Windows program into a UTF-8 export) is
+    read as UTF-8 with those bytes read as Windows-1252, and the lines they are on are reported
+    (``mixed_encoding``): reading the whole file as Windows-1252 would garble every other accented or non-Latin
+    name in it ("ChloÃ©", silently), and replacing the bytes would lose the letters they stand for."""
     if data.startswith(codecs.BOM_UTF8):
-        return data[3:].decode("utf-8", errors="replace")
+        body = data[3:]
+        text, repairs = _utf8_with_fallback(body)
+        return _Decoded(text, _lines_of(body, repairs))
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", errors="replace")
+        return _Decoded(data.decode("utf-16", errors="replace"))
     sample = data[:4096]
     if len(sample) >= 4:  # UTF-16 without a BOM: every other byte is zero for Latin text
         odd_zero = sample[1::2].count(0) / max(1, len(sample[1::2]))
         even_zero = sample[0::2].count(0) / max(1, len(sample[0::2]))
         if odd_zero > 0.4 and even_zero < 0.05:
-            return data.decode("utf-16-le", errors="replace")
+            return _Decoded(data.decode("utf-16-le", errors="replace"))
         if even_zero > 0.4 and odd_zero < 0.05:
-            return data.decode("utf-16-be", errors="replace")
+            return _Decoded(data.decode("utf-16-be", errors="replace"))
     try:
-        return data.decode("utf-8")
+        return _Decoded(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
+    text, repairs = _utf8_with_fallback(data)
+    if sum(len(chars) for _, chars in repairs) <= len(_UTF8_SEQUENCE.findall(data)):
+        return _Decoded(text, _lines_of(data, repairs))  # mostly UTF-8: a few stray bytes
     try:
-        return data.decode("cp1252")
+        return _Decoded(data.decode("cp1252"))
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return _Decoded(data.decode("latin-1"))
 
 
 def _check_text(text: str) -> None:
@@ -401,7 +467,8 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise CsvFileError("binary_file", "this is a spreadsheet workbook (.xlsx/.xls), not a CSV: save or "
                                           "export it as CSV first")
-    text = _decode(data)
+    decoded = _decode(data)
+    text = decoded.text
     _check_text(text)
     try:
         zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
@@ -427,7 +494,8 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
             present = set(mapped.values())
             missing = [group for group in spec.required if not present.intersection(group)]
             if not missing:
-                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), region, zone)
+                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), region, zone,
+                             decoded.repaired)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
     if first_header is None:
@@ -442,7 +510,8 @@ def _header_for(spec: CsvLayout, canonical: str) -> str:
 
 
 def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayout, mapped: dict[int, str],
-          extra: dict[int, str], width: int, region: str, zone: tzinfo) -> Iterator[ParsedRow]:
+          extra: dict[int, str], width: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
+          ) -> Iterator[ParsedRow]:
     """The data rows after the header, each with the physical line it starts on.
 
     Quoting is read strictly: a record the CSV grammar cannot read is reported as ``malformed_row`` on the line
@@ -479,7 +548,14 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
         last_line = line_reader.line_num  # type: ignore[attr-defined]
         if not any(cell.strip() for cell in cells):
             continue
-        yield _row(start, cells, spec, mapped, extra, width, region, zone)
+        row = _row(start, cells, spec, mapped, extra, width, region, zone)
+        if repaired:
+            odd = "".join(repaired.get(n, "") for n in range(start, offset + last_line + 1))
+            if odd:
+                row.issues.append(RowIssue(start, None, "mixed_encoding", (
+                    f"bytes that are not UTF-8 (the rest of the file is) were read as Windows-1252: {odd[:40]!r}; "
+                    "check this row's accented letters and punctuation")))
+        yield row
 
 
 def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
