@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from wedsync.connectors.crm.vsco_workspace import map_contact
 from wedsync.domain.crm import ClientRecord
-from wedsync.errors import Conflict, WedsyncError
+from wedsync.errors import Conflict, InvalidInput, WedsyncError
 from wedsync.services.crm_sync import DirectImportSteps, drive_import
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.services.webhook_inbox import InboxRow
@@ -182,6 +182,13 @@ async def test_conflicts_policies_stale_events_and_undo(any_hub) -> None:  # typ
     open_ = hub.crm.list_conflicts(v.id)
     assert [(x["field"], x["local"], x["incoming"]) for x in open_] == [("email", "ana.ruiz@x.com", "ana.leo@x.com")]
     assert hub.crm.get_client(v.id, pid)["email"] == "ana.ruiz@x.com"  # unchanged until resolved
+    # a value of the vendor's own is checked as an edit of the field is: nothing changes when it is refused
+    for bad, code in (({"a": 1}, "invalid_field"), (12, "invalid_field"), ("not-an-email", "invalid_email"),
+                      ("x" * 400 + "@x.com", "invalid_field")):
+        with pytest.raises(InvalidInput) as refused:
+            hub.crm.resolve_conflict(v.id, open_[0]["id"], "value", bad)
+        assert refused.value.code == code, bad
+    assert [x["id"] for x in hub.crm.list_conflicts(v.id)] == [open_[0]["id"]]
     done = hub.crm.resolve_conflict(v.id, open_[0]["id"], "incoming")
     assert done["status"] == "resolved" and hub.crm.get_client(v.id, pid)["email"] == "ana.leo@x.com"
     with pytest.raises(Conflict):

@@ -543,6 +543,8 @@ SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incrementa
 DEFAULT_CHUNK = 1000
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
+# the longest value a vendor may set on a text field (the API's PATCH model states the same)
+_TEXT_LIMITS = {"first_name": 200, "last_name": 200, "display_name": 400, "email": 320, "phone": 64, "company": 200}
 
 
 def canonical_provider(name: str) -> str:
@@ -708,8 +710,6 @@ class CrmService:
                       expected_version: int | None = None) -> dict[str, Any]:
         """A vendor's edit in WedSync: the unified record changes (optimistic version check) and every source
         that takes write-backs gets an outbox entry, committed in the same transaction."""
-        from wedsync.connectors.channels.csv_layouts import check_email, check_phone
-
         bad = sorted(set(changes) - EDITABLE_FIELDS)
         if bad:
             raise InvalidInput(f"fields {bad} cannot be edited; editable: {sorted(EDITABLE_FIELDS)}",
@@ -729,22 +729,7 @@ class CrmService:
                     c.custom_fields = merged
                     applied.update({f"custom.{k}": v for k, v in value.items()})
                 else:
-                    if value is not None and not isinstance(value, str | dict):
-                        raise InvalidInput(f"{name} must be a string", code="invalid_field")
-                    if isinstance(value, str) and not value.strip():
-                        value = None  # an empty value clears the field (as null does), never stored as ""
-                    elif name == "email" and isinstance(value, str):
-                        value = check_email(value)
-                        if value is None:
-                            raise InvalidInput("email is not an e-mail address", code="invalid_email")
-                    elif name == "phone" and isinstance(value, str):
-                        region = self._region_of(s, c)
-                        value = check_phone(value, region)
-                        if value is None:
-                            raise InvalidInput(f"phone is not a possible phone number (default country {region})",
-                                               code="invalid_phone")
-                    elif isinstance(value, str):
-                        value = value.strip()
+                    value = self._edited_value(s, c, name, value)
                     setattr(c, name, value)
                     applied[name] = value
             sources = dict(c.field_sources or {})
@@ -755,6 +740,37 @@ class CrmService:
             c.updated_at = utcnow()
             self._enqueue_writebacks(s, c, applied)
         return self.get_client(vendor_id, client_id)
+
+    def _edited_value(self, s: Session, c: CrmClient, name: str, value: Any) -> Any:
+        """A value a vendor sets on a core field (an edit, a conflict settled with a value of their own), checked
+        and normalized as the sources' values are: blank clears the field, e-mail and phone must be valid (the
+        phone becomes E.164), text is trimmed and bounded, the address is an object."""
+        from wedsync.connectors.channels.csv_layouts import check_email, check_phone
+
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # an empty value clears the field (as null does), never stored as ""
+        if name == "address":
+            if not isinstance(value, dict):
+                raise InvalidInput("address must be an object", code="invalid_field")
+            return value
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string", code="invalid_field")
+        limit = _TEXT_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            raise InvalidInput(f"{name} is longer than {limit} characters", code="invalid_field")
+        if name == "email":
+            email = check_email(value)
+            if email is None:
+                raise InvalidInput("email is not an e-mail address", code="invalid_email")
+            return email
+        if name == "phone":
+            region = self._region_of(s, c)
+            phone = check_phone(value, region)
+            if phone is None:
+                raise InvalidInput(f"phone is not a possible phone number (default country {region})",
+                                   code="invalid_phone")
+            return phone
+        return value.strip()
 
     @staticmethod
     def _region_of(s: Session, c: CrmClient) -> str:
@@ -906,6 +922,8 @@ class CrmService:
                 raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
             c = self._get(s, vendor_id, x.crm_client_id)
             chosen = x.incoming if choice == "incoming" else x.local if choice == "local" else value
+            if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
+                chosen = self._edited_value(s, c, x.field, value)
             current = (c.custom_fields or {}).get(x.field[7:]) if x.field.startswith("custom.") else \
                 getattr(c, x.field, None)
             if chosen != current:
