@@ -84,10 +84,12 @@ def test_studio_ninja_day_first_and_au_numbers() -> None:
     assert ev.client is not None and ev.client.phone == "+61412345678"
 
 
-def test_zapier_list_wrapper_and_bad_values_are_dropped() -> None:
+def test_zapier_list_wrapper_and_bad_values_are_kept_as_sent() -> None:
     ev = parse_zap_event("17hats", json.dumps([{"contact_id": 5, "first_name": "Kim", "email": "not-mail",
                                                 "phone": "12", "created_at": "yesterday-ish"}]).encode())
     assert ev.client is not None and ev.client.email is None and ev.client.phone is None
+    # not identity and not written back, but not lost either: a hook has no row report to warn in
+    assert ev.client.custom_fields == {"email_as_sent": "not-mail", "phone_as_sent": "12"}
     assert ev.occurred_at is None and ev.remote_id == "17h-5"
 
 

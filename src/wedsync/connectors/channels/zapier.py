@@ -262,6 +262,12 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
             custom["lead_source"] = lead_source
         if spec.hash_client_ids and provider_client_id:
             custom[f"{provider.replace('-', '_')}_id"] = provider_client_id
+        # a hook has no report to carry a warning: a value that is not an e-mail or phone number is kept as
+        # sent, where the vendor sees it, instead of vanishing
+        if raw_email and email is None:
+            custom["email_as_sent"] = raw_email[:320]
+        if raw_phone and phone is None:
+            custom["phone_as_sent"] = raw_phone[:64]
         address = {k: v for k, v in (("streetAddress", _pick(fields, names["street"])),
                                      ("city", _pick(fields, names["city"])),
                                      ("state", _pick(fields, names["state"])),
