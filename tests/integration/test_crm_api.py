@@ -138,6 +138,14 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert lines[0].startswith("Contact ID,First Name") and len(lines) == 1 + 3
     assert (await api.get("/api/crm/export?layout=nope", headers=auth(key_a))).status_code == 422
     assert (await api.get("/api/crm/conflicts?status=all", headers=auth(key_a))).status_code == 200
+    # merges, conflicts and the outbox are paged by keyset like every list
+    page = (await api.get("/api/crm/merges?limit=1", headers=auth(key_a))).json()
+    assert len(page["items"]) == 1 and page["next_cursor"] == page["items"][0]["id"]
+    page = (await api.get(f"/api/crm/merges?limit=1&after={page['next_cursor']}", headers=auth(key_a))).json()
+    assert page["items"] == [] and page["next_cursor"] is None
+    for url in ("/api/crm/merges", "/api/crm/conflicts", "/api/crm/outbox"):
+        assert (await api.get(f"{url}?after=page2", headers=auth(key_a))).status_code == 422, url
+        assert (await api.get(url, headers=auth(key_a))).json()["next_cursor"] is None, url
     assert (await api.get("/api/integrations/crm/sync/01jzzzzzzzzzzzzzzzzzzzzzzz",
                           headers=auth(key_a))).status_code == 404
 

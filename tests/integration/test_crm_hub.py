@@ -199,9 +199,25 @@ async def test_conflicts_policies_stale_events_and_undo(any_hub) -> None:  # typ
                                 remote_modified_at=T0)) == (0, 0, 1)
     assert hub.crm.get_client(v.id, pid)["first_name"] == "Ana"
 
+    # both sides rename her 30 s apart: an open conflict between the HoneyBook record and the client
+    put(tave, ClientRecord("v1", first_name="Anna", last_name="Ruiz", email="ana.ruiz@x.com", phone="+14155550199",
+                           remote_modified_at=T0 + timedelta(hours=5)))
+    put(hb, ClientRecord("h1", first_name="Ana-Maria", last_name="Ruiz", email="ana.leo@x.com", company="Ana & Leo",
+                         phone="+14155550100", remote_modified_at=T0 + timedelta(hours=5, seconds=30)))
+    open_ = hub.crm.list_conflicts(v.id)
+    assert [(x["field"], x["incoming"]) for x in open_] == [("first_name", "Ana-Maria")]
+
     # undo the merge: the HoneyBook record becomes its own client again, the company it brought goes with it
     merge = hub.crm.list_merges(v.id)[0]
     out = hub.crm.undo_merge(v.id, merge["id"])
+    # ... and its open conflict with the client is void (settling it would give the client a value none of
+    # its sources has)
+    assert hub.crm.list_conflicts(v.id) == []
+    gone = hub.crm.list_conflicts(v.id, status="dismissed")
+    assert [x["id"] for x in gone] == [open_[0]["id"]] and merge["id"] in gone[0]["resolution"]["reason"]
+    with pytest.raises(Conflict):
+        hub.crm.resolve_conflict(v.id, open_[0]["id"], "incoming")
+    assert hub.crm.get_client(v.id, pid)["first_name"] == "Anna"
     restored = out["restored"]["id"]
     assert person_of(hub, hb, "h1") == restored != pid
     assert out["client"]["company"] is None and out["restored"]["company"] == "Ana & Leo"

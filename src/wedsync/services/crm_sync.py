@@ -804,9 +804,12 @@ class CrmService:
 
     # -- merges --------------------------------------------------------------------------------------
     def list_merges(self, vendor_id: str, *, client_id: str | None = None, include_undone: bool = True,
-                    limit: int = 200) -> list[dict[str, Any]]:
+                    limit: int = 200, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
             stmt = select(CrmMerge).where(CrmMerge.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmMerge.id < after)
             if client_id:
                 stmt = stmt.where(CrmMerge.crm_client_id == client_id)
             if not include_undone:
@@ -878,6 +881,14 @@ class CrmService:
             restored.wedding_dates = sorted(d.isoformat() for d in dates)
             for key in blocking_keys(record_features(values, dates)):
                 s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=restored.id, key=key))
+            # its open conflicts with the survivor are void: it is no longer part of that client (settling one
+            # would have put the split-off record's value on a client none of whose sources has it)
+            for x in s.execute(select(CrmConflict).where(
+                    CrmConflict.crm_client_id == survivor.id, CrmConflict.source_client_id == src.id,
+                    CrmConflict.status == "open")).scalars():
+                x.status, x.resolved_at = "dismissed", utcnow()
+                x.resolution = {"choice": "dismissed", "reason": f"merge {m.id} undone: the record is its own "
+                                                                 f"client {restored.id} again"}
             m.undone_at = utcnow()
             m.undone_to = restored.id
             out = {"merge": merge_out(m), "client": client_out(survivor), "restored": client_out(restored)}
@@ -900,9 +911,12 @@ class CrmService:
 
     # -- conflicts -----------------------------------------------------------------------------------
     def list_conflicts(self, vendor_id: str, *, status: str | None = "open", client_id: str | None = None,
-                       limit: int = 200) -> list[dict[str, Any]]:
+                       limit: int = 200, after: str | None = None) -> list[dict[str, Any]]:
+        """Oldest first (the manual queue's order); ``after`` is the last id of the previous page."""
         with self.db.read() as s:
             stmt = select(CrmConflict).where(CrmConflict.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmConflict.id > after)
             if status:
                 stmt = stmt.where(CrmConflict.status == status)
             if client_id:
@@ -1045,10 +1059,13 @@ class CrmService:
             return list(s.execute(select(CrmOutbox.id).where(CrmOutbox.status == "pending")
                                   .order_by(CrmOutbox.id).limit(limit)).scalars())
 
-    def list_outbox(self, vendor_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    def list_outbox(self, vendor_id: str, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
-            rows = s.execute(select(CrmOutbox).where(CrmOutbox.vendor_id == vendor_id)
-                             .order_by(CrmOutbox.id.desc()).limit(limit)).scalars()
+            stmt = select(CrmOutbox).where(CrmOutbox.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmOutbox.id < after)
+            rows = s.execute(stmt.order_by(CrmOutbox.id.desc()).limit(limit)).scalars()
             return [{"id": o.id, "connection_id": o.connection_id, "crm_client_id": o.crm_client_id,
                      "op": o.op, "record_type": o.record_type, "record_id": o.record_id,
                      "remote_id": o.remote_id, "payload": o.payload, "status": o.status,

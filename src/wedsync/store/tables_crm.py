@@ -104,7 +104,7 @@ class CrmConflict(Base):
     incoming_at: Mapped[datetime | None] = mapped_column(default=None)
     policy: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))  # incoming | local | open
-    status: Mapped[str] = mapped_column(String(16))  # auto | open | resolved
+    status: Mapped[str] = mapped_column(String(16))  # auto | open | resolved | dismissed
     reason: Mapped[str] = mapped_column(Text)
     resolution: Mapped[Any] = mapped_column(JSON, default=None)
     run_id: Mapped[str | None] = mapped_column(String(26), default=None)

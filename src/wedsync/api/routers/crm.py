@@ -119,11 +119,17 @@ async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_i
 # -- merges -------------------------------------------------------------------------------------------------
 @router.get("/api/crm/merges")
 def list_merges(hub: HubDep, vendor_id: VendorId, _r: Reader, client_id: str | None = None,
-                include_undone: bool = True, limit: Limit = 200) -> dict[str, Any]:
-    """Every merge with its rule, score and evidence; ``by_rule`` counts those in force."""
-    return {"items": hub.crm.list_merges(vendor_id, client_id=client_id, include_undone=include_undone,
-                                         limit=limit),
-            "by_rule": hub.crm.merge_summary(vendor_id)}
+                include_undone: bool = True, after: Cursor = None, limit: Limit = 200) -> dict[str, Any]:
+    """Merges with their rule, score and evidence, newest first (``next_cursor`` as ``after`` for the next
+    page); ``by_rule`` counts those in force."""
+    items = hub.crm.list_merges(vendor_id, client_id=client_id, include_undone=include_undone, limit=limit,
+                                after=after)
+    return {"items": items, "next_cursor": _next(items, limit), "by_rule": hub.crm.merge_summary(vendor_id)}
+
+
+def _next(items: list[dict[str, Any]], limit: int) -> str | None:
+    """The keyset cursor of a full page: its last id (None on the last page)."""
+    return str(items[-1]["id"]) if len(items) == limit else None
 
 
 @router.post("/api/crm/merges/{merge_id}/undo")
@@ -135,11 +141,15 @@ def undo_merge(merge_id: str, hub: HubDep, vendor_id: VendorId, _w: Writer) -> d
 # -- conflicts ----------------------------------------------------------------------------------------------
 @router.get("/api/crm/conflicts")
 def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
-                   status_: Annotated[Literal["open", "auto", "resolved", "all"], Query(alias="status")] = "open",
-                   client_id: str | None = None, limit: Limit = 200) -> dict[str, Any]:
-    """Field conflicts: ``open`` (the manual queue), ``auto`` (settled by policy), ``resolved`` or ``all``."""
-    return {"items": hub.crm.list_conflicts(vendor_id, status=None if status_ == "all" else status_,
-                                            client_id=client_id, limit=limit)}
+                   status_: Annotated[Literal["open", "auto", "resolved", "dismissed", "all"],
+                                      Query(alias="status")] = "open",
+                   client_id: str | None = None, after: Cursor = None, limit: Limit = 200) -> dict[str, Any]:
+    """Field conflicts, oldest first: ``open`` (the manual queue), ``auto`` (settled by policy), ``resolved``,
+    ``dismissed`` (the merge that raised it was undone) or ``all``; ``next_cursor`` as ``after`` for the next
+    page."""
+    items = hub.crm.list_conflicts(vendor_id, status=None if status_ == "all" else status_, client_id=client_id,
+                                   limit=limit, after=after)
+    return {"items": items, "next_cursor": _next(items, limit)}
 
 
 @router.post("/api/crm/conflicts/{conflict_id}/resolve")
@@ -263,9 +273,12 @@ def export_csv(hub: HubDep, vendor_id: VendorId, _r: Reader,
 
 
 @router.get("/api/crm/outbox")
-def list_outbox(hub: HubDep, vendor_id: VendorId, _r: Reader, limit: Limit = 100) -> dict[str, Any]:
-    """Write-backs to providers: pending, done (with the echo seen or not) or failed."""
-    return {"items": hub.crm.list_outbox(vendor_id, limit)}
+def list_outbox(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
+                limit: Limit = 100) -> dict[str, Any]:
+    """Write-backs to providers, newest first: pending, done (with the echo seen or not) or failed;
+    ``next_cursor`` as ``after`` for the next page."""
+    items = hub.crm.list_outbox(vendor_id, limit, after)
+    return {"items": items, "next_cursor": _next(items, limit)}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
