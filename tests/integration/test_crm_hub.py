@@ -247,6 +247,35 @@ async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> 
     assert hub.crm.get_client(v.id, person_of(hub, tave, "v9"))["custom_fields"] == {"venue": "Loft"}
 
 
+async def test_a_mapping_change_leaves_the_vendors_values_and_undo_takes_the_renamed_field(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Re-mapping never overwrites a value the vendor set under the same name, and a field the merged record
+    brought under a name given by a later mapping leaves with it when the merge is undone (found live)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Remap Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord("v1", first_name="Ana", last_name="Ruiz",
+                                                                 email="ana@x.com")])
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [ClientRecord("h1", first_name="Ana", last_name="Ruiz",
+                                                               email="ana@x.com",
+                                                               custom_fields={"lead_source": "Instagram"})])
+    pid = person_of(hub, tave, "v1")
+    assert person_of(hub, hb, "h1") == pid
+    hub.crm.set_mappings(v.id, hb, {"lead_source": "source_channel"})
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"source_channel": "Instagram"}
+    hub.crm.update_client(v.id, pid, {"custom_fields": {"lead_source": "Referral from Bob"}})
+    hub.crm.set_mappings(v.id, hb, {})  # HoneyBook's value goes back to its own name, where the vendor wrote
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"lead_source": "Referral from Bob"}
+    hub.crm.set_mappings(v.id, hb, {"lead_source": "source_channel"})
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"lead_source": "Referral from Bob",
+                                                              "source_channel": "Instagram"}
+    out = hub.crm.undo_merge(v.id, hub.crm.list_merges(v.id)[0]["id"])
+    assert out["client"]["custom_fields"] == {"lead_source": "Referral from Bob"}  # Tave has no source_channel
+    assert out["restored"]["custom_fields"] == {"source_channel": "Instagram"}
+
+
 async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Hook Studio")

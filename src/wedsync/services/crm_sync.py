@@ -601,6 +601,11 @@ def _source_out(r: Any) -> dict[str, Any]:
             "synced_at": r.synced_at.isoformat(), "deleted_at": r.deleted_at.isoformat() if r.deleted_at else None}
 
 
+def _owner(p: _Person, name: str) -> str | None:
+    """The connection a unified client's field came from (``wedsync`` for the vendor's own edits)."""
+    return (p.field_sources.get(name) or {}).get("c") or p.source_connection_id
+
+
 def _values_of_row(r: Any) -> dict[str, Any]:
     return {f: getattr(r, f) for f in (*CLIENT_FIELDS, "custom_fields", "kind", "remote_id",
                                        "remote_modified_at")}
@@ -860,6 +865,25 @@ class CrmService:
                         custom[name[7:]] = prior
                 else:
                     setattr(survivor, name, prior)
+            # fields the split record brought later (an update after the merge, a mapping renamed since): what the
+            # client's remaining sources say, the primary one first, else nothing
+            leftover = sorted(n for n, who in sources.items() if (who or {}).get("c") == src.connection_id)
+            if leftover:
+                others = sorted(s.execute(select(Client).where(Client.crm_client_id == survivor.id,
+                                                               Client.id != src.id)).scalars(),
+                                key=lambda r: (r.connection_id != survivor.source_connection_id, r.id))
+                views = [flatten(CrmResolver._golden(_values_of_row(r), self.resolver.mapping(conn, r.connection_id)),
+                                 CLIENT_FIELDS) for r in others]
+                for name in leftover:
+                    sources.pop(name, None)
+                    value = next((v[name] for v in views if v.get(name) is not None), None)
+                    if name.startswith("custom."):
+                        if value is None:
+                            custom.pop(name[7:], None)
+                        else:
+                            custom[name[7:]] = value
+                    elif name in CLIENT_FIELDS:
+                        setattr(survivor, name, value)
             survivor.custom_fields = custom
             survivor.field_sources = sources
             survivor.version += 1
@@ -1009,7 +1033,7 @@ class CrmService:
             if not k or len(k) > 200 or (v is not None and (not v or len(v) > 200 or v.startswith("custom."))):
                 raise InvalidInput(f"bad mapping {k!r} -> {v!r}: names are 1-200 characters, target without "
                                    f"the custom. prefix (null hides the field)", code="invalid_mapping")
-        self.connection(vendor_id, connection_id)
+        provider = self.connection(vendor_id, connection_id).provider
         remapped = 0
         with self.db.session() as s:
             conn = s.connection()
@@ -1040,10 +1064,19 @@ class CrmService:
                     if before == now_:
                         continue
                     custom = dict(p.golden.get("custom_fields") or {})
+                    sources = p.field_sources
                     for k, v in before.items():
-                        if custom.get(k) == v and k not in now_:
+                        if k not in now_ and custom.get(k) == v and _owner(p, f"custom.{k}") == connection_id:
                             custom.pop(k, None)
-                    custom.update(now_)
+                            sources.pop(f"custom.{k}", None)
+                    for k, v in now_.items():
+                        if k in custom and _owner(p, f"custom.{k}") != connection_id:
+                            continue  # the vendor (or another source) set this name since: theirs stays
+                        custom[k] = v
+                        if connection_id == p.source_connection_id:
+                            sources.pop(f"custom.{k}", None)
+                        else:
+                            sources[f"custom.{k}"] = {"c": connection_id, "p": provider, "at": utcnow().isoformat()}
                     p.golden["custom_fields"] = custom
                     p.dirty = True
                     remapped += 1
