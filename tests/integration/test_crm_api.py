@@ -103,7 +103,23 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_policy"
     r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "shoe_size", "kind": "manual"})
     assert r.status_code == 422
-    assert len((await api.get("/api/crm/policies", headers=auth(key_a))).json()["items"]) == 1
+    r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "custom.", "kind": "manual"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_field"
+    # a source of truth is a CRM provider by any of its names, or one of the vendor's connections; a name that
+    # is neither would be a rule that never applies
+    r = await api.put("/api/crm/policies", headers=auth(key_a),
+                      json={"field": "phone", "kind": "source_of_truth", "source": " Tave "})
+    assert r.status_code == 200 and r.json()["source"] == "vsco-workspace"
+    r = await api.put("/api/crm/policies", headers=auth(key_a),
+                      json={"field": "phone", "kind": "source_of_truth", "source": hb})
+    assert r.status_code == 200 and r.json()["source"] == hb
+    for bad in ("nonexistent-crm", "stripe", b.id):
+        r = await api.put("/api/crm/policies", headers=auth(key_a),
+                          json={"field": "phone", "kind": "source_of_truth", "source": bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_policy", (bad, r.text)
+    r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "phone", "kind": "newest_wins"})
+    assert r.status_code == 200
+    assert len((await api.get("/api/crm/policies", headers=auth(key_a))).json()["items"]) == 2
 
     r = await api.put(f"/api/crm/connections/{hb}/field-mappings", headers=auth(key_a),
                       json={"mappings": {"lead_source": "how_they_found_us"}})

@@ -991,11 +991,10 @@ class CrmService:
     def set_policy(self, vendor_id: str, *, field: str = "*", connection_id: str = "*", kind: str,
                    source: str | None = None, skew_seconds: int = 120) -> dict[str, Any]:
         try:
-            policy = FieldPolicy(kind, canonical_provider(source) if source and source in PROVIDER_ALIASES
-                                 else source, skew_seconds)
+            policy = FieldPolicy(kind, self._policy_source(vendor_id, source) if source else source, skew_seconds)
         except ValueError as exc:
             raise InvalidInput(str(exc), code="invalid_policy") from None
-        if field != "*" and field not in CLIENT_FIELDS and not field.startswith("custom."):
+        if field != "*" and field not in CLIENT_FIELDS and not (field.startswith("custom.") and field[7:].strip()):
             raise InvalidInput(f"unknown field {field!r}: one of {list(CLIENT_FIELDS)}, custom.<name> or *",
                                code="invalid_field")
         if connection_id != "*":
@@ -1012,6 +1011,19 @@ class CrmService:
             out = {"id": row.id, "connection_id": connection_id, "field": field, **policy.as_dict()}
         self.resolver.invalidate()
         return out
+
+    def _policy_source(self, vendor_id: str, source: str) -> str:
+        """A source of truth: one of the CRM providers' names (``Tave`` -> ``vsco-workspace``) or one of the
+        vendor's connections; anything else would be a rule that silently never applies."""
+        key = source.strip().lower()
+        if key in PROVIDER_ALIASES:
+            return PROVIDER_ALIASES[key]
+        with self.db.read() as s:
+            conn = s.get(Connection, source.strip())
+            if conn is not None and conn.vendor_id == vendor_id:
+                return conn.id
+        raise InvalidInput(f"unknown source {source!r}: a CRM provider ({sorted(set(PROVIDER_ALIASES.values()))}) "
+                           f"or one of your connection ids", code="invalid_policy")
 
     # -- field mappings -------------------------------------------------------------------------------
     def list_mappings(self, vendor_id: str, connection_id: str) -> list[dict[str, Any]]:
