@@ -77,6 +77,23 @@ def test_a_utf8_file_with_a_few_windows_bytes_keeps_its_other_names(bom: bytes) 
         ("D\u2019Aubigné", []), ("O\u2019Brien", [])]
 
 
+def test_export_keeps_formulas_inert_and_imports_them_back_as_text() -> None:
+    """A name a couple typed ('=HYPERLINK(...)', '@SUM(...)') reaches the vendor's spreadsheet as text, not as a
+    formula it would run; phone numbers and signed numbers are left as they are; the import reads it all back."""
+    rows = [(ClientRecord("a", first_name="=HYPERLINK(\"http://x.test\",\"hi\")", last_name="@SUM(1+1)",
+                          email="x@example.com", phone="+33612345678", company="-2+3"), None),
+            (ClientRecord("b", first_name="Ana", last_name="-Lee", email="y@example.com", company="+44 20 7946 0958"),
+             None)]
+    out = b"".join(export_csv("17hats", rows))
+    lines = out.decode().splitlines()
+    assert lines[1].startswith('a,"\'=HYPERLINK(""http://x.test"",""hi"")",')  # quoted: it holds a comma
+    assert ",'@SUM(1+1)," in lines[1] and ",'-2+3," in lines[1] and ",+33 6 12 34 56 78," in lines[1]
+    assert ",'-Lee," in lines[2] and ",+44 20 7946 0958," in lines[2]
+    back = [r.client for r in parse_csv(out, "17hats")]
+    assert [(c.first_name, c.last_name, c.company) for c in back if c] == [
+        ("=HYPERLINK(\"http://x.test\",\"hi\")", "@SUM(1+1)", "-2+3"), ("Ana", "-Lee", "+44 20 7946 0958")]
+
+
 def test_utf16_without_bom_and_big_endian() -> None:
     assert rows_of(HB.encode("utf-16-le"))[0].client.last_name == "Müller"  # type: ignore[union-attr]
     assert rows_of(codecs.BOM_UTF16_BE + HB.encode("utf-16-be"))[0].client.email == "zoe@example.com"  # type: ignore[union-attr]

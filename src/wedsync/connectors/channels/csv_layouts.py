@@ -570,6 +570,8 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
         value = cell.strip()
         if not value:
             continue
+        if value[0] == "'" and value[1:2] in ("=", "+", "-", "@"):
+            value = value[1:]  # a formula neutralized on export (ours, or a spreadsheet's): the text itself
         if len(value) > MAX_CELL:
             col = mapped.get(index) or extra.get(index)
             issues.append(RowIssue(line, _col(spec, col), "value_too_long",
@@ -735,8 +737,23 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
                 value = wcustom.get("venue")
             elif canonical == "guest_count":
                 value = wedding.guest_count
-        out.append("" if value is None else str(value))
+        out.append("" if value is None else _inert(str(value)))
     return out
+
+
+# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection): a name a couple
+# typed into a marketplace inquiry ("=HYPERLINK(...)") must reach the vendor's spreadsheet as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ... but a signed number or a phone number in international format is data, not a formula
+_SIGNED_NUMBER = re.compile(r"[+-][0-9][0-9 ().\-/]*(?: ?(?:ext\.?|x) ?[0-9]+)?", re.IGNORECASE)
+
+
+def _inert(cell: str) -> str:
+    """The cell, with a leading apostrophe when a spreadsheet would run it (OWASP's advice); ``parse_csv``
+    takes the apostrophe off again, so an export imports back unchanged."""
+    if cell.startswith(_FORMULA_START) and not _SIGNED_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def export_csv(layout: str, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
