@@ -55,6 +55,10 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
                        json={"vendorId": a.id, "crmProvider": "honeybook", "syncType": "full"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "not_pullable"
+    for product in ("17hats", "marketplace"):  # what the product can do decides, connected or not
+        r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
+                           json={"vendorId": a.id, "crmProvider": product, "syncType": "full"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_pullable", (product, r.text)
     r = await api.post("/api/integrations/crm/sync", headers=auth(key_a),
                        json={"vendorId": a.id, "crmProvider": "tave", "syncType": "sometimes"})
     assert r.status_code == 422

@@ -645,7 +645,6 @@ class CrmService:
         mode = SYNC_TYPES.get(sync_type.strip().lower())
         if mode is None:
             raise InvalidInput(f"syncType must be one of {sorted(SYNC_TYPES)}", code="invalid_sync_type")
-        conn = self.connection_for(vendor_id, slug)
         if slug == "light-blue":
             raise InvalidInput("light-blue is push-only: WedSync inquiries are sent to its inbox form, and it offers "
                                "nothing to pull", code="not_pullable")
@@ -653,7 +652,11 @@ class CrmService:
             raise InvalidInput(
                 f"{slug} has no API to pull from: import its CSV export (POST /api/crm/imports) or send its "
                 f"Zapier hook to the connection's webhook URL", code="not_pullable")
-        return conn, mode
+        if slug == "wedsync-marketplace":
+            raise InvalidInput("the marketplace sends its inquiries to POST /api/crm/inquiries; there is nothing to "
+                               "pull", code="not_pullable")
+        # what the provider can do decides first; whether this vendor has connected it comes after
+        return self.connection_for(vendor_id, slug), mode
 
     def run_out(self, vendor_id: str, run_id: str) -> dict[str, Any]:
         """The seed's SyncResult view of a run, with the CRM counters."""
