@@ -276,6 +276,25 @@ async def test_a_mapping_change_leaves_the_vendors_values_and_undo_takes_the_ren
     assert out["restored"]["custom_fields"] == {"source_channel": "Instagram"}
 
 
+async def test_a_corrected_email_finds_the_client_next_time(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """The vendor corrects a client's e-mail in WedSync; a record arriving later with the corrected address
+    joins that client instead of becoming a duplicate (the identity keys were only ever the sources')."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Correction Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord("v1", first_name="Maya", last_name="Lindqvist",
+                                                                 email="maya.l@old.example")])
+    pid = person_of(hub, tave, "v1")
+    hub.crm.update_client(v.id, pid, {"email": "maya.lindqvist@new.example"})
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [ClientRecord("h1", first_name="Maya", last_name="Lindqvist",
+                                                               email="maya.lindqvist@new.example")])
+    assert person_of(hub, hb, "h1") == pid
+    assert len(hub.crm.list_clients(v.id)[0]) == 1
+
+
 async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Hook Studio")

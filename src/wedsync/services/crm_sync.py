@@ -746,8 +746,21 @@ class CrmService:
             c.field_sources = sources
             c.version += 1
             c.updated_at = utcnow()
+            self._add_identity_keys(s, c)
             self._enqueue_writebacks(s, c, applied)
         return self.get_client(vendor_id, client_id)
+
+    @staticmethod
+    def _add_identity_keys(s: Session, c: CrmClient) -> None:
+        """The blocking keys of the client's values as they are now (a corrected e-mail or phone, a new name),
+        so the next record carrying them finds this client instead of becoming a duplicate. Keys of earlier
+        values stay: they were this person's, and a source may still send them."""
+        values = {f: getattr(c, f) for f in CLIENT_FIELDS}
+        dates = [date.fromisoformat(d) for d in c.wedding_dates or []]
+        wanted = blocking_keys(record_features(values, dates))
+        have = set(s.execute(select(CrmIdentityKey.key).where(CrmIdentityKey.crm_client_id == c.id)).scalars())
+        for key in sorted(set(wanted) - have):
+            s.add(CrmIdentityKey(vendor_id=c.vendor_id, crm_client_id=c.id, key=key))
 
     def _edited_value(self, s: Session, c: CrmClient, name: str, value: Any) -> Any:
         """A value a vendor sets on a core field (an edit, a conflict settled with a value of their own), checked
@@ -977,6 +990,7 @@ class CrmService:
                 c.field_sources = {**(c.field_sources or {}), x.field: who}
                 c.version += 1
                 c.updated_at = utcnow()
+                self._add_identity_keys(s, c)
             if chosen != x.incoming or choice == "value":
                 self._enqueue_writebacks(s, c, {x.field: chosen})
             x.status, x.resolution, x.resolved_at = "resolved", {"choice": choice, "value": chosen}, utcnow()
