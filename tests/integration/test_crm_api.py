@@ -170,6 +170,34 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
                           headers=auth(key_a))).status_code == 404
 
 
+async def test_client_search_ignores_case_and_accents_and_takes_wildcards_literally(api, hub) -> None:  # type: ignore[no-untyped-def]
+    v = hub.tenancy.create_vendor("Search Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    csv_connection(hub, v.id)
+    rows = [hb_row("Étienne", "Pottier", "e.pottier@x.com"), hb_row("Ana", "Ruiz", "ana_r@x.com"),
+            hb_row("Zoë", "Müller", "zoe@x.com", "(415) 555-0134"), hb_row("성호", "정", "sh@x.com")]
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key), content=hb_csv(rows))
+    assert (await wait_import(api, key, r.json()["id"]))["status"] == "succeeded"
+
+    async def found(q: str) -> list[str]:
+        r = await api.get("/api/crm/clients", params={"q": q}, headers=auth(key))
+        assert r.status_code == 200, r.text
+        return sorted(c["first_name"] for c in r.json()["items"])
+
+    for q in ("étienne", "ÉTIENNE", "Etienne", "etienne pott"):
+        assert await found(q) == ["Étienne"], q
+    assert await found("MULLER") == await found("müller") == ["Zoë"]
+    assert await found("성호") == ["성호"]
+    assert await found("ana_r@") == ["Ana"] and await found("%") == [] and await found("a%z") == []
+    assert await found("_") == ["Ana"]  # the one e-mail with an underscore, not everyone
+    assert await found("+14155550134") == ["Zoë"]
+    # a display name made of the names follows a renamed first name, and is found by it
+    ana = (await api.get("/api/crm/clients", params={"q": "ana_r"}, headers=auth(key))).json()["items"][0]
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key), json={"first_name": "Alexandrina"})
+    assert r.status_code == 200 and r.json()["display_name"] == "Alexandrina Ruiz"
+    assert await found("alexandrina") == ["Alexandrina"]
+
+
 async def test_import_as_a_form_upload(api, hub) -> None:  # type: ignore[no-untyped-def]
     """A browser's file input or ``curl -F file=@export.csv`` sends multipart/form-data: the file part is the
     export (its name kept), never the form's boundaries read as CSV rows."""

@@ -50,6 +50,28 @@ def fold(value: str | None) -> str:
     return _SPACES.sub(" ", _NON_WORD.sub(" ", ascii_)).strip()
 
 
+def search_text(first: str | None, last: str | None, display: str | None, email: str | None,
+                phone: str | None) -> str:
+    """What a client search looks in: the names folded (:func:`fold`), the e-mail lowercased and the phone,
+    ``|``-separated so a match never spans two of them."""
+    full = " ".join(p for p in (first, last) if p)
+    names = " / ".join(dict.fromkeys(x for x in (fold(display), fold(full)) if x))
+    return f"|{names}|{(email or '').lower()}|{phone or ''}|"
+
+
+def search_patterns(q: str) -> list[str]:
+    """The LIKE patterns (``\\`` escapes) a query matches :func:`search_text` with: its folded form (names
+    without case or accents), and as typed, lowercased (an e-mail, a phone)."""
+    out: list[str] = []
+    for term in (fold(q), q.strip().lower()):
+        if term:
+            escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            if pattern not in out:
+                out.append(pattern)
+    return out
+
+
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 

@@ -22,12 +22,22 @@ from datetime import date, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
-from wedsync.domain.identity import Features, Match, blocking_keys, decide, features, fold, key_value
+from wedsync.domain.identity import (
+    Features,
+    Match,
+    blocking_keys,
+    decide,
+    features,
+    fold,
+    key_value,
+    search_patterns,
+    search_text,
+)
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, TooLarge, WedsyncError
 from wedsync.store.bulk import insert_many, select_in
@@ -179,9 +189,14 @@ class _Person:
                 self.wedding_dates = sorted([*self.wedding_dates, iso])
                 self.dirty = True
 
+    def search(self) -> str:
+        g = self.golden
+        return search_text(g.get("first_name"), g.get("last_name"), g.get("display_name"), g.get("email"),
+                           g.get("phone"))
+
     def row(self, vendor_id: str, now: datetime) -> dict[str, Any]:
         g = self.golden
-        return {"id": self.id, "vendor_id": vendor_id, "kind": g.get("kind") or "person",
+        return {"id": self.id, "vendor_id": vendor_id, "kind": g.get("kind") or "person", "search_text": self.search(),
                 **{f: g.get(f) for f in CLIENT_FIELDS}, "custom_fields": g.get("custom_fields") or {},
                 "wedding_dates": self.wedding_dates, "source_connection_id": self.source_connection_id,
                 "source_provider": self.source_provider, "source_at": self.source_at,
@@ -499,6 +514,7 @@ class CrmResolver:
                 {"b_id": p.id, **{f: p.golden.get(f) for f in CLIENT_FIELDS},
                  "custom_fields": p.golden.get("custom_fields") or {}, "wedding_dates": p.wedding_dates,
                  "field_sources": p.field_sources, "source_at": p.source_at, "version": p.version + 1,
+                 "search_text": p.search(),
                  "updated_at": now} for p in changed])
         keys = [{"vendor_id": vendor_id, "crm_client_id": p.id, "key": k}
                 for p in people.values() for k in p.new_keys]
@@ -676,10 +692,9 @@ class CrmService:
             stmt = select(CrmClient).where(CrmClient.vendor_id == vendor_id)
             if after:
                 stmt = stmt.where(CrmClient.id > after)
-            if q:
-                like = f"%{q.strip().lower()}%"
-                stmt = stmt.where(func.lower(func.coalesce(CrmClient.display_name, "")).like(like)
-                                  | func.lower(func.coalesce(CrmClient.email, "")).like(like))
+            if q and q.strip():
+                # names without case or accents in any script, e-mail and phone as typed; % and _ are literal
+                stmt = stmt.where(or_(*(CrmClient.search_text.like(p, escape="\\") for p in search_patterns(q))))
             rows = list(s.execute(stmt.order_by(CrmClient.id).limit(limit + 1)).scalars())
         nxt = rows[limit - 1].id if len(rows) > limit else None
         return [client_out(r) for r in rows[:limit]], nxt
@@ -728,6 +743,7 @@ class CrmService:
                 raise Conflict("the client changed meanwhile", code="version_conflict",
                                details={"version": c.version})
             applied: dict[str, Any] = {}
+            derived = " ".join(p for p in (c.first_name, c.last_name) if p)
             for name, value in changes.items():
                 if name == "custom_fields":
                     if not isinstance(value, dict):
@@ -740,6 +756,9 @@ class CrmService:
                     value = self._edited_value(s, c, name, value)
                     setattr(c, name, value)
                     applied[name] = value
+            if ({"first_name", "last_name"} & set(applied) and "display_name" not in applied
+                    and (c.display_name or "") == derived):  # a display name made of the names follows them
+                c.display_name = " ".join(p for p in (c.first_name, c.last_name) if p) or None
             sources = dict(c.field_sources or {})
             for name in applied:
                 sources[name] = {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}

@@ -19,10 +19,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from wedsync.domain.identity import search_text
 from wedsync.store.tables import Base, SourceRecordMixin, new_id, utcnow
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
@@ -54,6 +56,15 @@ class CrmClient(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # what ?q= searches (domain.identity.search_text): kept current on every write (migration 0010)
+    search_text: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+@event.listens_for(CrmClient, "before_insert")
+@event.listens_for(CrmClient, "before_update")
+def _client_search_text(_mapper: Any, _conn: Any, c: CrmClient) -> None:
+    """ORM writes keep the search text current (the resolver's bulk Core writes set it themselves)."""
+    c.search_text = search_text(c.first_name, c.last_name, c.display_name, c.email, c.phone)
 
 
 class CrmIdentityKey(Base):
