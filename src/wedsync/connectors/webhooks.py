@@ -937,13 +937,16 @@ class ZapierScheme(WebhookScheme):
 
     @staticmethod
     def _fields(raw_body: bytes) -> dict[str, Any]:
+        """The hook's fields; a body that is neither is ``bad_payload``, as the parse that follows says."""
         text = raw_body.strip()
-        if text.startswith(b"{"):
-            return _json_object(raw_body)
         try:
+            if text.startswith(b"{"):
+                return _json_object(raw_body)
             return dict(parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError as exc:
-            raise InvalidInput("body is neither JSON nor form-encoded") from exc
+        except UnicodeDecodeError:
+            raise InvalidInput("body is neither JSON nor form-encoded", code="bad_payload") from None
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, code="bad_payload") from None
 
     @classmethod
     def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection as SAConnection
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.errors import ConnectorError
+from wedsync.connectors.errors import ConnectorError, Fatal
 from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
 from wedsync.domain.identity import (
     Features,
@@ -1468,6 +1468,9 @@ class CrmService:
         stats = CrmStats()
         result = "unchanged"
         with self.db.engine.begin() as c:
+            if c.execute(select(Connection.id).where(Connection.id == row.connection_id)).first() is None:
+                # deleted after the hook was accepted: nothing to store it on (never retried)
+                raise Fatal(f"connection {row.connection_id} no longer exists", provider=row.provider)
             if event.client is not None:
                 client = replace(event.client, remote_modified_at=event.client.remote_modified_at or at)
                 stored = c.execute(select(_CLIENTS).where(_CLIENTS.c.connection_id == row.connection_id,

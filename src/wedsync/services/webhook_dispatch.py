@@ -19,8 +19,11 @@ from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
 from wedsync.connectors.errors import ConnectorError, Fatal
 from wedsync.discovery import submodules
 from wedsync.errors import NotFound
+from wedsync.logging import get_logger
 from wedsync.services.sync_engine import STREAM_ORDER
 from wedsync.services.webhook_inbox import InboxRow
+
+log = get_logger(__name__)
 
 Handler = Callable[[Any, InboxRow], Awaitable[str]]
 BatchHandler = Callable[[Any, Sequence[InboxRow]], Awaitable[dict[int, Exception | None]]]
@@ -132,7 +135,7 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
             try:
                 await handler(hub, row)
                 outcomes[row.id] = None
-            except (ConnectorError, ValueError, KeyError) as exc:
+            except Exception as exc:  # one event's failure, whatever it is, never takes the batch down
                 outcomes[row.id] = exc
     done: list[int] = []
     failed = retried = 0
@@ -146,8 +149,14 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
                                            retry_after=getattr(error, "retry_after", None))
             failed += status == "failed"
             retried += status == "pending"
-        else:
+        elif isinstance(error, ValueError | KeyError):
             hub.inbox.mark_failed(row.id, f"malformed event: {type(error).__name__}: {error}", retry=False)
             failed += 1
+        else:  # not the event's fault as far as we know (a locked database, a bug): retried with backoff
+            log.error("webhook event failed", provider=provider, event=row.id, error_type=type(error).__name__,
+                      exc_info=error)
+            status = hub.inbox.mark_failed(row.id, f"{type(error).__name__}: {error}", retry=True)
+            failed += status == "failed"
+            retried += status == "pending"
     hub.inbox.mark_processed(done)
     return {"claimed": len(rows), "processed": len(done), "failed": failed, "retried": retried}

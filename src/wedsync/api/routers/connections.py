@@ -132,6 +132,7 @@ async def delete_connection(connection_id: str, hub: HubDep, vendor_id: VendorId
             log.warning("could not remove provider subscriptions", connection_id=connection_id,
                         error_type=type(exc).__name__)
     hub.connections.delete(vendor_id, connection_id)
+    forget_connection(connection_id)  # its webhooks are refused at once here (other processes: within 30 s)
 
 
 @router.post("/connections/{connection_id}/sync", status_code=status.HTTP_202_ACCEPTED,
