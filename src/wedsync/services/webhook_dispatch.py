@@ -128,7 +128,10 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
     rows = hub.inbox.claim_pending(limit, provider=provider)
     batch = BATCH_HANDLERS.get(provider)
     if batch is not None and rows:
-        outcomes = await batch(hub, rows)
+        try:
+            outcomes = await batch(hub, rows)
+        except Exception as exc:  # the handler failed as a whole: every event back for another attempt
+            outcomes = dict.fromkeys((row.id for row in rows), exc)
     else:
         outcomes = {}
         for row in rows:
