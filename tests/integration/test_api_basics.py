@@ -327,6 +327,11 @@ async def test_json_types_are_the_documented_ones(api, hub) -> None:  # type: ig
     r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "newest_wins", "skew_seconds": 300})
     assert r.status_code == 200, r.text
     assert (await api.get("/api/clients?synced_since=2026-01-01T00:00:00Z", headers=auth(key))).status_code == 200
+    # a date, or a time without an offset, is read in UTC like every time the API answers (it was a 500)
+    for since in ("2026-01-01", "2026-01-01T00:00:00", "2026-01-01T08:00:00+08:00"):
+        for route in ("clients", "weddings"):
+            r = await api.get(f"/api/{route}", params={"synced_since": since}, headers=auth(key))
+            assert r.status_code == 200, (route, since, r.text)
 
 
 async def test_list_endpoints_page_every_item_once_and_refuse_a_bad_cursor(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]

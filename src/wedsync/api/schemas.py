@@ -6,11 +6,11 @@ import functools
 import re
 import types
 import typing
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Scope = Literal["read", "write", "keys"]
@@ -32,6 +32,15 @@ def _iso_text(value: Any) -> Any:
 
 #: A query parameter's date-time: ISO 8601 text only (see ``_iso_text``).
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
+def _utc_if_naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A moment the hub itself recorded (a sync time, always written in UTC): ``2026-12-03`` or a time without an
+#: offset is read in UTC, as every time the API answers is.
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc_if_naive)]
 
 # JSON type each annotation admits in a request body (Pydantic's lax mode would also take ``true`` for 1 and
 # ``"5"`` for 5, so ``{"sync_interval_minutes": true}`` meant one minute).

@@ -18,10 +18,10 @@ from wedsync.api.schemas import (
     ConnectionOut,
     ConnectionPatch,
     HookSubscriptionOut,
-    IsoDatetime,
     Paged,
     SyncIn,
     SyncRunOut,
+    UtcDatetime,
     WebhookEventOut,
     WebhookEventsPage,
     WebhookSecretOut,
@@ -195,7 +195,7 @@ def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
 @router.get("/clients", response_model=Paged)
 def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
                  after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
-                 synced_since: IsoDatetime | None = None) -> Paged:
+                 synced_since: UtcDatetime | None = None) -> Paged:
     """The vendor's clients, oldest first; pass ``next_cursor`` as ``after`` for the next page."""
     rows, nxt = _page(hub, Client, vendor_id, connection_id=connection_id, after=after, limit=limit,
                       include_deleted=include_deleted, modified_since=synced_since)
@@ -205,7 +205,7 @@ def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: st
 @router.get("/weddings", response_model=Paged)
 def list_weddings(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
                   after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
-                  synced_since: IsoDatetime | None = None) -> Paged:
+                  synced_since: UtcDatetime | None = None) -> Paged:
     rows, nxt = _page(hub, Wedding, vendor_id, connection_id=connection_id, after=after, limit=limit,
                       include_deleted=include_deleted, modified_since=synced_since)
     return Paged(items=[WeddingOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)
