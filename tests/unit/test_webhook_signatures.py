@@ -36,7 +36,7 @@ from wedsync.connectors.webhooks import (
     get_scheme,
     paypal_cert_url_allowed,
 )
-from wedsync.errors import NotFound, Unauthorized
+from wedsync.errors import InvalidInput, NotFound, Unauthorized
 
 NOW = 1_760_000_000.0
 
@@ -515,9 +515,14 @@ def test_graph_client_state_and_validation() -> None:
 
 def test_vsco_token_query() -> None:
     s = VscoWorkspaceScheme()
-    body = b'{"targetId": "12345"}'
+    body = b'{"targetId": "01H35CCWYMJ5CTCKP8PX1AZHG6"}'
     ev = s.verify(body, {}, "conn-secret", query={"token": "conn-secret", "event": "job.created"})
-    assert ev.record_id == "12345" and ev.event_type == "job.created"
+    assert ev.record_id == "01h35ccwymj5ctckp8px1azhg6" and ev.event_type == "job.created"
+    # the spec's ids are ULIDs: anything else would have the handler fetch what the hook did not name
+    for target in ('"../job/01h35ccwymj5ctckp8px1azhg6"', "12345", '{"id": 1}', '["x"]', '"12345"', '""', "null"):
+        with pytest.raises(InvalidInput) as bad:
+            s.verify(b'{"targetId": ' + target.encode() + b"}", {}, "conn-secret", query={"token": "conn-secret"})
+        assert bad.value.code == "bad_payload", target
     assert ev.event_id == "vsco:" + hashlib.sha256(body).hexdigest()
     assert not get_scheme("vsco-workspace").body_signed
     with pytest.raises(SignatureInvalid):

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 import zlib
@@ -839,6 +840,9 @@ class MicrosoftGraphScheme(WebhookScheme):
 # ------------------------------------------------------------------------------------ VSCO Workspace
 
 
+_ULID = re.compile(r"[0-7][0-9a-hjkmnp-tv-z]{25}")
+
+
 class VscoWorkspaceScheme(WebhookScheme):
     """REST hooks: unsigned, body ``{"targetId": ...}`` only. We authenticate with a per-connection secret
     ``token`` query parameter that we put in the hook URL (:meth:`hook_url`); the processor re-fetches the
@@ -866,9 +870,15 @@ class VscoWorkspaceScheme(WebhookScheme):
         if not _eq(token, secret):
             raise SignatureInvalid("token does not match the connection")
         data = _json_object(raw_body)
-        target = _str_or_none(data.get("targetId"))
-        if target is None:
-            raise InvalidInput("VSCO Workspace hook has no targetId")
+        raw_target = data.get("targetId")
+        if raw_target is None or raw_target == "":
+            raise InvalidInput("VSCO Workspace hook has no targetId", code="bad_payload")
+        # the spec's entity ids are lowercase ULIDs: anything else (a number, an object, '../job/<id>') would
+        # re-fetch something the hook did not name
+        target = raw_target.strip().lower() if isinstance(raw_target, str) else ""
+        if not _ULID.fullmatch(target):
+            raise InvalidInput(f"VSCO Workspace hook targetId {str(raw_target)[:60]!r} is not an entity id (a ULID)",
+                               code="bad_payload")
         return VerifiedEvent(
             event_id=f"vsco:{_body_hash(raw_body)}",
             event_type=_str_or_none(q.get("event") or data.get("event")),

@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -582,7 +583,7 @@ class VscoWorkspaceConnector(Connector):
         if stream in ("orders", "payments"):
             await self.studio_currency()
         try:
-            body = await self.client.get_json(f"{path}/{remote_id}")
+            body = await self.client.get_json(f"{path}/{quote(remote_id, safe='')}")
         except Fatal as exc:
             if exc.http_status == 404:
                 return None
