@@ -219,6 +219,9 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     """A call that needs the provider while it is down answers 424 Failed Dependency with a provider code:
     the provider failed, not the hub."""
     import httpx
+    from sqlalchemy import select
+
+    from wedsync.store.tables import HookSubscription
 
     v, key = await _vendor(hub)
     conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
@@ -230,9 +233,32 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     finally:
         httpx.put(faults, json={}).raise_for_status()
     assert r.status_code == 424, r.text
+    with hub.db.read() as s:  # nothing left claimed: the next request subscribes
+        assert s.execute(select(HookSubscription).where(HookSubscription.connection_id == conn.id)).first() is None
     err = r.json()["error"]
     assert err["code"].startswith("provider_") and err["details"]["provider"] == "vsco-workspace"
     assert "sandbox-vsco-key" not in r.text
+
+
+async def test_concurrent_subscribe_requests_create_each_provider_hook_once(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]
+    """Four subscribe requests at once: each event subscribed once at the provider (it was four times each)."""
+    import asyncio
+
+    import httpx
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                  base_url=f"{sandbox_url}/vsco-workspace/api/v2")
+    answers = await asyncio.gather(*(api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+                                     for _ in range(4)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    subs = hub.subscriptions.list(v.id, conn.id)
+    assert sorted(x.event for x in subs) == ["contact.created", "job.created", "order.booked", "payment.created"]
+    hooks = httpx.get(f"{sandbox_url}/vsco-workspace/api/v2/rest-hook", params={"pageSize": 100},
+                      headers={"X-API-KEY": "sandbox-vsco-key"}).json()["items"]
+    mine = [h for h in hooks if f"/webhooks/vsco-workspace/{conn.id}" in h["url"]]
+    assert sorted(h["event"] for h in mine) == sorted(x.event for x in subs)
+    assert {h["id"] for h in mine} == {x.remote_id for x in subs}
 
 
 async def test_a_database_uniqueness_race_is_409_not_500(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]

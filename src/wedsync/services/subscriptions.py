@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from wedsync.errors import InvalidInput
 from wedsync.services.connections import WEBHOOK_SECRET, ConnectionService
 from wedsync.store.db import Database
-from wedsync.store.tables import HookSubscription, new_id
+from wedsync.store.tables import HookSubscription, new_id, utcnow
+
+#: ``remote_id`` of a subscription whose provider call is in flight
+PENDING = ""
+#: how long a claim may stay pending before another request takes it over (its process died mid-call)
+CLAIM_TTL = timedelta(minutes=5)
 
 
 def webhook_url(public_url: str, provider: str, connection_id: str) -> str:
@@ -30,25 +37,48 @@ class SubscriptionService:
         if not events or not hasattr(connector, "subscribe"):
             raise InvalidInput(f"{conn.provider} offers no webhook subscriptions", code="no_webhooks")
         secret = self.connections.credentials(conn)[WEBHOOK_SECRET]
-        with self.db.read() as s:
-            have = {h.event for h in s.execute(select(HookSubscription).where(
-                HookSubscription.connection_id == connection_id)).scalars()}
         base = webhook_url(self.public_url, conn.provider, conn.id)
         for event in events:
-            if event in have:
-                continue
+            claim = self._claim(vendor_id, connection_id, event, base)
+            if claim is None:
+                continue  # subscribed already, or another request is subscribing it right now
             target = f"{base}?{urlencode({'event': event, 'token': secret})}"
-            remote_id = await connector.subscribe(event, target)
+            try:
+                remote_id = await connector.subscribe(event, target)
+            except BaseException:
+                with self.db.session() as s:  # not subscribed: the next request tries again
+                    s.execute(delete(HookSubscription).where(HookSubscription.id == claim))
+                raise
             with self.db.session() as s:
-                s.add(HookSubscription(id=new_id(), vendor_id=vendor_id, connection_id=connection_id,
-                                       remote_id=remote_id, event=event, target_url=base))
+                s.execute(update(HookSubscription).where(HookSubscription.id == claim).values(remote_id=remote_id))
         return self.list(vendor_id, connection_id)
 
+    def _claim(self, vendor_id: str, connection_id: str, event: str, base: str) -> str | None:
+        """Reserve (connection, event) before the provider call: the row's id, or None when it is taken. The
+        unique index makes concurrent requests (other processes included) subscribe each event once; a claim
+        left by a process that died mid-call is taken over after ``CLAIM_TTL``."""
+        claim = new_id()
+        try:
+            with self.db.session() as s:
+                s.add(HookSubscription(id=claim, vendor_id=vendor_id, connection_id=connection_id,
+                                       remote_id=PENDING, event=event, target_url=base))
+            return claim
+        except IntegrityError:
+            pass
+        with self.db.session() as s:
+            stale = s.execute(update(HookSubscription).where(
+                HookSubscription.connection_id == connection_id, HookSubscription.event == event,
+                HookSubscription.remote_id == PENDING, HookSubscription.created_at < utcnow() - CLAIM_TTL,
+            ).values(created_at=utcnow()).returning(HookSubscription.id)).scalar_one_or_none()
+        return stale
+
     def list(self, vendor_id: str, connection_id: str) -> list[HookSubscription]:
+        """The subscriptions in place at the provider (not those a request is still creating)."""
         self.connections.get(vendor_id, connection_id)
         with self.db.read() as s:
             return list(s.execute(select(HookSubscription).where(
-                HookSubscription.connection_id == connection_id).order_by(HookSubscription.id)).scalars())
+                HookSubscription.connection_id == connection_id, HookSubscription.remote_id != PENDING)
+                .order_by(HookSubscription.id)).scalars())
 
     async def unsubscribe_all(self, vendor_id: str, connection_id: str) -> int:
         conn = self.connections.get(vendor_id, connection_id)

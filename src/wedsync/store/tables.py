@@ -291,6 +291,8 @@ class HookSubscription(Base):
     """A webhook subscription we created at a provider (e.g. a VSCO Workspace REST hook)."""
 
     __tablename__ = "hook_subscriptions"
+    # one per connection and event (migration 0011): a subscribe request claims the row before the provider call
+    __table_args__ = (Index("uq_hook_subscriptions_connection_event", "connection_id", "event", unique=True),)
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
