@@ -240,6 +240,35 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     assert "sandbox-vsco-key" not in r.text
 
 
+async def test_connection_settings_are_checked_and_can_be_changed(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A setting of the wrong type or out of range was stored and broke every later sync of the connection for
+    good (PATCH could not change settings): now 422 invalid_settings on creation and on PATCH."""
+    _, key = await _vendor(hub)
+    base = {"provider": "vsco-workspace", "credentials": {"api_key": "k"},
+            "base_url": "http://127.0.0.1:9/vsco-workspace/api/v2"}
+    for settings in ({"streams": 5}, {"streams": []}, {"streams": ["contacts", "tweets"]},
+                     {"lookback_seconds": "abc"}, {"lookback_seconds": 1e300}, {"lookback_seconds": -1},
+                     {"lookback_seconds": True}, {"default_region": "Narnia"}, {"timezone": "Mars/Olympus"},
+                     {"colour": "blue"}):
+        r = await api.post("/api/connections", headers=auth(key), json={**base, "settings": settings})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_settings", (settings, r.text)
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={**base, "settings": {"streams": ["jobs", "contacts"], "default_region": "gb"}})
+    assert r.status_code == 201, r.text
+    conn = r.json()
+    assert conn["settings"] == {"streams": ["contacts", "jobs"], "default_region": "GB"}
+    r = await api.patch(f"/api/connections/{conn['id']}", headers=auth(key),
+                        json={"settings": {"lookback_seconds": 900, "default_region": None}})
+    assert r.status_code == 200 and r.json()["settings"] == {"streams": ["contacts", "jobs"], "lookback_seconds": 900}
+    assert r.json()["sync_interval_minutes"] is None  # not sent, not changed
+    r = await api.patch(f"/api/connections/{conn['id']}", headers=auth(key), json={"settings": {"streams": "all"}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_settings"
+    r = await api.patch(f"/api/connections/{conn['id']}", headers=auth(key), json={})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "empty_patch"
+    r = await api.patch(f"/api/connections/{conn['id']}", headers=auth(key), json={"sync_interval_minutes": 30})
+    assert r.status_code == 200 and r.json()["settings"]["lookback_seconds"] == 900
+
+
 async def test_concurrent_subscribe_requests_create_each_provider_hook_once(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]
     """Four subscribe requests at once: each event subscribed once at the provider (it was four times each)."""
     import asyncio

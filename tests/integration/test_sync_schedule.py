@@ -149,7 +149,7 @@ async def test_due_pull_runs_as_a_workflow_and_next_sync_is_the_schedule(dbos_hu
     assert body["sync_interval_minutes"] == 5 and body["scheduled_every_minutes"] == 5
     due = run.started_at + timedelta(minutes=5)
     assert body["next_sync_at"].replace("Z", "+00:00") == due.isoformat()
-    for bad in ({"sync_interval_minutes": -5}, {"sync_interval_minutes": "often"}, {"every": 5}, {}):
+    for bad in ({"sync_interval_minutes": -5}, {"sync_interval_minutes": "often"}, {"every": 5}):  # {}: empty_patch
         r = await client.patch(f"/api/connections/{conn_id}", headers=auth(key), json=bad)
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (bad, r.text)
     other_v = hub.tenancy.create_vendor("Someone Else")

@@ -181,8 +181,12 @@ class WebhookSecretOut(BaseModel):
 
 class ConnectionPatch(Strict):
     sync_interval_minutes: int | None = Field(
-        ge=0, le=43_200, description="minutes between scheduled incremental pulls; 0: manual only; null: the "
-                                     "hub's default (WEDSYNC_SYNC_INTERVAL_MINUTES)")
+        default=None, ge=0, le=43_200,
+        description="minutes between scheduled incremental pulls; 0: manual only; null: the hub's default "
+                    "(WEDSYNC_SYNC_INTERVAL_MINUTES)")
+    settings: dict[str, Any] | None = Field(
+        default=None, description="settings to change (merged; a null value removes one): streams, "
+                                  "lookback_seconds, default_region, timezone, destination_account")
 
 
 class SyncIn(Strict):

@@ -22,6 +22,61 @@ from wedsync.store.vault import Vault
 WEBHOOK_SECRET = "webhook_secret"
 
 
+#: The longest lookback an incremental pull may take (a longer one is a full pull by another name).
+MAX_LOOKBACK_SECONDS = 30 * 86_400
+
+
+def check_settings(cls: type[Connector], settings: dict[str, Any]) -> dict[str, Any]:
+    """A connection's settings, checked: a value of the wrong type or out of range broke every later sync of
+    the connection (``{"streams": 5}``, ``{"lookback_seconds": "abc"}``), and an unknown key did nothing.
+    Returns them normalized (region upper-case, streams in the engine's order)."""
+    import phonenumbers
+
+    from wedsync.services.sync_engine import STREAM_ORDER
+
+    def bad(message: str) -> InvalidInput:
+        return InvalidInput(message, code="invalid_settings")
+
+    read = [x for x in STREAM_ORDER if x in set(getattr(cls.capabilities, "read", ()) or ())]
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "streams":
+            if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
+                raise bad(f"settings.streams is a non-empty list of stream names, of {read}")
+            unknown = sorted(set(value) - set(read))
+            if unknown:
+                raise bad(f"settings.streams: {unknown} cannot be pulled from {cls.slug}; it reads {read}")
+            out[key] = [x for x in STREAM_ORDER if x in value]
+        elif key == "lookback_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    0 <= value <= MAX_LOOKBACK_SECONDS):
+                raise bad(f"settings.lookback_seconds is a number of seconds from 0 to {MAX_LOOKBACK_SECONDS}")
+            out[key] = value
+        elif key == "default_region":
+            region = value.strip().upper() if isinstance(value, str) else ""
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise bad("settings.default_region is a two-letter country code (ISO 3166), e.g. US, GB, AU")
+            out[key] = region
+        elif key == "timezone":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value) if isinstance(value, str) and value else None
+            except (ZoneInfoNotFoundError, ValueError):
+                value = None
+            if not isinstance(value, str) or not value:
+                raise bad("settings.timezone is an IANA time zone, e.g. America/New_York")
+            out[key] = value
+        elif key == "destination_account":
+            if not isinstance(value, str) or not value.strip() or len(value) > 255:
+                raise bad("settings.destination_account is the gateway's account id (text)")
+            out[key] = value.strip()
+        else:
+            raise bad(f"unknown setting {key!r}; known: destination_account, default_region, lookback_seconds, "
+                      f"streams, timezone")
+    return out
+
+
 def check_public_url(url: str, *, allow_private: bool) -> str:
     """Reject non-HTTP URLs and, unless allowed, loopback/private/link-local targets (SSRF guard)."""
     parts = urlsplit(url)
@@ -53,6 +108,7 @@ class ConnectionService:
     def create(self, vendor_id: str, provider: str, *, credentials: dict[str, str],
                base_url: str | None = None, settings: dict[str, Any] | None = None) -> Connection:
         cls = get_connector_class(provider)
+        settings = check_settings(cls, settings or {})
         fields = {f.name: f for f in cls.credential_fields}
         unknown = sorted(set(credentials) - set(fields))
         if unknown:
@@ -83,6 +139,23 @@ class ConnectionService:
             s.add(conn)
             s.flush()
             self.vault.store(s, vendor_id, conn.id, creds)
+        return conn
+
+    def update_settings(self, vendor_id: str, connection_id: str, changes: dict[str, Any]) -> Connection:
+        """Merge ``changes`` into the connection's settings (a null value removes that setting), checked as on
+        creation."""
+        with self.db.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None or conn.vendor_id != vendor_id:
+                raise NotFound("connection not found", code="unknown_connection")
+            merged = {**(conn.settings or {}), **changes}
+            conn.settings = check_settings(get_connector_class(conn.provider),
+                                           {k: v for k, v in merged.items() if v is not None})
+            s.flush()
+            s.expunge(conn)
+        with self._lock:  # a live connector built from the old settings is rebuilt on next use
+            for key in [k for k in self._live if k[0] == connection_id]:
+                self._live.pop(key, None)
         return conn
 
     def webhook_secret(self, conn: Connection) -> str | None:

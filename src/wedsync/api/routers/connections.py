@@ -30,6 +30,7 @@ from wedsync.api.schemas import (
 from wedsync.bootstrap import Hub
 from wedsync.connectors.errors import ConnectorError
 from wedsync.connectors.webhooks import ZapierScheme, has_scheme
+from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
 from wedsync.store.tables import Client, Connection, Wedding
@@ -116,8 +117,17 @@ def get_connection(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Rea
 def update_connection(connection_id: str, body: ConnectionPatch, hub: HubDep, vendor_id: VendorId, _p: Writer
                       ) -> ConnectionOut:
     """Set how often the connection is pulled on its own (``sync_interval_minutes``: 0 for manual runs only,
-    null for the hub's default); the next pull is due one interval after the last run started."""
-    return _conn_out(hub, hub.sync.set_interval(vendor_id, connection_id, body.sync_interval_minutes))
+    null for the hub's default; the next pull is due one interval after the last run started) and change its
+    ``settings`` (merged, checked as on creation: 422 ``invalid_settings``)."""
+    given = body.model_fields_set
+    if not given:
+        raise InvalidInput("nothing to change: send sync_interval_minutes and/or settings", code="empty_patch")
+    conn = hub.connections.get(vendor_id, connection_id)
+    if "settings" in given:
+        conn = hub.connections.update_settings(vendor_id, connection_id, body.settings or {})
+    if "sync_interval_minutes" in given:
+        conn = hub.sync.set_interval(vendor_id, connection_id, body.sync_interval_minutes)
+    return _conn_out(hub, conn)
 
 
 @router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
