@@ -185,10 +185,12 @@ def key_create(
     name: str = "cli",
     scope: Annotated[list[str] | None, typer.Option(help="read, write, keys (repeatable)")] = None,
 ) -> None:
-    """Create an API key (printed once)."""
+    """Create an API key (printed once): a vendor's (--vendor ID) or the platform operator's (--operator)."""
+    if operator == bool(vendor):
+        fail("give either --vendor ID (a vendor's key) or --operator (the platform operator's), not both or neither")
     hub = _hub()
     try:
-        row, key = hub.tenancy.create_key(None if operator else vendor, name=name,
+        row, key = hub.tenancy.create_key(vendor, name=name,
                                           scopes=scope or ["read", "write", "keys"], operator=operator)
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")

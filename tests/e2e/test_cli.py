@@ -74,6 +74,8 @@ def test_operator_flow(tmp_path: Path, sandbox: str) -> None:
         (("payments", "balances", "--vendor", "nobody"), "vendor not found"),
         (("crm", "merges", "--vendor", "nobody"), "vendor not found"),
         (("crm", "export", "--vendor", "nobody", "--layout", "honeybook"), "vendor not found"),
+        (("key", "create", "--operator", "--vendor", vendor["vendor_id"]), "not both or neither"),
+        (("key", "create"), "not both or neither"),
     ):
         r = cli(env, *args)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
