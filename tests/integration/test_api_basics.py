@@ -181,6 +181,17 @@ async def test_405_names_every_method_of_the_resource(api, hub) -> None:  # type
     assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
     r = await api.post("/api/connections/01h35ccwymj5ctckp8px1azhg6", headers=auth(key))
     assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE", "PATCH"}
+    # ... and HEAD, listed there, is served as GET without the body (it was a 405 too)
+    get, head = await api.get("/healthz"), await api.head("/healthz")
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    r = await api.head("/api/connections", headers=auth(key))
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "application/json"
+    assert (await api.head("/api/connections")).status_code == 401  # as GET would be
+    r = await api.head("/api/crm/export?layout=17hats", headers=auth(key))  # a streamed body: none sent
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"].startswith("text/csv")
+    r = await api.head("/api/crm/merges/01h35ccwymj5ctckp8px1azhg6/undo", headers=auth(key))
+    assert r.status_code == 405 and "HEAD" not in r.headers["allow"]  # a POST-only resource has no GET
 
 
 async def test_malformed_body_is_a_coded_4xx(api, hub) -> None:  # type: ignore[no-untyped-def]

@@ -66,4 +66,5 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
         app.include_router(import_module(name).router, dependencies=[Depends(known_inputs_only)])
     errors.document_errors(app)
     app.add_middleware(WebhookFastPath)
+    app.add_middleware(errors.HeadAsGet)
     return app

@@ -133,6 +133,29 @@ def install(app: FastAPI) -> None:
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` is answered as ``GET`` without the body (RFC 9110 9.3.2), on every GET route:
+    FastAPI's routes serve only the methods they declare, so ``HEAD /healthz`` (a load balancer's probe) was a
+    405 whose own ``Allow`` header listed HEAD."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the rest of a streamed body: nothing to send
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def allowed_methods(req: Request) -> list[str]:
     """Every method some route of the app serves at this request's path (HEAD with GET), asked of the
     routes themselves (``BaseRoute.matches``), so included routers are searched too."""
