@@ -328,6 +328,8 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
     """Hooks accepted for a connection that is then deleted fail alone (fatal, 'no longer exists'); the other
     events claimed in the same batch, another vendor's included, land (the drain crashed on the first and
     left them all 'processing', found live). Once deleted, the connection's hooks are refused at once."""
+    from prometheus_client import REGISTRY
+
     from wedsync.connectors.webhooks import ZapierScheme
     from wedsync.services.connections import WEBHOOK_SECRET
     from wedsync.services.webhook_dispatch import process_batch
@@ -343,18 +345,26 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
         conn = hub.connections.create(vendor.id, "honeybook", credentials={})
         conns.append((key, conn, hub.connections.credentials(conn)[WEBHOOK_SECRET]))
     (key_d, doomed, secret_d), (_, living, secret_l) = conns
+    accepted = REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": "accepted"})
     for n, (conn, secret) in enumerate(((doomed, secret_d), (living, secret_l), (doomed, secret_d))):
         body = hook(n, f"ana{n}@example.com")
         r = await api.post(f"/webhooks/honeybook/{conn.id}", content=body, headers=ZapierScheme.sign(body, secret))
         assert r.status_code == 200, r.text
+    assert REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": "accepted"}) == \
+        (accepted or 0) + 3
     r = await api.delete(f"/api/connections/{doomed.id}", headers={"Authorization": f"Bearer {key_d}"})
     assert r.status_code == 204, r.text
     body = hook(9, "late@example.com")
     r = await api.post(f"/webhooks/honeybook/{doomed.id}", content=body, headers=ZapierScheme.sign(body, secret_d))
     assert r.status_code == 404, r.text  # at once, not after the secret cache's 30 s
 
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": outcome}) or 0
+
+    before = {o: count(o) for o in ("processed", "failed")}
     out = await process_batch(hub, "honeybook")
     assert out == {"claimed": 3, "processed": 1, "failed": 2, "retried": 0}
+    assert (count("processed") - before["processed"], count("failed") - before["failed"]) == (1, 2)
     events = hub.inbox.events(living.id)
     assert [(e.event_id, e.status) for e in events] == [("e1", "processed")]
     assert len(hub.crm.list_clients(living.vendor_id)[0]) == 1

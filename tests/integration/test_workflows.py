@@ -137,6 +137,12 @@ async def test_api_sync_hooks_and_outage(dbos_hub, sandbox) -> None:  # type: ig
             # the provider's error, named once (not "ConnectorError: ProviderUnavailable: ...")
             assert not conn["status_detail"].startswith("ConnectorError: "), conn["status_detail"]
             assert resp.json()["error_detail"] == conn["status_detail"]
+            # ... and /metrics counts the failure under that class too (it said ConnectorError for everything)
+            from prometheus_client import REGISTRY
+
+            error_class = conn["status_detail"].split(":", 1)[0]
+            assert error_class != "ConnectorError" and REGISTRY.get_sample_value(
+                "sync_runs_total", {"provider": SLUG, "outcome": "failed", "error": error_class})
             with dbos_hub.db.read() as s:
                 assert s.get(Connection, conn_id).status == "error"
     finally:

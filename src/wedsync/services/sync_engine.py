@@ -721,7 +721,8 @@ class SyncService:
         SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "succeeded", "none").inc()
         return out
 
-    def fail(self, run_id: str, error: BaseException, detail: str | None = None) -> dict[str, Any]:
+    def fail(self, run_id: str, error: BaseException, detail: str | None = None,
+             error_class: str | None = None) -> dict[str, Any]:
         """Record the run as failed with ``detail`` (default: the error's type and message); a connector error
         also puts the connection in ``error`` with it."""
         self._drop_run_prefetches(run_id)
@@ -737,7 +738,8 @@ class SyncService:
             if conn is not None and isinstance(error, ConnectorError):
                 conn.status, conn.status_detail = "error", detail
             out = self.summary(run)
-        SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "failed", type(error).__name__).inc()
+        SYNC_RUNS.labels(conn.provider if conn is not None else "unknown", "failed",
+                         error_class or type(error).__name__).inc()
         return out
 
     @staticmethod

@@ -20,6 +20,7 @@ from wedsync.connectors.errors import ConnectorError, Fatal
 from wedsync.discovery import submodules
 from wedsync.errors import NotFound
 from wedsync.logging import get_logger
+from wedsync.metrics import WEBHOOK_EVENTS
 from wedsync.services.sync_engine import STREAM_ORDER
 from wedsync.services.webhook_inbox import InboxRow
 
@@ -162,4 +163,8 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
             failed += status == "failed"
             retried += status == "pending"
     hub.inbox.mark_processed(done)
+    if done:
+        WEBHOOK_EVENTS.labels(provider, "processed").inc(len(done))
+    if failed:
+        WEBHOOK_EVENTS.labels(provider, "failed").inc(failed)
     return {"claimed": len(rows), "processed": len(done), "failed": failed, "retried": retried}

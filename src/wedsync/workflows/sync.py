@@ -36,9 +36,10 @@ async def finish_step(plan: dict[str, Any], complete: dict[str, bool]) -> dict[s
 
 
 @DBOS.step()
-async def fail_step(run_id: str, kind: str, message: str) -> dict[str, Any]:
+async def fail_step(run_id: str, kind: str, message: str, error_class: str | None = None) -> dict[str, Any]:
     error: BaseException = ConnectorError(message) if kind == "connector" else RuntimeError(message)
-    return get_hub().sync.fail(run_id, error, detail=message)  # message already names the error's type
+    # message already names the error's type; the metric is labelled with the real class, not the stand-in's
+    return get_hub().sync.fail(run_id, error, detail=message, error_class=error_class)
 
 
 class _DbosSteps:
@@ -54,9 +55,9 @@ async def sync_connection(run_id: str) -> dict[str, Any]:
     try:
         return await drive_run(run_id, _DbosSteps())
     except ConnectorError as exc:
-        return await fail_step(run_id, "connector", f"{type(exc).__name__}: {exc}")
+        return await fail_step(run_id, "connector", f"{type(exc).__name__}: {exc}", type(exc).__name__)
     except Exception as exc:  # a bug or a store failure: record it on the run, then let DBOS see it
-        await fail_step(run_id, "internal", f"{type(exc).__name__}: {exc}")
+        await fail_step(run_id, "internal", f"{type(exc).__name__}: {exc}", type(exc).__name__)
         raise
 
 

@@ -16,7 +16,8 @@ from wedsync.api.deps import HubDep, read_body
 from wedsync.bootstrap import Hub, get_hub
 from wedsync.connectors.channels.zapier import parse_zap_event
 from wedsync.connectors.webhooks import MetaScheme, MicrosoftGraphScheme, ZapierScheme, get_scheme
-from wedsync.errors import NotFound
+from wedsync.errors import InvalidInput, NotFound, Unauthorized
+from wedsync.metrics import WEBHOOK_EVENTS
 from wedsync.services.connections import WEBHOOK_SECRET
 
 router = APIRouter(tags=["webhooks"])
@@ -105,15 +106,23 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     if provider == "microsoft-graph" and "validationToken" in query:
         return PlainTextResponse(query["validationToken"])
     url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
-    event = scheme.verify(raw, request.headers, info.secret, url=url, query=query)
-    if isinstance(scheme, ZapierScheme):
-        # The vendor's own Zap sent it: a body its processing could never read (no e-mail or name, an event we do
-        # not know, not an object) is answered now with why (422 bad_payload, shown in the Zap's history) and not
-        # stored, instead of a 200 and an event that fails later where the vendor cannot see it. The very parse the
-        # processing does, so what is accepted here is read there.
-        parse_zap_event(info.provider, raw, None)
+    try:
+        event = scheme.verify(raw, request.headers, info.secret, url=url, query=query)
+        if isinstance(scheme, ZapierScheme):
+            # The vendor's own Zap sent it: a body its processing could never read (no e-mail or name, an event we
+            # do not know, not an object) is answered now with why (422 bad_payload, shown in the Zap's history)
+            # and not stored, instead of a 200 and an event that fails later where the vendor cannot see it. The
+            # very parse the processing does, so what is accepted here is read there.
+            parse_zap_event(info.provider, raw, None)
+    except Unauthorized:
+        WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
+        raise
+    except InvalidInput:
+        WEBHOOK_EVENTS.labels(info.provider, "rejected").inc()
+        raise
     new = await hub.inbox.submit(vendor_id=info.vendor_id, connection_id=connection_id, provider=info.provider,
                                  event=event, body=raw)
+    WEBHOOK_EVENTS.labels(info.provider, "accepted" if new else "duplicate").inc()
     if new:
         poke_drain()
     return JSONResponse({"received": True, "duplicate": not new, "event_id": event.event_id})
