@@ -430,6 +430,21 @@ async def test_list_endpoints_page_every_item_once_and_refuse_a_bad_cursor(api, 
             r = await api.get(path, headers=auth(key), params={"after": bad})
             assert r.status_code == 422, (path, bad, r.text)
             assert r.json()["error"]["code"] == "validation_error"
+    # sync runs too, newest first (the list stopped at the newest 50 and took no paging parameters)
+    for _ in range(2):
+        again = hub.sync.create_run(v.id, conn.id, "incremental")
+        await drive_run(again.id, DirectSteps(hub.sync))
+    await hub.connections.aclose()
+    runs: list[str] = []
+    params = {"limit": 2}
+    while True:
+        r = await api.get(f"/api/connections/{conn.id}/sync-runs", headers=auth(key), params=params)
+        assert r.status_code == 200, r.text
+        runs += [x["id"] for x in r.json()["items"]]
+        if r.json()["next_cursor"] is None:
+            break
+        params = {"limit": 2, "after": r.json()["next_cursor"]}
+    assert runs == sorted({run.id, *runs}, reverse=True) and len(runs) == 3
 
 
 async def test_webhook_url_only_for_providers_that_send_webhooks(api, hub, sandbox_url) -> None:  # type: ignore[no-untyped-def]

@@ -268,6 +268,11 @@ class WebhookEventOut(BaseModel):
     error: str | None = Field(description="why the last attempt failed")
 
 
+class SyncRunsPage(BaseModel):
+    items: list[SyncRunOut]
+    next_cursor: str | None = Field(description="pass as after= for the next (older) page; null on the last")
+
+
 class WebhookEventsPage(BaseModel):
     items: list[WebhookEventOut]
     next_cursor: int | None = Field(description="pass as after= for the next (older) page; null on the last")

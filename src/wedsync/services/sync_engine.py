@@ -349,11 +349,15 @@ class SyncService:
                 raise NotFound("sync run not found")
             return run
 
-    def list_runs(self, vendor_id: str, connection_id: str | None = None, limit: int = 50) -> list[SyncRun]:
+    def list_runs(self, vendor_id: str, connection_id: str | None = None, limit: int = 50,
+                  after: str | None = None) -> list[SyncRun]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
             q = select(SyncRun).where(SyncRun.vendor_id == vendor_id)
             if connection_id:
                 q = q.where(SyncRun.connection_id == connection_id)
+            if after:
+                q = q.where(SyncRun.id < after)
             return list(s.execute(q.order_by(SyncRun.id.desc()).limit(limit)).scalars())
 
     def begin(self, run_id: str) -> RunPlan:

@@ -21,6 +21,7 @@ from wedsync.api.schemas import (
     Paged,
     SyncIn,
     SyncRunOut,
+    SyncRunsPage,
     UtcDatetime,
     WebhookEventOut,
     WebhookEventsPage,
@@ -157,10 +158,14 @@ async def start_sync(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: W
     return hub.sync.summary(hub.sync.get_run(vendor_id, run_id))
 
 
-@router.get("/connections/{connection_id}/sync-runs", response_model=list[SyncRunOut])
-def list_runs(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
+@router.get("/connections/{connection_id}/sync-runs", response_model=SyncRunsPage)
+def list_runs(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None,
+              limit: Limit = 50) -> dict[str, Any]:
+    """The connection's runs, newest first; pass ``next_cursor`` as ``after`` for the next page."""
     hub.connections.get(vendor_id, connection_id)
-    return [hub.sync.summary(r) for r in hub.sync.list_runs(vendor_id, connection_id)]
+    runs = hub.sync.list_runs(vendor_id, connection_id, limit=limit, after=after)
+    return {"items": [hub.sync.summary(r) for r in runs],
+            "next_cursor": runs[-1].id if len(runs) == limit else None}
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunOut)
