@@ -396,6 +396,9 @@ async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  
                       ) == (422, "naive_datetime")
     assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "USD"}) == (
         422, "missing_field")
+    huge = [{"name": "a", "unit_minor": 10**12, "quantity": 10_000}]  # each value in range, the sum 10^16 not
+    assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "USD",
+                                                                    "line_items": huge}) == (422, "invalid_amount")
     assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "EUR",
                                                                     "total_minor": 500}) == (422, "currency_mismatch")
     assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "dollars",

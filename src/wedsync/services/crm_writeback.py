@@ -356,7 +356,7 @@ class CrmWriteback:
             if total is not None and total != line_total:
                 raise InvalidInput(f"total_minor {total} is not the sum of the line items ({line_total})",
                                    code="total_mismatch")
-            total = line_total
+            total = _money(line_total, "the sum of the line items (unit_minor x quantity)")
         if total is None:
             raise InvalidInput("an invoice needs line_items or total_minor", code="missing_field")
         due = _date(values.get("due_date"), "due_date")
