@@ -260,6 +260,16 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
     assert outbox(hub, r.json()["writebacks"][-1]["id"]).status == "done"
     assert emulator.events.records[made[0]["id"]]["location"]["address"]["streetAddress"] == "Villa Okafor"
     assert len(ours(emulator.events.records, ev_row["idempotency_key"])) == 1
+    # -- clearing the end: written as null (it was left out, and the provider's copy brought the old end back)
+    r = await api.patch(f"/api/crm/events/{event['id']}", headers=h, json={"ends_at": None})
+    assert r.status_code == 200 and r.json()["ends_at"] is None, r.text
+    await drain(hub)
+    assert outbox(hub, r.json()["writebacks"][-1]["id"]).status == "done"
+    truth = emulator.events.records[made[0]["id"]]
+    assert (truth["endDate"], truth["endTime"], truth["endUtc"]) == (None, None, None)
+    event = next(e for e in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["events"]
+                 if e["remote_id"] == made[0]["id"])
+    assert event["ends_at"] is None and event["starts_at"] == "2031-06-14T01:30:00+00:00"
 
     # -- an invoice (order) and a payment against it, each answer lost once
     loss.arm("POST", rf"{VSCO_PREFIX}/job/{booked['id']}/order")

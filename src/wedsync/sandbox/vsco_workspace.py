@@ -517,7 +517,8 @@ def _utc_of(day: str | None, clock: str | None, zone: str | None) -> str | None:
 def _event_derived(record: dict[str, Any]) -> dict[str, Any]:
     zone = record.get("timezoneName")
     record["startUtc"] = _utc_of(record.get("startDate"), record.get("startTime"), zone)
-    record["endUtc"] = _utc_of(record.get("endDate") or record.get("startDate"), record.get("endTime"), zone)
+    record["endUtc"] = (_utc_of(record.get("endDate") or record.get("startDate"), record.get("endTime"), zone)
+                        if record.get("endDate") or record.get("endTime") else None)  # no end given: none
     return record
 
 

@@ -259,8 +259,10 @@ def map_event(item: dict[str, Any]) -> EventRecord:
         name=item.get("name"),
         starts_at=_event_moment(item.get("startDate"), item.get("startTime"), item.get("timezoneName"),
                                 item.get("startUtc")),
+        # an event without an end date and time has no end (not one at midnight of its start day)
         ends_at=_event_moment(item.get("endDate") or item.get("startDate"), item.get("endTime"),
-                              item.get("timezoneName"), item.get("endUtc")),
+                              item.get("timezoneName"), item.get("endUtc"))
+        if item.get("endDate") or item.get("endTime") or item.get("endUtc") else None,
         location=place,
         custom_fields=custom,
         remote_created_at=parse_ts(item.get("created")),
@@ -459,6 +461,8 @@ def event_body(event: EventRecord, job_id: str | None, timezone: str = "UTC",
     if wanted("ends_at") and event.ends_at is not None:
         local = event.ends_at.astimezone(tz)
         body.update(endDate=local.date().isoformat(), endTime=local.strftime("%H:%M:%S"), timezoneName=timezone)
+    elif want is not None and "ends_at" in want:  # cleared by the vendor: both are nullable in the spec
+        body.update(endDate=None, endTime=None)
     if wanted("location"):
         body["location"] = {"address": {"streetAddress": event.location[:512]}} if event.location else None
     return body
