@@ -293,6 +293,11 @@ async def test_a_corrected_email_finds_the_client_next_time(any_hub) -> None:  #
                                                                email="maya.lindqvist@new.example")])
     assert person_of(hub, hb, "h1") == pid
     assert len(hub.crm.list_clients(v.id)[0]) == 1
+    # a name longer than VSCO keeps (the spec's maxLength 48) is refused, not cut short there silently
+    with pytest.raises(InvalidInput) as refused:
+        hub.crm.update_client(v.id, pid, {"first_name": "M" * 64})
+    assert refused.value.code == "value_too_long" and refused.value.details["limit"] == 48
+    assert hub.crm.update_client(v.id, pid, {"first_name": "M" * 48})["first_name"] == "M" * 48
 
 
 async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: ignore[no-untyped-def]

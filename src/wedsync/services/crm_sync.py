@@ -834,6 +834,12 @@ class CrmService:
                 continue
             if not hasattr(cls, "update_contact"):
                 continue
+            for name, limit in (getattr(cls, "contact_field_limits", None) or {}).items():
+                value = plain.get(name)
+                if isinstance(value, str) and len(value) > limit:  # the provider would cut it short, silently
+                    raise InvalidInput(f"{name} is {len(value)} characters; {cls.display_name} keeps at most {limit} "
+                                       f"and this client is written back there", code="value_too_long",
+                                       details={"field": name, "limit": limit, "provider": cls.slug})
             outbox_id = new_id()
             s.add(CrmOutbox(id=outbox_id, vendor_id=c.vendor_id, connection_id=r.connection_id, crm_client_id=c.id,
                             source_client_id=r.id, op="update_contact", remote_id=r.remote_id,

@@ -528,6 +528,8 @@ class VscoWorkspaceConnector(Connector):
     )
     default_base_url: ClassVar[str | None] = "https://workspace.vsco.co/api/v2"
     docs_url: ClassVar[str | None] = "https://workspace.vsco.co/api/v2/openapi.json"
+    #: the spec's maxLength of the Person fields a client edit writes (a longer value would be cut short there)
+    contact_field_limits: ClassVar[dict[str, int]] = {"first_name": 48, "last_name": 48, "company": 128}
 
     def __init__(
         self,
