@@ -306,6 +306,18 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
                   if i["id"] == mine["id"])
     assert stored["paid_minor"] == 25_000 and [p["remote_id"] for p in stored["payments"]] == [pays[0]["id"]]
     assert await hook(hub, tave.id, "payment.created", pays[0]["id"]) == "unchanged"
+    # two more payments sent before either reaches VSCO: the one the balance has room for is taken, the other
+    # refused at once (both were accepted, and the second was created at VSCO and then refused there, unapplied)
+    body = {"amount_minor": 50_000, "currency": "USD", "invoice_id": mine["id"]}
+    first = await api.post(f"/api/crm/weddings/{wid}/payments", headers=h, json=body)
+    assert first.status_code == 202, first.text
+    second = await api.post(f"/api/crm/weddings/{wid}/payments", headers=h, json=body)
+    assert second.status_code == 422 and second.json()["error"]["code"] == "exceeds_balance", second.text
+    assert second.json()["error"]["details"] == {"balance_minor": 30_000, "pending_minor": 50_000}
+    await drain(hub)
+    assert outbox(hub, first.json()["id"]).status == "done"
+    second_pay = next(p["id"] for p in emulator.payments.records.values()
+                      if p.get("transactionId") == first.json()["idempotency_key"])
 
     # -- a marketplace booking: one client known at Tave, one only from HoneyBook (a contact is created)
     hb = csv_connection(hub, v.id)
@@ -361,8 +373,8 @@ async def test_weddings_events_orders_payments_and_bookings_land_once(hub_api, l
     assert await hook(hub, tave.id, "payment.created", paid["id"]) == "unchanged"
     stored = next(i for i in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["invoices"]
                   if i["id"] == mine["id"])
-    assert stored["paid_minor"] == 26_000
-    assert {p["remote_id"] for p in stored["payments"]} == {pays[0]["id"], paid["id"]}
+    assert stored["paid_minor"] == 76_000
+    assert {p["remote_id"] for p in stored["payments"]} == {pays[0]["id"], second_pay, paid["id"]}
     assert await hook(hub, tave.id, "payment.created", "01jzzzzzzzzzzzzzzzzzzzzzzz") == "absent"
 
 

@@ -406,6 +406,21 @@ class CrmWriteback:
                                "memo": memo, "order_remote_id": order_remote, "wedding_id": wedding_id}}
         with self.db.session() as s:
             w = self._wedding(s, vendor_id, wedding_id)
+            # the balance again, in the transaction that enqueues (the invoice row locked on PostgreSQL; SQLite's
+            # write transactions are serial), less the payments still on their way: three payments of 600 sent at
+            # once to an invoice with 1,000 left were all accepted, and two were created at VSCO and then refused
+            # there ("balance is 400"), left unapplied at the provider
+            inv = s.execute(select(CrmInvoice).where(CrmInvoice.id == invoice_local).with_for_update()).scalar_one()
+            if inv.total_minor is not None:
+                pending = sum(int(((row.payload or {}).get("payment") or {}).get("amount_minor") or 0)
+                              for row in s.execute(select(CrmOutbox).where(
+                                  CrmOutbox.record_id == invoice_local, CrmOutbox.op == "create_payment",
+                                  CrmOutbox.status == "pending")).scalars())
+                left = inv.total_minor - (inv.paid_minor or 0) - pending
+                if amount > left:
+                    raise InvalidInput(f"the invoice has {left} minor units left to pay (payments on their way "
+                                       f"counted); {amount} is more", code="exceeds_balance",
+                                       details={"balance_minor": left, "pending_minor": pending})
             o = self._enqueue(s, vendor_id, conn.id, "create_payment", record_type="invoice",
                               record_id=invoice_local, remote_id=w.remote_id, payload=payload)
             return outbox_out(o)
