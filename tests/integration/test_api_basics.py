@@ -199,6 +199,10 @@ async def test_malformed_body_is_a_coded_4xx(api, hub) -> None:  # type: ignore[
     r = await api.post("/api/connections", headers={**auth(key), "Content-Type": "application/json"},
                        content=b"\xff\xfe\xfa")
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request"
+    for garbage in (b"garbage", b'{"name": ', b"{'single': 'quotes'}"):  # not JSON: 400 as well (it was 422)
+        for path in ("/api/connections", "/api/keys", "/api/crm/inquiries"):
+            r = await api.post(path, headers={**auth(key), "Content-Type": "application/json"}, content=garbage)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request", (path, garbage, r.text)
 
 
 async def test_openapi_documents_the_errors_every_operation_can_answer(api) -> None:  # type: ignore[no-untyped-def]

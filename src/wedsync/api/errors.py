@@ -68,8 +68,14 @@ async def _wedsync(_req: Request, exc: WedsyncError) -> JSONResponse:
 
 
 async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(error_body("validation_error", "request validation failed",
-                                   _clean_validation(list(exc.errors()))), status_code=422)
+    errors = list(exc.errors())
+    broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if broken is not None:  # not JSON at all: the body cannot be parsed, as the OpenAPI document says (400)
+        reason = (broken.get("ctx") or {}).get("error") or "invalid JSON"
+        return JSONResponse(error_body("malformed_request", f"the request body is not valid JSON: {reason}"),
+                            status_code=400)
+    return JSONResponse(error_body("validation_error", "request validation failed", _clean_validation(errors)),
+                        status_code=422)
 
 
 async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
