@@ -55,7 +55,8 @@ def search_text(first: str | None, last: str | None, display: str | None, email:
     """What a client search looks in: the names folded (:func:`fold`), the e-mail lowercased and the phone,
     ``|``-separated so a match never spans two of them."""
     full = " ".join(p for p in (first, last) if p)
-    names = " / ".join(dict.fromkeys(x for x in (fold(display), fold(full)) if x))
+    shown = fold(display)
+    names = " / ".join(dict.fromkeys(x for x in (shown, shown if display == full else fold(full)) if x))
     return f"|{names}|{(email or '').lower()}|{phone or ''}|"
 
 
