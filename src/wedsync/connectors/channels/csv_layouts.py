@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -248,27 +249,39 @@ def _cp1252_byte(b: int) -> str:
         return bytes([b]).decode("latin-1")
 
 
+_REPAIRS = threading.local()
+
+
+def _read_as_cp1252(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes that are not UTF-8, read as Windows-1252 (and noted, see below)."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    chars = "".join(_cp1252_byte(b) for b in exc.object[exc.start:exc.end])
+    noted = getattr(_REPAIRS, "noted", None)
+    if noted is not None:
+        noted.append((exc.start, chars))
+    return chars, exc.end
+
+
+codecs.register_error("wedsync-cp1252", _read_as_cp1252)
+
+
 def _utf8_with_fallback(data: bytes) -> tuple[str, list[tuple[int, str]]]:
-    """UTF-8 text in which each byte that is not part of a valid sequence is read as Windows-1252;
-    with the (byte offset, characters) of each such run."""
-    parts: list[str] = []
+    """UTF-8 text in which each byte that is not part of a valid sequence is read as Windows-1252, in one
+    linear pass; with the (byte offset, characters) of each run of such bytes."""
+    noted: list[tuple[int, str]] = []
+    _REPAIRS.noted = noted
+    try:
+        text = data.decode("utf-8", errors="wedsync-cp1252")
+    finally:
+        _REPAIRS.noted = None
     repairs: list[tuple[int, str]] = []
-    pos = 0
-    while True:
-        try:
-            parts.append(data[pos:].decode("utf-8"))
-            break
-        except UnicodeDecodeError as exc:
-            start, end = pos + exc.start, pos + exc.end
-            parts.append(data[pos:start].decode("utf-8"))
-            chars = "".join(_cp1252_byte(b) for b in data[start:end])
-            parts.append(chars)
-            if repairs and repairs[-1][0] + len(repairs[-1][1]) == start:  # one run of bad bytes, one entry
-                repairs[-1] = (repairs[-1][0], repairs[-1][1] + chars)
-            else:
-                repairs.append((start, chars))
-            pos = end
-    return "".join(parts), repairs
+    for start, chars in noted:
+        if repairs and repairs[-1][0] + len(repairs[-1][1]) == start:  # one run of bad bytes, one entry
+            repairs[-1] = (repairs[-1][0], repairs[-1][1] + chars)
+        else:
+            repairs.append((start, chars))
+    return text, repairs
 
 
 def _lines_of(data: bytes, repairs: list[tuple[int, str]]) -> dict[int, str]:
@@ -306,9 +319,11 @@ def _decode(data: bytes) -> _Decoded:
         return _Decoded(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    text, repairs = _utf8_with_fallback(data)
-    if sum(len(chars) for _, chars in repairs) <= len(_UTF8_SEQUENCE.findall(data)):
-        return _Decoded(text, _lines_of(data, repairs))  # mostly UTF-8: a few stray bytes
+    sequences = len(_UTF8_SEQUENCE.findall(data))
+    if sequences:  # some UTF-8 in it: is it mostly UTF-8 with a few stray bytes?
+        text, repairs = _utf8_with_fallback(data)
+        if sum(len(chars) for _, chars in repairs) <= sequences:
+            return _Decoded(text, _lines_of(data, repairs))
     try:
         return _Decoded(data.decode("cp1252"))
     except UnicodeDecodeError:
