@@ -157,6 +157,19 @@ def test_bad_rows_are_reported_and_good_rows_still_land() -> None:
     assert lu.client is not None and [i.code for i in lu.issues] == ["extra_cells"]
 
 
+@pytest.mark.parametrize("vague", ["June 2027", "2027", "Saturday", "10:30", "next spring"])
+def test_a_date_without_its_day_is_reported_not_made_up(vague: str) -> None:
+    """dateutil fills what a date leaves out from today: 'June 2027' read on the 3rd was 2027-06-03, a made-up
+    wedding date and false identity evidence. A date that does not name its day is invalid_date, left empty."""
+    data = f"First Name,Last Name,Email,Phone,Project Name,Project Date\nKim,Lee,kim@example.com,,Kim & Al,{vague}\n"
+    (row,) = rows_of(data.encode())
+    assert row.wedding is not None and row.wedding.event_date is None
+    assert [i.code for i in row.issues] == ["invalid_date"]
+    for whole in ("June 14, 2027", "14 Jun 2027", "2027-06-14"):
+        (row,) = rows_of(data.replace(vague, f'"{whole}"').encode())
+        assert row.wedding is not None and row.wedding.event_date == date(2027, 6, 14) and not row.issues, whole
+
+
 def test_quoting_errors_skip_only_their_line() -> None:
     """Text after a closing quote and a quote that is never closed are reported on the line they start on; the
     rows after them still land in their own columns (read leniently, the first glued two cells together and

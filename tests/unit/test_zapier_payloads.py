@@ -93,6 +93,15 @@ def test_zapier_list_wrapper_and_bad_values_are_kept_as_sent() -> None:
     assert ev.occurred_at is None and ev.remote_id == "17h-5"
 
 
+def test_a_hook_date_without_its_day_is_left_out_not_made_up() -> None:
+    body = {"event": "project.booked", "project_id": "p1", "project_name": "Kim & Al", "event_date": "June 2027",
+            "created_at": "10:30", "client_email": "kim@example.com", "client_first_name": "Kim"}
+    ev = parse_zap_event("17hats", json.dumps(body).encode())
+    assert ev.wedding is not None and ev.wedding.event_date is None and ev.occurred_at is None
+    ev = parse_zap_event("17hats", json.dumps({**body, "event_date": "June 14, 2027"}).encode())
+    assert ev.wedding is not None and str(ev.wedding.event_date) == "2027-06-14"
+
+
 @pytest.mark.parametrize("raw", [
     b"", b"   ", b"garbage", b"[1, 2]", b"{not json", b'"a string"', b"\xff\xfe\x00\x01",
     b'{"event": "invoice.paid", "email": "a@example.com"}', b"{}", b'{"phone": "+12025550101"}',

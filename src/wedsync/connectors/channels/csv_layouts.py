@@ -406,6 +406,24 @@ def check_phone(value: str, region: str) -> str | None:
     return normalized
 
 
+_DEFAULTS = (datetime(2000, 1, 1), datetime(2001, 2, 2))  # no year, month or day in common
+
+
+def loose_datetime(text: str, *, dayfirst: bool) -> datetime | None:
+    """A date (and time) written any common way (``June 14, 2027``, ``14.06.2027 15:00``), read by dateutil, or
+    None unless the text names a whole day: dateutil fills what is missing from today, so ``June 2027`` became
+    the 3rd of June when read on the 3rd, ``Saturday`` the next Saturday and ``10:30`` today; a wedding date made
+    up that way is wrong evidence for identity (parsed twice with different defaults: a whole day reads the
+    same both times)."""
+    from dateutil import parser as date_parser
+
+    try:
+        first, second = (date_parser.parse(text, dayfirst=dayfirst, default=d) for d in _DEFAULTS)
+    except (ValueError, OverflowError):
+        return None
+    return first if first.date() == second.date() else None
+
+
 def _parse_date(value: str, layout: CsvLayout) -> date | None:
     text = value.strip()
     for fmt in (layout.date_format, "%Y-%m-%d", layout.datetime_format):
@@ -413,12 +431,8 @@ def _parse_date(value: str, layout: CsvLayout) -> date | None:
             return datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-    from dateutil import parser as date_parser
-
-    try:
-        return date_parser.parse(text, dayfirst=layout.dayfirst, yearfirst=False).date()
-    except (ValueError, OverflowError):
-        return None
+    parsed = loose_datetime(text, dayfirst=layout.dayfirst)
+    return parsed.date() if parsed is not None else None
 
 
 def _parse_datetime(value: str, layout: CsvLayout, zone: tzinfo) -> datetime | None:

@@ -34,6 +34,7 @@ from wedsync.connectors.channels.csv_layouts import (
     check_phone,
     client_hash_id,
     export_csv,
+    loose_datetime,
     parse_csv,
 )
 from wedsync.domain.crm import ClientRecord, WeddingRecord
@@ -183,12 +184,10 @@ def _parse_when(value: str | None, dayfirst: bool = False) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        from dateutil import parser as date_parser
-
-        try:
-            parsed = date_parser.parse(text, dayfirst=dayfirst)
-        except (ValueError, OverflowError):
+        loose = loose_datetime(text, dayfirst=dayfirst)  # a whole day, or nothing (never today's parts)
+        if loose is None:
             return None
+        parsed = loose
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -200,12 +199,8 @@ def _parse_day(value: str | None, dayfirst: bool) -> date | None:
         return date.fromisoformat(text[:10])
     except ValueError:
         pass
-    from dateutil import parser as date_parser
-
-    try:
-        return date_parser.parse(text, dayfirst=dayfirst).date()
-    except (ValueError, OverflowError):
-        return None
+    parsed = loose_datetime(text, dayfirst=dayfirst)
+    return parsed.date() if parsed is not None else None
 
 
 def _kind(fields: Mapping[str, str], spec: ZapFields) -> Kind:
