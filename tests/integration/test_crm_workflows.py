@@ -95,6 +95,43 @@ async def test_import_resumed_after_a_crash_is_exactly_once(dbos_hub) -> None:  
             CrmImportChunk.job_id == job["id"])).scalar_one() == 5
 
 
+async def test_a_busy_store_is_waited_out_and_a_failed_import_keeps_its_row_count(dbos_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """'database is locked' (another writer past SQLite's 30 s timeout) failed an import for good, and the failed
+    job then said total_rows = the rows it had done, hiding the rest (found by a probe)."""
+    from sqlalchemy.exc import OperationalError
+
+    from wedsync.workflows import crm as crm_workflows
+
+    hub = dbos_hub
+    v = hub.tenancy.create_vendor("Busy Studio")
+    csv_connection(hub, v.id)
+    rows = [hb_row(f"First{i}", f"Last{i}", f"b{i}@example.org") for i in range(12)]
+    job = hub.crm.create_import(v.id, "honeybook", hb_csv(rows), chunk_size=5)
+    plan = hub.crm.begin_import(job["id"])
+    real, calls = hub.crm.import_chunk, []
+
+    def busy_twice(p: Any, chunk: int) -> Any:
+        calls.append(chunk)
+        if len(calls) <= 2:
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        return real(p, chunk)
+
+    monkeypatch.setattr(hub.crm, "import_chunk", busy_twice)
+    no_wait = asyncio.sleep
+    monkeypatch.setattr(crm_workflows.asyncio, "sleep", lambda _s: no_wait(0))
+    step = crm_workflows.import_chunk_step.__wrapped__  # the step's body, outside a workflow
+    assert (await step(plan, 0))["rows"] == 5 and calls == [0, 0, 0]
+
+    def always_busy(p: Any, chunk: int) -> Any:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(hub.crm, "import_chunk", always_busy)
+    with pytest.raises(OperationalError):
+        await step(plan, 1)
+    out = hub.crm.finish_import(job["id"], "internal error: OperationalError: database is locked")
+    assert out["status"] == "failed" and out["total_rows"] == 12 and out["processed_rows"] == 5
+
+
 async def test_garbage_from_the_provider_is_a_failed_run_and_a_connection_status(  # type: ignore[no-untyped-def]
         dbos_hub, client, sandbox) -> None:  # noqa: F811
     hub = dbos_hub

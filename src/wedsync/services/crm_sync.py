@@ -1351,7 +1351,9 @@ class CrmService:
             if job.status in ("queued", "running"):
                 n, rows = s.execute(select(func.count(), func.coalesce(func.sum(CrmImportChunk.rows), 0)).where(
                     CrmImportChunk.job_id == job_id)).one()
-                job.chunks_total, job.total_rows = int(n), int(rows)
+                job.chunks_total = int(n)
+                if not error:  # a failed job keeps the file's row count: the rows it did not reach stay visible
+                    job.total_rows = int(rows)
                 job.status = "failed" if error else "succeeded"
                 job.error_detail = error[:2000] if error else None
                 job.finished_at = utcnow()

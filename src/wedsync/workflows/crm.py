@@ -7,12 +7,16 @@ import contextlib
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from sqlalchemy.exc import OperationalError
 
 from wedsync.bootstrap import get_hub
 from wedsync.connectors.errors import ConnectorError
+from wedsync.logging import get_logger
 from wedsync.services.crm_sync import drive_import
 from wedsync.store.tables import new_id
 from wedsync.workflows.queues import SYNC_QUEUE, get_queue
+
+log = get_logger("wedsync.workflows.crm")
 
 
 @DBOS.step()
@@ -20,10 +24,27 @@ async def import_begin_step(job_id: str) -> dict[str, Any]:
     return await asyncio.to_thread(get_hub().crm.begin_import, job_id)
 
 
+#: attempts of a chunk whose store was busy (SQLite's lock held past its 30 s timeout by another writer)
+CHUNK_ATTEMPTS = 4
+
+
 @DBOS.step()
 async def import_chunk_step(plan: dict[str, Any], chunk: int) -> dict[str, Any]:
-    result: dict[str, Any] = await asyncio.to_thread(get_hub().crm.import_chunk, plan, chunk)
-    return result
+    """One chunk; a store that is busy or restarting is waited out (1, 2, 4 s) instead of failing the import
+    for good: a chunk is one transaction with its bookkeeping row, so trying it again changes nothing twice.
+    (Only the store's transient errors: a file-level problem is the file's, and ends the job as it is.)"""
+    attempt = 1
+    while True:
+        try:
+            result: dict[str, Any] = await asyncio.to_thread(get_hub().crm.import_chunk, plan, chunk)
+            return result
+        except OperationalError:
+            if attempt == CHUNK_ATTEMPTS:
+                raise
+            log.warning("import chunk: store busy, trying again", job_id=plan["job_id"], chunk=chunk,
+                        attempt=attempt)
+            await asyncio.sleep(2.0 ** (attempt - 1))
+            attempt += 1
 
 
 @DBOS.step()
