@@ -198,6 +198,38 @@ async def test_client_search_ignores_case_and_accents_and_takes_wildcards_litera
     assert await found("alexandrina") == ["Alexandrina"]
 
 
+async def test_an_export_imports_back_without_duplicates_and_keeps_the_products_ids_and_dates(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """The unified export in a product's layout carries the client's id at that product and the product's
+    creation date, so importing it back updates the same records (it carried the hub's own ids and creation
+    times: a re-import created every client again and moved their jobs to the copies; found by a probe)."""
+    v = hub.tenancy.create_vendor("Round Trip Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    header = ("Client ID,Client Name,Email Address,Mobile,Phone,Address,Suburb,State,Postcode,Country,Job ID,"
+              "Job Name,Job Date,Job Type,Job Status,Lead Source,Date Added\r\n")
+    data = (header + "101,Chloé Martin,chloe@example.com.au,0412 345 678,,,,,,,J1,Martin Wedding,13/03/2027,"
+            "Wedding,Booked,,02/01/2025 09:15\r\n102,Mia Wong,mia@example.com,,,,,,,,J2,Wong Wedding,14/03/2027,"
+            "Wedding,Booked,,03/01/2025 10:00\r\n").encode()
+    r = await api.post("/api/crm/imports?layout=studio-ninja", headers=auth(key), content=data)
+    job = await wait_import(api, key, r.json()["id"])
+    assert job["status"] == "succeeded" and job["created"] == 4, job
+    conn_id = job["connection_id"]
+    for url in ("/api/crm/export?layout=studio-ninja", f"/api/crm/export?layout=studio-ninja&connection_id={conn_id}"):
+        lines = (await api.get(url, headers=auth(key))).text.strip().splitlines()
+        rows = sorted(line.split(",") for line in lines[1:])
+        assert [(x[0], x[10], x[-1]) for x in rows] == [("101", "J1", "02/01/2025 09:15"),
+                                                        ("102", "J2", "03/01/2025 10:00")], (url, lines)
+    exported = (await api.get("/api/crm/export?layout=studio-ninja", headers=auth(key))).content
+    r = await api.post(f"/api/crm/imports?layout=studio-ninja&connection_id={conn_id}", headers=auth(key),
+                       content=exported)
+    again = await wait_import(api, key, r.json()["id"])
+    assert again["status"] == "succeeded" and again["created"] == 0 and again["merged"] == 0, again
+    clients = (await api.get("/api/crm/clients", headers=auth(key))).json()["items"]
+    assert len(clients) == 2
+    lines = (await api.get(f"/api/crm/export?layout=studio-ninja&connection_id={conn_id}",
+                           headers=auth(key))).text.strip().splitlines()
+    assert len(lines) == 3  # the connection still holds its two records, each with its job
+
+
 async def test_import_as_a_form_upload(api, hub) -> None:  # type: ignore[no-untyped-def]
     """A browser's file input or ``curl -F file=@export.csv`` sends multipart/form-data: the file part is the
     export (its name kept), never the form's boundaries read as CSV rows."""

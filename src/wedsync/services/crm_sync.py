@@ -1395,10 +1395,15 @@ class CrmService:
         return [self.import_status(vendor_id, i) for i in ids]
 
     # -- CSV export ------------------------------------------------------------------------------------
-    def export_rows(self, vendor_id: str, *, connection_id: str | None = None
+    def export_rows(self, vendor_id: str, *, connection_id: str | None = None, provider: str | None = None
                     ) -> Iterator[tuple[ClientRecord, WeddingRecord | None]]:
         """The unified clients (or one connection's source records) as (client, wedding) pairs, streamed in
-        batches of 1,000; a unified client's wedding is the first of its sources' weddings."""
+        batches of 1,000; a unified client's wedding is the first of its sources' weddings.
+
+        A unified client carries the id and creation time of its record at ``provider`` (the product whose
+        layout is exported) when it has one, else no id (the layout's id column stays blank, as for a client
+        the product never had) and its earliest source's creation time: the hub's own client ids in a product's
+        id column made a re-import of the export create every client again beside the originals."""
         after = ""
         while True:
             with self.db.read() as s:
@@ -1414,7 +1419,8 @@ class CrmService:
                     for r in src:
                         yield ClientRecord(**{k: v for k, v in _values_of_row(r).items()
                                               if k != "remote_modified_at"},
-                                           remote_modified_at=r.remote_modified_at), wed.get(r.remote_id)
+                                           remote_modified_at=r.remote_modified_at,
+                                           remote_created_at=r.remote_created_at), wed.get(r.remote_id)
                     continue
                 people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
                                                                 CrmClient.id > after)
@@ -1422,22 +1428,37 @@ class CrmService:
                 if not people:
                     return
                 after = people[-1].id
-                links = s.execute(select(Client.crm_client_id, Client.connection_id, Client.remote_id).where(
-                    Client.crm_client_id.in_([p.id for p in people]), Client.deleted_at.is_(None))).all()
+                links = s.execute(select(Client.crm_client_id, Client.connection_id, Client.remote_id,
+                                         Client.provider, Client.remote_created_at).where(
+                    Client.crm_client_id.in_([p.id for p in people]), Client.deleted_at.is_(None))
+                    .order_by(Client.id)).all()
                 by_conn: dict[str, list[str]] = {}
-                for _, cid, rid in links:
+                own_id: dict[str, str] = {}
+                created: dict[str, datetime] = {}
+                for pid, cid, rid, prov, made in links:
                     by_conn.setdefault(cid, []).append(rid)
+                    if pid is None:
+                        continue
+                    if prov == provider and pid not in own_id:
+                        own_id[pid] = rid
+                        if made is not None:
+                            created[pid] = made  # its record at that product: the product's own date
+                    elif made is not None and pid not in own_id and (pid not in created or made < created[pid]):
+                        created[pid] = made
                 wed_of: dict[str, WeddingRecord] = {}
                 for cid, rids in by_conn.items():
                     found = self._weddings_by_remote(s, cid, rids)
-                    for pid, c2, rid in links:
+                    for pid, c2, rid, _, _ in links:
                         if pid and c2 == cid and rid in found and pid not in wed_of:
                             wed_of[pid] = found[rid]
+                from wedsync.connectors.channels.csv_layouts import client_hash_id
+
                 for p in people:
-                    yield ClientRecord(remote_id=p.id, kind=p.kind, first_name=p.first_name, last_name=p.last_name,
+                    ident = own_id.get(p.id) or client_hash_id(p.email, p.first_name, p.last_name)
+                    yield ClientRecord(remote_id=ident, kind=p.kind, first_name=p.first_name, last_name=p.last_name,
                                        display_name=p.display_name, email=p.email, phone=p.phone, company=p.company,
                                        address=p.address, custom_fields=p.custom_fields or {},
-                                       remote_created_at=p.created_at, remote_modified_at=p.updated_at
+                                       remote_created_at=created.get(p.id), remote_modified_at=p.updated_at
                                        ), wed_of.get(p.id)
 
     @staticmethod
@@ -1461,7 +1482,7 @@ class CrmService:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
         if connection_id:
             self.connection(vendor_id, connection_id)
-        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id))
+        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id, provider=layout))
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
     def ingest_zap(self, row: Any) -> str:
