@@ -207,6 +207,54 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
         stop()
 
 
+async def test_a_record_removed_behind_the_read_position_never_gets_a_live_one_deleted(hub) -> None:  # type: ignore[no-untyped-def]
+    """The studio deletes a contact the run has already read: every later contact moves a place up the listing
+    and one of them into a page already read. That pass is not proof of absence (its total changed), so it is
+    read again; only the contact really deleted is deleted (the shifted live one was, found by a probe)."""
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}",
+              "modified": "2026-01-01T00:00:00Z"} for i in range(250)]
+    removed = items[5]
+    shifted = items[200]  # first of page 3 before the removal, last of page 2 after it
+    app = FastAPI()
+    state = {"pages": 0}
+
+    @app.get("/api/v2/address-book")
+    async def contacts(page: int = 1, pageSize: int = 100) -> dict:
+        state["pages"] += 1
+        if page == 3 and removed in items:
+            items.remove(removed)  # deleted in Workspace while the run was between pages 2 and 3
+        chunk = items[(page - 1) * pageSize: page * pageSize]
+        return {"type": "addressbook-collection", "items": chunk,
+                "meta": {"totalItems": len(items), "totalPages": -(-len(items) // pageSize), "page": page,
+                         "pageSize": pageSize}}
+
+    @app.get("/api/v2/job")
+    async def jobs(page: int = 1) -> dict:
+        return {"type": "job-collection", "items": [], "meta": {"totalItems": 0, "totalPages": 0}}
+
+    @app.get("/api/v2/job-contact")
+    async def job_contacts(page: int = 1) -> dict:
+        return {"type": "jobcontact-collection", "items": [], "meta": {"totalItems": 0, "totalPages": 0}}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("Shifting Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        with hub.db.session() as s:  # everything synced before
+            hub.sync.upsert(s, v.id, c.id, "contacts", [map_contact(i) for i in [*items]])
+        summary = await run(hub, v.id, c.id, "full")
+        assert summary["status"] == "succeeded" and summary["deleted"] == 0, summary
+        assert state["pages"] == 3 + 3  # the shrunken pass, then one clean pass
+        assert shifted["id"] in stored(hub, Client, c.id)  # not deleted
+        # the removed one was seen by this run (in its first pass): its deletion waits for the next full run
+        summary = await run(hub, v.id, c.id, "full")
+        assert summary["status"] == "succeeded" and summary["deleted"] == 1, summary
+        live = set(stored(hub, Client, c.id))
+        assert removed["id"] not in live and shifted["id"] in live and len(live) == 249
+    finally:
+        stop()
+
+
 async def test_a_record_of_the_wrong_shape_fails_the_run_as_schema_mismatch(hub) -> None:  # type: ignore[no-untyped-def]
     """A provider that starts sending a field with another type (here a boolean last name, and an e-mail that is a
     number) fails the run with ``SchemaMismatch`` naming the stream and the record, and puts the connection in

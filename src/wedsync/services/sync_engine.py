@@ -673,9 +673,14 @@ class SyncService:
             expected_pages = pages[-1].total_pages or 0
             if len(pages) < expected_pages:
                 return False
+            if any(t != final_total for t in totals):
+                # the listing changed while this pass read it: a record removed before the read position moves
+                # every later one a place up, and one of them into a page already read, never seen (accepting a
+                # total that only shrank deleted that live record; found by a probe). Read it again.
+                return False
             seen = s.execute(select(func.count()).select_from(model).where(
                 model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
-            return seen >= final_total and all(t >= final_total for t in totals)
+            return bool(seen >= final_total)
 
     def finish(self, plan: RunPlan, complete: dict[str, bool]) -> dict[str, Any]:
         """Apply deletes for provably complete full listings, advance cursors to the run's start."""
