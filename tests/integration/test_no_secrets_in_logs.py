@@ -69,3 +69,23 @@ async def test_sync_webhooks_and_errors_leak_nothing(api, hub, secret_sandbox) -
     assert "provider.request" in out  # the requests were logged...
     for secret in (PROVIDER_KEY, hook_secret, vendor_key, vendor_key.split("_", 2)[2]):
         assert secret not in out  # ...without their credentials
+
+
+def test_a_failed_statement_never_carries_the_clients_data(hub) -> None:  # type: ignore[no-untyped-def]
+    """A page write that fails (its connection deleted mid-run: a foreign key) raised an error whose text held
+    the statement's parameters, names, e-mails and phones of the page's clients, and DBOS logged it whole
+    (found by a probe). The engines hide parameters."""
+    from sqlalchemy.exc import IntegrityError
+
+    from wedsync.domain.crm import ClientRecord
+
+    v = hub.tenancy.create_vendor("Leak Studio")
+    conn = hub.connections.create(v.id, "honeybook", credentials={})
+    with pytest.raises(IntegrityError) as failed:
+        with hub.db.engine.begin() as c:  # a vendor that does not exist: the foreign key refuses the rows
+            hub.sync.upsert(c, "01h35ccwymj5ctckp8px1azhg6", conn.id, "contacts", [
+                ClientRecord("r1", first_name="Private", last_name="Person", email="private.person@example.com",
+                             phone="+14155550199")])
+    text = str(failed.value)
+    assert "private.person@example.com" not in text and "+14155550199" not in text and "Private" not in text
+    assert "[SQL parameters hidden" in text  # the statement is still named, only its values are not
