@@ -515,3 +515,14 @@ async def test_hooks_during_a_provider_outage_wait_out_a_backoff_then_land(any_h
         stored = s.execute(select(Client).where(Client.connection_id == conn_id, Client.remote_id == rid)).scalar_one()
     assert stored.remote_modified_at is not None and stored.remote_modified_at.isoformat()[:19] == \
         truth["modified"][:19]
+
+
+def test_failing_a_run_whose_connection_was_deleted_is_quiet(hub) -> None:  # type: ignore[no-untyped-def]
+    """The connection (and with it the run) deleted while the run was writing: marking the run failed finds no
+    run; that is the end of it (it raised NotFound, and the workflow crashed a second time)."""
+    v = hub.tenancy.create_vendor("Gone Studio")
+    c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY})
+    r = hub.sync.create_run(v.id, c.id, "full")
+    hub.connections.delete(v.id, c.id)
+    out = hub.sync.fail(r.id, RuntimeError("IntegrityError: FOREIGN KEY constraint failed"))
+    assert out["gone"] is True and out["status"] == "failed"

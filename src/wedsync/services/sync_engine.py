@@ -28,6 +28,7 @@ from wedsync.connectors.base import Page
 from wedsync.connectors.errors import ConnectorError, SchemaMismatch
 from wedsync.domain.crm import AnyRecord, ClientRecord, WeddingRecord, record_values
 from wedsync.errors import Conflict, InvalidInput, NotFound
+from wedsync.logging import get_logger
 from wedsync.metrics import SYNC_RUNS, count_sync_records
 from wedsync.services.connections import ConnectionService
 from wedsync.services.crm_sync import CrmResolver, CrmStats
@@ -58,6 +59,8 @@ STREAM_MODELS: dict[str, Any] = {"contacts": Client, "jobs": Wedding, "job_conta
 STREAM_ORDER = ("contacts", "jobs", "job_contacts", "events", "contracts", "invoices", "orders")
 STREAMS = ("contacts", "jobs", "job_contacts")
 _CRM_STATS: Table = CrmRunPageStats.__table__  # type: ignore[assignment]
+
+log = get_logger("wedsync.sync")
 
 
 #: Records a batch of hooks re-fetches at once (the provider account's rate budget still paces them).
@@ -738,8 +741,9 @@ class SyncService:
         detail = (detail or f"{type(error).__name__}: {error}")[:2000]
         with self.db.session() as s:
             run = s.get(SyncRun, run_id)
-            if run is None:
-                raise NotFound("sync run not found")
+            if run is None:  # deleted with its connection while it ran: nothing left to mark
+                log.info("sync run gone (its connection was deleted)", run_id=run_id)
+                return {"id": run_id, "status": "failed", "error_detail": detail, "gone": True}
             self._materialize(s, run)
             run.status, run.finished_at, run.error_detail = "failed", utcnow(), detail
             run.errors += 1

@@ -57,7 +57,9 @@ async def sync_connection(run_id: str) -> dict[str, Any]:
     except ConnectorError as exc:
         return await fail_step(run_id, "connector", f"{type(exc).__name__}: {exc}", type(exc).__name__)
     except Exception as exc:  # a bug or a store failure: record it on the run, then let DBOS see it
-        await fail_step(run_id, "internal", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        out = await fail_step(run_id, "internal", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        if out.get("gone"):  # the connection was deleted mid-run (its rows refused): nothing to recover
+            return out
         raise
 
 
