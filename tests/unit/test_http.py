@@ -25,6 +25,7 @@ from wedsync.connectors.errors import (
     CircuitOpen,
     Fatal,
     OutcomeUnknown,
+    ProviderDown,
     RateLimited,
     ReauthRequired,
     Retriable,
@@ -84,6 +85,10 @@ def make_app(rec: Recorder) -> Starlette:
     async def always_429(request: Request) -> Response:
         rec.hit(request)
         return JSONResponse({"error": "quota"}, status_code=429, headers={"Retry-After": "120"})
+
+    async def maintenance(request: Request) -> Response:
+        rec.hit(request)
+        return PlainTextResponse("down for maintenance", status_code=503, headers={"Retry-After": "120"})
 
     async def exhausted(request: Request) -> Response:
         n = rec.hit(request)
@@ -148,6 +153,7 @@ def make_app(rec: Recorder) -> Starlette:
             Route("/limited-seconds", limited_seconds),
             Route("/limited-date", limited_date),
             Route("/always-429", always_429),
+            Route("/maintenance", maintenance),
             Route("/exhausted", exhausted),
             Route("/flaky", flaky),
             Route("/broken", broken, methods=["GET", "POST"]),
@@ -240,6 +246,16 @@ async def test_429_beyond_max_total_wait_is_raised_at_once(app: Starlette, rec: 
     assert info.value.retry_after == 120.0
     assert rec.calls["/always-429"] == 1
     assert time.monotonic() - start < 5.0  # raised at once, not after the 120 s the provider asked for
+
+
+async def test_an_outage_with_retry_after_is_named_an_outage_not_a_quota(app: Starlette, rec: Recorder) -> None:
+    """503 with Retry-After pauses the account like a 429 does, but the error says the provider is down
+    (ProviderDown, code provider_unavailable): it read 'RateLimited: asked us to wait 120s' (found by a probe)."""
+    async with client(app, provider_name()) as c:
+        with pytest.raises(ProviderDown) as info:
+            await c.get_json("/maintenance")
+    assert isinstance(info.value, RateLimited) and 119 <= info.value.retry_after <= 120  # waited out like one
+    assert info.value.code == "provider_unavailable" and "unavailable (HTTP 503)" in str(info.value)
 
 
 async def test_ratelimit_remaining_zero_pauses_second_client_of_same_account(app: Starlette, rec: Recorder) -> None:

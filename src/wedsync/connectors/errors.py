@@ -55,6 +55,13 @@ class RateLimited(Retriable):
         self.retry_after = retry_after
 
 
+class ProviderDown(RateLimited):
+    """The provider answered 5xx with ``Retry-After``: it is unavailable for that long (an outage or
+    maintenance, not our quota). Waited out like a rate limit, named for what it is."""
+
+    code = "provider_unavailable"
+
+
 class CircuitOpen(Retriable):
     code = "provider_circuit_open"
     status = 424

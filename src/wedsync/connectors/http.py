@@ -50,6 +50,7 @@ from wedsync.connectors.errors import (
     ConnectorError,
     Fatal,
     OutcomeUnknown,
+    ProviderDown,
     RateLimited,
     ReauthRequired,
     Retriable,
@@ -150,6 +151,7 @@ class RateBudget:
         self._tokens = 0.0
         self._updated = time.monotonic()
         self._blocked_until = 0.0
+        self.blocked_by: int | None = None  # the HTTP status that ordered the current pause
         self.jitter = jitter
         self.max_pause = max_pause
         self.limit: int | None = None
@@ -261,6 +263,7 @@ class RateBudget:
                     self._tokens = min(self._tokens, float(left))
         if pause:
             self.pause_for(pause)
+            self.blocked_by = status
         return pause
 
 
@@ -641,6 +644,11 @@ class ProviderClient:
                 # of our wait allowance is not waited out here: the caller (a workflow) reschedules.
                 pause = self.budget.paused_for
                 if pause > policy.max_total_wait - waited:
+                    down = (self.budget.blocked_by or 0) >= 500
+                    if down:
+                        raise ProviderDown(f"{self.provider} is unavailable (HTTP {self.budget.blocked_by}) and "
+                                           f"asked us to wait {pause:.0f}s", retry_after=pause,
+                                           provider=self.provider, http_status=None)
                     raise RateLimited(f"{self.provider} asked us to wait {pause:.0f}s", retry_after=pause,
                                       provider=self.provider, http_status=None)
                 return await self._attempt(request, method, log_path, attempt, replayable)
