@@ -82,6 +82,18 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert job["chunks_done"] == 3 and job["merged"] == 1  # 2 + 2 rows, then an empty last chunk
     errs = (await api.get(f"/api/crm/imports/{job['id']}/errors", headers=auth(key_a))).json()["items"]
     assert errs and errs[-1]["line"] == 5 and errs[-1]["skipped"] is True and errs[-1]["code"]
+    # line 5 has two reports (a bad e-mail, then no identity): both say the row was skipped, and paging one at
+    # a time shows both (the second was lost when a page ended on the first)
+    assert [(e["code"], e["skipped"]) for e in errs if e["line"] == 5] == [("invalid_email", True),
+                                                                           ("no_identity", True)]
+    paged: list[dict[str, Any]] = []
+    after = 0
+    while after is not None:
+        page = (await api.get(f"/api/crm/imports/{job['id']}/errors", params={"limit": 1, "after_line": after},
+                              headers=auth(key_a))).json()
+        paged += page["items"]
+        after = page["next_after_line"]
+    assert paged == errs
 
     clients = (await api.get("/api/crm/clients", headers=auth(key_a))).json()["items"]
     assert sorted(c["first_name"] for c in clients) == ["Ana", "Leo"]

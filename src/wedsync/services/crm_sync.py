@@ -1310,10 +1310,10 @@ class CrmService:
         for row in rows:
             fatal = row.client is None
             bad += fatal
-            for issue in row.issues:
+            for issue in row.issues:  # "fatal" is stored as whether the row was skipped, for each of its issues
                 errors.append({"job_id": job_id, "vendor_id": vendor_id, "line": issue.line,
                                "column": issue.column, "code": issue.code, "message": issue.message[:1000],
-                               "fatal": bool(getattr(issue, "fatal", fatal))})
+                               "fatal": fatal})
             if fatal and not row.issues:
                 errors.append({"job_id": job_id, "vendor_id": vendor_id, "line": row.line, "column": None,
                                "code": "row_rejected", "message": "the row has no client", "fatal": True})
@@ -1382,9 +1382,15 @@ class CrmService:
                       ) -> list[dict[str, Any]]:
         self.import_status(vendor_id, job_id)
         with self.db.read() as s:
-            rows = s.execute(select(CrmImportError).where(CrmImportError.job_id == job_id,
-                                                          CrmImportError.line > after_line)
-                             .order_by(CrmImportError.line, CrmImportError.id).limit(limit)).scalars()
+            rows = list(s.execute(select(CrmImportError).where(CrmImportError.job_id == job_id,
+                                                               CrmImportError.line > after_line)
+                                  .order_by(CrmImportError.line, CrmImportError.id).limit(limit)).scalars())
+            if len(rows) == limit:  # a page ends with a whole line: the next one starts after it (a line's
+                # second report was never shown when the page ended on its first)
+                last = rows[-1]
+                rows += s.execute(select(CrmImportError).where(
+                    CrmImportError.job_id == job_id, CrmImportError.line == last.line, CrmImportError.id > last.id)
+                    .order_by(CrmImportError.id)).scalars()
             return [{"line": e.line, "column": e.column, "code": e.code, "message": e.message,
                      "skipped": e.fatal} for e in rows]
 

@@ -253,7 +253,7 @@ def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
                   after_line: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500) -> dict[str, Any]:
     """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported."""
     items = hub.crm.import_errors(vendor_id, job_id, after_line=after_line, limit=limit)
-    return {"items": items, "next_after_line": items[-1]["line"] if len(items) == limit else None}
+    return {"items": items, "next_after_line": items[-1]["line"] if len(items) >= limit else None}
 
 
 class CsvResponse(StreamingResponse):
