@@ -116,6 +116,19 @@ def test_decoding_a_windows_file_is_linear_in_its_size(mixed: bool) -> None:
     assert big < 60 * small + 0.05, (small, big)  # linear: about 20x; quadratic would be about 400x
 
 
+def test_studio_ninjas_second_phone_is_kept_and_exported_back() -> None:
+    """A Studio Ninja row with a Mobile and a Phone: the landline was dropped without a word."""
+    data = (b"Client ID,Client Name,Email Address,Mobile,Phone\r\n"
+            b"101,Chloe Martin,c@example.com.au,0412 345 678,(02) 9876 5432\r\n")
+    (row,) = rows_of(data, "studio-ninja")
+    assert row.client is not None and not row.issues
+    assert (row.client.phone, row.client.custom_fields) == ("+61412345678", {"phone2": "+61298765432"})
+    out = b"".join(export_csv("studio-ninja", [(row.client, None)]))
+    assert b",0412 345 678,(02) 9876 5432," in out
+    (back,) = rows_of(out, "studio-ninja")
+    assert back.client is not None and back.client.custom_fields == {"phone2": "+61298765432"}
+
+
 def test_utf16_without_bom_and_big_endian() -> None:
     assert rows_of(HB.encode("utf-16-le"))[0].client.last_name == "Müller"  # type: ignore[union-attr]
     assert rows_of(codecs.BOM_UTF16_BE + HB.encode("utf-16-be"))[0].client.email == "zoe@example.com"  # type: ignore[union-attr]

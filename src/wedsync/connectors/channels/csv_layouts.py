@@ -630,6 +630,7 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     country = values.get("country")
     phone_region = _region(country, region)
     phone = None
+    second_phone = None  # a second number (Studio Ninja's Phone beside its Mobile) is kept, never dropped
     for key in ("phone", "phone2"):
         if key in values:
             checked = check_phone(values[key], phone_region)
@@ -638,6 +639,8 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
                                        f"{values[key][:40]!r} is not a phone number for {phone_region}"))
             elif phone is None:
                 phone = checked
+            elif checked != phone:
+                second_phone = checked
 
     address = {k: values[f] for k, f in (("streetAddress", "street"), ("city", "city"), ("state", "state"),
                                          ("postalCode", "postal_code"), ("country", "country")) if f in values}
@@ -650,6 +653,8 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     client_custom: dict[str, str] = {}
     if "lead_source" in values:
         client_custom["lead_source"] = values["lead_source"]
+    if second_phone is not None:
+        client_custom["phone2"] = second_phone
     client_custom.update(custom)
     remote_id = values.get("remote_id")
     remote_id = f"{spec.id_prefix}{remote_id}" if remote_id else client_hash_id(email, first, last)
@@ -740,6 +745,9 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
             value = client.email
         elif canonical == "phone":
             value = _format_phone(client.phone, region)
+        elif canonical == "phone2":
+            second = custom.get("phone2")
+            value = _format_phone(second, region) if isinstance(second, str) else None
         elif canonical == "company":
             value = client.company
         elif canonical in ("street", "city", "state", "postal_code", "country"):
