@@ -129,6 +129,20 @@ def test_studio_ninjas_second_phone_is_kept_and_exported_back() -> None:
     assert back.client is not None and back.client.custom_fields == {"phone2": "+61298765432"}
 
 
+def test_the_country_column_sets_the_phones_country_in_its_own_language_too() -> None:
+    """'Italia' and 'Colombia' were not known, so their local numbers became US numbers without a word."""
+    data = (b"Contact ID,First Name,Last Name,Email,Phone,Company,Street,City,State,Zip,Country\r\n"
+            b"1,Gia,Rossi,g@example.it,347 623 4567,,,,,,Italia\r\n"
+            b"2,Ana,Perez,a@example.co,310 523 4567,,,,,,Colombia\r\n"
+            b"3,Jan,Nowak,j@example.pl,512 345 678,,,,,,Polska\r\n"
+            b"4,Kim,Lee,k@example.com,(415) 555-0134,,,,,,Narnia\r\n")
+    rows = rows_of(data, "17hats")
+    assert [r.client.phone for r in rows if r.client] == ["+393476234567", "+573105234567", "+48512345678",
+                                                          "+14155550134"]
+    assert [[i.code for i in r.issues] for r in rows] == [[], [], [], ["unknown_country"]]
+    assert "Narnia" in rows[3].issues[0].message and "US" in rows[3].issues[0].message
+
+
 def test_utf16_without_bom_and_big_endian() -> None:
     assert rows_of(HB.encode("utf-16-le"))[0].client.last_name == "Müller"  # type: ignore[union-attr]
     assert rows_of(codecs.BOM_UTF16_BE + HB.encode("utf-16-be"))[0].client.email == "zoe@example.com"  # type: ignore[union-attr]

@@ -380,21 +380,44 @@ def check_email(value: str) -> str | None:
 
 
 def _region(country: str | None, default: str) -> str:
-    if country:
-        c = country.strip()
-        if len(c) == 2 and c.isalpha():
-            return c.upper()
-        code = _COUNTRY_NAMES.get(_key(c))
-        if code:
-            return code
-    return default
+    return country_code(country) or default
+
+
+def country_code(country: str | None) -> str | None:
+    """The ISO 3166 code of a Country cell (a code, or a name in English or as the country writes it), or None."""
+    if not country or not country.strip():
+        return None
+    c = country.strip()
+    code = _COUNTRY_NAMES.get(_key(c))
+    if code:
+        return code
+    if len(c) == 2 and c.isalpha() and c.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return c.upper()
+    return None
 
 
 _COUNTRY_NAMES = {_key(k): v for k, v in {
-    "United States": "US", "USA": "US", "United States of America": "US", "Australia": "AU",
-    "United Kingdom": "GB", "UK": "GB", "England": "GB", "Canada": "CA", "New Zealand": "NZ", "Ireland": "IE",
-    "Germany": "DE", "France": "FR", "Spain": "ES", "Italy": "IT", "Mexico": "MX", "Japan": "JP",
-    "Netherlands": "NL", "Brazil": "BR", "India": "IN", "South Africa": "ZA",
+    "United States": "US", "USA": "US", "U.S.": "US", "U.S.A.": "US", "United States of America": "US",
+    "America": "US", "Australia": "AU", "AUS": "AU", "United Kingdom": "GB", "UK": "GB", "U.K.": "GB",
+    "Great Britain": "GB", "Britain": "GB", "England": "GB", "Scotland": "GB", "Wales": "GB",
+    "Northern Ireland": "GB", "GBR": "GB", "Canada": "CA", "CAN": "CA", "New Zealand": "NZ", "Aotearoa": "NZ",
+    "NZL": "NZ", "Ireland": "IE", "Eire": "IE", "Éire": "IE", "Germany": "DE", "Deutschland": "DE", "DEU": "DE",
+    "France": "FR", "FRA": "FR", "Spain": "ES", "España": "ES", "ESP": "ES", "Italy": "IT", "Italia": "IT",
+    "ITA": "IT", "Mexico": "MX", "México": "MX", "MEX": "MX", "Japan": "JP", "Nippon": "JP", "Netherlands": "NL",
+    "The Netherlands": "NL", "Holland": "NL", "Nederland": "NL", "Brazil": "BR", "Brasil": "BR", "BRA": "BR",
+    "India": "IN", "Bharat": "IN", "South Africa": "ZA", "Portugal": "PT", "Belgium": "BE", "Belgique": "BE",
+    "België": "BE", "Switzerland": "CH", "Schweiz": "CH", "Suisse": "CH", "Svizzera": "CH", "Austria": "AT",
+    "Österreich": "AT", "Sweden": "SE", "Sverige": "SE", "Norway": "NO", "Norge": "NO", "Denmark": "DK",
+    "Danmark": "DK", "Finland": "FI", "Suomi": "FI", "Iceland": "IS", "Poland": "PL", "Polska": "PL",
+    "Czech Republic": "CZ", "Czechia": "CZ", "Hungary": "HU", "Greece": "GR", "Hellas": "GR", "Croatia": "HR",
+    "Hrvatska": "HR", "Romania": "RO", "Bulgaria": "BG", "Turkey": "TR", "Türkiye": "TR", "Cyprus": "CY",
+    "Malta": "MT", "Luxembourg": "LU", "Monaco": "MC", "Israel": "IL", "United Arab Emirates": "AE", "UAE": "AE",
+    "Saudi Arabia": "SA", "Qatar": "QA", "Egypt": "EG", "Morocco": "MA", "Kenya": "KE", "Nigeria": "NG",
+    "China": "CN", "Hong Kong": "HK", "Taiwan": "TW", "South Korea": "KR", "Korea": "KR", "Singapore": "SG",
+    "Malaysia": "MY", "Thailand": "TH", "Vietnam": "VN", "Viet Nam": "VN", "Indonesia": "ID", "Bali": "ID",
+    "Philippines": "PH", "Argentina": "AR", "Chile": "CL", "Colombia": "CO", "Peru": "PE", "Perú": "PE",
+    "Costa Rica": "CR", "Puerto Rico": "PR", "Jamaica": "JM", "Bahamas": "BS", "Dominican Republic": "DO",
+    "Fiji": "FJ",
 }.items()}
 
 
@@ -628,7 +651,12 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
         return ParsedRow(line, None, None, issues)
 
     country = values.get("country")
-    phone_region = _region(country, region)
+    known = country_code(country)
+    phone_region = known or region
+    if country and known is None:  # said, and not understood: the phones below were read as the default's
+        issues.append(RowIssue(line, _header_for(spec, "country"), "unknown_country",
+                               f"{country[:40]!r} is not a country we know; phones without a +country code "
+                               f"were read as {region} numbers"))
     phone = None
     second_phone = None  # a second number (Studio Ninja's Phone beside its Mobile) is kept, never dropped
     for key in ("phone", "phone2"):

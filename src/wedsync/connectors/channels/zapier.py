@@ -33,6 +33,7 @@ from wedsync.connectors.channels.csv_layouts import (
     check_email,
     check_phone,
     client_hash_id,
+    country_code,
     export_csv,
     loose_datetime,
     parse_csv,
@@ -239,7 +240,7 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
     raw_email = _pick(fields, names["email"])
     email = check_email(raw_email) if raw_email else None
     country = _pick(fields, names["country"])
-    region = country.upper() if country and len(country) == 2 else spec.default_region
+    region = country_code(country) or spec.default_region
     raw_phone = _pick(fields, names["phone"])
     phone = check_phone(raw_phone, region) if raw_phone else None
     provider_client_id = _pick(fields, spec.client_id)
