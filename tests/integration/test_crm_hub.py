@@ -300,6 +300,39 @@ async def test_a_corrected_email_finds_the_client_next_time(any_hub) -> None:  #
     assert hub.crm.update_client(v.id, pid, {"first_name": "M" * 48})["first_name"] == "M" * 48
 
 
+async def test_a_key_shared_by_very_many_clients_finds_no_candidates(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A planner's e-mail on every inquiry she sends: each new record was compared with every client under it,
+    a page's work growing with the book (a 20,000-row file with one shared date held the write lock past SQLite's
+    30 s timeout). Past MAX_KEY_CANDIDATES such a key tells no one apart and finds no candidates."""
+    from wedsync.services import crm_sync
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Planner Inbox")
+    hb = csv_connection(hub, v.id)
+    monkeypatch.setattr(crm_sync, "MAX_KEY_CANDIDATES", 40)
+    import hashlib
+
+    def name(i: int, salt: str) -> str:  # 45 names with nothing in common
+        return hashlib.sha256(f"{salt}{i}".encode()).hexdigest()[:10].translate(str.maketrans("0123456789",
+                                                                                          "ghijklmnop"))
+
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [
+            ClientRecord(f"h{i}", first_name=name(i, "f"), last_name=name(i, "l"), email="planner@venue.example")
+            for i in range(45)])
+    assert len(hub.crm.list_clients(v.id, limit=500)[0]) == 45
+    compared = []
+    real = crm_sync.decide
+    monkeypatch.setattr(crm_sync, "decide", lambda f, g: compared.append(1) or real(f, g))
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [
+            ClientRecord(f"n{i}", first_name=name(i, "nf"), last_name=name(i, "nl"), email="planner@venue.example")
+            for i in range(5)])
+    # 45 clients under the key: none of them compared (it was 5 x 45), only the page's own records
+    assert len(compared) == 0 + 1 + 2 + 3 + 4
+    assert len(hub.crm.list_clients(v.id, limit=500)[0]) == 50
+
+
 async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Hook Studio")

@@ -362,6 +362,11 @@ class CrmResolver:
         fkeys = [blocking_keys(f) for f in feats]
         all_keys = sorted({k for ks in fkeys for k in ks})
         key_index = self._lookup_keys(conn, vendor_id, all_keys) if all_keys else {}
+        # a key shared by very many clients (a planner's e-mail on every inquiry she sends, one date and one
+        # pair of initials in a generated file) tells no one apart, and comparing each record with all of them
+        # made a page quadratic (a 20,000-row import held the write lock past SQLite's 30 s timeout): such a key
+        # finds no candidates; records are matched by their other keys
+        key_index = {k: ids for k, ids in key_index.items() if len(ids) <= MAX_KEY_CANDIDATES}
         wanted = {o.crm_client_id for _, o in merge}
         people = self.load_people(conn, wanted) if wanted else {}
         # candidates by blocking key: only what decide() needs until one is joined (then loaded whole)
@@ -400,7 +405,8 @@ class CrmResolver:
             at = values.get("remote_modified_at")  # unknown (a CSV row): newest-wins cannot decide
             incoming_side = Side(provider, connection_id, at)
             found: tuple[str, Match] | None = None
-            for pid in sorted({pid for k in keys for pid in key_index.get(k, ())}):
+            near = [key_index.get(k, ()) for k in keys]  # (within the page too: a key grows as records join it)
+            for pid in sorted({pid for ids in near if len(ids) <= MAX_KEY_CANDIDATES for pid in ids}):
                 m = decide(f, feats_of(pid))
                 if m is not None and (found is None or m.score > found[1].score):
                     found = (pid, m)
@@ -559,6 +565,8 @@ SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incrementa
 DEFAULT_CHUNK = 1000
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
+#: clients one blocking key may find; a key shared by more is too common to tell anyone apart
+MAX_KEY_CANDIDATES = 200
 # the longest value a vendor may set on a text field (the API's PATCH model states the same)
 _TEXT_LIMITS = {"first_name": 200, "last_name": 200, "display_name": 400, "email": 320, "phone": 64, "company": 200}
 
