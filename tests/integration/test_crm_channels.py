@@ -4,6 +4,7 @@ products' CSV files (exports parsed to ground truth, our exports accepted by the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from typing import Any
@@ -361,13 +362,21 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
     def count(outcome: str) -> float:
         return REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": outcome}) or 0
 
-    before = {o: count(o) for o in ("processed", "failed")}
-    out = await process_batch(hub, "honeybook")
-    assert out == {"claimed": 3, "processed": 1, "failed": 2, "retried": 0}
-    assert (count("processed") - before["processed"], count("failed") - before["failed"]) == (1, 2)
-    events = hub.inbox.events(living.id)
-    assert [(e.event_id, e.status) for e in events] == [("e1", "processed")]
+    def settled() -> bool:
+        return all(e.status in ("processed", "failed") for c in (doomed, living) for e in hub.inbox.events(c.id))
+
+    # drained here, or by a drain workflow the intake poked when one runs in this test session
+    for _ in range(100):
+        if settled():
+            break
+        await process_batch(hub, "honeybook")
+        await asyncio.sleep(0.05)
+    assert [(e.event_id, e.status) for e in hub.inbox.events(living.id)] == [("e1", "processed")]
+    gone = hub.inbox.events(doomed.id)
+    assert sorted((e.event_id, e.status) for e in gone) == [("e0", "failed"), ("e2", "failed")]
+    assert all("no longer exists" in (e.error or "") and e.attempts <= 1 for e in gone)
     assert len(hub.crm.list_clients(living.vendor_id)[0]) == 1
+    assert count("processed") >= 1 and count("failed") >= 2  # counted by the drain that ran them
 
 
 # --- the products' CSV files ------------------------------------------------------------------------------
