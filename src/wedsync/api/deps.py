@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
@@ -24,6 +24,12 @@ HubDep = Annotated[Hub, Depends(hub_dep)]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page (1 to 500)")]
 #: A keyset cursor: the ``next_cursor`` of the previous page, which is an id (26 lowercase ULID characters).
 #: Anything else is a 422 instead of a page that silently starts somewhere else or comes back empty.
+def next_cursor(items: Sequence[Any], limit: int, id_of: Callable[[Any], Any] = lambda item: item["id"]) -> Any:
+    """The keyset cursor of a list a route answered newest or oldest first: the last item's id when the page is
+    full (there may be more), None on the last page."""
+    return id_of(items[-1]) if items and len(items) == limit else None
+
+
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9a-hjkmnp-tv-z]{26}$",
                                      description="next_cursor of the previous page")]
 

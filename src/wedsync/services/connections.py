@@ -9,6 +9,7 @@ import socket
 import threading
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 
@@ -24,6 +25,14 @@ WEBHOOK_SECRET = "webhook_secret"
 
 #: The longest lookback an incremental pull may take (a longer one is a full pull by another name).
 MAX_LOOKBACK_SECONDS = 30 * 86_400
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def check_settings(cls: type[Connector], settings: dict[str, Any]) -> dict[str, Any]:
@@ -58,13 +67,7 @@ def check_settings(cls: type[Connector], settings: dict[str, Any]) -> dict[str, 
                 raise bad("settings.default_region is a two-letter country code (ISO 3166), e.g. US, GB, AU")
             out[key] = region
         elif key == "timezone":
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(value) if isinstance(value, str) and value else None
-            except (ZoneInfoNotFoundError, ValueError):
-                value = None
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not _is_zone(value):
                 raise bad("settings.timezone is an IANA time zone, e.g. America/New_York")
             out[key] = value
         elif key == "destination_account":
@@ -153,10 +156,7 @@ class ConnectionService:
                                            {k: v for k, v in merged.items() if v is not None})
             s.flush()
             s.expunge(conn)
-        with self._lock:  # a live connector built from the old settings is rebuilt on next use
-            for key in [k for k in self._live if k[0] == connection_id]:
-                self._live.pop(key, None)
-        return conn
+        return conn  # connectors are built from credentials only: a live one needs no rebuilding
 
     def webhook_secret(self, conn: Connection) -> str | None:
         """The secret a vendor-configured sender (a Zap) signs with or puts in the URL; None for providers whose

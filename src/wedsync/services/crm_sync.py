@@ -567,8 +567,9 @@ MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 #: clients one blocking key may find; a key shared by more is too common to tell anyone apart
 MAX_KEY_CANDIDATES = 200
-# the longest value a vendor may set on a text field (the API's PATCH model states the same)
-_TEXT_LIMITS = {"first_name": 200, "last_name": 200, "display_name": 400, "email": 320, "phone": 64, "company": 200}
+# the longest value a vendor may set on a text field: its column's length
+_TEXT_LIMITS: dict[str, int] = {f: getattr(_CC.c[f].type, "length", None) or 0 for f in CLIENT_FIELDS
+                                 if f != "address"}
 
 
 def canonical_provider(name: str) -> str:
@@ -630,9 +631,13 @@ def _owner(p: _Person, name: str) -> str | None:
     return (p.field_sources.get(name) or {}).get("c") or p.source_connection_id
 
 
+def _full_name(c: Any) -> str:
+    return " ".join(p for p in (c.first_name, c.last_name) if p)
+
+
 def _values_of_row(r: Any) -> dict[str, Any]:
     return {f: getattr(r, f) for f in (*CLIENT_FIELDS, "custom_fields", "kind", "remote_id",
-                                       "remote_modified_at")}
+                                       "remote_modified_at", "remote_created_at")}
 
 
 class CrmService:
@@ -676,9 +681,10 @@ class CrmService:
             raise InvalidInput(
                 f"{slug} has no API to pull from: import its CSV export (POST /api/crm/imports) or send its "
                 f"Zapier hook to the connection's webhook URL", code="not_pullable")
-        if slug == "wedsync-marketplace":
-            raise InvalidInput("the marketplace sends its inquiries to POST /api/crm/inquiries; there is nothing to "
-                               "pull", code="not_pullable")
+        from wedsync.connectors.registry import get_connector_class
+
+        if not hasattr(get_connector_class(slug), "list_page"):  # the marketplace: its inquiries are posted to us
+            raise InvalidInput(f"{slug} has nothing to pull", code="not_pullable")
         # what the provider can do decides first; whether this vendor has connected it comes after
         return self.connection_for(vendor_id, slug), mode
 
@@ -751,7 +757,7 @@ class CrmService:
                 raise Conflict("the client changed meanwhile", code="version_conflict",
                                details={"version": c.version})
             applied: dict[str, Any] = {}
-            derived = " ".join(p for p in (c.first_name, c.last_name) if p)
+            derived = _full_name(c)
             for name, value in changes.items():
                 if name == "custom_fields":
                     if not isinstance(value, dict):
@@ -766,7 +772,7 @@ class CrmService:
                     applied[name] = value
             if ({"first_name", "last_name"} & set(applied) and "display_name" not in applied
                     and (c.display_name or "") == derived):  # a display name made of the names follows them
-                c.display_name = " ".join(p for p in (c.first_name, c.last_name) if p) or None
+                c.display_name = _full_name(c) or None
             sources = dict(c.field_sources or {})
             for name in applied:
                 sources[name] = {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
@@ -1418,6 +1424,8 @@ class CrmService:
         layout is exported) when it has one, else no id (the layout's id column stays blank, as for a client
         the product never had) and its earliest source's creation time: the hub's own client ids in a product's
         id column made a re-import of the export create every client again beside the originals."""
+        from wedsync.connectors.channels.csv_layouts import client_hash_id
+
         after = ""
         while True:
             with self.db.read() as s:
@@ -1431,10 +1439,7 @@ class CrmService:
                     after = src[-1].id
                     wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src])
                     for r in src:
-                        yield ClientRecord(**{k: v for k, v in _values_of_row(r).items()
-                                              if k != "remote_modified_at"},
-                                           remote_modified_at=r.remote_modified_at,
-                                           remote_created_at=r.remote_created_at), wed.get(r.remote_id)
+                        yield ClientRecord(**_values_of_row(r)), wed.get(r.remote_id)
                     continue
                 people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
                                                                 CrmClient.id > after)
@@ -1465,8 +1470,6 @@ class CrmService:
                     for pid, c2, rid, _, _ in links:
                         if pid and c2 == cid and rid in found and pid not in wed_of:
                             wed_of[pid] = found[rid]
-                from wedsync.connectors.channels.csv_layouts import client_hash_id
-
                 for p in people:
                     ident = own_id.get(p.id) or client_hash_id(p.email, p.first_name, p.last_name)
                     yield ClientRecord(remote_id=ident, kind=p.kind, first_name=p.first_name, last_name=p.last_name,

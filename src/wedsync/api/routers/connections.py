@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
-from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, next_cursor
 from wedsync.api.routers.webhooks import forget_connection, poke_drain
 from wedsync.api.schemas import (
     ClientOut,
@@ -81,7 +81,7 @@ def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p
     hub.connections.get(vendor_id, connection_id)
     rows = hub.inbox.events(connection_id, status=status, after=after, limit=limit)
     items = [WebhookEventOut(**r._mapping) for r in rows]
-    return WebhookEventsPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+    return WebhookEventsPage(items=items, next_cursor=next_cursor(items, limit, lambda e: e.id))
 
 
 @router.post("/connections/{connection_id}/webhook-events/{event_id}/retry", response_model=WebhookEventOut)
@@ -164,8 +164,7 @@ def list_runs(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, 
     """The connection's runs, newest first; pass ``next_cursor`` as ``after`` for the next page."""
     hub.connections.get(vendor_id, connection_id)
     runs = hub.sync.list_runs(vendor_id, connection_id, limit=limit, after=after)
-    return {"items": [hub.sync.summary(r) for r in runs],
-            "next_cursor": runs[-1].id if len(runs) == limit else None}
+    return {"items": [hub.sync.summary(r) for r in runs], "next_cursor": next_cursor(runs, limit, lambda r: r.id)}
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunOut)

@@ -10,7 +10,18 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, read_body, too_large
+from wedsync.api.deps import (
+    Cursor,
+    HubDep,
+    Limit,
+    PrincipalDep,
+    Reader,
+    VendorId,
+    Writer,
+    next_cursor,
+    read_body,
+    too_large,
+)
 from wedsync.api.schemas import Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
@@ -124,12 +135,8 @@ def list_merges(hub: HubDep, vendor_id: VendorId, _r: Reader, client_id: str | N
     page); ``by_rule`` counts those in force."""
     items = hub.crm.list_merges(vendor_id, client_id=client_id, include_undone=include_undone, limit=limit,
                                 after=after)
-    return {"items": items, "next_cursor": _next(items, limit), "by_rule": hub.crm.merge_summary(vendor_id)}
+    return {"items": items, "next_cursor": next_cursor(items, limit), "by_rule": hub.crm.merge_summary(vendor_id)}
 
-
-def _next(items: list[dict[str, Any]], limit: int) -> str | None:
-    """The keyset cursor of a full page: its last id (None on the last page)."""
-    return str(items[-1]["id"]) if len(items) == limit else None
 
 
 @router.post("/api/crm/merges/{merge_id}/undo")
@@ -149,7 +156,7 @@ def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
     page."""
     items = hub.crm.list_conflicts(vendor_id, status=None if status_ == "all" else status_, client_id=client_id,
                                    limit=limit, after=after)
-    return {"items": items, "next_cursor": _next(items, limit)}
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/crm/conflicts/{conflict_id}/resolve")
@@ -278,7 +285,7 @@ def list_outbox(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = No
     """Write-backs to providers, newest first: pending, done (with the echo seen or not) or failed;
     ``next_cursor`` as ``after`` for the next page."""
     items = hub.crm.list_outbox(vendor_id, limit, after)
-    return {"items": items, "next_cursor": _next(items, limit)}
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
