@@ -346,6 +346,10 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
         conn = hub.connections.create(vendor.id, "honeybook", credentials={})
         conns.append((key, conn, hub.connections.credentials(conn)[WEBHOOK_SECRET]))
     (key_d, doomed, secret_d), (_, living, secret_l) = conns
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": outcome}) or 0
+
+    before = {o: count(o) for o in ("processed", "failed")}
     accepted = REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": "accepted"})
     for n, (conn, secret) in enumerate(((doomed, secret_d), (living, secret_l), (doomed, secret_d))):
         body = hook(n, f"ana{n}@example.com")
@@ -358,9 +362,6 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
     body = hook(9, "late@example.com")
     r = await api.post(f"/webhooks/honeybook/{doomed.id}", content=body, headers=ZapierScheme.sign(body, secret_d))
     assert r.status_code == 404, r.text  # at once, not after the secret cache's 30 s
-
-    def count(outcome: str) -> float:
-        return REGISTRY.get_sample_value("webhook_events_total", {"provider": "honeybook", "outcome": outcome}) or 0
 
     def settled() -> bool:
         return all(e.status in ("processed", "failed") for c in (doomed, living) for e in hub.inbox.events(c.id))
@@ -376,7 +377,8 @@ async def test_a_deleted_connections_hooks_are_refused_and_never_hold_up_other_v
     assert sorted((e.event_id, e.status) for e in gone) == [("e0", "failed"), ("e2", "failed")]
     assert all("no longer exists" in (e.error or "") and e.attempts <= 1 for e in gone)
     assert len(hub.crm.list_clients(living.vendor_id)[0]) == 1
-    assert count("processed") >= 1 and count("failed") >= 2  # counted by the drain that ran them
+    # counted by the drain that ran them (at least these three: an earlier test's events may drain meanwhile)
+    assert count("processed") - before["processed"] >= 1 and count("failed") - before["failed"] >= 2
 
 
 # --- the products' CSV files ------------------------------------------------------------------------------
