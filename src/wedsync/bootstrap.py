@@ -19,10 +19,13 @@ from wedsync.store.db import Database, make_dbos_sqlite_engine
 from wedsync.store.vault import KeyFile, KeyRing, Vault
 
 
-def load_keyring(settings: Settings) -> KeyRing:
+def load_vault(settings: Settings) -> Vault:
+    """The vault on ``WEDSYNC_VAULT_KEYS`` (fixed for the process's life), else on ``WEDSYNC_HOME/vault.keys``,
+    which it follows while it runs (``wedsync vault rotate`` in another process needs no restart)."""
     if settings.vault_keys:
-        return KeyRing.decode(settings.vault_keys)
-    return KeyFile(settings.resolved_home / "vault.keys").load_or_create()
+        return Vault(KeyRing.decode(settings.vault_keys))
+    key_file = KeyFile(settings.resolved_home / "vault.keys")
+    return Vault(key_file.load_or_create(), key_file=key_file)
 
 
 # Capability services, one module each, built lazily by ``Hub.__getattr__`` (name -> "module:Class").
@@ -44,7 +47,7 @@ class Hub:
         self.db = Database(settings.db_url)
         if migrate:
             self.db.migrate()
-        self.vault = Vault(load_keyring(settings))
+        self.vault = load_vault(settings)
         self.tenancy = TenancyService(self.db, operator_key=settings.operator_key)
         self.connections = ConnectionService(self.db, self.vault,
                                              allow_private_urls=settings.allow_private_urls,

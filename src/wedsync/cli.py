@@ -335,13 +335,18 @@ def vault_rotate(
     keyfile = KeyFile(settings.resolved_home / "vault.keys")
     old = keyfile.load_or_create()
     ring = KeyRing([KeyRing.generate_key(), *old.keys])
-    keyfile.save(ring)  # the new key is durable before anything is sealed with it
-    vault = Vault(ring)
+    keyfile.save(ring)  # the new key is durable before anything is sealed with it; running processes seal
+    # with it from now on (their vaults re-read the file before sealing)
+    vault = Vault(ring)  # every key, also after a prune: rows sealed with an old key meanwhile are re-sealed
     with hub.db.session() as s:
         n = vault.reencrypt_all(s)
     if prune:
         keyfile.save(KeyRing([ring.keys[0]]))
-    hub.vault = vault
+        # a process that sealed with an old key just before the new file landed and committed after the pass
+        # above: one more pass now that no process can seal with an old key any more
+        with hub.db.session() as s:
+            n += vault.reencrypt_all(s)
+    hub.vault.refresh()
     out.print(f"new primary key {ring.primary_id}; re-encrypted {n} credential(s)"
               + ("; old keys removed" if prune else ""))
 

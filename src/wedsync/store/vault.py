@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from wedsync.errors import NotFound, VaultError
@@ -56,6 +57,10 @@ class KeyRing:
     @property
     def primary_id(self) -> str:
         return _key_id(self.keys[0])
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._by_id)
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
         nonce = os.urandom(_NONCE)
@@ -100,6 +105,14 @@ class KeyFile:
         self.save(ring)
         return ring
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the file is replaced (``save`` renames a new file over it): inode, size, mtime."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
     def save(self, ring: KeyRing) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -116,17 +129,48 @@ def _aad(vendor_id: str, connection_id: str) -> bytes:
 
 
 class Vault:
-    """Encrypts and decrypts a connection's credentials (a str->str mapping, tokens included)."""
+    """Encrypts and decrypts a connection's credentials (a str->str mapping, tokens included).
 
-    def __init__(self, ring: KeyRing, *, on_decrypt: Callable[[str], None] = _register) -> None:
+    With a ``key_file``, the ring follows that file while the process runs: ``wedsync vault rotate`` (another
+    process) replaces it, and this vault seals with the new primary key from then on and opens what the
+    rotation re-encrypted, without a restart. The file is checked (one ``stat``) before every seal and
+    re-read when a credential names a key this process does not have."""
+
+    def __init__(self, ring: KeyRing, *, on_decrypt: Callable[[str], None] = _register,
+                 key_file: KeyFile | None = None) -> None:
         self.ring = ring
         self._on_decrypt = on_decrypt
+        self._key_file = key_file
+        self._stamp = key_file.stamp() if key_file is not None else None
+        self._reload_lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Re-read the key file if it changed since this vault last read it; True if the ring changed."""
+        if self._key_file is None:
+            return False
+        with self._reload_lock:
+            stamp = self._key_file.stamp()
+            if stamp is None or stamp == self._stamp:
+                return False
+            ring = KeyRing.decode(self._key_file.path.read_text())
+            self._stamp = stamp
+            changed = ring.keys != self.ring.keys
+            self.ring = ring
+            return changed
 
     def seal(self, vendor_id: str, connection_id: str, data: dict[str, Any]) -> tuple[str, bytes]:
+        self.refresh()  # never seal with a key a rotation has replaced (a prune would lose it)
         return self.ring.encrypt(json.dumps(data, sort_keys=True).encode(), _aad(vendor_id, connection_id))
 
     def open(self, vendor_id: str, connection_id: str, key_id: str, blob: bytes) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.ring.decrypt(key_id, blob, _aad(vendor_id, connection_id)))
+        aad = _aad(vendor_id, connection_id)
+        try:
+            plain = self.ring.decrypt(key_id, blob, aad)
+        except VaultError:
+            if key_id in self.ring.key_ids or not self.refresh():
+                raise
+            plain = self.ring.decrypt(key_id, blob, aad)  # sealed with a key a rotation added meanwhile
+        data: dict[str, Any] = json.loads(plain)
         self._register_all(data)
         return data
 
@@ -150,8 +194,9 @@ class Vault:
 
     def store(self, session: Session, vendor_id: str, connection_id: str, data: dict[str, Any]) -> None:
         """Write (or replace) a connection's credentials inside the caller's transaction."""
+        row = session.get(Credential, connection_id)  # first: on SQLite this takes the write lock, so a
+        # rotation's re-encryption cannot run between the seal below and this transaction's commit
         key_id, blob = self.seal(vendor_id, connection_id, data)
-        row = session.get(Credential, connection_id)
         if row is None:
             session.add(Credential(connection_id=connection_id, vendor_id=vendor_id, key_id=key_id,
                                    ciphertext=blob))
@@ -174,6 +219,10 @@ class Vault:
 
     def reencrypt_all(self, session: Session) -> int:
         """Re-seal every credential with the primary key; returns how many rows changed."""
+        self.refresh()
+        if session.get_bind().dialect.name == "postgresql":
+            # no credential is written while this runs: one sealed with an old key meanwhile would be missed
+            session.execute(text(f"LOCK TABLE {Credential.__tablename__} IN SHARE ROW EXCLUSIVE MODE"))
         n = 0
         for row in session.execute(select(Credential).with_for_update()).scalars():
             if row.key_id == self.ring.primary_id:

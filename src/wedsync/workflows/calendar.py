@@ -77,6 +77,10 @@ async def calendar_sync_source(source_id: str) -> dict[str, Any]:
     except (ConnectorError, NotImplementedCapability) as exc:
         await calendar_fail_step(source_id, f"{type(exc).__name__}: {exc}")
         return {"status": "failed", "pages": pages, "error": str(exc)}
+    except Exception as exc:  # the vault, the store, a bug: the source says so (not "syncing" until the next
+        # run), then DBOS sees the error
+        await calendar_fail_step(source_id, f"{type(exc).__name__}: {exc}")
+        raise
     propagated = await calendar_propagate_step(plan["vendor_id"])
     return {"status": "ok", "pages": pages, "propagation": propagated}
 
