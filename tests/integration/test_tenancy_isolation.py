@@ -463,3 +463,37 @@ async def test_scopes_enforced(api, hub) -> None:  # type: ignore[no-untyped-def
                        json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}})
     assert r.status_code == 403 and r.json()["error"]["code"] == "missing_scope"
     assert (await api.get("/api/keys", headers=auth(ro))).status_code == 403
+
+
+async def test_a_key_grants_at_most_its_own_scopes(api, hub) -> None:  # type: ignore[no-untyped-def]
+    v = hub.tenancy.create_vendor("Key Admin Only")
+    _, admin = hub.tenancy.create_key(v.id, scopes=["keys"])
+    assert (await api.get("/api/clients", headers=auth(admin))).status_code == 403
+    r = await api.post("/api/keys", headers=auth(admin), json={"name": "escalated"})  # no scopes: the caller's
+    assert r.status_code == 201 and r.json()["scopes"] == ["keys"], r.text
+    r = await api.post("/api/keys", headers=auth(admin), json={"name": "escalated", "scopes": ["read", "write"]})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "scope_escalation"
+    assert r.json()["error"]["details"] == {"scopes": ["read", "write"], "held": ["keys"]}
+    names = [k.name for k in hub.tenancy.list_keys(v.id)]
+    assert names.count("escalated") == 1  # the refused one was not created
+    _, full = hub.tenancy.create_key(v.id, scopes=["read", "write", "keys"])
+    r = await api.post("/api/keys", headers=auth(full), json={"name": "reader", "scopes": ["read"]})
+    assert r.status_code == 201 and r.json()["scopes"] == ["read"]
+
+
+async def test_operator_key_scopes_are_honoured(api, hub) -> None:  # type: ignore[no-untyped-def]
+    v = hub.tenancy.create_vendor("Watched Studio")
+    _, watcher = hub.tenancy.create_key(None, operator=True, scopes=["read"])
+    headers = {**auth(watcher), "X-WedSync-Vendor": v.id}
+    assert (await api.get("/api/vendors", headers=auth(watcher))).status_code == 200
+    assert (await api.get("/api/connections", headers=headers)).status_code == 200
+    r = await api.post("/api/vendors", headers=auth(watcher), json={"name": "Not Allowed"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "missing_scope"
+    r = await api.post("/api/connections", headers=headers,
+                       json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "missing_scope"
+    assert [x.name for x in hub.tenancy.list_vendors()].count("Not Allowed") == 0
+    _, full_op = hub.tenancy.create_key(None, operator=True)
+    r = await api.post("/api/vendors", headers=auth(full_op), json={"name": "Allowed"})
+    assert r.status_code == 201

@@ -119,7 +119,8 @@ class VendorCreated(VendorOut):
 class KeyIn(Strict):
     name: str = Field(default="default", min_length=1, max_length=200)
     scopes: list[Scope] = Field(default_factory=lambda: list(ALL_SCOPES), min_length=1,
-                                description="at least one of read, write, keys (default: all three)")
+                                description="at least one of read, write, keys, each held by the calling key "
+                                            "(default: the calling key's own scopes)")
 
 
 class KeyOut(BaseModel):

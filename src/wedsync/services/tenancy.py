@@ -32,10 +32,17 @@ class Principal:
     is_operator: bool = False
 
     def require(self, scope: str) -> None:
-        if self.is_operator:
-            return
+        """Operator keys too: ``wedsync key create --operator --scope read`` is a read-only operator key (the
+        environment's ``WEDSYNC_OPERATOR_KEY`` has every scope)."""
         if scope not in self.scopes:
             raise Forbidden(f"this API key lacks the {scope!r} scope", code="missing_scope")
+
+    def may_grant(self, scopes: Sequence[str]) -> None:
+        """A key creates keys with at most its own scopes (a ``keys``-only key cannot mint a writer)."""
+        extra = sorted(set(scopes) - self.scopes)
+        if extra:
+            raise Forbidden(f"this API key cannot grant scopes it lacks: {', '.join(extra)}",
+                            code="scope_escalation", details={"scopes": extra, "held": sorted(self.scopes)})
 
     def vendor_scope(self, vendor_id: str | None = None) -> str:
         """The vendor this call acts for: the key's own vendor; an operator must name one."""

@@ -17,16 +17,20 @@ def _key_out(k: ApiKey) -> KeyOut:
 
 
 @router.post("/vendors", status_code=status.HTTP_201_CREATED, response_model=VendorCreated)
-def create_vendor(body: VendorIn, hub: HubDep, _op: Operator) -> VendorCreated:
-    """Operator only: create a vendor and its first API key (shown once)."""
+def create_vendor(body: VendorIn, hub: HubDep, op: Operator) -> VendorCreated:
+    """Operator only (with the ``write`` and ``keys`` scopes): create a vendor and its first API key (shown
+    once)."""
+    op.require("write")
+    op.require("keys")
     v = hub.tenancy.create_vendor(body.name, body.timezone)
     _, plaintext = hub.tenancy.create_key(v.id, name="default")
     return VendorCreated(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at, api_key=plaintext)
 
 
 @router.get("/vendors", response_model=list[VendorOut])
-def list_vendors(hub: HubDep, _op: Operator) -> list[VendorOut]:
-    """Operator only: every vendor."""
+def list_vendors(hub: HubDep, op: Operator) -> list[VendorOut]:
+    """Operator only (``read`` scope): every vendor."""
+    op.require("read")
     return [VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
             for v in hub.tenancy.list_vendors()]
 
@@ -44,8 +48,12 @@ def list_keys(hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> list[KeyOut]:
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
-def create_key(body: KeyIn, hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> KeyCreated:
-    """Create an API key for the caller's vendor; the key is in this response only."""
+def create_key(body: KeyIn, hub: HubDep, vendor_id: VendorId, p: KeyAdmin) -> KeyCreated:
+    """Create an API key for the caller's vendor with at most the caller's scopes (``403 scope_escalation``
+    otherwise; without ``scopes``, the caller's own); the key is in this response only."""
+    if "scopes" not in body.model_fields_set:
+        body.scopes = sorted(p.scopes)  # type: ignore[assignment]
+    p.may_grant(body.scopes)
     row, plaintext = hub.tenancy.create_key(vendor_id, name=body.name, scopes=body.scopes)
     return KeyCreated(**_key_out(row).model_dump(), api_key=plaintext)
 
