@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import wedsync.connectors.auth as auth_module
 from wedsync.connectors.auth import (
     ApiKeyAuth,
     BasicAuth,
@@ -276,7 +278,8 @@ async def test_persistent_401_refreshes_only_once_then_reauth() -> None:
     assert provider.refreshes == 1
 
 
-async def test_invalid_grant_is_reauth_required() -> None:
+async def test_invalid_grant_is_reauth_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth_module, "ROTATED_ELSEWHERE_WAIT", 0.2)  # how long it waits for another rotation
     provider = Provider()
     store = seeded(provider, expires_in=-10)
     provider.valid_refresh.clear()  # the vendor revoked our access at the provider
@@ -402,3 +405,72 @@ async def test_oauth1_twitter_documented_example_through_httpx() -> None:
     params = _header_params(seen["authorization"])
     assert params["oauth_signature"] == "hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D"
     assert params["oauth_version"] == "1.0"
+
+
+def test_refreshes_from_several_event_loops_share_one_gate() -> None:
+    """The API's loop and DBOS's loop refresh the same connection's token at once: one refresh, no error (an
+    asyncio.Lock shared across loops raised "bound to a different event loop", a 500)."""
+    provider = Provider()
+    store = seeded(provider, expires_in=-10)
+    barrier = threading.Barrier(3)
+    results: list[Any] = []
+
+    def worker() -> None:
+        async def call() -> Any:
+            async with provider_client(provider, oauth(store)) as client:
+                barrier.wait(timeout=10)
+                return await client.get_json("/api/me")
+        try:
+            results.append(asyncio.run(call()))
+        except Exception as exc:  # collected, asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert results == [{"me": "vendor"}] * 3, results
+    assert provider.refreshes == 1 and len(store.saves) == 1
+
+
+class _SlowSaveBackend:
+    """One stored token shared by two processes' stores; a save commits only after ``delay`` seconds."""
+
+    def __init__(self, token: Token, delay: float) -> None:
+        self.token, self.delay, self.saves = token, delay, 0
+
+    def store(self) -> Any:
+        backend = self
+
+        class _Store:
+            async def load(self) -> Token:
+                return replace(backend.token)
+
+            async def save(self, new: Token, *, previous_refresh_token: str | None) -> None:
+                await asyncio.sleep(backend.delay)
+                if backend.token.refresh_token != previous_refresh_token:
+                    raise TokenRotationConflict("rotated elsewhere")
+                backend.token, backend.saves = replace(new), backend.saves + 1
+
+        return _Store()
+
+
+async def test_a_refresh_that_lost_to_another_process_waits_for_its_token() -> None:
+    """Two processes refresh at once; the provider rotates for one and answers invalid_grant to the other
+    while the winner's save has not committed yet: the loser takes the winner's token (it told the vendor
+    to reconnect before)."""
+    provider = Provider()
+    issued = provider.issue()
+    backend = _SlowSaveBackend(Token(issued["access_token"], issued["refresh_token"],
+                                     datetime.now(UTC) - timedelta(seconds=10)), delay=0.4)
+    clients = [provider_client(provider, OAuth2Auth(backend.store(), TOKEN_URL, "hub", "hub-secret-123"))
+               for _ in range(2)]
+    try:
+        results = await asyncio.gather(*(c.get_json("/api/me") for c in clients), return_exceptions=True)
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert results == [{"me": "vendor"}] * 2, results
+    assert provider.refreshes == 1 and backend.saves == 1

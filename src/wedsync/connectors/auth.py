@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -340,18 +342,51 @@ class TokenRotationConflict(Conflict):
     code = "token_rotation_conflict"
 
 
-_store_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-_store_locks_by_id: dict[int, asyncio.Lock] = {}
+class _RefreshGate:
+    """One refresh at a time per token store in this process, whatever event loop or thread asks: the API's
+    loop and DBOS's loop share a connection's tokens, and an ``asyncio.Lock`` belongs to one loop (used from
+    another it raised "bound to a different event loop", a 500). A thread lock taken without blocking the
+    loop (polled); after ``wait`` seconds the caller goes on without it (a holder that never released it, an
+    auth flow dropped mid-refresh, must not stall the connection for good): the store's compare-and-set
+    (``TokenStore.save``) still keeps a second refresh from losing the rotated token."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, wait: float = 30.0) -> AsyncIterator[None]:
+        got = self._lock.acquire(blocking=False)
+        deadline = time.monotonic() + wait
+        pause = 0.002
+        while not got and time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            got = self._lock.acquire(blocking=False)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
 
 
-def _lock_for(store: TokenStore) -> asyncio.Lock:
-    try:
-        lock = _store_locks.get(store)
-        if lock is None:
-            lock = _store_locks[store] = asyncio.Lock()
-        return lock
-    except TypeError:  # unhashable or not weak-referenceable store: key by identity
-        return _store_locks_by_id.setdefault(id(store), asyncio.Lock())
+_gates: weakref.WeakKeyDictionary[Any, _RefreshGate] = weakref.WeakKeyDictionary()
+_gates_by_id: dict[int, _RefreshGate] = {}
+_gates_lock = threading.Lock()
+
+#: How long a refresh refused with ``invalid_grant`` waits for another process's rotated token to be stored
+#: (its token request may have won while its save has not committed yet) before asking for a reconnect.
+ROTATED_ELSEWHERE_WAIT = 3.0
+
+
+def _gate_for(store: TokenStore) -> _RefreshGate:
+    with _gates_lock:
+        try:
+            gate = _gates.get(store)
+            if gate is None:
+                gate = _gates[store] = _RefreshGate()
+            return gate
+        except TypeError:  # unhashable or not weak-referenceable store: key by identity
+            return _gates_by_id.setdefault(id(store), _RefreshGate())
 
 
 class OAuth2Auth(httpx.Auth):
@@ -378,7 +413,7 @@ class OAuth2Auth(httpx.Auth):
         self.scope = scope
         self.extra_refresh_params = dict(extra_refresh_params or {})
         self._token: Token | None = None
-        self._lock = _lock_for(store)
+        self._gate = _gate_for(store)
         self.refresh_count = 0
         if client_secret:
             register_secret(client_secret)
@@ -419,13 +454,22 @@ class OAuth2Auth(httpx.Auth):
         await response.aread()
         error = _token_error(response, "refresh_token")
         if isinstance(error, ReauthRequired):
-            # invalid_grant may only mean another process rotated the refresh token first (its save won):
-            # take the stored token if it moved on, before telling the vendor to reconnect.
-            stored = await self.store.load()
-            if stored.refresh_token != previous.refresh_token and stored.access_token != previous.access_token:
-                _log.info("oauth2.refreshed_elsewhere", token_endpoint=self.token_endpoint)
-                self._token = stored
-                return stored
+            # invalid_grant may only mean another process rotated the refresh token first: take the stored
+            # token once it moved on (that process may still be saving it) before telling the vendor to
+            # reconnect.
+            deadline = time.monotonic() + ROTATED_ELSEWHERE_WAIT
+            pause = 0.02
+            while True:
+                stored = await self.store.load()
+                if stored.refresh_token != previous.refresh_token and \
+                        stored.access_token != previous.access_token:
+                    _log.info("oauth2.refreshed_elsewhere", token_endpoint=self.token_endpoint)
+                    self._token = stored
+                    return stored
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         if error is not None:
             raise error
         new = _parse_token(response, previous=previous)
@@ -450,7 +494,7 @@ class OAuth2Auth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = await self._current()
         if not self._fresh(token):
-            async with self._lock:
+            async with self._gate.hold():
                 token = await self._current()
                 if not self._fresh(token):
                     stored = await self.store.load()  # another worker may have refreshed already
@@ -466,7 +510,7 @@ class OAuth2Auth(httpx.Auth):
             return
 
         used = token.access_token
-        async with self._lock:
+        async with self._gate.hold():
             token = await self._current()
             if token.access_token == used:  # nobody refreshed meanwhile: refresh now, once
                 stored = await self.store.load()
