@@ -184,3 +184,25 @@ async def test_a_feed_stored_the_old_way_moves_to_the_vault(hub: Any, servers: t
     assert hub.connections.credentials(conn)["feed_url"] == old_url
     avail = svc.availability(v, start - timedelta(hours=1), start + timedelta(hours=4))
     assert [(b.start, b.end) for b in avail.busy] == [(start, start + timedelta(hours=3))]
+
+
+async def test_a_sync_failing_outside_the_connector_marks_the_source(dbos_hub: Any,
+                                                                      servers: tuple[str, Any, dict[str, str]]
+                                                                      ) -> None:
+    """Credentials sealed with a vault key this process lacks (VaultError, not a ConnectorError): the source
+    says what failed instead of staying 'syncing' until the next run."""
+    from wedsync.errors import VaultError
+    from wedsync.store.tables import Credential
+    from wedsync.workflows.calendar import enqueue_source_sync
+
+    url, _google_emulator, _ = servers
+    v, conn, src = _google(dbos_hub, url, "Vaultless Florist")
+    with dbos_hub.db.session() as s:
+        row = s.get(Credential, conn)
+        row.key_id = "0123456789abcdef"  # a key no ring here has
+    await dbos_hub.calendar.aclose()  # no connector built before the change survives
+    wf = await enqueue_source_sync(src)
+    with pytest.raises(VaultError):
+        await (await DBOS.retrieve_workflow_async(wf)).get_result()
+    state = dbos_hub.calendar.get_source(v, src)
+    assert state["status"] == "error" and "VaultError" in (state["last_error"] or ""), state
