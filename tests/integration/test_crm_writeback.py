@@ -23,6 +23,7 @@ from tests.integration.test_crm_hub import KEY, SLUG, csv_connection, person_of
 from wedsync.connectors.errors import ConnectorError
 from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord
 from wedsync.sandbox.vsco_workspace import PREFIX as VSCO_PREFIX
+from wedsync.services import crm_writeback as crm_writeback_module
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.services.webhook_dispatch import handle_vsco_workspace
 from wedsync.services.webhook_inbox import InboxRow
@@ -147,6 +148,7 @@ async def hub_api(any_hub: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         return None
 
     monkeypatch.setattr(crm_workflows, "poke_outbox_drain", no_drain)
+    monkeypatch.setattr(crm_writeback_module, "RETRY_FIRST", timedelta(milliseconds=20))  # backoffs in tests
     set_hub(any_hub)
     app = create_app(launch_workflows=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
@@ -156,12 +158,18 @@ async def hub_api(any_hub: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     set_hub(None)
 
 
-async def drain(hub: Any) -> None:
-    """What drain_crm_outbox does (without DBOS): send every pending row, a retriable error leaves it pending."""
-    for _ in range(5):
-        ids = hub.crm.pending_outbox(100)
-        if not ids:
-            return
+async def drain(hub: Any, rounds: int = 5) -> None:
+    """What drain_crm_outbox and the workers' sweep do (without DBOS): send every row that may go now; a
+    retriable error puts it back with a backoff (shortened by ``hub_api``), which this waits out."""
+    for _ in range(rounds):
+        for _wait in range(100):
+            ids = hub.crm.pending_outbox(100)
+            if ids:
+                break
+            with hub.db.read() as s:
+                if not s.execute(select(CrmOutbox.id).where(CrmOutbox.status == "pending").limit(1)).first():
+                    return
+            await asyncio.sleep(0.02)
         for outbox_id in ids:
             with contextlib.suppress(ConnectorError):
                 await hub.crm.send_outbox(outbox_id)
@@ -414,6 +422,10 @@ async def test_bad_input_is_a_4xx_with_a_code(hub_api, lossy_sandbox) -> None:  
     assert r.status_code == 200 and r.json()["writeback"] == "source_not_writable" and not r.json()["writebacks"]
     assert (r.json()["name"], r.json()["stage"], r.json()["version"]) == ("Renamed here", "Inquiry", 2)
     assert await code("PATCH", f"/api/crm/events/{eid}", {"ends_at": "2020-01-01T00:00:00Z"}) == (422, "invalid_range")
+    # year 1 in the studio's zone is out of any date's range: refused here, not a write-back that fails forever
+    assert await code("PATCH", f"/api/crm/events/{eid}", {"starts_at": "0001-01-01T01:00:00+00:00",
+                                                         "ends_at": "0001-01-01T02:00:00+00:00"}) == (
+        422, "datetime_out_of_range")
     assert await code("POST", f"/api/crm/weddings/{wid}/events", {"name": "Shoot", "starts_at": "2031-06-14T10:00:00"}
                       ) == (422, "naive_datetime")
     assert await code("POST", f"/api/crm/weddings/{wid}/invoices", {"number": "N1", "currency": "USD"}) == (
@@ -596,7 +608,7 @@ async def test_two_drains_and_a_dead_drain_never_write_twice(hub_api, lossy_sand
     r = await api.post(f"/api/crm/weddings/{wedding['id']}/invoices", headers=h, json={
         "number": "WS-DEAD-1", "currency": "USD", "total_minor": 70_000})
     inv = r.json()
-    assert hub.crm_writeback._claim(inv["id"]) == (True, False)
+    assert hub.crm_writeback.claim(inv["id"]) == (True, False)
     await connector.create_order(job, InvoiceRecord("x", number="WS-DEAD-1", currency="USD", total_minor=70_000),
                                  reference=inv["idempotency_key"])
     assert await hub.crm.send_outbox(inv["id"]) == "pending"  # still held by the dead drain's lease
@@ -613,7 +625,7 @@ async def test_two_drains_and_a_dead_drain_never_write_twice(hub_api, lossy_sand
     r = await api.post(f"/api/crm/weddings/{wedding['id']}/payments", headers=h, json={
         "amount_minor": 20_000, "currency": "USD", "invoice_id": invoice_id})
     pay = r.json()
-    assert hub.crm_writeback._claim(pay["id"]) == (True, False)
+    assert hub.crm_writeback.claim(pay["id"]) == (True, False)
     await connector.create_payment(job, amount_minor=20_000, currency="USD", reference=pay["idempotency_key"])
     expire(pay["id"])
     assert await hub.crm.send_outbox(pay["id"]) == "done"
@@ -631,7 +643,7 @@ async def test_two_drains_and_a_dead_drain_never_write_twice(hub_api, lossy_sand
         "client_ids": [p.crm_client_id for p in people], "name": "Revived booking", "event_date": "2031-08-01"})
     booking = r.json()
     assert booking["contacts"] == []  # both have a record at this connection already
-    assert hub.crm_writeback._claim(booking["id"]) == (True, False)
+    assert hub.crm_writeback.claim(booking["id"]) == (True, False)
     await connector.create_job(WeddingRecord("x", name="Revived booking"), reference=booking["idempotency_key"])
     expire(booking["id"])
     assert await hub.crm.send_outbox(booking["id"]) == "done"

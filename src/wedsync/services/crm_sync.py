@@ -1156,9 +1156,9 @@ class CrmService:
 
     # -- write-back outbox -----------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 50) -> list[str]:
-        with self.db.read() as s:
-            return list(s.execute(select(CrmOutbox.id).where(CrmOutbox.status == "pending")
-                                  .order_by(CrmOutbox.id).limit(limit)).scalars())
+        """The write-backs a drain may send now, oldest first (services/crm_writeback.py: ``sendable``)."""
+        ids: list[str] = self.hub.crm_writeback.pending(limit)
+        return ids
 
     def list_outbox(self, vendor_id: str, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
         """Newest first; ``after`` is the last id of the previous page."""
@@ -1193,43 +1193,42 @@ class CrmService:
             op, remote_id, payload, vendor_id = o.op, o.remote_id, dict(o.payload), o.vendor_id
             src = s.get(Client, o.source_client_id) if o.source_client_id else None
             if src is None or remote_id is None:
-                self._outbox_failed(outbox_id, "the source record is gone", final=True)
+                self.hub.crm_writeback.release(outbox_id, "the source record is gone", final=True)
                 return "failed"
             fields = dict(payload.get("fields") or {})
             values = {k: v for k, v in _values_of_row(src).items() if k != "remote_modified_at"}
             record = ClientRecord(**{**values, **{k: v for k, v in fields.items() if k in values}})
-        connector = await self.hub.connections.connector(conn)
-        method = getattr(connector, op, None)
-        if method is None:
-            self._outbox_failed(outbox_id, f"{conn.provider} cannot {op}", final=True)
-            return "failed"
+        writeback = self.hub.crm_writeback
+        claimed, _before = writeback.claim(outbox_id)
+        if not claimed:
+            return "pending"  # another drain is sending it, or it waits (a backoff, an older row first)
         try:
+            connector = await self.hub.connections.connector(conn)
+            method = getattr(connector, op, None)
+            if method is None:
+                writeback.release(outbox_id, f"{conn.provider} cannot {op}", final=True)
+                return "failed"
             # An update is a PUT of the fields we hold (idempotent: a replay writes the same values); our
             # outbox row, committed before this call, is the idempotency record.
             result = await method(remote_id, record, fields=sorted(fields))
             entity = getattr(result, "item", result)
         except ConnectorError as exc:
-            from wedsync.connectors.errors import Fatal
-
             final = isinstance(exc, Fatal)
-            self._outbox_failed(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
+            writeback.release(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
             if final:
                 return "failed"
+            raise
+        except BaseException as exc:
+            writeback.release(outbox_id, f"interrupted: {type(exc).__name__}", final=False)
             raise
         echo = connector.map("contacts", entity) if isinstance(entity, dict) else None
         with self.db.engine.begin() as c:
             written = record_values(echo)["content_hash"] if echo is not None else None
             c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
-                status="done", sent_at=utcnow(), written_hash=written, attempts=_OUTBOX.c.attempts + 1))
+                status="done", sent_at=utcnow(), written_hash=written, next_attempt_at=None))
             if echo is not None:  # the provider's copy as we wrote it: its hook/next sync is then unchanged
                 self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", [echo])
         return "done"
-
-    def _outbox_failed(self, outbox_id: str, error: str, *, final: bool) -> None:
-        with self.db.engine.begin() as c:
-            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
-                status="failed" if final else "pending", last_error=error[:2000],
-                attempts=_OUTBOX.c.attempts + 1))
 
     # -- CSV import ------------------------------------------------------------------------------------
     def create_import(self, vendor_id: str, layout: str, data: bytes, *, connection_id: str | None = None,

@@ -38,6 +38,7 @@ stream maps them): a payment is therefore always written against an invoice of t
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -45,7 +46,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts
@@ -73,6 +75,29 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_BOOKING_CLIENTS = 10
 #: how long a claimed row is held by the drain sending it before another one may take it over
 LEASE = timedelta(minutes=2)
+#: after a retriable failure a row waits RETRY_FIRST, doubling with each attempt up to RETRY_MAX; a worker's
+#: sweep (workflows/recovery.py) sends it once that time has come
+RETRY_FIRST = timedelta(seconds=1)
+RETRY_MAX = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before the next attempt of a row that has failed ``attempts`` times."""
+    return min(RETRY_FIRST * 2 ** min(max(attempts - 1, 0), 20), RETRY_MAX)
+
+
+def sendable(now: datetime) -> list[Any]:
+    """Conditions on ``crm_outbox`` for a row a drain may send now: pending, not held by a live lease, not
+    waiting out a backoff, and no older pending row for the same record (a local wedding/event/invoice, or
+    a client's source record): a retried write never lands after a newer one for the same record."""
+    older = _OUTBOX.alias("older")
+    o = _OUTBOX.c
+    blocked = select(older.c.id).where(
+        older.c.status == "pending", older.c.id < o.id,
+        or_(and_(o.record_id.is_not(None), older.c.record_id == o.record_id),
+            and_(o.source_client_id.is_not(None), older.c.source_client_id == o.source_client_id))).exists()
+    return [o.status == "pending", or_(o.sent_at.is_(None), o.sent_at < now - LEASE),
+            or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now), ~blocked]
 
 
 def _iso(value: Any) -> Any:
@@ -91,6 +116,8 @@ def _aware(value: Any, name: str) -> datetime | None:
         raise InvalidInput(f"{name} is not a date-time", code="invalid_datetime")
     if value.tzinfo is None:
         raise InvalidInput(f"{name} needs a UTC offset (e.g. 2031-06-14T15:00:00-07:00)", code="naive_datetime")
+    if not 1971 <= value.year <= 2199:  # as the calendars take them; year 1 in a studio's zone is no date at all
+        raise InvalidInput(f"{name} must be between 1971 and 2199", code="datetime_out_of_range")
     return value
 
 
@@ -492,11 +519,11 @@ class CrmWriteback:
                 return o.status if o is not None else "missing"
             vendor = s.get(Vendor, o.vendor_id)
             tz = vendor.timezone if vendor is not None else "UTC"
-        claimed, retry = self._claim(outbox_id)
+        claimed, retry = self.claim(outbox_id)
         if not claimed:
-            return "pending"  # another drain is sending it
+            return "pending"  # another drain is sending it, or it waits (a backoff, an older row first)
         if o.op not in OPS:
-            self._failed(outbox_id, f"unknown write-back op {o.op!r}", final=True)
+            self.release(outbox_id, f"unknown write-back op {o.op!r}", final=True)
             return "failed"
         try:
             conn = self.hub.connections.get_any(o.connection_id)
@@ -507,26 +534,34 @@ class CrmWriteback:
             await handler(o, conn, connector, tz, retry)
         except ConnectorError as exc:
             final = isinstance(exc, Fatal)
-            self._failed(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
+            self.release(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
             if final:
                 return "failed"
             raise
         except WedsyncError as exc:  # the local record is gone, a prerequisite failed, ...
-            self._failed(outbox_id, f"{type(exc).__name__}: {exc.message}", final=True)
+            self.release(outbox_id, f"{type(exc).__name__}: {exc.message}", final=True)
             return "failed"
-        except BaseException:  # a bug or a store failure: release the row for the next attempt
-            self._failed(outbox_id, "interrupted", final=False)
+        except (DBAPIError, asyncio.CancelledError) as exc:  # the store, a shutdown: sent again after a backoff
+            self.release(outbox_id, f"interrupted: {type(exc).__name__}", final=False)
             raise
+        except Exception as exc:  # a value the provider's format cannot carry, a bug: the same every time, so
+            # the row fails with the reason instead of coming back (and holding up the rows after it) forever
+            self.release(outbox_id, f"internal error: {type(exc).__name__}: {exc}", final=True)
+            return "failed"
         return "done"
 
-    def _claim(self, outbox_id: str) -> tuple[bool, bool]:
-        """(claimed, claimed before): take the row when it is pending and not held by a live lease."""
+    def pending(self, limit: int = 100, now: datetime | None = None) -> list[str]:
+        """Ids of the rows a drain may send now (see :func:`sendable`), oldest first."""
+        with self.db.read() as s:
+            return list(s.execute(select(_OUTBOX.c.id).where(*sendable(now or utcnow()))
+                                  .order_by(_OUTBOX.c.id).limit(limit)).scalars())
+
+    def claim(self, outbox_id: str) -> tuple[bool, bool]:
+        """(claimed, claimed before): take the row when a drain may send it now (:func:`sendable`)."""
         now = utcnow()
         with self.db.engine.begin() as c:
             before = c.execute(select(_OUTBOX.c.attempts).where(_OUTBOX.c.id == outbox_id)).scalar_one()
-            res = c.execute(update(_OUTBOX).where(
-                _OUTBOX.c.id == outbox_id, _OUTBOX.c.status == "pending",
-                or_(_OUTBOX.c.sent_at.is_(None), _OUTBOX.c.sent_at < now - LEASE)).values(
+            res = c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id, *sendable(now)).values(
                 sent_at=now, attempts=_OUTBOX.c.attempts + 1))
             return getattr(res, "rowcount", 0) == 1, bool(before)
 
@@ -837,10 +872,13 @@ class CrmWriteback:
             c.execute(insert(_KEYS), [{"vendor_id": vendor_id, "crm_client_id": crm_client_id, "key": k}
                                       for k in keys])
 
-    def _failed(self, outbox_id: str, error: str, *, final: bool) -> None:
+    def release(self, outbox_id: str, error: str, *, final: bool) -> None:
+        """A claimed row that was not sent: failed for good, or pending again after a backoff (lease released)."""
         with self.db.engine.begin() as c:
+            attempts = c.execute(select(_OUTBOX.c.attempts).where(_OUTBOX.c.id == outbox_id)).scalar_one_or_none()
             c.execute(update(_OUTBOX).where(_OUTBOX.c.id == outbox_id).values(
-                status="failed" if final else "pending", last_error=error[:2000], sent_at=None))  # lease released
+                status="failed" if final else "pending", last_error=error[:2000], sent_at=None,
+                next_attempt_at=None if final else utcnow() + retry_delay(attempts or 1)))
 
 
 def _zone(name: str) -> str:

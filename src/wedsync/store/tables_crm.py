@@ -180,6 +180,8 @@ class CrmOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     echo_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    # after a retriable failure: not sent again before this (backoff; migration 0012)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CrmRunPageStats(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -75,31 +76,50 @@ async def start_import(job_id: str) -> str:
     return job_id
 
 
-@DBOS.step(retries_allowed=True, max_attempts=4, interval_seconds=1.0, backoff_rate=2.0)
+@DBOS.step()
 async def send_outbox_step(outbox_id: str) -> str:
+    """One write-back, once: a retriable failure puts the row back with a backoff (``next_attempt_at``), and a
+    worker's sweep sends it when that time comes (retrying here would hold up the rows after it)."""
     status: str = await get_hub().crm.send_outbox(outbox_id)
     return status
 
 
 @DBOS.workflow()
 async def drain_crm_outbox(limit: int = 100) -> dict[str, int]:
-    """Send pending write-backs, oldest first; each row's idempotency key was committed before the call."""
+    """Send the write-backs that may go now, oldest first; each row's idempotency key was committed before the
+    call. One row's failure, whatever it is, never stops the others."""
     ids = await asyncio.to_thread(get_hub().crm.pending_outbox, limit)
     counts = {"done": 0, "failed": 0, "pending": 0}
     for outbox_id in ids:
         try:
             status = await send_outbox_step(outbox_id)
         except ConnectorError:
-            status = "pending"  # retried next drain
+            status = "pending"  # released with a backoff: the sweep sends it again
+        except Exception:  # the store, a bug: the row says so (released or failed); the next row goes on
+            log.exception("write-back failed", outbox_id=outbox_id)
+            status = "pending"
         counts[status] = counts.get(status, 0) + 1
     return counts
 
 
-async def start_outbox_drain() -> str:
-    workflow_id = f"crm-outbox-{new_id()}"
+async def start_outbox_drain(workflow_id: str | None = None) -> str:
+    workflow_id = workflow_id or f"crm-outbox-{new_id()}"
     with SetWorkflowID(workflow_id):
         await get_queue(SYNC_QUEUE).enqueue_async(drain_crm_outbox, 100)
     return workflow_id
+
+
+#: a sweep starts at most one drain per this many seconds (the workflow id names the slot)
+SWEEP_SLOT_SECONDS = 10
+
+
+async def sweep_outbox(now: float | None = None) -> str | None:
+    """Start a drain when a write-back may go now (its backoff is over, or the drain that claimed it died and
+    its lease ran out); nothing else would send it until the vendor's next edit. Returns the drain's id."""
+    if not await asyncio.to_thread(get_hub().crm_writeback.pending, 1):
+        return None
+    slot = int((time.time() if now is None else now) // SWEEP_SLOT_SECONDS)
+    return await start_outbox_drain(f"crm-outbox-sweep-{slot}")
 
 
 async def poke_outbox_drain() -> None:

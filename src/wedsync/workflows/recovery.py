@@ -68,10 +68,11 @@ async def sweep_inbox(inbox: Any) -> None:
 
 async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbox: Any = None,
                     schedule: bool = True) -> None:
-    """Beat, recover dead workers' workflows, sweep the inbox and start due scheduled pulls, until ``stop``
-    is set."""
+    """Beat, recover dead workers' workflows, sweep the webhook inbox and the CRM write-back outbox, and start
+    due scheduled pulls, until ``stop`` is set."""
     from dbos import DBOS
 
+    from wedsync.workflows.crm import sweep_outbox
     from wedsync.workflows.schedule import CHECK_EVERY, start_due_syncs
 
     log = logging.getLogger("wedsync.workers")
@@ -85,6 +86,7 @@ async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbo
                 await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
             if inbox is not None:
                 await sweep_inbox(inbox)
+                await sweep_outbox()
             if schedule and loop.time() >= next_schedule_check:
                 next_schedule_check = loop.time() + CHECK_EVERY
                 await start_due_syncs()

@@ -52,7 +52,7 @@ def create_key(body: KeyIn, hub: HubDep, vendor_id: VendorId, p: KeyAdmin) -> Ke
     """Create an API key for the caller's vendor with at most the caller's scopes (``403 scope_escalation``
     otherwise; without ``scopes``, the caller's own); the key is in this response only."""
     if "scopes" not in body.model_fields_set:
-        body.scopes = sorted(p.scopes)  # type: ignore[assignment]
+        body.scopes = sorted(p.scopes)  # type: ignore[assignment,arg-type]
     p.may_grant(body.scopes)
     row, plaintext = hub.tenancy.create_key(vendor_id, name=body.name, scopes=body.scopes)
     return KeyCreated(**_key_out(row).model_dump(), api_key=plaintext)
