@@ -144,3 +144,70 @@ async def test_a_dead_drains_row_and_a_due_retry_start_a_sweep(hub_api, lossy_sa
             sent_at=utcnow() - timedelta(minutes=3)))  # the lease ran out
     assert await crm_workflows.sweep_outbox(now=1000.0) == "crm-outbox-sweep-100"
     assert started == ["crm-outbox-sweep-100"]
+
+
+class _GarbleOnce:
+    """ASGI middleware in front of the sandbox: the first request matching (method, path regex) is executed,
+    then answered 200 with a body cut short (what a proxy or a flaky link does to an answer)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.rules: list[tuple[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import re
+
+        hit = next((r for r in self.rules if scope["type"] == "http" and scope["method"] == r[0]
+                    and re.fullmatch(r[1], scope["path"])), None)
+        if hit is None:
+            await self.app(scope, receive, send)
+            return
+        self.rules.remove(hit)
+
+        async def swallow(_message: Any) -> None:
+            return None
+
+        await self.app(scope, receive, swallow)  # executed at the provider
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"id": "01', "more_body": False})
+
+
+async def test_an_unreadable_2xx_to_a_write_is_an_unknown_outcome_not_a_refusal() -> None:
+    """A PUT or a payment application that VSCO carried out but whose 200 could not be read: the connector
+    reads the record back (the PUT's values, the payment's allocation) instead of failing the write for good
+    (the vendor saw "failed" for a payment that existed, and could enter it twice)."""
+    import httpx
+
+    from wedsync.connectors.crm.vsco_workspace import VscoWorkspaceConnector
+    from wedsync.domain.crm import WeddingRecord
+    from wedsync.sandbox.app import create_sandbox_app
+    from wedsync.sandbox.vsco_workspace import DEFAULT_API_KEY
+
+    app = create_sandbox_app(seed=7, vsco_contacts=10, vsco_jobs=4)
+    garble = _GarbleOnce(app)
+    vsco = app.state.emulators[SLUG]
+    c = VscoWorkspaceConnector(api_key=DEFAULT_API_KEY, base_url=f"http://sandbox.test{VSCO_PREFIX}",
+                               transport=httpx.ASGITransport(app=garble), account_key="garbled-answers")
+    try:
+        job = next(iter(vsco.jobs.records))
+        garble.rules.append(("PUT", rf"{VSCO_PREFIX}/job/{job}"))
+        result = await c.update_job(job, WeddingRecord(job, guest_count=181), fields=["guest_count"])
+        assert result.item["guestCount"] == 181 == vsco.jobs.records[job]["guestCount"]
+        assert garble.rules == []  # the garbled answer was served
+
+        order = (await c.create_order(job, _invoice(), reference="wedsync-crm-garbled-order-1")).remote_id
+        garble.rules.append(("POST", rf"{VSCO_PREFIX}/payment/[^/]+/apply"))
+        paid = await c.create_payment(job, amount_minor=5_000, currency="USD", reference="wedsync-crm-garbled-pay-1",
+                                      order_id=order)
+        assert order in {a["orderId"] for a in paid.item["paymentAllocations"]}
+        mine = [p for p in vsco.payments.records.values() if p.get("transactionId") == "wedsync-crm-garbled-pay-1"]
+        assert len(mine) == 1 and len(mine[0]["paymentAllocations"]) == 1
+    finally:
+        await c.aclose()
+
+
+def _invoice() -> Any:
+    from wedsync.domain.crm import InvoiceRecord
+
+    return InvoiceRecord("x", number="WS-GARBLE-1", currency="USD", total_minor=20_000)

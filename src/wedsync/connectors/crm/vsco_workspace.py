@@ -768,14 +768,16 @@ class VscoWorkspaceConnector(Connector):
         try:
             response = await self.client.request("POST", f"/payment/{payment.remote_id}/apply",
                                                  json={"orderId": order_id, "amount": amount_minor})
-        except OutcomeUnknown:
-            fresh = await self.get_record("payments", payment.remote_id)
+            item = self._entity(response, "/payment/{id}/apply")
+        except (OutcomeUnknown, SchemaMismatch) as exc:  # SchemaMismatch: a 2xx we could not read (applied?)
+            fresh = await self._readable(lambda: self.get_record("payments", payment.remote_id))
             if fresh is None or order_id not in {str(a.get("orderId")) for a in
                                                  fresh.get("paymentAllocations") or () if isinstance(a, dict)}:
+                if isinstance(exc, SchemaMismatch):
+                    raise OutcomeUnknown(f"{self.slug}: POST /payment/{{id}}/apply: {exc.message}, and the payment "
+                                         "is not applied", provider=self.slug) from exc
                 raise
             item = fresh
-        else:
-            item = self._entity(response, "/payment/{id}/apply")
         return WriteResult("payments", payment.remote_id, payment.created, payment.reference, item,
                            parse_ts(item.get("modified")))
 
@@ -817,7 +819,7 @@ class VscoWorkspaceConnector(Connector):
         maybe_sent = False
         for _ in range(attempts):
             if maybe_sent:
-                found = await find()
+                found = await self._readable(find)
                 if found is not None:
                     return WriteResult(stream, str(found["id"]), False, reference, found,
                                        parse_ts(found.get("modified")))
@@ -835,7 +837,7 @@ class VscoWorkspaceConnector(Connector):
         assert last is not None
         if not maybe_sent:
             raise last  # never reached the provider: nothing to look up, the caller retries later
-        found = await find()
+        found = await self._readable(find)
         if found is not None:
             return WriteResult(stream, str(found["id"]), False, reference, found, parse_ts(found.get("modified")))
         raise OutcomeUnknown(f"{self.slug}: POST {path}: no answer after {attempts} attempts and no record "
@@ -852,9 +854,26 @@ class VscoWorkspaceConnector(Connector):
                 raise Fatal(f"{self.slug}: {path} no longer exists", provider=self.slug, http_status=404,
                             code="remote_record_gone") from exc
             raise
-        item = self._entity(response, path)
+        try:
+            item = self._entity(response, path)
+        except SchemaMismatch as exc:  # a 2xx we could not read: the PUT most likely applied; what is there now
+            async def current() -> Any:
+                return self._entity(await self.client.request("GET", path), path)
+
+            item = await self._readable(current)
+            if item is None:
+                raise OutcomeUnknown(f"{self.slug}: PUT {path}: {exc.message}", provider=self.slug) from exc
         return WriteResult(stream, str(item["id"]), False, wedsync_reference(item), item,
                            parse_ts(item.get("modified")))
+
+    async def _readable(self, read: Callable[[], Any]) -> Any:
+        """What ``read`` returns; an answer we could not read (``SchemaMismatch``) while settling an unknown
+        outcome is itself an unknown outcome (sent again later), not the provider refusing the write."""
+        try:
+            return await read()
+        except SchemaMismatch as exc:
+            raise OutcomeUnknown(f"{self.slug}: could not read the provider's answer while looking up a write "
+                                 f"({exc.message})", provider=self.slug) from exc
 
     def _entity(self, response: httpx.Response, path: str) -> dict[str, Any]:
         try:
