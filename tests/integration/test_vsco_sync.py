@@ -526,3 +526,27 @@ def test_failing_a_run_whose_connection_was_deleted_is_quiet(hub) -> None:  # ty
     hub.connections.delete(v.id, c.id)
     out = hub.sync.fail(r.id, RuntimeError("IntegrityError: FOREIGN KEY constraint failed"))
     assert out["gone"] is True and out["status"] == "failed"
+
+
+async def test_lookback_zero_keeps_an_edit_in_the_same_second_as_the_run_start(hub, sandbox
+                                                                               ) -> None:  # type: ignore[no-untyped-def]
+    """VSCO stamps ``modified`` in whole seconds: an edit made during a run, in the same second as the run's start
+    and after the run read the record, is stamped *before* the start. The next incremental window starts at the
+    whole second, so even ``lookback_seconds: 0`` picks it up."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    admin(sandbox, "seed", contacts=5, jobs=1)
+    vendor_id, conn_id = connect(hub, sandbox)
+    with hub.db.session() as s:
+        s.get(Connection, conn_id).settings = {"lookback_seconds": 0}
+    assert (await run(hub, vendor_id, conn_id, "full"))["status"] == "succeeded"
+    with hub.db.read() as s:
+        start = s.execute(select(func.min(SyncCursor.value)).where(SyncCursor.connection_id == conn_id)).scalar_one()
+    late = start.replace(microsecond=0) + timedelta(microseconds=min(start.microsecond + 500_000, 999_999))
+    with hub.db.engine.begin() as c:  # the last run started late in its second (the edit came earlier in it)
+        c.execute(update(SyncCursor).where(SyncCursor.connection_id == conn_id).values(value=late))
+    r = hub.sync.create_run(vendor_id, conn_id, "incremental")
+    plan = hub.sync.begin(r.id)
+    assert plan.since == late.replace(microsecond=0).isoformat()

@@ -382,7 +382,10 @@ class SyncService:
                         SyncCursor.connection_id == run.connection_id)).scalar()
                     lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
                                                                          DEFAULT_LOOKBACK.seconds)))
-                    run.since = cursor - lookback if cursor else None
+                    # down to the whole second: providers stamp ``modified`` in whole seconds (VSCO), so an edit
+                    # in the same second as the last run's start, after it read that record, is stamped before
+                    # the start (with lookback 0 a since of 09:41:06.046 missed 09:41:06 for good)
+                    run.since = (cursor - lookback).replace(microsecond=0) if cursor else None
                     if run.since is None:
                         run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
             return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
