@@ -268,3 +268,21 @@ async def test_import_as_a_form_upload(api, hub) -> None:  # type: ignore[no-unt
     r = await api.post("/api/crm/imports?layout=honeybook", headers=form,
                        content=b"--zz\r\nContent-Disposition: form-data; name=\"file\"")  # cut short
     assert r.status_code == 422 and r.json()["error"]["code"] in ("malformed_form", "missing_file"), r.text
+
+
+def test_seed_success_is_null_until_the_run_has_an_outcome(hub) -> None:  # type: ignore[no-untyped-def]
+    """``success`` is the run's outcome: a queued or running run is not reported as succeeded (a client following
+    the seed read "succeeded, 0 records" for a run that then failed on bad credentials)."""
+    from wedsync.connectors.errors import ReauthRequired
+
+    v = hub.tenancy.create_vendor("Seed Studio")
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "wrong-key-123"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    run = hub.sync.create_run(v.id, conn.id, "full")
+    queued = hub.crm.run_out(v.id, run.id)
+    assert (queued["status"], queued["success"], queued["finished"]) == ("queued", None, False)
+    hub.sync.begin(run.id)
+    assert hub.crm.run_out(v.id, run.id)["success"] is None  # running
+    hub.sync.fail(run.id, ReauthRequired("credentials rejected"))
+    failed = hub.crm.run_out(v.id, run.id)
+    assert (failed["status"], failed["success"], failed["finished"]) == ("failed", False, True)

@@ -693,7 +693,9 @@ class CrmService:
         summary: dict[str, Any] = self.hub.sync.summary(self.hub.sync.get_run(vendor_id, run_id))
         finished = summary["status"] in ("succeeded", "failed")
         due = self.connection(vendor_id, summary["connection_id"]).next_sync_at
-        return {**summary, "syncId": run_id, "success": summary["status"] != "failed",
+        # the seed's success is the outcome: null until the run has one (queued, running), so a client never
+        # reads "succeeded" for a run that then fails (waitSeconds waits for it; the GET polls it)
+        return {**summary, "syncId": run_id, "success": (summary["status"] == "succeeded") if finished else None,
                 "recordsProcessed": summary["processed"], "recordsCreated": summary["created"],
                 "recordsUpdated": summary["updated"], "finished": finished,
                 # the connection's next scheduled pull (SyncService.interval_of); null: none is scheduled
