@@ -42,7 +42,8 @@ def test_keyfile_is_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert kf.load_or_create().primary_id == ring.primary_id
 
 
-def test_rotation_reencrypts_everything(hub) -> None:  # type: ignore[no-untyped-def]
+def test_rotation_reencrypts_everything(any_hub) -> None:  # type: ignore[no-untyped-def]
+    hub = any_hub
     v = hub.tenancy.create_vendor("Rotating Studio")
     c1 = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "key-one-123456"},
                                 base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
