@@ -32,6 +32,7 @@ from wedsync.connectors.webhooks import (
     StripeScheme,
     VerifiedEvent,
     VscoWorkspaceScheme,
+    WebhookScheme,
     ZapierScheme,
     get_scheme,
     paypal_cert_url_allowed,
@@ -572,3 +573,68 @@ def test_compare_is_constant_time_helper_used() -> None:
 def test_now_default_is_wall_clock() -> None:
     t = int(time.time()) - 10
     StripeScheme().verify(STRIPE_BODY, stripe_header(STRIPE_BODY, STRIPE_SECRET, t), STRIPE_SECRET)
+
+
+# ------------------------------------------------------------------------------------ deeply nested bodies
+
+#: ``[[[[...]]]]`` far deeper than ``json.loads`` can recurse: it raised RecursionError, a 500 on every route
+DEEP = b'{"id": "evt_1", "value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_loads_json_refuses_what_nests_deeper_than_the_limit() -> None:
+    from wedsync.connectors.webhooks import MAX_JSON_DEPTH, JSONTooDeep, loads_json
+
+    at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert loads_json(at_limit) == json.loads(at_limit)
+    below = '{"a": ' + at_limit[2:-2] + "}"
+    assert loads_json(below.encode()) == json.loads(below)
+    for body in ("[" + at_limit + "]", '{"a": ' + at_limit + "}", DEEP, DEEP.decode()):
+        with pytest.raises(JSONTooDeep):
+            loads_json(body)  # type: ignore[arg-type]
+    wide = json.dumps({"items": [{"id": i, "tags": ["a", {"b": [1]}]} for i in range(500)]})
+    assert loads_json(wide)["items"][499]["id"] == 499  # many brackets, shallow: fine
+    assert loads_json('"[[[[[[[[' + "[" * 100 + '"') == "[" * 108  # brackets in a string are not nesting
+    with pytest.raises(ValueError):
+        loads_json(b"\xff")
+
+
+def test_a_deeply_nested_body_is_invalid_input_on_every_json_scheme(paypal_keys: tuple[bytes, bytes]) -> None:
+    """Signed (or token-carrying) bodies that nest too deep are a 422, not a RecursionError (a 500)."""
+    t = int(NOW)
+    cases: list[tuple[WebhookScheme, dict[str, str], dict[str, str]]] = [
+        (StripeScheme(), stripe_header(DEEP, STRIPE_SECRET, t), {}),
+        (SquareScheme(), SquareScheme.sign(DEEP, STRIPE_SECRET, url="https://hub.example/w"), {}),
+        (AuthorizeNetScheme(), AuthorizeNetScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (MetaScheme(), MetaScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (CalendlyScheme(), CalendlyScheme.sign(DEEP, STRIPE_SECRET, timestamp=t), {}),
+        (VscoWorkspaceScheme(), {}, {"token": STRIPE_SECRET}),
+        (ZapierScheme(), ZapierScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (ZapierScheme(), {}, {"token": STRIPE_SECRET}),
+    ]
+    for scheme, headers, query in cases:
+        with pytest.raises(InvalidInput, match="nested deeper") as err:
+            scheme.verify(DEEP, headers, STRIPE_SECRET, url="https://hub.example/w", query=query, now=NOW)
+        assert err.value.code == ("bad_payload" if isinstance(scheme, ZapierScheme) else "invalid_input")
+
+
+def test_graph_refuses_a_body_without_its_client_state_before_parsing_it() -> None:
+    s = MicrosoftGraphScheme()
+    with pytest.raises(SignatureMissing):  # any caller: 401, the body is not parsed
+        s.verify(DEEP, {}, "cs-secret", now=NOW)
+    with pytest.raises(SignatureInvalid):
+        s.verify(b'{"value": [{"clientState": "x"}], "n": ' + DEEP + b"}", {}, "cs-secret", now=NOW)
+    with pytest.raises(InvalidInput, match="nested deeper"):  # the secret in it, parsed: 422
+        s.verify(b'{"value": [{"clientState": "cs-secret"}], "n": ' + DEEP + b"}", {}, "cs-secret", now=NOW)
+    with pytest.raises(SignatureMissing):
+        s.verify(b"not json", {}, "cs-secret", now=NOW)
+    # a secret of characters a JSON encoder may escape is compared after parsing, as before
+    body = MicrosoftGraphScheme.sign([{"changeType": "updated", "resource": "me/events/1"}], "a+b/c")
+    assert s.verify(body.replace(b"+", b"\\u002B"), {}, "a+b/c", now=NOW).event_type == "updated"
+
+
+def test_zap_payload_parse_refuses_deep_json() -> None:
+    from wedsync.connectors.channels.zapier import parse_zap_event
+
+    with pytest.raises(InvalidInput, match="nested deeper") as err:
+        parse_zap_event("honeybook", b'{"event": "client_created", "x": ' + DEEP + b"}", "application/json")
+    assert err.value.code == "bad_payload"

@@ -39,11 +39,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from wedsync.errors import InvalidInput, NotFound, Unauthorized
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "PAYPAL_CERT_HOSTS",
     "AcuityScheme",
     "AuthorizeNetScheme",
     "CalendlyScheme",
     "GoogleCalendarScheme",
+    "JSONTooDeep",
     "MetaScheme",
     "MicrosoftGraphScheme",
     "PayPalScheme",
@@ -56,6 +58,7 @@ __all__ = [
     "WebhookScheme",
     "ZapierScheme",
     "get_scheme",
+    "loads_json",
     "register_scheme",
     "scheme_providers",
     "vendor_configured",
@@ -136,10 +139,51 @@ def _str_or_none(value: Any) -> str | None:
     return str(value)
 
 
+#: How deeply a webhook body's JSON may nest. No provider's payload comes near it; a deeper one (``[[[[...``,
+#: which any caller can send to the routes that read the body before or without a signature) would exhaust the
+#: parser's recursion or that of the code reading the result.
+MAX_JSON_DEPTH = 64
+
+
+class JSONTooDeep(ValueError):
+    """A JSON body nests deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _nests_deeper(data: Any, limit: int) -> bool:
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > limit:
+            return True
+        todo.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads`` for a body from outside: ``ValueError`` (``UnicodeDecodeError`` included) if it is not JSON
+    or :class:`JSONTooDeep` if it nests deeper than :data:`MAX_JSON_DEPTH` (``json.loads`` itself raises
+    ``RecursionError``, a 500, on a deep one)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeep from None
+    # only a body with that many brackets can nest that deep: the common body is not walked
+    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
+    if openers > MAX_JSON_DEPTH and isinstance(data, dict | list) and _nests_deeper(data, MAX_JSON_DEPTH):
+        raise JSONTooDeep
+    return data
+
+
 def _json_object(raw_body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = loads_json(raw_body)
+    except JSONTooDeep as exc:
+        raise InvalidInput(f"webhook body is {exc}") from None
+    except ValueError as exc:
         raise InvalidInput("webhook body is not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInput("webhook body is not a JSON object")
@@ -783,6 +827,8 @@ class GoogleCalendarScheme(WebhookScheme):
 
 # ----------------------------------------------------------------------------------- Microsoft Graph
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
 
 class MicrosoftGraphScheme(WebhookScheme):
     """Change notifications: no signature; every notification's ``clientState`` must be the one we set.
@@ -814,6 +860,12 @@ class MicrosoftGraphScheme(WebhookScheme):
         query: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> VerifiedEvent:
+        if _URL_SAFE.fullmatch(secret) and secret.encode() not in raw_body:
+            # refused before the body is parsed: the hub's clientState (URL-safe characters, which no JSON
+            # encoder escapes) would appear in it verbatim
+            if b'"clientState"' in raw_body:
+                raise SignatureInvalid("clientState does not match the subscription")
+            raise SignatureMissing("missing clientState")
         data = _json_object(raw_body)
         notes = data.get("value")
         if not isinstance(notes, list) or not notes or not all(isinstance(n, Mapping) for n in notes):
