@@ -638,3 +638,56 @@ def test_zap_payload_parse_refuses_deep_json() -> None:
     with pytest.raises(InvalidInput, match="nested deeper") as err:
         parse_zap_event("honeybook", b'{"event": "client_created", "x": ' + DEEP + b"}", "application/json")
     assert err.value.code == "bad_payload"
+
+
+def test_paypal_certificate_fetches_coalesce_and_failures_are_remembered(paypal_keys: tuple[bytes, bytes]) -> None:
+    """Requests naming a certificate being fetched wait for that one fetch; a URL that failed is refused without
+    another fetch for FAILED_CERT_TTL seconds; ``verify_may_block`` says when ``verify`` would fetch."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    key_pem, cert_pem = paypal_keys
+    gate = threading.Event()
+    calls: list[str] = []
+
+    def slow(url: str) -> bytes:
+        calls.append(url)
+        gate.wait(5)
+        return cert_pem if url == CERT_URL else b"not a certificate"
+
+    s = PayPalScheme(slow)
+    when = datetime.fromtimestamp(NOW, UTC)
+    bad_url = CERT_URL.replace("CERT-", "CERT-X")
+    good, bad = paypal_headers(key_pem, PAYPAL_BODY, when), paypal_headers(key_pem, PAYPAL_BODY, when, bad_url)
+    assert s.verify_may_block(good) and s.verify_may_block({k.lower(): v for k, v in bad.items()})
+    assert not s.verify_may_block({**good, "PAYPAL-CERT-URL": "https://evil.example/cert"})  # refused unfetched
+    assert not StripeScheme().verify_may_block(good)
+
+    def verify(h: dict[str, str]) -> str:
+        try:
+            return s.verify(PAYPAL_BODY, h, WEBHOOK_ID, now=NOW).event_id
+        except SignatureInvalid as exc:
+            return exc.message
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(verify, h) for h in (good, bad) * 4]
+        time.sleep(0.3)
+        gate.set()
+        results = [f.result() for f in futures]
+    assert sorted(calls) == sorted([CERT_URL, bad_url])  # one fetch per URL for eight requests
+    assert results[::2] == ["WH-2WR32451HC0233532-67976317FL4543714"] * 4
+    assert results[1::2] == ["PayPal certificate could not be loaded"] * 4
+    assert not s.verify_may_block(good) and not s.verify_may_block(bad)  # loaded; recently failed
+    with pytest.raises(SignatureInvalid, match="recently failed"):
+        s.verify(PAYPAL_BODY, bad, WEBHOOK_ID, now=NOW)
+    assert len(calls) == 2
+    s._failed[bad_url] = time.monotonic() - 1  # FAILED_CERT_TTL has passed: fetched again
+    assert s.verify_may_block(bad)
+    with pytest.raises(SignatureInvalid, match=r"could not be loaded$"):
+        s.verify(PAYPAL_BODY, bad, WEBHOOK_ID, now=NOW)
+    assert calls[2:] == [bad_url]
+    # a stale transmission is refused before anything is fetched
+    stale = paypal_headers(key_pem, PAYPAL_BODY, when, CERT_URL.replace("CERT-", "CERT-STALE"))
+    with pytest.raises(SignatureInvalid, match="tolerance"):
+        s.verify(PAYPAL_BODY, stale, WEBHOOK_ID, now=NOW + 3600)
+    assert len(calls) == 3
