@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, select, text
 from tests.conftest import PgDatabase, auth, make_settings, require_pg
 from tests.e2e.procs import Proc, free_port, hub_env, wait_for
 from wedsync.bootstrap import Hub
-from wedsync.store.tables import Client, SyncRun, SyncRunPage, Wedding
+from wedsync.store.tables import Client, SyncRun, SyncRunPage, WebhookEvent, Wedding, utcnow
 
 pytestmark = pytest.mark.slow
 SLUG = "vsco-workspace"
@@ -120,6 +120,58 @@ def test_kill9_mid_sync_sqlite_resumes_on_restart(tmp_path: Path, sandbox: str) 
         assert counts(engine, who["connection_id"]) == (contacts, jobs)
     finally:
         hub.stop()
+        engine.dispose()
+
+
+def test_kill9_mid_drain_sqlite_hands_the_claimed_webhook_events_back_on_restart(tmp_path: Path, sandbox: str
+                                                                                ) -> None:
+    """Webhook events a killed hub had claimed stayed ``processing`` for the 300 s stale-claim release after the
+    restart. A claim names its executor, and the restarted hub (same executor id) hands its previous life's
+    claims back at start-up, then processes them."""
+    import random
+
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    seed(sandbox, 10, 5, latency_ms=300)  # each re-fetch is slow: the drain holds claims for a while
+    env = hub_env(tmp_path)
+    who = provision(env, tmp_path, sandbox, 1)[0]
+    hub = Hub(make_settings(tmp_path, vault_keys=env["WEDSYNC_VAULT_KEYS"]))
+    token = hub.connections.credentials(hub.connections.get_any(who["connection_id"]))[WEBHOOK_SECRET]
+    hub.close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'wedsync.sqlite'}")
+
+    def inbox(status: str, claimed_before: Any = None) -> int:
+        stmt = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.status == status)
+        if claimed_before is not None:
+            stmt = stmt.where(WebhookEvent.processed_at < claimed_before)
+        with engine.connect() as c:
+            return int(c.execute(stmt).scalar_one())
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    proc = Proc(["serve", "--port", str(port)], env, tmp_path / "hub1.log")
+    try:
+        wait_api(api, proc)
+        alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+        with httpx.Client(base_url=api, timeout=30) as client:
+            for _ in range(200):
+                target = "01" + "".join(random.choices(alphabet, k=24))
+                r = client.post(f"/webhooks/{SLUG}/{who['connection_id']}",
+                                params={"token": token, "event": "contact.created"}, json={"targetId": target})
+                assert r.status_code == 200, r.text
+        wait_for(lambda: inbox("processing") >= 10, 30, "a drain holding claims")
+        proc.kill9()
+        assert inbox("processing") >= 10
+        httpx.put(f"{sandbox}/_sandbox/{SLUG}/faults", json={"latency_ms": 0}, timeout=10).raise_for_status()
+        restarted = utcnow()
+        proc = Proc(["serve", "--port", str(port)], env, tmp_path / "hub2.log")  # restarted as it was
+        wait_api(api, proc)
+        # at start-up, not 300 s later (the stale-claim release)
+        wait_for(lambda: inbox("processing", claimed_before=restarted) == 0, 30,
+                 "the killed hub's claims to be handed back")
+        wait_for(lambda: inbox("processing") + inbox("pending") == 0, 120, "every event to be processed")
+    finally:
+        proc.stop()
         engine.dispose()
 
 

@@ -205,6 +205,41 @@ async def test_malformed_body_is_a_coded_4xx(api, hub) -> None:  # type: ignore[
             assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request", (path, garbage, r.text)
 
 
+async def test_a_deeply_nested_body_is_a_coded_4xx_on_every_route(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``[[[[...]]]]`` 100 000 levels deep made ``json.loads`` raise RecursionError: a 500 on the webhook routes,
+    even unauthenticated on Microsoft Graph (whose clientState is in the body). Now a 401 when the caller is not
+    authenticated, else a 422 with the code the route uses for an unreadable body; a 400 on /api routes."""
+    from wedsync.connectors.webhooks import StripeScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, key = await _vendor(hub)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in ("/api/connections", "/api/keys", "/api/crm/inquiries"):
+        r = await api.post(path, headers={**auth(key), "Content-Type": "application/json"},
+                           content=b'{"provider": ' + deep + b"}")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request", (path, r.text)
+    graph = hub.connections.create(v.id, "microsoft-graph", credentials={}, base_url="http://127.0.0.1:9/graph")
+    honeybook = hub.connections.create(v.id, "honeybook", credentials={})
+    stripe = hub.connections.create(v.id, "stripe", credentials={"secret_key": "sk_test_x"},
+                                    base_url="http://127.0.0.1:9/stripe")
+    graph_state, hb_token, stripe_secret = (hub.connections.credentials(c)[WEBHOOK_SECRET]
+                                            for c in (graph, honeybook, stripe))
+    stripe_body = b'{"id": "evt_deep", "data": ' + deep + b"}"
+    cases = [
+        (f"/webhooks/microsoft-graph/{graph.id}", b'{"value": ' + deep + b"}", {}, 401, "missing_signature"),
+        (f"/webhooks/microsoft-graph/{graph.id}",
+         b'{"value": [{"clientState": "' + graph_state.encode() + b'"}], "x": ' + deep + b"}", {}, 422,
+         "invalid_input"),
+        (f"/webhooks/honeybook/{honeybook.id}?token={hb_token}", b'{"event": "client_created", "x": ' + deep + b"}",
+         {"Content-Type": "application/json"}, 422, "bad_payload"),
+        (f"/webhooks/stripe/{stripe.id}", stripe_body, StripeScheme.sign(stripe_body, stripe_secret), 422,
+         "invalid_input"),
+    ]
+    for path, body, headers, status, code in cases:
+        r = await api.post(path, content=body, headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (path, r.text)
+
+
 async def test_openapi_documents_the_errors_every_operation_can_answer(api) -> None:  # type: ignore[no-untyped-def]
     """Clients and generated SDKs see each error status with the schema we really answer."""
     schema = (await api.get("/openapi.json")).json()

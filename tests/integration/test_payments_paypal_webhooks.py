@@ -122,3 +122,77 @@ async def test_paypal_dispute_webhook_from_the_sandbox(hub: Any, sandbox: str) -
         stop()
         set_hub(None)
         await hub.connections.aclose()
+
+
+async def test_a_slow_certificate_server_holds_up_only_the_paypal_webhooks_waiting_for_it(hub: Any) -> None:
+    """Junk-signed PayPal webhooks naming new certificate URLs under the trusted prefix made the hub fetch each
+    certificate with a blocking GET on the event loop: the whole API (here /healthz) waited for it. The fetch now
+    runs on a worker thread, once for all the requests naming the same URL, and a URL that failed is refused
+    without another fetch."""
+    import base64
+    import threading
+    import time
+    import uuid
+    from datetime import UTC, datetime
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.e2e.procs import serve_app_in_thread
+    from wedsync.api.app import create_app
+    from wedsync.bootstrap import set_hub
+
+    fetched: list[str] = []
+
+    class SlowCerts(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            time.sleep(1.5)
+            self.send_response(200)
+            self.send_header("Content-Length", "17")
+            self.end_headers()
+            self.wfile.write(b"not a certificate")
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    certs = ThreadingHTTPServer(("127.0.0.1", 0), SlowCerts)
+    threading.Thread(target=certs.serve_forever, daemon=True).start()
+    prefix = f"http://127.0.0.1:{certs.server_port}/paypal/v1/notifications/certs/"
+    hub.settings.paypal_cert_url_prefixes = prefix
+    v = hub.tenancy.create_vendor("Slow certificates")
+    conn = hub.connections.create(v.id, "paypal", credentials=CREDS, base_url="http://127.0.0.1:9/paypal")
+    set_hub(hub)
+    base, stop = serve_app_in_thread(create_app(launch_workflows=False))
+    body = b'{"id": "WH-junk", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {"id": "x"}}'
+    one, other = (f"CERT-{uuid.uuid4().hex}" for _ in range(2))
+
+    def junk(cert: str) -> dict[str, str]:
+        return {"PAYPAL-TRANSMISSION-ID": str(uuid.uuid4()),
+                "PAYPAL-TRANSMISSION-TIME": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "PAYPAL-TRANSMISSION-SIG": base64.b64encode(b"junk").decode(), "PAYPAL-CERT-URL": prefix + cert,
+                "PAYPAL-AUTH-ALGO": "SHA256withRSA"}
+
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            async def hook(cert: str) -> tuple[httpx.Response, float]:
+                start = time.monotonic()
+                r = await client.post(f"/webhooks/paypal/{conn.id}", content=body, headers=junk(cert))
+                return r, time.monotonic() - start
+
+            async def health() -> tuple[httpx.Response, float]:
+                await asyncio.sleep(0.3)  # the fetches are under way
+                start = time.monotonic()
+                r = await client.get("/healthz")
+                return r, time.monotonic() - start
+
+            *hooks, (healthz, health_took) = await asyncio.gather(*(hook(one) for _ in range(5)), hook(other),
+                                                                  health())
+            assert healthz.status_code == 200 and health_took < 0.5, health_took
+            for r, _took in hooks:
+                assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_signature", r.text
+            assert sorted(fetched) == sorted(f"/paypal/v1/notifications/certs/{c}" for c in (one, other))
+            again, took = await hook(one)  # failed a moment ago: refused without another fetch
+            assert again.status_code == 401 and took < 0.5 and len(fetched) == 2
+    finally:
+        stop()
+        certs.shutdown()
+        set_hub(None)

@@ -173,3 +173,52 @@ async def test_orphaned_run_row_does_not_block_the_connection(dbos_hub, sandbox)
     closed = dbos_hub.sync.get_run(vendor_id, orphan.id)
     assert closed.status == "failed" and "never started" in (closed.error_detail or "")
     await dbos_hub.connections.aclose()
+
+
+async def test_a_dead_executors_inbox_claims_go_back_to_pending_at_once(dbos_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Webhook events claimed by a worker that died stayed ``processing`` until the 300 s stale release. A claim
+    names its executor now, and the supervisor hands a dead one's claims back when it recovers that worker, and
+    its own executor's claims from before the process started (a kill -9 and a restart with the same id) at
+    start-up; other claims wait for the stale release as before."""
+    import uuid
+    from datetime import timedelta
+
+    from wedsync.store.tables import WorkerHeartbeat, utcnow
+    from wedsync.workflows import recovery
+
+    now = utcnow()
+    ghost, alive, me = f"ghost-{uuid.uuid4().hex[:8]}", f"alive-{uuid.uuid4().hex[:8]}", "pytest"
+    monkeypatch.setattr(recovery, "PROCESS_STARTED", now - timedelta(seconds=10))
+    rows = {  # name -> (claimed_by, claimed that long ago)
+        "ghost-1": (ghost, 20), "ghost-2": (ghost, 20), "alive": (alive, 20), "mine-before-start": (me, 20),
+        "mine-since-start": (me, 5), "anonymous": (None, 20)}
+    with dbos_hub.db.session() as s:
+        s.add(WorkerHeartbeat(executor_id=ghost, pid=1, hostname="gone", started_at=now - timedelta(minutes=5),
+                              seen_at=now - timedelta(seconds=30)))
+        s.add(WorkerHeartbeat(executor_id=alive, pid=2, hostname="here", started_at=now - timedelta(minutes=5),
+                              seen_at=now))
+        for name, (owner, ago) in rows.items():
+            s.add(WebhookEvent(vendor_id="v" * 26, connection_id="c" * 26, provider="no-handler",
+                               event_id=f"{name}-{uuid.uuid4().hex}", body=b"{}", status="processing",
+                               claimed_by=owner, processed_at=now - timedelta(seconds=ago)))
+
+    def statuses() -> dict[str, str]:
+        with dbos_hub.db.read() as s:
+            got = s.execute(select(WebhookEvent.event_id, WebhookEvent.status).where(
+                WebhookEvent.provider == "no-handler")).all()
+        return {event_id.rsplit("-", 1)[0]: status for event_id, status in got}
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(recovery.supervise(dbos_hub.db, me, stop, inbox=dbos_hub.inbox, schedule=False))
+    try:
+        for _ in range(100):
+            if statuses()["ghost-1"] == "pending":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert statuses() == {"ghost-1": "pending", "ghost-2": "pending", "mine-before-start": "pending",
+                          "alive": "processing", "mine-since-start": "processing", "anonymous": "processing"}
+    with dbos_hub.db.read() as s:
+        assert s.get(WorkerHeartbeat, ghost).recovered_at is not None  # type: ignore[union-attr]

@@ -289,6 +289,35 @@ def test_claim_empty_and_zero_limit(db: Database) -> None:
     assert inbox.pending_count() == 0
 
 
+async def test_a_claim_names_its_executor_and_a_dead_executors_claims_are_released(db: Database) -> None:
+    """``claimed_by`` records who claimed an event; ``release_claims`` hands back the ``processing`` rows of the
+    executors named (only those claimed before ``claimed_before`` when given), nothing else."""
+    await _fill(db, 8)
+    inbox = WebhookInbox(db)
+    dead = inbox.claim_pending(2, claimed_by="w-dead")
+    alive = inbox.claim_pending(2, claimed_by="w-alive")
+    anonymous = inbox.claim_pending(1)
+    done = inbox.claim_pending(1, claimed_by="w-dead")
+    inbox.mark_processed([done[0].id])
+    t = WebhookEvent.__table__
+    with db.engine.connect() as conn:
+        owners = dict(conn.execute(select(t.c.id, t.c.claimed_by).where(t.c.status == "processing")).all())
+    assert owners == {**dict.fromkeys((r.id for r in dead), "w-dead"), **dict.fromkeys((r.id for r in alive),
+                      "w-alive"), anonymous[0].id: None}
+
+    assert inbox.release_claims([]) == 0
+    assert inbox.release_claims(["w-dead"], claimed_before=datetime.now(UTC) - timedelta(minutes=1)) == 0
+    assert inbox.release_claims(["w-dead", "w-unknown"]) == 2
+    assert stored(db, status="processing") == 3 and stored(db, status="processed") == 1
+    again = inbox.claim_pending(10, claimed_by="w-alive")  # the released events are claimable at once
+    assert {r.id for r in dead} <= {r.id for r in again}
+    # a failed attempt and the stale release clear the claim too
+    assert inbox.mark_failed(again[0].id, "boom") == "pending"
+    assert inbox.release_stale(older_than=0) == len(alive) + len(anonymous) + len(again) - 1
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t).where(t.c.claimed_by.is_not(None))).scalar() == 0
+
+
 async def test_two_concurrent_claimers_never_share_a_row(db: Database) -> None:
     n = 400
     await _fill(db, n)

@@ -32,6 +32,7 @@ from wedsync.connectors.webhooks import (
     StripeScheme,
     VerifiedEvent,
     VscoWorkspaceScheme,
+    WebhookScheme,
     ZapierScheme,
     get_scheme,
     paypal_cert_url_allowed,
@@ -572,3 +573,121 @@ def test_compare_is_constant_time_helper_used() -> None:
 def test_now_default_is_wall_clock() -> None:
     t = int(time.time()) - 10
     StripeScheme().verify(STRIPE_BODY, stripe_header(STRIPE_BODY, STRIPE_SECRET, t), STRIPE_SECRET)
+
+
+# ------------------------------------------------------------------------------------ deeply nested bodies
+
+#: ``[[[[...]]]]`` far deeper than ``json.loads`` can recurse: it raised RecursionError, a 500 on every route
+DEEP = b'{"id": "evt_1", "value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_loads_json_refuses_what_nests_deeper_than_the_limit() -> None:
+    from wedsync.connectors.webhooks import MAX_JSON_DEPTH, JSONTooDeep, loads_json
+
+    at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert loads_json(at_limit) == json.loads(at_limit)
+    below = '{"a": ' + at_limit[2:-2] + "}"
+    assert loads_json(below.encode()) == json.loads(below)
+    for body in ("[" + at_limit + "]", '{"a": ' + at_limit + "}", DEEP, DEEP.decode()):
+        with pytest.raises(JSONTooDeep):
+            loads_json(body)  # type: ignore[arg-type]
+    wide = json.dumps({"items": [{"id": i, "tags": ["a", {"b": [1]}]} for i in range(500)]})
+    assert loads_json(wide)["items"][499]["id"] == 499  # many brackets, shallow: fine
+    assert loads_json('"[[[[[[[[' + "[" * 100 + '"') == "[" * 108  # brackets in a string are not nesting
+    with pytest.raises(ValueError):
+        loads_json(b"\xff")
+
+
+def test_a_deeply_nested_body_is_invalid_input_on_every_json_scheme(paypal_keys: tuple[bytes, bytes]) -> None:
+    """Signed (or token-carrying) bodies that nest too deep are a 422, not a RecursionError (a 500)."""
+    t = int(NOW)
+    cases: list[tuple[WebhookScheme, dict[str, str], dict[str, str]]] = [
+        (StripeScheme(), stripe_header(DEEP, STRIPE_SECRET, t), {}),
+        (SquareScheme(), SquareScheme.sign(DEEP, STRIPE_SECRET, url="https://hub.example/w"), {}),
+        (AuthorizeNetScheme(), AuthorizeNetScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (MetaScheme(), MetaScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (CalendlyScheme(), CalendlyScheme.sign(DEEP, STRIPE_SECRET, timestamp=t), {}),
+        (VscoWorkspaceScheme(), {}, {"token": STRIPE_SECRET}),
+        (ZapierScheme(), ZapierScheme.sign(DEEP, STRIPE_SECRET), {}),
+        (ZapierScheme(), {}, {"token": STRIPE_SECRET}),
+    ]
+    for scheme, headers, query in cases:
+        with pytest.raises(InvalidInput, match="nested deeper") as err:
+            scheme.verify(DEEP, headers, STRIPE_SECRET, url="https://hub.example/w", query=query, now=NOW)
+        assert err.value.code == ("bad_payload" if isinstance(scheme, ZapierScheme) else "invalid_input")
+
+
+def test_graph_refuses_a_body_without_its_client_state_before_parsing_it() -> None:
+    s = MicrosoftGraphScheme()
+    with pytest.raises(SignatureMissing):  # any caller: 401, the body is not parsed
+        s.verify(DEEP, {}, "cs-secret", now=NOW)
+    with pytest.raises(SignatureInvalid):
+        s.verify(b'{"value": [{"clientState": "x"}], "n": ' + DEEP + b"}", {}, "cs-secret", now=NOW)
+    with pytest.raises(InvalidInput, match="nested deeper"):  # the secret in it, parsed: 422
+        s.verify(b'{"value": [{"clientState": "cs-secret"}], "n": ' + DEEP + b"}", {}, "cs-secret", now=NOW)
+    with pytest.raises(SignatureMissing):
+        s.verify(b"not json", {}, "cs-secret", now=NOW)
+    # a secret of characters a JSON encoder may escape is compared after parsing, as before
+    body = MicrosoftGraphScheme.sign([{"changeType": "updated", "resource": "me/events/1"}], "a+b/c")
+    assert s.verify(body.replace(b"+", b"\\u002B"), {}, "a+b/c", now=NOW).event_type == "updated"
+
+
+def test_zap_payload_parse_refuses_deep_json() -> None:
+    from wedsync.connectors.channels.zapier import parse_zap_event
+
+    with pytest.raises(InvalidInput, match="nested deeper") as err:
+        parse_zap_event("honeybook", b'{"event": "client_created", "x": ' + DEEP + b"}", "application/json")
+    assert err.value.code == "bad_payload"
+
+
+def test_paypal_certificate_fetches_coalesce_and_failures_are_remembered(paypal_keys: tuple[bytes, bytes]) -> None:
+    """Requests naming a certificate being fetched wait for that one fetch; a URL that failed is refused without
+    another fetch for FAILED_CERT_TTL seconds; ``verify_may_block`` says when ``verify`` would fetch."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    key_pem, cert_pem = paypal_keys
+    gate = threading.Event()
+    calls: list[str] = []
+
+    def slow(url: str) -> bytes:
+        calls.append(url)
+        gate.wait(5)
+        return cert_pem if url == CERT_URL else b"not a certificate"
+
+    s = PayPalScheme(slow)
+    when = datetime.fromtimestamp(NOW, UTC)
+    bad_url = CERT_URL.replace("CERT-", "CERT-X")
+    good, bad = paypal_headers(key_pem, PAYPAL_BODY, when), paypal_headers(key_pem, PAYPAL_BODY, when, bad_url)
+    assert s.verify_may_block(good) and s.verify_may_block({k.lower(): v for k, v in bad.items()})
+    assert not s.verify_may_block({**good, "PAYPAL-CERT-URL": "https://evil.example/cert"})  # refused unfetched
+    assert not StripeScheme().verify_may_block(good)
+
+    def verify(h: dict[str, str]) -> str:
+        try:
+            return s.verify(PAYPAL_BODY, h, WEBHOOK_ID, now=NOW).event_id
+        except SignatureInvalid as exc:
+            return exc.message
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(verify, h) for h in (good, bad) * 4]
+        time.sleep(0.3)
+        gate.set()
+        results = [f.result() for f in futures]
+    assert sorted(calls) == sorted([CERT_URL, bad_url])  # one fetch per URL for eight requests
+    assert results[::2] == ["WH-2WR32451HC0233532-67976317FL4543714"] * 4
+    assert results[1::2] == ["PayPal certificate could not be loaded"] * 4
+    assert not s.verify_may_block(good) and not s.verify_may_block(bad)  # loaded; recently failed
+    with pytest.raises(SignatureInvalid, match="recently failed"):
+        s.verify(PAYPAL_BODY, bad, WEBHOOK_ID, now=NOW)
+    assert len(calls) == 2
+    s._failed[bad_url] = time.monotonic() - 1  # FAILED_CERT_TTL has passed: fetched again
+    assert s.verify_may_block(bad)
+    with pytest.raises(SignatureInvalid, match=r"could not be loaded$"):
+        s.verify(PAYPAL_BODY, bad, WEBHOOK_ID, now=NOW)
+    assert calls[2:] == [bad_url]
+    # a stale transmission is refused before anything is fetched
+    stale = paypal_headers(key_pem, PAYPAL_BODY, when, CERT_URL.replace("CERT-", "CERT-STALE"))
+    with pytest.raises(SignatureInvalid, match="tolerance"):
+        s.verify(PAYPAL_BODY, stale, WEBHOOK_ID, now=NOW + 3600)
+    assert len(calls) == 3

@@ -26,10 +26,12 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -39,11 +41,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from wedsync.errors import InvalidInput, NotFound, Unauthorized
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "PAYPAL_CERT_HOSTS",
     "AcuityScheme",
     "AuthorizeNetScheme",
     "CalendlyScheme",
     "GoogleCalendarScheme",
+    "JSONTooDeep",
     "MetaScheme",
     "MicrosoftGraphScheme",
     "PayPalScheme",
@@ -56,6 +60,7 @@ __all__ = [
     "WebhookScheme",
     "ZapierScheme",
     "get_scheme",
+    "loads_json",
     "register_scheme",
     "scheme_providers",
     "vendor_configured",
@@ -136,10 +141,51 @@ def _str_or_none(value: Any) -> str | None:
     return str(value)
 
 
+#: How deeply a webhook body's JSON may nest. No provider's payload comes near it; a deeper one (``[[[[...``,
+#: which any caller can send to the routes that read the body before or without a signature) would exhaust the
+#: parser's recursion or that of the code reading the result.
+MAX_JSON_DEPTH = 64
+
+
+class JSONTooDeep(ValueError):
+    """A JSON body nests deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _nests_deeper(data: Any, limit: int) -> bool:
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > limit:
+            return True
+        todo.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads`` for a body from outside: ``ValueError`` (``UnicodeDecodeError`` included) if it is not JSON
+    or :class:`JSONTooDeep` if it nests deeper than :data:`MAX_JSON_DEPTH` (``json.loads`` itself raises
+    ``RecursionError``, a 500, on a deep one)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeep from None
+    # only a body with that many brackets can nest that deep: the common body is not walked
+    openers = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
+    if openers > MAX_JSON_DEPTH and isinstance(data, dict | list) and _nests_deeper(data, MAX_JSON_DEPTH):
+        raise JSONTooDeep
+    return data
+
+
 def _json_object(raw_body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = loads_json(raw_body)
+    except JSONTooDeep as exc:
+        raise InvalidInput(f"webhook body is {exc}") from None
+    except ValueError as exc:
         raise InvalidInput("webhook body is not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInput("webhook body is not a JSON object")
@@ -200,6 +246,11 @@ class WebhookScheme:
     provider: ClassVar[str] = ""
     #: Whether the body is signed by the provider; if not, the processor must re-fetch the record.
     body_signed: ClassVar[bool] = True
+
+    def verify_may_block(self, headers: Mapping[str, str]) -> bool:
+        """Whether ``verify`` of this request may block on I/O (the route then runs it in a worker thread);
+        every scheme but PayPal's verifies in memory."""
+        return False
 
     def verify(
         self,
@@ -373,12 +424,17 @@ class PayPalScheme(WebhookScheme):
 
     ``secret`` is the PayPal webhook id of the connection's subscription. The certificate comes from
     ``PAYPAL-CERT-URL``, which must be on PayPal's domains (:data:`PAYPAL_CERT_HOSTS`) before anything is
-    fetched; ``cert_loader`` does the fetching (it blocks: call ``verify`` in a worker thread) and loaded
-    certificates are cached by URL. The transmission time must be within ``tolerance`` seconds.
+    fetched; ``cert_loader`` does the fetching (it blocks: ``verify_may_block`` says when, and the route then
+    calls ``verify`` in a worker thread). Loaded certificates are cached by URL; requests that need the same
+    URL while it is being fetched wait for that one fetch; a URL that could not be loaded is refused without
+    fetching it again for ``FAILED_CERT_TTL`` seconds. The transmission time must be within ``tolerance``
+    seconds, checked before anything is fetched.
     """
 
     provider = "paypal"
     ALGO = "SHA256withRSA"
+    #: How long a certificate URL that could not be loaded is refused without another fetch.
+    FAILED_CERT_TTL = 60.0
 
     def __init__(
         self,
@@ -393,25 +449,68 @@ class PayPalScheme(WebhookScheme):
         self.allowed_hosts = allowed_hosts
         self.extra_prefixes = extra_prefixes or (lambda: ())
         self._certs: dict[str, Any] = {}
+        self._failed: dict[str, float] = {}  # URL -> time.monotonic() until which it is refused unfetched
+        self._loading: dict[str, Future[Any]] = {}  # URL -> the fetch in progress, which later requests await
+        self._lock = threading.Lock()
+
+    def verify_may_block(self, headers: Mapping[str, str]) -> bool:
+        """True when the request names an allowed certificate URL that is neither loaded nor recently failed:
+        ``verify`` would fetch it (or wait for the fetch in progress)."""
+        cert_url = _lower(headers).get("paypal-cert-url", "").strip()
+        return (bool(cert_url) and cert_url not in self._certs
+                and self._failed.get(cert_url, 0.0) <= time.monotonic() and self._allowed(cert_url))
+
+    def _allowed(self, cert_url: str) -> bool:
+        return paypal_cert_url_allowed(cert_url, self.allowed_hosts) or any(
+            cert_url_under_prefix(cert_url, prefix) for prefix in self.extra_prefixes())
 
     def _certificate(self, cert_url: str) -> Any:
-        from cryptography import x509
-
-        if not paypal_cert_url_allowed(cert_url, self.allowed_hosts) and not any(
-                cert_url_under_prefix(cert_url, prefix) for prefix in self.extra_prefixes()):
+        if not self._allowed(cert_url):
             raise SignatureInvalid("PAYPAL-CERT-URL is not on a PayPal domain")
-        cert = self._certs.get(cert_url)
-        if cert is None:
+        with self._lock:
+            cert = self._certs.get(cert_url)
+            if cert is not None:
+                return cert
+            if self._failed.get(cert_url, 0.0) > time.monotonic():
+                raise SignatureInvalid("PayPal certificate could not be loaded (recently failed)")
+            loading = self._loading.get(cert_url)
+            fetch = loading is None
+            if loading is None:
+                loading = self._loading[cert_url] = Future()
+        if not fetch:
             try:
-                cert = x509.load_pem_x509_certificate(self.cert_loader(cert_url))
-            except SignatureInvalid:
-                raise
-            except Exception as exc:
-                raise SignatureInvalid("PayPal certificate could not be loaded") from exc
+                return loading.result()
+            except SignatureInvalid as exc:
+                raise SignatureInvalid(exc.message) from None
+        try:
+            cert = self._load(cert_url)
+        except BaseException as exc:  # whatever ends the fetch, the requests waiting for it are answered
+            with self._lock:
+                del self._loading[cert_url]
+                if isinstance(exc, SignatureInvalid):
+                    now = time.monotonic()
+                    if len(self._failed) > 1024:
+                        self._failed = {u: t for u, t in self._failed.items() if t > now}
+                    self._failed[cert_url] = now + self.FAILED_CERT_TTL
+            loading.set_exception(exc)
+            raise
+        with self._lock:
+            del self._loading[cert_url]
             if len(self._certs) > 64:
                 self._certs.clear()
             self._certs[cert_url] = cert
+        loading.set_result(cert)
         return cert
+
+    def _load(self, cert_url: str) -> Any:
+        from cryptography import x509
+
+        try:
+            return x509.load_pem_x509_certificate(self.cert_loader(cert_url))
+        except SignatureInvalid:
+            raise
+        except Exception as exc:
+            raise SignatureInvalid("PayPal certificate could not be loaded") from exc
 
     @staticmethod
     def message(transmission_id: str, transmission_time: str, webhook_id: str, raw_body: bytes) -> bytes:
@@ -450,6 +549,7 @@ class PayPalScheme(WebhookScheme):
             signature = base64.b64decode(sig_b64, validate=True)
         except ValueError as exc:
             raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64") from exc
+        _check_window(sent.timestamp(), now, self.tolerance, "PAYPAL-TRANSMISSION-TIME")  # before any fetch
         cert = self._certificate(cert_url)
         moment = datetime.fromtimestamp(_now(now), UTC)
         if not (cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc):
@@ -462,7 +562,6 @@ class PayPalScheme(WebhookScheme):
             key.verify(signature, msg, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature as exc:
             raise SignatureInvalid("PayPal signature does not verify") from exc
-        _check_window(sent.timestamp(), now, self.tolerance, "PAYPAL-TRANSMISSION-TIME")
         data = _json_object(raw_body)
         return VerifiedEvent(
             event_id=_require_id(data.get("id"), "id"),
@@ -783,6 +882,8 @@ class GoogleCalendarScheme(WebhookScheme):
 
 # ----------------------------------------------------------------------------------- Microsoft Graph
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
 
 class MicrosoftGraphScheme(WebhookScheme):
     """Change notifications: no signature; every notification's ``clientState`` must be the one we set.
@@ -814,6 +915,12 @@ class MicrosoftGraphScheme(WebhookScheme):
         query: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> VerifiedEvent:
+        if _URL_SAFE.fullmatch(secret) and secret.encode() not in raw_body:
+            # refused before the body is parsed: the hub's clientState (URL-safe characters, which no JSON
+            # encoder escapes) would appear in it verbatim
+            if b'"clientState"' in raw_body:
+                raise SignatureInvalid("clientState does not match the subscription")
+            raise SignatureMissing("missing clientState")
         data = _json_object(raw_body)
         notes = data.get("value")
         if not isinstance(notes, list) or not notes or not all(isinstance(n, Mapping) for n in notes):

@@ -117,8 +117,10 @@ def handlers() -> dict[str, Handler]:
     return found
 
 
-async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, int]:
-    """Claim and process up to ``limit`` pending events of one provider, oldest first.
+async def process_batch(hub: Any, provider: str, limit: int = 100, *, claimed_by: str | None = None
+                        ) -> dict[str, int]:
+    """Claim (for the executor ``claimed_by``) and process up to ``limit`` pending events of one provider,
+    oldest first.
 
     Events are processed in arrival order, so several hooks about one record apply in order; a provider
     with a batch handler (``BATCH_HANDLERS``) re-fetches each named record once, as it is now, which is
@@ -126,7 +128,7 @@ async def process_batch(hub: Any, provider: str, limit: int = 100) -> dict[str, 
     inbox's attempt limit), a fatal one or a malformed event fails it; other events of the batch still land.
     """
     handler = handlers()[provider]
-    rows = hub.inbox.claim_pending(limit, provider=provider)
+    rows = hub.inbox.claim_pending(limit, provider=provider, claimed_by=claimed_by)
     batch = BATCH_HANDLERS.get(provider)
     if batch is not None and rows:
         try:

@@ -11,8 +11,10 @@ that one bad row cannot fail its neighbours.
 Drain: workflows call :meth:`WebhookInbox.claim_pending` (``pending`` -> ``processing``; on PostgreSQL the
 candidates are locked ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same row), process,
 then :meth:`~WebhookInbox.mark_processed` or :meth:`~WebhookInbox.mark_failed`. While a row is
-``processing`` its ``processed_at`` holds the claim time, which :meth:`~WebhookInbox.release_stale` uses to
-hand the rows of a crashed worker back.
+``processing`` its ``processed_at`` holds the claim time and ``claimed_by`` the DBOS executor that claimed it.
+The rows of a crashed worker go back to ``pending`` through :meth:`~WebhookInbox.release_claims` as soon as
+the worker is known dead (``workflows/recovery.py``: a live worker recovers it, or it restarts with the same
+executor id), and through :meth:`~WebhookInbox.release_stale` after a while whoever claimed them.
 
 Statuses: ``pending`` -> ``processing`` -> ``processed`` | ``pending`` (retry) | ``failed``.
 """
@@ -351,10 +353,12 @@ class WebhookInbox:
     # ----------------------------------------------------------------------------------------- drain
 
     def claim_pending(
-        self, limit: int = 100, *, connection_id: str | None = None, provider: str | None = None
+        self, limit: int = 100, *, connection_id: str | None = None, provider: str | None = None,
+        claimed_by: str | None = None,
     ) -> list[InboxRow]:
         """Move up to ``limit`` pending events (oldest first) to ``processing`` and return them; an event
-        waiting out its backoff (``next_attempt_at`` in the future) is not taken."""
+        waiting out its backoff (``next_attempt_at`` in the future) is not taken. ``claimed_by``: the DBOS
+        executor id of the claiming process, recorded so that its claims can be released once it is dead."""
         if limit < 1:
             return []
         candidates = select(_T.c.id).where(_T.c.status == PENDING, _due())
@@ -375,7 +379,7 @@ class WebhookInbox:
         stmt = (
             update(_T)
             .where(_T.c.id.in_(select(claim.c.id)), _T.c.status == PENDING)
-            .values(status=PROCESSING, processed_at=datetime.now(UTC))
+            .values(status=PROCESSING, processed_at=datetime.now(UTC), claimed_by=claimed_by)
             .returning(*_ROW_COLUMNS)
         )
         with self.db.engine.begin() as conn:
@@ -391,7 +395,8 @@ class WebhookInbox:
         stmt = (
             update(_T)
             .where(_T.c.id.in_(list(ids)))
-            .values(status=PROCESSED, processed_at=datetime.now(UTC), error=None, next_attempt_at=None)
+            .values(status=PROCESSED, processed_at=datetime.now(UTC), error=None, next_attempt_at=None,
+                    claimed_by=None)
         )
         with self.db.engine.begin() as conn:
             return conn.execute(stmt).rowcount
@@ -410,7 +415,8 @@ class WebhookInbox:
             later = (datetime.now(UTC) + timedelta(seconds=retry_delay(attempts, retry_after))
                      if status == PENDING else None)
             conn.execute(update(_T).where(_T.c.id == id).values(
-                attempts=attempts, status=status, error=error[:4000], processed_at=None, next_attempt_at=later))
+                attempts=attempts, status=status, error=error[:4000], processed_at=None, next_attempt_at=later,
+                claimed_by=None))
         return status
 
     def release_stale(self, older_than: float = 300.0) -> int:
@@ -419,10 +425,21 @@ class WebhookInbox:
         stmt = (
             update(_T)
             .where(_T.c.status == PROCESSING, _T.c.processed_at < cutoff)
-            .values(status=PENDING, processed_at=None)
+            .values(status=PENDING, processed_at=None, claimed_by=None)
         )
         with self.db.engine.begin() as conn:
             return conn.execute(stmt).rowcount
+
+    def release_claims(self, executor_ids: Sequence[str], *, claimed_before: datetime | None = None) -> int:
+        """Hand the ``processing`` rows claimed by these executors (dead ones: they will never finish them) back
+        to ``pending``; with ``claimed_before``, only those claimed before then. Returns how many."""
+        if not executor_ids:
+            return 0
+        stmt = update(_T).where(_T.c.status == PROCESSING, _T.c.claimed_by.in_(list(executor_ids)))
+        if claimed_before is not None:
+            stmt = stmt.where(_T.c.processed_at < claimed_before)
+        with self.db.engine.begin() as conn:
+            return conn.execute(stmt.values(status=PENDING, processed_at=None, claimed_by=None)).rowcount
 
     def pending_providers(self) -> set[str]:
         """The providers that have events waiting (one read, so a drain skips the idle ones)."""

@@ -285,6 +285,8 @@ class WebhookEvent(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     # A pending event that failed is not claimed again before this time (backoff; None: at once).
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The DBOS executor that claimed the event (migration 0013): its claims go back to pending once it is dead.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class HookSubscription(Base):

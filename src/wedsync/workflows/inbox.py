@@ -8,7 +8,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from wedsync.bootstrap import get_hub
+from wedsync.bootstrap import current_executor_id, get_hub
 from wedsync.services.webhook_dispatch import handlers, process_batch
 from wedsync.workflows.queues import INBOX_QUEUE, get_queue
 
@@ -28,7 +28,7 @@ PACE_WHILE_INTAKE_BUSY = 3.0
 async def drain_step(provider: str) -> dict[str, int]:
     hub = get_hub()
     started = time.monotonic()
-    result = await process_batch(hub, provider, BATCH)
+    result = await process_batch(hub, provider, BATCH, claimed_by=current_executor_id())
     if result["claimed"] and hub.inbox.intake_busy():
         await asyncio.sleep((time.monotonic() - started) * PACE_WHILE_INTAKE_BUSY)
     return result

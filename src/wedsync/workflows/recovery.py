@@ -3,6 +3,11 @@
 DBOS recovers a process's own pending workflows when it restarts with the same executor id. When a
 worker dies for good, its heartbeat goes stale; the first live worker to claim it (an atomic UPDATE,
 so exactly one wins) asks DBOS to recover that executor's pending workflows.
+
+Webhook events a dead worker had claimed (``webhook_inbox.claimed_by``) go back to pending at the same moments:
+when a live worker claims the dead one, and when a process starts with the executor id of one that was killed
+(the claims it made before this process started). Claims nobody released (made by a process that recorded no
+executor, or a database error at the wrong time) are handed back after ``STALE_CLAIM_SECONDS``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from wedsync.store.tables import WorkerHeartbeat, utcnow
 
 HEARTBEAT_EVERY = 2.0
 DEAD_AFTER = timedelta(seconds=10)
+#: When this process started (this module is imported before DBOS launches and recovers its workflows): an
+#: inbox claim of this process's executor id made before then is a previous process's, killed.
+PROCESS_STARTED = utcnow()
 
 
 def beat(db: Database, executor_id: str) -> None:
@@ -78,11 +86,23 @@ async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbo
     log = logging.getLogger("wedsync.workers")
     next_schedule_check = 0.0
     loop = asyncio.get_running_loop()
+    own_claims_released = inbox is None
     while not stop.is_set():
         try:
             await asyncio.to_thread(beat, db, executor_id)
+            if not own_claims_released:  # once, at start-up (again next round if the database failed)
+                released = await asyncio.to_thread(functools.partial(
+                    inbox.release_claims, [executor_id], claimed_before=PROCESS_STARTED))
+                own_claims_released = True
+                if released:
+                    log.warning("handed back %d webhook events claimed by %s before it restarted", released,
+                                executor_id)
             for dead in await asyncio.to_thread(claim_dead, db, executor_id):
                 log.warning("recovering the workflows of silent worker %s", dead)
+                if inbox is not None:
+                    released = await asyncio.to_thread(inbox.release_claims, [dead])
+                    if released:
+                        log.warning("handed back %d webhook events claimed by silent worker %s", released, dead)
                 await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
             if inbox is not None:
                 await sweep_inbox(inbox)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,10 @@ router = APIRouter(tags=["webhooks"])
 
 MAX_BODY = 1024 * 1024
 CACHE_TTL = 30.0
+#: Verifications that may block (``WebhookScheme.verify_may_block``: a PayPal certificate fetch) run on these
+#: threads, never on the event loop: a slow certificate server holds up only the webhooks waiting for it, and
+#: at most this many fetches run at once. Every other verification stays inline (no thread hop).
+_BLOCKING_VERIFY = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-verify")
 
 
 @dataclass
@@ -107,7 +114,11 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
         return PlainTextResponse(query["validationToken"])
     url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
     try:
-        event = scheme.verify(raw, request.headers, info.secret, url=url, query=query)
+        if scheme.verify_may_block(request.headers):
+            event = await asyncio.get_running_loop().run_in_executor(_BLOCKING_VERIFY, functools.partial(
+                scheme.verify, raw, request.headers, info.secret, url=url, query=query))
+        else:
+            event = scheme.verify(raw, request.headers, info.secret, url=url, query=query)
         if isinstance(scheme, ZapierScheme):
             # The vendor's own Zap sent it: a body its processing could never read (no e-mail or name, an event we
             # do not know, not an object) is answered now with why (422 bad_payload, shown in the Zap's history)

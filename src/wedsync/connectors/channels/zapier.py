@@ -17,7 +17,6 @@ same e-mail+name hash as its CSV rows (``csv_layouts.client_hash_id``), and the 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from wedsync.connectors.channels.csv_layouts import (
     loose_datetime,
     parse_csv,
 )
+from wedsync.connectors.webhooks import loads_json
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput
 
@@ -132,8 +132,8 @@ def _decode_body(raw_body: bytes, content_type: str | None) -> dict[str, Any]:
     stripped = text.lstrip("\ufeff").strip()
     if kind.endswith("json") or (not kind and stripped[:1] in "{["):
         try:
-            data = json.loads(stripped)
-        except ValueError as exc:
+            data = loads_json(stripped)
+        except ValueError as exc:  # JSONTooDeep included
             raise _bad(f"hook body is not valid JSON: {exc}") from exc
         if isinstance(data, list) and len(data) == 1:  # Zapier's "send as list" option
             data = data[0]
