@@ -106,6 +106,29 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
     await hub.connections.aclose()
 
 
+async def test_openapi_declares_what_create_transaction_answers(api: Any, hub: Any, sandbox: str) -> None:
+    """``POST /api/payments/transactions`` answers 201 (final), 202 (still running) and 200 (a replay), each with
+    the transaction; its OpenAPI document says so, and that ``Idempotency-Key`` is required (a missing one is
+    the service's 422 ``idempotency_key_required``, as before)."""
+    op = (await api.get("/openapi.json")).json()["paths"]["/api/payments/transactions"]["post"]
+    for code in ("200", "201", "202"):
+        assert op["responses"][code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TransactionOut"}, (code, op["responses"][code])
+    headers = [p for p in op["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+    assert len(headers) == 1 and headers[0]["required"] is True, op["parameters"]
+    assert headers[0]["schema"]["minLength"] == 1 and headers[0]["schema"]["maxLength"] == 200
+
+    h, _ = await _vendor(api, hub, sandbox, "Documented Caterer")
+    body = {"bookingRef": "doc-1", "amountMinor": 1_000, "currency": "USD", "paymentMethod": "pm_card_visa"}
+    r = await api.post("/api/payments/transactions", headers=h, json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_required", r.text
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "doc-1"}, json=body)
+    assert r.status_code == 201, r.text
+    replay = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "doc-1"}, json=body)
+    assert replay.status_code == 200 and replay.json()["id"] == r.json()["id"]
+    await hub.connections.aclose()
+
+
 def test_payments_cli(hub: Any) -> None:
     """``wedsync payments``: balances with the ledger check, and bad input exits 2 with one line."""
     from typer.testing import CliRunner
