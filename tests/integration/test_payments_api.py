@@ -86,9 +86,34 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
 
     bal = (await api.get("/api/payments/balances", headers=h)).json()
     assert bal["check"]["balanced"] and bal["vendor"]["USD"]["escrow"] == 0
-    ledger = (await api.get("/api/payments/ledger", headers=h, params={"transactionId": tx["id"]})).json()
+    page = (await api.get("/api/payments/ledger", headers=h, params={"transactionId": tx["id"]})).json()
+    ledger = page["items"]
+    assert page["next_cursor"] is None
     assert {t["kind"] for t in ledger} >= {"charge", "refund"}
     assert all(sum(e["amount"] for e in t["entries"]) == 0 for t in ledger)
+
+    # every list is paged by keyset: limit 1..500, after = the previous page's next_cursor (null on the last)
+    for path, order in (("/api/payments/ledger", 1), ("/api/payments/transactions", -1)):
+        everything = (await api.get(path, headers=h, params={"limit": 500})).json()
+        assert everything["next_cursor"] is None and len(everything["items"]) >= 4, (path, everything)
+        ids = [t["id"] for t in everything["items"]]
+        assert ids == sorted(ids, reverse=order < 0), path  # ledger oldest first, transactions newest first
+        paged: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 1, **({"after": cursor} if cursor else {})}
+            r = await api.get(path, headers=h, params=params)
+            assert r.status_code == 200, (path, r.text)
+            paged += [t["id"] for t in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert paged == ids, path
+        for bad in ({"limit": 0}, {"limit": 501}, {"after": "12"}):
+            r = await api.get(path, headers=h, params=bad)
+            assert r.status_code == 422, (path, bad, r.text)
+    booking = (await api.get("/api/payments/transactions", headers=h, params={"bookingRef": "api-1"})).json()
+    assert tx["id"] in [t["id"] for t in booking["items"]] and {t["bookingRef"] for t in booking["items"]} == {"api-1"}
 
     period = {"since": (utcnow() - timedelta(hours=1)).isoformat(),
               "until": (utcnow() + timedelta(minutes=5)).isoformat()}

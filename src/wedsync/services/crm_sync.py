@@ -1409,10 +1409,13 @@ class CrmService:
             return [{"line": e.line, "column": e.column, "code": e.code, "message": e.message,
                      "skipped": e.fatal} for e in rows]
 
-    def list_imports(self, vendor_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    def list_imports(self, vendor_id: str, limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
-            ids = list(s.execute(select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
-                                 .order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
+            stmt = select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmImportJob.id < after)
+            ids = list(s.execute(stmt.order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
         return [self.import_status(vendor_id, i) for i in ids]
 
     # -- CSV export ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from wedsync.api.deps import HubDep, Limit, PrincipalDep, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
 from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.errors import InvalidInput
@@ -183,11 +183,11 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
 
 @router.get("/api/payments/transactions")
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
-                      status: str | None = None, limit: Limit = 50
-                      ) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status,
-                                                             limit=limit)
-    return result
+                      status: str | None = None, after: Cursor = None, limit: Limit = 50
+                      ) -> dict[str, Any]:
+    """Transactions, newest first; pass ``next_cursor`` as ``after`` for the next page."""
+    items = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/payments/transactions/{transaction_id}")
@@ -252,10 +252,12 @@ def balances(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
 
 
 @router.get("/api/payments/ledger")
-def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None,
-           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.ledger(vendor_id, intent_id=transactionId, limit=limit)
-    return result
+def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None, after: Cursor = None,
+           limit: Limit = 200) -> dict[str, Any]:
+    """Ledger transactions with their entries, oldest first; pass ``next_cursor`` as ``after`` for the next
+    page."""
+    items = hub.payments.ledger(vendor_id, intent_id=transactionId, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/payments/disputes")
