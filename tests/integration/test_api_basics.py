@@ -71,6 +71,10 @@ async def test_providers_matrix(api, hub) -> None:  # type: ignore[no-untyped-de
     knot = next(p for p in r.json()["providers"] if p["provider"] == "the-knot")
     assert knot["status"] == "not_built" and knot["channel"] == "email"
     assert not any(knot["capabilities"][k] for k in ("read", "write", "webhooks", "incremental"))
+    # no channel at all is said as such (../shared/specs/README.md: "none"), not passed off as CSV
+    galleries = {p["provider"]: p["channel"] for p in r.json()["providers"]
+                 if p["provider"] in ("pixieset", "cloudspot")}
+    assert galleries == {"pixieset": "none", "cloudspot": "none"}
 
 
 async def test_a_known_provider_without_a_connector_answers_422(api, hub) -> None:  # type: ignore[no-untyped-def]

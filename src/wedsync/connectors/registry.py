@@ -78,9 +78,9 @@ PLANNED: tuple[PlannedProvider, ...] = (
     PlannedProvider("shootproof", "ShootProof", "portfolio", Channel.API, "Studio API (partial OpenAPI in specs)"),
     PlannedProvider("zenfolio", "Zenfolio", "portfolio", Channel.API,
                     "legacy JSON-RPC/SOAP API 1.8, status unconfirmed"),
-    PlannedProvider("pixieset", "Pixieset", "portfolio", Channel.CSV,
-                    "no public API (only an unofficial one, not used)"),
-    PlannedProvider("cloudspot", "Cloudspot", "portfolio", Channel.CSV, "no public API"),
+    PlannedProvider("pixieset", "Pixieset", "portfolio", Channel.NONE,
+                    "no channel: no public API (only an unofficial, reverse-engineered one, not used)"),
+    PlannedProvider("cloudspot", "Cloudspot", "portfolio", Channel.NONE, "no channel: no public API"),
     PlannedProvider("pic-time", "Pic-Time", "portfolio", Channel.ZAPIER_WEBHOOK, "Zapier only"),
     PlannedProvider("dubsado", "Dubsado", "crm", Channel.ZAPIER_WEBHOOK, "Zapier only"),
 )
