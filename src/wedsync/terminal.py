@@ -23,8 +23,15 @@ def make_console(**kwargs: Any) -> Console:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """End a CLI command with ``error: message`` on stderr and exit status ``code`` (2: bad input)."""
-    make_console(stderr=True).print(f"[red]error:[/red] {message}")
+    make_console(stderr=True).print(f"[red]error:[/red] {message}", soft_wrap=True)  # one line, never cut
     raise typer.Exit(code)
+
+
+def interrupted(message: str) -> NoReturn:
+    """End a command stopped with Ctrl-C: ``interrupted: message`` (what became of its work) on stderr, one line,
+    and exit status 130 (128 + SIGINT), as a shell reports it."""
+    make_console(stderr=True).print(f"[yellow]interrupted:[/yellow] {message}", soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def known_vendor(hub: Any, vendor_id: str) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wedsync.terminal import fail, known_vendor, make_console
+from wedsync.terminal import fail, interrupted, known_vendor, make_console
 
 NAME = "crm"
 app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
@@ -66,15 +66,36 @@ def import_csv(
                                     filename=file.name, chunk_size=chunk_size)
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
-    launch_dbos(get_settings())
     try:
+        launch_dbos(get_settings())
         status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
+    except KeyboardInterrupt:
+        status = _import_interrupted(hub, vendor, job["id"], file)
     finally:
         shutdown_dbos()
     errors = hub.crm.import_errors(vendor, job["id"], limit=50)
     out.print_json(json.dumps({**status, "first_errors": errors}))
     if status["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _import_interrupted(hub: Any, vendor_id: str, job_id: str, file: Path) -> dict[str, Any]:
+    """Ctrl-C during ``wedsync crm import``: the job's workflow is cancelled and the job recorded as failed
+    (interrupted) with the chunks it imported, so no worker or later command resumes it behind the user's back;
+    one line says what was kept. A job that ended meanwhile is reported as it ended."""
+    from wedsync.cli import cancel_interrupted_workflow
+
+    cancelled = cancel_interrupted_workflow(job_id)
+    status = hub.crm.import_status(vendor_id, job_id)
+    if status["status"] not in ("queued", "running"):
+        return dict(status)
+    if not cancelled:
+        interrupted(f"import job {job_id} is left {status['status']} (its workflow could not be cancelled): "
+                    f"`wedsync worker` or `wedsync serve` on this database resumes it")
+    status = hub.crm.finish_import(job_id, "interrupted: cancelled with Ctrl-C in `wedsync crm import`")
+    interrupted(f"import job {job_id} cancelled after {status['processed_rows']} of {status['total_rows']} rows "
+                f"({status['chunks_done']} chunks, kept); nothing is left running: importing {file} again imports "
+                f"the rest (rows already imported are updated, not added twice)")
 
 
 @app.command("export")
