@@ -14,7 +14,7 @@ from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
-from wedsync.terminal import fail, interrupted, make_console
+from wedsync.terminal import check_home, fail, in_range, interrupted, make_console
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -39,6 +39,7 @@ def _setup() -> None:
     settings = get_settings()
     configure_logging(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING",
                       json=settings.log_json)
+    check_home(settings.resolved_home)
 
 
 def _hub() -> Any:
@@ -78,6 +79,7 @@ def serve(
 
     from wedsync.config import get_settings
 
+    in_range(port, 1, 65535, "--port")
     os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
     get_settings.cache_clear()
     settings = get_settings()
@@ -147,6 +149,7 @@ def sandbox(
     """Serve the provider emulators on loopback, each under its own path prefix."""
     from wedsync.sandbox.server import run_sandbox
 
+    in_range(port, 1, 65535, "--port")
     console.print(f"sandboxes on http://{host}:{port} (VSCO Workspace at /vsco-workspace/api/v2)")
     run_sandbox(host, port, seed=seed, contacts=contacts)
 
@@ -423,6 +426,8 @@ def demo(
     """Start the sandboxes and the hub on SQLite, sync a demo photographer, keep serving the API."""
     from wedsync.demo import run_demo
 
+    in_range(port, 1, 65535, "--port")
+    in_range(sandbox_port, 1, 65535, "--sandbox-port")
     try:
         run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
     except WedsyncError as exc:

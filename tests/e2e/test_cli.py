@@ -175,3 +175,32 @@ def test_ctrl_c_during_sync_cancels_the_run_and_frees_the_connection(tmp_path: P
             assert db.execute("SELECT status FROM sync_runs WHERE id = ?", (run_id,)).fetchone() == ("failed",)
     finally:
         stop()
+
+
+def test_bad_paths_limits_and_ports_are_one_line_errors(tmp_path: Path) -> None:
+    """An unwritable export path, a WEDSYNC_HOME that is a file, a --limit outside 1..500 and a port outside
+    1..65535: ``error: ...`` on one line and exit 2, never a traceback, an answer for another limit, or a server
+    on another port than the one asked for."""
+    env = hub_env(tmp_path / "home")
+    vendor = json.loads(cli(env, "vendor", "create", "Paths", "--json").stdout)["vendor_id"]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    cases: list[tuple[dict[str, str], tuple[str, ...], str]] = [
+        (env, ("crm", "export", "--vendor", vendor, "--layout", "honeybook", "-o", str(tmp_path / "no" / "x.csv")),
+         "No such file or directory"),
+        (env, ("crm", "export", "--vendor", vendor, "--layout", "honeybook", "-o", str(tmp_path)), "Is a directory"),
+        ({**env, "WEDSYNC_HOME": str(a_file)}, ("vendor", "list"), "not a directory"),
+        ({**env, "WEDSYNC_HOME": str(a_file / "sub")}, ("vendor", "list"), "cannot be created"),
+        (env, ("crm", "merges", "--vendor", vendor, "--limit", "-3"), "--limit must be between 1 and 500"),
+        (env, ("crm", "merges", "--vendor", vendor, "--limit", "0"), "--limit must be between 1 and 500"),
+        (env, ("serve", "--port", "99999"), "--port must be between 1 and 65535"),
+        (env, ("sandbox", "--port", "0"), "--port must be between 1 and 65535"),
+        (env, ("demo", "--exit", "--sandbox-port", "70000"), "--sandbox-port must be between 1 and 65535"),
+    ]
+    for case_env, args, needle in cases:
+        r = cli(case_env, *args, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.returncode, r.stderr)
+        assert r.stderr.startswith("error: ") and needle in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert r.stdout == "", (args, r.stdout)
+    r = cli(env, "crm", "merges", "--vendor", vendor, "--limit", "500")
+    assert r.returncode == 0 and json.loads(r.stdout)["latest"] == [], r.stderr

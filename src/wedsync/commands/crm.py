@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wedsync.terminal import fail, interrupted, known_vendor, make_console
+from wedsync.terminal import fail, in_range, interrupted, known_vendor, make_console
 
 NAME = "crm"
 app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
@@ -117,22 +118,31 @@ def export(
         first = next(chunks, b"")
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
-    sink = output.open("wb") if output else sys.stdout.buffer
+    try:
+        sink = output.open("wb") if output else sys.stdout.buffer
+    except OSError as exc:  # no such directory, a directory, no permission
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
         sink.write(first)
         for chunk in chunks:
             sink.write(chunk)
-    finally:
         if output:
-            sink.close()
+            sink.close()  # its last bytes are written here
+    except OSError as exc:  # the disk filled up, the pipe closed
+        fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
+    finally:
+        if output and not sink.closed:
+            with contextlib.suppress(OSError):
+                sink.close()
 
 
 @app.command("merges")
 def merges(vendor: Annotated[str, typer.Option(help="vendor id")],
-           limit: Annotated[int, typer.Option(help="how many")] = 20) -> None:
+           limit: Annotated[int, typer.Option(help="how many (1 to 500)")] = 20) -> None:
     """The latest merges with their rule and evidence, and the count per rule."""
     from wedsync.bootstrap import get_hub
 
+    in_range(limit, 1, 500, "--limit")
     hub = get_hub()
     known_vendor(hub, vendor)
     out.print_json(json.dumps({"by_rule": hub.crm.merge_summary(vendor),
