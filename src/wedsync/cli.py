@@ -14,7 +14,7 @@ from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
-from wedsync.terminal import fail, make_console
+from wedsync.terminal import check_home, fail, in_range, interrupted, make_console
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -39,6 +39,7 @@ def _setup() -> None:
     settings = get_settings()
     configure_logging(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING",
                       json=settings.log_json)
+    check_home(settings.resolved_home)
 
 
 def _hub() -> Any:
@@ -78,6 +79,7 @@ def serve(
 
     from wedsync.config import get_settings
 
+    in_range(port, 1, 65535, "--port")
     os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
     get_settings.cache_clear()
     settings = get_settings()
@@ -147,6 +149,7 @@ def sandbox(
     """Serve the provider emulators on loopback, each under its own path prefix."""
     from wedsync.sandbox.server import run_sandbox
 
+    in_range(port, 1, 65535, "--port")
     console.print(f"sandboxes on http://{host}:{port} (VSCO Workspace at /vsco-workspace/api/v2)")
     run_sandbox(host, port, seed=seed, contacts=contacts)
 
@@ -265,13 +268,16 @@ def connect(
 
 
 async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,
-                                 *, quiet: bool = False) -> dict[str, Any]:
-    """Start a sync run as a DBOS workflow and show a progress bar until it ends."""
+                                 *, quiet: bool = False, started: list[str] | None = None) -> dict[str, Any]:
+    """Start a sync run as a DBOS workflow and show a progress bar until it ends (the run's id is appended to
+    ``started`` as soon as it is known)."""
     from dbos import DBOS
 
     from wedsync.workflows.sync import start_sync
 
     run_id = await start_sync(vendor_id, connection_id, mode)
+    if started is not None:
+        started.append(run_id)
     run = hub.sync.get_run(vendor_id, run_id)
     handle: Any = await DBOS.retrieve_workflow_async(run.id)
     task = asyncio.ensure_future(handle.get_result())
@@ -307,16 +313,66 @@ def sync(
     """Run a sync now, in this process, with a progress bar."""
     from wedsync.bootstrap import launch_dbos, shutdown_dbos
     from wedsync.config import get_settings
+    from wedsync.store.tables import utcnow
 
     hub = _hub()
-    launch_dbos(get_settings())
+    began = utcnow()
+    started: list[str] = []
     try:
-        summary = _run(run_sync_with_progress(hub, vendor, connection, mode))
+        launch_dbos(get_settings())
+        summary = _run(run_sync_with_progress(hub, vendor, connection, mode, started=started))
+    except KeyboardInterrupt:
+        summary = _sync_interrupted(hub, vendor, connection, mode, started, began)
     finally:
         shutdown_dbos()
     out.print_json(json.dumps(summary))
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def cancel_interrupted_workflow(workflow_id: str) -> bool:
+    """Ctrl-C: cancel the workflow this command started (its run or job must not be resumed later by a worker,
+    nor by the next command on this home, which recovers the embedded executor's pending workflows), then stop
+    DBOS. False when the cancellation could not be recorded."""
+    import logging
+
+    from dbos import DBOS
+
+    from wedsync import bootstrap
+    from wedsync.bootstrap import shutdown_dbos
+
+    if not getattr(bootstrap, "_dbos_launched", False):
+        return True  # interrupted while DBOS started: this command started no workflow
+    logging.getLogger("dbos").setLevel(logging.ERROR)  # the steps cut short say so: expected here, not news
+    try:
+        DBOS.cancel_workflow(workflow_id)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutdown_dbos()  # nothing of the workflow runs in this process after this
+
+
+def _sync_interrupted(hub: Any, vendor: str, connection: str, mode: str, started: list[str],
+                      began: Any) -> dict[str, Any]:
+    """Ctrl-C during ``wedsync sync``: the run is cancelled and recorded as failed (interrupted), so the next sync
+    of the connection is not refused; one line says so. A run that ended meanwhile is reported as it ended."""
+    run_ids = started or [r.id for r in hub.sync.runs_in_progress(connection)
+                          if r.vendor_id == vendor and r.started_at >= began]  # interrupted inside start_sync
+    if not run_ids:
+        interrupted("before a sync run was started; nothing was left running")
+    run_id = run_ids[0]
+    cancelled = cancel_interrupted_workflow(run_id)
+    run = hub.sync.get_run(vendor, run_id)
+    if run.status not in ("queued", "running"):
+        return dict(hub.sync.summary(run))  # it ended just before the interrupt took effect
+    if not cancelled:
+        interrupted(f"sync run {run_id} is left {run.status} (its workflow could not be cancelled): `wedsync worker` "
+                    f"or `wedsync serve` on this database resumes it")
+    done = hub.sync.fail(run_id, KeyboardInterrupt(),
+                         detail="interrupted: cancelled with Ctrl-C in `wedsync sync` (its workflow was cancelled)")
+    interrupted(f"sync run {run_id} cancelled after {done['processed']} records (kept); nothing is left running: "
+                f"`wedsync sync {connection} --vendor {vendor} --mode {mode}` syncs the connection again")
 
 
 @vault_app.command("rotate")
@@ -370,6 +426,8 @@ def demo(
     """Start the sandboxes and the hub on SQLite, sync a demo photographer, keep serving the API."""
     from wedsync.demo import run_demo
 
+    in_range(port, 1, 65535, "--port")
+    in_range(sandbox_port, 1, 65535, "--sandbox-port")
     try:
         run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
     except WedsyncError as exc:

@@ -71,12 +71,35 @@ async def test_providers_matrix(api, hub) -> None:  # type: ignore[no-untyped-de
     knot = next(p for p in r.json()["providers"] if p["provider"] == "the-knot")
     assert knot["status"] == "not_built" and knot["channel"] == "email"
     assert not any(knot["capabilities"][k] for k in ("read", "write", "webhooks", "incremental"))
+    # no channel at all is said as such (../shared/specs/README.md: "none"), not passed off as CSV
+    galleries = {p["provider"]: p["channel"] for p in r.json()["providers"]
+                 if p["provider"] in ("pixieset", "cloudspot")}
+    assert galleries == {"pixieset": "none", "cloudspot": "none"}
 
 
 async def test_a_known_provider_without_a_connector_answers_422(api, hub) -> None:  # type: ignore[no-untyped-def]
     _, key = await _vendor(hub)
     r = await api.post("/api/connections", headers=auth(key), json={"provider": "the-knot", "credentials": {}})
     assert r.status_code == 422 and r.json()["error"]["code"] == "provider_not_built"
+
+
+async def test_the_seed_provider_names_connect_as_our_slugs(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``tave``, ``light_blue``, ``stripe_connect``, ``outlook_365`` (the seed's names) are the providers they name
+    on ``POST /api/connections`` as on the CRM sync endpoint; the connection stores our slug."""
+    _, key = await _vendor(hub)
+    r = await api.post("/api/connections", headers=auth(key),
+                       json={"provider": "tave", "credentials": {"api_key": "k"},
+                             "base_url": "http://127.0.0.1:9/vsco-workspace/api/v2"})
+    assert r.status_code == 201 and r.json()["provider"] == "vsco-workspace", r.text
+    assert (await api.get(f"/api/connections/{r.json()['id']}", headers=auth(key))).json()["provider"] == \
+        "vsco-workspace"
+    for name in ("light_blue", "stripe_connect"):  # known: what is missing now is the credentials
+        r = await api.post("/api/connections", headers=auth(key), json={"provider": name, "credentials": {}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "missing_credentials", (name, r.text)
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "outlook_365", "credentials": {}})
+    assert r.status_code == 201 and r.json()["provider"] == "microsoft-graph", r.text  # its token comes by OAuth
+    r = await api.post("/api/connections", headers=auth(key), json={"provider": "the_knot", "credentials": {}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "provider_not_built", r.text
 
 
 async def test_key_lifecycle_over_http(api, hub) -> None:  # type: ignore[no-untyped-def]

@@ -107,6 +107,24 @@ async def test_calendar_api_flow(api: Any, hub: Hub) -> None:
     assert "Patel" not in r.text and "Flower market" not in r.text
     assert (await api.get("/calendar/feeds/nope.ics")).status_code == 404
 
+    # the bookings list is paged by keyset like every list, in start order: limit, then after = next_cursor
+    listed = (await api.get("/api/calendar/bookings", headers=h)).json()
+    assert listed["next_cursor"] is None and len(listed["items"]) >= 3
+    starts = [(b["start"], b["id"]) for b in listed["items"]]
+    assert starts == sorted(starts)
+    paged: list[str] = []
+    cursor = None
+    while True:
+        r = await api.get("/api/calendar/bookings", headers=h,
+                          params={"limit": 1, **({"after": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        paged += [b["id"] for b in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == [b["id"] for b in listed["items"]]
+    assert (await api.get("/api/calendar/bookings", headers=h, params={"limit": 0})).status_code == 422
+
     r = await api.post(f"/api/calendar/bookings/{booking_id}/cancel", headers=h)
     assert r.json()["status"] == "cancelled"
 
@@ -140,7 +158,9 @@ async def test_calendar_tenancy(api: Any, hub: Hub) -> None:
     assert (await api.post(f"/api/calendar/bookings/{booking_id}/cancel", headers=oh)).status_code == 404
     assert (await api.get(f"/api/calendar/sources/{source_id}", headers=oh)).status_code == 404
     assert (await api.delete(f"/api/calendar/sources/{source_id}", headers=oh)).status_code == 404
-    assert (await api.get("/api/calendar/bookings", headers=oh)).json() == []
+    assert (await api.get("/api/calendar/bookings", headers=oh)).json() == {"items": [], "next_cursor": None}
+    r = await api.get("/api/calendar/bookings", headers=oh, params={"after": booking_id})  # not a page of its own
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor"
     # the other vendor's calendar is its own: the same time is free there
     r = await api.post("/api/calendar/bookings", headers=oh,
                        json={"start": "2027-05-17T10:00:00+00:00", "end": "2027-05-17T11:00:00+00:00"})

@@ -80,6 +80,16 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     job = await wait_import(api, key_a, r.json()["id"])
     assert job["status"] == "succeeded" and job["processed_rows"] == 4 and job["bad_rows"] == 1
     assert job["chunks_done"] == 3 and job["merged"] == 1  # 2 + 2 rows, then an empty last chunk
+    # the imports list is paged by keyset, newest first
+    r = await api.post("/api/crm/imports?layout=honeybook", headers=auth(key_a), content=hb_csv(rows[:1]))
+    second = await wait_import(api, key_a, r.json()["id"])
+    first = (await api.get("/api/crm/imports", headers=auth(key_a), params={"limit": 1})).json()
+    assert [j["id"] for j in first["items"]] == [second["id"]] and first["next_cursor"] == second["id"]
+    rest = (await api.get("/api/crm/imports", headers=auth(key_a),
+                          params={"limit": 1, "after": first["next_cursor"]})).json()
+    assert [j["id"] for j in rest["items"]] == [job["id"]]
+    last = (await api.get("/api/crm/imports", headers=auth(key_a), params={"limit": 1, "after": job["id"]})).json()
+    assert last == {"items": [], "next_cursor": None}
     errs = (await api.get(f"/api/crm/imports/{job['id']}/errors", headers=auth(key_a))).json()["items"]
     assert errs and errs[-1]["line"] == 5 and errs[-1]["skipped"] is True and errs[-1]["code"]
     # line 5 has two reports (a bad e-mail, then no identity): both say the row was skipped, and paging one at

@@ -321,6 +321,14 @@ async def test_route_errors(env: Env, browser: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_provider"
     r = await browser.get(f"{hub}/oauth/vsco-workspace/start", headers=auth(env.key))
     assert r.status_code == 400 and r.json()["error"]["code"] == "oauth_not_supported"
+    # the seed's provider names are the providers they name here too
+    r = await browser.get(f"{hub}/oauth/tave/start", headers=auth(env.key))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "oauth_not_supported"
+    r = await browser.get(f"{hub}/oauth/outlook_365/start", headers=auth(env.key))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "oauth_not_configured"
+    assert "microsoft-graph" in r.json()["error"]["message"]
+    r = await browser.get(f"{hub}/oauth/the_knot/start", headers=auth(env.key))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "provider_not_built"
     r = await browser.get(f"{hub}/oauth/{UNCONFIGURED}/start", headers=auth(env.key))
     assert r.status_code == 400 and r.json()["error"]["code"] == "oauth_not_configured"
     r = await browser.get(f"{hub}/oauth/{SLUG}/start")

@@ -86,9 +86,34 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
 
     bal = (await api.get("/api/payments/balances", headers=h)).json()
     assert bal["check"]["balanced"] and bal["vendor"]["USD"]["escrow"] == 0
-    ledger = (await api.get("/api/payments/ledger", headers=h, params={"transactionId": tx["id"]})).json()
+    page = (await api.get("/api/payments/ledger", headers=h, params={"transactionId": tx["id"]})).json()
+    ledger = page["items"]
+    assert page["next_cursor"] is None
     assert {t["kind"] for t in ledger} >= {"charge", "refund"}
     assert all(sum(e["amount"] for e in t["entries"]) == 0 for t in ledger)
+
+    # every list is paged by keyset: limit 1..500, after = the previous page's next_cursor (null on the last)
+    for path, order in (("/api/payments/ledger", 1), ("/api/payments/transactions", -1)):
+        everything = (await api.get(path, headers=h, params={"limit": 500})).json()
+        assert everything["next_cursor"] is None and len(everything["items"]) >= 4, (path, everything)
+        ids = [t["id"] for t in everything["items"]]
+        assert ids == sorted(ids, reverse=order < 0), path  # ledger oldest first, transactions newest first
+        paged: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 1, **({"after": cursor} if cursor else {})}
+            r = await api.get(path, headers=h, params=params)
+            assert r.status_code == 200, (path, r.text)
+            paged += [t["id"] for t in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert paged == ids, path
+        for bad in ({"limit": 0}, {"limit": 501}, {"after": "12"}):
+            r = await api.get(path, headers=h, params=bad)
+            assert r.status_code == 422, (path, bad, r.text)
+    booking = (await api.get("/api/payments/transactions", headers=h, params={"bookingRef": "api-1"})).json()
+    assert tx["id"] in [t["id"] for t in booking["items"]] and {t["bookingRef"] for t in booking["items"]} == {"api-1"}
 
     period = {"since": (utcnow() - timedelta(hours=1)).isoformat(),
               "until": (utcnow() + timedelta(minutes=5)).isoformat()}
@@ -103,6 +128,29 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
     assert (await api.get("/api/payments/disputes", headers=h)).json() == []
     r = await api.post("/api/payments/disputes/nope/evidence", headers=h, json={"explanation": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_dispute"
+    await hub.connections.aclose()
+
+
+async def test_openapi_declares_what_create_transaction_answers(api: Any, hub: Any, sandbox: str) -> None:
+    """``POST /api/payments/transactions`` answers 201 (final), 202 (still running) and 200 (a replay), each with
+    the transaction; its OpenAPI document says so, and that ``Idempotency-Key`` is required (a missing one is
+    the service's 422 ``idempotency_key_required``, as before)."""
+    op = (await api.get("/openapi.json")).json()["paths"]["/api/payments/transactions"]["post"]
+    for code in ("200", "201", "202"):
+        assert op["responses"][code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TransactionOut"}, (code, op["responses"][code])
+    headers = [p for p in op["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+    assert len(headers) == 1 and headers[0]["required"] is True, op["parameters"]
+    assert headers[0]["schema"]["minLength"] == 1 and headers[0]["schema"]["maxLength"] == 200
+
+    h, _ = await _vendor(api, hub, sandbox, "Documented Caterer")
+    body = {"bookingRef": "doc-1", "amountMinor": 1_000, "currency": "USD", "paymentMethod": "pm_card_visa"}
+    r = await api.post("/api/payments/transactions", headers=h, json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_required", r.text
+    r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "doc-1"}, json=body)
+    assert r.status_code == 201, r.text
+    replay = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "doc-1"}, json=body)
+    assert replay.status_code == 200 and replay.json()["id"] == r.json()["id"]
     await hub.connections.aclose()
 
 

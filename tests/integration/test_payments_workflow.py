@@ -76,7 +76,7 @@ async def test_workflow_behind_the_api(dbos_hub: Any, sandbox: str) -> None:
             got = (await api.get(f"/api/payments/transactions/{tx['id']}")).json()
             assert got["attemptLog"][0]["status"] == "succeeded"
             listed = (await api.get("/api/payments/transactions", params={"bookingRef": "wf-1"})).json()
-            assert [t["id"] for t in listed] == [tx["id"]]
+            assert [t["id"] for t in listed["items"]] == [tx["id"]] and listed["next_cursor"] is None
             bal = (await api.get("/api/payments/balances")).json()
             assert bal["platform"]["USD"]["fees"] == 1_500 and bal["check"]["balanced"]
             assert DBOS.get_schedule("payments-sweep") is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wedsync.terminal import fail, known_vendor, make_console
+from wedsync.terminal import fail, in_range, interrupted, known_vendor, make_console
 
 NAME = "crm"
 app = typer.Typer(help="CRM hub: CSV import/export, merges.", no_args_is_help=True)
@@ -66,15 +67,36 @@ def import_csv(
                                     filename=file.name, chunk_size=chunk_size)
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
-    launch_dbos(get_settings())
     try:
+        launch_dbos(get_settings())
         status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
+    except KeyboardInterrupt:
+        status = _import_interrupted(hub, vendor, job["id"], file)
     finally:
         shutdown_dbos()
     errors = hub.crm.import_errors(vendor, job["id"], limit=50)
     out.print_json(json.dumps({**status, "first_errors": errors}))
     if status["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _import_interrupted(hub: Any, vendor_id: str, job_id: str, file: Path) -> dict[str, Any]:
+    """Ctrl-C during ``wedsync crm import``: the job's workflow is cancelled and the job recorded as failed
+    (interrupted) with the chunks it imported, so no worker or later command resumes it behind the user's back;
+    one line says what was kept. A job that ended meanwhile is reported as it ended."""
+    from wedsync.cli import cancel_interrupted_workflow
+
+    cancelled = cancel_interrupted_workflow(job_id)
+    status = hub.crm.import_status(vendor_id, job_id)
+    if status["status"] not in ("queued", "running"):
+        return dict(status)
+    if not cancelled:
+        interrupted(f"import job {job_id} is left {status['status']} (its workflow could not be cancelled): "
+                    f"`wedsync worker` or `wedsync serve` on this database resumes it")
+    status = hub.crm.finish_import(job_id, "interrupted: cancelled with Ctrl-C in `wedsync crm import`")
+    interrupted(f"import job {job_id} cancelled after {status['processed_rows']} of {status['total_rows']} rows "
+                f"({status['chunks_done']} chunks, kept); nothing is left running: importing {file} again imports "
+                f"the rest (rows already imported are updated, not added twice)")
 
 
 @app.command("export")
@@ -96,22 +118,31 @@ def export(
         first = next(chunks, b"")
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
-    sink = output.open("wb") if output else sys.stdout.buffer
+    try:
+        sink = output.open("wb") if output else sys.stdout.buffer
+    except OSError as exc:  # no such directory, a directory, no permission
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
         sink.write(first)
         for chunk in chunks:
             sink.write(chunk)
-    finally:
         if output:
-            sink.close()
+            sink.close()  # its last bytes are written here
+    except OSError as exc:  # the disk filled up, the pipe closed
+        fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
+    finally:
+        if output and not sink.closed:
+            with contextlib.suppress(OSError):
+                sink.close()
 
 
 @app.command("merges")
 def merges(vendor: Annotated[str, typer.Option(help="vendor id")],
-           limit: Annotated[int, typer.Option(help="how many")] = 20) -> None:
+           limit: Annotated[int, typer.Option(help="how many (1 to 500)")] = 20) -> None:
     """The latest merges with their rule and evidence, and the count per rule."""
     from wedsync.bootstrap import get_hub
 
+    in_range(limit, 1, 500, "--limit")
     hub = get_hub()
     known_vendor(hub, vendor)
     out.print_json(json.dumps({"by_rule": hub.crm.merge_summary(vendor),

@@ -19,6 +19,8 @@ class Channel(StrEnum):
     ICALENDAR = "icalendar"
     #: WedSync's own marketplace: it posts its records (inquiries) to the hub's API; nothing is fetched
     MARKETPLACE = "marketplace"
+    #: no channel exists: no public API, no export, no hooks (an unofficial, reverse-engineered API is not one)
+    NONE = "none"
 
 
 @dataclass(frozen=True)

@@ -78,16 +78,54 @@ PLANNED: tuple[PlannedProvider, ...] = (
     PlannedProvider("shootproof", "ShootProof", "portfolio", Channel.API, "Studio API (partial OpenAPI in specs)"),
     PlannedProvider("zenfolio", "Zenfolio", "portfolio", Channel.API,
                     "legacy JSON-RPC/SOAP API 1.8, status unconfirmed"),
-    PlannedProvider("pixieset", "Pixieset", "portfolio", Channel.CSV,
-                    "no public API (only an unofficial one, not used)"),
-    PlannedProvider("cloudspot", "Cloudspot", "portfolio", Channel.CSV, "no public API"),
+    PlannedProvider("pixieset", "Pixieset", "portfolio", Channel.NONE,
+                    "no channel: no public API (only an unofficial, reverse-engineered one, not used)"),
+    PlannedProvider("cloudspot", "Cloudspot", "portfolio", Channel.NONE, "no channel: no public API"),
     PlannedProvider("pic-time", "Pic-Time", "portfolio", Channel.ZAPIER_WEBHOOK, "Zapier only"),
     PlannedProvider("dubsado", "Dubsado", "crm", Channel.ZAPIER_WEBHOOK, "Zapier only"),
 )
 PLANNED_BY_SLUG = {p.slug: p for p in PLANNED if p.slug not in CONNECTORS}
 
+#: Other names of providers -> our slug: the marketplace seed's names (``CRMProvider``, ``PaymentGateway``,
+#: ``WeddingPlatform``, ``CalendarConfig``, social and portfolio platforms) and a few common spellings. Every place
+#: that takes a provider name (connections, OAuth, the CRM sync endpoint, conflict policies) reads it through
+#: ``canonical_slug``; what is stored is always the slug.
+PROVIDER_ALIASES: dict[str, str] = {
+    # CRM
+    "tave": "vsco-workspace", "vsco": "vsco-workspace", "vsco_workspace": "vsco-workspace",
+    "light_blue": "light-blue", "lightblue": "light-blue", "seventeen_hats": "17hats",
+    "studio_ninja": "studio-ninja", "iris_works": "iris-works",
+    "marketplace": "wedsync-marketplace", "wedsync": "wedsync-marketplace",
+    "wedsync_marketplace": "wedsync-marketplace",
+    # payments
+    "stripe_connect": "stripe", "stripe-connect": "stripe", "paypal_business": "paypal",
+    "authorize_net": "authorize-net",
+    # calendars
+    "google_calendar": "google-calendar", "outlook_365": "microsoft-graph", "outlook": "microsoft-graph",
+    "outlook-365": "microsoft-graph", "apple_business": "apple-caldav", "apple_caldav": "apple-caldav",
+    "ical_feed": "ical-feed",
+    # directories
+    "the_knot": "the-knot", "wedding_wire": "weddingwire", "wedding_spot": "wedding-spot",
+    "here_comes_the_guide": "here-comes-the-guide",
+    # social
+    "instagram_business": "instagram", "facebook_pages": "facebook-pages", "pinterest_business": "pinterest",
+    "linkedin_business": "linkedin",
+    # portfolio
+    "pic_time": "pic-time",
+}
 
-def get_connector_class(slug: str) -> type[Connector]:
+
+def canonical_slug(name: str) -> str:
+    """Our slug for a provider name: an alias (``tave``, ``stripe_connect``, ``the_knot``) gives the slug it
+    stands for; any other name is returned trimmed and lower-cased (whether it is known is the caller's check)."""
+    key = name.strip().lower()
+    return PROVIDER_ALIASES.get(key, key)
+
+
+def get_connector_class(name: str) -> type[Connector]:
+    """The connector of a provider slug or alias; 422 ``provider_not_built`` for a provider the hub knows but
+    has no connector for, 404 ``unknown_provider`` for anything else."""
+    slug = canonical_slug(name)
     try:
         return CONNECTORS[slug]
     except KeyError:
@@ -96,7 +134,7 @@ def get_connector_class(slug: str) -> type[Connector]:
             raise ProviderNotBuilt(
                 f"{planned.display_name} is known but its connector is not built yet ({planned.notes})"
             ) from None
-        raise NotFound(f"unknown provider {slug!r}", code="unknown_provider") from None
+        raise NotFound(f"unknown provider {name!r}", code="unknown_provider") from None
 
 
 def capability_matrix() -> list[dict[str, object]]:

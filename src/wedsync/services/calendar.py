@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -948,7 +948,10 @@ class CalendarService:
             return booking_dict(row)
 
     def list_bookings(self, vendor_id: str, *, start: datetime | None = None, end: datetime | None = None,
-                      status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+                      status: str | None = None, limit: int = 500, after: str | None = None
+                      ) -> list[dict[str, Any]]:
+        """By start time (then id); ``after`` is the last id of the previous page: the page goes on after that
+        booking's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's bookings)."""
         q = select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id)
         if start is not None:
             q = q.where(CalendarBooking.end_at > _aware(start, "start"))
@@ -957,7 +960,14 @@ class CalendarService:
         if status:
             q = q.where(CalendarBooking.status == status)
         with self.db.read() as s:
-            return [booking_dict(b) for b in s.execute(q.order_by(CalendarBooking.start_at).limit(limit)).scalars()]
+            if after:
+                last = s.get(CalendarBooking, after)
+                if last is None or last.vendor_id != vendor_id:
+                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                q = q.where(or_(CalendarBooking.start_at > last.start_at,
+                                and_(CalendarBooking.start_at == last.start_at, CalendarBooking.id > last.id)))
+            return [booking_dict(b) for b in s.execute(q.order_by(CalendarBooking.start_at, CalendarBooking.id)
+                                                        .limit(limit)).scalars()]
 
     def import_source_bookings(self, source_id: str) -> dict[str, int]:
         """Calendly/Acuity sources: every stored event is a booking made there; import each through the guard

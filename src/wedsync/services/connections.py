@@ -111,6 +111,7 @@ class ConnectionService:
     def create(self, vendor_id: str, provider: str, *, credentials: dict[str, str],
                base_url: str | None = None, settings: dict[str, Any] | None = None) -> Connection:
         cls = get_connector_class(provider)
+        provider = cls.slug  # an alias (the seed's ``tave``, ``stripe_connect``) is stored as our slug
         settings = check_settings(cls, settings or {})
         fields = {f.name: f for f in cls.credential_fields}
         unknown = sorted(set(credentials) - set(fields))

@@ -551,15 +551,6 @@ class CrmResolver:
 # The CRM service: what the API, the CLI, the workflows and the demo call (``hub.crm``).
 # ==================================================================================================
 
-#: The seed's provider names (``tave``, ``light_blue``...) and our slugs.
-PROVIDER_ALIASES: dict[str, str] = {
-    "tave": "vsco-workspace", "vsco": "vsco-workspace", "vsco_workspace": "vsco-workspace",
-    "vsco-workspace": "vsco-workspace", "honeybook": "honeybook", "light_blue": "light-blue",
-    "light-blue": "light-blue", "lightblue": "light-blue", "17hats": "17hats", "seventeen_hats": "17hats",
-    "studio_ninja": "studio-ninja", "studio-ninja": "studio-ninja", "iris_works": "iris-works",
-    "iris-works": "iris-works", "marketplace": "wedsync-marketplace", "wedsync": "wedsync-marketplace",
-    "wedsync-marketplace": "wedsync-marketplace", "wedsync_marketplace": "wedsync-marketplace",
-}
 CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
 SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}
 DEFAULT_CHUNK = 1000
@@ -577,19 +568,33 @@ def canonical_provider(name: str) -> str:
     does not know at all is 404 ``unknown_provider``, as everywhere else; a provider the hub knows that is not a
     CRM (``stripe``) is 422 ``not_a_crm_provider``, and a CRM whose connector is not built is 422
     ``provider_not_built``."""
-    key = name.strip().lower()
-    slug = PROVIDER_ALIASES.get(key)
-    if slug is not None:
-        return slug
-    from wedsync.connectors.registry import CONNECTORS, PLANNED_BY_SLUG, ProviderNotBuilt
+    from wedsync.connectors.registry import CONNECTORS, PLANNED_BY_SLUG, ProviderNotBuilt, canonical_slug
 
+    key = canonical_slug(name)
+    crm = _crm_slugs()
+    if key in crm:
+        return key
     planned = PLANNED_BY_SLUG.get(key)
     if planned is not None and planned.category == "crm":
         raise ProviderNotBuilt(f"{planned.display_name} is known but its connector is not built yet ({planned.notes})")
     if key in CONNECTORS or planned is not None:
-        raise InvalidInput(f"{key!r} is not a CRM provider; CRM providers: {sorted(set(PROVIDER_ALIASES.values()))}",
-                           code="not_a_crm_provider")
-    raise NotFound(f"unknown CRM provider {name!r}; known: {sorted(set(PROVIDER_ALIASES))}", code="unknown_provider")
+        raise InvalidInput(f"{key!r} is not a CRM provider; CRM providers: {sorted(crm)}", code="not_a_crm_provider")
+    raise NotFound(f"unknown CRM provider {name!r}; known: {_crm_names()}", code="unknown_provider")
+
+
+def _crm_slugs() -> frozenset[str]:
+    """The CRM providers whose connector is built."""
+    from wedsync.connectors.registry import CONNECTORS
+
+    return frozenset(slug for slug, cls in CONNECTORS.items() if cls.capabilities.category == "crm")
+
+
+def _crm_names() -> list[str]:
+    """The CRM providers' slugs and the other names they are known by (``tave``...)."""
+    from wedsync.connectors.registry import PROVIDER_ALIASES
+
+    crm = _crm_slugs()
+    return sorted(crm | {alias for alias, slug in PROVIDER_ALIASES.items() if slug in crm})
 
 
 def client_out(c: Any) -> dict[str, Any]:
@@ -1073,14 +1078,16 @@ class CrmService:
     def _policy_source(self, vendor_id: str, source: str) -> str:
         """A source of truth: one of the CRM providers' names (``Tave`` -> ``vsco-workspace``) or one of the
         vendor's connections; anything else would be a rule that silently never applies."""
-        key = source.strip().lower()
-        if key in PROVIDER_ALIASES:
-            return PROVIDER_ALIASES[key]
+        from wedsync.connectors.registry import canonical_slug
+
+        key = canonical_slug(source)
+        if key in _crm_slugs():
+            return key
         with self.db.read() as s:
             conn = s.get(Connection, source.strip())
             if conn is not None and conn.vendor_id == vendor_id:
                 return conn.id
-        raise InvalidInput(f"unknown source {source!r}: a CRM provider ({sorted(set(PROVIDER_ALIASES.values()))}) "
+        raise InvalidInput(f"unknown source {source!r}: a CRM provider ({sorted(_crm_slugs())}) "
                            f"or one of your connection ids", code="invalid_policy")
 
     # -- field mappings -------------------------------------------------------------------------------
@@ -1409,10 +1416,13 @@ class CrmService:
             return [{"line": e.line, "column": e.column, "code": e.code, "message": e.message,
                      "skipped": e.fatal} for e in rows]
 
-    def list_imports(self, vendor_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    def list_imports(self, vendor_id: str, limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
-            ids = list(s.execute(select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
-                                 .order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
+            stmt = select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
+            if after:
+                stmt = stmt.where(CrmImportJob.id < after)
+            ids = list(s.execute(stmt.order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
         return [self.import_status(vendor_id, i) for i in ids]
 
     # -- CSV export ------------------------------------------------------------------------------------

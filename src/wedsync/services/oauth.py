@@ -53,7 +53,7 @@ from wedsync.connectors.auth import (
 )
 from wedsync.connectors.base import ClientAuth, OAuthSpec
 from wedsync.connectors.errors import ReauthRequired
-from wedsync.connectors.registry import get_connector_class
+from wedsync.connectors.registry import canonical_slug, get_connector_class
 from wedsync.errors import InvalidInput, NotFound, VaultError, WedsyncError
 from wedsync.logging import get_logger, register_secret
 from wedsync.services.connections import WEBHOOK_SECRET, ConnectionService, check_public_url
@@ -227,6 +227,7 @@ class OAuthService:
     def start(self, vendor_id: str, provider: str, *, redirect_uri: str | None = None,
               connection_id: str | None = None) -> str:
         """Record a pending authorization and return the provider's authorize URL to send the vendor to."""
+        provider = canonical_slug(provider)
         client = self.client(provider)
         redirect = redirect_uri or default_redirect_uri(self.settings.public_url, provider)
         parts = urlsplit(redirect)
@@ -261,6 +262,7 @@ class OAuthService:
     async def callback(self, provider: str, *, state: str | None, code: str | None = None,
                        error: str | None = None, error_description: str | None = None) -> Connection:
         """Complete an authorization: consume the state, exchange the code, store the token."""
+        provider = canonical_slug(provider)
         client = self.client(provider)
         if not state:
             raise InvalidState("the callback carries no state")

@@ -548,9 +548,12 @@ class PaymentService:
         return self.view(self._intent(vendor_id, intent_id), detail=True)
 
     def list_intents(self, vendor_id: str, *, booking_ref: str | None = None, status: str | None = None,
-                     limit: int = 50) -> list[dict[str, Any]]:
+                     limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
             q = select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id)
+            if after:
+                q = q.where(PaymentIntent.id < after)
             if booking_ref:
                 q = q.where(PaymentIntent.booking_ref == booking_ref)
             if status:
@@ -1138,9 +1141,13 @@ class PaymentService:
             txns = int(s.execute(tq).scalar_one())
         return {"balanced": all(v == 0 for v in sums.values()), "netByCurrency": sums, "transactions": txns}
 
-    def ledger(self, vendor_id: str, *, intent_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def ledger(self, vendor_id: str, *, intent_id: str | None = None, limit: int = 200,
+               after: str | None = None) -> list[dict[str, Any]]:
+        """Oldest first; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
             q = select(LedgerTransaction).where(LedgerTransaction.vendor_id == vendor_id)
+            if after:
+                q = q.where(LedgerTransaction.id > after)
             if intent_id:
                 q = q.where(LedgerTransaction.intent_id == intent_id)
             txns = list(s.execute(q.order_by(LedgerTransaction.id).limit(limit)).scalars())

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
-from wedsync.api.deps import HubDep, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, next_cursor
 from wedsync.api.schemas import IsoDatetime, Strict
 from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
@@ -183,8 +183,10 @@ async def create_booking(body: BookingIn, hub: HubDep, vendor_id: VendorId, _p: 
 def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime | None = None,
                   end: IsoDatetime | None = None,
                   status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
-                  ) -> list[dict[str, Any]]:
-    return hub.calendar.list_bookings(vendor_id, start=start, end=end, status=status_)  # type: ignore[no-any-return]
+                  after: Cursor = None, limit: Limit = 500) -> dict[str, Any]:
+    """Bookings and holds by start time; pass ``next_cursor`` as ``after`` for the next page."""
+    items = hub.calendar.list_bookings(vendor_id, start=start, end=end, status=status_, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/calendar/bookings/{booking_id}")

@@ -246,8 +246,11 @@ async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: 
 
 
 @router.get("/api/crm/imports")
-def list_imports(hub: HubDep, vendor_id: VendorId, _r: Reader, limit: Limit = 50) -> dict[str, Any]:
-    return {"items": hub.crm.list_imports(vendor_id, limit)}
+def list_imports(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
+                 limit: Limit = 50) -> dict[str, Any]:
+    """CSV import jobs, newest first; ``next_cursor`` as ``after`` for the next page."""
+    items = hub.crm.list_imports(vendor_id, limit, after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/crm/imports/{job_id}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from wedsync.api.deps import HubDep, Limit, PrincipalDep, Reader, VendorId, Writer
+from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
 from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.errors import InvalidInput
@@ -95,13 +95,56 @@ def get_setup(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return result
 
 
-@router.post("/api/payments/transactions")
+class TransactionOut(BaseModel):
+    """A marketplace transaction as the API answers it."""
+
+    id: str
+    status: Literal["created", "processing", "succeeded", "declined", "failed", "unknown"]
+    bookingRef: str
+    milestone: str
+    sequence: int
+    amountMinor: int
+    currency: str
+    methodType: str
+    affiliateId: str | None
+    split: dict[str, Any]
+    escrow: dict[str, Any] | None
+    route: list[str]
+    failoverOnDecline: bool
+    gateway: str | None
+    connectionId: str | None
+    gatewayRef: str | None
+    nativeSplit: bool
+    attempts: int
+    failureCode: str | None
+    failureMessage: str | None
+    refundedMinor: int
+    createdAt: str | None
+    finalizedAt: str | None
+
+
+_TRANSACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": TransactionOut, "description": "the same Idempotency-Key with the same body: the transaction "
+                                                  "that key created, as it is now (nothing is sent again)"},
+    201: {"model": TransactionOut, "description": "created, and final (`succeeded`, `declined` or `failed`) "
+                                                  "within `wait` seconds"},
+    202: {"model": TransactionOut, "description": "created (or replayed) but not final within `wait` seconds: "
+                                                  "its workflow goes on; poll `GET /api/payments/transactions/{id}`"},
+}
+# The key is read as optional so that a missing one is the service's 422 ``idempotency_key_required`` (not a
+# generic ``validation_error``), and declared here as what it is: required.
+_IDEMPOTENCY_KEY_PARAMETER = {"parameters": [{
+    "name": "Idempotency-Key", "in": "header", "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "title": "Idempotency-Key"},
+    "description": "1-200 characters of your own, the same for every retry of one payment (a missing one is 422 "
+                   "`idempotency_key_required`)"}]}
+
+
+@router.post("/api/payments/transactions", responses=_TRANSACTION_RESPONSES,
+             openapi_extra=_IDEMPOTENCY_KEY_PARAMETER)
 async def create_transaction(
     body: TransactionIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
-    idempotency_key: Annotated[str | None, Header(
-        alias="Idempotency-Key", json_schema_extra={"minLength": 1, "maxLength": 200},
-        description="required: 1-200 characters of your own, the same for every retry of one payment (a "
-                    "missing one is 422 `idempotency_key_required`)")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)] = None,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for a final state")] = 10.0,
 ) -> JSONResponse:
     """processMarketplaceTransaction. The transaction is committed first, then its durable workflow
@@ -140,11 +183,11 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
 
 @router.get("/api/payments/transactions")
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
-                      status: str | None = None, limit: Limit = 50
-                      ) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status,
-                                                             limit=limit)
-    return result
+                      status: str | None = None, after: Cursor = None, limit: Limit = 50
+                      ) -> dict[str, Any]:
+    """Transactions, newest first; pass ``next_cursor`` as ``after`` for the next page."""
+    items = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/payments/transactions/{transaction_id}")
@@ -158,8 +201,8 @@ async def refund_transaction(
     transaction_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", json_schema_extra={"minLength": 1, "maxLength": 200},
-        description="required: 1-200 characters of your own, the same for every retry of one payment (a "
-                    "missing one is 422 `idempotency_key_required`)")] = None,
+        description="optional: 1-200 characters of your own, the same for every retry of one refund (the same "
+                    "key answers the refund it started instead of refunding again)")] = None,
 ) -> dict[str, Any]:
     """Refund all (no amount) or part of a payment; transfers and fees are reversed proportionally."""
     result: dict[str, Any] = await hub.payments.refund(vendor_id, transaction_id, body.amountMinor,
@@ -209,10 +252,12 @@ def balances(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
 
 
 @router.get("/api/payments/ledger")
-def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None,
-           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.ledger(vendor_id, intent_id=transactionId, limit=limit)
-    return result
+def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None, after: Cursor = None,
+           limit: Limit = 200) -> dict[str, Any]:
+    """Ledger transactions with their entries, oldest first; pass ``next_cursor`` as ``after`` for the next
+    page."""
+    items = hub.payments.ledger(vendor_id, intent_id=transactionId, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/payments/disputes")

@@ -14,6 +14,6 @@ router = APIRouter(prefix="/api/integrations", tags=["providers"])
 
 @router.get("/providers")
 def list_providers(_p: Reader) -> dict[str, Any]:
-    """Each provider's real channel (API, push-only, Zapier-style webhook, CSV, e-mail, iCalendar feed)
-    and what the hub can read, write, receive and pull incrementally."""
+    """Each provider's real channel (API, push-only, Zapier-style webhook, CSV, e-mail, iCalendar feed, or
+    ``none`` where none exists) and what the hub can read, write, receive and pull incrementally."""
     return {"providers": capability_matrix()}
