@@ -227,6 +227,43 @@ async def test_conflicts_policies_stale_events_and_undo(any_hub) -> None:  # typ
         hub.crm.undo_merge(v.id, merge["id"])
 
 
+async def test_undo_of_a_merge_within_one_connection_restores_the_survivor(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two rows of one HoneyBook export merge; undoing the merge gives the survivor back the values it had (the
+    fields the merged row filled go), except a field its own row changed since (found live: the survivor kept the
+    split-off row's phone, company and custom field, as a change from the client's own connection was not
+    recorded)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("One Export Studio")
+    hb = csv_connection(hub, v.id)
+
+    def put(rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, hb, "contacts", [rec])
+
+    put(ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@example.org", remote_modified_at=T0))
+    put(ClientRecord("h2", first_name="Ana", last_name="Ruiz-Lopez", email="ana@example.org", phone="+15552013344",
+                     company="Lopez Events", address={"city": "Austin"}, custom_fields={"lead_source": "Instagram"},
+                     remote_modified_at=T0 + timedelta(hours=1)))
+    pid = person_of(hub, hb, "h1")
+    assert person_of(hub, hb, "h2") == pid
+    merged = hub.crm.get_client(v.id, pid)
+    assert (merged["phone"], merged["company"], merged["custom_fields"]) == (
+        "+15552013344", "Lopez Events", {"lead_source": "Instagram"})
+    # the client's own row changes the address since: that value stays after the undo
+    put(ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@example.org",
+                     address={"city": "Dallas"}, remote_modified_at=T0 + timedelta(hours=2)))
+    assert hub.crm.get_client(v.id, pid)["address"] == {"city": "Dallas"}
+    out = hub.crm.undo_merge(v.id, hub.crm.list_merges(v.id)[0]["id"])
+    survivor, restored = out["client"], out["restored"]
+    assert (survivor["phone"], survivor["company"], survivor["custom_fields"], survivor["address"]) == (
+        None, None, {}, {"city": "Dallas"})
+    assert (survivor["first_name"], survivor["last_name"]) == ("Ana", "Ruiz")
+    assert survivor["field_sources"] == {}
+    assert (restored["phone"], restored["company"], restored["custom_fields"], restored["last_name"]) == (
+        "+15552013344", "Lopez Events", {"lead_source": "Instagram"}, "Ruiz-Lopez")
+    assert person_of(hub, hb, "h2") == restored["id"] and person_of(hub, hb, "h1") == pid
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

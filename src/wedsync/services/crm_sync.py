@@ -157,7 +157,20 @@ class _Person:
             return Side(src.get("p"), src.get("c"), _parse(src.get("at")))
         return Side(self.source_provider, self.source_connection_id, self.source_at)
 
-    def apply(self, changes: Mapping[str, Any], side: Side) -> None:
+    def set_by(self, name: str, side: Side, record_id: str | None) -> None:
+        """Note which source record set a field: nothing for the client's own record (the one it was made of,
+        whose id it carries) at its own connection; else the connection, provider, time and record (``r``), so
+        undoing a merge finds the fields the merged record set, also when it came from the same connection as
+        the client (two rows of one export, two VSCO contacts)."""
+        if side.connection_id == self.source_connection_id and record_id in (None, self.id):
+            self.field_sources.pop(name, None)
+        else:
+            who = {"c": side.connection_id, "p": side.source, "at": _iso(side.at)}
+            if record_id:
+                who["r"] = record_id
+            self.field_sources[name] = who
+
+    def apply(self, changes: Mapping[str, Any], side: Side, record_id: str | None = None) -> None:
         if not changes:
             return
         for name, value in changes.items():
@@ -167,10 +180,7 @@ class _Person:
                 self.golden["custom_fields"] = custom
             else:
                 self.golden[name] = value
-            if side.connection_id == self.source_connection_id:
-                self.field_sources.pop(name, None)
-            else:
-                self.field_sources[name] = {"c": side.connection_id, "p": side.source, "at": _iso(side.at)}
+            self.set_by(name, side, record_id)
         if side.connection_id == self.source_connection_id and side.at and (
                 self.source_at is None or side.at > self.source_at):
             self.source_at = side.at
@@ -420,7 +430,7 @@ class CrmResolver:
                                 fields=self._fields(p.golden, values, mapping),
                                 policy_for=lambda name: book.policy(connection_id, name),
                                 incoming_side=incoming_side, local_side=p.side)
-                p.apply(res.changes, incoming_side)
+                p.apply(res.changes, incoming_side, source_id)
                 record_conflicts(p, source_id, res.conflicts, at)
                 p.add_keys(f, key_index, keys)
                 merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
@@ -459,7 +469,7 @@ class CrmResolver:
                             fields=self._fields(p.golden, values, mapping, old._mapping),
                             policy_for=lambda name: book.policy(connection_id, name),
                             incoming_side=incoming_side, local_side=p.side)
-            p.apply(res.changes, incoming_side)
+            p.apply(res.changes, incoming_side, old.id)
             record_conflicts(p, old.id, res.conflicts, at)
             p.add_keys(record_features(values, evidence.get(old.remote_id, ()), region), key_index)
 
@@ -629,6 +639,15 @@ def _source_out(r: Any) -> dict[str, Any]:
 def _owner(p: _Person, name: str) -> str | None:
     """The connection a unified client's field came from (``wedsync`` for the vendor's own edits)."""
     return (p.field_sources.get(name) or {}).get("c") or p.source_connection_id
+
+
+def _set_by_record(who: Mapping[str, Any] | None, src: Any) -> bool:
+    """Whether a client's ``field_sources`` entry says the source record ``src`` set that field last (an entry
+    written before entries named their record, without ``r``: set by ``src``'s connection)."""
+    who = who or {}
+    if who.get("r"):
+        return bool(who["r"] == src.id)
+    return bool(who.get("c") == src.connection_id)
 
 
 def _full_name(c: Any) -> str:
@@ -910,7 +929,7 @@ class CrmService:
             sources = dict(survivor.field_sources or {})
             custom = dict(survivor.custom_fields or {})
             for name, prior in replaced.items():
-                if (sources.get(name) or {}).get("c") != src.connection_id:
+                if not _set_by_record(sources.get(name), src):
                     continue  # changed again since (by someone else): keep
                 sources.pop(name, None)
                 if name.startswith("custom."):
@@ -922,7 +941,7 @@ class CrmService:
                     setattr(survivor, name, prior)
             # fields the split record brought later (an update after the merge, a mapping renamed since): what the
             # client's remaining sources say, the primary one first, else nothing
-            leftover = sorted(n for n, who in sources.items() if (who or {}).get("c") == src.connection_id)
+            leftover = sorted(n for n, who in sources.items() if _set_by_record(who, src))
             if leftover:
                 others = sorted(s.execute(select(Client).where(Client.crm_client_id == survivor.id,
                                                                Client.id != src.id)).scalars(),
@@ -1024,8 +1043,8 @@ class CrmService:
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
                 else:
                     setattr(c, x.field, chosen)
-                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at)} if choice == "incoming" else \
-                    {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
+                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at), "r": x.source_client_id} \
+                    if choice == "incoming" else {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
                 c.field_sources = {**(c.field_sources or {}), x.field: who}
                 c.version += 1
                 c.updated_at = utcnow()
@@ -1141,10 +1160,7 @@ class CrmService:
                         if k in custom and _owner(p, f"custom.{k}") != connection_id:
                             continue  # the vendor (or another source) set this name since: theirs stays
                         custom[k] = v
-                        if connection_id == p.source_connection_id:
-                            sources.pop(f"custom.{k}", None)
-                        else:
-                            sources[f"custom.{k}"] = {"c": connection_id, "p": provider, "at": utcnow().isoformat()}
+                        p.set_by(f"custom.{k}", Side(provider, connection_id, utcnow()), r.id)
                     p.golden["custom_fields"] = custom
                     p.dirty = True
                     remapped += 1
