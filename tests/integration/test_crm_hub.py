@@ -337,6 +337,34 @@ async def test_a_corrected_email_finds_the_client_next_time(any_hub) -> None:  #
     assert hub.crm.update_client(v.id, pid, {"first_name": "M" * 48})["first_name"] == "M" * 48
 
 
+async def test_undoing_a_merge_keeps_the_keys_of_the_vendors_edit(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """The vendor corrects a client's e-mail, a record with the old address merges and that merge is undone: a
+    record with the corrected address still joins the client (found live: the undo rebuilt the survivor's keys
+    from its source records only, so the corrected address made a second client)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Undo Keys Studio")
+    hb, hats, iris = (csv_connection(hub, v.id, p) for p in ("honeybook", "17hats", "iris-works"))
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(hb, ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana.ruiz@oldjob.com"))
+    pid = person_of(hub, hb, "h1")
+    hub.crm.update_client(v.id, pid, {"email": "ana@newmail.com"})
+    put(hats, ClientRecord("77", first_name="Ana", last_name="Ruiz", email="ana.ruiz@oldjob.com",
+                           phone="+15552013344"))
+    assert person_of(hub, hats, "77") == pid
+    out = hub.crm.undo_merge(v.id, hub.crm.list_merges(v.id)[0]["id"])
+    assert out["client"]["email"] == "ana@newmail.com" and out["client"]["phone"] is None
+    put(iris, ClientRecord("iw1", first_name="Ana", last_name="Ruiz", email="ana@newmail.com"))
+    assert person_of(hub, iris, "iw1") == pid
+    assert len(hub.crm.list_clients(v.id)[0]) == 2  # Ana, and the 17hats record on its own again
+    # the split record's own phone is not the survivor's any more: a record with it finds the restored client
+    put(iris, ClientRecord("iw2", first_name="Ana", last_name="Ruiz", phone="+15552013344"))
+    assert person_of(hub, iris, "iw2") == out["restored"]["id"]
+
+
 async def test_a_key_shared_by_very_many_clients_finds_no_candidates(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A planner's e-mail on every inquiry she sends: each new record was compared with every client under it,
     a page's work growing with the book (a 20,000-row file with one shared date held the write lock past SQLite's

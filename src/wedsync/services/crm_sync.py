@@ -963,15 +963,17 @@ class CrmService:
             survivor.version += 1
             survivor.updated_at = utcnow()
             s.flush()
-            # keys: the survivor keeps its dates and what its remaining sources say; the restored client
-            # gets the split record's own
+            # keys: the survivor keeps its dates, what its remaining sources say and the keys of its values as they
+            # are now (a vendor's edit, a conflict settled with a value: see _add_identity_keys); the restored
+            # client gets the split record's own
             remaining = list(s.execute(select(Client).where(Client.crm_client_id == survivor.id)).scalars())
             s.execute(delete(CrmIdentityKey).where(CrmIdentityKey.crm_client_id == survivor.id,
                                                    ~CrmIdentityKey.key.startswith("d:")))
             keep = {k for (k,) in s.execute(select(CrmIdentityKey.key).where(
                 CrmIdentityKey.crm_client_id == survivor.id))}
-            for key in sorted({k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
-                              - keep):
+            wanted = {k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
+            wanted.update(blocking_keys(record_features({f: getattr(survivor, f) for f in CLIENT_FIELDS})))
+            for key in sorted(wanted - keep):
                 s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=survivor.id, key=key))
             # ... its wedding dates included (``d:<date>|<initials>``): the dates of its own weddings at its
             # connection, which the merge had given the survivor
