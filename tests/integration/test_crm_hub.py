@@ -365,6 +365,31 @@ async def test_undoing_a_merge_keeps_the_keys_of_the_vendors_edit(any_hub) -> No
     assert person_of(hub, iris, "iw2") == out["restored"]["id"]
 
 
+async def test_a_diminutive_sharing_a_phone_joins_its_given_name(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Peggy/Margaret, Bob/Robert, Pepe/José with a shared phone are one person to the rules, and now candidates
+    too, in either order (found live: a phone key blocks with the name initials, which a diminutive with another
+    initial does not share)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Nickname Studio")
+    hats, hb = csv_connection(hub, v.id, "17hats"), csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hats, "contacts", [
+            ClientRecord("1", first_name="Margaret", last_name="Hale", email="mh@a.com", phone="+15552017777"),
+            ClientRecord("2", first_name="Bob", last_name="Jones", email="bj@a.com", phone="+15552013344"),
+            ClientRecord("3", first_name="José", last_name="García", phone="+34612345678"),
+            ClientRecord("4", first_name="Bill", last_name="Hale", phone="+15552017777")])  # Margaret's household
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [
+            ClientRecord("h1", first_name="Peggy", last_name="Hale", email="peggy@b.com", phone="+15552017777"),
+            ClientRecord("h2", first_name="Robert", last_name="Jones", email="robert@b.com", phone="+15552013344"),
+            ClientRecord("h3", first_name="Pepe", last_name="Garcia", phone="+34612345678"),
+            ClientRecord("h4", first_name="William", last_name="Hale", phone="+15552017777")])
+    for hats_id, hb_id in (("1", "h1"), ("2", "h2"), ("3", "h3"), ("4", "h4")):
+        assert person_of(hub, hb, hb_id) == person_of(hub, hats, hats_id), hb_id
+    assert hub.crm.merge_summary(v.id) == {"phone+name": 4}
+    assert len(hub.crm.list_clients(v.id)[0]) == 4
+
+
 async def test_a_key_shared_by_very_many_clients_finds_no_candidates(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A planner's e-mail on every inquiry she sends: each new record was compared with every client under it,
     a page's work growing with the book (a 20,000-row file with one shared date held the write lock past SQLite's
