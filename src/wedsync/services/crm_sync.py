@@ -577,6 +577,8 @@ MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 #: clients one blocking key may find; a key shared by more is too common to tell anyone apart
 MAX_KEY_CANDIDATES = 200
+#: a conflict resolution's value that was not given (None is a given value: it clears the field)
+NO_VALUE: Any = object()
 # the longest value a vendor may set on a text field: its column's length
 _TEXT_LIMITS: dict[str, int] = {f: getattr(_CC.c[f].type, "length", None) or 0 for f in CLIENT_FIELDS
                                  if f != "address"}
@@ -1023,11 +1025,17 @@ class CrmService:
                 stmt = stmt.where(CrmConflict.crm_client_id == client_id)
             return [conflict_out(c) for c in s.execute(stmt.order_by(CrmConflict.id).limit(limit)).scalars()]
 
-    def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = None) -> dict[str, Any]:
+    def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = NO_VALUE
+                         ) -> dict[str, Any]:
         """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one, or set ``value``.
-        A value that differs from a writable source goes back to it through the outbox."""
+        A value that differs from a writable source goes back to it through the outbox. ``value`` must be given
+        with the choice ``value`` (an explicit None clears the field, as a PATCH with null does; omitted:
+        422 ``missing_field``, nothing changes)."""
         if choice not in ("incoming", "local", "value"):
             raise InvalidInput("choice must be incoming, local or value", code="invalid_choice")
+        if choice == "value" and value is NO_VALUE:
+            raise InvalidInput('the choice "value" needs a value (null clears the field)', code="missing_field",
+                               details={"field": "value"})
         with self.db.session() as s:
             x = s.get(CrmConflict, conflict_id)
             if x is None or x.vendor_id != vendor_id:
