@@ -296,3 +296,38 @@ def test_seed_success_is_null_until_the_run_has_an_outcome(hub) -> None:  # type
     hub.sync.fail(run.id, ReauthRequired("credentials rejected"))
     failed = hub.crm.run_out(v.id, run.id)
     assert (failed["status"], failed["success"], failed["finished"]) == ("failed", False, True)
+
+
+async def test_resolving_with_the_choice_value_needs_a_value(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``{"choice": "value"}`` without a value is 422 ``missing_field``, not an erased field (found live: it cleared
+    the company here and, through the outbox, at VSCO); an explicit null clears it, as a PATCH with null does."""
+    from datetime import UTC, datetime
+
+    from wedsync.domain.crm import ClientRecord
+
+    v = hub.tenancy.create_vendor("Resolve Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": "sandbox-vsco-key"}).id
+    hb = csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord(
+            "v1", first_name="Ana", last_name="Ruiz", email="ana@x.com", company="Ana & Leo",
+            remote_modified_at=datetime(2026, 10, 1, tzinfo=UTC))])
+    with hub.db.engine.begin() as c:  # a CSV row has no time: newest-wins cannot settle the company
+        hub.sync.upsert(c, v.id, hb, "contacts", [ClientRecord("h1", first_name="Ana", last_name="Ruiz",
+                                                               email="ana@x.com", company="Ruiz Events")])
+    (x,) = (await api.get("/api/crm/conflicts", headers=auth(key))).json()["items"]
+    assert (x["field"], x["local"], x["incoming"]) == ("company", "Ana & Leo", "Ruiz Events")
+
+    r = await api.post(f"/api/crm/conflicts/{x['id']}/resolve", headers=auth(key), json={"choice": "value"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "missing_field", r.text
+    client = (await api.get(f"/api/crm/clients/{x['crm_client_id']}", headers=auth(key))).json()
+    assert client["company"] == "Ana & Leo" and len(client["open_conflicts"]) == 1
+    assert (await api.get("/api/crm/outbox", headers=auth(key))).json()["items"] == []
+
+    r = await api.post(f"/api/crm/conflicts/{x['id']}/resolve", headers=auth(key),
+                       json={"choice": "value", "value": None})
+    assert r.status_code == 200 and r.json()["resolution"] == {"choice": "value", "value": None}
+    assert (await api.get(f"/api/crm/clients/{x['crm_client_id']}", headers=auth(key))).json()["company"] is None
+    (row,) = (await api.get("/api/crm/outbox", headers=auth(key))).json()["items"]
+    assert row["op"] == "update_contact" and row["payload"]["fields"] == {"company": None}

@@ -227,6 +227,43 @@ async def test_conflicts_policies_stale_events_and_undo(any_hub) -> None:  # typ
         hub.crm.undo_merge(v.id, merge["id"])
 
 
+async def test_undo_of_a_merge_within_one_connection_restores_the_survivor(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two rows of one HoneyBook export merge; undoing the merge gives the survivor back the values it had (the
+    fields the merged row filled go), except a field its own row changed since (found live: the survivor kept the
+    split-off row's phone, company and custom field, as a change from the client's own connection was not
+    recorded)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("One Export Studio")
+    hb = csv_connection(hub, v.id)
+
+    def put(rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, hb, "contacts", [rec])
+
+    put(ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@example.org", remote_modified_at=T0))
+    put(ClientRecord("h2", first_name="Ana", last_name="Ruiz-Lopez", email="ana@example.org", phone="+15552013344",
+                     company="Lopez Events", address={"city": "Austin"}, custom_fields={"lead_source": "Instagram"},
+                     remote_modified_at=T0 + timedelta(hours=1)))
+    pid = person_of(hub, hb, "h1")
+    assert person_of(hub, hb, "h2") == pid
+    merged = hub.crm.get_client(v.id, pid)
+    assert (merged["phone"], merged["company"], merged["custom_fields"]) == (
+        "+15552013344", "Lopez Events", {"lead_source": "Instagram"})
+    # the client's own row changes the address since: that value stays after the undo
+    put(ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana@example.org",
+                     address={"city": "Dallas"}, remote_modified_at=T0 + timedelta(hours=2)))
+    assert hub.crm.get_client(v.id, pid)["address"] == {"city": "Dallas"}
+    out = hub.crm.undo_merge(v.id, hub.crm.list_merges(v.id)[0]["id"])
+    survivor, restored = out["client"], out["restored"]
+    assert (survivor["phone"], survivor["company"], survivor["custom_fields"], survivor["address"]) == (
+        None, None, {}, {"city": "Dallas"})
+    assert (survivor["first_name"], survivor["last_name"]) == ("Ana", "Ruiz")
+    assert survivor["field_sources"] == {}
+    assert (restored["phone"], restored["company"], restored["custom_fields"], restored["last_name"]) == (
+        "+15552013344", "Lopez Events", {"lead_source": "Instagram"}, "Ruiz-Lopez")
+    assert person_of(hub, hb, "h2") == restored["id"] and person_of(hub, hb, "h1") == pid
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")
@@ -298,6 +335,59 @@ async def test_a_corrected_email_finds_the_client_next_time(any_hub) -> None:  #
         hub.crm.update_client(v.id, pid, {"first_name": "M" * 64})
     assert refused.value.code == "value_too_long" and refused.value.details["limit"] == 48
     assert hub.crm.update_client(v.id, pid, {"first_name": "M" * 48})["first_name"] == "M" * 48
+
+
+async def test_undoing_a_merge_keeps_the_keys_of_the_vendors_edit(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """The vendor corrects a client's e-mail, a record with the old address merges and that merge is undone: a
+    record with the corrected address still joins the client (found live: the undo rebuilt the survivor's keys
+    from its source records only, so the corrected address made a second client)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Undo Keys Studio")
+    hb, hats, iris = (csv_connection(hub, v.id, p) for p in ("honeybook", "17hats", "iris-works"))
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(hb, ClientRecord("h1", first_name="Ana", last_name="Ruiz", email="ana.ruiz@oldjob.com"))
+    pid = person_of(hub, hb, "h1")
+    hub.crm.update_client(v.id, pid, {"email": "ana@newmail.com"})
+    put(hats, ClientRecord("77", first_name="Ana", last_name="Ruiz", email="ana.ruiz@oldjob.com",
+                           phone="+15552013344"))
+    assert person_of(hub, hats, "77") == pid
+    out = hub.crm.undo_merge(v.id, hub.crm.list_merges(v.id)[0]["id"])
+    assert out["client"]["email"] == "ana@newmail.com" and out["client"]["phone"] is None
+    put(iris, ClientRecord("iw1", first_name="Ana", last_name="Ruiz", email="ana@newmail.com"))
+    assert person_of(hub, iris, "iw1") == pid
+    assert len(hub.crm.list_clients(v.id)[0]) == 2  # Ana, and the 17hats record on its own again
+    # the split record's own phone is not the survivor's any more: a record with it finds the restored client
+    put(iris, ClientRecord("iw2", first_name="Ana", last_name="Ruiz", phone="+15552013344"))
+    assert person_of(hub, iris, "iw2") == out["restored"]["id"]
+
+
+async def test_a_diminutive_sharing_a_phone_joins_its_given_name(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Peggy/Margaret, Bob/Robert, Pepe/José with a shared phone are one person to the rules, and now candidates
+    too, in either order (found live: a phone key blocks with the name initials, which a diminutive with another
+    initial does not share)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Nickname Studio")
+    hats, hb = csv_connection(hub, v.id, "17hats"), csv_connection(hub, v.id)
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hats, "contacts", [
+            ClientRecord("1", first_name="Margaret", last_name="Hale", email="mh@a.com", phone="+15552017777"),
+            ClientRecord("2", first_name="Bob", last_name="Jones", email="bj@a.com", phone="+15552013344"),
+            ClientRecord("3", first_name="José", last_name="García", phone="+34612345678"),
+            ClientRecord("4", first_name="Bill", last_name="Hale", phone="+15552017777")])  # Margaret's household
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, hb, "contacts", [
+            ClientRecord("h1", first_name="Peggy", last_name="Hale", email="peggy@b.com", phone="+15552017777"),
+            ClientRecord("h2", first_name="Robert", last_name="Jones", email="robert@b.com", phone="+15552013344"),
+            ClientRecord("h3", first_name="Pepe", last_name="Garcia", phone="+34612345678"),
+            ClientRecord("h4", first_name="William", last_name="Hale", phone="+15552017777")])
+    for hats_id, hb_id in (("1", "h1"), ("2", "h2"), ("3", "h3"), ("4", "h4")):
+        assert person_of(hub, hb, hb_id) == person_of(hub, hats, hats_id), hb_id
+    assert hub.crm.merge_summary(v.id) == {"phone+name": 4}
+    assert len(hub.crm.list_clients(v.id)[0]) == 4
 
 
 async def test_a_key_shared_by_very_many_clients_finds_no_candidates(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -55,6 +55,49 @@ def test_gmail_identity_keys_are_rewritten_to_the_mailbox_form(db_url: str) -> N
         engine.dispose()
 
 
+def test_diminutives_get_phone_keys_under_their_given_names_initial(db_url: str) -> None:
+    """Clients stored before the rule get the phone keys a record arriving after the upgrade looks them up by
+    (Peggy Hale's phone also under ``hm``, as Margaret Hale's); other keys are left as they were."""
+    engine = create_engine(db_url)
+    try:
+        migrate(engine, "0011")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO vendors (id, name, timezone, created_at) VALUES "
+                              "('v1', 'A', 'UTC', '2026-01-01')"))
+            conn.execute(text("INSERT INTO connections (id, vendor_id, provider, status, settings, created_at, "
+                              "updated_at) VALUES ('k1', 'v1', 'honeybook', 'active', '{}', '2026-01-01', "
+                              "'2026-01-01')"))
+            # c1: Peggy Hale from a source record; c2: Ana Ruiz, renamed "Bob Jones" by the vendor; c3: Margaret
+            for cid, first, last, phone in (("c1", "Peggy", "Hale", "+15552017777"),
+                                            ("c2", "Bob", "Jones", "+15552013344"),
+                                            ("c3", "Margaret", "Hale", "+15552010000")):
+                conn.execute(text("INSERT INTO crm_clients (id, vendor_id, kind, first_name, last_name, phone, "
+                                  "custom_fields, wedding_dates, field_sources, version, created_at, updated_at) "
+                                  "VALUES (:id, 'v1', 'person', :f, :l, :p, '{}', '[]', '{}', 1, '2026-01-01', "
+                                  "'2026-01-01')"), {"id": cid, "f": first, "l": last, "p": phone})
+            for sid, cid, first, last, phone in (("s1", "c1", "Peggy", "Hale", "+15552017777"),
+                                                 ("s2", "c2", "Ana", "Ruiz", "+15552013344"),
+                                                 ("s3", "gone", "Pepe", "Garcia", "+34612345678")):
+                conn.execute(text("INSERT INTO clients (id, vendor_id, connection_id, provider, remote_id, kind, "
+                                  "first_name, last_name, phone, custom_fields, content_hash, synced_at, version, "
+                                  "crm_client_id) VALUES (:id, 'v1', 'k1', 'honeybook', :id, 'person', :f, :l, :p, "
+                                  "'{}', 'h', '2026-01-01', 1, :c)"),
+                             {"id": sid, "c": cid, "f": first, "l": last, "p": phone})
+            for k, c in (("p:+15552017777|hp", "c1"), ("p:+15552013344|ar", "c2"), ("p:+15552013344|bj", "c2"),
+                         ("p:+15552010000|hm", "c3")):
+                conn.execute(text("INSERT INTO crm_identity_keys (vendor_id, key, crm_client_id) "
+                                  "VALUES ('v1', :k, :c)"), {"k": k, "c": c})
+        migrate(engine)
+        with engine.connect() as conn:
+            rows = sorted(tuple(r) for r in conn.execute(text(
+                "SELECT vendor_id, key, crm_client_id FROM crm_identity_keys")))
+        assert rows == [("v1", "p:+15552010000|hm", "c3"), ("v1", "p:+15552013344|ar", "c2"),
+                        ("v1", "p:+15552013344|bj", "c2"), ("v1", "p:+15552013344|jr", "c2"),
+                        ("v1", "p:+15552017777|hm", "c1"), ("v1", "p:+15552017777|hp", "c1")]
+    finally:
+        engine.dispose()
+
+
 def test_sync_schedule_columns_and_one_run_in_progress_per_connection(db_url: str) -> None:
     engine = create_engine(db_url)
     try:

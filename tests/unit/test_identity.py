@@ -144,3 +144,24 @@ def test_a_diminutive_with_a_shared_contact_point_is_the_same_person() -> None:
     assert decide(features("Bill", "Jones", emails=["jonesfamily@example.com"], dates=[D]),
                   features("William", "Jones", emails=["jonesfamily@example.com"], dates=[date(2028, 5, 6)])
                   ) is None
+
+
+def test_a_diminutive_and_its_given_name_sharing_a_phone_share_a_blocking_key() -> None:
+    """decide() merges Peggy/Margaret on a shared phone, but they were never candidates: a phone blocks with the
+    name initials (hp, hm). The diminutive's phone key also carries the given name's initial."""
+    phone = "+12125550123"
+    pairs = [(("Peggy", "Hale"), ("Margaret", "Hale")), (("Bob", "Jones"), ("Robert", "Jones")),
+             (("Bill", "Gates"), ("William", "Gates")), (("Pepe", "García"), ("José", "Garcia")),
+             (("Bill", "Gates"), ("Liam", "Gates")),  # two diminutives of one name
+             (("Hale", "Peggy"), ("Margaret", "Hale"))]  # and swapped names
+    for a, b in pairs:
+        fa, fb = features(*a, phones=[phone]), features(*b, phones=[phone])
+        assert decide(fa, fb) is not None, (a, b)
+        assert set(blocking_keys(fa)) & set(blocking_keys(fb)), (a, b)
+    # names outside the table, and a diminutive with its own initial, block as before (one phone key)
+    assert blocking_keys(features("Ana", "Ruiz", phones=[phone])) == [f"p:{phone}|ar"]
+    assert blocking_keys(features("Kasia", "Nowak", phones=[phone])) == [f"p:{phone}|kn"]
+    assert blocking_keys(features("Margaret", "Hale", phones=[phone])) == [f"p:{phone}|hm"]
+    # wedding dates keep the name's own initials: their rule forgives no diminutive
+    assert blocking_keys(features("Peggy", "Hale", phones=[phone], dates=[D])) == [
+        f"p:{phone}|hp", f"p:{phone}|hm", f"d:{D.isoformat()}|hp"]

@@ -142,14 +142,32 @@ def initials(f: Features) -> str:
     return "".join(sorted(p[:1] for p in (f.first, f.last) if p))
 
 
+def nickname_tags(f: Features) -> list[str]:
+    """Initials a phone key also blocks with when a name part is a given name of :data:`NICKNAMES` or one of
+    its diminutives starting with another letter: that part's initial replaced by the given name's (``peggy
+    hale`` -> ``hm``, as ``margaret hale``; ``bob jones`` -> ``jr``; ``pepe garcia`` -> ``gj``; either part,
+    for swapped names). Two diminutives of one name (``bill``/``liam``) meet under the given name's letter."""
+    own = initials(f)
+    tags: list[str] = []
+    for part, other in ((f.first, f.last), (f.last, f.first)):
+        for letter in _NICK_INITIALS.get(part, ()):
+            tag = "".join(sorted(p for p in (letter, other[:1]) if p))
+            if tag != own and tag not in tags:
+                tags.append(tag)
+    return tags
+
+
 def blocking_keys(f: Features) -> list[str]:
     """Index keys under which candidates are looked up: ``e:<email>``, ``p:<e164>|<initials>``,
     ``d:<date>|<initials>``. Phones and wedding dates are shared (households, offices, a busy Saturday;
     synthetic phone pools), so they block together with the name initials: a candidate must also share
-    them, which every phone or date rule of :func:`decide` needs anyway (both names similar)."""
+    them, which every phone or date rule of :func:`decide` needs anyway (both names similar). A phone also
+    blocks with the initials of :func:`nickname_tags` ("Peggy"/"Margaret" share a phone and are one person to
+    ``decide``, but not their initials); dates need not: their rule forgives no diminutive."""
     tag = initials(f)
+    tags = [tag, *nickname_tags(f)]
     keys = [f"e:{e}" for e in sorted(f.emails)]
-    keys += [f"p:{p}|{tag}" for p in sorted(f.phones)]
+    keys += [f"p:{p}|{t}" for p in sorted(f.phones) for t in tags]
     keys += [f"d:{d.isoformat()}|{tag}" for d in sorted(f.dates)]
     return keys
 
@@ -212,6 +230,11 @@ def _nickname_groups() -> dict[str, frozenset[int]]:
 
 
 _NICK_GROUPS = _nickname_groups()
+_GIVEN = [fold(n) for n in NICKNAMES]
+#: folded name -> first letters of the given names it is, or is a diminutive of, other than its own
+_NICK_INITIALS: dict[str, tuple[str, ...]] = {
+    n: letters for n, g in _NICK_GROUPS.items()
+    if (letters := tuple(sorted({_GIVEN[i][:1] for i in g} - {n[:1]})))}
 
 
 def same_given_name(a: str, b: str) -> bool:

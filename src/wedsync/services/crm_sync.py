@@ -157,7 +157,20 @@ class _Person:
             return Side(src.get("p"), src.get("c"), _parse(src.get("at")))
         return Side(self.source_provider, self.source_connection_id, self.source_at)
 
-    def apply(self, changes: Mapping[str, Any], side: Side) -> None:
+    def set_by(self, name: str, side: Side, record_id: str | None) -> None:
+        """Note which source record set a field: nothing for the client's own record (the one it was made of,
+        whose id it carries) at its own connection; else the connection, provider, time and record (``r``), so
+        undoing a merge finds the fields the merged record set, also when it came from the same connection as
+        the client (two rows of one export, two VSCO contacts)."""
+        if side.connection_id == self.source_connection_id and record_id in (None, self.id):
+            self.field_sources.pop(name, None)
+        else:
+            who = {"c": side.connection_id, "p": side.source, "at": _iso(side.at)}
+            if record_id:
+                who["r"] = record_id
+            self.field_sources[name] = who
+
+    def apply(self, changes: Mapping[str, Any], side: Side, record_id: str | None = None) -> None:
         if not changes:
             return
         for name, value in changes.items():
@@ -167,10 +180,7 @@ class _Person:
                 self.golden["custom_fields"] = custom
             else:
                 self.golden[name] = value
-            if side.connection_id == self.source_connection_id:
-                self.field_sources.pop(name, None)
-            else:
-                self.field_sources[name] = {"c": side.connection_id, "p": side.source, "at": _iso(side.at)}
+            self.set_by(name, side, record_id)
         if side.connection_id == self.source_connection_id and side.at and (
                 self.source_at is None or side.at > self.source_at):
             self.source_at = side.at
@@ -420,7 +430,7 @@ class CrmResolver:
                                 fields=self._fields(p.golden, values, mapping),
                                 policy_for=lambda name: book.policy(connection_id, name),
                                 incoming_side=incoming_side, local_side=p.side)
-                p.apply(res.changes, incoming_side)
+                p.apply(res.changes, incoming_side, source_id)
                 record_conflicts(p, source_id, res.conflicts, at)
                 p.add_keys(f, key_index, keys)
                 merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
@@ -459,7 +469,7 @@ class CrmResolver:
                             fields=self._fields(p.golden, values, mapping, old._mapping),
                             policy_for=lambda name: book.policy(connection_id, name),
                             incoming_side=incoming_side, local_side=p.side)
-            p.apply(res.changes, incoming_side)
+            p.apply(res.changes, incoming_side, old.id)
             record_conflicts(p, old.id, res.conflicts, at)
             p.add_keys(record_features(values, evidence.get(old.remote_id, ()), region), key_index)
 
@@ -558,6 +568,8 @@ MAX_IMPORT_BYTES = 200 * 1024 * 1024
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 #: clients one blocking key may find; a key shared by more is too common to tell anyone apart
 MAX_KEY_CANDIDATES = 200
+#: a conflict resolution's value that was not given (None is a given value: it clears the field)
+NO_VALUE: Any = object()
 # the longest value a vendor may set on a text field: its column's length
 _TEXT_LIMITS: dict[str, int] = {f: getattr(_CC.c[f].type, "length", None) or 0 for f in CLIENT_FIELDS
                                  if f != "address"}
@@ -634,6 +646,15 @@ def _source_out(r: Any) -> dict[str, Any]:
 def _owner(p: _Person, name: str) -> str | None:
     """The connection a unified client's field came from (``wedsync`` for the vendor's own edits)."""
     return (p.field_sources.get(name) or {}).get("c") or p.source_connection_id
+
+
+def _set_by_record(who: Mapping[str, Any] | None, src: Any) -> bool:
+    """Whether a client's ``field_sources`` entry says the source record ``src`` set that field last (an entry
+    written before entries named their record, without ``r``: set by ``src``'s connection)."""
+    who = who or {}
+    if who.get("r"):
+        return bool(who["r"] == src.id)
+    return bool(who.get("c") == src.connection_id)
 
 
 def _full_name(c: Any) -> str:
@@ -917,7 +938,7 @@ class CrmService:
             sources = dict(survivor.field_sources or {})
             custom = dict(survivor.custom_fields or {})
             for name, prior in replaced.items():
-                if (sources.get(name) or {}).get("c") != src.connection_id:
+                if not _set_by_record(sources.get(name), src):
                     continue  # changed again since (by someone else): keep
                 sources.pop(name, None)
                 if name.startswith("custom."):
@@ -929,7 +950,7 @@ class CrmService:
                     setattr(survivor, name, prior)
             # fields the split record brought later (an update after the merge, a mapping renamed since): what the
             # client's remaining sources say, the primary one first, else nothing
-            leftover = sorted(n for n, who in sources.items() if (who or {}).get("c") == src.connection_id)
+            leftover = sorted(n for n, who in sources.items() if _set_by_record(who, src))
             if leftover:
                 others = sorted(s.execute(select(Client).where(Client.crm_client_id == survivor.id,
                                                                Client.id != src.id)).scalars(),
@@ -951,15 +972,17 @@ class CrmService:
             survivor.version += 1
             survivor.updated_at = utcnow()
             s.flush()
-            # keys: the survivor keeps its dates and what its remaining sources say; the restored client
-            # gets the split record's own
+            # keys: the survivor keeps its dates, what its remaining sources say and the keys of its values as they
+            # are now (a vendor's edit, a conflict settled with a value: see _add_identity_keys); the restored
+            # client gets the split record's own
             remaining = list(s.execute(select(Client).where(Client.crm_client_id == survivor.id)).scalars())
             s.execute(delete(CrmIdentityKey).where(CrmIdentityKey.crm_client_id == survivor.id,
                                                    ~CrmIdentityKey.key.startswith("d:")))
             keep = {k for (k,) in s.execute(select(CrmIdentityKey.key).where(
                 CrmIdentityKey.crm_client_id == survivor.id))}
-            for key in sorted({k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
-                              - keep):
+            wanted = {k for r in remaining for k in blocking_keys(record_features(_values_of_row(r)))}
+            wanted.update(blocking_keys(record_features({f: getattr(survivor, f) for f in CLIENT_FIELDS})))
+            for key in sorted(wanted - keep):
                 s.add(CrmIdentityKey(vendor_id=vendor_id, crm_client_id=survivor.id, key=key))
             # ... its wedding dates included (``d:<date>|<initials>``): the dates of its own weddings at its
             # connection, which the merge had given the survivor
@@ -1009,11 +1032,17 @@ class CrmService:
                 stmt = stmt.where(CrmConflict.crm_client_id == client_id)
             return [conflict_out(c) for c in s.execute(stmt.order_by(CrmConflict.id).limit(limit)).scalars()]
 
-    def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = None) -> dict[str, Any]:
+    def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = NO_VALUE
+                         ) -> dict[str, Any]:
         """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one, or set ``value``.
-        A value that differs from a writable source goes back to it through the outbox."""
+        A value that differs from a writable source goes back to it through the outbox. ``value`` must be given
+        with the choice ``value`` (an explicit None clears the field, as a PATCH with null does; omitted:
+        422 ``missing_field``, nothing changes)."""
         if choice not in ("incoming", "local", "value"):
             raise InvalidInput("choice must be incoming, local or value", code="invalid_choice")
+        if choice == "value" and value is NO_VALUE:
+            raise InvalidInput('the choice "value" needs a value (null clears the field)', code="missing_field",
+                               details={"field": "value"})
         with self.db.session() as s:
             x = s.get(CrmConflict, conflict_id)
             if x is None or x.vendor_id != vendor_id:
@@ -1031,8 +1060,8 @@ class CrmService:
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
                 else:
                     setattr(c, x.field, chosen)
-                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at)} if choice == "incoming" else \
-                    {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
+                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at), "r": x.source_client_id} \
+                    if choice == "incoming" else {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
                 c.field_sources = {**(c.field_sources or {}), x.field: who}
                 c.version += 1
                 c.updated_at = utcnow()
@@ -1150,10 +1179,7 @@ class CrmService:
                         if k in custom and _owner(p, f"custom.{k}") != connection_id:
                             continue  # the vendor (or another source) set this name since: theirs stays
                         custom[k] = v
-                        if connection_id == p.source_connection_id:
-                            sources.pop(f"custom.{k}", None)
-                        else:
-                            sources[f"custom.{k}"] = {"c": connection_id, "p": provider, "at": utcnow().isoformat()}
+                        p.set_by(f"custom.{k}", Side(provider, connection_id, utcnow()), r.id)
                     p.golden["custom_fields"] = custom
                     p.dirty = True
                     remapped += 1

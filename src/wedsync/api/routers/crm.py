@@ -27,7 +27,7 @@ from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
-from wedsync.services.crm_sync import MAX_IMPORT_BYTES, DirectImportSteps, drive_import
+from wedsync.services.crm_sync import MAX_IMPORT_BYTES, NO_VALUE, DirectImportSteps, drive_import
 from wedsync.workflows import crm as crm_workflows
 
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
@@ -59,6 +59,8 @@ class ClientPatch(Strict):
 
 
 class ResolveIn(Strict):
+    """``value`` is required with the choice ``value`` (null clears the field, as a PATCH with null does)."""
+
     choice: Literal["incoming", "local", "value"]
     value: Any = None
 
@@ -162,7 +164,8 @@ def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
 @router.post("/api/crm/conflicts/{conflict_id}/resolve")
 async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendor_id: VendorId,
                            _w: Writer) -> dict[str, Any]:
-    out = dict(hub.crm.resolve_conflict(vendor_id, conflict_id, body.choice, body.value))
+    value = body.value if "value" in body.model_fields_set else NO_VALUE  # omitted is not null
+    out = dict(hub.crm.resolve_conflict(vendor_id, conflict_id, body.choice, value))
     await crm_workflows.poke_outbox_drain()
     return out
 
