@@ -356,3 +356,55 @@ async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: 
         people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == v.id)).scalars())
     assert len(people) == 1 and people[0].phone == "+14155550101" and people[0].wedding_dates == ["2027-09-18"]
     assert hub.crm.get_client(v.id, people[0].id)["weddings"][0]["event_date"] == date(2027, 9, 18).isoformat()
+
+
+async def test_a_honeybook_export_of_foreign_clients_imports_back_without_conflicts(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Tave clients abroad, with whole addresses, exported in HoneyBook's layout (no Country column, one Address
+    column) and imported back: each joins its client with no conflict. The export wrote their phones nationally
+    for their address's country ("(16) 96584-9521"), which the import read as US numbers (+5516965849521 came
+    back as +16965849521), and the street-only Address cell opened an address conflict for every client; found
+    by a probe."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Abroad Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    people = [("Bruna", "Costa", "+5516965849521", {"streetAddress": "Rua Augusta 1", "city": "São Paulo",
+                                                    "postalCode": "01305-000", "country": "BR"}),
+              ("Jonas", "Weber", "+4915078753730", {"streetAddress": "Hauptstr. 1", "city": "Berlin",
+                                                    "postalCode": "10115", "country": "DE"}),
+              ("Ava", "Reed", "+14155550134", {"streetAddress": "1 Market St", "city": "San Francisco",
+                                               "state": "CA", "postalCode": "94105", "country": "US"})]
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord(f"v{i}", first_name=first, last_name=last, email=f"{first.lower()}@x.com", phone=phone,
+                         address=address, remote_modified_at=T0)
+            for i, (first, last, phone, address) in enumerate(people)])
+    exported = b"".join(hub.crm.export_csv(v.id, "honeybook"))
+    rows = list(csv.reader(io.StringIO(exported.decode())))
+    assert [(r[3], r[5]) for r in rows[1:]] == [("+55 16 96584-9521", "Rua Augusta 1"),
+                                                 ("+49 15078 753730", "Hauptstr. 1"),
+                                                 ("(415) 555-0134", "1 Market St")]  # national only in the US
+    job = await import_file(hub, v.id, exported)
+    assert (job["status"], job["created"], job["merged"], job["conflicts"]) == ("succeeded", 3, 3, 0), job
+    assert hub.crm.list_conflicts(v.id) == [] and hub.crm.list_conflicts(v.id, status="auto") == []
+    hb = hub.crm.connection_for(v.id, "honeybook").id
+    for i, (_, _, phone, address) in enumerate(people):
+        pid = person_of(hub, tave, f"v{i}")
+        client = hub.crm.get_client(v.id, pid)
+        assert (client["phone"], client["address"]) == (phone, address)
+        assert {s["connection_id"] for s in client["sources"]} == {tave, hb}
+
+    # a street the HoneyBook file changes is a change of the street: the city and country it has no column
+    # for stay (the client's address is not cut down to the street)
+    moved = exported.replace(b"Rua Augusta 1", b"Rua Oscar Freire 9")
+    again = await import_file(hub, v.id, moved)
+    assert (again["updated"], again["conflicts"]) == (1, 0), again
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v0"))["address"] == {**people[0][3],
+                                                                               "streetAddress": "Rua Oscar Freire 9"}
+
+    # the vendor's HoneyBook connection reads phones as British: the export is written for that import
+    hub.connections.update_settings(v.id, hb, {"default_region": "GB"})
+    for_gb = b"".join(hub.crm.export_csv(v.id, "honeybook"))
+    assert [r[3] for r in csv.reader(io.StringIO(for_gb.decode()))][1:] == [
+        "+55 16 96584-9521", "+49 15078 753730", "+1 415-555-0134"]
+    third = await import_file(hub, v.id, for_gb)
+    assert (third["status"], third["created"], third["updated"], third["conflicts"]) == ("succeeded", 0, 0, 0), third

@@ -330,6 +330,30 @@ def test_export_then_parse_round_trips(layout: str) -> None:
             assert row.wedding.job_type == wedding.job_type
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("default_region", [None, "GB"])
+def test_phones_read_back_as_exported_whatever_the_addresses_country(layout: str, default_region: str | None
+                                                                     ) -> None:
+    """A phone is written nationally only when it is a number of the region the import reads that row's
+    phones in (the Country cell the row carries, else the layout's or the connection's region), else
+    internationally: HoneyBook's layout has no Country column, and a Brazilian client's number written for
+    Brazil ("(16) 96584-9521") was read back as a US one (+16965849521); found by a probe."""
+    people = [("+5516965849521", "BR"), ("+4915078753730", "DE"), ("+14155550134", "DE"), ("+14155550135", "US"),
+              ("+442079460958", "GB"), ("+61412345678", None), ("+14155550136", "Atlantis")]
+    sample = [(ClientRecord(remote_id=client_hash_id(f"p{i}@x.com", "P", str(i)), first_name="P", last_name=str(i),
+                            email=f"p{i}@x.com", phone=phone,
+                            address={"streetAddress": "1 Main St", "country": country} if country else None),
+               None) for i, (phone, country) in enumerate(people)]
+    data = b"".join(export_csv(layout, sample, default_region=default_region))
+    rows = rows_of(data, layout, default_region=default_region)
+    assert [r.client.phone if r.client else None for r in rows] == [phone for phone, _ in people]
+    lines = data.decode().splitlines()
+    if "country" not in LAYOUTS[layout].fields():  # read in the layout's (or connection's) region: only
+        region = default_region or LAYOUTS[layout].default_region  # its own numbers are national
+        assert ("(415) 555-0135" in lines[4]) == (region == "US") and ("020 7946 0958" in lines[5]) == (region == "GB")
+        assert "+55 16 96584-9521" in lines[1] and "+49 15078 753730" in lines[2]
+
+
 _names = st.text(alphabet=st.characters(categories=["L"], max_codepoint=0x30FF), min_size=1, max_size=12)
 
 

@@ -120,6 +120,27 @@ def record_features(values: Mapping[str, Any], dates: Iterable[date] = (), regio
     return f
 
 
+def carried_address(values: dict[str, Any], base: Mapping[str, Any] | None, local: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """``values`` with its address completed by the unified address's parts that neither it nor ``base`` (the
+    source's previous values) carries: a source that has no column for a part (HoneyBook's CSV has one Address
+    column, read as the street) says nothing about it, as a source without an address says nothing about the
+    address. So a street-only row whose street is the client's is no change of the client's fuller address (a
+    HoneyBook export imported back opened an address conflict for every client), and a new street from it
+    changes the street and keeps the city. A part the source carried before and no longer does is a removal."""
+    mine, theirs = values.get("address"), local.get("address")
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return values
+    before = (base or {}).get("address")
+    carried = {k for k, v in mine.items() if v not in (None, "")}
+    if isinstance(before, dict):
+        carried |= {k for k, v in before.items() if v not in (None, "")}
+    missing = {k: v for k, v in theirs.items() if k not in carried and v not in (None, "")}
+    if not missing:
+        return values
+    return {**values, "address": {**{k: v for k, v in mine.items() if v not in (None, "")}, **missing}}
+
+
 def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
@@ -416,7 +437,8 @@ class CrmResolver:
                     people.update(self.load_people(conn, [pid]))
                 p = people[pid]
                 before = p.flat()
-                res = three_way(None, before, flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS),
+                res = three_way(None, before, carried_address(
+                                    flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS), None, before),
                                 fields=self._fields(p.golden, values, mapping),
                                 policy_for=lambda name: book.policy(connection_id, name),
                                 incoming_side=incoming_side, local_side=p.side)
@@ -455,7 +477,10 @@ class CrmResolver:
             at = values.get("remote_modified_at")
             incoming_side = Side(provider, connection_id, at)
             base = flatten(self._golden(old._mapping, mapping), CLIENT_FIELDS)
-            res = three_way(base, p.flat(), flatten(self._golden(values, mapping), CLIENT_FIELDS),
+            local = p.flat()
+            incoming = carried_address(flatten(self._golden(values, mapping), CLIENT_FIELDS), base, local)
+            base = carried_address(base, base, local)
+            res = three_way(base, local, incoming,
                             fields=self._fields(p.golden, values, mapping, old._mapping),
                             policy_for=lambda name: book.policy(connection_id, name),
                             incoming_side=incoming_side, local_side=p.side)
@@ -1496,9 +1521,18 @@ class CrmService:
 
         if layout not in LAYOUTS:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
+        # written the way the import will read it back: the phone region and time zone of the connection
+        # (the one exported, else the vendor's connection to the layout's product, into which an import goes)
         if connection_id:
-            self.connection(vendor_id, connection_id)
-        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id, provider=layout))
+            conn: Connection | None = self.connection(vendor_id, connection_id)
+        else:
+            try:
+                conn = self.connection_for(vendor_id, layout)
+            except NotFound:
+                conn = None
+        options = self._parse_options(conn) if conn is not None else {}
+        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id, provider=layout),
+                          **options)
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
     def ingest_zap(self, row: Any) -> str:

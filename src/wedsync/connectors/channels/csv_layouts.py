@@ -737,27 +737,36 @@ def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientR
 
 
 def _format_phone(value: str | None, region: str) -> str:
+    """The number as the product writes it: national when it is a number of ``region`` (the region the
+    import reads the row's phones in) and reads back as the same number there, else international."""
     if not value:
         return ""
     try:
         number = phonenumbers.parse(value.replace(";ext=", " ext. "), region)
     except phonenumbers.NumberParseException:
         return value
-    fmt = (phonenumbers.PhoneNumberFormat.NATIONAL if phonenumbers.region_code_for_number(number) == region
-           else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return phonenumbers.format_number(number, fmt)
+    if phonenumbers.region_code_for_number(number) == region:
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if normalize_phone(national, region) == (f"{e164};ext={number.extension}" if number.extension else e164):
+            return national
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def _strip_prefix(value: str, prefix: str) -> str:
     return value[len(prefix):] if prefix and value.startswith(prefix) else value
 
 
-def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None, zone: tzinfo) -> list[str]:
+def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None, zone: tzinfo,
+           default_region: str) -> list[str]:
     address = client.address or {}
     custom = client.custom_fields or {}
     wcustom = wedding.custom_fields if wedding else {}
-    region = _region(address.get("country") if isinstance(address.get("country"), str) else None,
-                     spec.default_region)
+    # the region parse_csv reads this row's phones in: the Country cell written below when the layout has that
+    # column, else the layout's (a Brazilian number written nationally in a layout without a Country column was
+    # read back as a US number)
+    country = address.get("country") if "country" in spec.fields() else None
+    region = _region(country if isinstance(country, str) else None, default_region)
     out: list[str] = []
     for _, canonical in spec.columns:
         value: object = None
@@ -822,20 +831,24 @@ def _inert(cell: str) -> str:
 
 
 def export_csv(layout: str, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
-               timezone: str | None = None, chunk_rows: int = 500) -> Iterator[bytes]:
+               default_region: str | None = None, timezone: str | None = None, chunk_rows: int = 500
+               ) -> Iterator[bytes]:
     """The product's CSV (UTF-8, comma, CRLF like the products' exports), ``chunk_rows`` rows per chunk.
 
-    Unknown layouts raise :class:`CsvFileError` at the first ``next()``; ``timezone`` is the zone the
-    created timestamps are written in (UTC by default, matching ``parse_csv``'s default).
+    Unknown layouts raise :class:`CsvFileError` at the first ``next()``; ``default_region`` and ``timezone``
+    mean what they mean to ``parse_csv`` (give both the same ones and the file reads back as written): phones
+    are national only when they are numbers of the region the import will read them in, and created
+    timestamps are written in ``timezone`` (UTC by default).
     """
     spec = _get_layout(layout)
     zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    region = (default_region or spec.default_region).upper()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(spec.headers)
     count = 0
     for client, wedding in rows:
-        writer.writerow(_cells(spec, client, wedding, zone))
+        writer.writerow(_cells(spec, client, wedding, zone, region))
         count += 1
         if count % chunk_rows == 0:
             yield buffer.getvalue().encode("utf-8")
