@@ -1271,6 +1271,12 @@ class CrmService:
                            code="file_too_large")
         conn = (self.connection(vendor_id, connection_id) if connection_id
                 else self.connection_for(vendor_id, layout, create=True))
+        if conn.provider != canonical_provider(layout):
+            # its rows would become that provider's source records: written back to it, and deleted by its
+            # next full sync (it does not list them)
+            raise InvalidInput(f"connection {conn.id} is a {conn.provider} connection: a {LAYOUTS[layout].product} "
+                               f"export is imported into a {canonical_provider(layout)} connection (or leave out "
+                               f"connection_id)", code="provider_mismatch")
         parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row
         lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - 1
         job = CrmImportJob(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, layout=layout,
