@@ -408,3 +408,41 @@ async def test_a_honeybook_export_of_foreign_clients_imports_back_without_confli
         "+55 16 96584-9521", "+49 15078 753730", "+1 415-555-0134"]
     third = await import_file(hub, v.id, for_gb)
     assert (third["status"], third["created"], third["updated"], third["conflicts"]) == ("succeeded", 0, 0, 0), third
+
+
+def test_concurrent_first_imports_share_one_connection(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Callers that all find no HoneyBook connection and go on to create one (held at a barrier until every
+    one of them has looked) end up with one connection between them: each created its own (2-3 of 4 concurrent
+    first imports; found by a probe)."""
+    import threading
+
+    from wedsync.services import connections
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Busy Studio")
+    callers = 4
+    barrier = threading.Barrier(callers, timeout=10)
+    real = connections.get_connector_class
+
+    def after_everyone_looked(provider: str) -> Any:
+        barrier.wait()
+        return real(provider)
+
+    monkeypatch.setattr(connections, "get_connector_class", after_everyone_looked)
+    got: list[str] = []
+    failed: list[BaseException] = []
+
+    def first_import() -> None:
+        try:
+            got.append(hub.crm.connection_for(v.id, "honeybook", create=True).id)
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=first_import) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(got) == callers
+    assert count(hub, Connection, vendor_id=v.id, provider="honeybook") == 1
+    assert set(got) == {hub.crm.connection_for(v.id, "honeybook").id}

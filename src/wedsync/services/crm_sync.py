@@ -682,7 +682,8 @@ class CrmService:
 
     def connection_for(self, vendor_id: str, provider: str, *, create: bool = False) -> Connection:
         """The vendor's (oldest) connection to ``provider``; for CSV/hook-only products one is created on
-        demand (they need no credentials beyond the hub-generated hook secret)."""
+        demand (they need no credentials beyond the hub-generated hook secret), once however many callers ask
+        at the same time (concurrent first imports created one connection each)."""
         slug = canonical_provider(provider)
         with self.db.read() as s:
             conn = s.execute(select(Connection).where(Connection.vendor_id == vendor_id, Connection.provider == slug)
@@ -691,7 +692,7 @@ class CrmService:
             return conn
         if not create:
             raise NotFound(f"no {slug} connection for this vendor", code="no_connection")
-        return cast(Connection, self.hub.connections.create(vendor_id, slug, credentials={}))
+        return cast(Connection, self.hub.connections.create(vendor_id, slug, credentials={}, unless_exists=True))
 
     # -- the seed endpoint: sync runs --------------------------------------------------------------
     def check_sync_request(self, vendor_id: str, provider: str, sync_type: str) -> tuple[Connection, str]:
