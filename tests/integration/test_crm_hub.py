@@ -446,3 +446,17 @@ def test_concurrent_first_imports_share_one_connection(any_hub, monkeypatch) -> 
     assert failed == [] and len(got) == callers
     assert count(hub, Connection, vendor_id=v.id, provider="honeybook") == 1
     assert set(got) == {hub.crm.connection_for(v.id, "honeybook").id}
+
+
+async def test_a_file_cut_mid_row_reports_its_last_line(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A download cut mid-row: its last line (2 of 12 cells) is reported and skipped, not imported as a client
+    without an e-mail; a row missing only trailing empty cells lands with a warning (found by a probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Cut Studio")
+    data = hb_csv([hb_row("Ana", "Ruiz", "ana@x.com"), hb_row("Bo", "Lee", "bo@x.com")])
+    data = data.replace(b"bo@x.com,,,,,,,,,", b"bo@x.com") + b"Chlo\xc3\xa9,Aba"
+    job = await import_file(hub, v.id, data)
+    assert (job["status"], job["processed_rows"], job["good_rows"], job["bad_rows"]) == ("succeeded", 3, 2, 1), job
+    assert [(e["line"], e["code"], e["skipped"]) for e in hub.crm.import_errors(v.id, job["id"])] == [
+        (3, "missing_cells", False), (4, "missing_cells", True)]
+    assert sorted(c["first_name"] for c in hub.crm.list_clients(v.id)[0]) == ["Ana", "Bo"]

@@ -184,6 +184,35 @@ def test_bad_rows_are_reported_and_good_rows_still_land() -> None:
     assert lu.client is not None and [i.code for i in lu.issues] == ["extra_cells"]
 
 
+def test_short_rows_are_reported_and_skipped_when_they_end_before_what_identifies_them() -> None:
+    """A row with fewer cells than the header was read silently, the cells it lacks as empty: the last line of
+    a file cut mid-row (``Chloé,Aba``, 2 of 12 cells) became a client of its own with no e-mail, beside the one
+    its whole row is (found by a probe). A row that ends before a column the layout identifies rows by (its
+    required columns: HoneyBook's First Name and Email) is skipped with ``missing_cells``; one that has them (an
+    exporter that leaves out trailing empty cells) lands with a ``missing_cells`` warning."""
+    header = ("First Name,Last Name,Email,Phone,Company,Address,Project Name,Project Date,Project Type,"
+              "Project Stage,Lead Source,Date Created\r\n")
+    data = (header + "Ana,Ruiz,ana@example.com,(415) 555-0132,,,,,,,,\r\n"  # whole
+            + "Bo,Lee,bo@example.com,,,,Bo & Al\r\n"  # trailing empty cells left out
+            + 'Cy,"Multi\nLine",cy@example.com\r\n'  # ... on a row of two lines
+            + "Chloé,Aba").encode()  # cut mid-row
+    ana, bo, cy, chloe = rows_of(data)
+    assert ana.client is not None and ana.issues == []
+    assert bo.client is not None and bo.wedding is not None and bo.wedding.name == "Bo & Al"
+    assert [(i.line, i.code, i.fatal) for i in bo.issues] == [(3, "missing_cells", False)]
+    assert "7 cells but the header has 12 columns: Project Date and the columns after it" in bo.issues[0].message
+    assert cy.client is not None and cy.client.email == "cy@example.com"
+    assert [(i.line, i.code, i.fatal) for i in cy.issues] == [(4, "missing_cells", False)]
+    assert chloe.client is None and chloe.line == 6
+    assert [(i.line, i.code, i.fatal) for i in chloe.issues] == [(6, "missing_cells", True)]
+    assert "ends before the Email column" in chloe.issues[0].message
+    # a layout with an id column: the id comes first, the required columns after it
+    hats = b"Contact ID,First Name,Last Name,Email,Phone\r\n17,Di,Ng,di@example.com\r\n18,Ed\r\n"
+    di, ed = rows_of(hats, "17hats")
+    assert di.client is not None and [i.code for i in di.issues] == ["missing_cells"]
+    assert ed.client is None and [(i.code, i.fatal) for i in ed.issues] == [("missing_cells", True)]
+
+
 @pytest.mark.parametrize("vague", ["June 2027", "2027", "Saturday", "10:30", "next spring"])
 def test_a_date_without_its_day_is_reported_not_made_up(vague: str) -> None:
     """dateutil fills what a date leaves out from today: 'June 2027' read on the 3rd was 2027-06-03, a made-up

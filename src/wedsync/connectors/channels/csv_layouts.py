@@ -546,7 +546,9 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
             present = set(mapped.values())
             missing = [group for group in spec.required if not present.intersection(group)]
             if not missing:
-                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), region, zone,
+                wanted = {f for group in spec.required for f in group}
+                needed = 1 + max(i for i, f in mapped.items() if f in wanted)  # cells a row needs to be read
+                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), needed, region, zone,
                              decoded.repaired)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
@@ -562,7 +564,7 @@ def _header_for(spec: CsvLayout, canonical: str) -> str:
 
 
 def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayout, mapped: dict[int, str],
-          extra: dict[int, str], width: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
+          extra: dict[int, str], width: int, needed: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
           ) -> Iterator[ParsedRow]:
     """The data rows after the header, each with the physical line it starts on.
 
@@ -600,7 +602,7 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
         last_line = line_reader.line_num  # type: ignore[attr-defined]
         if not any(cell.strip() for cell in cells):
             continue
-        row = _row(start, cells, spec, mapped, extra, width, region, zone)
+        row = _row(start, cells, spec, mapped, extra, width, needed, region, zone)
         if repaired:
             odd = "".join(repaired.get(n, "") for n in range(start, offset + last_line + 1))
             if odd:
@@ -611,13 +613,27 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
 
 
 def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
-         width: int, region: str, zone: tzinfo) -> ParsedRow:
+         width: int, needed: int, region: str, zone: tzinfo) -> ParsedRow:
     issues: list[RowIssue] = []
     values: dict[str, str] = {}
     custom: dict[str, str] = {}
     if len(cells) > width and any(c.strip() for c in cells[width:]):
         issues.append(RowIssue(line, None, "extra_cells",
                                f"{len(cells)} cells but the header has {width} columns; extra cells ignored"))
+    elif len(cells) < width:
+        # a row that stops early: a file cut short (its last line), or an exporter that leaves out trailing
+        # empty cells. Without the cells that identify the row (the layout's required columns) it would become a
+        # client of its own, beside the one its whole row is; with them, what it lacks is read as empty.
+        first_missing = _col(spec, mapped.get(len(cells)) or extra.get(len(cells))) or f"column {len(cells) + 1}"
+        if len(cells) < needed:
+            last_needed = _col(spec, mapped.get(needed - 1)) or f"column {needed}"
+            issues.append(RowIssue(line, None, "missing_cells", (
+                f"{len(cells)} cells but the header has {width} columns: the row ends before the {last_needed} "
+                f"column it needs (a file cut short, or a line break outside quotes?); skipped"), True))
+            return ParsedRow(line, None, None, issues)
+        issues.append(RowIssue(line, None, "missing_cells", (
+            f"{len(cells)} cells but the header has {width} columns: {first_missing} and the columns after it "
+            "are read as empty")))
     for index, cell in enumerate(cells[:width]):
         value = cell.strip()
         if not value:
