@@ -460,3 +460,55 @@ async def test_a_file_cut_mid_row_reports_its_last_line(any_hub) -> None:  # typ
     assert [(e["line"], e["code"], e["skipped"]) for e in hub.crm.import_errors(v.id, job["id"])] == [
         (3, "missing_cells", False), (4, "missing_cells", True)]
     assert sorted(c["first_name"] for c in hub.crm.list_clients(v.id)[0]) == ["Ana", "Bo"]
+
+
+async def test_an_export_reads_each_connections_weddings_once(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Exporting a vendor reads the weddings of each connection once (two columns), and each batch of 1,000
+    clients then loads only the weddings its clients have: every batch read every wedding of the connection,
+    whole, so a large vendor's export was quadratic (20,000 clients: 7 s, 60,000: 58 s; docs/benchmarks.md).
+    Each client still gets its first wedding (by id)."""
+    import time
+
+    from sqlalchemy import event
+
+    from wedsync.domain.crm import WeddingRecord
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Big Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    n = 2500
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord(f"c{i:05d}", first_name=f"F{i}", last_name=f"L{i}", email=f"c{i}@x.com",
+                         remote_modified_at=T0) for i in range(n)])
+        hub.sync.upsert(c, v.id, tave, "jobs", [
+            WeddingRecord(f"j{i:05d}", name=f"Wedding {i}", event_date=date(2027, 1, 1),
+                          client_remote_ids=[f"c{i:05d}", f"c{i + 1:05d}"], remote_modified_at=T0)
+            for i in range(0, n, 2)])
+    time.sleep(0.01)  # ids are ULIDs: a later millisecond, a later id
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "jobs", [  # a second, later wedding of c00000: the first one stays
+            WeddingRecord("k00000", name="Vow renewal", client_remote_ids=["c00000"], remote_modified_at=T0)])
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM weddings" in statement:
+            statements.append(statement)
+
+    event.listen(hub.db.engine, "before_cursor_execute", seen)
+    try:
+        for kw in ({}, {"connection_id": tave}):
+            statements.clear()
+            rows = list(csv.reader(io.StringIO(b"".join(hub.crm.export_csv(v.id, "honeybook", **kw)).decode())))
+            assert len(rows) == n + 1 and all(r[6] == f"Wedding {(int(r[0][1:]) // 2) * 2}" for r in rows[1:]), kw
+            whole_scans = [x for x in statements if "weddings.id IN" not in x]
+            assert len(whole_scans) == 1, (kw, len(whole_scans))
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", seen)
+    if hub.db.is_sqlite:  # a page of clients reads its rows off an index, in order, not all of them and a sort
+        with hub.db.engine.connect() as c:
+            for sql in ("SELECT * FROM crm_clients WHERE vendor_id = 'v' AND id > 'a' ORDER BY id LIMIT 1000",
+                        "SELECT * FROM clients WHERE connection_id = 'c' AND deleted_at IS NULL AND id > 'a' "
+                        "ORDER BY id LIMIT 1000"):
+                plan = " ".join(str(r[-1]) for r in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+                assert "TEMP B-TREE" not in plan, plan

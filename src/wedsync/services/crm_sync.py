@@ -1458,6 +1458,7 @@ class CrmService:
         from wedsync.connectors.channels.csv_layouts import client_hash_id
 
         after = ""
+        firsts: dict[str, dict[str, str]] = {}  # connection -> its client remote ids' first weddings, once
         while True:
             with self.db.read() as s:
                 if connection_id:
@@ -1468,7 +1469,7 @@ class CrmService:
                     if not src:
                         return
                     after = src[-1].id
-                    wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src])
+                    wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src], firsts)
                     for r in src:
                         yield ClientRecord(**_values_of_row(r)), wed.get(r.remote_id)
                     continue
@@ -1497,7 +1498,7 @@ class CrmService:
                         created[pid] = made
                 wed_of: dict[str, WeddingRecord] = {}
                 for cid, rids in by_conn.items():
-                    found = self._weddings_by_remote(s, cid, rids)
+                    found = self._weddings_by_remote(s, cid, rids, firsts)
                     for pid, c2, rid, _, _ in links:
                         if pid and c2 == cid and rid in found and pid not in wed_of:
                             wed_of[pid] = found[rid]
@@ -1510,18 +1511,35 @@ class CrmService:
                                        ), wed_of.get(p.id)
 
     @staticmethod
-    def _weddings_by_remote(s: Session, connection_id: str, client_remote_ids: list[str]) -> dict[str, WeddingRecord]:
-        wanted = set(client_remote_ids)
-        out: dict[str, WeddingRecord] = {}
-        for w in s.execute(select(Wedding).where(Wedding.connection_id == connection_id,
-                                                 Wedding.deleted_at.is_(None)).order_by(Wedding.id)).scalars():
-            for rid in w.client_remote_ids or []:
-                if rid in wanted and rid not in out:
-                    out[rid] = WeddingRecord(remote_id=w.remote_id, name=w.name, event_date=w.event_date,
-                                             stage=w.stage, closed=w.closed, guest_count=w.guest_count,
-                                             job_type=w.job_type, client_remote_ids=list(w.client_remote_ids or []),
-                                             custom_fields=w.custom_fields or {})
-        return out
+    def _weddings_by_remote(s: Session, connection_id: str, client_remote_ids: list[str],
+                            firsts: dict[str, dict[str, str]]) -> dict[str, WeddingRecord]:
+        """Client remote id -> the first (by id) live wedding of the connection that lists it, for these clients.
+
+        A wedding lists its clients in a JSON column, which no index covers: the connection's weddings are read
+        once per export, two columns of them, into ``firsts`` (client remote id -> wedding id), and each batch
+        then loads only the weddings its clients have. Reading every wedding of the connection, whole, for every
+        batch of 1,000 clients made an export quadratic (20,000 clients: 7 s; 60,000: 58 s)."""
+        index = firsts.get(connection_id)
+        if index is None:
+            index = firsts[connection_id] = {}
+            for wid, rids in s.execute(select(Wedding.id, Wedding.client_remote_ids).where(
+                    Wedding.connection_id == connection_id, Wedding.deleted_at.is_(None)).order_by(Wedding.id)):
+                for rid in rids or ():
+                    if isinstance(rid, str):
+                        index.setdefault(rid, wid)
+        wanted = {rid: index[rid] for rid in client_remote_ids if rid in index}
+        ids = sorted(set(wanted.values()))
+        found: dict[str, WeddingRecord] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            for w in s.execute(select(Wedding.id, Wedding.remote_id, Wedding.name, Wedding.event_date, Wedding.stage,
+                                      Wedding.closed, Wedding.guest_count, Wedding.job_type, Wedding.client_remote_ids,
+                                      Wedding.custom_fields).where(Wedding.id.in_(ids[i:i + _IN_CHUNK]),
+                                                                   Wedding.deleted_at.is_(None))):
+                found[w.id] = WeddingRecord(remote_id=w.remote_id, name=w.name, event_date=w.event_date,
+                                            stage=w.stage, closed=w.closed, guest_count=w.guest_count,
+                                            job_type=w.job_type, client_remote_ids=list(w.client_remote_ids or []),
+                                            custom_fields=w.custom_fields or {})
+        return {rid: found[wid] for rid, wid in wanted.items() if wid in found}
 
     def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None) -> Iterator[bytes]:
         from wedsync.connectors.channels.csv_layouts import LAYOUTS, export_csv
