@@ -1261,7 +1261,7 @@ class CrmService:
                       filename: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> dict[str, Any]:
         """Check the file as a whole (encoding, header, required columns: ``CsvFileError`` names the
         problem, nothing is stored) and record the job with its bytes; the workflow then imports it."""
-        from wedsync.connectors.channels.csv_layouts import LAYOUTS, parse_csv
+        from wedsync.connectors.channels.csv_layouts import LAYOUTS, count_records, parse_csv
 
         if layout not in LAYOUTS:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
@@ -1279,10 +1279,11 @@ class CrmService:
                                f"export is imported into a {canonical_provider(layout)} connection (or leave out "
                                f"connection_id)", code="provider_mismatch")
         parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - 1
+        # records, not lines: a multi-line address is one row (20,000 records counted 20,400 until the end, and
+        # a failed job kept that count)
         job = CrmImportJob(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, layout=layout,
                            filename=(filename or "")[:300] or None, chunk_size=chunk_size, status="queued",
-                           total_rows=max(lines, 0))
+                           total_rows=count_records(data))
         with self.db.session() as s:
             s.add(job)
             s.flush()

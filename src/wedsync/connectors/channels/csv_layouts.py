@@ -46,6 +46,7 @@ __all__ = [
     "ParsedRow",
     "RowIssue",
     "client_hash_id",
+    "count_records",
     "export_csv",
     "parse_csv",
 ]
@@ -557,6 +558,21 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
     raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
                                           f"{[h for h in first_header if h.strip()][:30]}")
+
+
+def count_records(data: bytes) -> int:
+    """The file's CSV records after the first one (its header), blank ones left out: what an import will read,
+    where a quoted cell with line breaks in it (a multi-line address) is one record over several lines. Read
+    leniently and without building rows, so it is quick; a file the lenient reader cannot read is counted by
+    its lines instead."""
+    decoded = _decode(data)
+    csv.field_size_limit(MAX_FIELD_SIZE)
+    try:
+        reader = csv.reader(io.StringIO(decoded.text, newline=""), delimiter=_sniff_delimiter(decoded.text))
+        records = sum(1 for cells in reader if any(cell.strip() for cell in cells))
+    except csv.Error:
+        records = sum(1 for line in decoded.text.splitlines() if line.strip())
+    return max(records - 1, 0)
 
 
 def _header_for(spec: CsvLayout, canonical: str) -> str:
