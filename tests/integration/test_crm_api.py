@@ -68,7 +68,16 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
     assert r.status_code == 422 and r.json()["error"]["code"] == "missing_columns"
     r = await api.post("/api/crm/imports?layout=myspace", headers=auth(key_a), content=b"x")
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_layout"
+    # a product's export into a connection of another provider: its rows would have become that provider's
+    # records (a VSCO write-back of them failed, VSCO's next full sync deleted them; found by a probe)
+    tave = hub.connections.create(a.id, SLUG, credentials={"api_key": "k"}).id
+    for layout, other in (("honeybook", tave), ("17hats", hb)):
+        r = await api.post(f"/api/crm/imports?layout={layout}&connection_id={other}", headers=auth(key_a),
+                           content=hb_csv([hb_row("Nora", "Quist", "nora@x.com")]))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "provider_mismatch", (layout, r.text)
     assert (await api.get("/api/crm/imports", headers=auth(key_a))).json()["items"] == []
+    assert (await api.get("/api/crm/clients", headers=auth(key_a))).json()["items"] == []
+    hub.connections.delete(a.id, tave)
 
     rows = [hb_row("Ana", "Ruiz", "ana@x.com", "(415) 555-0132", "Ana & Leo", "06/12/2027"),
             hb_row("Ruiz", "Ana", "ANA@x.com", "415.555.0132"),  # the same person, swapped, other format

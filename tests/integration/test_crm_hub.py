@@ -446,3 +446,159 @@ async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: 
         people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == v.id)).scalars())
     assert len(people) == 1 and people[0].phone == "+14155550101" and people[0].wedding_dates == ["2027-09-18"]
     assert hub.crm.get_client(v.id, people[0].id)["weddings"][0]["event_date"] == date(2027, 9, 18).isoformat()
+
+
+async def test_a_honeybook_export_of_foreign_clients_imports_back_without_conflicts(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Tave clients abroad, with whole addresses, exported in HoneyBook's layout (no Country column, one Address
+    column) and imported back: each joins its client with no conflict. The export wrote their phones nationally
+    for their address's country ("(16) 96584-9521"), which the import read as US numbers (+5516965849521 came
+    back as +16965849521), and the street-only Address cell opened an address conflict for every client; found
+    by a probe."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Abroad Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    people = [("Bruna", "Costa", "+5516965849521", {"streetAddress": "Rua Augusta 1", "city": "São Paulo",
+                                                    "postalCode": "01305-000", "country": "BR"}),
+              ("Jonas", "Weber", "+4915078753730", {"streetAddress": "Hauptstr. 1", "city": "Berlin",
+                                                    "postalCode": "10115", "country": "DE"}),
+              ("Ava", "Reed", "+14155550134", {"streetAddress": "1 Market St", "city": "San Francisco",
+                                               "state": "CA", "postalCode": "94105", "country": "US"})]
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord(f"v{i}", first_name=first, last_name=last, email=f"{first.lower()}@x.com", phone=phone,
+                         address=address, remote_modified_at=T0)
+            for i, (first, last, phone, address) in enumerate(people)])
+    exported = b"".join(hub.crm.export_csv(v.id, "honeybook"))
+    rows = list(csv.reader(io.StringIO(exported.decode())))
+    assert [(r[3], r[5]) for r in rows[1:]] == [("+55 16 96584-9521", "Rua Augusta 1"),
+                                                 ("+49 15078 753730", "Hauptstr. 1"),
+                                                 ("(415) 555-0134", "1 Market St")]  # national only in the US
+    job = await import_file(hub, v.id, exported)
+    assert (job["status"], job["created"], job["merged"], job["conflicts"]) == ("succeeded", 3, 3, 0), job
+    assert hub.crm.list_conflicts(v.id) == [] and hub.crm.list_conflicts(v.id, status="auto") == []
+    hb = hub.crm.connection_for(v.id, "honeybook").id
+    for i, (_, _, phone, address) in enumerate(people):
+        pid = person_of(hub, tave, f"v{i}")
+        client = hub.crm.get_client(v.id, pid)
+        assert (client["phone"], client["address"]) == (phone, address)
+        assert {s["connection_id"] for s in client["sources"]} == {tave, hb}
+
+    # a street the HoneyBook file changes is a change of the street: the city and country it has no column
+    # for stay (the client's address is not cut down to the street)
+    moved = exported.replace(b"Rua Augusta 1", b"Rua Oscar Freire 9")
+    again = await import_file(hub, v.id, moved)
+    assert (again["updated"], again["conflicts"]) == (1, 0), again
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v0"))["address"] == {**people[0][3],
+                                                                               "streetAddress": "Rua Oscar Freire 9"}
+
+    # the vendor's HoneyBook connection reads phones as British: the export is written for that import
+    hub.connections.update_settings(v.id, hb, {"default_region": "GB"})
+    for_gb = b"".join(hub.crm.export_csv(v.id, "honeybook"))
+    assert [r[3] for r in csv.reader(io.StringIO(for_gb.decode()))][1:] == [
+        "+55 16 96584-9521", "+49 15078 753730", "+1 415-555-0134"]
+    third = await import_file(hub, v.id, for_gb)
+    assert (third["status"], third["created"], third["updated"], third["conflicts"]) == ("succeeded", 0, 0, 0), third
+
+
+def test_concurrent_first_imports_share_one_connection(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Callers that all find no HoneyBook connection and go on to create one (held at a barrier until every
+    one of them has looked) end up with one connection between them: each created its own (2-3 of 4 concurrent
+    first imports; found by a probe)."""
+    import threading
+
+    from wedsync.services import connections
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Busy Studio")
+    callers = 4
+    barrier = threading.Barrier(callers, timeout=10)
+    real = connections.get_connector_class
+
+    def after_everyone_looked(provider: str) -> Any:
+        barrier.wait()
+        return real(provider)
+
+    monkeypatch.setattr(connections, "get_connector_class", after_everyone_looked)
+    got: list[str] = []
+    failed: list[BaseException] = []
+
+    def first_import() -> None:
+        try:
+            got.append(hub.crm.connection_for(v.id, "honeybook", create=True).id)
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=first_import) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == [] and len(got) == callers
+    assert count(hub, Connection, vendor_id=v.id, provider="honeybook") == 1
+    assert set(got) == {hub.crm.connection_for(v.id, "honeybook").id}
+
+
+async def test_a_file_cut_mid_row_reports_its_last_line(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A download cut mid-row: its last line (2 of 12 cells) is reported and skipped, not imported as a client
+    without an e-mail; a row missing only trailing empty cells lands with a warning (found by a probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Cut Studio")
+    data = hb_csv([hb_row("Ana", "Ruiz", "ana@x.com"), hb_row("Bo", "Lee", "bo@x.com")])
+    data = data.replace(b"bo@x.com,,,,,,,,,", b"bo@x.com") + b"Chlo\xc3\xa9,Aba"
+    job = await import_file(hub, v.id, data)
+    assert (job["status"], job["processed_rows"], job["good_rows"], job["bad_rows"]) == ("succeeded", 3, 2, 1), job
+    assert [(e["line"], e["code"], e["skipped"]) for e in hub.crm.import_errors(v.id, job["id"])] == [
+        (3, "missing_cells", False), (4, "missing_cells", True)]
+    assert sorted(c["first_name"] for c in hub.crm.list_clients(v.id)[0]) == ["Ana", "Bo"]
+
+
+async def test_an_export_reads_each_connections_weddings_once(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Exporting a vendor reads the weddings of each connection once (two columns), and each batch of 1,000
+    clients then loads only the weddings its clients have: every batch read every wedding of the connection,
+    whole, so a large vendor's export was quadratic (20,000 clients: 7 s, 60,000: 58 s; docs/benchmarks.md).
+    Each client still gets its first wedding (by id)."""
+    import time
+
+    from sqlalchemy import event
+
+    from wedsync.domain.crm import WeddingRecord
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Big Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    n = 2500
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord(f"c{i:05d}", first_name=f"F{i}", last_name=f"L{i}", email=f"c{i}@x.com",
+                         remote_modified_at=T0) for i in range(n)])
+        hub.sync.upsert(c, v.id, tave, "jobs", [
+            WeddingRecord(f"j{i:05d}", name=f"Wedding {i}", event_date=date(2027, 1, 1),
+                          client_remote_ids=[f"c{i:05d}", f"c{i + 1:05d}"], remote_modified_at=T0)
+            for i in range(0, n, 2)])
+    time.sleep(0.01)  # ids are ULIDs: a later millisecond, a later id
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "jobs", [  # a second, later wedding of c00000: the first one stays
+            WeddingRecord("k00000", name="Vow renewal", client_remote_ids=["c00000"], remote_modified_at=T0)])
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM weddings" in statement:
+            statements.append(statement)
+
+    event.listen(hub.db.engine, "before_cursor_execute", seen)
+    try:
+        for kw in ({}, {"connection_id": tave}):
+            statements.clear()
+            rows = list(csv.reader(io.StringIO(b"".join(hub.crm.export_csv(v.id, "honeybook", **kw)).decode())))
+            assert len(rows) == n + 1 and all(r[6] == f"Wedding {(int(r[0][1:]) // 2) * 2}" for r in rows[1:]), kw
+            whole_scans = [x for x in statements if "weddings.id IN" not in x]
+            assert len(whole_scans) == 1, (kw, len(whole_scans))
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", seen)
+    if hub.db.is_sqlite:  # a page of clients reads its rows off an index, in order, not all of them and a sort
+        with hub.db.engine.connect() as c:
+            for sql in ("SELECT * FROM crm_clients WHERE vendor_id = 'v' AND id > 'a' ORDER BY id LIMIT 1000",
+                        "SELECT * FROM clients WHERE connection_id = 'c' AND deleted_at IS NULL AND id > 'a' "
+                        "ORDER BY id LIMIT 1000"):
+                plan = " ".join(str(r[-1]) for r in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+                assert "TEMP B-TREE" not in plan, plan

@@ -184,6 +184,35 @@ def test_bad_rows_are_reported_and_good_rows_still_land() -> None:
     assert lu.client is not None and [i.code for i in lu.issues] == ["extra_cells"]
 
 
+def test_short_rows_are_reported_and_skipped_when_they_end_before_what_identifies_them() -> None:
+    """A row with fewer cells than the header was read silently, the cells it lacks as empty: the last line of
+    a file cut mid-row (``Chloé,Aba``, 2 of 12 cells) became a client of its own with no e-mail, beside the one
+    its whole row is (found by a probe). A row that ends before a column the layout identifies rows by (its
+    required columns: HoneyBook's First Name and Email) is skipped with ``missing_cells``; one that has them (an
+    exporter that leaves out trailing empty cells) lands with a ``missing_cells`` warning."""
+    header = ("First Name,Last Name,Email,Phone,Company,Address,Project Name,Project Date,Project Type,"
+              "Project Stage,Lead Source,Date Created\r\n")
+    data = (header + "Ana,Ruiz,ana@example.com,(415) 555-0132,,,,,,,,\r\n"  # whole
+            + "Bo,Lee,bo@example.com,,,,Bo & Al\r\n"  # trailing empty cells left out
+            + 'Cy,"Multi\nLine",cy@example.com\r\n'  # ... on a row of two lines
+            + "Chloé,Aba").encode()  # cut mid-row
+    ana, bo, cy, chloe = rows_of(data)
+    assert ana.client is not None and ana.issues == []
+    assert bo.client is not None and bo.wedding is not None and bo.wedding.name == "Bo & Al"
+    assert [(i.line, i.code, i.fatal) for i in bo.issues] == [(3, "missing_cells", False)]
+    assert "7 cells but the header has 12 columns: Project Date and the columns after it" in bo.issues[0].message
+    assert cy.client is not None and cy.client.email == "cy@example.com"
+    assert [(i.line, i.code, i.fatal) for i in cy.issues] == [(4, "missing_cells", False)]
+    assert chloe.client is None and chloe.line == 6
+    assert [(i.line, i.code, i.fatal) for i in chloe.issues] == [(6, "missing_cells", True)]
+    assert "ends before the Email column" in chloe.issues[0].message
+    # a layout with an id column: the id comes first, the required columns after it
+    hats = b"Contact ID,First Name,Last Name,Email,Phone\r\n17,Di,Ng,di@example.com\r\n18,Ed\r\n"
+    di, ed = rows_of(hats, "17hats")
+    assert di.client is not None and [i.code for i in di.issues] == ["missing_cells"]
+    assert ed.client is None and [(i.code, i.fatal) for i in ed.issues] == [("missing_cells", True)]
+
+
 @pytest.mark.parametrize("vague", ["June 2027", "2027", "Saturday", "10:30", "next spring"])
 def test_a_date_without_its_day_is_reported_not_made_up(vague: str) -> None:
     """dateutil fills what a date leaves out from today: 'June 2027' read on the 3rd was 2027-06-03, a made-up
@@ -328,6 +357,30 @@ def test_export_then_parse_round_trips(layout: str) -> None:
             wedding.name, wedding.event_date, wedding.stage)
         if "project_type" in spec.fields():
             assert row.wedding.job_type == wedding.job_type
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("default_region", [None, "GB"])
+def test_phones_read_back_as_exported_whatever_the_addresses_country(layout: str, default_region: str | None
+                                                                     ) -> None:
+    """A phone is written nationally only when it is a number of the region the import reads that row's
+    phones in (the Country cell the row carries, else the layout's or the connection's region), else
+    internationally: HoneyBook's layout has no Country column, and a Brazilian client's number written for
+    Brazil ("(16) 96584-9521") was read back as a US one (+16965849521); found by a probe."""
+    people = [("+5516965849521", "BR"), ("+4915078753730", "DE"), ("+14155550134", "DE"), ("+14155550135", "US"),
+              ("+442079460958", "GB"), ("+61412345678", None), ("+14155550136", "Atlantis")]
+    sample = [(ClientRecord(remote_id=client_hash_id(f"p{i}@x.com", "P", str(i)), first_name="P", last_name=str(i),
+                            email=f"p{i}@x.com", phone=phone,
+                            address={"streetAddress": "1 Main St", "country": country} if country else None),
+               None) for i, (phone, country) in enumerate(people)]
+    data = b"".join(export_csv(layout, sample, default_region=default_region))
+    rows = rows_of(data, layout, default_region=default_region)
+    assert [r.client.phone if r.client else None for r in rows] == [phone for phone, _ in people]
+    lines = data.decode().splitlines()
+    if "country" not in LAYOUTS[layout].fields():  # read in the layout's (or connection's) region: only
+        region = default_region or LAYOUTS[layout].default_region  # its own numbers are national
+        assert ("(415) 555-0135" in lines[4]) == (region == "US") and ("020 7946 0958" in lines[5]) == (region == "GB")
+        assert "+55 16 96584-9521" in lines[1] and "+49 15078 753730" in lines[2]
 
 
 _names = st.text(alphabet=st.characters(categories=["L"], max_codepoint=0x30FF), min_size=1, max_size=12)

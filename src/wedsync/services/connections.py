@@ -109,7 +109,11 @@ class ConnectionService:
         self._lock = threading.Lock()
 
     def create(self, vendor_id: str, provider: str, *, credentials: dict[str, str],
-               base_url: str | None = None, settings: dict[str, Any] | None = None) -> Connection:
+               base_url: str | None = None, settings: dict[str, Any] | None = None,
+               unless_exists: bool = False) -> Connection:
+        """A new connection. ``unless_exists``: the vendor's oldest connection to ``provider`` when it has one,
+        else a new one, decided under a lock on the vendor's row (SQLite: the write transaction's lock), so
+        concurrent callers create one connection between them, not one each."""
         cls = get_connector_class(provider)
         provider = cls.slug  # an alias (the seed's ``tave``, ``stripe_connect``) is stored as our slug
         settings = check_settings(cls, settings or {})
@@ -136,8 +140,18 @@ class ConnectionService:
         own = creds.get(getattr(cls, "webhook_secret_field", None) or "")
         creds.setdefault(WEBHOOK_SECRET, own or secrets.token_urlsafe(24))
         with self.db.session() as s:
-            if s.get(Vendor, vendor_id) is None:
+            # FOR NO KEY UPDATE: serializes the callers that lock the vendor this way, not the inserts of rows
+            # that reference it
+            vendor = (s.execute(select(Vendor.id).where(Vendor.id == vendor_id).with_for_update(key_share=True))
+                      .first() if unless_exists else s.get(Vendor, vendor_id))
+            if vendor is None:
                 raise NotFound("vendor not found")
+            if unless_exists:
+                existing = s.execute(select(Connection).where(
+                    Connection.vendor_id == vendor_id, Connection.provider == provider)
+                    .order_by(Connection.created_at, Connection.id).limit(1)).scalar_one_or_none()
+                if existing is not None:
+                    return existing
             conn = Connection(id=new_id(), vendor_id=vendor_id, provider=provider, base_url=url,
                               settings=settings or {})
             s.add(conn)

@@ -46,6 +46,7 @@ __all__ = [
     "ParsedRow",
     "RowIssue",
     "client_hash_id",
+    "count_records",
     "export_csv",
     "parse_csv",
 ]
@@ -546,7 +547,9 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
             present = set(mapped.values())
             missing = [group for group in spec.required if not present.intersection(group)]
             if not missing:
-                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), region, zone,
+                wanted = {f for group in spec.required for f in group}
+                needed = 1 + max(i for i, f in mapped.items() if f in wanted)  # cells a row needs to be read
+                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), needed, region, zone,
                              decoded.repaired)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
@@ -557,12 +560,27 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
                                           f"{[h for h in first_header if h.strip()][:30]}")
 
 
+def count_records(data: bytes) -> int:
+    """The file's CSV records after the first one (its header), blank ones left out: what an import will read,
+    where a quoted cell with line breaks in it (a multi-line address) is one record over several lines. Read
+    leniently and without building rows, so it is quick; a file the lenient reader cannot read is counted by
+    its lines instead."""
+    decoded = _decode(data)
+    csv.field_size_limit(MAX_FIELD_SIZE)
+    try:
+        reader = csv.reader(io.StringIO(decoded.text, newline=""), delimiter=_sniff_delimiter(decoded.text))
+        records = sum(1 for cells in reader if any(cell.strip() for cell in cells))
+    except csv.Error:
+        records = sum(1 for line in decoded.text.splitlines() if line.strip())
+    return max(records - 1, 0)
+
+
 def _header_for(spec: CsvLayout, canonical: str) -> str:
     return next((h for h, f in spec.columns if f == canonical), canonical)
 
 
 def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayout, mapped: dict[int, str],
-          extra: dict[int, str], width: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
+          extra: dict[int, str], width: int, needed: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
           ) -> Iterator[ParsedRow]:
     """The data rows after the header, each with the physical line it starts on.
 
@@ -600,7 +618,7 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
         last_line = line_reader.line_num  # type: ignore[attr-defined]
         if not any(cell.strip() for cell in cells):
             continue
-        row = _row(start, cells, spec, mapped, extra, width, region, zone)
+        row = _row(start, cells, spec, mapped, extra, width, needed, region, zone)
         if repaired:
             odd = "".join(repaired.get(n, "") for n in range(start, offset + last_line + 1))
             if odd:
@@ -611,13 +629,27 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
 
 
 def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
-         width: int, region: str, zone: tzinfo) -> ParsedRow:
+         width: int, needed: int, region: str, zone: tzinfo) -> ParsedRow:
     issues: list[RowIssue] = []
     values: dict[str, str] = {}
     custom: dict[str, str] = {}
     if len(cells) > width and any(c.strip() for c in cells[width:]):
         issues.append(RowIssue(line, None, "extra_cells",
                                f"{len(cells)} cells but the header has {width} columns; extra cells ignored"))
+    elif len(cells) < width:
+        # a row that stops early: a file cut short (its last line), or an exporter that leaves out trailing
+        # empty cells. Without the cells that identify the row (the layout's required columns) it would become a
+        # client of its own, beside the one its whole row is; with them, what it lacks is read as empty.
+        first_missing = _col(spec, mapped.get(len(cells)) or extra.get(len(cells))) or f"column {len(cells) + 1}"
+        if len(cells) < needed:
+            last_needed = _col(spec, mapped.get(needed - 1)) or f"column {needed}"
+            issues.append(RowIssue(line, None, "missing_cells", (
+                f"{len(cells)} cells but the header has {width} columns: the row ends before the {last_needed} "
+                f"column it needs (a file cut short, or a line break outside quotes?); skipped"), True))
+            return ParsedRow(line, None, None, issues)
+        issues.append(RowIssue(line, None, "missing_cells", (
+            f"{len(cells)} cells but the header has {width} columns: {first_missing} and the columns after it "
+            "are read as empty")))
     for index, cell in enumerate(cells[:width]):
         value = cell.strip()
         if not value:
@@ -737,27 +769,36 @@ def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientR
 
 
 def _format_phone(value: str | None, region: str) -> str:
+    """The number as the product writes it: national when it is a number of ``region`` (the region the
+    import reads the row's phones in) and reads back as the same number there, else international."""
     if not value:
         return ""
     try:
         number = phonenumbers.parse(value.replace(";ext=", " ext. "), region)
     except phonenumbers.NumberParseException:
         return value
-    fmt = (phonenumbers.PhoneNumberFormat.NATIONAL if phonenumbers.region_code_for_number(number) == region
-           else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return phonenumbers.format_number(number, fmt)
+    if phonenumbers.region_code_for_number(number) == region:
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if normalize_phone(national, region) == (f"{e164};ext={number.extension}" if number.extension else e164):
+            return national
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def _strip_prefix(value: str, prefix: str) -> str:
     return value[len(prefix):] if prefix and value.startswith(prefix) else value
 
 
-def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None, zone: tzinfo) -> list[str]:
+def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None, zone: tzinfo,
+           default_region: str) -> list[str]:
     address = client.address or {}
     custom = client.custom_fields or {}
     wcustom = wedding.custom_fields if wedding else {}
-    region = _region(address.get("country") if isinstance(address.get("country"), str) else None,
-                     spec.default_region)
+    # the region parse_csv reads this row's phones in: the Country cell written below when the layout has that
+    # column, else the layout's (a Brazilian number written nationally in a layout without a Country column was
+    # read back as a US number)
+    country = address.get("country") if "country" in spec.fields() else None
+    region = _region(country if isinstance(country, str) else None, default_region)
     out: list[str] = []
     for _, canonical in spec.columns:
         value: object = None
@@ -822,20 +863,24 @@ def _inert(cell: str) -> str:
 
 
 def export_csv(layout: str, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
-               timezone: str | None = None, chunk_rows: int = 500) -> Iterator[bytes]:
+               default_region: str | None = None, timezone: str | None = None, chunk_rows: int = 500
+               ) -> Iterator[bytes]:
     """The product's CSV (UTF-8, comma, CRLF like the products' exports), ``chunk_rows`` rows per chunk.
 
-    Unknown layouts raise :class:`CsvFileError` at the first ``next()``; ``timezone`` is the zone the
-    created timestamps are written in (UTC by default, matching ``parse_csv``'s default).
+    Unknown layouts raise :class:`CsvFileError` at the first ``next()``; ``default_region`` and ``timezone``
+    mean what they mean to ``parse_csv`` (give both the same ones and the file reads back as written): phones
+    are national only when they are numbers of the region the import will read them in, and created
+    timestamps are written in ``timezone`` (UTC by default).
     """
     spec = _get_layout(layout)
     zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    region = (default_region or spec.default_region).upper()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(spec.headers)
     count = 0
     for client, wedding in rows:
-        writer.writerow(_cells(spec, client, wedding, zone))
+        writer.writerow(_cells(spec, client, wedding, zone, region))
         count += 1
         if count % chunk_rows == 0:
             yield buffer.getvalue().encode("utf-8")

@@ -361,6 +361,6 @@ class ZapierCsvConnector(Connector):
         return parse_csv(data, self.csv_layout, default_region=default_region, timezone=timezone)
 
     def export_csv(self, rows: Iterable[tuple[ClientRecord, WeddingRecord | None]], *,
-                   timezone: str | None = None) -> Iterator[bytes]:
+                   default_region: str | None = None, timezone: str | None = None) -> Iterator[bytes]:
         """Our clients as a file the product's CSV import takes (``csv_layouts.export_csv``)."""
-        return export_csv(self.csv_layout, rows, timezone=timezone)
+        return export_csv(self.csv_layout, rows, default_region=default_region, timezone=timezone)
