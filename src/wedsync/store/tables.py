@@ -169,7 +169,7 @@ class Client(SourceRecordMixin, Base):
 
     __tablename__ = "clients"
     __table_args__ = (UniqueConstraint("connection_id", "remote_id", name="uq_clients_source"),
-                      # a connection's records in id order, a page at a time (export; migration 0013)
+                      # a connection's records in id order, a page at a time (export; migration 0015)
                       Index("ix_clients_connection_id_id", "connection_id", "id"))
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)

@@ -35,7 +35,7 @@ class CrmClient(Base):
     in ``clients`` (which point here through ``clients.crm_client_id``)."""
 
     __tablename__ = "crm_clients"
-    # a vendor's clients in id order, a page at a time (listing, export; migration 0013)
+    # a vendor's clients in id order, a page at a time (listing, export; migration 0015)
     __table_args__ = (Index("ix_crm_clients_vendor_id_id", "vendor_id", "id"),)
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)

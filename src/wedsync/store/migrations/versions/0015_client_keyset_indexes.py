@@ -3,8 +3,8 @@
 connection_id) index, each page read and sorted all of the vendor's rows, so exporting a large vendor (and
 listing its clients to the end) was quadratic.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
