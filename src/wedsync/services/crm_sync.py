@@ -25,7 +25,7 @@ from sqlalchemy import Connection as SAConnection
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.errors import ConnectorError, Fatal
+from wedsync.connectors.errors import Fatal
 from wedsync.domain.crm import ClientRecord, WeddingRecord, record_values
 from wedsync.domain.identity import (
     Features,
@@ -1273,15 +1273,8 @@ class CrmService:
             # outbox row, committed before this call, is the idempotency record.
             result = await method(remote_id, record, fields=sorted(fields))
             entity = getattr(result, "item", result)
-        except ConnectorError as exc:
-            final = isinstance(exc, Fatal)
-            writeback.release(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
-            if final:
-                return "failed"
-            raise
         except BaseException as exc:
-            writeback.release(outbox_id, f"interrupted: {type(exc).__name__}", final=False)
-            raise
+            return writeback.settle(outbox_id, exc)  # type: ignore[no-any-return]
         echo = connector.map("contacts", entity) if isinstance(entity, dict) else None
         with self.db.engine.begin() as c:
             written = record_values(echo)["content_hash"] if echo is not None else None

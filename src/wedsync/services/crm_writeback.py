@@ -38,7 +38,6 @@ stream maps them): a payment is therefore always written against an invoice of t
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -532,22 +531,8 @@ class CrmWriteback:
                 raise Fatal(f"{conn.provider} cannot {o.op}", provider=conn.provider, code="not_writable")
             handler = getattr(self, f"_send_{o.op}")
             await handler(o, conn, connector, tz, retry)
-        except ConnectorError as exc:
-            final = isinstance(exc, Fatal)
-            self.release(outbox_id, f"{type(exc).__name__}: {exc}", final=final)
-            if final:
-                return "failed"
-            raise
-        except WedsyncError as exc:  # the local record is gone, a prerequisite failed, ...
-            self.release(outbox_id, f"{type(exc).__name__}: {exc.message}", final=True)
-            return "failed"
-        except (DBAPIError, asyncio.CancelledError) as exc:  # the store, a shutdown: sent again after a backoff
-            self.release(outbox_id, f"interrupted: {type(exc).__name__}", final=False)
-            raise
-        except Exception as exc:  # a value the provider's format cannot carry, a bug: the same every time, so
-            # the row fails with the reason instead of coming back (and holding up the rows after it) forever
-            self.release(outbox_id, f"internal error: {type(exc).__name__}: {exc}", final=True)
-            return "failed"
+        except BaseException as exc:
+            return self.settle(outbox_id, exc)
         return "done"
 
     def pending(self, limit: int = 100, now: datetime | None = None) -> list[str]:
@@ -871,6 +856,26 @@ class CrmWriteback:
         if keys:
             c.execute(insert(_KEYS), [{"vendor_id": vendor_id, "crm_client_id": crm_client_id, "key": k}
                                       for k in keys])
+
+    def settle(self, outbox_id: str, exc: BaseException) -> str:
+        """A claimed row whose send raised ``exc``: ``"failed"`` when that is final, else the row goes back with a
+        backoff and ``exc`` is raised again. The provider refusing (``Fatal``), a local record gone or a failed
+        prerequisite (``WedsyncError``) and a value the provider's format cannot carry or a bug (the same every
+        time: it would come back, and hold up the rows after it, forever) are final; a retriable provider error,
+        the store (``DBAPIError``) and a shutdown or cancellation are not."""
+        name = type(exc).__name__
+        if isinstance(exc, ConnectorError):
+            final, reason = isinstance(exc, Fatal), f"{name}: {exc}"
+        elif isinstance(exc, WedsyncError):
+            final, reason = True, f"{name}: {exc.message}"
+        elif isinstance(exc, DBAPIError) or not isinstance(exc, Exception):
+            final, reason = False, f"interrupted: {name}"
+        else:
+            final, reason = True, f"internal error: {name}: {exc}"
+        self.release(outbox_id, reason, final=final)
+        if final:
+            return "failed"
+        raise exc
 
     def release(self, outbox_id: str, error: str, *, final: bool) -> None:
         """A claimed row that was not sent: failed for good, or pending again after a backoff (lease released)."""
