@@ -550,3 +550,81 @@ async def test_lookback_zero_keeps_an_edit_in_the_same_second_as_the_run_start(h
     r = hub.sync.create_run(vendor_id, conn_id, "incremental")
     plan = hub.sync.begin(r.id)
     assert plan.since == late.replace(microsecond=0).isoformat()
+
+
+def _unified_state(hub: Any, connection_id: str) -> dict[str, Any]:
+    """Each source record's unified client as the sync left it: names, search text, dates, identity keys."""
+    from wedsync.store.tables_crm import CrmClient, CrmIdentityKey
+
+    with hub.db.read() as s:
+        keys: dict[str, set[str]] = {}
+        for k in s.execute(select(CrmIdentityKey.crm_client_id, CrmIdentityKey.key)):
+            keys.setdefault(k.crm_client_id, set()).add(k.key)
+        people = {c.id: c for c in s.execute(select(CrmClient)).scalars()}
+        out: dict[str, Any] = {}
+        for row in s.execute(select(Client).where(Client.connection_id == connection_id)).scalars():
+            p = people[row.crm_client_id]
+            members = sorted(r for r, in s.execute(select(Client.remote_id).where(
+                Client.crm_client_id == row.crm_client_id)))
+            out[row.remote_id] = (row.content_hash, members, p.first_name, p.last_name, p.email, p.phone,
+                                  p.search_text, sorted(p.wedding_dates or []), sorted(keys.get(p.id, ())))
+        return out
+
+
+async def test_pages_prepared_ahead_write_what_the_write_computes(hub, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The next page is fetched, mapped and prepared (values, hash, features, keys, search text) while the
+    current one is written; the stored result equals a run where every write computes everything itself,
+    including the merges of re-entered people (features made ahead decide them)."""
+    from tests.conftest import make_settings
+    from wedsync.bootstrap import Hub
+    from wedsync.services import sync_engine
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0)
+    try:
+        admin(url, "seed", contacts=640, jobs=60, duplicates=0.05, seed=7)
+        used: list[int] = []
+        real_prepare = sync_engine.prepare
+
+        def counting(records: Any, **kw: Any) -> Any:
+            out = real_prepare(records, **kw)
+            used.append(len(out))
+            return out
+
+        monkeypatch.setattr(sync_engine, "prepare", counting)
+        vid, cid = connect(hub, url)
+        ahead = await run(hub, vid, cid, "full")
+        assert ahead["status"] == "succeeded" and ahead["merged"] > 0, ahead
+        assert len(used) >= 5 and sum(used) >= 500  # most pages were prepared ahead (not the first of a stream)
+
+        other = Hub(make_settings(tmp_path / "plain"))
+        try:
+            monkeypatch.setattr(sync_engine, "prepare", lambda records, **kw: None)  # every write computes
+            vid2, cid2 = connect(other, url)
+            plain = await run(other, vid2, cid2, "full")
+            assert plain["status"] == "succeeded"
+            assert (plain["created"], plain["merged"]) == (ahead["created"], ahead["merged"])
+            assert _unified_state(other, cid2) == _unified_state(hub, cid)
+        finally:
+            other.close()
+    finally:
+        stop()
+
+
+def test_prepared_features_of_another_phone_region_are_computed_again(hub) -> None:  # type: ignore[no-untyped-def]
+    """Features made ahead with one default phone region are not used by a write that resolves with another
+    (the connection's region changed meanwhile): a local number means another E.164 number there."""
+    from wedsync.domain.crm import ClientRecord
+    from wedsync.services.crm_sync import prepare
+    from wedsync.store.tables_crm import CrmIdentityKey
+
+    v = hub.tenancy.create_vendor("Prairie Light", "America/Chicago")
+    c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url="http://127.0.0.1:9/api/v2",
+                               settings={"default_region": "GB"})
+    rec = ClientRecord(remote_id="r1", first_name="Ada", last_name="Byron", phone="020 7946 0958")
+    pre = prepare([rec], clients=True, region="US")  # made before the region was known to be GB
+    with hub.db.engine.begin() as conn:
+        hub.sync.upsert(conn, v.id, c.id, "contacts", [rec], prepared=pre)
+    with hub.db.read() as s:
+        keys = set(s.execute(select(CrmIdentityKey.key)).scalars())
+    assert any(k.startswith("p:+442079460958|") for k in keys), keys

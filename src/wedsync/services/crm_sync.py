@@ -120,6 +120,39 @@ def record_features(values: Mapping[str, Any], dates: Iterable[date] = (), regio
     return f
 
 
+@dataclass(slots=True, frozen=True)
+class Prepared:
+    """What a source record's write needs that depends on the record alone (``record_values`` with its
+    content hash, a fresh row id, and for a client its identity features, blocking keys and search text),
+    computed ahead of the write by :func:`prepare` while the previous page is written. ``region`` is the
+    phone region the features were computed with: a write that resolves with another one computes them
+    again. ``values`` is never changed; a write takes a copy."""
+
+    rec: Any
+    values: dict[str, Any]
+    new_id: str
+    region: str | None = None
+    feats: Features | None = None
+    keys: tuple[str, ...] = ()
+    search: str | None = None
+
+
+def prepare(records: Iterable[Any], *, clients: bool, region: str | None) -> dict[str, Prepared]:
+    """:class:`Prepared` of each record by remote id (the last of a repeated id, as the write keeps)."""
+    out: dict[str, Prepared] = {}
+    for rec in records:
+        values = record_values(rec)
+        if clients:
+            f = record_features(values, (), region)
+            out[rec.remote_id] = Prepared(
+                rec, values, new_id(), region, f, tuple(blocking_keys(f)),
+                search_text(values.get("first_name"), values.get("last_name"), values.get("display_name"),
+                            values.get("email"), values.get("phone")))
+        else:
+            out[rec.remote_id] = Prepared(rec, values, new_id())
+    return out
+
+
 def carried_address(values: dict[str, Any], base: Mapping[str, Any] | None, local: Mapping[str, Any]
                     ) -> dict[str, Any]:
     """``values`` with its address completed by the unified address's parts that neither it nor ``base`` (the
@@ -168,6 +201,8 @@ class _Person:
     is_new: bool = False
     dirty: bool = False
     new_keys: list[str] = field(default_factory=list)
+    #: the search text of ``golden`` as it was made (a prepared record's), until a change to it
+    search_cache: str | None = None
 
     def flat(self) -> dict[str, Any]:
         return flatten(self.golden, CLIENT_FIELDS)
@@ -194,6 +229,7 @@ class _Person:
     def apply(self, changes: Mapping[str, Any], side: Side, record_id: str | None = None) -> None:
         if not changes:
             return
+        self.search_cache = None
         for name, value in changes.items():
             if name.startswith("custom."):
                 custom = dict(self.golden.get("custom_fields") or {})
@@ -221,6 +257,8 @@ class _Person:
                 self.dirty = True
 
     def search(self) -> str:
+        if self.search_cache is not None:
+            return self.search_cache
         g = self.golden
         return search_text(g.get("first_name"), g.get("last_name"), g.get("display_name"), g.get("email"),
                            g.get("phone"))
@@ -370,10 +408,12 @@ class CrmResolver:
     def apply_clients(self, conn: SAConnection, vendor_id: str, connection_id: str, provider: str,
                       inserts: list[dict[str, Any]], updates: list[tuple[dict[str, Any], Any]], *,
                       run_id: str | None = None, evidence: Mapping[str, Iterable[date]] | None = None,
-                      region: str | None = None) -> CrmStats:
+                      region: str | None = None, prepared: Mapping[str, Prepared] | None = None) -> CrmStats:
         """Give every new/changed source row its unified client (setting ``crm_client_id`` in the values
         the caller then writes) and merge the changes into it. ``updates`` pairs new values with the old
-        row (its previous content is the three-way base)."""
+        row (its previous content is the three-way base). ``prepared`` (by remote id) holds features
+        computed ahead of the write (:func:`prepare`), used where they are what this write would compute
+        (no evidence dates, the same phone region)."""
         stats = CrmStats()
         if not inserts and not updates:
             return stats
@@ -388,9 +428,22 @@ class CrmResolver:
             (merge if old.crm_client_id else resolve).append((values, old))
 
         echoes = self._echoes(conn, [old.id for _, old in merge]) if merge else {}
-        feats = [record_features(v, evidence.get(v.get("remote_id") or (o.remote_id if o else ""), ()), region)
-                 for v, o in resolve]
-        fkeys = [blocking_keys(f) for f in feats]
+        feats: list[Features] = []
+        fkeys: list[list[str]] = []
+        searches: list[str | None] = []
+        for v, o in resolve:
+            rid = v.get("remote_id") or (o.remote_id if o else "")
+            dates = evidence.get(rid, ())
+            pre = prepared.get(rid) if prepared and not dates else None
+            if pre is not None and pre.feats is not None and pre.region == region:
+                feats.append(pre.feats)
+                fkeys.append(list(pre.keys))
+                searches.append(pre.search)
+            else:
+                f = record_features(v, dates, region)
+                feats.append(f)
+                fkeys.append(blocking_keys(f))
+                searches.append(None)
         all_keys = sorted({k for ks in fkeys for k in ks})
         key_index = self._lookup_keys(conn, vendor_id, all_keys) if all_keys else {}
         # a key shared by very many clients (a planner's e-mail on every inquiry she sends, one date and one
@@ -431,7 +484,7 @@ class CrmResolver:
                     "reason": c.reason, "resolution": None, "run_id": run_id, "created_at": now,
                     "resolved_at": None})
 
-        for (values, _old), f, keys in zip(resolve, feats, fkeys, strict=True):
+        for (values, _old), f, keys, search in zip(resolve, feats, fkeys, searches, strict=True):
             source_id = values.get("b_id") or values["id"]
             at = values.get("remote_modified_at")  # unknown (a CSV row): newest-wins cannot decide
             incoming_side = Side(provider, connection_id, at)
@@ -465,7 +518,8 @@ class CrmResolver:
                 # a new source row's own (fresh, unique) id names its new unified client: one ULID less
                 p = _Person(id=values.get("id") or new_id(), golden=self._golden(values, mapping),
                             feats=Features(f.first, f.last), keys=set(), source_connection_id=connection_id,
-                            source_provider=provider, source_at=at, is_new=True)
+                            source_provider=provider, source_at=at, is_new=True,
+                            search_cache=search)
                 p.add_keys(f, key_index, keys)
                 people[p.id] = p
                 stats.new_clients += 1

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -31,7 +31,7 @@ from wedsync.errors import Conflict, InvalidInput, NotFound
 from wedsync.logging import get_logger
 from wedsync.metrics import SYNC_RUNS, count_sync_records
 from wedsync.services.connections import ConnectionService
-from wedsync.services.crm_sync import CrmResolver, CrmStats
+from wedsync.services.crm_sync import CrmResolver, CrmStats, Prepared, prepare
 from wedsync.store.bulk import insert_many
 from wedsync.store.db import Database
 from wedsync.store.tables import (
@@ -169,7 +169,16 @@ class DirectSteps:
 # Prefetched next pages (see SyncService.sync_page): at most this many outstanding, oldest dropped first.
 _PREFETCH_MAX = 64
 _PageKey = tuple[str, str, int, int]  # run id, stream, page, pass
-_Prefetch = tuple[asyncio.AbstractEventLoop, Any, "asyncio.Future[Page]"]  # loop, connector, fetch
+_Prefetch = tuple[asyncio.AbstractEventLoop, Any, "asyncio.Future[_Ahead]"]  # loop, connector, fetch
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """A page fetched, mapped and prepared (:func:`prepare`) before its step asks for it."""
+
+    page: Page
+    records: list[Any]
+    prepared: dict[str, Prepared] | None
 _CONNECTOR_TTL = 10.0
 
 
@@ -406,21 +415,35 @@ class SyncService:
         key = (plan.run_id, stream, page, pass_no)
         connector = await self._run_connector(plan)
         sort = "modified desc" if plan.mode == "incremental" else "id asc"
-        fetched = await self._take_prefetch(key, connector)
-        if fetched is None:
+        ahead = await self._take_prefetch(key, connector)
+        if ahead is None:
             fetched = await connector.list_page(stream, page, sort=sort)
-        records = [map_record(connector, stream, item) for item in fetched.items]
+            records = [map_record(connector, stream, item) for item in fetched.items]
+            prepared = None
+        else:
+            fetched, records, prepared = ahead.page, ahead.records, ahead.prepared
         since = datetime.fromisoformat(plan.since) if plan.since else None
         if page < fetched.total_pages and not _stops(records, since):
-            # drive_run asks for the next page right after this one: fetch it while this one is written
-            # (the provider works on its side meanwhile). Only a fetch is ahead of time; the next page is
-            # still mapped and written, with its bookkeeping row, by its own step.
+            # drive_run asks for the next page right after this one: fetch, map and prepare it while this
+            # one is written (the provider works on its side meanwhile, and this loop's Python runs while
+            # the write thread is in SQLite, which releases the GIL). What is done ahead depends on the
+            # records alone; the next page is still resolved and written, with its bookkeeping row, by its
+            # own step.
             self._start_prefetch((plan.run_id, stream, page + 1, pass_no), connector,
-                                 connector.list_page(stream, page + 1, sort=sort))
+                                 self._ahead(plan.connection_id, connector, stream, page + 1, sort))
         # A replayed step (crash recovery) finds its page row inside _write_page and returns the stored
         # result; the re-fetch it made is the price of not reading the bookkeeping twice per page.
         return await asyncio.to_thread(self._write_page, plan, stream, page, pass_no, records,
-                                       fetched.total_items, fetched.total_pages, since)
+                                       fetched.total_items, fetched.total_pages, since, prepared)
+
+    async def _ahead(self, connection_id: str, connector: Any, stream: str, page: int, sort: str) -> _Ahead:
+        fetched = await connector.list_page(stream, page, sort=sort)
+        records = [map_record(connector, stream, item) for item in fetched.items]
+        known = self._providers.get(connection_id)  # the phone region, once a write has read it
+        prepared = None
+        if known is not None:
+            prepared = prepare(records, clients=stream == "contacts", region=known[1])
+        return _Ahead(fetched, records, prepared)
 
     async def _run_connector(self, plan: RunPlan) -> Any:
         """The connection's live connector, looked up once per run and event loop (re-checked every
@@ -438,7 +461,7 @@ class SyncService:
         return connector
 
     # -- next-page prefetch --------------------------------------------------------------------------
-    def _start_prefetch(self, key: _PageKey, connector: Any, fetch: Awaitable[Page]) -> None:
+    def _start_prefetch(self, key: _PageKey, connector: Any, fetch: Awaitable[_Ahead]) -> None:
         task = asyncio.ensure_future(fetch)
         task.add_done_callback(_retrieve_exception)
         loop = asyncio.get_running_loop()
@@ -450,7 +473,7 @@ class SyncService:
         if old is not None:
             _cancel(old)
 
-    async def _take_prefetch(self, key: _PageKey, connector: Any) -> Page | None:
+    async def _take_prefetch(self, key: _PageKey, connector: Any) -> _Ahead | None:
         """The page fetched ahead for this step, or None (none, another loop or connector, or it failed:
         the caller then fetches as usual, so errors surface exactly as without the prefetch)."""
         with self._prefetch_lock:
@@ -485,13 +508,14 @@ class SyncService:
 
     def _write_page(self, plan: RunPlan, stream: str, page: int, pass_no: int,
                     records: Sequence[ClientRecord | WeddingRecord], total_items: int | None, total_pages: int,
-                    since: datetime | None) -> PageResult:
+                    since: datetime | None, prepared: dict[str, Prepared] | None = None) -> PageResult:
         return once_more_on_race(lambda: self._write_page_once(plan, stream, page, pass_no, records, total_items,
-                                                               total_pages, since))
+                                                               total_pages, since, prepared))
 
     def _write_page_once(self, plan: RunPlan, stream: str, page: int, pass_no: int,
                          records: Sequence[ClientRecord | WeddingRecord], total_items: int | None,
-                         total_pages: int, since: datetime | None) -> PageResult:
+                         total_pages: int, since: datetime | None,
+                         prepared: dict[str, Prepared] | None = None) -> PageResult:
         pages: Table = SyncRunPage.__table__  # type: ignore[assignment]
         with self.db.engine.begin() as conn:
             done = conn.execute(select(pages).where(
@@ -506,7 +530,7 @@ class SyncService:
                 records = [r for r in records if r.remote_modified_at is None or r.remote_modified_at >= since]
             crm = CrmStats()
             created, updated, unchanged = self.upsert(conn, plan.vendor_id, plan.connection_id, stream, records,
-                                                      run_id=plan.run_id, stats=crm)
+                                                      run_id=plan.run_id, stats=crm, prepared=prepared)
             n = len(records)
             if crm.merged or crm.conflicts or crm.echoes:
                 conn.execute(insert(_CRM_STATS).values(
@@ -529,14 +553,16 @@ class SyncService:
 
     def upsert(self, s: Session | SAConnection, vendor_id: str, connection_id: str, stream: str,
                records: Sequence[AnyRecord], *, run_id: str | None = None,
-               evidence: dict[str, Any] | None = None, stats: CrmStats | None = None) -> tuple[int, int, int]:
+               evidence: dict[str, Any] | None = None, stats: CrmStats | None = None,
+               prepared: Mapping[str, Prepared] | None = None) -> tuple[int, int, int]:
         """Insert new records, update changed ones; returns (created, updated, unchanged).
 
         A record older than the stored one (by the provider's ``modified``) never overwrites it. Runs on
         the caller's transaction (a Session's or a Core connection's) with Core statements only. New and
         changed clients are resolved to unified clients and merged into them in the same transaction
         (``crm_resolve``); ``evidence`` maps a client's remote id to its wedding dates, ``stats`` collects
-        merges, conflicts and echoes.
+        merges, conflicts and echoes. ``prepared`` (by remote id) is what :func:`prepare` computed of
+        these records ahead of the write; a record without its entry is computed here.
         """
         conn = s.connection() if isinstance(s, Session) else s
         t: Table = STREAM_MODELS[stream].__table__
@@ -564,11 +590,15 @@ class SyncService:
         touched: list[dict[str, Any]] = []  # unchanged content, newer provider time: provenance only
         provider, region = self._provider_of(conn, connection_id)
         for rid, rec in by_id.items():
-            values = record_values(rec)
+            pre = prepared.get(rid) if prepared else None
+            if pre is not None and pre.rec is not rec:
+                pre = None
+            values = dict(pre.values) if pre is not None else record_values(rec)
             old = existing.get(rid)
             if old is None:
-                values.update(id=new_id(), vendor_id=vendor_id, connection_id=connection_id,
-                              provider=provider, synced_at=now, seen_run_id=run_id, version=1)
+                values.update(id=pre.new_id if pre is not None else new_id(), vendor_id=vendor_id,
+                              connection_id=connection_id, provider=provider, synced_at=now, seen_run_id=run_id,
+                              version=1)
                 inserts.append(values)
                 continue
             stale = (old.remote_modified_at is not None and rec.remote_modified_at is not None
@@ -590,7 +620,7 @@ class SyncService:
         if is_clients and (inserts or updates):
             crm = self.crm.apply_clients(conn, vendor_id, connection_id, provider, inserts,
                                          list(zip(updates, olds, strict=True)), run_id=run_id,
-                                         evidence=evidence, region=region)
+                                         evidence=evidence, region=region, prepared=prepared)
             if stats is not None:
                 stats.add(crm)
         if inserts:
