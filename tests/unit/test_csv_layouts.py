@@ -112,7 +112,7 @@ def test_decoding_a_windows_file_is_linear_in_its_size(mixed: bool) -> None:
         return time.perf_counter() - t0
 
     small = min(seconds(1_000) for _ in range(3))
-    big = seconds(20_000)
+    big = min(seconds(20_000) for _ in range(2))  # the best of two: a busy machine can pause one run
     assert big < 60 * small + 0.05, (small, big)  # linear: about 20x; quadratic would be about 400x
 
 
