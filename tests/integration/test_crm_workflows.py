@@ -152,3 +152,45 @@ async def test_garbage_from_the_provider_is_a_failed_run_and_a_connection_status
     status = (await client.get(f"/api/connections/{conn.id}", headers=auth(key))).json()
     assert status["status"] == "error" and status["status_detail"]
     await hub.connections.aclose()
+
+
+async def test_an_import_job_that_lost_its_workflow_is_started_by_the_sweep(dbos_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A job recorded with its file but never enqueued (the hub was killed between the two) said ``queued``
+    forever, nothing imported and nothing said why (found by a crash probe). The workers' sweep starts it once
+    it is older than a fresh enqueue could be; a job whose workflow ended without recording its outcome is
+    failed with that reason."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from wedsync.store.tables import utcnow
+    from wedsync.store.tables_crm import CrmImportJob
+    from wedsync.workflows import crm as crm_workflows
+
+    hub = dbos_hub
+    v = hub.tenancy.create_vendor("Orphan Import Studio")
+    csv_connection(hub, v.id)
+    rows = [hb_row(f"Orph{i}", f"Ane{i}", f"o{i}@example.org", "", f"Wedding {i}", "09/18/2027") for i in range(7)]
+    job = hub.crm.create_import(v.id, "honeybook", hb_csv(rows), chunk_size=5)  # no workflow behind it
+    assert job["id"] not in (await crm_workflows.sweep_imports())["started"]  # fresh: may be about to be enqueued
+    with hub.db.session() as s:
+        s.get(CrmImportJob, job["id"]).created_at = utcnow() - timedelta(minutes=5)
+    assert job["id"] in (await crm_workflows.sweep_imports())["started"]
+    result = await (await DBOS.retrieve_workflow_async(job["id"])).get_result()
+    assert result["status"] == "succeeded" and result["processed_rows"] == 7
+    assert job["id"] not in str(await crm_workflows.sweep_imports())  # done: nothing more to do
+
+    stuck = hub.crm.create_import(v.id, "honeybook", hb_csv(rows[:2]), chunk_size=5)
+    with hub.db.session() as s:
+        row = s.get(CrmImportJob, stuck["id"])
+        row.status, row.created_at = "running", utcnow() - timedelta(minutes=5)
+    real_status = DBOS.get_workflow_status_async
+
+    async def ended(workflow_id: str) -> Any:
+        if workflow_id == stuck["id"]:
+            return SimpleNamespace(status="CANCELLED")
+        return await real_status(workflow_id)
+
+    monkeypatch.setattr(DBOS, "get_workflow_status_async", ended)
+    assert (await crm_workflows.sweep_imports())["failed"] == [stuck["id"]]
+    out = hub.crm.import_status(v.id, stuck["id"])
+    assert out["status"] == "failed" and "CANCELLED" in (out["error_detail"] or "")

@@ -1488,6 +1488,14 @@ class CrmService:
             vendor_id = job.vendor_id
         return self.import_status(vendor_id, job_id)
 
+    def imports_in_progress(self, created_before: datetime, limit: int = 100) -> list[str]:
+        """Ids of import jobs still queued or running that were recorded before ``created_before``, oldest
+        first (for the workers' sweep: a job whose workflow was never enqueued, see ``sweep_imports``)."""
+        with self.db.read() as s:
+            return list(s.execute(select(CrmImportJob.id).where(
+                CrmImportJob.status.in_(("queued", "running")), CrmImportJob.created_at < created_before)
+                .order_by(CrmImportJob.created_at).limit(limit)).scalars())
+
     def import_status(self, vendor_id: str, job_id: str) -> dict[str, Any]:
         with self.db.read() as s:
             job = s.get(CrmImportJob, job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -14,7 +15,7 @@ from wedsync.bootstrap import get_hub
 from wedsync.connectors.errors import ConnectorError
 from wedsync.logging import get_logger
 from wedsync.services.crm_sync import drive_import
-from wedsync.store.tables import new_id
+from wedsync.store.tables import new_id, utcnow
 from wedsync.workflows.queues import SYNC_QUEUE, get_queue
 
 log = get_logger("wedsync.workflows.crm")
@@ -74,6 +75,34 @@ async def start_import(job_id: str) -> str:
     with SetWorkflowID(job_id):
         await get_queue(SYNC_QUEUE).enqueue_async(import_csv, job_id)
     return job_id
+
+
+#: A job row is written (with its file) before its workflow is enqueued; a crash in between leaves a job without
+#: a workflow. After this long it is no longer "about to be enqueued", and the workers' sweep enqueues it.
+IMPORT_ORPHAN_AFTER = timedelta(minutes=2)
+_ENDED = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
+
+
+async def sweep_imports() -> dict[str, list[str]]:
+    """Import jobs left queued or running without a live workflow: one never enqueued (the hub stopped between
+    recording the job and enqueuing it: the file is stored, so it is imported now), one whose workflow ended
+    without recording the outcome (failed with that reason, so it does not say "queued" forever). Returns
+    the ids started and failed."""
+    hub = get_hub()
+    started: list[str] = []
+    failed: list[str] = []
+    for job_id in await asyncio.to_thread(hub.crm.imports_in_progress, utcnow() - IMPORT_ORPHAN_AFTER):
+        status = await DBOS.get_workflow_status_async(job_id)
+        if status is None:
+            log.warning("import job without a workflow: starting it", job_id=job_id)
+            await start_import(job_id)
+            started.append(job_id)
+        elif status.status in _ENDED:
+            await asyncio.to_thread(hub.crm.finish_import, job_id,
+                                    f"import abandoned: its workflow ended as {status.status} without recording "
+                                    "the outcome")
+            failed.append(job_id)
+    return {"started": started, "failed": failed}
 
 
 @DBOS.step()

@@ -76,15 +76,15 @@ async def sweep_inbox(inbox: Any) -> None:
 
 async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbox: Any = None,
                     schedule: bool = True) -> None:
-    """Beat, recover dead workers' workflows, sweep the webhook inbox and the CRM write-back outbox, and start
-    due scheduled pulls, until ``stop`` is set."""
+    """Beat, recover dead workers' workflows, sweep the webhook inbox and the CRM write-back outbox, start
+    due scheduled pulls and import jobs that lost their workflow, until ``stop`` is set."""
     from dbos import DBOS
 
-    from wedsync.workflows.crm import sweep_outbox
+    from wedsync.workflows.crm import sweep_imports, sweep_outbox
     from wedsync.workflows.schedule import CHECK_EVERY, start_due_syncs
 
     log = logging.getLogger("wedsync.workers")
-    next_schedule_check = 0.0
+    next_schedule_check = next_import_sweep = 0.0
     loop = asyncio.get_running_loop()
     own_claims_released = inbox is None
     while not stop.is_set():
@@ -107,6 +107,9 @@ async def supervise(db: Database, executor_id: str, stop: asyncio.Event, *, inbo
             if inbox is not None:
                 await sweep_inbox(inbox)
                 await sweep_outbox()
+            if inbox is not None and loop.time() >= next_import_sweep:
+                next_import_sweep = loop.time() + CHECK_EVERY
+                await sweep_imports()
             if schedule and loop.time() >= next_schedule_check:
                 next_schedule_check = loop.time() + CHECK_EVERY
                 await start_due_syncs()
