@@ -107,7 +107,8 @@ async def test_key_lifecycle_over_http(api, hub) -> None:  # type: ignore[no-unt
     r = await api.post("/api/keys", headers=auth(key), json={"name": "zapier", "scopes": ["read"]})
     assert r.status_code == 201
     new_key, new_id = r.json()["api_key"], r.json()["id"]
-    listed = (await api.get("/api/keys", headers=auth(key))).json()
+    listed = (await api.get("/api/keys", headers=auth(key))).json()["items"]
+    assert new_id in [k["id"] for k in listed]
     assert all("api_key" not in k for k in listed) and new_key not in str(listed)
     assert (await api.get("/api/vendor", headers=auth(new_key))).status_code == 200
     assert (await api.delete(f"/api/keys/{new_id}", headers=auth(key))).status_code == 200
@@ -517,7 +518,7 @@ async def test_webhook_url_only_for_providers_that_send_webhooks(api, hub, sandb
     lb = hub.connections.create(v.id, "light-blue", credentials={"api_key": "lb-key"},
                                 base_url=f"{sandbox_url}/light-blue")
     shown = {c["provider"]: c["webhook_url"]
-             for c in (await api.get("/api/connections", headers=auth(key))).json()}
+             for c in (await api.get("/api/connections", headers=auth(key))).json()["items"]}
     assert shown["light-blue"] is None
     assert shown["honeybook"].endswith(f"/webhooks/honeybook/{hb.id}")
     r = await api.get(f"/api/connections/{lb.id}", headers=auth(key))

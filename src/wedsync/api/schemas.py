@@ -8,12 +8,13 @@ import types
 import typing
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Scope = Literal["read", "write", "keys"]
+ItemT = TypeVar("ItemT")
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
 
 _NUMERIC_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
@@ -251,9 +252,12 @@ class WeddingOut(BaseModel):
     version: int
 
 
-class Paged(BaseModel):
-    items: list[Any]
-    next_cursor: str | None
+class Page(BaseModel, Generic[ItemT]):
+    """A page of a list, every list of the API: ``items`` in the list's order, and ``next_cursor``, the keyset
+    cursor to pass as ``after`` for the next page (null on the last page); ``limit`` sets the page size."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="pass as after= for the next page; null on the last")
 
 
 class WebhookEventOut(BaseModel):

@@ -114,8 +114,12 @@ def put_profile(body: ProfileIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -
 
 
 @router.get("/api/calendar/sources")
-def list_sources(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    return hub.calendar.list_sources(vendor_id)  # type: ignore[no-any-return]
+def list_sources(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 100
+                 ) -> dict[str, Any]:
+    """The calendars read into the vendor's availability, oldest first; ``next_cursor`` as ``after`` for the
+    next page."""
+    items = hub.calendar.list_sources(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/calendar/sources", status_code=status.HTTP_201_CREATED)
@@ -269,9 +273,13 @@ async def report(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetim
 
 
 @router.get("/api/calendar/blocks")
-def blocks(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    """The propagation outbox: every busy block we keep on the vendor's other calendars, and its state."""
-    return hub.calendar.blocks(vendor_id)  # type: ignore[no-any-return]
+def blocks(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 500
+           ) -> dict[str, Any]:
+    """The propagation outbox: every busy block we keep on the vendor's other calendars, and its state, by start
+    time; ``next_cursor`` as ``after`` for the next page (422 ``invalid_cursor`` for an id that is not one of the
+    vendor's blocks)."""
+    items = hub.calendar.blocks(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/calendar/propagate")

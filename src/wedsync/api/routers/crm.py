@@ -172,9 +172,12 @@ async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendo
 
 # -- policies and field mappings ---------------------------------------------------------------------------------
 @router.get("/api/crm/policies")
-def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
-    """Conflict policies; without one, a field is ``newest_wins`` with a 120 s clock-skew allowance."""
-    return {"items": hub.crm.list_policies(vendor_id)}
+def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100
+                  ) -> dict[str, Any]:
+    """Conflict policies by connection, then field (without one, a field is ``newest_wins`` with a 120 s
+    clock-skew allowance); ``next_cursor`` as ``after`` for the next page."""
+    items = hub.crm.list_policies(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.put("/api/crm/policies")
@@ -184,8 +187,12 @@ def set_policy(body: PolicyIn, hub: HubDep, vendor_id: VendorId, _w: Writer) -> 
 
 
 @router.get("/api/crm/connections/{connection_id}/field-mappings")
-def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
-    return {"items": hub.crm.list_mappings(vendor_id, connection_id)}
+def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
+                  limit: Limit = 100) -> dict[str, Any]:
+    """The connection's custom field mappings by entity, then source key; ``next_cursor`` as ``after`` for the
+    next page."""
+    items, nxt = hub.crm.mappings_page(vendor_id, connection_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": nxt}
 
 
 @router.put("/api/crm/connections/{connection_id}/field-mappings")
@@ -261,12 +268,24 @@ def import_status(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> 
     return dict(hub.crm.import_status(vendor_id, job_id))
 
 
+LineCursor = Annotated[int | None, Query(ge=0, description="next_cursor of the previous page (a line number)")]
+
+
 @router.get("/api/crm/imports/{job_id}/errors")
-def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
-                  after_line: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500) -> dict[str, Any]:
-    """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported."""
-    items = hub.crm.import_errors(vendor_id, job_id, after_line=after_line, limit=limit)
-    return {"items": items, "next_after_line": items[-1]["line"] if len(items) >= limit else None}
+def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: LineCursor = None,
+                  after_line: Annotated[int | None, Query(ge=0, deprecated=True,
+                                                          description="the former name of after")] = None,
+                  limit: Limit = 500) -> dict[str, Any]:
+    """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported. Paged
+    like every list (``next_cursor`` as ``after``), by line: the cursor is the last line of the page (a page
+    ends with a whole line, so it may hold a few more than ``limit``). ``after_line``/``next_after_line`` are
+    the former names, still answered."""
+    if after is not None and after_line is not None and after != after_line:
+        raise InvalidInput("after and after_line name the same cursor: send one", code="conflicting_cursor")
+    start = after if after is not None else after_line or 0
+    items = hub.crm.import_errors(vendor_id, job_id, after_line=start, limit=limit)
+    nxt = items[-1]["line"] if len(items) >= limit else None
+    return {"items": items, "next_cursor": nxt, "next_after_line": nxt}
 
 
 class CsvResponse(StreamingResponse):

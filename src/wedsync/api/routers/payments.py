@@ -211,9 +211,12 @@ async def refund_transaction(
 
 
 @router.get("/api/payments/escrow")
-def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_holds(vendor_id, bookingRef)
-    return result
+def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None, after: Cursor = None,
+                limit: Limit = 100) -> dict[str, Any]:
+    """Escrow holds (of a booking with ``bookingRef``), oldest first; ``next_cursor`` as ``after`` for the next
+    page."""
+    items = hub.payments.list_holds(vendor_id, bookingRef, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/payments/escrow/{hold_id}/release")
@@ -261,9 +264,11 @@ def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | No
 
 
 @router.get("/api/payments/disputes")
-def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_disputes(vendor_id)
-    return result
+def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 100
+                  ) -> dict[str, Any]:
+    """Disputes (chargebacks), oldest first; ``next_cursor`` as ``after`` for the next page."""
+    items = hub.payments.list_disputes(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/payments/disputes/{dispute_id}/evidence")
@@ -286,8 +291,12 @@ async def reconcile(body: ReconcileIn, hub: HubDep, vendor_id: VendorId, _p: Wri
 
 
 @router.get("/api/payments/reconciliations")
-def list_reconciliations(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    return Reconciler(hub).reports(vendor_id)
+def list_reconciliations(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 20
+                         ) -> dict[str, Any]:
+    """Reconciliation reports without their items (``GET /api/payments/reconciliations/{id}`` has them), newest
+    first; ``next_cursor`` as ``after`` for the next page."""
+    items = Reconciler(hub).reports(vendor_id, limit, after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.get("/api/payments/reconciliations/{report_id}")
