@@ -145,7 +145,8 @@ async def _payments(api: Any, hub: Any, o: dict[str, Any], sandbox: str) -> None
                            json={**base, "bookingRef": f"{name}-booking-{i}", "milestone": "final",
                                  "escrow": {"release": release}})
         assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
-        hold = (await api.get("/api/payments/escrow", headers=h, params={"bookingRef": f"{name}-booking-{i}"})).json()
+        hold = (await api.get("/api/payments/escrow", headers=h,
+                              params={"bookingRef": f"{name}-booking-{i}"})).json()["items"]
         assert len(hold) == 1 and hold[0]["status"] == "held", hold
         holds.append(hold[0]["id"])
     period = {"since": (utcnow() - timedelta(hours=1)).isoformat(),

@@ -91,7 +91,7 @@ async def test_bad_inquiries_are_coded_422s(api: Any, hub: Any) -> None:
         r = await api.post("/api/crm/inquiries", headers=auth(key), json=body)
         assert r.status_code == 422 and r.json()["error"]["code"] == code, (body, r.text)
     assert (await api.get("/api/crm/clients", headers=auth(key))).json()["items"] == []  # nothing half-stored
-    assert (await api.get("/api/connections", headers=auth(key))).json() == []
+    assert (await api.get("/api/connections", headers=auth(key))).json() == {"items": [], "next_cursor": None}
 
 
 def test_the_same_inquiry_twice_at_once_is_stored_and_queued_once(any_hub: Any) -> None:

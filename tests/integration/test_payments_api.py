@@ -76,7 +76,7 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
     assert r.status_code == 200 and r.json()["released"][0]["status"] == "released"
     r = await api.post("/api/payments/transactions", headers={**h, "Idempotency-Key": "e2"},
                        json={**esc, "bookingRef": "api-3", "escrow": {"release": {"kind": "manual"}}})
-    hold = (await api.get("/api/payments/escrow", headers=h, params={"bookingRef": "api-3"})).json()[0]
+    hold = (await api.get("/api/payments/escrow", headers=h, params={"bookingRef": "api-3"})).json()["items"][0]
     r = await api.post(f"/api/payments/escrow/{hold['id']}/release", headers=h, json={"amountMinor": 1_000})
     assert r.json()["status"] == "partially_released" and r.json()["remainingMinor"] == 8_000
     r = await api.post(f"/api/payments/escrow/{hold['id']}/cancel", headers=h)
@@ -120,12 +120,12 @@ async def test_payments_api(api: Any, hub: Any, sandbox: str) -> None:
     r = await api.post("/api/payments/reconciliations", headers=h, json=period)
     assert r.status_code == 200 and r.json()["summary"]["mismatched"] == 0, r.text
     rid = r.json()["id"]
-    assert [x["id"] for x in (await api.get("/api/payments/reconciliations", headers=h)).json()] == [rid]
+    assert [x["id"] for x in (await api.get("/api/payments/reconciliations", headers=h)).json()["items"]] == [rid]
     assert (await api.get(f"/api/payments/reconciliations/{rid}", headers=other)).status_code == 404
     r = await api.post("/api/payments/reconciliations", headers=h, json={"since": "2026-01-01T00:00:00",
                                                                          "until": "2026-01-02T00:00:00"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "naive_datetime"
-    assert (await api.get("/api/payments/disputes", headers=h)).json() == []
+    assert (await api.get("/api/payments/disputes", headers=h)).json() == {"items": [], "next_cursor": None}
     r = await api.post("/api/payments/disputes/nope/evidence", headers=h, json={"explanation": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_dispute"
     await hub.connections.aclose()

@@ -8,12 +8,13 @@ import types
 import typing
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Scope = Literal["read", "write", "keys"]
+ItemT = TypeVar("ItemT")
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
 
 _NUMERIC_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
@@ -100,12 +101,20 @@ def _field_kinds(cls: type[BaseModel]) -> dict[str, str]:
     return {name: kind for name, f in cls.model_fields.items() if (kind := _kind_of(f.annotation)) is not None}
 
 
+class Out(BaseModel):
+    """A response body whose every key is declared (``additionalProperties: false`` in the OpenAPI document): a
+    key the route would answer without its model declaring it is a response validation error, not a key silently
+    dropped or answered unpublished (``api/responses.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class VendorIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
 
 
-class VendorOut(BaseModel):
+class VendorOut(Out):
     id: str
     name: str
     timezone: str
@@ -123,7 +132,7 @@ class KeyIn(Strict):
                                             "(default: the calling key's own scopes)")
 
 
-class KeyOut(BaseModel):
+class KeyOut(Out):
     id: str
     name: str
     scopes: list[str]
@@ -143,7 +152,7 @@ class ConnectionIn(Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class ConnectionOut(BaseModel):
+class ConnectionOut(Out):
     id: str
     provider: str
     base_url: str | None
@@ -173,7 +182,7 @@ class ConnectionCreated(ConnectionOut):
                                   "(which cannot sign); null when webhook_secret is")
 
 
-class WebhookSecretOut(BaseModel):
+class WebhookSecretOut(Out):
     connection_id: str
     webhook_url: str
     webhook_secret: str = Field(description="shown once; the previous secret stopped working")
@@ -195,6 +204,10 @@ class SyncIn(Strict):
 
 
 class SyncRunOut(BaseModel):
+    # the run's summary also carries the CRM counters (merged, conflicts, echoes), which this view leaves out
+    # (``GET /api/integrations/crm/sync/{id}`` shows them): extra keys are dropped, and none is published
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False})
+
     id: str
     connection_id: str
     mode: str
@@ -213,7 +226,7 @@ class SyncRunOut(BaseModel):
     progress: dict[str, Any]
 
 
-class ClientOut(BaseModel):
+class ClientOut(Out):
     id: str
     connection_id: str
     provider: str
@@ -232,7 +245,7 @@ class ClientOut(BaseModel):
     version: int
 
 
-class WeddingOut(BaseModel):
+class WeddingOut(Out):
     id: str
     connection_id: str
     provider: str
@@ -251,12 +264,17 @@ class WeddingOut(BaseModel):
     version: int
 
 
-class Paged(BaseModel):
-    items: list[Any]
-    next_cursor: str | None
+class Page(BaseModel, Generic[ItemT]):
+    """A page of a list, every list of the API: ``items`` in the list's order, and ``next_cursor``, the keyset
+    cursor to pass as ``after`` for the next page (null on the last page); ``limit`` sets the page size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="pass as after= for the next page; null on the last")
 
 
-class WebhookEventOut(BaseModel):
+class WebhookEventOut(Out):
     id: int = Field(description="the inbox's id of the event (the keyset cursor of this list)")
     event_id: str = Field(description="the provider's event id (duplicates of it were dropped)")
     event_type: str | None
@@ -269,17 +287,17 @@ class WebhookEventOut(BaseModel):
     error: str | None = Field(description="why the last attempt failed")
 
 
-class SyncRunsPage(BaseModel):
+class SyncRunsPage(Out):
     items: list[SyncRunOut]
     next_cursor: str | None = Field(description="pass as after= for the next (older) page; null on the last")
 
 
-class WebhookEventsPage(BaseModel):
+class WebhookEventsPage(Out):
     items: list[WebhookEventOut]
     next_cursor: int | None = Field(description="pass as after= for the next (older) page; null on the last")
 
 
-class HookSubscriptionOut(BaseModel):
+class HookSubscriptionOut(Out):
     id: str
     event: str
     remote_id: str

@@ -287,11 +287,14 @@ class CalendarService:
         if not url.lower().startswith(("https://", "http://", "webcal://")):
             raise InvalidInput("a feed URL must be http(s) or webcal", code="invalid_feed_url")
 
-    def list_sources(self, vendor_id: str) -> list[dict[str, Any]]:
+    def list_sources(self, vendor_id: str, *, limit: int | None = None, after: str | None = None
+                     ) -> list[dict[str, Any]]:
+        """By id; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
+        q = select(CalendarSource).where(CalendarSource.vendor_id == vendor_id)
+        if after:
+            q = q.where(CalendarSource.id > after)
         with self.db.read() as s:
-            rows = s.execute(select(CalendarSource).where(CalendarSource.vendor_id == vendor_id)
-                             .order_by(CalendarSource.id)).scalars()
-            return [source_dict(r) for r in rows]
+            return [source_dict(r) for r in s.execute(q.order_by(CalendarSource.id).limit(limit)).scalars()]
 
     def _source(self, s: Session, vendor_id: str | None, source_id: str) -> CalendarSource:
         src = s.get(CalendarSource, source_id)
@@ -1314,10 +1317,19 @@ class CalendarService:
             pushed = await self.push_blocks(vendor_id)
         return {**planned, **pushed}
 
-    def blocks(self, vendor_id: str) -> list[dict[str, Any]]:
+    def blocks(self, vendor_id: str, *, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """By start time (then id); ``after`` is the last id of the previous page: the page goes on after that
+        block's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's blocks);
+        ``limit`` None: all of them."""
+        q = select(CalendarBlock).where(CalendarBlock.vendor_id == vendor_id)
         with self.db.read() as s:
-            rows = s.execute(select(CalendarBlock).where(CalendarBlock.vendor_id == vendor_id)
-                             .order_by(CalendarBlock.start_at)).scalars()
+            if after:
+                last = s.get(CalendarBlock, after)
+                if last is None or last.vendor_id != vendor_id:
+                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                q = q.where(or_(CalendarBlock.start_at > last.start_at,
+                                and_(CalendarBlock.start_at == last.start_at, CalendarBlock.id > last.id)))
+            rows = s.execute(q.order_by(CalendarBlock.start_at, CalendarBlock.id).limit(limit)).scalars()
             return [{"id": r.id, "target_source_id": r.target_source_id, "origin": r.origin_key,
                      "block_uid": r.block_uid, "start": r.start_at.isoformat(), "end": r.end_at.isoformat(),
                      "desired": r.desired, "state": r.state, "remote_id": r.remote_id, "attempts": r.attempts,

@@ -214,10 +214,13 @@ class ConnectionService:
                 raise NotFound("connection not found", code="unknown_connection")
             return conn
 
-    def list(self, vendor_id: str) -> list[Connection]:
+    def list(self, vendor_id: str, *, limit: int | None = None, after: str | None = None) -> list[Connection]:
+        """By id; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         with self.db.read() as s:
-            return list(s.execute(select(Connection).where(Connection.vendor_id == vendor_id)
-                                  .order_by(Connection.id)).scalars())
+            q = select(Connection).where(Connection.vendor_id == vendor_id)
+            if after:
+                q = q.where(Connection.id > after)
+            return list(s.execute(q.order_by(Connection.id).limit(limit)).scalars())
 
     def delete(self, vendor_id: str, connection_id: str) -> None:
         with self.db.session() as s:

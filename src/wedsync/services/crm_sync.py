@@ -22,7 +22,7 @@ from datetime import date, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from wedsync.connectors.errors import Fatal
@@ -1153,10 +1153,21 @@ class CrmService:
             return conflict_out(x)
 
     # -- policies -------------------------------------------------------------------------------------
-    def list_policies(self, vendor_id: str) -> list[dict[str, Any]]:
+    def list_policies(self, vendor_id: str, *, limit: int | None = None, after: str | None = None
+                      ) -> list[dict[str, Any]]:
+        """By connection, then field; ``after`` is the last id of the previous page: the page goes on after that
+        policy's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's policies);
+        ``limit`` None: all of them."""
+        P = CrmFieldPolicy
+        stmt = select(P).where(P.vendor_id == vendor_id)
         with self.db.read() as s:
-            rows = s.execute(select(CrmFieldPolicy).where(CrmFieldPolicy.vendor_id == vendor_id)
-                             .order_by(CrmFieldPolicy.connection_id, CrmFieldPolicy.field)).scalars()
+            if after:
+                last = s.get(P, after)
+                if last is None or last.vendor_id != vendor_id:
+                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                stmt = stmt.where(or_(P.connection_id > last.connection_id,
+                                      and_(P.connection_id == last.connection_id, P.field > last.field)))
+            rows = s.execute(stmt.order_by(P.connection_id, P.field).limit(limit)).scalars()
             return [{"id": p.id, "connection_id": p.connection_id, "field": p.field, "kind": p.kind,
                      "source": p.source, "skew_seconds": p.skew_seconds} for p in rows]
 
@@ -1201,11 +1212,27 @@ class CrmService:
 
     # -- field mappings -------------------------------------------------------------------------------
     def list_mappings(self, vendor_id: str, connection_id: str) -> list[dict[str, Any]]:
+        """All of the connection's custom field mappings, by entity, then source key."""
+        return self.mappings_page(vendor_id, connection_id)[0]
+
+    def mappings_page(self, vendor_id: str, connection_id: str, *, limit: int | None = None,
+                      after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the connection's mappings by entity, then source key, and the next page's cursor (the last
+        mapping's id when the page is full, else None). ``after`` is that cursor: the page goes on after that
+        mapping's place in this order (422 ``invalid_cursor`` when it is not one of the connection's)."""
         self.connection(vendor_id, connection_id)
+        M = CrmFieldMapping
+        stmt = select(M).where(M.connection_id == connection_id)
         with self.db.read() as s:
-            rows = s.execute(select(CrmFieldMapping).where(CrmFieldMapping.connection_id == connection_id)
-                             .order_by(CrmFieldMapping.entity, CrmFieldMapping.source_key)).scalars()
-            return [{"entity": r.entity, "source_key": r.source_key, "target": r.target} for r in rows]
+            if after:
+                last = s.get(M, after)
+                if last is None or last.connection_id != connection_id:
+                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                stmt = stmt.where(or_(M.entity > last.entity, and_(M.entity == last.entity,
+                                                                   M.source_key > last.source_key)))
+            rows = list(s.execute(stmt.order_by(M.entity, M.source_key).limit(limit)).scalars())
+        nxt = rows[-1].id if rows and limit is not None and len(rows) == limit else None
+        return [{"entity": r.entity, "source_key": r.source_key, "target": r.target} for r in rows], nxt
 
     def set_mappings(self, vendor_id: str, connection_id: str, mappings: Mapping[str, str | None],
                      entity: str = "client") -> dict[str, Any]:

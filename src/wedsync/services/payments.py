@@ -1008,12 +1008,16 @@ class PaymentService:
                 "remainingMinor": h.held_minor - h.released_minor - h.returned_minor, "terms": h.terms,
                 "status": h.status}
 
-    def list_holds(self, vendor_id: str, booking_ref: str | None = None) -> list[dict[str, Any]]:
+    def list_holds(self, vendor_id: str, booking_ref: str | None = None, *, limit: int | None = None,
+                   after: str | None = None) -> list[dict[str, Any]]:
+        """Oldest first; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         with self.db.read() as s:
             q = select(EscrowHold).where(EscrowHold.vendor_id == vendor_id)
             if booking_ref:
                 q = q.where(EscrowHold.booking_ref == booking_ref)
-            return [self._hold_view(h) for h in s.execute(q.order_by(EscrowHold.id)).scalars()]
+            if after:
+                q = q.where(EscrowHold.id > after)
+            return [self._hold_view(h) for h in s.execute(q.order_by(EscrowHold.id).limit(limit)).scalars()]
 
     async def release(self, vendor_id: str, hold_id: str, amount_minor: int | None = None, *,
                       reason: str = "manual") -> dict[str, Any]:
@@ -1348,10 +1352,14 @@ class PaymentService:
         dispute_id, _ = await asyncio.to_thread(self._apply_dispute, ctx, ev, "needs_response")
         return dispute_id
 
-    def list_disputes(self, vendor_id: str) -> list[dict[str, Any]]:
+    def list_disputes(self, vendor_id: str, *, limit: int | None = None, after: str | None = None
+                      ) -> list[dict[str, Any]]:
+        """Oldest first; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         with self.db.read() as s:
-            rows = list(s.execute(select(PaymentDispute).where(PaymentDispute.vendor_id == vendor_id)
-                                  .order_by(PaymentDispute.id)).scalars())
+            q = select(PaymentDispute).where(PaymentDispute.vendor_id == vendor_id)
+            if after:
+                q = q.where(PaymentDispute.id > after)
+            rows = list(s.execute(q.order_by(PaymentDispute.id).limit(limit)).scalars())
         return [self._dispute_view(d) for d in rows]
 
     @staticmethod

@@ -188,10 +188,13 @@ class Reconciler:
             out["items"] = r.items
         return out
 
-    def reports(self, vendor_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    def reports(self, vendor_id: str, limit: int = 20, after: str | None = None) -> list[dict[str, Any]]:
+        """Newest first, without their items; ``after`` is the last id of the previous page."""
         with self.db.read() as s:
-            rows = s.execute(select(ReconciliationReport).where(ReconciliationReport.vendor_id == vendor_id)
-                             .order_by(ReconciliationReport.id.desc()).limit(limit)).scalars()
+            q = select(ReconciliationReport).where(ReconciliationReport.vendor_id == vendor_id)
+            if after:
+                q = q.where(ReconciliationReport.id < after)
+            rows = s.execute(q.order_by(ReconciliationReport.id.desc()).limit(limit)).scalars()
             return [self.view(r, items=False) for r in rows]
 
     def get(self, vendor_id: str, report_id: str) -> dict[str, Any]:

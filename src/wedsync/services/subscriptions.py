@@ -72,13 +72,17 @@ class SubscriptionService:
             ).values(created_at=utcnow()).returning(HookSubscription.id)).scalar_one_or_none()
         return stale
 
-    def list(self, vendor_id: str, connection_id: str) -> list[HookSubscription]:
-        """The subscriptions in place at the provider (not those a request is still creating)."""
+    def list(self, vendor_id: str, connection_id: str, *, limit: int | None = None, after: str | None = None
+             ) -> list[HookSubscription]:
+        """The subscriptions in place at the provider (not those a request is still creating), by id; ``after``
+        is the last id of the previous page, ``limit`` None: all of them."""
         self.connections.get(vendor_id, connection_id)
         with self.db.read() as s:
-            return list(s.execute(select(HookSubscription).where(
-                HookSubscription.connection_id == connection_id, HookSubscription.remote_id != PENDING)
-                .order_by(HookSubscription.id)).scalars())
+            q = select(HookSubscription).where(HookSubscription.connection_id == connection_id,
+                                               HookSubscription.remote_id != PENDING)
+            if after:
+                q = q.where(HookSubscription.id > after)
+            return list(s.execute(q.order_by(HookSubscription.id).limit(limit)).scalars())
 
     async def unsubscribe_all(self, vendor_id: str, connection_id: str) -> int:
         conn = self.connections.get(vendor_id, connection_id)

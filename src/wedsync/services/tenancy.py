@@ -93,9 +93,13 @@ class TenancyService:
                 raise NotFound("vendor not found")
             return v
 
-    def list_vendors(self) -> list[Vendor]:
+    def list_vendors(self, *, limit: int | None = None, after: str | None = None) -> list[Vendor]:
+        """By id; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         with self.db.session() as s:
-            return list(s.execute(select(Vendor).order_by(Vendor.id)).scalars())
+            q = select(Vendor)
+            if after:
+                q = q.where(Vendor.id > after)
+            return list(s.execute(q.order_by(Vendor.id).limit(limit)).scalars())
 
     def create_key(self, vendor_id: str | None, *, name: str = "default",
                    scopes: Sequence[str] = DEFAULT_SCOPES, operator: bool = False
@@ -113,10 +117,13 @@ class TenancyService:
             s.add(row)
         return row, f"{KEY_PREFIX}_{key_id}_{secret}"
 
-    def list_keys(self, vendor_id: str) -> list[ApiKey]:
+    def list_keys(self, vendor_id: str, *, limit: int | None = None, after: str | None = None) -> list[ApiKey]:
+        """By id; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         with self.db.session() as s:
-            return list(s.execute(select(ApiKey).where(ApiKey.vendor_id == vendor_id)
-                                  .order_by(ApiKey.id)).scalars())
+            q = select(ApiKey).where(ApiKey.vendor_id == vendor_id)
+            if after:
+                q = q.where(ApiKey.id > after)
+            return list(s.execute(q.order_by(ApiKey.id).limit(limit)).scalars())
 
     def revoke_key(self, vendor_id: str | None, key_id: str) -> ApiKey:
         with self.db.session() as s:

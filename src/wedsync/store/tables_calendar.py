@@ -132,6 +132,7 @@ class CalendarBlock(Base):
     __table_args__ = (
         UniqueConstraint("target_source_id", "origin_key", name="uq_calendar_blocks_origin"),
         Index("ix_calendar_blocks_state", "vendor_id", "state"),
+        Index("ix_calendar_blocks_vendor_start", "vendor_id", "start_at", "id"),  # the list's keyset
     )
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"))

@@ -139,6 +139,7 @@ class EscrowHold(Base):
     """The held part of a vendor's share of one intent, and its release condition."""
 
     __tablename__ = "escrow_holds"
+    __table_args__ = (Index("ix_escrow_holds_vendor_id_id", "vendor_id", "id"),)  # the list's keyset
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     intent_id: Mapped[str] = mapped_column(ForeignKey("payment_intents.id", ondelete="CASCADE"), unique=True)
@@ -168,7 +169,8 @@ class PaymentDispute(Base):
     """A chargeback as the gateway's webhooks report it, with our ledger effects applied once per state."""
 
     __tablename__ = "payment_disputes"
-    __table_args__ = (UniqueConstraint("connection_id", "dispute_ref", name="uq_payment_disputes_ref"),)
+    __table_args__ = (UniqueConstraint("connection_id", "dispute_ref", name="uq_payment_disputes_ref"),
+                      Index("ix_payment_disputes_vendor_id_id", "vendor_id", "id"))  # the list's keyset
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     intent_id: Mapped[str | None] = mapped_column(ForeignKey("payment_intents.id", ondelete="CASCADE"),
@@ -228,6 +230,7 @@ class ReconciliationReport(Base):
     """The ledger compared with one gateway account's settlement records over a period."""
 
     __tablename__ = "reconciliation_reports"
+    __table_args__ = (Index("ix_reconciliation_reports_vendor_id_id", "vendor_id", "id"),)  # the list's keyset
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     period_start: Mapped[datetime] = mapped_column()

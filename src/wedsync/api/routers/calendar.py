@@ -12,7 +12,16 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, next_cursor
-from wedsync.api.schemas import IsoDatetime, Strict
+from wedsync.api.responses import (
+    AvailabilityOut,
+    BlockOut,
+    BookingOut,
+    CalendarConflictsOut,
+    CalendarProfileOut,
+    CalendarReportOut,
+    CalendarSourceOut,
+)
+from wedsync.api.schemas import IsoDatetime, Page, Strict
 from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import InvalidInput
@@ -103,7 +112,7 @@ def _meeting(body: MeetingIn) -> sch.MeetingRequest:
 
 
 # -- profile and sources ------------------------------------------------------------------------------
-@router.get("/api/calendar/profile")
+@router.get("/api/calendar/profile", response_model=CalendarProfileOut)
 def get_profile(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return hub.calendar.get_profile(vendor_id)  # type: ignore[no-any-return]
 
@@ -113,9 +122,13 @@ def put_profile(body: ProfileIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -
     return hub.calendar.set_profile(vendor_id, **body.model_dump())  # type: ignore[no-any-return]
 
 
-@router.get("/api/calendar/sources")
-def list_sources(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    return hub.calendar.list_sources(vendor_id)  # type: ignore[no-any-return]
+@router.get("/api/calendar/sources", response_model=Page[CalendarSourceOut])
+def list_sources(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 100
+                 ) -> dict[str, Any]:
+    """The calendars read into the vendor's availability, oldest first; ``next_cursor`` as ``after`` for the
+    next page."""
+    items = hub.calendar.list_sources(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/calendar/sources", status_code=status.HTTP_201_CREATED)
@@ -124,7 +137,7 @@ def add_source(body: SourceIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> 
     return hub.calendar.add_source(vendor_id, **body.model_dump())  # type: ignore[no-any-return]
 
 
-@router.get("/api/calendar/sources/{source_id}")
+@router.get("/api/calendar/sources/{source_id}", response_model=CalendarSourceOut)
 def get_source(source_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return hub.calendar.get_source(vendor_id, source_id)  # type: ignore[no-any-return]
 
@@ -155,7 +168,7 @@ def validate_ics(body: IcsIn, _p: Reader) -> dict[str, Any]:
 
 
 # -- availability ---------------------------------------------------------------------------------------
-@router.get("/api/calendar/availability")
+@router.get("/api/calendar/availability", response_model=AvailabilityOut, response_model_exclude_unset=True)
 async def availability(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime,
                        working_hours: bool = True, include_busy: bool = True) -> dict[str, Any]:
     """Free time (inside working hours, net of buffers) and busy time, with each source's freshness.
@@ -179,7 +192,7 @@ async def create_booking(body: BookingIn, hub: HubDep, vendor_id: VendorId, _p: 
     return out
 
 
-@router.get("/api/calendar/bookings")
+@router.get("/api/calendar/bookings", response_model=Page[BookingOut])
 def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime | None = None,
                   end: IsoDatetime | None = None,
                   status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
@@ -189,7 +202,7 @@ def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDateti
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.get("/api/calendar/bookings/{booking_id}")
+@router.get("/api/calendar/bookings/{booking_id}", response_model=BookingOut)
 def get_booking(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return hub.calendar.get_booking(vendor_id, booking_id)  # type: ignore[no-any-return]
 
@@ -255,23 +268,27 @@ async def schedule_meeting(body: ScheduleIn, hub: HubDep, vendor_id: VendorId, _
 
 
 # -- conflicts, report, propagation ------------------------------------------------------------------------
-@router.get("/api/calendar/conflicts")
+@router.get("/api/calendar/conflicts", response_model=CalendarConflictsOut, response_model_exclude_unset=True)
 async def conflicts(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime
                     ) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.detect_conflicts, vendor_id, start, end)
     return out
 
 
-@router.get("/api/calendar/report")
+@router.get("/api/calendar/report", response_model=CalendarReportOut, response_model_exclude_unset=True)
 async def report(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime, end: IsoDatetime) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.report, vendor_id, start, end)
     return out
 
 
-@router.get("/api/calendar/blocks")
-def blocks(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    """The propagation outbox: every busy block we keep on the vendor's other calendars, and its state."""
-    return hub.calendar.blocks(vendor_id)  # type: ignore[no-any-return]
+@router.get("/api/calendar/blocks", response_model=Page[BlockOut])
+def blocks(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 500
+           ) -> dict[str, Any]:
+    """The propagation outbox: every busy block we keep on the vendor's other calendars, and its state, by start
+    time; ``next_cursor`` as ``after`` for the next page (422 ``invalid_cursor`` for an id that is not one of the
+    vendor's blocks)."""
+    items = hub.calendar.blocks(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/calendar/propagate")

@@ -18,7 +18,7 @@ from wedsync.api.schemas import (
     ConnectionOut,
     ConnectionPatch,
     HookSubscriptionOut,
-    Paged,
+    Page,
     SyncIn,
     SyncRunOut,
     SyncRunsPage,
@@ -50,9 +50,12 @@ def _conn_out(hub: Hub, c: Connection) -> ConnectionOut:
                          if has_scheme(c.provider) else None)
 
 
-@router.get("/connections", response_model=list[ConnectionOut])
-def list_connections(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[ConnectionOut]:
-    return [_conn_out(hub, c) for c in hub.connections.list(vendor_id)]
+@router.get("/connections", response_model=Page[ConnectionOut])
+def list_connections(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 100
+                     ) -> Page[ConnectionOut]:
+    """The vendor's connections, oldest first; pass ``next_cursor`` as ``after`` for the next page."""
+    items = [_conn_out(hub, c) for c in hub.connections.list(vendor_id, limit=limit, after=after)]
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda c: c.id))
 
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionCreated)
@@ -181,11 +184,13 @@ async def subscribe_hooks(connection_id: str, hub: HubDep, vendor_id: VendorId, 
             for h in subs]
 
 
-@router.get("/connections/{connection_id}/subscriptions", response_model=list[HookSubscriptionOut])
-def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader
-                       ) -> list[HookSubscriptionOut]:
-    return [HookSubscriptionOut(id=h.id, event=h.event, remote_id=h.remote_id, created_at=h.created_at)
-            for h in hub.subscriptions.list(vendor_id, connection_id)]
+@router.get("/connections/{connection_id}/subscriptions", response_model=Page[HookSubscriptionOut])
+def list_subscriptions(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None,
+                       limit: Limit = 100) -> Page[HookSubscriptionOut]:
+    """The webhook subscriptions the hub holds at the provider, oldest first; ``next_cursor`` -> ``after``."""
+    items = [HookSubscriptionOut(id=h.id, event=h.event, remote_id=h.remote_id, created_at=h.created_at)
+             for h in hub.subscriptions.list(vendor_id, connection_id, limit=limit, after=after)]
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda h: h.id))
 
 
 def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
@@ -206,20 +211,20 @@ def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
     return rows[:limit], nxt
 
 
-@router.get("/clients", response_model=Paged)
+@router.get("/clients", response_model=Page[ClientOut])
 def list_clients(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
                  after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
-                 synced_since: UtcDatetime | None = None) -> Paged:
+                 synced_since: UtcDatetime | None = None) -> Page[ClientOut]:
     """The vendor's clients, oldest first; pass ``next_cursor`` as ``after`` for the next page."""
     rows, nxt = _page(hub, Client, vendor_id, connection_id=connection_id, after=after, limit=limit,
                       include_deleted=include_deleted, modified_since=synced_since)
-    return Paged(items=[ClientOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)
+    return Page(items=[ClientOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)
 
 
-@router.get("/weddings", response_model=Paged)
+@router.get("/weddings", response_model=Page[WeddingOut])
 def list_weddings(hub: HubDep, vendor_id: VendorId, _p: Reader, connection_id: str | None = None,
                   after: Cursor = None, limit: Limit = 100, include_deleted: bool = False,
-                  synced_since: UtcDatetime | None = None) -> Paged:
+                  synced_since: UtcDatetime | None = None) -> Page[WeddingOut]:
     rows, nxt = _page(hub, Wedding, vendor_id, connection_id=connection_id, after=after, limit=limit,
                       include_deleted=include_deleted, modified_since=synced_since)
-    return Paged(items=[WeddingOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)
+    return Page(items=[WeddingOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=nxt)

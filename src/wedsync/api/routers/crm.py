@@ -22,7 +22,19 @@ from wedsync.api.deps import (
     read_body,
     too_large,
 )
-from wedsync.api.schemas import Strict
+from wedsync.api.responses import (
+    CrmClientDetailOut,
+    CrmClientOut,
+    CrmConflictOut,
+    CrmOutboxOut,
+    CrmSyncRunOut,
+    ImportErrorsPage,
+    ImportJobOut,
+    MappingOut,
+    MergesPage,
+    PolicyOut,
+)
+from wedsync.api.schemas import Page, Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
@@ -96,14 +108,14 @@ async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Wr
     return out
 
 
-@router.get("/api/integrations/crm/sync/{sync_id}")
+@router.get("/api/integrations/crm/sync/{sync_id}", response_model=CrmSyncRunOut)
 def crm_sync_status(sync_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
     """The run: processed, created, updated, merged, conflicts, errors (and progress per stream)."""
     return dict(hub.crm.run_out(vendor_id, sync_id))
 
 
 # -- unified clients -----------------------------------------------------------------------------------------
-@router.get("/api/crm/clients")
+@router.get("/api/crm/clients", response_model=Page[CrmClientOut])
 def list_clients(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100,
                  q: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     """Unified clients (one per person across every source), oldest first; ``next_cursor`` -> ``after``."""
@@ -111,7 +123,7 @@ def list_clients(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = N
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/api/crm/clients/{client_id}")
+@router.get("/api/crm/clients/{client_id}", response_model=CrmClientDetailOut)
 def get_client(client_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
     """A unified client with its source records, weddings, merges and open conflicts."""
     return dict(hub.crm.get_client(vendor_id, client_id))
@@ -130,7 +142,7 @@ async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_i
 
 
 # -- merges -------------------------------------------------------------------------------------------------
-@router.get("/api/crm/merges")
+@router.get("/api/crm/merges", response_model=MergesPage)
 def list_merges(hub: HubDep, vendor_id: VendorId, _r: Reader, client_id: str | None = None,
                 include_undone: bool = True, after: Cursor = None, limit: Limit = 200) -> dict[str, Any]:
     """Merges with their rule, score and evidence, newest first (``next_cursor`` as ``after`` for the next
@@ -148,7 +160,7 @@ def undo_merge(merge_id: str, hub: HubDep, vendor_id: VendorId, _w: Writer) -> d
 
 
 # -- conflicts ----------------------------------------------------------------------------------------------
-@router.get("/api/crm/conflicts")
+@router.get("/api/crm/conflicts", response_model=Page[CrmConflictOut])
 def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
                    status_: Annotated[Literal["open", "auto", "resolved", "dismissed", "all"],
                                       Query(alias="status")] = "open",
@@ -171,10 +183,13 @@ async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendo
 
 
 # -- policies and field mappings ---------------------------------------------------------------------------------
-@router.get("/api/crm/policies")
-def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
-    """Conflict policies; without one, a field is ``newest_wins`` with a 120 s clock-skew allowance."""
-    return {"items": hub.crm.list_policies(vendor_id)}
+@router.get("/api/crm/policies", response_model=Page[PolicyOut])
+def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100
+                  ) -> dict[str, Any]:
+    """Conflict policies by connection, then field (without one, a field is ``newest_wins`` with a 120 s
+    clock-skew allowance); ``next_cursor`` as ``after`` for the next page."""
+    items = hub.crm.list_policies(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.put("/api/crm/policies")
@@ -183,9 +198,13 @@ def set_policy(body: PolicyIn, hub: HubDep, vendor_id: VendorId, _w: Writer) -> 
                                    kind=body.kind, source=body.source, skew_seconds=body.skew_seconds))
 
 
-@router.get("/api/crm/connections/{connection_id}/field-mappings")
-def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
-    return {"items": hub.crm.list_mappings(vendor_id, connection_id)}
+@router.get("/api/crm/connections/{connection_id}/field-mappings", response_model=Page[MappingOut])
+def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
+                  limit: Limit = 100) -> dict[str, Any]:
+    """The connection's custom field mappings by entity, then source key; ``next_cursor`` as ``after`` for the
+    next page."""
+    items, nxt = hub.crm.mappings_page(vendor_id, connection_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": nxt}
 
 
 @router.put("/api/crm/connections/{connection_id}/field-mappings")
@@ -248,7 +267,7 @@ async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: 
     return dict(hub.crm.import_status(vendor_id, job["id"]))
 
 
-@router.get("/api/crm/imports")
+@router.get("/api/crm/imports", response_model=Page[ImportJobOut])
 def list_imports(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
                  limit: Limit = 50) -> dict[str, Any]:
     """CSV import jobs, newest first; ``next_cursor`` as ``after`` for the next page."""
@@ -256,17 +275,29 @@ def list_imports(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = N
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.get("/api/crm/imports/{job_id}")
+@router.get("/api/crm/imports/{job_id}", response_model=ImportJobOut)
 def import_status(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
     return dict(hub.crm.import_status(vendor_id, job_id))
 
 
-@router.get("/api/crm/imports/{job_id}/errors")
-def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
-                  after_line: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500) -> dict[str, Any]:
-    """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported."""
-    items = hub.crm.import_errors(vendor_id, job_id, after_line=after_line, limit=limit)
-    return {"items": items, "next_after_line": items[-1]["line"] if len(items) >= limit else None}
+LineCursor = Annotated[int | None, Query(ge=0, description="next_cursor of the previous page (a line number)")]
+
+
+@router.get("/api/crm/imports/{job_id}/errors", response_model=ImportErrorsPage)
+def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: LineCursor = None,
+                  after_line: Annotated[int | None, Query(ge=0, deprecated=True,
+                                                          description="the former name of after")] = None,
+                  limit: Limit = 500) -> dict[str, Any]:
+    """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported. Paged
+    like every list (``next_cursor`` as ``after``), by line: the cursor is the last line of the page (a page
+    ends with a whole line, so it may hold a few more than ``limit``). ``after_line``/``next_after_line`` are
+    the former names, still answered."""
+    if after is not None and after_line is not None and after != after_line:
+        raise InvalidInput("after and after_line name the same cursor: send one", code="conflicting_cursor")
+    start = after if after is not None else after_line or 0
+    items = hub.crm.import_errors(vendor_id, job_id, after_line=start, limit=limit)
+    nxt = items[-1]["line"] if len(items) >= limit else None
+    return {"items": items, "next_cursor": nxt, "next_after_line": nxt}
 
 
 class CsvResponse(StreamingResponse):
@@ -285,7 +316,7 @@ def export_csv(hub: HubDep, vendor_id: VendorId, _r: Reader,
                              headers={"Content-Disposition": f'attachment; filename="wedsync-{layout}.csv"'})
 
 
-@router.get("/api/crm/outbox")
+@router.get("/api/crm/outbox", response_model=Page[CrmOutboxOut])
 def list_outbox(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
                 limit: Limit = 100) -> dict[str, Any]:
     """Write-backs to providers, newest first: pending, done (with the echo seen or not) or failed;

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
-from wedsync.api.schemas import Strict
+from wedsync.api.responses import CrmWeddingDetailOut, CrmWeddingOut
+from wedsync.api.schemas import Page, Strict
 from wedsync.errors import InvalidInput
 from wedsync.workflows import crm as crm_workflows
 
@@ -89,7 +90,7 @@ class BookingIn(Strict):
     job_type: str | None = Field(default=None, max_length=200)
 
 
-@router.get("/api/crm/weddings")
+@router.get("/api/crm/weddings", response_model=Page[CrmWeddingOut])
 def list_weddings(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None, limit: Limit = 100,
                   connection_id: Annotated[str | None, Query(max_length=26)] = None) -> dict[str, Any]:
     """Weddings of every source (jobs, projects), by id; ``next_cursor`` -> ``after``."""
@@ -99,7 +100,7 @@ def list_weddings(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = 
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/api/crm/weddings/{wedding_id}")
+@router.get("/api/crm/weddings/{wedding_id}", response_model=CrmWeddingDetailOut)
 def get_wedding(wedding_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> dict[str, Any]:
     """A wedding with its events, invoices (and their payments), clients and write-backs."""
     return dict(hub.crm_writeback.get_wedding(vendor_id, wedding_id))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from wedsync.api.deps import HubDep, VendorId, Writer
+from wedsync.api.responses import AuthorizeUrlOut, OAuthConnectedOut
 from wedsync.bootstrap import Hub
 from wedsync.services.oauth import OAuthService
 
@@ -26,7 +27,7 @@ def oauth_service(hub: Hub) -> OAuthService:
 
 @router.get("/oauth/{provider}/start", response_model=None, responses={
     307: {"description": "redirect to the provider's authorize page"},
-    200: {"description": "with format=json: {\"authorize_url\": ...}"},
+    200: {"model": AuthorizeUrlOut, "description": "with format=json: the provider's authorize URL"},
 })
 def start(
     provider: str,
@@ -48,7 +49,9 @@ def start(
     return RedirectResponse(url, status_code=307, headers=_NO_STORE)
 
 
-@router.get("/oauth/{provider}/callback")
+@router.get("/oauth/{provider}/callback", response_model=None,
+            responses={200: {"model": OAuthConnectedOut, "description": "the connection (its credentials stay in "
+                                                                        "the vault)"}})
 async def callback(
     provider: str,
     hub: HubDep,
@@ -56,7 +59,7 @@ async def callback(
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=512)] = None,
     error_description: Annotated[str | None, Query(max_length=2048)] = None,
-) -> Any:
+) -> JSONResponse:
     """Where the provider sends the vendor's browser back. No API key: the single-use state is the proof.
 
     Returns the connection; its credentials stay in the vault.

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
-from wedsync.api.schemas import Strict
+from wedsync.api.responses import (
+    BalancesOut,
+    DisputeOut,
+    HoldOut,
+    LedgerTransactionOut,
+    PaymentSetupOut,
+    ReconciliationOut,
+    ReconciliationSummaryOut,
+    TransactionDetailOut,
+    TransactionOut,
+)
+from wedsync.api.schemas import Page, Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.errors import InvalidInput
 from wedsync.services.payments import FINAL, IntentRequest
@@ -89,38 +100,10 @@ def complete_onboarding(connection_id: str, body: OnboardedIn, hub: HubDep, vend
     return result
 
 
-@router.get("/api/integrations/payments/setup")
+@router.get("/api/integrations/payments/setup", response_model=PaymentSetupOut)
 def get_setup(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     result: dict[str, Any] = hub.payments.get_setup(vendor_id)
     return result
-
-
-class TransactionOut(BaseModel):
-    """A marketplace transaction as the API answers it."""
-
-    id: str
-    status: Literal["created", "processing", "succeeded", "declined", "failed", "unknown"]
-    bookingRef: str
-    milestone: str
-    sequence: int
-    amountMinor: int
-    currency: str
-    methodType: str
-    affiliateId: str | None
-    split: dict[str, Any]
-    escrow: dict[str, Any] | None
-    route: list[str]
-    failoverOnDecline: bool
-    gateway: str | None
-    connectionId: str | None
-    gatewayRef: str | None
-    nativeSplit: bool
-    attempts: int
-    failureCode: str | None
-    failureMessage: str | None
-    refundedMinor: int
-    createdAt: str | None
-    finalizedAt: str | None
 
 
 _TRANSACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -181,7 +164,7 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
     return result
 
 
-@router.get("/api/payments/transactions")
+@router.get("/api/payments/transactions", response_model=Page[TransactionOut])
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
                       status: str | None = None, after: Cursor = None, limit: Limit = 50
                       ) -> dict[str, Any]:
@@ -190,7 +173,7 @@ def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: 
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.get("/api/payments/transactions/{transaction_id}")
+@router.get("/api/payments/transactions/{transaction_id}", response_model=TransactionDetailOut)
 def get_transaction(transaction_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     result: dict[str, Any] = hub.payments.get_intent(vendor_id, transaction_id)
     return result
@@ -210,10 +193,13 @@ async def refund_transaction(
     return result
 
 
-@router.get("/api/payments/escrow")
-def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_holds(vendor_id, bookingRef)
-    return result
+@router.get("/api/payments/escrow", response_model=Page[HoldOut])
+def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None, after: Cursor = None,
+                limit: Limit = 100) -> dict[str, Any]:
+    """Escrow holds (of a booking with ``bookingRef``), oldest first; ``next_cursor`` as ``after`` for the next
+    page."""
+    items = hub.payments.list_holds(vendor_id, bookingRef, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/payments/escrow/{hold_id}/release")
@@ -244,14 +230,14 @@ async def release_due(hub: HubDep, vendor_id: VendorId, _p: Writer) -> list[dict
     return result
 
 
-@router.get("/api/payments/balances")
+@router.get("/api/payments/balances", response_model=BalancesOut)
 def balances(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     result: dict[str, Any] = hub.payments.balances(vendor_id)
     result["check"] = hub.payments.ledger_check(vendor_id)
     return result
 
 
-@router.get("/api/payments/ledger")
+@router.get("/api/payments/ledger", response_model=Page[LedgerTransactionOut])
 def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | None = None, after: Cursor = None,
            limit: Limit = 200) -> dict[str, Any]:
     """Ledger transactions with their entries, oldest first; pass ``next_cursor`` as ``after`` for the next
@@ -260,10 +246,12 @@ def ledger(hub: HubDep, vendor_id: VendorId, _p: Reader, transactionId: str | No
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.get("/api/payments/disputes")
-def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = hub.payments.list_disputes(vendor_id)
-    return result
+@router.get("/api/payments/disputes", response_model=Page[DisputeOut])
+def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 100
+                  ) -> dict[str, Any]:
+    """Disputes (chargebacks), oldest first; ``next_cursor`` as ``after`` for the next page."""
+    items = hub.payments.list_disputes(vendor_id, limit=limit, after=after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
 @router.post("/api/payments/disputes/{dispute_id}/evidence")
@@ -285,11 +273,15 @@ async def reconcile(body: ReconcileIn, hub: HubDep, vendor_id: VendorId, _p: Wri
     return await Reconciler(hub).reconcile(vendor_id, body.since, body.until)
 
 
-@router.get("/api/payments/reconciliations")
-def list_reconciliations(hub: HubDep, vendor_id: VendorId, _p: Reader) -> list[dict[str, Any]]:
-    return Reconciler(hub).reports(vendor_id)
+@router.get("/api/payments/reconciliations", response_model=Page[ReconciliationSummaryOut])
+def list_reconciliations(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, limit: Limit = 20
+                         ) -> dict[str, Any]:
+    """Reconciliation reports without their items (``GET /api/payments/reconciliations/{id}`` has them), newest
+    first; ``next_cursor`` as ``after`` for the next page."""
+    items = Reconciler(hub).reports(vendor_id, limit, after)
+    return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.get("/api/payments/reconciliations/{report_id}")
+@router.get("/api/payments/reconciliations/{report_id}", response_model=ReconciliationOut)
 def get_reconciliation(report_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return Reconciler(hub).get(vendor_id, report_id)

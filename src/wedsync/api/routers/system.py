@@ -8,16 +8,18 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from wedsync.api.deps import HubDep
+from wedsync.api.responses import HealthOut, ReadyOut
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=ReadyOut,
+            responses={503: {"model": ReadyOut, "description": "the store cannot be reached"}})
 def readyz(hub: HubDep, response: Response) -> dict[str, Any]:
     try:
         with hub.db.read() as s:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from wedsync.api.deps import HubDep, KeyAdmin, Operator, Reader, VendorId
-from wedsync.api.schemas import KeyCreated, KeyIn, KeyOut, VendorCreated, VendorIn, VendorOut
+from wedsync.api.deps import Cursor, HubDep, KeyAdmin, Limit, Operator, Reader, VendorId, next_cursor
+from wedsync.api.schemas import KeyCreated, KeyIn, KeyOut, Page, VendorCreated, VendorIn, VendorOut
 from wedsync.store.tables import ApiKey
 
 router = APIRouter(prefix="/api", tags=["vendors"])
@@ -27,12 +27,14 @@ def create_vendor(body: VendorIn, hub: HubDep, op: Operator) -> VendorCreated:
     return VendorCreated(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at, api_key=plaintext)
 
 
-@router.get("/vendors", response_model=list[VendorOut])
-def list_vendors(hub: HubDep, op: Operator) -> list[VendorOut]:
-    """Operator only (``read`` scope): every vendor."""
+@router.get("/vendors", response_model=Page[VendorOut])
+def list_vendors(hub: HubDep, op: Operator, after: Cursor = None, limit: Limit = 100) -> Page[VendorOut]:
+    """Operator only (``read`` scope): every vendor, oldest first; pass ``next_cursor`` as ``after`` for the next
+    page."""
     op.require("read")
-    return [VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
-            for v in hub.tenancy.list_vendors()]
+    items = [VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
+             for v in hub.tenancy.list_vendors(limit=limit, after=after)]
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda v: v.id))
 
 
 @router.get("/vendor", response_model=VendorOut)
@@ -42,9 +44,13 @@ def get_my_vendor(hub: HubDep, vendor_id: VendorId, _p: Reader) -> VendorOut:
     return VendorOut(id=v.id, name=v.name, timezone=v.timezone, created_at=v.created_at)
 
 
-@router.get("/keys", response_model=list[KeyOut])
-def list_keys(hub: HubDep, vendor_id: VendorId, _p: KeyAdmin) -> list[KeyOut]:
-    return [_key_out(k) for k in hub.tenancy.list_keys(vendor_id)]
+@router.get("/keys", response_model=Page[KeyOut])
+def list_keys(hub: HubDep, vendor_id: VendorId, _p: KeyAdmin, after: Cursor = None, limit: Limit = 100
+              ) -> Page[KeyOut]:
+    """The vendor's API keys (revoked ones too), oldest first; pass ``next_cursor`` as ``after`` for the next
+    page."""
+    items = [_key_out(k) for k in hub.tenancy.list_keys(vendor_id, limit=limit, after=after)]
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda k: k.id))
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
