@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+# before any model is built: an undeclared response key fails a test (production answers it; api/schemas.py)
+os.environ.setdefault("WEDSYNC_STRICT_RESPONSES", "1")
+
 from wedsync.bootstrap import Hub, set_hub
 from wedsync.config import Settings, get_settings, normalize_db_url
 

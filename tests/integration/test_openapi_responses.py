@@ -143,8 +143,9 @@ async def test_every_get_route_publishes_the_schema_of_what_it_answers(api, hub,
 
 
 async def test_a_key_the_model_does_not_declare_is_refused_not_dropped(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A service that starts answering a key its response model lacks fails loudly (the tests see a 500) instead
-    of the key being cut from the answer, or answered without being published."""
+    """In the test suite (``WEDSYNC_STRICT_RESPONSES=1``, tests/conftest.py) a service that starts answering a key
+    its response model lacks fails loudly (the tests see a 500) instead of the key being cut from the answer, or
+    answered without being published. Production answers it (next test)."""
     from wedsync.services import calendar as calendar_service
 
     v = hub.tenancy.create_vendor("Drift Studio")
@@ -157,3 +158,21 @@ async def test_a_key_the_model_does_not_declare_is_refused_not_dropped(api, hub,
 
     monkeypatch.setattr(calendar_service.CalendarService, "_profile_dict", staticmethod(with_extra))
     assert (await api.get("/api/calendar/profile", headers=auth(key))).status_code == 500
+
+
+def test_in_production_an_undeclared_key_is_answered_and_the_schema_stays_closed() -> None:
+    """Without the test suite's strictness a client never gets a 500 for a key the document forgot: the key is
+    answered (not dropped), and the published schema still says ``additionalProperties: false``."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from wedsync.api.schemas import Out\n"
+        "class X(Out):\n    a: int\n"
+        "assert X.model_validate({'a': 1, 'b': 2}).model_dump() == {'a': 1, 'b': 2}\n"
+        "assert X.model_json_schema()['additionalProperties'] is False\n"
+        "print('ok')\n")
+    env = {**os.environ, "WEDSYNC_STRICT_RESPONSES": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
