@@ -510,3 +510,26 @@ async def test_a_failing_catch_hook_never_shows_its_secret_path(answer: Any) -> 
         await connector.aclose()
     text = f"{type(err.value).__name__}: {err.value}"
     assert "honeybook" in text and "s3cr3tPathToken" not in text, text
+
+
+async def test_a_17hats_booking_whose_event_type_is_wedding_is_accepted_as_a_booking(
+        hub: Any, api: httpx.AsyncClient) -> None:
+    """``event_type: "Wedding"`` is the project's type: the hook was refused, 422 "unknown event 'Wedding'"."""
+    from sqlalchemy import select
+
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+
+    vendor = hub.tenancy.create_vendor("Lee Studio")
+    conn = hub.connections.create(vendor.id, "17hats", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    raw = json.dumps({"event_id": "e1", "project_id": "P77", "project_name": "Lee Wedding",
+                      "event_date": "08/21/2027", "event_type": "Wedding", "contact_id": "2001",
+                      "first_name": "Mina", "email": "mina.lee@example.com"}).encode()
+    r = await api.post(f"/webhooks/17hats/{conn.id}", content=raw,
+                       headers={**ZapierScheme.sign(raw, secret), "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    with hub.db.read() as s:
+        stored = s.execute(select(WebhookEvent.event_id, WebhookEvent.event_type)).all()
+    assert [tuple(x) for x in stored] == [("e1", "project.booked")]  # the event read, not the type's text

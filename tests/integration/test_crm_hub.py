@@ -602,3 +602,30 @@ async def test_an_export_reads_each_connections_weddings_once(any_hub) -> None: 
                         "ORDER BY id LIMIT 1000"):
                 plan = " ".join(str(r[-1]) for r in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
                 assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_country_typed_in_a_csv_is_the_iso_code_workspace_stores(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A 17hats row saying "Brazil" for a Tave client whose address says "BR" is the same address: it opened an
+    address conflict for every such client, and accepting it dropped the country on the write-back (probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Brasil Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    address = {"streetAddress": "Rua Augusta 1", "city": "São Paulo", "postalCode": "01305-000", "country": "BR"}
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord("v0", first_name="Bruna", last_name="Costa", email="bruna@x.com", phone="+5516965849521",
+                         address=address, remote_modified_at=T0)])
+    header = ("Contact ID,First Name,Last Name,Email,Phone,Company,Street,City,State,Zip,Country,Project,"
+              "Event Date,Status,Lead Source,Created On\r\n")
+    data = (header + "501,Bruna,Costa,bruna@x.com,(16) 96584-9521,,Rua Augusta 1,São Paulo,,01305-000,Brazil,"
+            ",,,,\r\n502,Ava,Reed,ava@x.com,(415) 555-0134,,1 Market St,San Francisco,CA,94105,United States,"
+            ",,,,\r\n").encode()
+    job = hub.crm.create_import(v.id, "17hats", data, filename="contacts.csv", chunk_size=10)
+    done = await drive_import(job["id"], DirectImportSteps(hub.crm))
+    assert (done["status"], done["created"], done["merged"], done["conflicts"]) == ("succeeded", 2, 1, 0), done
+    assert hub.crm.list_conflicts(v.id) == [] and hub.crm.list_conflicts(v.id, status="auto") == []
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v0"))["address"] == address
+    seventeen = hub.crm.connection_for(v.id, "17hats").id
+    assert hub.crm.get_client(v.id, person_of(hub, seventeen, "17h-502"))["address"]["country"] == "US"
+    rows = list(csv.reader(io.StringIO(b"".join(hub.crm.export_csv(v.id, "17hats")).decode())))
+    assert sorted(r[10] for r in rows[1:]) == ["BR", "US"]  # read back by 17hats' import as the same country

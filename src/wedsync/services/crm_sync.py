@@ -907,13 +907,16 @@ class CrmService:
         """A value a vendor sets on a core field (an edit, a conflict settled with a value of their own), checked
         and normalized as the sources' values are: blank clears the field, e-mail and phone must be valid (the
         phone becomes E.164), text is trimmed and bounded, the address is an object."""
-        from wedsync.connectors.channels.csv_layouts import check_email, check_phone
+        from wedsync.connectors.channels.csv_layouts import check_email, check_phone, normalize_country
 
         if value is None or (isinstance(value, str) and not value.strip()):
             return None  # an empty value clears the field (as null does), never stored as ""
         if name == "address":
             if not isinstance(value, dict):
                 raise InvalidInput("address must be an object", code="invalid_field")
+            country = value.get("country")
+            if isinstance(country, str):  # stored as the sources store it: the ISO code when recognised
+                value = {**value, "country": normalize_country(country)}
             return value
         if not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string", code="invalid_field")
