@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
@@ -333,14 +333,16 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
 
 
 def create_project_payload(client: ClientRecord, wedding: WeddingRecord, idempotency_key: str,
-                           *, source: str = "WedSync") -> dict[str, Any]:
+                           *, source: str = "WedSync", others: Sequence[ClientRecord] = ()) -> dict[str, Any]:
     """The flat JSON a vendor's "Catch Hook -> Create Project" Zap maps from (field names as inbound).
 
     ``idempotency_key`` is derived from our outbox row; the Zap passes ``wedsync_reference`` on, so a record
-    created from it carries our reference and its echo (a later "New Project Booked") is recognizable.
+    created from it carries our reference and its echo (a later "New Project Booked") is recognizable. HoneyBook's
+    "Create Project" takes one client: ``others`` (the partner) go as text in ``other_clients``
+    (``"First Last <email>"``, ``; ``-joined), for the Zap to map into the project's notes.
     """
     phone = client.phone.split(";ext=", 1)[0] if client.phone else None
-    return {
+    out: dict[str, Any] = {
         "idempotency_key": idempotency_key,
         "wedsync_reference": idempotency_key,
         "source": source,
@@ -355,6 +357,11 @@ def create_project_payload(client: ClientRecord, wedding: WeddingRecord, idempot
         "client_phone": phone,
         "lead_source": (client.custom_fields or {}).get("lead_source") or source,
     }
+    described = [" ".join(x for x in (" ".join(p for p in (o.first_name, o.last_name) if p) or o.display_name,
+                                      f"<{o.email}>" if o.email else None) if x) for o in others]
+    if any(described):
+        out["other_clients"] = "; ".join(d for d in described if d)
+    return out
 
 
 # --- the connector shape of a product reached only through Zaps and CSV files ------------------------------
