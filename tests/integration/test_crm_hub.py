@@ -629,3 +629,43 @@ async def test_a_country_typed_in_a_csv_is_the_iso_code_workspace_stores(any_hub
     assert hub.crm.get_client(v.id, person_of(hub, seventeen, "17h-502"))["address"]["country"] == "US"
     rows = list(csv.reader(io.StringIO(b"".join(hub.crm.export_csv(v.id, "17hats")).decode())))
     assert sorted(r[10] for r in rows[1:]) == ["BR", "US"]  # read back by 17hats' import as the same country
+
+
+async def test_venues_and_vendor_companies_in_the_address_book_are_not_clients(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Workspace's address book holds venues (``kind: location``) and vendor companies beside people: "The Drake
+    Hotel" became a unified client and a client-export row with no name (probe). Such entries are kept as
+    source records, without a unified client, out of matching and out of client exports."""
+    hub = any_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 6, "jobs": 2}, timeout=30).raise_for_status()
+    api = f"{sandbox}/{SLUG}/api/v2"
+    for body in ({"kind": "location", "name": "The Drake Hotel", "email": "events@thedrake.example",
+                  "address": {"streetAddress": "140 E Walton Pl", "city": "Chicago", "country": "US"}},
+                 {"kind": "company", "name": "Bloom & Vine Florals", "email": "hello@bloomvine.example"}):
+        httpx.post(f"{api}/address-book", json=body, headers={"X-API-KEY": KEY}, timeout=30).raise_for_status()
+    v = hub.tenancy.create_vendor("Drake Weddings")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=api)
+    run = hub.sync.create_run(v.id, tave.id, "full")
+    summary = await drive_run(run.id, DirectSteps(hub.sync))
+    await hub.connections.aclose()
+    assert summary["status"] == "succeeded", summary
+    with hub.db.read() as s:
+        kinds = {r.kind: r for r in s.execute(select(Client).where(Client.connection_id == tave.id)).scalars()}
+        by_kind = {k: [r.crm_client_id for r in s.execute(select(Client).where(
+            Client.connection_id == tave.id, Client.kind == k)).scalars()] for k in kinds}
+    assert set(by_kind) == {"person", "location", "company"}
+    assert by_kind["location"] == [None] and by_kind["company"] == [None]  # kept, not a client
+    assert all(by_kind["person"]) and count(hub, CrmClient, vendor_id=v.id) == len(set(by_kind["person"]))
+    names = {c["display_name"] for c in hub.crm.list_clients(v.id, limit=100)[0]}
+    assert "The Drake Hotel" not in names and "Bloom & Vine Florals" not in names
+    for exported in (hub.crm.export_csv(v.id, "honeybook"), hub.crm.export_csv(v.id, "honeybook",
+                                                                               connection_id=tave.id)):
+        rows = list(csv.reader(io.StringIO(b"".join(exported).decode())))[1:]
+        assert len(rows) == len(by_kind["person"]) and all(r[0] or r[1] for r in rows)  # every row a named person
+    # a person created in Workspace later joins as usual (the venue is no candidate for her)
+    httpx.post(f"{api}/address-book", json={"kind": "person", "firstName": "Mina", "lastName": "Drake",
+                                            "email": "events@thedrake.example"},
+               headers={"X-API-KEY": KEY}, timeout=30).raise_for_status()
+    run = hub.sync.create_run(v.id, tave.id, "full")
+    assert (await drive_run(run.id, DirectSteps(hub.sync)))["status"] == "succeeded"
+    await hub.connections.aclose()
+    assert count(hub, CrmClient, vendor_id=v.id) == len(by_kind["person"]) + 1

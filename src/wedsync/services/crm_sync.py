@@ -153,6 +153,16 @@ def prepare(records: Iterable[Any], *, clients: bool, region: str | None) -> dic
     return out
 
 
+#: the address-book kinds that are people who can be a couple (VSCO Workspace's ``Contact.kind`` is one of
+#: person, company, employee, location; every other channel's records are people)
+PERSON_KINDS = frozenset({"person"})
+
+
+def is_person(values: Mapping[str, Any]) -> bool:
+    """Whether a source record is a person who can be a client (see ``PERSON_KINDS``)."""
+    return (values.get("kind") or "person") in PERSON_KINDS
+
+
 def carried_address(values: dict[str, Any], base: Mapping[str, Any] | None, local: Mapping[str, Any]
                     ) -> dict[str, Any]:
     """``values`` with its address completed by the unified address's parts that neither it nor ``base`` (the
@@ -422,10 +432,23 @@ class CrmResolver:
         mapping = self.mapping(conn, connection_id)
         book = self.policies(conn, vendor_id)
 
-        resolve: list[tuple[dict[str, Any], Any]] = [(v, None) for v in inserts]
+        # Only people become clients: a VSCO address-book entry of another kind (a venue's ``location``, a
+        # vendor's ``company`` or one of its ``employee``s) is kept as a source record without a unified client,
+        # so it is never a couple, a match candidate or a row of a client export.
+        resolve: list[tuple[dict[str, Any], Any]] = []
+        for v in inserts:
+            if is_person(v):
+                resolve.append((v, None))
+            else:
+                v["crm_client_id"] = None  # every row of one insert names the same columns
         merge: list[tuple[dict[str, Any], Any]] = []
         for values, old in updates:
-            (merge if old.crm_client_id else resolve).append((values, old))
+            if old.crm_client_id:
+                merge.append((values, old))
+            elif is_person(values):
+                resolve.append((values, old))
+        if not resolve and not merge:
+            return stats
 
         echoes = self._echoes(conn, [old.id for _, old in merge]) if merge else {}
         feats: list[Features] = []
@@ -1552,22 +1575,25 @@ class CrmService:
             with self.db.read() as s:
                 if connection_id:
                     self.connection(vendor_id, connection_id)
-                    src = list(s.execute(select(Client).where(
+                    batch = list(s.execute(select(Client).where(
                         Client.connection_id == connection_id, Client.deleted_at.is_(None), Client.id > after)
                         .order_by(Client.id).limit(1000)).scalars())
-                    if not src:
+                    if not batch:
                         return
-                    after = src[-1].id
+                    after = batch[-1].id
+                    src = [r for r in batch if r.kind in PERSON_KINDS]  # a venue or a vendor is no client row
                     wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src], firsts)
                     for r in src:
                         yield ClientRecord(**_values_of_row(r)), wed.get(r.remote_id)
                     continue
-                people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
-                                                                CrmClient.id > after)
-                                        .order_by(CrmClient.id).limit(1000)).scalars())
-                if not people:
+                batch_people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
+                                                                      CrmClient.id > after)
+                                              .order_by(CrmClient.id).limit(1000)).scalars())
+                if not batch_people:
                     return
-                after = people[-1].id
+                after = batch_people[-1].id
+                # a unified client made from a venue or vendor entry before they were kept out: not exported
+                people = [p for p in batch_people if p.kind in PERSON_KINDS]
                 links = s.execute(select(Client.crm_client_id, Client.connection_id, Client.remote_id,
                                          Client.provider, Client.remote_created_at).where(
                     Client.crm_client_id.in_([p.id for p in people]), Client.deleted_at.is_(None))
