@@ -20,7 +20,7 @@ from wedsync.errors import Conflict, InvalidInput, WedsyncError
 from wedsync.services.crm_sync import DirectImportSteps, drive_import
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.services.webhook_inbox import InboxRow
-from wedsync.store.tables import Client, Connection, new_id
+from wedsync.store.tables import Client, Connection, Wedding, new_id
 from wedsync.store.tables_crm import CrmClient
 
 SLUG = "vsco-workspace"
@@ -669,3 +669,46 @@ async def test_venues_and_vendor_companies_in_the_address_book_are_not_clients(a
     assert (await drive_run(run.id, DirectSteps(hub.sync)))["status"] == "succeeded"
     await hub.connections.aclose()
     assert count(hub, CrmClient, vendor_id=v.id) == len(by_kind["person"]) + 1
+
+
+@pytest.mark.parametrize("hook_first", [False, True])
+async def test_a_honeybook_project_from_a_csv_and_from_a_hook_is_one_wedding(any_hub, hook_first) -> None:  # type: ignore[no-untyped-def]
+    """The CSV has no project id (``csvp-`` + hash of client, name and date), the "New Project Booked" hook has
+    one (``hb-job-PRJ9``): the same project imported both ways had become two weddings (probe). Either order,
+    and the file imported again, gives one wedding under the hook's id; a project of another date stays apart."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("One Project Studio")
+    hb = csv_connection(hub, v.id)
+    data = hb_csv([hb_row("Renée", "Marc", "renee@example.com", "", "Renée & Marc Wedding", "06/14/2027"),
+                   hb_row("Ida", "Holm", "ida@example.com", "", "Ida & Bo Wedding", "07/01/2027")])
+    hook = {"event": "project.booked", "event_id": "b1", "project_id": "PRJ9", "project_name": "Renée & Marc Wedding",
+            "project_date": "2027-06-14", "client_first_name": "Renée", "client_last_name": "Marc",
+            "client_email": "renee@example.com", "occurred_at": "2026-10-02T10:00:00Z"}
+    other = {**hook, "event_id": "b2", "project_id": "PRJ10", "project_date": "2028-06-14"}  # another date
+
+    def ingest(body: dict[str, Any], n: int) -> str:
+        return str(hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
+                                               event_id=f"e{n}", event_type=None, record_id=None,
+                                               body=json.dumps(body).encode(), received_at=T0, attempts=0)))
+
+    if hook_first:
+        ingest(hook, 1)
+    assert (await import_file(hub, v.id, data))["status"] == "succeeded"
+    if not hook_first:
+        ingest(hook, 1)
+    assert (await import_file(hub, v.id, data))["status"] == "succeeded"  # the same file again
+    ingest(other, 2)
+    with hub.db.read() as s:
+        weddings = sorted((w.remote_id.rsplit("-", 1)[0], w.name, w.event_date.isoformat() if w.event_date else None)
+                          for w in s.execute(select(Wedding).where(Wedding.connection_id == hb,
+                                                                   Wedding.deleted_at.is_(None))).scalars())
+    assert weddings == [("csvp", "Ida & Bo Wedding", "2027-07-01"), ("hb-job", "Renée & Marc Wedding", "2027-06-14"),
+                        ("hb-job", "Renée & Marc Wedding", "2028-06-14")]
+    renee = person_of(hub, hb, next(iter(_hb_client_ids(hub, hb, "renee@example.com"))))
+    assert len(hub.crm.get_client(v.id, renee)["weddings"]) == 2
+
+
+def _hb_client_ids(hub: Any, connection_id: str, email: str) -> set[str]:
+    with hub.db.read() as s:
+        return set(s.execute(select(Client.remote_id).where(Client.connection_id == connection_id,
+                                                            Client.email == email)).scalars())

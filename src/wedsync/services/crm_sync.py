@@ -1486,7 +1486,8 @@ class CrmService:
                         "replayed": True}
             created, updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", list(clients.values()),
                                                        evidence=evidence, stats=stats)
-            w_created, w_updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "jobs", list(weddings.values()))
+            w_created, w_updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "jobs",
+                                                           self._same_projects(c, conn.id, list(weddings.values())))
             if errors:
                 c.execute(insert(CrmImportError.__table__), errors)  # type: ignore[arg-type]
             c.execute(insert(chunks).values(
@@ -1675,6 +1676,45 @@ class CrmService:
                           **options)
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
+    @staticmethod
+    def _same_projects(c: SAConnection, connection_id: str, weddings: list[WeddingRecord]) -> list[WeddingRecord]:
+        """One project however it arrives: a CSV row's project (no id column: ``csvp-`` + hash of client, name
+        and date) and a hook's project with the product's id (``hb-job-PRJ9``) for the same client, with the same
+        name (normalized) and date, are one wedding. The hook's id wins: a stored ``csvp-`` wedding takes it when
+        the hook arrives, and a later import of the row updates the wedding under it. Only an exact match of
+        all three is the same project (a name or date that differs, or two hook projects alike, stay apart)."""
+        from dataclasses import replace
+
+        from wedsync.connectors.channels.csv_layouts import project_hash_id
+
+        wt: Table = Wedding.__table__  # type: ignore[assignment]
+        out: list[WeddingRecord] = []
+        for w in weddings:
+            if not w.client_remote_ids or not w.name or w.event_date is None or w.remote_id.startswith("zapp-"):
+                out.append(w)
+                continue
+            csv_id = project_hash_id(w.client_remote_ids[0], w.name, w.event_date)
+            stored = c.execute(select(wt.c.id).where(wt.c.connection_id == connection_id,
+                                                     wt.c.remote_id == w.remote_id)).first()
+            if stored is not None:
+                out.append(w)
+                continue
+            if w.remote_id == csv_id:  # a CSV row's project: is it a hook's project already?
+                found = [r.remote_id for r in c.execute(select(
+                    wt.c.remote_id, wt.c.name, wt.c.event_date, wt.c.client_remote_ids).where(
+                        wt.c.connection_id == connection_id, wt.c.event_date == w.event_date,
+                        wt.c.deleted_at.is_(None), ~wt.c.remote_id.startswith("csvp-"),
+                        ~wt.c.remote_id.startswith("zapp-")))
+                    if r.client_remote_ids and r.name
+                    and project_hash_id(r.client_remote_ids[0], r.name, r.event_date) == csv_id]
+                if len(found) == 1:
+                    w = replace(w, remote_id=found[0])
+            elif not w.remote_id.startswith("csvp-"):  # a hook's project: imported from a CSV before?
+                c.execute(update(wt).where(wt.c.connection_id == connection_id, wt.c.remote_id == csv_id,
+                                           wt.c.deleted_at.is_(None)).values(remote_id=w.remote_id))
+            out.append(w)
+        return out
+
     def ingest_zap(self, row: Any) -> str:
         """A verified hook from the inbox: the client (and project) it carries, upserted like a sync page.
         Ordered per record: an event older than what we hold (its ``occurred_at``) never overwrites it."""
@@ -1706,6 +1746,7 @@ class CrmService:
                 result = "created" if created else "updated" if updated else result
             if event.wedding is not None:
                 wedding = replace(event.wedding, remote_modified_at=event.wedding.remote_modified_at or at)
+                (wedding,) = self._same_projects(c, row.connection_id, [wedding])
                 created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "jobs", [wedding])
                 if result == "unchanged":
                     result = "created" if created else "updated" if updated else result

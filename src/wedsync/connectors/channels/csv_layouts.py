@@ -52,6 +52,7 @@ __all__ = [
     "normalize_country",
     "parse_csv",
     "parse_guest_count",
+    "project_hash_id",
     "split_full_name",
 ]
 
@@ -492,6 +493,14 @@ def client_hash_id(email: str | None, first: str | None, last: str | None, prefi
     return prefix + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
 
 
+def project_hash_id(client_remote_id: str, name: str | None, event_date: date | None) -> str:
+    """The remote id of a CSV row's project when the layout has no project id column: ``"csvp-"`` + a hash of
+    the client's remote id, the normalized project name and the date (the same row imported again is the same
+    project; a hook's project with its own id is matched to it by this, ``CrmService``)."""
+    basis = f"{client_remote_id}|{_norm_name(name)}|{event_date.isoformat() if event_date else ''}"
+    return "csvp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+
+
 def split_full_name(full: str) -> tuple[str | None, str | None]:
     """(first, last) of a one-cell name: ``"Lastname, Firstname"`` when it has a comma, else the first word and
     the rest. CSV rows and hooks both read names with it, so the same person gets the same name (and hash id)
@@ -786,8 +795,7 @@ def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientR
     if project_id:
         remote_id = f"{spec.id_prefix}job-{project_id}"
     else:
-        basis = f"{client.remote_id}|{_norm_name(name)}|{event_date.isoformat() if event_date else ''}"
-        remote_id = "csvp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+        remote_id = project_hash_id(client.remote_id, name, event_date)
     custom: dict[str, Any] = {k: values[k] for k in ("venue", "lead_source") if k in values}
     return WeddingRecord(remote_id=remote_id, name=name, event_date=event_date, stage=values.get("stage"),
                          guest_count=guests, job_type=values.get("project_type"),
