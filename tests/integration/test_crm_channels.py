@@ -510,3 +510,49 @@ async def test_a_failing_catch_hook_never_shows_its_secret_path(answer: Any) -> 
         await connector.aclose()
     text = f"{type(err.value).__name__}: {err.value}"
     assert "honeybook" in text and "s3cr3tPathToken" not in text, text
+
+
+async def test_a_17hats_booking_whose_event_type_is_wedding_is_accepted_as_a_booking(
+        hub: Any, api: httpx.AsyncClient) -> None:
+    """``event_type: "Wedding"`` is the project's type: the hook was refused, 422 "unknown event 'Wedding'"."""
+    from sqlalchemy import select
+
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+    from wedsync.store.tables import WebhookEvent
+
+    vendor = hub.tenancy.create_vendor("Lee Studio")
+    conn = hub.connections.create(vendor.id, "17hats", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    raw = json.dumps({"event_id": "e1", "project_id": "P77", "project_name": "Lee Wedding",
+                      "event_date": "08/21/2027", "event_type": "Wedding", "contact_id": "2001",
+                      "first_name": "Mina", "email": "mina.lee@example.com"}).encode()
+    r = await api.post(f"/webhooks/17hats/{conn.id}", content=raw,
+                       headers={**ZapierScheme.sign(raw, secret), "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    with hub.db.read() as s:
+        stored = s.execute(select(WebhookEvent.event_id, WebhookEvent.event_type)).all()
+    assert [tuple(x) for x in stored] == [("e1", "project.booked")]  # the event read, not the type's text
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/api.php", "/api.php/", "/API.php"])
+async def test_light_blue_base_url_may_be_the_site_or_the_endpoint(sandbox: FastAPI, suffix: str) -> None:
+    """The endpoint as Light Blue documents it (``.../api.php``) given as the base URL: every push had gone to
+    ``/light-blue/api.php/api.php`` (404), for good."""
+    emulator = sandbox.state.emulators["light-blue"]
+    connector = LightBlueConnector(api_key=LB_KEY, base_url=f"{BASE}/light-blue{suffix}",
+                                   transport=httpx.ASGITransport(app=sandbox), account_key=f"lb-url{suffix}")
+    client = ClientRecord(remote_id="c", first_name="Ana", last_name="Lima", email="ana@example.com")
+    try:
+        result = await connector.push_inquiry(client, reference=f"ws:url{suffix}")
+    finally:
+        await connector.aclose()
+    assert (result.status, result.duplicate) == (0, False)
+    assert [e["ID"] for e in emulator.inbox.records.values()] == [f"ws:url{suffix}"]
+
+
+def test_a_light_blue_connection_given_the_documented_endpoint_stores_the_site(hub: Any) -> None:
+    vendor = hub.tenancy.create_vendor("Blue Studio")
+    conn = hub.connections.create(vendor.id, "light-blue", credentials={"api_key": "k"},
+                                  base_url="https://online.lightbluesoftware.com/api.php")
+    assert conn.base_url == "https://online.lightbluesoftware.com"  # the default: trusted, no DNS at connect

@@ -20,7 +20,7 @@ from wedsync.errors import Conflict, InvalidInput, WedsyncError
 from wedsync.services.crm_sync import DirectImportSteps, drive_import
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.services.webhook_inbox import InboxRow
-from wedsync.store.tables import Client, Connection, new_id
+from wedsync.store.tables import Client, Connection, Wedding, new_id
 from wedsync.store.tables_crm import CrmClient
 
 SLUG = "vsco-workspace"
@@ -602,3 +602,113 @@ async def test_an_export_reads_each_connections_weddings_once(any_hub) -> None: 
                         "ORDER BY id LIMIT 1000"):
                 plan = " ".join(str(r[-1]) for r in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
                 assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_country_typed_in_a_csv_is_the_iso_code_workspace_stores(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A 17hats row saying "Brazil" for a Tave client whose address says "BR" is the same address: it opened an
+    address conflict for every such client, and accepting it dropped the country on the write-back (probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Brasil Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    address = {"streetAddress": "Rua Augusta 1", "city": "São Paulo", "postalCode": "01305-000", "country": "BR"}
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord("v0", first_name="Bruna", last_name="Costa", email="bruna@x.com", phone="+5516965849521",
+                         address=address, remote_modified_at=T0)])
+    header = ("Contact ID,First Name,Last Name,Email,Phone,Company,Street,City,State,Zip,Country,Project,"
+              "Event Date,Status,Lead Source,Created On\r\n")
+    data = (header + "501,Bruna,Costa,bruna@x.com,(16) 96584-9521,,Rua Augusta 1,São Paulo,,01305-000,Brazil,"
+            ",,,,\r\n502,Ava,Reed,ava@x.com,(415) 555-0134,,1 Market St,San Francisco,CA,94105,United States,"
+            ",,,,\r\n").encode()
+    job = hub.crm.create_import(v.id, "17hats", data, filename="contacts.csv", chunk_size=10)
+    done = await drive_import(job["id"], DirectImportSteps(hub.crm))
+    assert (done["status"], done["created"], done["merged"], done["conflicts"]) == ("succeeded", 2, 1, 0), done
+    assert hub.crm.list_conflicts(v.id) == [] and hub.crm.list_conflicts(v.id, status="auto") == []
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v0"))["address"] == address
+    seventeen = hub.crm.connection_for(v.id, "17hats").id
+    assert hub.crm.get_client(v.id, person_of(hub, seventeen, "17h-502"))["address"]["country"] == "US"
+    rows = list(csv.reader(io.StringIO(b"".join(hub.crm.export_csv(v.id, "17hats")).decode())))
+    assert sorted(r[10] for r in rows[1:]) == ["BR", "US"]  # read back by 17hats' import as the same country
+
+
+async def test_venues_and_vendor_companies_in_the_address_book_are_not_clients(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Workspace's address book holds venues (``kind: location``) and vendor companies beside people: "The Drake
+    Hotel" became a unified client and a client-export row with no name (probe). Such entries are kept as
+    source records, without a unified client, out of matching and out of client exports."""
+    hub = any_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 6, "jobs": 2}, timeout=30).raise_for_status()
+    api = f"{sandbox}/{SLUG}/api/v2"
+    for body in ({"kind": "location", "name": "The Drake Hotel", "email": "events@thedrake.example",
+                  "address": {"streetAddress": "140 E Walton Pl", "city": "Chicago", "country": "US"}},
+                 {"kind": "company", "name": "Bloom & Vine Florals", "email": "hello@bloomvine.example"}):
+        httpx.post(f"{api}/address-book", json=body, headers={"X-API-KEY": KEY}, timeout=30).raise_for_status()
+    v = hub.tenancy.create_vendor("Drake Weddings")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=api)
+    run = hub.sync.create_run(v.id, tave.id, "full")
+    summary = await drive_run(run.id, DirectSteps(hub.sync))
+    await hub.connections.aclose()
+    assert summary["status"] == "succeeded", summary
+    with hub.db.read() as s:
+        kinds = {r.kind: r for r in s.execute(select(Client).where(Client.connection_id == tave.id)).scalars()}
+        by_kind = {k: [r.crm_client_id for r in s.execute(select(Client).where(
+            Client.connection_id == tave.id, Client.kind == k)).scalars()] for k in kinds}
+    assert set(by_kind) == {"person", "location", "company"}
+    assert by_kind["location"] == [None] and by_kind["company"] == [None]  # kept, not a client
+    assert all(by_kind["person"]) and count(hub, CrmClient, vendor_id=v.id) == len(set(by_kind["person"]))
+    names = {c["display_name"] for c in hub.crm.list_clients(v.id, limit=100)[0]}
+    assert "The Drake Hotel" not in names and "Bloom & Vine Florals" not in names
+    for exported in (hub.crm.export_csv(v.id, "honeybook"), hub.crm.export_csv(v.id, "honeybook",
+                                                                               connection_id=tave.id)):
+        rows = list(csv.reader(io.StringIO(b"".join(exported).decode())))[1:]
+        assert len(rows) == len(by_kind["person"]) and all(r[0] or r[1] for r in rows)  # every row a named person
+    # a person created in Workspace later joins as usual (the venue is no candidate for her)
+    httpx.post(f"{api}/address-book", json={"kind": "person", "firstName": "Mina", "lastName": "Drake",
+                                            "email": "events@thedrake.example"},
+               headers={"X-API-KEY": KEY}, timeout=30).raise_for_status()
+    run = hub.sync.create_run(v.id, tave.id, "full")
+    assert (await drive_run(run.id, DirectSteps(hub.sync)))["status"] == "succeeded"
+    await hub.connections.aclose()
+    assert count(hub, CrmClient, vendor_id=v.id) == len(by_kind["person"]) + 1
+
+
+@pytest.mark.parametrize("hook_first", [False, True])
+async def test_a_honeybook_project_from_a_csv_and_from_a_hook_is_one_wedding(any_hub, hook_first) -> None:  # type: ignore[no-untyped-def]
+    """The CSV has no project id (``csvp-`` + hash of client, name and date), the "New Project Booked" hook has
+    one (``hb-job-PRJ9``): the same project imported both ways had become two weddings (probe). Either order,
+    and the file imported again, gives one wedding under the hook's id; a project of another date stays apart."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("One Project Studio")
+    hb = csv_connection(hub, v.id)
+    data = hb_csv([hb_row("Renée", "Marc", "renee@example.com", "", "Renée & Marc Wedding", "06/14/2027"),
+                   hb_row("Ida", "Holm", "ida@example.com", "", "Ida & Bo Wedding", "07/01/2027")])
+    hook = {"event": "project.booked", "event_id": "b1", "project_id": "PRJ9", "project_name": "Renée & Marc Wedding",
+            "project_date": "2027-06-14", "client_first_name": "Renée", "client_last_name": "Marc",
+            "client_email": "renee@example.com", "occurred_at": "2026-10-02T10:00:00Z"}
+    other = {**hook, "event_id": "b2", "project_id": "PRJ10", "project_date": "2028-06-14"}  # another date
+
+    def ingest(body: dict[str, Any], n: int) -> str:
+        return str(hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
+                                               event_id=f"e{n}", event_type=None, record_id=None,
+                                               body=json.dumps(body).encode(), received_at=T0, attempts=0)))
+
+    if hook_first:
+        ingest(hook, 1)
+    assert (await import_file(hub, v.id, data))["status"] == "succeeded"
+    if not hook_first:
+        ingest(hook, 1)
+    assert (await import_file(hub, v.id, data))["status"] == "succeeded"  # the same file again
+    ingest(other, 2)
+    with hub.db.read() as s:
+        weddings = sorted((w.remote_id.rsplit("-", 1)[0], w.name, w.event_date.isoformat() if w.event_date else None)
+                          for w in s.execute(select(Wedding).where(Wedding.connection_id == hb,
+                                                                   Wedding.deleted_at.is_(None))).scalars())
+    assert weddings == [("csvp", "Ida & Bo Wedding", "2027-07-01"), ("hb-job", "Renée & Marc Wedding", "2027-06-14"),
+                        ("hb-job", "Renée & Marc Wedding", "2028-06-14")]
+    renee = person_of(hub, hb, next(iter(_hb_client_ids(hub, hb, "renee@example.com"))))
+    assert len(hub.crm.get_client(v.id, renee)["weddings"]) == 2
+
+
+def _hb_client_ids(hub: Any, connection_id: str, email: str) -> set[str]:
+    with hub.db.read() as s:
+        return set(s.execute(select(Client.remote_id).where(Client.connection_id == connection_id,
+                                                            Client.email == email)).scalars())

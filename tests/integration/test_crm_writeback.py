@@ -651,3 +651,69 @@ async def test_two_drains_and_a_dead_drain_never_write_twice(hub_api, lossy_sand
     assert len(jobs) == 1
     assert {lk["contactId"] for lk in emulator.job_contacts.records.values() if lk["jobId"] == jobs[0]["id"]} == {
         p.remote_id for p in people}
+
+
+async def test_a_honeybook_booking_goes_out_through_the_create_project_zap_once(hub_api) -> None:  # type: ignore[no-untyped-def]
+    """HoneyBook advertised write ``projects`` and a ``create_project_hook_url`` credential, yet a booking at a
+    HoneyBook connection was 422 ``not_writable``. Now one ``create_project`` outbox row POSTs it to the catch
+    hook; the first answer is held past the hub's timeout, the retry carries the same key and the Zap's Storage
+    step drops it (one project), and the project's "New Project Booked" echo brings it back as a wedding."""
+    from wedsync.connectors import http as http_layer
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.sandbox.app import create_sandbox_app
+    from wedsync.sandbox.honeybook import CATCH_HOOK_PATH
+    from wedsync.sandbox.server import start_sandbox_in_thread
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    hub, api = hub_api
+    http_layer._breakers.pop("honeybook", None)  # process-wide: other tests' failing catch hooks may have opened it
+    app = create_sandbox_app(seed=5)
+    url, stop = start_sandbox_in_thread(port=0, app=app)
+    emulator = app.state.emulators["honeybook"]
+    try:
+        v = hub.tenancy.create_vendor("Zap Bookings")
+        _, key = hub.tenancy.create_key(v.id)
+        bare = hub.connections.create(v.id, "honeybook", credentials={})
+        hb = hub.connections.create(v.id, "honeybook",
+                                    credentials={"create_project_hook_url": f"{url}/honeybook{CATCH_HOOK_PATH}"})
+        secret = hub.connections.credentials(hb)[WEBHOOK_SECRET]
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, hb.id, "contacts", [
+                ClientRecord("h1", first_name="Aroha", last_name="Ngata", email="aroha@example.nz",
+                             phone="+64211234567", remote_modified_at=T0),
+                ClientRecord("h2", first_name="Wiremu", last_name="Pene", email="wiremu@example.nz",
+                             remote_modified_at=T0)])
+        aroha, wiremu = person_of(hub, hb.id, "h1"), person_of(hub, hb.id, "h2")
+        body = {"client_ids": [aroha, wiremu], "name": "Aroha & Wiremu", "event_date": "2027-02-13",
+                "guest_count": 110, "job_type": "Wedding"}
+        r = await api.post(f"/api/crm/connections/{bare.id}/weddings", headers=auth(key), json=body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_writable"  # no catch hook: says so
+        assert "create_project_hook_url" in r.text
+        await emulator.mutate({"catch_hook": {"hold_seconds": 1.5, "times": 1},
+                               "zap": {"url": f"http://127.0.0.1:9/webhooks/honeybook/{hb.id}", "secret": secret}})
+        hub.connections.http_timeout = 0.4
+        r = await api.post(f"/api/crm/connections/{hb.id}/weddings", headers=auth(key), json=body)
+        assert r.status_code == 202, r.text
+        row = r.json()
+        assert (row["op"], row["status"], row["contacts"]) == ("create_project", "pending", [])
+        await drain(hub)
+        done = outbox(hub, row["id"])
+        assert done.status == "done", done.last_error
+        requests = list(emulator.catch_requests.records.values())
+        assert len(requests) >= 2 and {r["idempotency_key"] for r in requests} == {done.idempotency_key}
+        (project,) = emulator.projects_created_by_zap()
+        assert (project["name"], project["date"]) == ("Aroha & Wiremu", "2027-02-13")
+        sent = requests[0]["body"]
+        assert (sent["client_email"], sent["other_clients"]) == ("aroha@example.nz", "Wiremu Pene <wiremu@example.nz>")
+        assert done.payload["result"]["request_id"] in {r["id"] for r in requests}
+        # the Zap's "New Project Booked" fires back with our reference: the project becomes the couple's wedding
+        await emulator.webhooks.drain(within=10)
+        (echo,) = [d.body for d in emulator.webhooks.log if b"project.booked" in d.body]
+        assert ZapierScheme().verify(echo, ZapierScheme.sign(echo, secret), secret).event_id
+        row_in = InboxRow(id=1, vendor_id=v.id, connection_id=hb.id, provider="honeybook", event_id="echo",
+                          event_type="project.booked", record_id=None, body=echo, received_at=utcnow(), attempts=0)
+        hub.crm.ingest_zap(row_in)
+        weddings = hub.crm.get_client(v.id, aroha)["weddings"]
+        assert [(w["name"], w["event_date"]) for w in weddings] == [("Aroha & Wiremu", "2027-02-13")]
+    finally:
+        stop()

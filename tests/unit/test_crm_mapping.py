@@ -8,7 +8,7 @@ import pytest
 
 from wedsync.connectors.crm.vsco_workspace import map_contact, map_job
 from wedsync.connectors.errors import SchemaMismatch
-from wedsync.domain.crm import normalize_email, normalize_phone
+from wedsync.domain.crm import ClientRecord, normalize_email, normalize_phone
 
 
 def test_map_person() -> None:
@@ -81,3 +81,26 @@ def test_normalize_phone(raw: str, region: str | None, expected: str | None) -> 
 def test_normalize_email() -> None:
     assert normalize_email("  A@B.CO ") == "a@b.co"
     assert normalize_email("") is None
+
+
+@pytest.mark.parametrize(("country", "sent"), [("BR", "BR"), ("br", "BR"), ("Brazil", "BR"),
+                                              ("United States", "US"), ("USA", "US")])
+def test_the_address_country_goes_to_workspace_as_its_iso_code(country: str, sent: str) -> None:
+    """Workspace's ``Address.country`` is two letters: a country stored as typed ("Brazil", a client accepted
+    from a CSV before countries were normalized) was left out of the body, erasing the contact's country."""
+    from wedsync.connectors.crm.vsco_workspace import contact_body
+
+    client = ClientRecord("c1", first_name="Bruna", address={"city": "Recife", "country": country})
+    assert contact_body(client)["address"] == {"city": "Recife", "country": sent}
+    assert contact_body(client, fields={"address"})["address"]["country"] == sent
+
+
+def test_an_unknown_country_is_refused_by_the_workspace_write_not_dropped() -> None:
+    from wedsync.connectors.crm.vsco_workspace import contact_body
+    from wedsync.connectors.errors import Fatal
+
+    client = ClientRecord("c1", first_name="Bruna", address={"city": "Poseidonis", "country": "Atlantis"})
+    with pytest.raises(Fatal) as refused:
+        contact_body(client, fields={"address"})
+    assert refused.value.code == "unsupported_country" and "Atlantis" in str(refused.value)
+    assert "address" not in contact_body(client, fields={"email"})  # a write of other fields is not held up

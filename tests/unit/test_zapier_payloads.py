@@ -159,3 +159,64 @@ def test_product_connectors_read_hooks_and_files(slug: str) -> None:
     assert data.startswith(",".join(LAYOUTS[slug].headers).encode())
     (row,) = connector.parse_csv(data)  # type: ignore[attr-defined]
     assert row.client is not None and row.client.email == "ana@example.com"
+
+
+# --- probe findings: event_type as a project type, country codes, hook and CSV parse alike ------------------
+
+
+def test_event_type_naming_a_project_type_is_the_project_type_not_the_event() -> None:
+    """17hats' booking trigger sends ``event_type: "Wedding"`` (the project's type): it was read as the hook's
+    event and the hook refused (422 "unknown event 'Wedding'")."""
+    raw = body(event_id="e1", project_id="P77", project_name="Lee Wedding", event_date="08/21/2027",
+               event_type="Wedding", contact_id="2001", first_name="Mina", email="mina.lee@example.com")
+    ev = parse_zap_event("17hats", raw)
+    assert ev.kind == "project.booked" and ev.wedding is not None
+    assert (ev.wedding.remote_id, ev.wedding.job_type, ev.wedding.event_date) == (
+        "17h-job-P77", "Wedding", date(2027, 8, 21))
+    assert ZapierScheme().verify(raw, ZapierScheme.sign(raw, "s"), "s").event_id == "e1"
+
+
+def test_event_type_naming_an_event_is_the_event_and_an_explicit_event_wins() -> None:
+    ev = parse_zap_event("17hats", body(event_type="Client Created", contact_id="1", first_name="Ana",
+                                        email="ana@example.com", project_name="Ana Wedding"))
+    assert ev.kind == "client.created"  # project fields present, but the event says what it is
+    ev = parse_zap_event("17hats", body(event_type="project.booked", project_id="9", email="ana@example.com"))
+    assert ev.kind == "project.booked" and ev.wedding is not None and ev.wedding.job_type is None
+    ev = parse_zap_event("17hats", body(event="new_contact", event_type="Wedding", contact_id="1",
+                                        email="ana@example.com", project_name="Ana Wedding"))
+    assert ev.kind == "client.created"
+    with pytest.raises(InvalidInput) as err:  # an explicit event we do not know is still refused
+        parse_zap_event("17hats", body(event="invoice.paid", event_type="Wedding", email="ana@example.com"))
+    assert err.value.code == "bad_payload"
+
+
+@pytest.mark.parametrize(("typed", "stored"), [
+    ("Brazil", "BR"), ("USA", "US"), ("United States", "US"), ("br", "BR"), ("Deutschland", "DE"),
+    ("  Atlantis  ", "Atlantis"),  # not a country we know: kept as typed, never dropped
+])
+def test_hook_country_is_stored_as_the_iso_code_workspace_uses(typed: str, stored: str) -> None:
+    ev = parse_zap_event("17hats", body(event="new_contact", contact_id="1", first_name="Ana",
+                                        email="ana@example.com", city="Recife", country=typed))
+    assert ev.client is not None and ev.client.address == {"city": "Recife", "country": stored}
+
+
+def test_hook_and_csv_read_a_one_cell_name_and_a_guest_count_alike() -> None:
+    """Studio Ninja's "Nguyen, Linh" was first "Nguyen," last "Linh" from a hook (Linh Nguyen from its CSV);
+    Iris Works' "1,150" guests were dropped from a hook (1150 from its CSV)."""
+    ev = parse_zap_event("studio-ninja", body(event="client.created", client_id="44", client_name="Nguyen, Linh",
+                                              client_email="linh@example.com"))
+    row = next(parse_csv(b"Client ID,Client Name,Email Address\n44,\"Nguyen, Linh\",linh@example.com\n",
+                         "studio-ninja"))
+    assert ev.client is not None and row.client is not None
+    assert (ev.client.first_name, ev.client.last_name) == (row.client.first_name, row.client.last_name) == (
+        "Linh", "Nguyen")
+    ev = parse_zap_event("iris-works", body(event="project.booked", job_id="7", job_name="Big Day",
+                                            contact_id="3", primary_email="a@example.com", guest_count="1,150"))
+    row = next(parse_csv(b"Contact Id,Last Name,Primary Email,Job Name,Guest Count\n3,Ames,a@example.com,"
+                         b"Big Day,\"1,150\"\n", "iris-works"))
+    assert ev.wedding is not None and row.wedding is not None
+    assert ev.wedding.guest_count == row.wedding.guest_count == 1150
+    ev = parse_zap_event("iris-works", body(event="project.booked", job_id="7", primary_email="a@example.com",
+                                            guest_count="about 150"))
+    assert ev.wedding is not None and ev.wedding.guest_count is None
+    assert ev.wedding.custom_fields["guest_count_as_sent"] == "about 150"  # no row report: kept as sent

@@ -98,5 +98,11 @@ class Connector:
         than when the connector is first built; the field names were already checked."""
         return None
 
+    @classmethod
+    def normalize_base_url(cls, base_url: str) -> str:
+        """The base URL a connection stores for the one a vendor gave (a provider whose documentation gives an
+        endpoint rather than a site says so here); called before the URL is checked."""
+        return base_url
+
     async def aclose(self) -> None:  # pragma: no cover - overridden where there is a client
         return None

@@ -1048,7 +1048,9 @@ class ZapierScheme(WebhookScheme):
         event_id = fields.get("event_id") or fields.get("id")
         return VerifiedEvent(
             event_id=_fit_id(str(event_id)) if event_id not in (None, "") else f"zap:{_body_hash(raw_body)}",
-            event_type=_str_or_none(fields.get("event_type") or fields.get("event") or fields.get("type")),
+            # an explicit ``event`` first: ``event_type`` is often the project's type ("Wedding"); the intake
+            # replaces this with the event the parse reads (``zapier.event_kind``) for the products it knows
+            event_type=_str_or_none(fields.get("event") or fields.get("event_type") or fields.get("type")),
             record_id=_str_or_none(fields.get("record_id") or fields.get("id")),
         )
 

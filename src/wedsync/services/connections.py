@@ -127,7 +127,7 @@ class ConnectionService:
             raise InvalidInput(f"missing credential fields {missing} for {provider}",
                                code="missing_credentials")
         cls.validate_credentials(credentials, allow_private_urls=self.allow_private_urls)
-        url = base_url or cls.default_base_url
+        url = cls.normalize_base_url(base_url) if base_url else cls.default_base_url
         if url and url.rstrip("/") != (cls.default_base_url or "").rstrip("/"):
             # Only a URL the caller chose is checked; the provider's own production URL is trusted (and
             # must not need DNS at connect time).

@@ -153,6 +153,16 @@ def prepare(records: Iterable[Any], *, clients: bool, region: str | None) -> dic
     return out
 
 
+#: the address-book kinds that are people who can be a couple (VSCO Workspace's ``Contact.kind`` is one of
+#: person, company, employee, location; every other channel's records are people)
+PERSON_KINDS = frozenset({"person"})
+
+
+def is_person(values: Mapping[str, Any]) -> bool:
+    """Whether a source record is a person who can be a client (see ``PERSON_KINDS``)."""
+    return (values.get("kind") or "person") in PERSON_KINDS
+
+
 def carried_address(values: dict[str, Any], base: Mapping[str, Any] | None, local: Mapping[str, Any]
                     ) -> dict[str, Any]:
     """``values`` with its address completed by the unified address's parts that neither it nor ``base`` (the
@@ -422,10 +432,23 @@ class CrmResolver:
         mapping = self.mapping(conn, connection_id)
         book = self.policies(conn, vendor_id)
 
-        resolve: list[tuple[dict[str, Any], Any]] = [(v, None) for v in inserts]
+        # Only people become clients: a VSCO address-book entry of another kind (a venue's ``location``, a
+        # vendor's ``company`` or one of its ``employee``s) is kept as a source record without a unified client,
+        # so it is never a couple, a match candidate or a row of a client export.
+        resolve: list[tuple[dict[str, Any], Any]] = []
+        for v in inserts:
+            if is_person(v):
+                resolve.append((v, None))
+            else:
+                v["crm_client_id"] = None  # every row of one insert names the same columns
         merge: list[tuple[dict[str, Any], Any]] = []
         for values, old in updates:
-            (merge if old.crm_client_id else resolve).append((values, old))
+            if old.crm_client_id:
+                merge.append((values, old))
+            elif is_person(values):
+                resolve.append((values, old))
+        if not resolve and not merge:
+            return stats
 
         echoes = self._echoes(conn, [old.id for _, old in merge]) if merge else {}
         feats: list[Features] = []
@@ -907,13 +930,16 @@ class CrmService:
         """A value a vendor sets on a core field (an edit, a conflict settled with a value of their own), checked
         and normalized as the sources' values are: blank clears the field, e-mail and phone must be valid (the
         phone becomes E.164), text is trimmed and bounded, the address is an object."""
-        from wedsync.connectors.channels.csv_layouts import check_email, check_phone
+        from wedsync.connectors.channels.csv_layouts import check_email, check_phone, normalize_country
 
         if value is None or (isinstance(value, str) and not value.strip()):
             return None  # an empty value clears the field (as null does), never stored as ""
         if name == "address":
             if not isinstance(value, dict):
                 raise InvalidInput("address must be an object", code="invalid_field")
+            country = value.get("country")
+            if isinstance(country, str):  # stored as the sources store it: the ISO code when recognised
+                value = {**value, "country": normalize_country(country)}
             return value
         if not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string", code="invalid_field")
@@ -1487,7 +1513,8 @@ class CrmService:
                         "replayed": True}
             created, updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "contacts", list(clients.values()),
                                                        evidence=evidence, stats=stats)
-            w_created, w_updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "jobs", list(weddings.values()))
+            w_created, w_updated, _ = self.hub.sync.upsert(c, vendor_id, conn.id, "jobs",
+                                                           self._same_projects(c, conn.id, list(weddings.values())))
             if errors:
                 c.execute(insert(CrmImportError.__table__), errors)  # type: ignore[arg-type]
             c.execute(insert(chunks).values(
@@ -1584,22 +1611,25 @@ class CrmService:
             with self.db.read() as s:
                 if connection_id:
                     self.connection(vendor_id, connection_id)
-                    src = list(s.execute(select(Client).where(
+                    batch = list(s.execute(select(Client).where(
                         Client.connection_id == connection_id, Client.deleted_at.is_(None), Client.id > after)
                         .order_by(Client.id).limit(1000)).scalars())
-                    if not src:
+                    if not batch:
                         return
-                    after = src[-1].id
+                    after = batch[-1].id
+                    src = [r for r in batch if r.kind in PERSON_KINDS]  # a venue or a vendor is no client row
                     wed = self._weddings_by_remote(s, connection_id, [r.remote_id for r in src], firsts)
                     for r in src:
                         yield ClientRecord(**_values_of_row(r)), wed.get(r.remote_id)
                     continue
-                people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
-                                                                CrmClient.id > after)
-                                        .order_by(CrmClient.id).limit(1000)).scalars())
-                if not people:
+                batch_people = list(s.execute(select(CrmClient).where(CrmClient.vendor_id == vendor_id,
+                                                                      CrmClient.id > after)
+                                              .order_by(CrmClient.id).limit(1000)).scalars())
+                if not batch_people:
                     return
-                after = people[-1].id
+                after = batch_people[-1].id
+                # a unified client made from a venue or vendor entry before they were kept out: not exported
+                people = [p for p in batch_people if p.kind in PERSON_KINDS]
                 links = s.execute(select(Client.crm_client_id, Client.connection_id, Client.remote_id,
                                          Client.provider, Client.remote_created_at).where(
                     Client.crm_client_id.in_([p.id for p in people]), Client.deleted_at.is_(None))
@@ -1681,6 +1711,45 @@ class CrmService:
                           **options)
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
+    @staticmethod
+    def _same_projects(c: SAConnection, connection_id: str, weddings: list[WeddingRecord]) -> list[WeddingRecord]:
+        """One project however it arrives: a CSV row's project (no id column: ``csvp-`` + hash of client, name
+        and date) and a hook's project with the product's id (``hb-job-PRJ9``) for the same client, with the same
+        name (normalized) and date, are one wedding. The hook's id wins: a stored ``csvp-`` wedding takes it when
+        the hook arrives, and a later import of the row updates the wedding under it. Only an exact match of
+        all three is the same project (a name or date that differs, or two hook projects alike, stay apart)."""
+        from dataclasses import replace
+
+        from wedsync.connectors.channels.csv_layouts import project_hash_id
+
+        wt: Table = Wedding.__table__  # type: ignore[assignment]
+        out: list[WeddingRecord] = []
+        for w in weddings:
+            if not w.client_remote_ids or not w.name or w.event_date is None or w.remote_id.startswith("zapp-"):
+                out.append(w)
+                continue
+            csv_id = project_hash_id(w.client_remote_ids[0], w.name, w.event_date)
+            stored = c.execute(select(wt.c.id).where(wt.c.connection_id == connection_id,
+                                                     wt.c.remote_id == w.remote_id)).first()
+            if stored is not None:
+                out.append(w)
+                continue
+            if w.remote_id == csv_id:  # a CSV row's project: is it a hook's project already?
+                found = [r.remote_id for r in c.execute(select(
+                    wt.c.remote_id, wt.c.name, wt.c.event_date, wt.c.client_remote_ids).where(
+                        wt.c.connection_id == connection_id, wt.c.event_date == w.event_date,
+                        wt.c.deleted_at.is_(None), ~wt.c.remote_id.startswith("csvp-"),
+                        ~wt.c.remote_id.startswith("zapp-")))
+                    if r.client_remote_ids and r.name
+                    and project_hash_id(r.client_remote_ids[0], r.name, r.event_date) == csv_id]
+                if len(found) == 1:
+                    w = replace(w, remote_id=found[0])
+            elif not w.remote_id.startswith("csvp-"):  # a hook's project: imported from a CSV before?
+                c.execute(update(wt).where(wt.c.connection_id == connection_id, wt.c.remote_id == csv_id,
+                                           wt.c.deleted_at.is_(None)).values(remote_id=w.remote_id))
+            out.append(w)
+        return out
+
     def ingest_zap(self, row: Any) -> str:
         """A verified hook from the inbox: the client (and project) it carries, upserted like a sync page.
         Ordered per record: an event older than what we hold (its ``occurred_at``) never overwrites it."""
@@ -1712,6 +1781,7 @@ class CrmService:
                 result = "created" if created else "updated" if updated else result
             if event.wedding is not None:
                 wedding = replace(event.wedding, remote_modified_at=event.wedding.remote_modified_at or at)
+                (wedding,) = self._same_projects(c, row.connection_id, [wedding])
                 created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "jobs", [wedding])
                 if result == "unchanged":
                     result = "created" if created else "updated" if updated else result

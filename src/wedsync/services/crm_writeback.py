@@ -69,7 +69,8 @@ EVENT_FIELDS = ("name", "starts_at", "ends_at", "location")
 JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
 #: op -> the connector method it needs (a connection whose connector lacks it cannot take the write-back)
 OPS: dict[str, str] = {op: op for op in ("update_job", "update_event", "create_event", "create_order",
-                                         "create_payment", "create_contact", "create_job", "push_inquiry")}
+                                         "create_payment", "create_contact", "create_job", "push_inquiry",
+                                         "create_project")}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_BOOKING_CLIENTS = 10
 #: how long a claimed row is held by the drain sending it before another one may take it over
@@ -173,6 +174,12 @@ def event_record(e: Any, **over: Any) -> EventRecord:
               "remote_modified_at": e.remote_modified_at}
     values.update(over)
     return EventRecord(**values)
+
+
+def _snapshot(p: CrmClient) -> dict[str, Any]:
+    """What a create sends of a unified client, as it is when the write is queued."""
+    return {"first_name": p.first_name, "last_name": p.last_name, "display_name": p.display_name,
+            "email": p.email, "phone": p.phone, "company": p.company, "address": p.address}
 
 
 def wedding_out(w: Any) -> dict[str, Any]:
@@ -455,11 +462,26 @@ class CrmWriteback:
     def create_booking(self, vendor_id: str, connection_id: str, client_ids: Sequence[str],
                        values: Mapping[str, Any]) -> dict[str, Any]:
         """Create a job at ``connection_id`` for a marketplace booking: each unified client without a record at
-        that connection gets a ``create_contact`` row, then one ``create_job`` row links the job to them."""
+        that connection gets a ``create_contact`` row, then one ``create_job`` row links the job to them.
+
+        A product reached only through a Zap (HoneyBook) takes one ``create_project`` row instead: the project
+        and its client go to the vendor's "Create Project" catch hook together (the Zap creates the client), and
+        the project comes back through the "New Project Booked" hook with our reference."""
         conn = self.hub.connections.get(vendor_id, connection_id)  # another vendor's: 404
         with self.db.session() as s:
-            for op in ("create_contact", "create_job"):
-                self._writable(s, conn.id, op)
+            project = (self._capable(s, conn.id, "create_project") is not None
+                       and self._capable(s, conn.id, "create_job") is None)
+            if project:
+                self._writable(s, conn.id, "create_project")
+                if not self.hub.connections.credentials(conn).get("create_project_hook_url"):
+                    raise InvalidInput(
+                        f"{conn.provider} takes new projects through the Catch Hook of the vendor's 'Create "
+                        "Project' Zap: set the connection credential create_project_hook_url first",
+                        code="not_writable", details={"provider": conn.provider, "op": "create_project",
+                                                      "missing_credential": "create_project_hook_url"})
+            else:
+                for op in ("create_contact", "create_job"):
+                    self._writable(s, conn.id, op)
             ids = list(dict.fromkeys(str(c) for c in client_ids))
             if not ids:
                 raise InvalidInput("a booking needs at least one client (client_ids)", code="missing_field")
@@ -485,6 +507,12 @@ class CrmWriteback:
             g = wedding["guest_count"]
             if g is not None and (isinstance(g, bool) or not isinstance(g, int) or not 0 <= g <= 100_000):
                 raise InvalidInput("guest_count is an integer between 0 and 100000", code="invalid_field")
+            if project:
+                snapshots = [_snapshot(people[cid]) for cid in ids]
+                row = self._enqueue(s, vendor_id, conn.id, "create_project", record_type="wedding",
+                                    crm_client_id=ids[0],
+                                    payload={"wedding": wedding, "client": snapshots[0], "others": snapshots[1:]})
+                return {**outbox_out(row), "contacts": []}
             have = {c.crm_client_id: c.remote_id for c in s.execute(select(Client).where(
                 Client.connection_id == conn.id, Client.crm_client_id.in_(ids), Client.deleted_at.is_(None))
                 .order_by(Client.id)).scalars()}
@@ -494,11 +522,8 @@ class CrmWriteback:
                 if cid in have:
                     contacts.append({"crm_client_id": cid, "remote_id": have[cid]})
                     continue
-                p = people[cid]
-                snapshot = {"first_name": p.first_name, "last_name": p.last_name, "display_name": p.display_name,
-                            "email": p.email, "phone": p.phone, "company": p.company, "address": p.address}
                 row = self._enqueue(s, vendor_id, conn.id, "create_contact", crm_client_id=cid,
-                                    payload={"client": snapshot})
+                                    payload={"client": _snapshot(people[cid])})
                 rows.append(row)
                 contacts.append({"crm_client_id": cid, "outbox_id": row.id})
             job = self._enqueue(s, vendor_id, conn.id, "create_job", record_type="wedding",
@@ -667,6 +692,31 @@ class CrmWriteback:
         with self.db.engine.begin() as c:
             c.execute(update(_OUTBOX).where(_OUTBOX.c.id == o.id).values(
                 status="done", sent_at=utcnow(), payload={**(o.payload or {}), "result": outcome}))
+
+    async def _send_create_project(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
+                                   retry: bool) -> None:
+        """A booking at a product reached through a Zap (HoneyBook's "Create Project"): POSTed to the vendor's
+        catch hook with our reference as the idempotency key, sent again as is after an unknown outcome (the
+        recommended Zap drops a key it has seen; nothing can be looked up). Nothing comes back but Zapier's
+        request id: the project arrives through the "New Project Booked" hook, carrying our reference."""
+        payload = dict(o.payload or {})
+        names = ("first_name", "last_name", "display_name", "email", "phone", "company", "address")
+
+        def person(snap: Mapping[str, Any]) -> ClientRecord:
+            kwargs: dict[str, Any] = {k: snap.get(k) for k in names}
+            return ClientRecord(remote_id="", **kwargs)
+
+        wd = dict(payload.get("wedding") or {})
+        wedding = WeddingRecord(remote_id="", name=wd.get("name"),
+                                event_date=_date(wd.get("event_date"), "event_date"), stage=wd.get("stage"),
+                                guest_count=wd.get("guest_count"), job_type=wd.get("job_type"))
+        receipt = await connector.create_project(person(payload.get("client") or {}), wedding,
+                                                 idempotency_key=o.idempotency_key,
+                                                 others=[person(x) for x in payload.get("others") or ()])
+        outcome = {"request_id": receipt.request_id, "attempt": receipt.attempt, "status": receipt.status}
+        with self.db.engine.begin() as c:
+            c.execute(update(_OUTBOX).where(_OUTBOX.c.id == o.id).values(
+                status="done", sent_at=utcnow(), payload={**payload, "result": outcome}))
 
     async def _send_create_job(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
                               retry: bool) -> None:

@@ -7,7 +7,7 @@ import functools
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -124,7 +124,9 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
             # do not know, not an object) is answered now with why (422 bad_payload, shown in the Zap's history)
             # and not stored, instead of a 200 and an event that fails later where the vendor cannot see it. The
             # very parse the processing does, so what is accepted here is read there.
-            parse_zap_event(info.provider, raw, None)
+            parsed = parse_zap_event(info.provider, raw, None)
+            # stored as the event the parse read, not a field's text (``event_type`` may be "Wedding")
+            event = replace(event, event_type=parsed.kind)
     except Unauthorized:
         WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
         raise

@@ -47,8 +47,13 @@ __all__ = [
     "RowIssue",
     "client_hash_id",
     "count_records",
+    "country_code",
     "export_csv",
+    "normalize_country",
     "parse_csv",
+    "parse_guest_count",
+    "project_hash_id",
+    "split_full_name",
 ]
 
 #: Canonical fields a layout column can map to.
@@ -488,13 +493,46 @@ def client_hash_id(email: str | None, first: str | None, last: str | None, prefi
     return prefix + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
 
 
-def _split_full_name(full: str) -> tuple[str | None, str | None]:
+def project_hash_id(client_remote_id: str, name: str | None, event_date: date | None) -> str:
+    """The remote id of a CSV row's project when the layout has no project id column: ``"csvp-"`` + a hash of
+    the client's remote id, the normalized project name and the date (the same row imported again is the same
+    project; a hook's project with its own id is matched to it by this, ``CrmService``)."""
+    basis = f"{client_remote_id}|{_norm_name(name)}|{event_date.isoformat() if event_date else ''}"
+    return "csvp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def split_full_name(full: str) -> tuple[str | None, str | None]:
+    """(first, last) of a one-cell name: ``"Lastname, Firstname"`` when it has a comma, else the first word and
+    the rest. CSV rows and hooks both read names with it, so the same person gets the same name (and hash id)
+    whichever channel brought them."""
     text = " ".join(full.split())
     if "," in text:  # "Lastname, Firstname"
         last, _, first = text.partition(",")
         return (first.strip() or None), (last.strip() or None)
     first, _, last = text.partition(" ")
     return (first or None), (last or None)
+
+# thousands separators people type in a count: "1,150", "1 150", "1'150" (and the narrow/no-break spaces)
+_THOUSANDS = re.compile(r"[,'\s\u00a0\u202f]")
+
+
+def parse_guest_count(value: str) -> int | None:
+    """A guest count as typed (``"150"``, ``"1,150"``), or None when it is not a whole number below a million.
+    CSV cells and hook fields both read counts with it."""
+    raw = _THOUSANDS.sub("", value.strip())
+    if raw.isdigit() and len(raw) < 7:
+        return int(raw)
+    return None
+
+
+def normalize_country(value: str | None) -> str | None:
+    """The address country as stored: the ISO 3166-1 alpha-2 code when :func:`country_code` recognises the text
+    (``"Brazil"``, ``"USA"``, ``"br"`` -> ``"BR"``, ``"US"``), which is how VSCO Workspace stores it, so the same
+    address from a CSV, a hook and Workspace is one value, not a conflict; else the text as typed (trimmed),
+    never dropped (``contact_body`` refuses to write such a country to Workspace rather than lose it)."""
+    if value is None or not value.strip():
+        return None
+    return country_code(value) or " ".join(value.split())
 
 
 # --- parsing ----------------------------------------------------------------------------------------------
@@ -669,7 +707,7 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
 
     first, last = values.get("first_name"), values.get("last_name")
     if not first and not last and values.get("full_name"):
-        first, last = _split_full_name(values["full_name"])
+        first, last = split_full_name(values["full_name"])
 
     email: str | None = None
     if "email" in values:
@@ -703,7 +741,9 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
                 second_phone = checked
 
     address = {k: values[f] for k, f in (("streetAddress", "street"), ("city", "city"), ("state", "state"),
-                                         ("postalCode", "postal_code"), ("country", "country")) if f in values}
+                                         ("postalCode", "postal_code")) if f in values}
+    if country:
+        address["country"] = known or " ".join(country.split())  # ISO as Workspace stores it, else as typed
     created = None
     if "created" in values:
         created = _parse_datetime(values["created"], spec, zone)
@@ -746,10 +786,8 @@ def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientR
                                    f"{values['project_date'][:40]!r} is not a date"))
     guests = None
     if "guest_count" in values:
-        raw = values["guest_count"].replace(",", "")
-        if raw.isdigit() and len(raw) < 7:
-            guests = int(raw)
-        else:
+        guests = parse_guest_count(values["guest_count"])
+        if guests is None:
             issues.append(RowIssue(line, _header_for(spec, "guest_count"), "invalid_number",
                                    f"{values['guest_count'][:20]!r} is not a guest count"))
     name = values.get("project_name")
@@ -757,8 +795,7 @@ def _wedding(line: int, values: dict[str, str], spec: CsvLayout, client: ClientR
     if project_id:
         remote_id = f"{spec.id_prefix}job-{project_id}"
     else:
-        basis = f"{client.remote_id}|{_norm_name(name)}|{event_date.isoformat() if event_date else ''}"
-        remote_id = "csvp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+        remote_id = project_hash_id(client.remote_id, name, event_date)
     custom: dict[str, Any] = {k: values[k] for k in ("venue", "lead_source") if k in values}
     return WeddingRecord(remote_id=remote_id, name=name, event_date=event_date, stage=values.get("stage"),
                          guest_count=guests, job_type=values.get("project_type"),

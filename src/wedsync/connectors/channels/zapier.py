@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
@@ -35,13 +35,17 @@ from wedsync.connectors.channels.csv_layouts import (
     country_code,
     export_csv,
     loose_datetime,
+    normalize_country,
     parse_csv,
+    parse_guest_count,
+    split_full_name,
 )
 from wedsync.connectors.webhooks import loads_json
 from wedsync.domain.crm import ClientRecord, WeddingRecord
 from wedsync.errors import InvalidInput
 
-__all__ = ["PROVIDERS", "ZapEvent", "ZapFields", "ZapierCsvConnector", "create_project_payload", "parse_zap_event"]
+__all__ = ["PROVIDERS", "ZapEvent", "ZapFields", "ZapierCsvConnector", "create_project_payload", "event_kind",
+           "parse_zap_event"]
 
 Kind = Literal["client.created", "project.booked"]
 MAX_BODY = 256 * 1024
@@ -84,6 +88,7 @@ _COMMON: dict[str, tuple[str, ...]] = {
     "country": ("country",),
     "project_name": ("project_name", "project_title", "job_name", "project", "job"),
     "project_date": ("project_date", "event_date", "wedding_date", "job_date", "project_start_date"),
+    # ``event_type`` is a project type ("Wedding") unless it names one of our events (see ``_kind``)
     "project_type": ("project_type", "job_type", "event_type"),
     "stage": ("project_stage", "pipeline_stage", "job_status", "stage", "status"),
     "venue": ("project_location", "venue", "location", "event_location"),
@@ -91,7 +96,8 @@ _COMMON: dict[str, tuple[str, ...]] = {
     "lead_source": ("lead_source", "source", "referral_source"),
     "occurred_at": ("occurred_at", "booked_at", "booking_date", "created_at", "date_created", "created",
                     "created_on", "date_added", "timestamp"),
-    "event": ("event", "event_type", "trigger", "zap_event"),
+    # the fields that can only mean the hook's event; ``event_type`` is ambiguous and read apart (``_kind``)
+    "event": ("event", "trigger", "zap_event"),
 }
 
 PROVIDERS: dict[str, ZapFields] = {
@@ -204,15 +210,31 @@ def _parse_day(value: str | None, dayfirst: bool) -> date | None:
     return parsed.date() if parsed is not None else None
 
 
+def event_kind(value: str | None) -> Kind | None:
+    """The event a spelling names (``Client Created``, ``project.booked``, ``new_job``, ...), else None."""
+    if not value:
+        return None
+    key = _norm_key(value)
+    if key in _CLIENT_KINDS:
+        return "client.created"
+    if key in _PROJECT_KINDS:
+        return "project.booked"
+    return None
+
+
 def _kind(fields: Mapping[str, str], spec: ZapFields) -> Kind:
+    # An explicit ``event`` (or ``trigger``) field wins, and one we do not know is refused. ``event_type`` is
+    # what 17hats, Iris Works and many Zaps call the project's type ("Wedding", "Engagement"): it names the event
+    # only when it is one of the event spellings, else it is the project type and says nothing about the event.
     declared = _pick(fields, _COMMON["event"])
     if declared:
-        key = _norm_key(declared)
-        if key in _CLIENT_KINDS:
-            return "client.created"
-        if key in _PROJECT_KINDS:
-            return "project.booked"
-        raise _bad(f"unknown event {declared[:60]!r}: expected a Client Created or New Project Booked event")
+        kind = event_kind(declared)
+        if kind is None:
+            raise _bad(f"unknown event {declared[:60]!r}: expected a Client Created or New Project Booked event")
+        return kind
+    typed = event_kind(fields.get("event_type"))
+    if typed is not None:
+        return typed
     if _pick(fields, spec.project_id) or _pick(fields, _COMMON["project_name"]) or _pick(
             fields, _COMMON["project_date"]):
         return "project.booked"
@@ -234,9 +256,8 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
     first, last = _pick(fields, names["first_name"]), _pick(fields, names["last_name"])
     if not first and not last:
         full = _pick(fields, names["full_name"])
-        if full:
-            first, _, rest = " ".join(full.split()).partition(" ")
-            last = rest or None
+        if full:  # read as a CSV's one-cell name is ("Nguyen, Linh" is Linh Nguyen)
+            first, last = split_full_name(full)
     raw_email = _pick(fields, names["email"])
     email = check_email(raw_email) if raw_email else None
     country = _pick(fields, names["country"])
@@ -268,7 +289,7 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
                                      ("city", _pick(fields, names["city"])),
                                      ("state", _pick(fields, names["state"])),
                                      ("postalCode", _pick(fields, names["postal_code"])),
-                                     ("country", country)) if v}
+                                     ("country", normalize_country(country))) if v}
         client = ClientRecord(
             remote_id=client_id, first_name=first, last_name=last,
             display_name=" ".join(p for p in (first, last) if p) or None, email=email, phone=phone,
@@ -292,14 +313,19 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
         basis = f"{client.remote_id if client else ''}|{(name or '').casefold()}|{event_date or ''}"
         wedding_id = "zapp-" + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
     guests_raw = _pick(fields, names["guest_count"])
-    guests = int(guests_raw) if guests_raw and guests_raw.isdigit() and len(guests_raw) < 7 else None
+    guests = parse_guest_count(guests_raw) if guests_raw else None
     # ``wedsync_reference`` comes back on a project our own "Create Project" push made (echo suppression)
     wcustom = {k: v for k, v in (("venue", _pick(fields, names["venue"])), ("lead_source", lead_source),
                                  ("wedsync_reference", fields.get("wedsync_reference"))) if v}
+    if guests_raw and guests is None:  # no row report in a hook to warn in: what is not a count is kept as sent
+        wcustom["guest_count_as_sent"] = guests_raw[:64]
+    event_type_is_event = event_kind(fields.get("event_type")) is not None
+    project_type = _pick(fields, tuple(n for n in names["project_type"]
+                                       if n != "event_type" or not event_type_is_event))
     wedding = WeddingRecord(
         remote_id=wedding_id, name=name, event_date=event_date,
         stage=_pick(fields, names["stage"]) or "booked", guest_count=guests,
-        job_type=_pick(fields, names["project_type"]),
+        job_type=project_type,
         client_remote_ids=[client.remote_id] if client else [], custom_fields=wcustom,
         remote_created_at=occurred_at,
     )
@@ -307,14 +333,16 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
 
 
 def create_project_payload(client: ClientRecord, wedding: WeddingRecord, idempotency_key: str,
-                           *, source: str = "WedSync") -> dict[str, Any]:
+                           *, source: str = "WedSync", others: Sequence[ClientRecord] = ()) -> dict[str, Any]:
     """The flat JSON a vendor's "Catch Hook -> Create Project" Zap maps from (field names as inbound).
 
     ``idempotency_key`` is derived from our outbox row; the Zap passes ``wedsync_reference`` on, so a record
-    created from it carries our reference and its echo (a later "New Project Booked") is recognizable.
+    created from it carries our reference and its echo (a later "New Project Booked") is recognizable. HoneyBook's
+    "Create Project" takes one client: ``others`` (the partner) go as text in ``other_clients``
+    (``"First Last <email>"``, ``; ``-joined), for the Zap to map into the project's notes.
     """
     phone = client.phone.split(";ext=", 1)[0] if client.phone else None
-    return {
+    out: dict[str, Any] = {
         "idempotency_key": idempotency_key,
         "wedsync_reference": idempotency_key,
         "source": source,
@@ -329,6 +357,11 @@ def create_project_payload(client: ClientRecord, wedding: WeddingRecord, idempot
         "client_phone": phone,
         "lead_source": (client.custom_fields or {}).get("lead_source") or source,
     }
+    described = [" ".join(x for x in (" ".join(p for p in (o.first_name, o.last_name) if p) or o.display_name,
+                                      f"<{o.email}>" if o.email else None) if x) for o in others]
+    if any(described):
+        out["other_clients"] = "; ".join(d for d in described if d)
+    return out
 
 
 # --- the connector shape of a product reached only through Zaps and CSV files ------------------------------

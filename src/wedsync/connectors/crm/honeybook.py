@@ -14,7 +14,7 @@ retry after a lost answer can create the project twice; the connector cannot loo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -119,12 +119,13 @@ class HoneyBookConnector(ZapierCsvConnector):
                                           headers={"Accept": "application/json"})
         return self._client
 
-    async def create_project(self, client: ClientRecord, wedding: WeddingRecord, *,
-                             idempotency_key: str) -> CatchHookReceipt:
-        """POST the project to the vendor's Create Project Zap; retried on timeouts with the same key."""
+    async def create_project(self, client: ClientRecord, wedding: WeddingRecord, *, idempotency_key: str,
+                             others: Sequence[ClientRecord] = ()) -> CatchHookReceipt:
+        """POST the project to the vendor's Create Project Zap; retried on timeouts with the same key.
+        ``client`` is the project's client; ``others`` (a partner) go in ``other_clients`` as text."""
         if not idempotency_key or len(idempotency_key) > 200:
             raise InvalidInput("an idempotency key of 1..200 characters is required", code="invalid_input")
-        payload = create_project_payload(client, wedding, idempotency_key)
+        payload = create_project_payload(client, wedding, idempotency_key, others=others)
         response = await self._http().request("POST", "", json=payload, idempotency_key=idempotency_key)
         try:
             body: Any = response.json()

@@ -92,8 +92,18 @@ class LightBlueConnector(Connector):
     def __init__(self, *, api_key: str, base_url: str | None = None, account_key: str = "default",
                  timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._key = api_key
-        self.client = ProviderClient(self.slug, base_url or self.default_base_url or "", account_key=account_key,
-                                     timeout=timeout, transport=transport)
+        self.client = ProviderClient(self.slug, self.normalize_base_url(base_url or self.default_base_url or ""),
+                                     account_key=account_key, timeout=timeout, transport=transport)
+
+    @classmethod
+    def normalize_base_url(cls, base_url: str) -> str:
+        """The site the endpoint ``/api.php`` is under: a base URL given as the endpoint itself, as Light Blue's
+        documentation and ``specs/README.md`` write it (``https://online.lightbluesoftware.com/api.php``), is
+        the same connection (every push had gone to ``.../api.php/api.php``, 404, for good)."""
+        url = base_url.rstrip("/")
+        if url.lower().endswith("/api.php"):
+            url = url[: -len("/api.php")]
+        return url
 
     async def aclose(self) -> None:
         await self.client.aclose()

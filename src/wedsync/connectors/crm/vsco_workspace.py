@@ -41,6 +41,7 @@ import httpx
 
 from wedsync.connectors.auth import ApiKeyAuth
 from wedsync.connectors.base import Capabilities, Channel, Connector, CredentialField, Page
+from wedsync.connectors.channels.csv_layouts import country_code
 from wedsync.connectors.errors import ConnectorError, Fatal, OutcomeUnknown, Retriable, SchemaMismatch
 from wedsync.connectors.http import ProviderClient
 from wedsync.domain.crm import (
@@ -400,8 +401,18 @@ def contact_body(client: ClientRecord, fields: Collection[str] | None = None) ->
             address = {k: client.address.get(k) for k in ("streetAddress", "city", "state", "postalCode")
                        if client.address.get(k)}
             country = client.address.get("country")
-            if isinstance(country, str) and len(country) == 2:
-                address["country"] = country.upper()
+            if isinstance(country, str) and country.strip():
+                # Workspace takes only an ISO 3166-1 alpha-2 code (``Address.country``, maxLength 2): a country
+                # typed in a CSV or hook is normalized to its code when it is recognised ("Brazil" -> "BR"),
+                # and one that is not is refused, never left out: a PUT without it would erase the contact's
+                # country in Workspace, silently (the outbox row fails with ``unsupported_country``).
+                code = country_code(country)
+                if code is None:
+                    raise Fatal(f"the address country {country[:40]!r} is not a country code or a country "
+                                f"name we know, and VSCO Workspace takes only ISO codes (\"BR\"): set the "
+                                f"client's country to its code", provider=VscoWorkspaceConnector.slug,
+                                code="unsupported_country")
+                address["country"] = code
         body["address"] = address or None
     if wanted("custom_fields"):
         custom = _custom_body(client.custom_fields or {})
