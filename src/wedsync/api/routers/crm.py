@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
+from starlette.exceptions import HTTPException
 
 from wedsync.api.deps import (
     Cursor,
@@ -215,6 +216,8 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
         raise too_large("the file", limit, "file_too_large")
     try:
         form = await request.form(max_files=1, max_fields=20)
+    except HTTPException:  # the body passed the route's limit while streaming in (``api/limits.py``): 413
+        raise
     except Exception as exc:  # a malformed or truncated form: the client's error, said plainly
         raise InvalidInput(f"the multipart form could not be read: {exc}", code="malformed_form") from None
     try:

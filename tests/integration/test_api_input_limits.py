@@ -1,0 +1,73 @@
+"""Input the API bounds before it costs anything: body sizes, control characters, integers, collection sizes,
+cursors, enum filters and content types each answer a coded 4xx, never a 500 or a long-held write lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import auth
+
+
+async def _vendor(hub):  # type: ignore[no-untyped-def]
+    v = hub.tenancy.create_vendor("Golden Hour")
+    _, key = hub.tenancy.create_key(v.id)
+    return v, key
+
+
+async def _asgi(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks: int,
+                chunk: bytes = b" " * 65536) -> tuple[int, bytes, int]:
+    """Call the app with a body of ``chunks`` chunks and say how many of them it pulled: (status, body, pulled)."""
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": pulled < chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"hub.test"), *headers], "client": ("127.0.0.1", 5000),
+             "server": ("hub.test", 80), "state": {}}
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"), pulled
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read_or_the_key_checked(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A 300 MB JSON body to ``PUT /api/crm/policies`` without a key was read and parsed whole (the hub grew by
+    900 MB) before its 401. Now every route has a limit (1 MiB for JSON and webhooks): a declared Content-Length
+    over it is a 413 ``body_too_large`` before one byte is read; a chunked body is cut off once it passes it."""
+    from wedsync.api.app import create_app
+    from wedsync.api.limits import MAX_JSON_BODY
+
+    _, key = await _vendor(hub)
+    app = create_app(launch_workflows=False)
+    json_ct = (b"content-type", b"application/json")
+    chunks = 300 * 16  # 300 MiB of 64 KiB chunks, if all were pulled
+    for path, headers in (("/api/crm/policies", [json_ct]),
+                          ("/api/crm/policies", [json_ct, (b"authorization", f"Bearer {key}".encode())]),
+                          ("/api/connections", [json_ct]),
+                          ("/webhooks/stripe/01m8xy342g4ay7173hm8hnk7jq", [json_ct]),
+                          ("/api/crm/imports", [(b"content-type", b"text/csv")])):
+        method = "PUT" if path == "/api/crm/policies" else "POST"
+        declared = [(b"content-length", str(chunks * 65536).encode())]
+        status, body, pulled = await _asgi(app, method, path, [*headers, *declared], chunks)
+        assert (status, pulled) == (413, 0), (path, status, body, pulled)
+        assert b'"body_too_large"' in body, body
+        if path == "/api/crm/imports":
+            continue  # the upload's own, larger limit (200 MiB) is covered by test_api_basics
+        status, body, pulled = await _asgi(app, method, path, headers, chunks)  # chunked: no Content-Length
+        assert status == 413 and b'"body_too_large"' in body, (path, status, body)
+        assert pulled <= MAX_JSON_BODY // 65536 + 1, (path, pulled)
+    # under the limit, a body is read as before
+    r = await api.put("/api/crm/policies", headers=auth(key), json={"kind": "manual", "field": "email"})
+    assert r.status_code == 200, r.text
+    # the iCalendar check takes its 5 MB text (JSON-escaped): more than the JSON limit, not refused by size
+    ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n" + "X-PAD:" + "a" * (MAX_JSON_BODY + 10) + \
+        "\r\nEND:VCALENDAR\r\n"
+    r = await api.post("/api/calendar/ics/validate", headers=auth(key), json={"ics": ics})
+    assert r.status_code != 413, r.text
