@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import auth
 
 
@@ -71,3 +73,71 @@ async def test_a_body_over_the_limit_is_413_before_it_is_read_or_the_key_checked
         "\r\nEND:VCALENDAR\r\n"
     r = await api.post("/api/calendar/ics/validate", headers=auth(key), json={"ics": ics})
     assert r.status_code != 413, r.text
+
+
+@pytest.fixture
+async def any_api(any_hub):  # type: ignore[no-untyped-def]
+    """The ``api`` client on SQLite, and again on PostgreSQL when available."""
+    import httpx
+
+    from wedsync.api.app import create_app
+    from wedsync.bootstrap import set_hub
+
+    set_hub(any_hub)
+    app = create_app(launch_workflows=False)
+    any_hub.inbox.start()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        yield client
+    await any_hub.aclose()
+    set_hub(None)
+
+
+async def test_nul_and_control_characters_are_422_on_sqlite_and_postgresql(any_api, any_hub) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL cannot store NUL in text: any NUL in a path, a query or a body string was a 500 (psycopg
+    ``DataError``), unauthenticated webhooks included. Now a 422 ``invalid_characters`` before anything runs, on
+    both databases; a value the database still refuses is a 422 ``invalid_data``, never a 500."""
+    from wedsync.connectors.webhooks import StripeScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    api, hub = any_api, any_hub
+    v, key = await _vendor(hub)
+    r = await api.post("/api/crm/inquiries", headers=auth(key),
+                       json={"inquiry_id": "i0", "first_name": "Ana", "last_name": "Ruiz", "email": "ana@example.com"})
+    assert r.status_code == 201, r.text
+    cid = r.json()["clients"][0]["crm_client_id"]
+    stripe = hub.connections.create(v.id, "stripe", credentials={"secret_key": "sk_test_x"},
+                                    base_url="http://127.0.0.1:9/stripe")
+    cases: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("post", "/webhooks/honeybook/ab%00cd", {}),
+        ("post", f"/webhooks/stripe/{stripe.id}%01", {}),
+        ("get", "/api/crm/clients/ab%00cd", None),
+        ("get", "/api/crm/clients?q=a%00b", None),
+        ("get", "/api/crm/clients?q=a%1bb", None),
+        ("get", "/api/payments/transactions?bookingRef=b%00", None),
+        ("patch", f"/api/crm/clients/{cid}", {"company": "a\u0000b"}),
+        ("patch", f"/api/crm/clients/{cid}", {"custom_fields": {"k\u0000": "v"}}),
+        ("patch", f"/api/crm/clients/{cid}", {"custom_fields": {"k": ["ok", {"deep": "\u0007"}]}}),
+        ("post", "/api/keys", {"name": "k\u0000"}),
+        ("put", "/api/crm/policies", {"kind": "manual", "field": "email\u0000"}),
+        ("post", "/api/crm/inquiries", {"inquiry_id": "i1", "first_name": "A", "partner": {"last_name": "\u0000"}}),
+    ]
+    for method, url, body in cases:
+        kwargs: dict[str, Any] = {"headers": auth(key)}
+        if body is not None:
+            kwargs["json"] = body
+        r = await api.request(method.upper(), url, **kwargs)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_characters", (url, body, r.text)
+    # text keeps its tabs and line breaks
+    r = await api.patch(f"/api/crm/clients/{cid}", headers=auth(key), json={"company": "Golden\tHour\r\nStudio"})
+    assert r.status_code == 200 and r.json()["company"] == "Golden\tHour\r\nStudio", r.text
+    r = await api.get("/api/crm/clients", headers=auth(key), params={"q": "a\tb"})
+    assert r.status_code == 200, r.text
+    # a signed webhook whose event id holds a NUL (the signature is right, the value unstorable on PostgreSQL)
+    raw = b'{"id": "evt_\\u0000x", "type": "charge.succeeded", "data": {"object": {}}}'
+    secret = hub.connections.credentials(stripe)[WEBHOOK_SECRET]
+    r = await api.post(f"/webhooks/stripe/{stripe.id}", content=raw, headers=StripeScheme.sign(raw, secret))
+    if hub.db.engine.dialect.name == "postgresql":
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_data", r.text
+    else:
+        assert r.status_code == 200, r.text

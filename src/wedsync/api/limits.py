@@ -1,4 +1,7 @@
-"""Request body size limits for every route, enforced before a route (or FastAPI's body parsing) reads the body.
+"""Bounds on every request, checked before a route runs: the body's size (``BodyLimit``) and control characters
+in the path and query string (``ControlCharacters``; body strings are checked by ``schemas.Strict``).
+
+Body size: enforced before a route (or FastAPI's body parsing) reads the body.
 
 FastAPI reads and parses a JSON body before any dependency runs, the API key check included: without a limit an
 unauthenticated 300 MB body to ``PUT /api/crm/policies`` was held and parsed (the hub grew by 900 MB) before the
@@ -16,6 +19,9 @@ every JSON route, webhooks         ``MAX_JSON_BODY`` (1 MiB)
 """
 
 from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,3 +84,39 @@ class BodyLimit:
             return msg
 
         await self.app(scope, limited, send)
+
+
+#: Never in a path (ids, slugs, feed tokens): every C0 control character and DEL.
+PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Never in text (query values, body strings): C0 control characters but tab, line feed and carriage return.
+#: PostgreSQL cannot store NUL in text at all (psycopg ``DataError``: a 500 on any route, unauthenticated
+#: webhooks included); the others are nothing a person types and only serve to forge log lines.
+TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_TEXT_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+class ControlCharacters:
+    """ASGI middleware: a path holding a control character, or a query string holding one other than tab, line
+    feed or carriage return (``%00`` included), is a 422 ``invalid_characters`` on every route, before routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = None
+            if PATH_CONTROL.search(scope["path"]):
+                where = "path"
+            else:
+                query = scope.get("query_string") or b""
+                if _TEXT_CONTROL_BYTES.search(unquote_to_bytes(query) if b"%" in query else query):
+                    where = "query"
+            if where is not None:
+                from fastapi.responses import JSONResponse
+
+                response = JSONResponse(error_body(
+                    "invalid_characters", f"the {where} holds a control character (such as NUL), which no "
+                    "parameter may contain", {"in": where}), status_code=422)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

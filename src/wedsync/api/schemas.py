@@ -79,9 +79,31 @@ def _json_type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, str | datetime | date) and not (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value))
 
 
+#: C0 control characters but tab, line feed and carriage return (``api/limits.TEXT_CONTROL``).
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse a control character in any string of a body value: its strings, and the keys and values of its
+    objects and arrays at any depth (PostgreSQL cannot store NUL in text: it was a 500)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if _TEXT_CONTROL.search(v):
+                raise PydanticCustomError("invalid_characters", "text may not contain control characters (such "
+                                                                "as NUL) other than tab, line feed and carriage "
+                                                                "return")
+        elif isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list | tuple):
+            todo.extend(v)
+
+
 class Strict(BaseModel):
-    """A request body: unknown fields refused, and each value of the JSON type the schema documents (a boolean
-    is not a number, a number is not a date, ``"5"`` is not 5)."""
+    """A request body: unknown fields refused, each value of the JSON type the schema documents (a boolean
+    is not a number, a number is not a date, ``"5"`` is not 5), and no control character in any string."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +114,7 @@ class Strict(BaseModel):
         if kind is not None and not _json_type_ok(kind, value):
             raise PydanticCustomError("json_type", "expected a JSON {kind}, got {got}",
                                       {"kind": kind.replace("list:", "list of "), "got": type(value).__name__})
+        _check_text(value)
         return value
 
 
