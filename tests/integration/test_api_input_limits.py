@@ -141,3 +141,60 @@ async def test_nul_and_control_characters_are_422_on_sqlite_and_postgresql(any_a
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_data", r.text
     else:
         assert r.status_code == 200, r.text
+
+
+async def test_amounts_and_integers_are_bounded(any_api, any_hub) -> None:  # type: ignore[no-untyped-def]
+    """An amountMinor of 2**63 - 1 was accepted, after which every balance was a 503 on SQLite (its SUM
+    overflowed); integers of 2**63 and more were 500s (amountMinor, sequence, after=, after_line=). Amounts are at
+    most 99,999,999 minor units (Stripe's limit, the strictest gateway's) and every integer is bounded: 422."""
+    from wedsync.domain.money import MAX_AMOUNT_MINOR
+
+    api, hub = any_api, any_hub
+    v, key = await _vendor(hub)
+    h = {**auth(key), "Idempotency-Key": "k1"}
+    base = {"bookingRef": "b1", "currency": "USD", "paymentMethod": "pm_card_visa"}
+    for body in ({**base, "amountMinor": 9223372036854775807}, {**base, "amountMinor": 99999999999999999999},
+                 {**base, "amountMinor": MAX_AMOUNT_MINOR + 1},
+                 {**base, "amountMinor": 2500, "sequence": 9223372036854775808},
+                 {**base, "amountMinor": 2500, "sequence": 1001}):
+        r = await api.post("/api/payments/transactions", headers=h, json=body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (body, r.text)
+    # the largest amount passes validation (this vendor has no gateway yet: that is the refusal now)
+    r = await api.post("/api/payments/transactions", headers=h, json={**base, "amountMinor": MAX_AMOUNT_MINOR})
+    assert r.status_code != 500 and r.json()["error"]["code"] not in ("validation_error", "amount_too_large"), r.text
+    for path in ("/api/payments/transactions/01m8xy342g4ay7173hm8hnk7jq/refunds",
+                 "/api/payments/escrow/01m8xy342g4ay7173hm8hnk7jq/release"):
+        r = await api.post(path, headers=auth(key), json={"amountMinor": 99999999999999999999})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
+    r = await api.get("/api/payments/balances", headers=auth(key))
+    assert r.status_code == 200, r.text
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    for url in (f"/api/connections/{conn.id}/webhook-events?after=99999999999999999999",
+                f"/api/connections/{conn.id}/webhook-events?after=9223372036854775808",
+                "/api/crm/imports/01m8xy342g4ay7173hm8hnk7jq/errors?after_line=99999999999999999999"):
+        r = await api.get(url, headers=auth(key))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (url, r.text)
+    r = await api.get(f"/api/connections/{conn.id}/webhook-events?after=9223372036854775807", headers=auth(key))
+    assert r.status_code == 200 and r.json()["items"] == [], r.text
+    for path in ("/api/crm/clients/01m8xy342g4ay7173hm8hnk7jq", "/api/crm/weddings/01m8xy342g4ay7173hm8hnk7jq",
+                 "/api/crm/events/01m8xy342g4ay7173hm8hnk7jq"):
+        r = await api.patch(path, headers=auth(key), json={"name" if "clients" not in path else "company": "x",
+                                                           "expected_version": 2**63})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
+
+
+def test_the_domain_refuses_an_amount_over_the_gateways_limit_and_a_release_past_year_9999() -> None:
+    from wedsync.domain.escrow import EscrowTerms, InvalidEscrow
+    from wedsync.domain.money import MAX_AMOUNT_MINOR, InvalidAmount, require_positive
+
+    assert require_positive(MAX_AMOUNT_MINOR) == MAX_AMOUNT_MINOR
+    for bad in (MAX_AMOUNT_MINOR + 1, 2**63):
+        with pytest.raises(InvalidAmount) as e:
+            require_positive(bad)
+        assert e.value.code == "amount_too_large"
+    for days in (10**10, 3651, -1):  # timedelta(days=10**10) raised OverflowError: a 500
+        with pytest.raises(InvalidEscrow):
+            EscrowTerms.parse({"release": {"kind": "date", "weddingDate": "2027-06-12", "daysAfter": days}})
+    with pytest.raises(InvalidEscrow):
+        EscrowTerms.parse({"release": {"kind": "date", "weddingDate": "9999-12-30", "daysAfter": 5}})

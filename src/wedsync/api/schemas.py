@@ -13,6 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+#: The largest integer the database stores (a signed 64-bit column): an id cursor or a version above it was a
+#: 500 (``OverflowError`` on SQLite, ``integer out of range`` on PostgreSQL).
+MAX_INT64 = 2**63 - 1
+
 Scope = Literal["read", "write", "keys"]
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
 
@@ -54,6 +58,8 @@ def _kind_of(annotation: Any) -> str | None:
     if annotation in _JSON_KIND:
         return _JSON_KIND[annotation]
     origin = typing.get_origin(annotation)
+    if origin is Annotated:  # ``AmountMinor | None``: the constrained type inside the union
+        return _kind_of(typing.get_args(annotation)[0])
     if origin is list:
         (item,) = typing.get_args(annotation) or (None,)
         inner = _kind_of(item)

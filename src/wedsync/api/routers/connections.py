@@ -12,6 +12,7 @@ from sqlalchemy import select
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, next_cursor
 from wedsync.api.routers.webhooks import forget_connection, poke_drain
 from wedsync.api.schemas import (
+    MAX_INT64,
     ClientOut,
     ConnectionCreated,
     ConnectionIn,
@@ -73,8 +74,9 @@ def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: 
 def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, limit: Limit = 50,
                         status: Annotated[str | None, Query(
                             description="pending, processing, processed or failed")] = None,
-                        after: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")]
-                        = None) -> WebhookEventsPage:
+                        after: Annotated[int | None, Query(ge=1, le=MAX_INT64,
+                                                           description="next_cursor of the previous page")] = None
+                        ) -> WebhookEventsPage:
     """The webhooks the hub accepted for this connection, newest first, with what became of each: processed,
     waiting (``next_attempt_at`` while a provider outage is waited out), or failed and why. Bodies are not
     shown."""

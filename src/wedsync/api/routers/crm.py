@@ -23,7 +23,7 @@ from wedsync.api.deps import (
     read_body,
     too_large,
 )
-from wedsync.api.schemas import Strict
+from wedsync.api.schemas import MAX_INT64, Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
@@ -56,7 +56,7 @@ class ClientPatch(Strict):
     phone: str | None = Field(default=None, max_length=64)
     company: str | None = Field(default=None, max_length=200)
     custom_fields: dict[str, Any] | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT64)
 
 
 class ResolveIn(Strict):
@@ -266,7 +266,7 @@ def import_status(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> 
 
 @router.get("/api/crm/imports/{job_id}/errors")
 def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader,
-                  after_line: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500) -> dict[str, Any]:
+                  after_line: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0, limit: Limit = 500) -> dict[str, Any]:
     """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported."""
     items = hub.crm.import_errors(vendor_id, job_id, after_line=after_line, limit=limit)
     return {"items": items, "next_after_line": items[-1]["line"] if len(items) >= limit else None}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
 from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
+from wedsync.domain.money import MAX_AMOUNT_MINOR
 from wedsync.errors import InvalidInput
 from wedsync.services.payments import FINAL, IntentRequest
 from wedsync.services.reconciliation import Reconciler
@@ -27,13 +28,19 @@ class SetupIn(Strict):
     returnUrl: str | None = None
 
 
+#: An amount of one payment, refund or release: at most ``MAX_AMOUNT_MINOR`` (99,999,999) minor units.
+AmountMinor = Annotated[int, Field(le=MAX_AMOUNT_MINOR, description="integer minor units of the currency, at most "
+                                                                    f"{MAX_AMOUNT_MINOR} (Stripe's limit, the "
+                                                                    "strictest gateway's)")]
+
+
 class TransactionIn(Strict):
     bookingRef: str = Field(min_length=1, max_length=200)
-    amountMinor: int
+    amountMinor: AmountMinor
     currency: str = Field(min_length=1, max_length=8)
     paymentMethod: str = Field(min_length=1, max_length=200)
     milestone: str = "full"
-    sequence: int = 1
+    sequence: int = Field(default=1, le=1000, description="the installment of this milestone, from 1")
     methodType: str = "card"
     description: str | None = Field(default=None, max_length=500)
     customerEmail: str | None = Field(default=None, max_length=320)
@@ -43,7 +50,7 @@ class TransactionIn(Strict):
 
 
 class AmountIn(Strict):
-    amountMinor: int | None = None
+    amountMinor: AmountMinor | None = None
 
 
 class EvidenceIn(Strict):
