@@ -89,9 +89,15 @@ def _json_type_ok(kind: str, value: Any) -> bool:
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def _check_text(value: Any) -> None:
-    """Refuse a control character in any string of a body value: its strings, and the keys and values of its
-    objects and arrays at any depth (PostgreSQL cannot store NUL in text: it was a 500)."""
+#: The most entries of any object or array in a body (a field may allow fewer), and the longest object key.
+MAX_ENTRIES = 1000
+MAX_KEY_LENGTH = 200
+
+
+def _check_value(value: Any) -> None:
+    """Refuse, in a body value at any depth, a control character in a string or an object key (PostgreSQL cannot
+    store NUL in text: it was a 500), an object or array of more than ``MAX_ENTRIES`` entries and an object key
+    longer than ``MAX_KEY_LENGTH`` (300,000 field mappings held SQLite's write lock for 43 s)."""
     todo = [value]
     while todo:
         v = todo.pop()
@@ -100,16 +106,25 @@ def _check_text(value: Any) -> None:
                 raise PydanticCustomError("invalid_characters", "text may not contain control characters (such "
                                                                 "as NUL) other than tab, line feed and carriage "
                                                                 "return")
-        elif isinstance(v, dict):
-            todo.extend(v.keys())
-            todo.extend(v.values())
-        elif isinstance(v, list | tuple):
-            todo.extend(v)
+        elif isinstance(v, dict | list | tuple):
+            if len(v) > MAX_ENTRIES:
+                raise PydanticCustomError("too_many_entries", "at most {max} entries in an object or array",
+                                          {"max": MAX_ENTRIES})
+            if isinstance(v, dict):
+                for k in v:
+                    if isinstance(k, str) and len(k) > MAX_KEY_LENGTH:
+                        raise PydanticCustomError("key_too_long", "object keys are at most {max} characters",
+                                                  {"max": MAX_KEY_LENGTH})
+                todo.extend(v.keys())
+                todo.extend(v.values())
+            else:
+                todo.extend(v)
 
 
 class Strict(BaseModel):
     """A request body: unknown fields refused, each value of the JSON type the schema documents (a boolean
-    is not a number, a number is not a date, ``"5"`` is not 5), and no control character in any string."""
+    is not a number, a number is not a date, ``"5"`` is not 5), no control character in any string, and no
+    object or array larger than ``MAX_ENTRIES`` (``_check_value``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -120,7 +135,7 @@ class Strict(BaseModel):
         if kind is not None and not _json_type_ok(kind, value):
             raise PydanticCustomError("json_type", "expected a JSON {kind}, got {got}",
                                       {"kind": kind.replace("list:", "list of "), "got": type(value).__name__})
-        _check_text(value)
+        _check_value(value)
         return value
 
 

@@ -4,11 +4,13 @@ custom field mappings, CSV import jobs (upload, status, bad-row report), CSV exp
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
 from wedsync.api.deps import (
@@ -34,6 +36,12 @@ from wedsync.workflows import crm as crm_workflows
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
 LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sorted(LAYOUTS)})
 
+#: Bounds of the CRM bodies that fan out into many rows or a large JSON column (``docs/crm.md``).
+MAX_MAPPINGS = 500
+MAX_CUSTOM_FIELDS = 200
+MAX_CUSTOM_FIELD_JSON = 10_000
+CustomFieldName = Annotated[str, Field(min_length=1, max_length=200)]
+
 router = APIRouter(tags=["crm"])
 log = get_logger("wedsync.api.crm")
 _background: set[asyncio.Task[Any]] = set()
@@ -55,8 +63,21 @@ class ClientPatch(Strict):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
     company: str | None = Field(default=None, max_length=200)
-    custom_fields: dict[str, Any] | None = None
+    custom_fields: dict[CustomFieldName, Any] | None = Field(
+        default=None, max_length=MAX_CUSTOM_FIELDS,
+        description=f"at most {MAX_CUSTOM_FIELDS} fields, names of 1 to 200 characters, each value at most "
+                    f"{MAX_CUSTOM_FIELD_JSON} characters as JSON")
     expected_version: int | None = Field(default=None, ge=1, le=MAX_INT64)
+
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _custom_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, v in (value or {}).items():
+            if len(json.dumps(v, separators=(",", ":"))) > MAX_CUSTOM_FIELD_JSON:
+                raise PydanticCustomError("value_too_large", "custom field {name!r} is over {max} characters as "
+                                                             "JSON", {"name": name, "max": MAX_CUSTOM_FIELD_JSON})
+        return value
 
 
 class ResolveIn(Strict):
@@ -75,7 +96,9 @@ class PolicyIn(Strict):
 
 
 class MappingsIn(Strict):
-    mappings: dict[str, str | None]
+    mappings: dict[CustomFieldName, CustomFieldName | None] = Field(
+        max_length=MAX_MAPPINGS, description=f"source field -> unified field (null: not mapped); at most "
+                                             f"{MAX_MAPPINGS} entries, names of 1 to 200 characters")
     entity: Literal["client"] = "client"
 
 
