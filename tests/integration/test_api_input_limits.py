@@ -238,3 +238,46 @@ async def test_collections_in_bodies_are_bounded(api, hub) -> None:  # type: ign
     r = await api.patch(f"/api/crm/clients/{cid}", headers=auth(key),
                         json={"custom_fields": {f"k{i}": "v" for i in range(200)}})
     assert r.status_code == 200 and len(r.json()["custom_fields"]) >= 200, r.text[:300]
+
+
+async def test_an_operator_acts_for_the_vendor_it_names_and_only_one_that_exists(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``X-WedSync-Vendor`` was ignored by the two seed routes whose body names the vendor (``vendorId``), and a
+    header naming no vendor was a 409 ``concurrent_change`` on writes and an empty 200 on reads. Now the header
+    counts there too (naming another vendor than the body: 422 ``vendor_mismatch``), and an unknown vendor is a
+    404 ``unknown_vendor`` everywhere."""
+    a, key_a = await _vendor(hub)
+    b = hub.tenancy.create_vendor("Studio B")
+    _, op = hub.tenancy.create_key(None, operator=True)
+    hub.connections.create(a.id, "vsco-workspace", credentials={"api_key": "k"},
+                           base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    ghost = "01m8xy2xmcpy5mtqth75dmsyzz"
+    for method, path, body in (("get", "/api/crm/clients", None), ("get", "/api/payments/transactions", None),
+                               ("put", "/api/crm/policies", {"kind": "manual", "field": "email"}),
+                               ("post", "/api/keys", {"name": "k"}),
+                               ("post", "/api/integrations/crm/sync", {"crmProvider": "vsco-workspace"}),
+                               ("post", "/api/integrations/payments/setup", {"gatewayConfig": {"primary": "stripe"}})):
+        kwargs: dict[str, Any] = {"headers": {**auth(op), "X-WedSync-Vendor": ghost}}
+        if body is not None:
+            kwargs["json"] = body
+        r = await api.request(method.upper(), path, **kwargs)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_vendor", (path, r.text)
+    # the seed routes act for the header's vendor: B has no VSCO connection, A has one
+    sync = {"crmProvider": "vsco-workspace", "syncType": "full"}
+    r = await api.post("/api/integrations/crm/sync", headers={**auth(op), "X-WedSync-Vendor": b.id}, json=sync)
+    assert r.status_code == 404 and r.json()["error"]["code"] != "unknown_vendor", r.text  # B's missing connection
+    no_connection = r.json()["error"]["code"]
+    r = await api.post("/api/integrations/crm/sync", headers={**auth(op), "X-WedSync-Vendor": b.id},
+                       json={**sync, "vendorId": a.id})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "vendor_mismatch", r.text
+    r = await api.post("/api/integrations/payments/setup", headers={**auth(op), "X-WedSync-Vendor": b.id},
+                       json={"vendorId": a.id, "gatewayConfig": {"primary": "stripe"}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "vendor_mismatch", r.text
+    r = await api.post("/api/integrations/crm/sync", headers=auth(op), json={**sync, "vendorId": b.id})
+    assert r.json()["error"]["code"] == no_connection, r.text  # the body alone still names the vendor
+    r = await api.post("/api/integrations/payments/setup", headers=auth(op), json={"gatewayConfig": {}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "vendor_required", r.text
+    # a vendor key: another vendor in the header or the body is a 404, as before
+    r = await api.post("/api/integrations/crm/sync", headers={**auth(key_a), "X-WedSync-Vendor": b.id}, json=sync)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = await api.post("/api/integrations/crm/sync", headers=auth(key_a), json={**sync, "vendorId": b.id})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text

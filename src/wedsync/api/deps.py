@@ -147,11 +147,13 @@ Writer = Annotated[Principal, Depends(scoped("write"))]
 KeyAdmin = Annotated[Principal, Depends(scoped("keys"))]
 
 
-def vendor_id_dep(
-    principal: PrincipalDep,
-    x_wedsync_vendor: Annotated[str | None, Header(description="operator keys: the vendor to act for")] = None,
-) -> str:
-    return principal.vendor_scope(x_wedsync_vendor)
+#: The ``X-WedSync-Vendor`` header: the vendor an operator key acts for.
+VendorHeader = Annotated[str | None, Header(alias="X-WedSync-Vendor",
+                                            description="operator keys: the vendor to act for")]
+
+
+def vendor_id_dep(hub: HubDep, principal: PrincipalDep, x_wedsync_vendor: VendorHeader = None) -> str:
+    return hub.tenancy.acting_vendor(principal, x_wedsync_vendor)
 
 
 VendorId = Annotated[str, Depends(vendor_id_dep)]

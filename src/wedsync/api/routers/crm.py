@@ -19,6 +19,7 @@ from wedsync.api.deps import (
     Limit,
     PrincipalDep,
     Reader,
+    VendorHeader,
     VendorId,
     Writer,
     next_cursor,
@@ -50,7 +51,9 @@ _background: set[asyncio.Task[Any]] = set()
 class CrmSyncIn(Strict):
     """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
 
-    vendorId: str = Field(min_length=1, max_length=26)  # the seed's camelCase wire names
+    vendorId: str | None = Field(default=None, min_length=1, max_length=26,  # the seed's camelCase wire names
+                                 description="the caller's vendor (an operator may name it in X-WedSync-Vendor "
+                                             "instead; both: the same one)")
     crmProvider: str = Field(min_length=1, max_length=40)
     syncType: str = Field(default="incremental", min_length=1, max_length=20)
     waitSeconds: float = Field(default=0, ge=0, le=120)
@@ -104,12 +107,14 @@ class MappingsIn(Strict):
 
 # -- the seed endpoint -----------------------------------------------------------------------------------
 @router.post("/api/integrations/crm/sync")
-async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer) -> dict[str, Any]:
+async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer,
+                   x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Start a sync of the vendor's CRM connection (``crmProvider``: tave/vsco-workspace, honeybook, ...).
     Returns ``{success, recordsProcessed, syncId, nextSync}`` plus the run; poll the GET for progress."""
     from wedsync.workflows.sync import start_sync
 
-    vendor_id = principal.vendor_scope(body.vendorId)  # another vendor's id: 404, never its data
+    # another vendor's id: 404, never its data; the header and the body naming different vendors: 422
+    vendor_id = hub.tenancy.acting_vendor(principal, x_wedsync_vendor, named=body.vendorId)
     conn, mode = hub.crm.check_sync_request(vendor_id, body.crmProvider, body.syncType)
     run_id = await start_sync(vendor_id, conn.id, mode)
     deadline = asyncio.get_running_loop().time() + body.waitSeconds

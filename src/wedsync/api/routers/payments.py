@@ -11,7 +11,17 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
+from wedsync.api.deps import (
+    Cursor,
+    HubDep,
+    Limit,
+    PrincipalDep,
+    Reader,
+    VendorHeader,
+    VendorId,
+    Writer,
+    next_cursor,
+)
 from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.domain.money import MAX_AMOUNT_MINOR
@@ -75,10 +85,12 @@ def _dbos_running() -> bool:
 
 
 @router.post("/api/integrations/payments/setup")
-async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer) -> dict[str, Any]:
+async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer,
+                         x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Seed endpoint: ``{vendorId, gatewayConfig: {primary, fallbacks, routingRules, feeStructure,
-    complianceRequirements}}``; every gateway must be an active connection of this vendor."""
-    vendor_id = principal.vendor_scope(body.vendorId)
+    complianceRequirements}}``; every gateway must be an active connection of this vendor. An operator names the
+    vendor in ``X-WedSync-Vendor`` or ``vendorId`` (both: the same one, else 422 ``vendor_mismatch``)."""
+    vendor_id = hub.tenancy.acting_vendor(principal, x_wedsync_vendor, named=body.vendorId)
     result: dict[str, Any] = await hub.payments.setup(vendor_id, body.gatewayConfig, return_url=body.returnUrl)
     return result
 
