@@ -281,3 +281,36 @@ async def test_an_operator_acts_for_the_vendor_it_names_and_only_one_that_exists
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
     r = await api.post("/api/integrations/crm/sync", headers=auth(key_a), json={**sync, "vendorId": b.id})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+
+
+async def test_a_cursor_naming_no_row_of_the_list_is_422_on_every_list(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A well-formed cursor naming no row (a typo, another vendor's id) paged on silently from wherever it sorts
+    on every list but the calendar's bookings: now 422 ``invalid_cursor`` on each (one helper,
+    ``store/paging.cursor_row``), while a real cursor pages as before."""
+    a, key_a = await _vendor(hub)
+    b = hub.tenancy.create_vendor("Studio B")
+    _, key_b = hub.tenancy.create_key(b.id)
+    conn = hub.connections.create(a.id, "vsco-workspace", credentials={"api_key": "k"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    mine, theirs = [], []
+    for key, ids in ((key_a, mine), (key_b, theirs)):
+        for i in range(2):
+            r = await api.post("/api/crm/inquiries", headers=auth(key),
+                               json={"inquiry_id": f"i{i}", "first_name": f"Ana{i}", "email": f"a{i}@example.com"})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["clients"][0]["crm_client_id"])
+    ghost = "01m8xy2xmcpy5mtqth75dmsyzz"
+    lists = ["/api/crm/clients", "/api/crm/merges", "/api/crm/conflicts", "/api/crm/imports", "/api/crm/outbox",
+             "/api/crm/weddings", "/api/payments/transactions", "/api/payments/ledger", "/api/calendar/bookings",
+             f"/api/connections/{conn.id}/sync-runs", "/api/clients", "/api/weddings"]
+    for path in lists:
+        for cursor in (ghost, theirs[0]):
+            r = await api.get(path, headers=auth(key_a), params={"after": cursor})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor", (path, cursor, r.text)
+    r = await api.get(f"/api/connections/{conn.id}/webhook-events", headers=auth(key_a), params={"after": 12345})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor", r.text
+    # a real cursor still pages
+    r = await api.get("/api/crm/clients", headers=auth(key_a), params={"limit": 1})
+    first = r.json()["items"][0]["id"]
+    r = await api.get("/api/crm/clients", headers=auth(key_a), params={"after": first, "limit": 1})
+    assert r.status_code == 200 and [c["id"] for c in r.json()["items"]] == [x for x in sorted(mine) if x > first]

@@ -36,6 +36,7 @@ from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
 from wedsync.logging import get_logger
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Vendor, new_id, utcnow
 from wedsync.store.tables_calendar import (
     CalendarBlock,
@@ -961,9 +962,7 @@ class CalendarService:
             q = q.where(CalendarBooking.status == status)
         with self.db.read() as s:
             if after:
-                last = s.get(CalendarBooking, after)
-                if last is None or last.vendor_id != vendor_id:
-                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                last = cursor_row(s, CalendarBooking, after, CalendarBooking.vendor_id == vendor_id)
                 q = q.where(or_(CalendarBooking.start_at > last.start_at,
                                 and_(CalendarBooking.start_at == last.start_at, CalendarBooking.id > last.id)))
             return [booking_dict(b) for b in s.execute(q.order_by(CalendarBooking.start_at, CalendarBooking.id)

@@ -51,6 +51,7 @@ from wedsync.domain.splits import FeeStructure, Split, compute_split, explicit_s
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
 from wedsync.logging import get_logger
 from wedsync.services.webhook_inbox import InboxRow
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Connection, new_id, utcnow
 from wedsync.store.tables_payments import (
     EscrowHold,
@@ -553,6 +554,7 @@ class PaymentService:
         with self.db.read() as s:
             q = select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id)
             if after:
+                cursor_row(s, PaymentIntent, after, PaymentIntent.vendor_id == vendor_id)
                 q = q.where(PaymentIntent.id < after)
             if booking_ref:
                 q = q.where(PaymentIntent.booking_ref == booking_ref)
@@ -1147,6 +1149,7 @@ class PaymentService:
         with self.db.read() as s:
             q = select(LedgerTransaction).where(LedgerTransaction.vendor_id == vendor_id)
             if after:
+                cursor_row(s, LedgerTransaction, after, LedgerTransaction.vendor_id == vendor_id)
                 q = q.where(LedgerTransaction.id > after)
             if intent_id:
                 q = q.where(LedgerTransaction.intent_id == intent_id)

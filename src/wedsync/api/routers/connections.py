@@ -35,6 +35,7 @@ from wedsync.connectors.webhooks import ZapierScheme, has_scheme
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Wedding
 
 router = APIRouter(prefix="/api", tags=["connections"])
@@ -198,6 +199,7 @@ def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
         if connection_id:
             q = q.where(model.connection_id == connection_id)
         if after:
+            cursor_row(s, model, after, model.vendor_id == vendor_id)
             q = q.where(model.id > after)
         if not include_deleted:
             q = q.where(model.deleted_at.is_(None))
