@@ -314,3 +314,26 @@ async def test_a_cursor_naming_no_row_of_the_list_is_422_on_every_list(api, hub)
     first = r.json()["items"][0]["id"]
     r = await api.get("/api/crm/clients", headers=auth(key_a), params={"after": first, "limit": 1})
     assert r.status_code == 200 and [c["id"] for c in r.json()["items"]] == [x for x in sorted(mine) if x > first]
+
+
+async def test_every_status_filter_is_checked(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``?status=SUCCEEDED`` on transactions and ``?status=bogus`` on bookings answered an empty 200, as if there
+    were none: 422 ``invalid_status`` now, as the webhook events' filter already did; the OpenAPI document lists
+    each filter's values."""
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    cases = {"/api/payments/transactions": ("SUCCEEDED", "succeeded"), "/api/calendar/bookings": ("bogus", "active"),
+             f"/api/connections/{conn.id}/webhook-events": ("done", "failed")}
+    for path, (bad, good) in cases.items():
+        r = await api.get(path, headers=auth(key), params={"status": bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_status", (path, r.text)
+        r = await api.get(path, headers=auth(key), params={"status": good})
+        assert r.status_code == 200 and r.json()["items"] == [], (path, r.text)
+    r = await api.get("/api/crm/conflicts", headers=auth(key), params={"status": "bogus"})
+    assert r.status_code == 422, r.text
+    spec = (await api.get("/openapi.json")).json()["paths"]
+    for path, op in (("/api/payments/transactions", "get"), ("/api/calendar/bookings", "get"),
+                     ("/api/connections/{connection_id}/webhook-events", "get")):
+        (param,) = [p for p in spec[path][op]["parameters"] if p["name"] == "status"]
+        assert "enum" in str(param["schema"]), (path, param)

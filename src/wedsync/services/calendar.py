@@ -50,6 +50,10 @@ from wedsync.store.tables_calendar import (
 
 log = get_logger("wedsync.calendar")
 
+#: Every status of a booking or hold (``calendar_bookings.status``): what ``GET /api/calendar/bookings?status=``
+#: filters by.
+BOOKING_STATUSES = ("active", "cancelled", "expired", "conflict")
+
 WRITABLE_KINDS = {"google-calendar", "microsoft-graph", "apple-caldav", "caldav"}
 IMPORT_KINDS = {"calendly", "acuity"}  # their events are bookings: imported through the guard
 PUSH_KINDS = {"google-calendar", "microsoft-graph", "calendly", "acuity"}
@@ -952,7 +956,10 @@ class CalendarService:
                       status: str | None = None, limit: int = 500, after: str | None = None
                       ) -> list[dict[str, Any]]:
         """By start time (then id); ``after`` is the last id of the previous page: the page goes on after that
-        booking's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's bookings)."""
+        booking's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's bookings);
+        ``status`` one of ``BOOKING_STATUSES`` (else 422 ``invalid_status``, not an empty page)."""
+        if status is not None and status not in BOOKING_STATUSES:
+            raise InvalidInput(f"status must be one of {list(BOOKING_STATUSES)}", code="invalid_status")
         q = select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id)
         if start is not None:
             q = q.where(CalendarBooking.end_at > _aware(start, "start"))

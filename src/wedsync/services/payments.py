@@ -91,6 +91,8 @@ _Q_POSTED = select(LedgerTransaction.__table__.c.reference).where(
 MILESTONES = ("deposit", "installment", "final", "full")
 FINAL = ("succeeded", "declined", "failed")
 OPEN = ("created", "processing", "unknown")
+#: Every status a transaction has: what ``GET /api/payments/transactions?status=`` filters by.
+INTENT_STATUSES = OPEN + FINAL
 # Backoff before each lookup of an unknown outcome (seconds); after the last one the intent is parked.
 LOOKUP_DELAYS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 # When every gateway answered "not executed, try later": wait, then walk the route again.
@@ -550,7 +552,10 @@ class PaymentService:
 
     def list_intents(self, vendor_id: str, *, booking_ref: str | None = None, status: str | None = None,
                      limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``after`` is the last id of the previous page."""
+        """Newest first; ``after`` is the last id of the previous page; ``status`` one of ``INTENT_STATUSES``
+        (anything else is 422 ``invalid_status``, not an empty page)."""
+        if status is not None and status not in INTENT_STATUSES:
+            raise InvalidInput(f"status must be one of {list(INTENT_STATUSES)}", code="invalid_status")
         with self.db.read() as s:
             q = select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id)
             if after:

@@ -35,6 +35,7 @@ from wedsync.connectors.webhooks import ZapierScheme, has_scheme
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
+from wedsync.services.webhook_inbox import STATUSES
 from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Wedding
 
@@ -74,6 +75,7 @@ def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: 
 @router.get("/connections/{connection_id}/webhook-events", response_model=WebhookEventsPage)
 def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, limit: Limit = 50,
                         status: Annotated[str | None, Query(
+                            max_length=16, json_schema_extra={"enum": list(STATUSES)},
                             description="pending, processing, processed or failed")] = None,
                         after: Annotated[int | None, Query(ge=1, le=MAX_INT64,
                                                            description="next_cursor of the previous page")] = None

@@ -26,7 +26,7 @@ from wedsync.api.schemas import Strict
 from wedsync.connectors.payments.base import DisputeEvidence
 from wedsync.domain.money import MAX_AMOUNT_MINOR
 from wedsync.errors import InvalidInput
-from wedsync.services.payments import FINAL, IntentRequest
+from wedsync.services.payments import FINAL, INTENT_STATUSES, IntentRequest
 from wedsync.services.reconciliation import Reconciler
 
 router = APIRouter(tags=["payments"])
@@ -202,8 +202,10 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
 
 @router.get("/api/payments/transactions")
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
-                      status: str | None = None, after: Cursor = None, limit: Limit = 50
-                      ) -> dict[str, Any]:
+                      status: Annotated[str | None, Query(
+                          max_length=16, json_schema_extra={"enum": list(INTENT_STATUSES)},
+                          description="one of the statuses (422 `invalid_status` otherwise)")] = None,
+                      after: Cursor = None, limit: Limit = 50) -> dict[str, Any]:
     """Transactions, newest first; pass ``next_cursor`` as ``after`` for the next page."""
     items = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status, limit=limit, after=after)
     return {"items": items, "next_cursor": next_cursor(items, limit)}
