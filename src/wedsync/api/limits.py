@@ -26,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wedsync.api.deps import too_large
 from wedsync.api.errors import error_body
 from wedsync.domain.availability import MAX_ICS_BYTES
 from wedsync.services.crm_sync import MAX_IMPORT_BYTES
@@ -46,10 +47,6 @@ def body_limit(path: str) -> int:
     return _ROUTE_LIMITS.get(path, MAX_JSON_BODY)
 
 
-def _size(limit: int) -> str:
-    return f"{limit / (1024 * 1024):g} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
-
-
 class BodyLimit:
     """ASGI middleware: a request body over its route's ``body_limit`` is a 413 ``body_too_large``, answered by
     its Content-Length before it is read, or raised (``HTTPException``, which FastAPI's body reading re-raises and
@@ -63,7 +60,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = body_limit(scope["path"])
-        message = f"the request body is larger than {_size(limit)}"
+        what = "the webhook body" if scope["path"].startswith("/webhooks/") else "the request body"
+        message = too_large(what, limit, "body_too_large").message  # as the routes' own checks say it
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 from fastapi.responses import JSONResponse
