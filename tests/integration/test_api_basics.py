@@ -17,9 +17,8 @@ async def test_validation_errors_are_422_with_fields(api, hub) -> None:  # type:
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "validation_error" and {tuple(d["loc"])[-1] for d in err["details"]} >= {"nonsense"}
-    r = await api.post("/api/connections", headers=auth(key), content=b"{not json",
-                       )
-    assert r.status_code == 422
+    r = await api.post("/api/connections", headers=auth(key), content=b"{not json")  # no Content-Type
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
     r = await api.post("/api/connections/x/sync", headers=auth(key), json={"mode": "sideways"})
     assert r.status_code == 422
 

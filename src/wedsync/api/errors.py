@@ -204,6 +204,8 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
         out["400"] = ("a body that cannot be parsed (`malformed_request`) or did not arrive in full "
                       "(`client_disconnected`)")
         out["413"] = "a body larger than the route accepts (`body_too_large`, `file_too_large`)"
+        out["415"] = ("a body of another type than the route reads (`unsupported_media_type`): JSON bodies need "
+                      "`Content-Type: application/json`")
         out["409"] = ("conflicts with the current state (e.g. `sync_in_progress`), or with a concurrent change "
                       "(`concurrent_change`, `Retry-After`)")
     if path.startswith("/oauth/"):
