@@ -5,6 +5,8 @@
     ├── Forbidden                the caller's key lacks the scope (HTTP 403)
     ├── Unauthorized             no or bad credentials (HTTP 401)
     ├── InvalidInput             well-formed but unacceptable input (HTTP 422/400)
+    ├── TooLarge                 a body or file over its limit (HTTP 413)
+    ├── UnsupportedMediaType     a body of another type than the route reads (HTTP 415)
     ├── Conflict                 state conflict, e.g. a reused idempotency key (HTTP 409)
     ├── NotImplementedCapability the provider or the hub cannot do this (HTTP 501, never silent)
     ├── VaultError               credentials cannot be decrypted or stored
@@ -53,6 +55,11 @@ class InvalidInput(WedsyncError):
 class TooLarge(WedsyncError):
     code = "too_large"
     status = 413
+
+
+class UnsupportedMediaType(WedsyncError):
+    code = "unsupported_media_type"
+    status = 415
 
 
 class Conflict(WedsyncError):

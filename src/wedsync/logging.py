@@ -9,8 +9,11 @@ renderer (console or JSON). The scrubber
   mappings (headers included) and sequences;
 * replaces every occurrence of a registered secret value (:func:`register_secret`, called by the credential
   vault when it decrypts) inside any string, using one compiled regex rebuilt lazily when the set changes;
-* strips the values of secret-looking query-string parameters from URLs, and ``Bearer``/``Basic`` credentials
-  quoted in free text.
+* strips the values of secret-looking query-string parameters from URLs, the token of an availability feed's
+  path (``/calendar/feeds/<token>.ics``, a bearer secret: only its SHA-256 is stored) and ``Bearer``/``Basic``
+  credentials quoted in free text;
+* escapes control characters (``\\x00``, ``\\n``, ``\\x1b``...) in every value but a traceback, so a request
+  path such as ``/api/x%0a...`` cannot forge a log line or a terminal escape (log injection).
 
 Call :func:`configure_logging` once per process, before the first log line (``wedsync serve``/``worker``).
 """
@@ -62,6 +65,11 @@ _URL_PARAM_RE = re.compile(
     r"|api_?key|x-api-key|key|password|passwd|signature|sig|oauth_token|oauth_signature|oauth_verifier"
     r"|[\w.\-]*_(?:token|secret|password|signature|api_?key))=)[^&#\s\"'<>]+"
 )
+#: The public availability feed's path carries its secret token (``api/routers/calendar.public_feed``).
+_FEED_PATH_RE = re.compile(r"(/calendar/feeds/)[^/\s\"'<>?#]+(\.ics)")
+#: C0 control characters but tab, and DEL: escaped in logged values (``exception``/``stack`` keep their lines).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MULTILINE_KEYS = frozenset({"exception", "stack"})
 _AUTH_SCHEME_RE = re.compile(r"(?i)\b(bearer|basic|digest)(\s+)[A-Za-z0-9\-._~+/]{6,}=*")
 
 
@@ -173,6 +181,8 @@ def scrub_text(text: str) -> str:
         text = pattern.sub(REDACTED, text)
     if "=" in text:
         text = _URL_PARAM_RE.sub(rf"\1{REDACTED}", text)
+    if "/calendar/feeds/" in text:
+        text = _FEED_PATH_RE.sub(rf"\1{REDACTED}\2", text)
     if " " in text:
         text = _AUTH_SCHEME_RE.sub(rf"\1\2{REDACTED}", text)
     return text
@@ -197,8 +207,16 @@ def scrub(value: Any) -> Any:
     return scrub_text(str(value))
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters (but tab) written as Python escapes: ``"a\\nb"`` -> ``"a\\\\nb"``."""
+    if not _CONTROL_RE.search(text):
+        return text
+    return _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def scrub_processor(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: scrub every key and value of the event dict."""
+    """structlog processor: scrub every key and value of the event dict, and escape control characters in every
+    string value but a traceback."""
     for key, val in list(event_dict.items()):
         if key.startswith("_"):
             continue  # structlog/stdlib plumbing (_record, _from_structlog)
@@ -206,9 +224,11 @@ def scrub_processor(logger: WrappedLogger, method_name: str, event_dict: EventDi
             if val:
                 event_dict[key] = REDACTED
         elif type(val) is str:
-            event_dict[key] = scrub_text(val)
+            val = scrub_text(val)
+            event_dict[key] = val if key in _MULTILINE_KEYS else escape_controls(val)
         elif not isinstance(val, _PLAIN):
-            event_dict[key] = scrub(val)
+            val = scrub(val)
+            event_dict[key] = escape_controls(val) if isinstance(val, str) else val
     return event_dict
 
 

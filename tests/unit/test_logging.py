@@ -208,3 +208,51 @@ def test_dbos_logger_stays_routed_through_the_scrubber(captured: io.StringIO) ->
     assert dbos_logger.propagate
     assert value not in captured.getvalue()
     assert "workflow failed with [REDACTED]" in captured.getvalue()
+
+
+@pytest.fixture
+def console() -> Iterator[io.StringIO]:
+    """configure_logging (console renderer, as ``wedsync serve`` logs by default) into a buffer."""
+    saved_config = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    configure_logging("INFO", json=False, stream=buffer)
+    yield buffer
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    root.setLevel(saved_level)
+    structlog.configure(**saved_config)
+
+
+def test_an_availability_feeds_token_never_reaches_the_log(console: io.StringIO) -> None:
+    """The feed's path is its secret (docs/calendars.md: only its SHA-256 is stored), but uvicorn's access log
+    wrote ``GET /calendar/feeds/<token>.ics`` as it came."""
+    token = "uX-4RU7GrNVi3IeC2phYJimkatecV7G3"
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                                             f"/calendar/feeds/{token}.ics", "1.1", 200)
+    get_logger("wedsync.demo").info(f"The Knot reads http://127.0.0.1:8000/calendar/feeds/{token}.ics",
+                                    url=f"https://hub.example/calendar/feeds/{token}.ics?x=1")
+    output = console.getvalue()
+    assert token not in output and output.count(f"/calendar/feeds/{REDACTED}.ics") >= 3, output
+    assert scrub_text("DELETE /api/calendar/feeds/01m8xy342g4ay7173hm8hnk7jq") == \
+        "DELETE /api/calendar/feeds/01m8xy342g4ay7173hm8hnk7jq"  # a feed's id is no secret
+
+
+def test_control_characters_in_logged_values_are_escaped(console: io.StringIO) -> None:
+    """A path such as ``/api/x%0a2026-... [error] forged`` was logged raw (``path=req.url.path``): a forged line,
+    or a terminal escape with ``%1b``. Every logged value is one line; a traceback keeps its lines."""
+    forged = "/api/crm/clients/x\n2026-12-03T12:00:00Z [error    ] forged\x1b[2J\x00"
+    log = get_logger("wedsync.api")
+    log.warning("store unavailable", path=forged)
+    log.warning(f"message {forged}")
+    try:
+        raise RuntimeError("boom\nsecond line")
+    except RuntimeError:
+        log.exception("failed", path=forged)
+    output = console.getvalue()
+    assert "\x1b" not in output and "\x00" not in output
+    assert not any(line.startswith("2026-12-03T12:00:00Z") for line in output.splitlines()), output
+    assert output.count("forged") == 3 and output.count("[2J") == 3, output
+    assert "\nRuntimeError: boom\nsecond line" in output  # the traceback is not escaped

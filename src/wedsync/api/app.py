@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from wedsync import __version__
 from wedsync.api import errors
 from wedsync.api.deps import known_inputs_only
+from wedsync.api.limits import BodyLimit, ControlCharacters
 from wedsync.api.routers.webhooks import WebhookFastPath
 from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub, launch_dbos
 from wedsync.config import get_settings
@@ -67,4 +68,6 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
     errors.document_errors(app)
     app.add_middleware(WebhookFastPath)
     app.add_middleware(errors.HeadAsGet)
+    app.add_middleware(ControlCharacters)
+    app.add_middleware(BodyLimit)  # outermost: no body passes its route's limit, webhooks' fast path included
     return app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 
 from wedsync.bootstrap import Hub, get_hub
-from wedsync.errors import InvalidInput, TooLarge
+from wedsync.errors import InvalidInput, TooLarge, UnsupportedMediaType
 from wedsync.services.tenancy import Principal
 
 
@@ -34,19 +34,22 @@ Cursor = Annotated[str | None, Query(pattern=r"^[0-9a-hjkmnp-tv-z]{26}$",
                                      description="next_cursor of the previous page")]
 
 
-_ROUTE_INPUTS: dict[int, tuple[frozenset[str], bool]] = {}
+_ROUTE_INPUTS: dict[int, tuple[frozenset[str], bool, bool]] = {}
 _EMPTY_BODIES = (b"", b"{}", b"null")
 
 
-def _declared_inputs(route: Any) -> tuple[frozenset[str], bool]:
-    """The query parameter names a route takes (its dependencies' included) and whether it takes a body."""
+def _declared_inputs(route: Any) -> tuple[frozenset[str], bool, bool]:
+    """The query parameter names a route takes (its dependencies' included), whether it takes a body, and
+    whether that body is a JSON one (FastAPI's body parameters; not a route reading its own, an upload)."""
     known = _ROUTE_INPUTS.get(id(route))
     if known is None:
         found: set[str] = set()
         body = "requestBody" in (getattr(route, "openapi_extra", None) or {})  # a route reading its own body
+        json_body = False
         todo = [route.dependant]
         while todo:
             dependant = todo.pop()
+            json_body = json_body or bool(dependant.body_params)
             body = body or bool(dependant.body_params)
             for param in dependant.query_params:
                 model = getattr(param.field_info, "annotation", None)
@@ -56,8 +59,13 @@ def _declared_inputs(route: Any) -> tuple[frozenset[str], bool]:
                 else:
                     found.add(param.alias)
             todo.extend(dependant.dependencies)
-        known = _ROUTE_INPUTS[id(route)] = (frozenset(found), body)
+        known = _ROUTE_INPUTS[id(route)] = (frozenset(found), body, json_body)
     return known
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def known_inputs_only(request: Request) -> None:
@@ -66,7 +74,10 @@ async def known_inputs_only(request: Request) -> None:
     * a query parameter it does not take is a 422 ``unknown_parameter`` naming the ones it does
       (``GET /api/crm/clients?email=...`` answered every client, as if filtered; ``?page=2`` the first page again);
     * a body sent to a route that takes none (``{"events": [...]}`` to subscribe to only some events) is a 422
-      ``unexpected_body``; an empty body, ``{}`` or ``null`` is fine.
+      ``unexpected_body``; an empty body, ``{}`` or ``null`` is fine;
+    * a body sent to a route that takes JSON without ``Content-Type: application/json`` (a form, JSON sent as
+      ``text/plain`` or with no type, as ``curl -d`` does) is a 415 ``unsupported_media_type``: FastAPI does not
+      parse it as JSON, so it was a 422 ``validation_error`` about the body's type.
 
     Webhooks, OAuth callbacks and feeds take whatever their senders add."""
     if not request.url.path.startswith("/api/"):
@@ -74,16 +85,25 @@ async def known_inputs_only(request: Request) -> None:
     route = request.scope.get("route")
     if route is None or not hasattr(route, "dependant"):
         return
-    known, takes_body = _declared_inputs(route)
+    known, takes_body, takes_json = _declared_inputs(route)
     if request.query_params:
         unknown = sorted({k for k in request.query_params if k not in known})
         if unknown:
             raise InvalidInput(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {unknown}; this route "
                                f"takes {sorted(known) or 'none'}", code="unknown_parameter",
                                details={"unknown": unknown, "accepted": sorted(known)})
-    if takes_body or request.method in ("GET", "HEAD", "OPTIONS"):
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return  # no body
+    if takes_json:
+        content_type = request.headers.get("content-type", "")
+        if not _is_json(content_type):
+            raise UnsupportedMediaType(f"{request.method} {route.path} takes a JSON body: send it with "
+                                       f"Content-Type: application/json (got {content_type or 'none'!r})",
+                                       details={"accepted": ["application/json"], "received": content_type or None})
+        return
+    if takes_body:
         return
     raw = (await read_body(request, 64 * 1024, code="body_too_large", what="the request body")).strip()
     if raw not in _EMPTY_BODIES:
@@ -147,11 +167,13 @@ Writer = Annotated[Principal, Depends(scoped("write"))]
 KeyAdmin = Annotated[Principal, Depends(scoped("keys"))]
 
 
-def vendor_id_dep(
-    principal: PrincipalDep,
-    x_wedsync_vendor: Annotated[str | None, Header(description="operator keys: the vendor to act for")] = None,
-) -> str:
-    return principal.vendor_scope(x_wedsync_vendor)
+#: The ``X-WedSync-Vendor`` header: the vendor an operator key acts for.
+VendorHeader = Annotated[str | None, Header(alias="X-WedSync-Vendor",
+                                            description="operator keys: the vendor to act for")]
+
+
+def vendor_id_dep(hub: HubDep, principal: PrincipalDep, x_wedsync_vendor: VendorHeader = None) -> str:
+    return hub.tenancy.acting_vendor(principal, x_wedsync_vendor)
 
 
 VendorId = Annotated[str, Depends(vendor_id_dep)]

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -74,8 +74,10 @@ async def _validation(_req: Request, exc: RequestValidationError) -> JSONRespons
         reason = (broken.get("ctx") or {}).get("error") or "invalid JSON"
         return JSONResponse(error_body("malformed_request", f"the request body is not valid JSON: {reason}"),
                             status_code=400)
-    return JSONResponse(error_body("validation_error", "request validation failed", _clean_validation(errors)),
-                        status_code=422)
+    code = "validation_error"
+    if any(e.get("type") == "invalid_characters" for e in errors):  # a NUL or another control character
+        code = "invalid_characters"
+    return JSONResponse(error_body(code, "request validation failed", _clean_validation(errors)), status_code=422)
 
 
 async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -93,6 +95,14 @@ async def _store_unavailable(req: Request, exc: OperationalError) -> JSONRespons
     log.warning("store unavailable", path=req.url.path, error_type=type(exc.orig).__name__)
     return JSONResponse(error_body("store_unavailable", "the hub's database is unavailable; retry shortly"),
                         status_code=503, headers={"Retry-After": "2"})
+
+
+async def _bad_data(req: Request, exc: DataError) -> JSONResponse:
+    # The database refused a value the API let through (PostgreSQL: NUL in text, an integer out of range):
+    # the request's fault, said as such; the API checks what it can before (``api/limits.py``, ``schemas``).
+    log.warning("value refused by the database", path=req.url.path, error_type=type(exc.orig).__name__)
+    return JSONResponse(error_body("invalid_data", "a value of the request cannot be stored (a control character "
+                                   "such as NUL in text, or a number out of range)"), status_code=422)
 
 
 async def _concurrent_change(req: Request, exc: IntegrityError) -> JSONResponse:
@@ -120,8 +130,8 @@ async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
 #: Exception class -> the response it gets, most specific first (``response_for`` takes the first match).
 _HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
     (WedsyncError, _wedsync), (RequestValidationError, _validation), (StarletteHTTPException, _http),
-    (OperationalError, _store_unavailable), (IntegrityError, _concurrent_change), (ClientDisconnect, _client_gone),
-    (Exception, _unexpected))
+    (OperationalError, _store_unavailable), (IntegrityError, _concurrent_change), (DataError, _bad_data),
+    (ClientDisconnect, _client_gone), (Exception, _unexpected))
 
 
 async def response_for(req: Request, exc: Exception) -> JSONResponse:
@@ -181,7 +191,8 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
     out = {
         "404": "unknown route parameter or row (`not_found`, `unknown_provider`, `unknown_connection`...), or an "
                "`X-WedSync-Vendor` naming another vendor than the key's",
-        "422": "invalid input: `validation_error` with field errors, or a specific code",
+        "422": "invalid input: `validation_error` with field errors, `invalid_characters` (a control character "
+               "such as NUL in the path, the query or a body string), or a specific code",
         "503": "the hub's database is unavailable (`store_unavailable`); see `Retry-After`",
     }
     if path.startswith("/api") or path == "/oauth/{provider}/start":
@@ -193,6 +204,8 @@ def _common_errors(path: str, method: str) -> dict[str, str]:
         out["400"] = ("a body that cannot be parsed (`malformed_request`) or did not arrive in full "
                       "(`client_disconnected`)")
         out["413"] = "a body larger than the route accepts (`body_too_large`, `file_too_large`)"
+        out["415"] = ("a body of another type than the route reads (`unsupported_media_type`): JSON bodies need "
+                      "`Content-Type: application/json`")
         out["409"] = ("conflicts with the current state (e.g. `sync_in_progress`), or with a concurrent change "
                       "(`concurrent_change`, `Retry-After`)")
     if path.startswith("/oauth/"):

@@ -14,6 +14,10 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+#: The largest integer the database stores (a signed 64-bit column): an id cursor or a version above it was a
+#: 500 (``OverflowError`` on SQLite, ``integer out of range`` on PostgreSQL).
+MAX_INT64 = 2**63 - 1
+
 Scope = Literal["read", "write", "keys"]
 ItemT = TypeVar("ItemT")
 ALL_SCOPES: tuple[Scope, ...] = ("read", "write", "keys")
@@ -56,6 +60,8 @@ def _kind_of(annotation: Any) -> str | None:
     if annotation in _JSON_KIND:
         return _JSON_KIND[annotation]
     origin = typing.get_origin(annotation)
+    if origin is Annotated:  # ``AmountMinor | None``: the constrained type inside the union
+        return _kind_of(typing.get_args(annotation)[0])
     if origin is list:
         (item,) = typing.get_args(annotation) or (None,)
         inner = _kind_of(item)
@@ -81,9 +87,46 @@ def _json_type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, str | datetime | date) and not (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value))
 
 
+#: C0 control characters but tab, line feed and carriage return (``api/limits.TEXT_CONTROL``).
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+#: The most entries of any object or array in a body (a field may allow fewer), and the longest object key.
+MAX_ENTRIES = 1000
+MAX_KEY_LENGTH = 200
+
+
+def _check_value(value: Any) -> None:
+    """Refuse, in a body value at any depth, a control character in a string or an object key (PostgreSQL cannot
+    store NUL in text: it was a 500), an object or array of more than ``MAX_ENTRIES`` entries and an object key
+    longer than ``MAX_KEY_LENGTH`` (300,000 field mappings held SQLite's write lock for 43 s)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if _TEXT_CONTROL.search(v):
+                raise PydanticCustomError("invalid_characters", "text may not contain control characters (such "
+                                                                "as NUL) other than tab, line feed and carriage "
+                                                                "return")
+        elif isinstance(v, dict | list | tuple):
+            if len(v) > MAX_ENTRIES:
+                raise PydanticCustomError("too_many_entries", "at most {max} entries in an object or array",
+                                          {"max": MAX_ENTRIES})
+            if isinstance(v, dict):
+                for k in v:
+                    if isinstance(k, str) and len(k) > MAX_KEY_LENGTH:
+                        raise PydanticCustomError("key_too_long", "object keys are at most {max} characters",
+                                                  {"max": MAX_KEY_LENGTH})
+                todo.extend(v.keys())
+                todo.extend(v.values())
+            else:
+                todo.extend(v)
+
+
 class Strict(BaseModel):
-    """A request body: unknown fields refused, and each value of the JSON type the schema documents (a boolean
-    is not a number, a number is not a date, ``"5"`` is not 5)."""
+    """A request body: unknown fields refused, each value of the JSON type the schema documents (a boolean
+    is not a number, a number is not a date, ``"5"`` is not 5), no control character in any string, and no
+    object or array larger than ``MAX_ENTRIES`` (``_check_value``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +137,7 @@ class Strict(BaseModel):
         if kind is not None and not _json_type_ok(kind, value):
             raise PydanticCustomError("json_type", "expected a JSON {kind}, got {got}",
                                       {"kind": kind.replace("list:", "list of "), "got": type(value).__name__})
+        _check_value(value)
         return value
 
 

@@ -11,6 +11,8 @@ from wedsync.domain.money import allocate
 from wedsync.errors import InvalidInput
 
 KINDS = ("date", "milestone", "manual")
+#: The latest a date release may fall after the wedding (ten years).
+MAX_DAYS_AFTER = 3650
 
 
 class InvalidEscrow(InvalidInput):
@@ -49,10 +51,10 @@ class EscrowTerms:
                 else:
                     wedding = date.fromisoformat(str(rel["weddingDate"]))
                     days = int(rel.get("daysAfter", 1))
-                    if days < 0:
-                        raise InvalidEscrow("daysAfter must not be negative")
+                    if not 0 <= days <= MAX_DAYS_AFTER:  # timedelta(days=10**10) raised OverflowError: a 500
+                        raise InvalidEscrow(f"daysAfter is an integer from 0 to {MAX_DAYS_AFTER}")
                     after = datetime.combine(wedding + timedelta(days=days), time(0, 0), tzinfo=UTC)
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, ValueError, TypeError, OverflowError):  # a date past year 9999 overflows
                 raise InvalidEscrow("a date release needs 'after' (ISO datetime) or 'weddingDate' (YYYY-MM-DD)"
                                     ) from None
             return cls(kind, bps, release_after=after.astimezone(UTC))

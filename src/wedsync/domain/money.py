@@ -111,11 +111,22 @@ class Money:
         return [Money(a, self.currency) for a in allocate(self.amount, weights)]
 
 
+#: The largest amount of one payment, refund or release, in minor units (999,999.99 USD): Stripe's limit (an
+#: amount has at most 8 digits; specs/stripe), the strictest of the gateways (Square: int64; PayPal: 15 digits
+#: before the decimal point; Authorize.net: an unbounded decimal). One limit for every gateway, so that any
+#: payment can fail over to any of them, and sums of amounts stay far from the database's 64-bit integers (an
+#: amount of 2**63 - 1 made every later balance overflow).
+MAX_AMOUNT_MINOR = 99_999_999
+
+
 def require_positive(amount: int, what: str = "amount") -> int:
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidAmount(f"{what} must be an integer count of minor units")
     if amount <= 0:
         raise InvalidAmount(f"{what} must be greater than zero", details={what: amount})
+    if amount > MAX_AMOUNT_MINOR:
+        raise InvalidAmount(f"{what} must be at most {MAX_AMOUNT_MINOR} minor units", code="amount_too_large",
+                            details={what: amount, "max": MAX_AMOUNT_MINOR})
     return amount
 
 

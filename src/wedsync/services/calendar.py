@@ -36,6 +36,7 @@ from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
 from wedsync.logging import get_logger
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Vendor, new_id, utcnow
 from wedsync.store.tables_calendar import (
     CalendarBlock,
@@ -48,6 +49,10 @@ from wedsync.store.tables_calendar import (
 )
 
 log = get_logger("wedsync.calendar")
+
+#: Every status of a booking or hold (``calendar_bookings.status``): what ``GET /api/calendar/bookings?status=``
+#: filters by.
+BOOKING_STATUSES = ("active", "cancelled", "expired", "conflict")
 
 WRITABLE_KINDS = {"google-calendar", "microsoft-graph", "apple-caldav", "caldav"}
 IMPORT_KINDS = {"calendly", "acuity"}  # their events are bookings: imported through the guard
@@ -954,7 +959,10 @@ class CalendarService:
                       status: str | None = None, limit: int = 500, after: str | None = None
                       ) -> list[dict[str, Any]]:
         """By start time (then id); ``after`` is the last id of the previous page: the page goes on after that
-        booking's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's bookings)."""
+        booking's place in this order (422 ``invalid_cursor`` when it is not one of the vendor's bookings);
+        ``status`` one of ``BOOKING_STATUSES`` (else 422 ``invalid_status``, not an empty page)."""
+        if status is not None and status not in BOOKING_STATUSES:
+            raise InvalidInput(f"status must be one of {list(BOOKING_STATUSES)}", code="invalid_status")
         q = select(CalendarBooking).where(CalendarBooking.vendor_id == vendor_id)
         if start is not None:
             q = q.where(CalendarBooking.end_at > _aware(start, "start"))
@@ -964,9 +972,7 @@ class CalendarService:
             q = q.where(CalendarBooking.status == status)
         with self.db.read() as s:
             if after:
-                last = s.get(CalendarBooking, after)
-                if last is None or last.vendor_id != vendor_id:
-                    raise InvalidInput("after is not the next_cursor of a page of this list", code="invalid_cursor")
+                last = cursor_row(s, CalendarBooking, after, CalendarBooking.vendor_id == vendor_id)
                 q = q.where(or_(CalendarBooking.start_at > last.start_at,
                                 and_(CalendarBooking.start_at == last.start_at, CalendarBooking.id > last.id)))
             return [booking_dict(b) for b in s.execute(q.order_by(CalendarBooking.start_at, CalendarBooking.id)

@@ -42,6 +42,7 @@ from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, thre
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, TooLarge, WedsyncError
 from wedsync.store.bulk import insert_many, select_in
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import (
     CrmClient,
@@ -836,6 +837,7 @@ class CrmService:
         with self.db.read() as s:
             stmt = select(CrmClient).where(CrmClient.vendor_id == vendor_id)
             if after:
+                cursor_row(s, CrmClient, after, CrmClient.vendor_id == vendor_id)
                 stmt = stmt.where(CrmClient.id > after)
             if q and q.strip():
                 # names without case or accents in any script, e-mail and phone as typed; % and _ are literal
@@ -1003,6 +1005,7 @@ class CrmService:
         with self.db.read() as s:
             stmt = select(CrmMerge).where(CrmMerge.vendor_id == vendor_id)
             if after:
+                cursor_row(s, CrmMerge, after, CrmMerge.vendor_id == vendor_id)
                 stmt = stmt.where(CrmMerge.id < after)
             if client_id:
                 stmt = stmt.where(CrmMerge.crm_client_id == client_id)
@@ -1131,6 +1134,7 @@ class CrmService:
         with self.db.read() as s:
             stmt = select(CrmConflict).where(CrmConflict.vendor_id == vendor_id)
             if after:
+                cursor_row(s, CrmConflict, after, CrmConflict.vendor_id == vendor_id)
                 stmt = stmt.where(CrmConflict.id > after)
             if status:
                 stmt = stmt.where(CrmConflict.status == status)
@@ -1333,6 +1337,7 @@ class CrmService:
         with self.db.read() as s:
             stmt = select(CrmOutbox).where(CrmOutbox.vendor_id == vendor_id)
             if after:
+                cursor_row(s, CrmOutbox, after, CrmOutbox.vendor_id == vendor_id)
                 stmt = stmt.where(CrmOutbox.id < after)
             rows = s.execute(stmt.order_by(CrmOutbox.id.desc()).limit(limit)).scalars()
             return [{"id": o.id, "connection_id": o.connection_id, "crm_client_id": o.crm_client_id,
@@ -1589,6 +1594,7 @@ class CrmService:
         with self.db.read() as s:
             stmt = select(CrmImportJob.id).where(CrmImportJob.vendor_id == vendor_id)
             if after:
+                cursor_row(s, CrmImportJob, after, CrmImportJob.vendor_id == vendor_id)
                 stmt = stmt.where(CrmImportJob.id < after)
             ids = list(s.execute(stmt.order_by(CrmImportJob.id.desc()).limit(limit)).scalars())
         return [self.import_status(vendor_id, i) for i in ids]

@@ -57,6 +57,7 @@ from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
 from wedsync.services.crm_sync import record_features
 from wedsync.services.sync_engine import STREAM_MODELS, map_record
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Vendor, Wedding, new_id, utcnow
 from wedsync.store.tables_crm import CrmClient, CrmEvent, CrmIdentityKey, CrmInvoice, CrmOutbox
 
@@ -230,6 +231,7 @@ class CrmWriteback:
             if connection_id:
                 stmt = stmt.where(Wedding.connection_id == connection_id)
             if after:
+                cursor_row(s, Wedding, after, Wedding.vendor_id == vendor_id)
                 stmt = stmt.where(Wedding.id > after)
             rows = list(s.execute(stmt.order_by(Wedding.id).limit(limit + 1)).scalars())
         nxt = rows[limit - 1].id if len(rows) > limit else None

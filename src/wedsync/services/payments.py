@@ -51,6 +51,7 @@ from wedsync.domain.splits import FeeStructure, Split, compute_split, explicit_s
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability
 from wedsync.logging import get_logger
 from wedsync.services.webhook_inbox import InboxRow
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Connection, new_id, utcnow
 from wedsync.store.tables_payments import (
     EscrowHold,
@@ -90,6 +91,8 @@ _Q_POSTED = select(LedgerTransaction.__table__.c.reference).where(
 MILESTONES = ("deposit", "installment", "final", "full")
 FINAL = ("succeeded", "declined", "failed")
 OPEN = ("created", "processing", "unknown")
+#: Every status a transaction has: what ``GET /api/payments/transactions?status=`` filters by.
+INTENT_STATUSES = OPEN + FINAL
 # Backoff before each lookup of an unknown outcome (seconds); after the last one the intent is parked.
 LOOKUP_DELAYS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 # When every gateway answered "not executed, try later": wait, then walk the route again.
@@ -549,10 +552,14 @@ class PaymentService:
 
     def list_intents(self, vendor_id: str, *, booking_ref: str | None = None, status: str | None = None,
                      limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; ``after`` is the last id of the previous page."""
+        """Newest first; ``after`` is the last id of the previous page; ``status`` one of ``INTENT_STATUSES``
+        (anything else is 422 ``invalid_status``, not an empty page)."""
+        if status is not None and status not in INTENT_STATUSES:
+            raise InvalidInput(f"status must be one of {list(INTENT_STATUSES)}", code="invalid_status")
         with self.db.read() as s:
             q = select(PaymentIntent).where(PaymentIntent.vendor_id == vendor_id)
             if after:
+                cursor_row(s, PaymentIntent, after, PaymentIntent.vendor_id == vendor_id)
                 q = q.where(PaymentIntent.id < after)
             if booking_ref:
                 q = q.where(PaymentIntent.booking_ref == booking_ref)
@@ -1151,6 +1158,7 @@ class PaymentService:
         with self.db.read() as s:
             q = select(LedgerTransaction).where(LedgerTransaction.vendor_id == vendor_id)
             if after:
+                cursor_row(s, LedgerTransaction, after, LedgerTransaction.vendor_id == vendor_id)
                 q = q.where(LedgerTransaction.id > after)
             if intent_id:
                 q = q.where(LedgerTransaction.intent_id == intent_id)

@@ -34,6 +34,7 @@ from wedsync.services.connections import ConnectionService
 from wedsync.services.crm_sync import CrmResolver, CrmStats, Prepared, prepare
 from wedsync.store.bulk import insert_many
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import (
     Client,
     Connection,
@@ -369,6 +370,8 @@ class SyncService:
             if connection_id:
                 q = q.where(SyncRun.connection_id == connection_id)
             if after:
+                cursor_row(s, SyncRun, after, SyncRun.vendor_id == vendor_id,
+                           *((SyncRun.connection_id == connection_id,) if connection_id else ()))
                 q = q.where(SyncRun.id < after)
             return list(s.execute(q.order_by(SyncRun.id.desc()).limit(limit)).scalars())
 

@@ -45,7 +45,8 @@ class Principal:
                             code="scope_escalation", details={"scopes": extra, "held": sorted(self.scopes)})
 
     def vendor_scope(self, vendor_id: str | None = None) -> str:
-        """The vendor this call acts for: the key's own vendor; an operator must name one."""
+        """The vendor this call acts for: the key's own vendor; an operator must name one (that it exists is
+        ``TenancyService.acting_vendor``'s check, which every route goes through)."""
         if self.is_operator:
             if not vendor_id:
                 raise InvalidInput("operator calls must name a vendor", code="vendor_required")
@@ -85,6 +86,22 @@ class TenancyService:
             v = Vendor(id=new_id(), name=name, timezone=timezone)
             s.add(v)
         return v
+
+    def acting_vendor(self, principal: Principal, vendor_id: str | None = None, *, named: str | None = None
+                      ) -> str:
+        """The vendor a call acts for (``Principal.vendor_scope``) when it exists: an operator's
+        ``X-WedSync-Vendor`` naming no vendor is a 404 ``unknown_vendor`` (writes were a 409 ``concurrent_change``
+        from a foreign key, reads an empty 200). ``named`` is a vendor the request body names as well (the seed's
+        ``vendorId``): it must be the same one (422 ``vendor_mismatch``)."""
+        if vendor_id and named and vendor_id != named:
+            raise InvalidInput("the body's vendorId and the X-WedSync-Vendor header name different vendors",
+                               code="vendor_mismatch", details={"header": vendor_id, "body": named})
+        acting = principal.vendor_scope(vendor_id or named)
+        if principal.is_operator:
+            with self.db.read() as s:
+                if s.get(Vendor, acting) is None:
+                    raise NotFound("vendor not found", code="unknown_vendor")
+        return acting
 
     def get_vendor(self, vendor_id: str) -> Vendor:
         with self.db.session() as s:

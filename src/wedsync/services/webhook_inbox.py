@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from wedsync.connectors.webhooks import VerifiedEvent
 from wedsync.errors import Conflict, InvalidInput, NotFound, WedsyncError
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import WebhookEvent
 
 __all__ = ["MAX_ATTEMPTS", "RETRY_DELAYS", "InboxClosed", "InboxRow", "WebhookInbox", "retry_delay"]
@@ -474,6 +475,8 @@ class WebhookInbox:
         if after is not None:
             stmt = stmt.where(_T.c.id < after)
         with self.db.read() as s:
+            if after is not None:
+                cursor_row(s, _T, after, _T.c.connection_id == connection_id)
             return list(s.execute(stmt.order_by(_T.c.id.desc()).limit(limit)).all())
 
     def retry(self, connection_id: str, event_id: str) -> Any:

@@ -25,7 +25,7 @@ from wedsync.api.schemas import IsoDatetime, Page, Strict
 from wedsync.domain import availability as av
 from wedsync.domain import scheduling as sch
 from wedsync.errors import InvalidInput
-from wedsync.services.calendar import BookingRequest
+from wedsync.services.calendar import BOOKING_STATUSES, BookingRequest
 from wedsync.workflows import calendar as _calendar_workflows  # registers the workflows before DBOS launches
 
 router = APIRouter(tags=["calendar"])
@@ -195,7 +195,9 @@ async def create_booking(body: BookingIn, hub: HubDep, vendor_id: VendorId, _p: 
 @router.get("/api/calendar/bookings", response_model=Page[BookingOut])
 def list_bookings(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoDatetime | None = None,
                   end: IsoDatetime | None = None,
-                  status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+                  status_: Annotated[str | None, Query(
+                      alias="status", max_length=16, json_schema_extra={"enum": list(BOOKING_STATUSES)},
+                      description="one of the statuses (422 `invalid_status` otherwise)")] = None,
                   after: Cursor = None, limit: Limit = 500) -> dict[str, Any]:
     """Bookings and holds by start time; pass ``next_cursor`` as ``after`` for the next page."""
     items = hub.calendar.list_bookings(vendor_id, start=start, end=end, status=status_, limit=limit, after=after)

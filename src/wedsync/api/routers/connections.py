@@ -12,6 +12,7 @@ from sqlalchemy import select
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, next_cursor
 from wedsync.api.routers.webhooks import forget_connection, poke_drain
 from wedsync.api.schemas import (
+    MAX_INT64,
     ClientOut,
     ConnectionCreated,
     ConnectionIn,
@@ -34,6 +35,8 @@ from wedsync.connectors.webhooks import ZapierScheme, has_scheme
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
 from wedsync.services.subscriptions import webhook_url
+from wedsync.services.webhook_inbox import STATUSES
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Wedding
 
 router = APIRouter(prefix="/api", tags=["connections"])
@@ -75,9 +78,11 @@ def create_connection(body: ConnectionIn, hub: HubDep, vendor_id: VendorId, _p: 
 @router.get("/connections/{connection_id}/webhook-events", response_model=WebhookEventsPage)
 def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p: Reader, limit: Limit = 50,
                         status: Annotated[str | None, Query(
+                            max_length=16, json_schema_extra={"enum": list(STATUSES)},
                             description="pending, processing, processed or failed")] = None,
-                        after: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")]
-                        = None) -> WebhookEventsPage:
+                        after: Annotated[int | None, Query(ge=1, le=MAX_INT64,
+                                                           description="next_cursor of the previous page")] = None
+                        ) -> WebhookEventsPage:
     """The webhooks the hub accepted for this connection, newest first, with what became of each: processed,
     waiting (``next_attempt_at`` while a provider outage is waited out), or failed and why. Bodies are not
     shown."""
@@ -201,6 +206,7 @@ def _page(hub: Hub, model: Any, vendor_id: str, *, connection_id: str | None,
         if connection_id:
             q = q.where(model.connection_id == connection_id)
         if after:
+            cursor_row(s, model, after, model.vendor_id == vendor_id)
             q = q.where(model.id > after)
         if not include_deleted:
             q = q.where(model.deleted_at.is_(None))

@@ -4,11 +4,14 @@ custom field mappings, CSV import jobs (upload, status, bad-row report), CSV exp
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
 
 from wedsync.api.deps import (
     Cursor,
@@ -16,6 +19,7 @@ from wedsync.api.deps import (
     Limit,
     PrincipalDep,
     Reader,
+    VendorHeader,
     VendorId,
     Writer,
     next_cursor,
@@ -34,7 +38,7 @@ from wedsync.api.responses import (
     MergesPage,
     PolicyOut,
 )
-from wedsync.api.schemas import Page, Strict
+from wedsync.api.schemas import MAX_INT64, Page, Strict
 from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
@@ -45,6 +49,12 @@ from wedsync.workflows import crm as crm_workflows
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
 LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sorted(LAYOUTS)})
 
+#: Bounds of the CRM bodies that fan out into many rows or a large JSON column (``docs/crm.md``).
+MAX_MAPPINGS = 500
+MAX_CUSTOM_FIELDS = 200
+MAX_CUSTOM_FIELD_JSON = 10_000
+CustomFieldName = Annotated[str, Field(min_length=1, max_length=200)]
+
 router = APIRouter(tags=["crm"])
 log = get_logger("wedsync.api.crm")
 _background: set[asyncio.Task[Any]] = set()
@@ -53,7 +63,9 @@ _background: set[asyncio.Task[Any]] = set()
 class CrmSyncIn(Strict):
     """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
 
-    vendorId: str = Field(min_length=1, max_length=26)  # the seed's camelCase wire names
+    vendorId: str | None = Field(default=None, min_length=1, max_length=26,  # the seed's camelCase wire names
+                                 description="the caller's vendor (an operator may name it in X-WedSync-Vendor "
+                                             "instead; both: the same one)")
     crmProvider: str = Field(min_length=1, max_length=40)
     syncType: str = Field(default="incremental", min_length=1, max_length=20)
     waitSeconds: float = Field(default=0, ge=0, le=120)
@@ -66,8 +78,21 @@ class ClientPatch(Strict):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
     company: str | None = Field(default=None, max_length=200)
-    custom_fields: dict[str, Any] | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    custom_fields: dict[CustomFieldName, Any] | None = Field(
+        default=None, max_length=MAX_CUSTOM_FIELDS,
+        description=f"at most {MAX_CUSTOM_FIELDS} fields, names of 1 to 200 characters, each value at most "
+                    f"{MAX_CUSTOM_FIELD_JSON} characters as JSON")
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT64)
+
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _custom_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name, v in (value or {}).items():
+            if len(json.dumps(v, separators=(",", ":"))) > MAX_CUSTOM_FIELD_JSON:
+                raise PydanticCustomError("value_too_large", "custom field {name!r} is over {max} characters as "
+                                                             "JSON", {"name": name, "max": MAX_CUSTOM_FIELD_JSON})
+        return value
 
 
 class ResolveIn(Strict):
@@ -86,18 +111,22 @@ class PolicyIn(Strict):
 
 
 class MappingsIn(Strict):
-    mappings: dict[str, str | None]
+    mappings: dict[CustomFieldName, CustomFieldName | None] = Field(
+        max_length=MAX_MAPPINGS, description=f"source field -> unified field (null: not mapped); at most "
+                                             f"{MAX_MAPPINGS} entries, names of 1 to 200 characters")
     entity: Literal["client"] = "client"
 
 
 # -- the seed endpoint -----------------------------------------------------------------------------------
 @router.post("/api/integrations/crm/sync")
-async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer) -> dict[str, Any]:
+async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer,
+                   x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Start a sync of the vendor's CRM connection (``crmProvider``: tave/vsco-workspace, honeybook, ...).
     Returns ``{success, recordsProcessed, syncId, nextSync}`` plus the run; poll the GET for progress."""
     from wedsync.workflows.sync import start_sync
 
-    vendor_id = principal.vendor_scope(body.vendorId)  # another vendor's id: 404, never its data
+    # another vendor's id: 404, never its data; the header and the body naming different vendors: 422
+    vendor_id = hub.tenancy.acting_vendor(principal, x_wedsync_vendor, named=body.vendorId)
     conn, mode = hub.crm.check_sync_request(vendor_id, body.crmProvider, body.syncType)
     run_id = await start_sync(vendor_id, conn.id, mode)
     deadline = asyncio.get_running_loop().time() + body.waitSeconds
@@ -234,6 +263,8 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
         raise too_large("the file", limit, "file_too_large")
     try:
         form = await request.form(max_files=1, max_fields=20)
+    except HTTPException:  # the body passed the route's limit while streaming in (``api/limits.py``): 413
+        raise
     except Exception as exc:  # a malformed or truncated form: the client's error, said plainly
         raise InvalidInput(f"the multipart form could not be read: {exc}", code="malformed_form") from None
     try:
@@ -280,12 +311,13 @@ def import_status(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> 
     return dict(hub.crm.import_status(vendor_id, job_id))
 
 
-LineCursor = Annotated[int | None, Query(ge=0, description="next_cursor of the previous page (a line number)")]
+LineCursor = Annotated[int | None, Query(ge=0, le=MAX_INT64,
+                                          description="next_cursor of the previous page (a line number)")]
 
 
 @router.get("/api/crm/imports/{job_id}/errors", response_model=ImportErrorsPage)
 def import_errors(job_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: LineCursor = None,
-                  after_line: Annotated[int | None, Query(ge=0, deprecated=True,
+                  after_line: Annotated[int | None, Query(ge=0, le=MAX_INT64, deprecated=True,
                                                           description="the former name of after")] = None,
                   limit: Limit = 500) -> dict[str, Any]:
     """The bad rows, by line: column, machine-readable code, reason; ``skipped`` rows were not imported. Paged

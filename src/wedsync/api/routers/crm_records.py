@@ -13,7 +13,7 @@ from pydantic import Field
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
 from wedsync.api.responses import CrmWeddingDetailOut, CrmWeddingOut
-from wedsync.api.schemas import Page, Strict
+from wedsync.api.schemas import MAX_INT64, Page, Strict
 from wedsync.errors import InvalidInput
 from wedsync.workflows import crm as crm_workflows
 
@@ -30,7 +30,7 @@ class WeddingPatch(Strict):
     stage: str | None = Field(default=None, max_length=32, description="lead | booked | fulfillment | completed")
     closed: bool | None = None
     guest_count: int | None = Field(default=None, ge=0, le=100_000)
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT64)
 
 
 class EventPatch(Strict):
@@ -38,7 +38,7 @@ class EventPatch(Strict):
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     location: str | None = Field(default=None, max_length=500)
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT64)
 
 
 class EventIn(Strict):

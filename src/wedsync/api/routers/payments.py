@@ -11,7 +11,17 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from wedsync.api.deps import Cursor, HubDep, Limit, PrincipalDep, Reader, VendorId, Writer, next_cursor
+from wedsync.api.deps import (
+    Cursor,
+    HubDep,
+    Limit,
+    PrincipalDep,
+    Reader,
+    VendorHeader,
+    VendorId,
+    Writer,
+    next_cursor,
+)
 from wedsync.api.responses import (
     BalancesOut,
     DisputeOut,
@@ -25,8 +35,9 @@ from wedsync.api.responses import (
 )
 from wedsync.api.schemas import Page, Strict
 from wedsync.connectors.payments.base import DisputeEvidence
+from wedsync.domain.money import MAX_AMOUNT_MINOR
 from wedsync.errors import InvalidInput
-from wedsync.services.payments import FINAL, IntentRequest
+from wedsync.services.payments import FINAL, INTENT_STATUSES, IntentRequest
 from wedsync.services.reconciliation import Reconciler
 
 router = APIRouter(tags=["payments"])
@@ -38,13 +49,19 @@ class SetupIn(Strict):
     returnUrl: str | None = None
 
 
+#: An amount of one payment, refund or release: at most ``MAX_AMOUNT_MINOR`` (99,999,999) minor units.
+AmountMinor = Annotated[int, Field(le=MAX_AMOUNT_MINOR, description="integer minor units of the currency, at most "
+                                                                    f"{MAX_AMOUNT_MINOR} (Stripe's limit, the "
+                                                                    "strictest gateway's)")]
+
+
 class TransactionIn(Strict):
     bookingRef: str = Field(min_length=1, max_length=200)
-    amountMinor: int
+    amountMinor: AmountMinor
     currency: str = Field(min_length=1, max_length=8)
     paymentMethod: str = Field(min_length=1, max_length=200)
     milestone: str = "full"
-    sequence: int = 1
+    sequence: int = Field(default=1, le=1000, description="the installment of this milestone, from 1")
     methodType: str = "card"
     description: str | None = Field(default=None, max_length=500)
     customerEmail: str | None = Field(default=None, max_length=320)
@@ -54,7 +71,7 @@ class TransactionIn(Strict):
 
 
 class AmountIn(Strict):
-    amountMinor: int | None = None
+    amountMinor: AmountMinor | None = None
 
 
 class EvidenceIn(Strict):
@@ -79,10 +96,12 @@ def _dbos_running() -> bool:
 
 
 @router.post("/api/integrations/payments/setup")
-async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer) -> dict[str, Any]:
+async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer,
+                         x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Seed endpoint: ``{vendorId, gatewayConfig: {primary, fallbacks, routingRules, feeStructure,
-    complianceRequirements}}``; every gateway must be an active connection of this vendor."""
-    vendor_id = principal.vendor_scope(body.vendorId)
+    complianceRequirements}}``; every gateway must be an active connection of this vendor. An operator names the
+    vendor in ``X-WedSync-Vendor`` or ``vendorId`` (both: the same one, else 422 ``vendor_mismatch``)."""
+    vendor_id = hub.tenancy.acting_vendor(principal, x_wedsync_vendor, named=body.vendorId)
     result: dict[str, Any] = await hub.payments.setup(vendor_id, body.gatewayConfig, return_url=body.returnUrl)
     return result
 
@@ -166,8 +185,10 @@ async def _run(hub: Any, view: dict[str, Any], vendor_id: str, wait: float) -> d
 
 @router.get("/api/payments/transactions", response_model=Page[TransactionOut])
 def list_transactions(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | None = None,
-                      status: str | None = None, after: Cursor = None, limit: Limit = 50
-                      ) -> dict[str, Any]:
+                      status: Annotated[str | None, Query(
+                          max_length=16, json_schema_extra={"enum": list(INTENT_STATUSES)},
+                          description="one of the statuses (422 `invalid_status` otherwise)")] = None,
+                      after: Cursor = None, limit: Limit = 50) -> dict[str, Any]:
     """Transactions, newest first; pass ``next_cursor`` as ``after`` for the next page."""
     items = hub.payments.list_intents(vendor_id, booking_ref=bookingRef, status=status, limit=limit, after=after)
     return {"items": items, "next_cursor": next_cursor(items, limit)}
