@@ -364,3 +364,33 @@ async def test_a_json_route_answers_415_to_a_body_of_another_type(api, hub) -> N
     assert r.status_code == 202, r.text
     spec = (await api.get("/openapi.json")).json()
     assert "415" in spec["paths"]["/api/crm/policies"]["put"]["responses"]
+
+
+async def test_every_list_in_the_document_refuses_a_cursor_naming_no_row(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """Every GET route of ``/openapi.json`` taking ``after`` (found in the document, so a list added later is
+    covered too): a well-formed id naming no row is 422 ``invalid_cursor``, not a page from wherever it sorts."""
+    v, key = await _vendor(hub)
+    _, op = hub.tenancy.create_key(None, operator=True)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "k"},
+                                  base_url="http://127.0.0.1:9/vsco-workspace/api/v2")
+    ghost = "01m8xy2xmcpy5mtqth75dmsyzz"
+    doc = (await api.get("/openapi.json")).json()
+    checked: list[str] = []
+    failed: list[tuple[str, int, str]] = []
+    for path, ops in doc["paths"].items():
+        get = ops.get("get")
+        if not get or not any(p["name"] == "after" and p["in"] == "query" for p in get.get("parameters", [])):
+            continue
+        after = next(p for p in get["parameters"] if p["name"] == "after")
+        if after.get("schema", {}).get("anyOf", [{}])[0].get("type") == "integer" or \
+                after.get("schema", {}).get("type") == "integer":
+            continue  # integer cursors (webhook events, import errors): covered by their own tests
+        url = path.replace("{connection_id}", conn.id)
+        if "{" in url:
+            continue
+        r = await api.get(url, headers=auth(op) if path == "/api/vendors" else auth(key), params={"after": ghost})
+        checked.append(path)
+        if r.status_code != 422 or r.json()["error"]["code"] != "invalid_cursor":
+            failed.append((path, r.status_code, r.text[:200]))
+    assert not failed, failed
+    assert len(checked) >= 20, checked

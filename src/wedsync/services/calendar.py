@@ -296,9 +296,10 @@ class CalendarService:
                      ) -> list[dict[str, Any]]:
         """By id; ``after`` is the last id of the previous page, ``limit`` None: all of them."""
         q = select(CalendarSource).where(CalendarSource.vendor_id == vendor_id)
-        if after:
-            q = q.where(CalendarSource.id > after)
         with self.db.read() as s:
+            if after:
+                cursor_row(s, CalendarSource, after, CalendarSource.vendor_id == vendor_id)
+                q = q.where(CalendarSource.id > after)
             return [source_dict(r) for r in s.execute(q.order_by(CalendarSource.id).limit(limit)).scalars()]
 
     def _source(self, s: Session, vendor_id: str | None, source_id: str) -> CalendarSource:

@@ -17,6 +17,7 @@ from wedsync.connectors.base import Connector
 from wedsync.connectors.registry import get_connector_class
 from wedsync.errors import InvalidInput, NotFound, NotImplementedCapability
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Connection, Vendor, new_id, utcnow
 from wedsync.store.vault import Vault
 
@@ -219,6 +220,7 @@ class ConnectionService:
         with self.db.read() as s:
             q = select(Connection).where(Connection.vendor_id == vendor_id)
             if after:
+                cursor_row(s, Connection, after, Connection.vendor_id == vendor_id)
                 q = q.where(Connection.id > after)
             return list(s.execute(q.order_by(Connection.id).limit(limit)).scalars())
 

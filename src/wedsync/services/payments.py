@@ -1023,6 +1023,7 @@ class PaymentService:
             if booking_ref:
                 q = q.where(EscrowHold.booking_ref == booking_ref)
             if after:
+                cursor_row(s, EscrowHold, after, EscrowHold.vendor_id == vendor_id)
                 q = q.where(EscrowHold.id > after)
             return [self._hold_view(h) for h in s.execute(q.order_by(EscrowHold.id).limit(limit)).scalars()]
 
@@ -1366,6 +1367,7 @@ class PaymentService:
         with self.db.read() as s:
             q = select(PaymentDispute).where(PaymentDispute.vendor_id == vendor_id)
             if after:
+                cursor_row(s, PaymentDispute, after, PaymentDispute.vendor_id == vendor_id)
                 q = q.where(PaymentDispute.id > after)
             rows = list(s.execute(q.order_by(PaymentDispute.id).limit(limit)).scalars())
         return [self._dispute_view(d) for d in rows]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from wedsync.connectors.payments.base import GatewayConnector, SettlementItem
 from wedsync.errors import InvalidInput, NotFound
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Connection, new_id, utcnow
 from wedsync.store.tables_payments import (
     PaymentDispute,
@@ -193,6 +194,7 @@ class Reconciler:
         with self.db.read() as s:
             q = select(ReconciliationReport).where(ReconciliationReport.vendor_id == vendor_id)
             if after:
+                cursor_row(s, ReconciliationReport, after, ReconciliationReport.vendor_id == vendor_id)
                 q = q.where(ReconciliationReport.id < after)
             rows = s.execute(q.order_by(ReconciliationReport.id.desc()).limit(limit)).scalars()
             return [self.view(r, items=False) for r in rows]

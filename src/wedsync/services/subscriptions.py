@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from wedsync.errors import InvalidInput
 from wedsync.services.connections import WEBHOOK_SECRET, ConnectionService
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import HookSubscription, new_id, utcnow
 
 #: ``remote_id`` of a subscription whose provider call is in flight
@@ -81,6 +82,7 @@ class SubscriptionService:
             q = select(HookSubscription).where(HookSubscription.connection_id == connection_id,
                                                HookSubscription.remote_id != PENDING)
             if after:
+                cursor_row(s, HookSubscription, after, HookSubscription.connection_id == connection_id)
                 q = q.where(HookSubscription.id > after)
             return list(s.execute(q.order_by(HookSubscription.id).limit(limit)).scalars())
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from wedsync.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from wedsync.store.db import Database
+from wedsync.store.paging import cursor_row
 from wedsync.store.tables import ApiKey, Vendor, new_id, utcnow
 
 KEY_PREFIX = "wsk"
@@ -115,6 +116,7 @@ class TenancyService:
         with self.db.session() as s:
             q = select(Vendor)
             if after:
+                cursor_row(s, Vendor, after)
                 q = q.where(Vendor.id > after)
             return list(s.execute(q.order_by(Vendor.id).limit(limit)).scalars())
 
@@ -139,6 +141,7 @@ class TenancyService:
         with self.db.session() as s:
             q = select(ApiKey).where(ApiKey.vendor_id == vendor_id)
             if after:
+                cursor_row(s, ApiKey, after, ApiKey.vendor_id == vendor_id)
                 q = q.where(ApiKey.id > after)
             return list(s.execute(q.order_by(ApiKey.id).limit(limit)).scalars())
 
