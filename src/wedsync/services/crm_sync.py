@@ -74,6 +74,15 @@ _OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
 
 
 @dataclass
+class _Written:
+    """The write-backs to one source record whose echo is still expected (``CrmResolver._echoes``)."""
+
+    ids: list[str] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)
+    fields: frozenset[str] = frozenset()
+
+
+@dataclass
 class CrmStats:
     merged: int = 0
     conflicts: int = 0
@@ -533,17 +542,26 @@ class CrmResolver:
             p = known
             written = echoes.get(old.id)
             marker = (values.get("custom_fields") or {}).get(ECHO_MARKER)
-            if written is not None and (written[1] == values.get("content_hash")
-                                        or marker == f"{REFERENCE_PREFIX}{written[0]}"):
+            own: frozenset[str] = frozenset()
+            if written is not None and (values.get("content_hash") in written.hashes
+                                        or marker in {f"{REFERENCE_PREFIX}{i}" for i in written.ids}):
+                # our own write coming back: the fields we wrote are in the unified record already. The
+                # provider's copy is the whole record, though: a field we did not write that differs from the
+                # stored row is the studio's edit made before our write (or meanwhile), merged as any change
                 stats.echoes += 1
-                echo_ids.append(written[0])
-                continue  # our own write coming back: already in the unified record
+                echo_ids.extend(written.ids)
+                own = written.fields
             at = values.get("remote_modified_at")
             incoming_side = Side(provider, connection_id, at)
             base = flatten(self._golden(old._mapping, mapping), CLIENT_FIELDS)
             local = p.flat()
             incoming = carried_address(flatten(self._golden(values, mapping), CLIENT_FIELDS), base, local)
             base = carried_address(base, base, local)
+            for name in own:  # what we wrote is the base of those fields: their echo is no change
+                if name in incoming:
+                    base[name] = incoming[name]
+            if own and all(base.get(k) == v for k, v in incoming.items()):
+                continue  # nothing but our write: no merge, no version bump
             res = three_way(base, local, incoming,
                             fields=self._fields(p.golden, values, mapping, old._mapping),
                             policy_for=lambda name: book.policy(connection_id, name),
@@ -590,13 +608,21 @@ class CrmResolver:
         return [*CLIENT_FIELDS, *(f"custom.{n}" for n in sorted(names))]
 
     @staticmethod
-    def _echoes(conn: SAConnection, client_ids: list[str]) -> dict[str, tuple[str, str]]:
-        """source row id -> (outbox id, hash we wrote) for write-backs whose echo is still expected."""
+    def _echoes(conn: SAConnection, client_ids: list[str]) -> dict[str, _Written]:
+        """source row id -> the write-backs to it whose echo is still expected: their outbox ids, the hashes of
+        the provider's copies they got back and the fields they wrote (only those are suppressed as echoes)."""
         t = CrmOutbox.__table__
-        rows = conn.execute(select(t.c.id, t.c.source_client_id, t.c.written_hash).where(
+        rows = conn.execute(select(t.c.id, t.c.source_client_id, t.c.written_hash, t.c.payload).where(
             t.c.source_client_id.in_(client_ids), t.c.status == "done", t.c.echo_seen_at.is_(None),
             t.c.written_hash.is_not(None)).order_by(t.c.id)).all()
-        return {r.source_client_id: (r.id, r.written_hash) for r in rows}
+        out: dict[str, _Written] = {}
+        for r in rows:
+            w = out.setdefault(r.source_client_id, _Written())
+            w.ids.append(r.id)
+            w.hashes.add(r.written_hash)
+            fields = (r.payload or {}).get("fields") if isinstance(r.payload, dict) else None
+            w.fields = w.fields | frozenset(str(k) for k in (fields or {}))
+        return out
 
     @staticmethod
     def _write(conn: SAConnection, vendor_id: str, people: Mapping[str, _Person], now: datetime) -> None:
