@@ -5,7 +5,7 @@ an event created with an offset keeps its instant and its zone; payments keep th
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,13 +13,17 @@ import httpx
 from sqlalchemy import select
 
 from tests.conftest import auth
+from tests.integration import test_crm_writeback as _writeback
 from tests.integration.test_crm_hub import KEY, SLUG, csv_connection, person_of
-from tests.integration.test_crm_writeback import drain, hub_api, lossy_sandbox  # noqa: F401 (fixtures)
+from tests.integration.test_crm_writeback import drain
 from wedsync.domain.crm import ClientRecord
 from wedsync.sandbox.vsco_workspace import PREFIX as VSCO_PREFIX
 from wedsync.services.sync_engine import DirectSteps, drive_run
 from wedsync.store.tables import Client, Connection, Wedding
-from wedsync.store.tables_crm import CrmConflict, CrmOutbox
+from wedsync.store.tables_crm import CrmConflict, CrmInvoice, CrmOutbox
+
+hub_api = _writeback.hub_api  # the write-back tests' fixtures: the hub's API, the sandbox over loopback
+lossy_sandbox = _writeback.lossy_sandbox
 
 
 async def _setup(hub: Any, url: str, streams: list[str] | None = None, zone: str = "UTC"
@@ -110,7 +114,7 @@ async def test_a_conflict_settled_with_another_sources_value_reaches_vsco(hub_ap
             phone="+14155550177", remote_modified_at=datetime.now(UTC))])
     pid = person_of(hub, tave, manual["id"])
     assert person_of(hub, hb, "h1") == pid
-    open_ = (await api.get(f"/api/crm/conflicts?status=open", headers=h)).json()["items"]
+    open_ = (await api.get("/api/crm/conflicts?status=open", headers=h)).json()["items"]
     assert [x["field"] for x in open_] == ["phone"], open_
     r = await api.post(f"/api/crm/conflicts/{open_[0]['id']}/resolve", headers=h, json={"choice": "incoming"})
     assert r.status_code == 200, r.text
@@ -218,7 +222,7 @@ async def test_an_event_created_with_an_offset_keeps_its_instant_and_a_zone_that
         r = await studio.post("/job", json={"name": "Elopement", "eventDate": "2030-04-17"})
         assert r.status_code == 201, r.text
         bare = [r.json()["id"]]
-    vendor_id, tave, h = await _setup(hub, url, ["contacts", "jobs", "job_contacts", "events"])  # vendor in UTC
+    _, tave, h = await _setup(hub, url, ["contacts", "jobs", "job_contacts", "events"])  # vendor in UTC
     zoned = {e["jobId"]: e["timezoneName"] for e in emulator.events.records.values()
              if e.get("jobId") and e.get("timezoneName") not in (None, "UTC")}
     with hub.db.read() as s:
@@ -253,3 +257,64 @@ async def test_an_event_created_with_an_offset_keeps_its_instant_and_a_zone_that
     r = await api.post(f"/api/crm/weddings/{wids[bare[0]]}/events", headers=h, json={
         "name": "Rehearsal", "starts_at": "2030-04-17T19:30:00-03:00", "timezone": "Mars/Olympus"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_timezone", r.text
+
+
+def test_every_stream_a_pulled_crm_provider_claims_to_read_can_be_pulled() -> None:
+    from wedsync.connectors.base import Channel
+    from wedsync.connectors.registry import get_connector_class
+    from wedsync.services.connections import check_settings
+
+    for slug in ("vsco-workspace", "honeybook", "17hats", "studio-ninja", "iris-works", "light-blue"):
+        cls = get_connector_class(slug)
+        caps = cls.capabilities
+        assert set(caps.incremental or ()) <= set(caps.read or ()), slug
+        if cls.channel == Channel.API:
+            for stream in caps.read:
+                assert check_settings(cls, {"streams": [stream]})["streams"] == [stream], (slug, stream)
+
+
+async def test_payments_keep_their_date_method_memo_and_status(hub_api, lossy_sandbox) -> None:  # type: ignore[no-untyped-def]
+    hub, api = hub_api
+    url, emulator, _ = lossy_sandbox
+    vendor_id, tave, h = await _setup(hub, url, ["contacts", "jobs", "job_contacts", "events", "orders"])
+    booked = next(j for j in sorted(emulator.jobs.records)
+                  if any(o.get("jobId") == j for o in emulator.orders.records.values()))
+    with hub.db.read() as s:
+        wid = s.execute(select(Wedding.id).where(Wedding.connection_id == tave, Wedding.remote_id == booked)
+                        ).scalar_one()
+    r = await api.post(f"/api/crm/weddings/{wid}/invoices", headers=h, json={
+        "number": "WS-9", "currency": "USD", "line_items": [{"name": "Album", "unit_minor": 90_000}]})
+    assert r.status_code == 202, r.text
+    await drain(hub)
+    invoice = next(i for i in (await api.get(f"/api/crm/weddings/{wid}", headers=h)).json()["invoices"]
+                   if i["total_minor"] == 90_000 and not i["payments"])
+    r = await api.post(f"/api/crm/weddings/{wid}/payments", headers=h, json={
+        "amount_minor": 25_000, "currency": "USD", "received": "2031-01-15", "memo": "deposit",
+        "invoice_id": invoice["id"]})
+    assert r.status_code == 202, r.text
+    await drain(hub)
+
+    def stored_payments() -> list[dict[str, Any]]:
+        with hub.db.read() as s:
+            return list(s.get(CrmInvoice, invoice["id"]).payments)
+
+    (pay,) = stored_payments()
+    assert (pay["amount_minor"], pay["paid_at"], pay["memo"], pay["status"], pay["refunded_minor"]) == (
+        25_000, "2031-01-15", "deposit", "posted", 0), pay
+    # a sync lists the order with its allocations only: what we know of the payment stays
+    for kind in ("full", "incremental"):
+        await _sync(hub, vendor_id, tave, kind)
+        assert stored_payments() == [pay]
+    # a payment the studio records and applies, announced by its hook: stored with its own date and memo
+    async with _studio(url) as studio:
+        made = (await studio.post("/payment", json={"jobId": booked, "amount": 1_000, "status": "posted",
+                                                    "received": "2031-02-01", "memo": "cash at the shoot"})).json()
+        (await studio.post(f"/payment/{made['id']}/apply", json={"orderId": invoice["remote_id"],
+                                                                  "amount": 1_000})).raise_for_status()
+    assert await hub.crm_writeback.refetch_payment(tave, made["id"]) == "updated"
+    studio_pay = next(p for p in stored_payments() if p["remote_id"] == made["id"])
+    assert (studio_pay["paid_at"], studio_pay["memo"], studio_pay["amount_minor"]) == (
+        "2031-02-01", "cash at the shoot", 1_000), studio_pay
+    await _sync(hub, vendor_id, tave, "full")
+    assert {p["remote_id"]: p["paid_at"] for p in stored_payments()} == {pay["remote_id"]: "2031-01-15",
+                                                                         made["id"]: "2031-02-01"}

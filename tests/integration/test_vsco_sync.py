@@ -577,8 +577,8 @@ async def test_pages_prepared_ahead_write_what_the_write_computes(hub, tmp_path,
     including the merges of re-entered people (features made ahead decide them)."""
     from tests.conftest import make_settings
     from wedsync.bootstrap import Hub
-    from wedsync.services import sync_engine
     from wedsync.sandbox.server import start_sandbox_in_thread
+    from wedsync.services import sync_engine
 
     url, stop = start_sandbox_in_thread(port=0)
     try:

@@ -49,7 +49,7 @@ from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts
+from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts, with_payment
 from wedsync.connectors.errors import ConnectorError, Fatal, Retriable
 from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord, record_values
 from wedsync.domain.identity import blocking_keys
@@ -668,6 +668,8 @@ class CrmWriteback:
         # the payment is stored on the order it was applied to: the order as the provider now holds it
         order = await connector.get_record("orders", order_id) if order_id else None
         echo = map_record(connector, "orders", order) if order is not None else None
+        if echo is not None:  # with the payment's date, method, memo and status as the provider holds them
+            echo = with_payment(echo, map_record(connector, "payments", result.item))
         self._done(o, conn, "orders", echo, created=result)
 
     async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
@@ -764,8 +766,8 @@ class CrmWriteback:
         orders = []
         for order_id in payment.get("order_remote_ids") or ():
             order = await connector.get_record("orders", order_id)
-            if order is not None:
-                orders.append(map_record(connector, "orders", order))
+            if order is not None:  # the order's allocation with the payment's own date, method, memo, status
+                orders.append(with_payment(map_record(connector, "orders", order), payment))
         if not orders:
             return "unallocated"  # applied to no order yet: nothing of ours to store it on
         with self.db.session() as s:

@@ -315,6 +315,18 @@ def map_payment(item: dict[str, Any], currency: str) -> dict[str, Any]:
     }
 
 
+#: what a payment entry of an order takes from the Payment itself (the allocation gives amount and refund)
+PAYMENT_DETAILS = ("paid_at", "method", "memo", "status", "job_remote_id", "wedsync_reference")
+
+
+def with_payment(order: InvoiceRecord, payment: dict[str, Any]) -> InvoiceRecord:
+    """``order`` with the details of ``payment`` (``map_payment``) on its entry for that payment."""
+    for entry in order.payments:
+        if entry.get("remote_id") == payment.get("remote_id"):
+            entry.update({k: payment.get(k) for k in PAYMENT_DETAILS})
+    return order
+
+
 def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
     """Map an Order (the studio's invoice of a job) to an InvoiceRecord with the payments applied to it."""
     try:
@@ -323,7 +335,10 @@ def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
         raise SchemaMismatch("order without id", provider=VscoWorkspaceConnector.slug) from exc
     total = _money(item.get("total"), "order total")
     balance = _money(item.get("balance"), "order balance")
+    # an allocation says how much of which payment went to this order (and how much of that was refunded); the
+    # payment's own date, method, memo and status are the Payment's (``with_payment`` adds them)
     payments = [{"remote_id": str(a["paymentId"]), "amount_minor": _money(a.get("amount"), "allocation"),
+                 "refunded_minor": _money(a.get("refundedAmount"), "refunded allocation") or 0,
                  "currency": currency, "paid_at": None, "method": None}
                 for a in item.get("paymentAllocations") or () if isinstance(a, dict) and a.get("paymentId")]
     due = next((parse_date(inv.get("dueDate")) for inv in item.get("invoices") or ()
@@ -526,14 +541,16 @@ class VscoWorkspaceConnector(Connector):
     channel: ClassVar[Channel] = Channel.API
     capabilities: ClassVar[Capabilities] = Capabilities(
         category="crm",
-        read=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
+        read=("contacts", "jobs", "job_contacts", "events", "orders"),
         write=("contacts", "jobs", "job-contacts", "events", "orders", "payments"),
         webhooks=("contact.created", "job.created", "order.booked", "payment.created"),
-        incremental=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
+        incremental=("contacts", "jobs", "job_contacts", "events", "orders"),
         notes="API v2 with X-API-KEY. Incremental pulls sort by modified desc with a lookback window; "
         "deletions are detected by full syncs (the API lists no tombstones). REST hooks are unsigned "
         "and carry only targetId: the hub re-fetches the record (order.booked: the order; payment.created: the "
-        "payment, then the orders it is applied to, which hold it). The API fires these hooks for records "
+        "payment, then the orders it is applied to, which hold it). Payments are no stream of their own: they are "
+        "stored on their orders (pulled with the orders stream, the payment's date, method and memo added by its "
+        "hook or our write). The API fires these hooks for records "
         "created through the API too (our own writes), which carry our reference in externalMappings "
         "(payments: transactionId). "
         "Write-back creates and updates contacts, jobs (with their contacts), events, orders and payments; "
