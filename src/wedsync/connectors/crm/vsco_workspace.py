@@ -339,7 +339,7 @@ def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
     # payment's own date, method, memo and status are the Payment's (``with_payment`` adds them)
     payments = [{"remote_id": str(a["paymentId"]), "amount_minor": _money(a.get("amount"), "allocation"),
                  "refunded_minor": _money(a.get("refundedAmount"), "refunded allocation") or 0,
-                 "currency": currency, "paid_at": None, "method": None}
+                 "currency": currency, **dict.fromkeys(PAYMENT_DETAILS)}
                 for a in item.get("paymentAllocations") or () if isinstance(a, dict) and a.get("paymentId")]
     due = next((parse_date(inv.get("dueDate")) for inv in item.get("invoices") or ()
                 if isinstance(inv, dict) and inv.get("dueDate")), None)
