@@ -516,6 +516,13 @@ def _utc_of(day: str | None, clock: str | None, zone: str | None) -> str | None:
 
 def _event_derived(record: dict[str, Any]) -> dict[str, Any]:
     zone = record.get("timezoneName")
+    if record.get("allDay") and record.get("startDate"):
+        # an all-day event is whole days: times are ignored, the end date is the last day (inclusive), so it
+        # ends at the midnight after it (a one-day event has endDate == startDate and lasts 24 hours)
+        last = date.fromisoformat(str(record.get("endDate") or record["startDate"])[:10])
+        record["startUtc"] = _utc_of(str(record["startDate"])[:10], None, zone)
+        record["endUtc"] = _utc_of((last + timedelta(days=1)).isoformat(), None, zone)
+        return record
     record["startUtc"] = _utc_of(record.get("startDate"), record.get("startTime"), zone)
     record["endUtc"] = (_utc_of(record.get("endDate") or record.get("startDate"), record.get("endTime"), zone)
                         if record.get("endDate") or record.get("endTime") else None)  # no end given: none

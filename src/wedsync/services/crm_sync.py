@@ -75,6 +75,15 @@ _OUTBOX: Table = CrmOutbox.__table__  # type: ignore[assignment]
 
 
 @dataclass
+class _Written:
+    """The write-backs to one source record whose echo is still expected (``CrmResolver._echoes``)."""
+
+    ids: list[str] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)
+    fields: frozenset[str] = frozenset()
+
+
+@dataclass
 class CrmStats:
     merged: int = 0
     conflicts: int = 0
@@ -494,6 +503,7 @@ class CrmResolver:
         merges: list[dict[str, Any]] = []
         conflicts: list[dict[str, Any]] = []
         echo_ids: list[str] = []
+        settled: dict[str, set[str]] = {}  # client -> core fields an auto-settled conflict gave the incoming value
 
         def record_conflicts(p: _Person, source_client_id: str, found: list[FieldConflict],
                              at: datetime | None) -> None:
@@ -507,6 +517,8 @@ class CrmResolver:
                     "policy": c.policy, "outcome": c.outcome, "status": "open" if c.outcome == "open" else "auto",
                     "reason": c.reason, "resolution": None, "run_id": run_id, "created_at": now,
                     "resolved_at": None})
+                if c.outcome == "incoming" and c.field in CLIENT_FIELDS:
+                    settled.setdefault(p.id, set()).add(c.field)
 
         for (values, _old), f, keys, search in zip(resolve, feats, fkeys, searches, strict=True):
             source_id = values.get("b_id") or values["id"]
@@ -557,17 +569,26 @@ class CrmResolver:
             p = known
             written = echoes.get(old.id)
             marker = (values.get("custom_fields") or {}).get(ECHO_MARKER)
-            if written is not None and (written[1] == values.get("content_hash")
-                                        or marker == f"{REFERENCE_PREFIX}{written[0]}"):
+            own: frozenset[str] = frozenset()
+            if written is not None and (values.get("content_hash") in written.hashes
+                                        or marker in {f"{REFERENCE_PREFIX}{i}" for i in written.ids}):
+                # our own write coming back: the fields we wrote are in the unified record already. The
+                # provider's copy is the whole record, though: a field we did not write that differs from the
+                # stored row is the studio's edit made before our write (or meanwhile), merged as any change
                 stats.echoes += 1
-                echo_ids.append(written[0])
-                continue  # our own write coming back: already in the unified record
+                echo_ids.extend(written.ids)
+                own = written.fields
             at = values.get("remote_modified_at")
             incoming_side = Side(provider, connection_id, at)
             base = flatten(self._golden(old._mapping, mapping), CLIENT_FIELDS)
             local = p.flat()
             incoming = carried_address(flatten(self._golden(values, mapping), CLIENT_FIELDS), base, local)
             base = carried_address(base, base, local)
+            for name in own:  # what we wrote is the base of those fields: their echo is no change
+                if name in incoming:
+                    base[name] = incoming[name]
+            if own and all(base.get(k) == v for k, v in incoming.items()):
+                continue  # nothing but our write: no merge, no version bump
             res = three_way(base, local, incoming,
                             fields=self._fields(p.golden, values, mapping, old._mapping),
                             policy_for=lambda name: book.policy(connection_id, name),
@@ -583,7 +604,52 @@ class CrmResolver:
             conn.execute(insert(_CONFLICTS), conflicts)
         if echo_ids:
             conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(echo_ids)).values(echo_seen_at=now))
+        if settled:
+            self._write_back_settled(conn, vendor_id, connection_id, people, settled, now)
         return stats
+
+    @staticmethod
+    def _write_back_settled(conn: SAConnection, vendor_id: str, connection_id: str, people: Mapping[str, _Person],
+                            settled: Mapping[str, set[str]], now: datetime) -> int:
+        """An auto-settled conflict won by the incoming record (newest wins, or its source owns the field) gave
+        the unified client a value its writable source records at other connections do not hold: each of
+        them gets an ``update_contact`` write-back of those fields (a HoneyBook hook's newer phone reaches
+        VSCO). A value longer than the provider keeps is not written (it would be cut short there)."""
+        from wedsync.connectors.registry import get_connector_class
+
+        cols = [_CLIENTS.c.id, _CLIENTS.c.crm_client_id, _CLIENTS.c.connection_id, _CLIENTS.c.provider,
+                _CLIENTS.c.remote_id, _CLIENTS.c.version, *(_CLIENTS.c[f] for f in CLIENT_FIELDS)]
+        rows = conn.execute(select(*cols).where(
+            _CLIENTS.c.crm_client_id.in_(sorted(settled)), _CLIENTS.c.deleted_at.is_(None),
+            _CLIENTS.c.connection_id != connection_id).order_by(_CLIENTS.c.id)).all()
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            p = people.get(r.crm_client_id)
+            if p is None or not r.remote_id:
+                continue
+            try:
+                cls = get_connector_class(r.provider)
+            except WedsyncError:
+                continue
+            if not hasattr(cls, "update_contact"):
+                continue
+            limits = getattr(cls, "contact_field_limits", None) or {}
+            fields = {}
+            for name in sorted(settled[r.crm_client_id]):
+                value = p.golden.get(name)
+                if value == getattr(r, name) or (isinstance(value, str) and len(value) > limits.get(name, 1 << 30)):
+                    continue
+                fields[name] = value
+            if fields:
+                outbox_id = new_id()
+                out.append({"id": outbox_id, "vendor_id": vendor_id, "connection_id": r.connection_id,
+                            "crm_client_id": p.id, "source_client_id": r.id, "op": "update_contact",
+                            "remote_id": r.remote_id, "payload": {"fields": fields, "base_version": r.version},
+                            "idempotency_key": f"wedsync-crm-{outbox_id}", "status": "pending", "attempts": 0,
+                            "created_at": now})
+        if out:
+            conn.execute(insert(_OUTBOX), out)
+        return len(out)
 
     @staticmethod
     def _golden(values: Mapping[str, Any], mapping: Mapping[str, str | None]) -> dict[str, Any]:
@@ -614,13 +680,21 @@ class CrmResolver:
         return [*CLIENT_FIELDS, *(f"custom.{n}" for n in sorted(names))]
 
     @staticmethod
-    def _echoes(conn: SAConnection, client_ids: list[str]) -> dict[str, tuple[str, str]]:
-        """source row id -> (outbox id, hash we wrote) for write-backs whose echo is still expected."""
+    def _echoes(conn: SAConnection, client_ids: list[str]) -> dict[str, _Written]:
+        """source row id -> the write-backs to it whose echo is still expected: their outbox ids, the hashes of
+        the provider's copies they got back and the fields they wrote (only those are suppressed as echoes)."""
         t = CrmOutbox.__table__
-        rows = conn.execute(select(t.c.id, t.c.source_client_id, t.c.written_hash).where(
+        rows = conn.execute(select(t.c.id, t.c.source_client_id, t.c.written_hash, t.c.payload).where(
             t.c.source_client_id.in_(client_ids), t.c.status == "done", t.c.echo_seen_at.is_(None),
             t.c.written_hash.is_not(None)).order_by(t.c.id)).all()
-        return {r.source_client_id: (r.id, r.written_hash) for r in rows}
+        out: dict[str, _Written] = {}
+        for r in rows:
+            w = out.setdefault(r.source_client_id, _Written())
+            w.ids.append(r.id)
+            w.hashes.add(r.written_hash)
+            fields = (r.payload or {}).get("fields") if isinstance(r.payload, dict) else None
+            w.fields = w.fields | frozenset(str(k) for k in (fields or {}))
+        return out
 
     @staticmethod
     def _write(conn: SAConnection, vendor_id: str, people: Mapping[str, _Person], now: datetime) -> None:
@@ -969,8 +1043,10 @@ class CrmService:
         conn = s.get(Connection, c.source_connection_id) if c.source_connection_id else None
         return str(((conn.settings if conn is not None else None) or {}).get("default_region") or "US").upper()
 
-    def _enqueue_writebacks(self, s: Session, c: CrmClient, applied: Mapping[str, Any]) -> int:
-        """Outbox rows (one per writable source record) for fields the unified record just took."""
+    def _enqueue_writebacks(self, s: Session, c: CrmClient, applied: Mapping[str, Any], *,
+                            only_differing: bool = False) -> int:
+        """Outbox rows (one per writable source record) for fields the unified record just took;
+        ``only_differing``: only to the records that hold another value of one of them."""
         from wedsync.connectors.registry import get_connector_class
 
         plain = {k: v for k, v in applied.items() if not k.startswith("custom.")}
@@ -978,6 +1054,8 @@ class CrmService:
             return 0
         n = 0
         for r in s.execute(select(Client).where(Client.crm_client_id == c.id, Client.deleted_at.is_(None))).scalars():
+            if only_differing and all(getattr(r, k, None) == v for k, v in plain.items()):
+                continue
             try:
                 cls = get_connector_class(r.provider)
             except WedsyncError:
@@ -1176,8 +1254,9 @@ class CrmService:
                 c.version += 1
                 c.updated_at = utcnow()
                 self._add_identity_keys(s, c)
-            if chosen != x.incoming or choice == "value":
-                self._enqueue_writebacks(s, c, {x.field: chosen})
+            # every writable source record that holds another value gets the settled one, whichever side was
+            # chosen (taking HoneyBook's incoming value must still reach VSCO)
+            self._enqueue_writebacks(s, c, {x.field: chosen}, only_differing=True)
             x.status, x.resolution, x.resolved_at = "resolved", {"choice": choice, "value": chosen}, utcnow()
             s.flush()
             return conflict_out(x)

@@ -49,7 +49,7 @@ from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts
+from wedsync.connectors.crm.vsco_workspace import WriteResult, parse_ts, with_payment
 from wedsync.connectors.errors import ConnectorError, Fatal, Retriable
 from wedsync.domain.crm import ClientRecord, EventRecord, InvoiceRecord, WeddingRecord, record_values
 from wedsync.domain.identity import blocking_keys
@@ -349,17 +349,53 @@ class CrmWriteback:
         with self.db.session() as s:
             w = self._wedding(s, vendor_id, wedding_id)
             conn = self._writable(s, w.connection_id, "create_event")
-            bad = sorted(set(values) - set(EVENT_FIELDS))
+            bad = sorted(set(values) - {*EVENT_FIELDS, "timezone"})
             if bad:
-                raise InvalidInput(f"unknown event fields {bad}; known: {list(EVENT_FIELDS)}", code="invalid_field")
+                raise InvalidInput(f"unknown event fields {bad}; known: {[*EVENT_FIELDS, 'timezone']}",
+                                   code="invalid_field")
+            values = dict(values)
+            explicit = values.pop("timezone", None)
+            if explicit is not None and (not isinstance(explicit, str) or _zone(explicit) != explicit):
+                raise InvalidInput("timezone is an IANA time zone name, e.g. America/Sao_Paulo",
+                                   code="invalid_timezone", details={"field": "timezone"})
             event = self._event_values(values)
             if not event.get("name"):
                 raise InvalidInput("an event needs a name", code="missing_field")
             if event.get("starts_at") is None:
                 raise InvalidInput("an event needs starts_at", code="missing_field")
+            zone = explicit or self._event_zone(s, w, event["starts_at"])
             o = self._enqueue(s, w.vendor_id, conn.id, "create_event", record_type="wedding", record_id=w.id,
-                              remote_id=w.remote_id, payload={"event": {k: _iso(v) for k, v in event.items()}})
+                              remote_id=w.remote_id, payload={"event": {k: _iso(v) for k, v in event.items()},
+                                                              "timezone": zone})
             return outbox_out(o)
+
+    @staticmethod
+    def _event_zone(s: Session, w: Wedding, starts_at: datetime) -> str:
+        """The zone a new event is written in when the caller names none: the zone of the wedding's other events
+        (the most used), else the vendor's, preferring the first whose UTC offset at the event's start is the
+        offset the caller wrote; when neither has it, the fixed zone of that offset (``Etc/GMT+3`` for -03:00,
+        whole hours only), else the first one. The instant is the same in any of them; the zone decides the
+        local date and time the studio sees in Workspace."""
+        zones: list[str] = []
+        counts: dict[str, int] = {}
+        for custom in s.execute(select(CrmEvent.custom_fields).where(
+                CrmEvent.connection_id == w.connection_id, CrmEvent.wedding_remote_id == w.remote_id,
+                CrmEvent.deleted_at.is_(None))).scalars():
+            name = (custom or {}).get("timezoneName")
+            if isinstance(name, str) and _zone(name) == name:
+                counts[name] = counts.get(name, 0) + 1
+        zones.extend(sorted(counts, key=lambda z: (-counts[z], z)))
+        vendor = s.get(Vendor, w.vendor_id)
+        zones.append(_zone(vendor.timezone if vendor is not None and vendor.timezone else "UTC"))
+        offset = starts_at.utcoffset()
+        for name in zones:
+            if starts_at.astimezone(ZoneInfo(name)).utcoffset() == offset:
+                return name
+        if offset is not None and offset % timedelta(hours=1) == timedelta(0) and abs(offset) <= timedelta(hours=14):
+            hours = int(offset / timedelta(hours=1))
+            # the POSIX sign: Etc/GMT+3 is three hours behind UTC
+            return "Etc/UTC" if hours == 0 else f"Etc/GMT{'+' if hours < 0 else '-'}{abs(hours)}"
+        return zones[0]
 
     async def create_invoice(self, vendor_id: str, wedding_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """A new invoice (an order of the wedding's job) -> ``create_order``; amounts in integer minor units of
@@ -622,7 +658,8 @@ class CrmWriteback:
         ref = o.idempotency_key
         result = await self._found_or_create(
             "events", ref, retry, lambda: connector.find_by_reference("events", ref),
-            lambda: connector.create_event(rec, reference=ref, job_id=o.remote_id, timezone=_zone(tz)))
+            lambda: connector.create_event(rec, reference=ref, job_id=o.remote_id,
+                                           timezone=_zone(str(o.payload.get("timezone") or tz))))
         self._done(o, conn, "events", map_record(connector, "events", result.item), created=result)
 
     async def _send_create_order(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
@@ -658,6 +695,8 @@ class CrmWriteback:
         # the payment is stored on the order it was applied to: the order as the provider now holds it
         order = await connector.get_record("orders", order_id) if order_id else None
         echo = map_record(connector, "orders", order) if order is not None else None
+        if echo is not None:  # with the payment's date, method, memo and status as the provider holds them
+            echo = with_payment(echo, map_record(connector, "payments", result.item))
         self._done(o, conn, "orders", echo, created=result)
 
     async def _send_create_contact(self, o: CrmOutbox, conn: Connection, connector: Any, tz: str,
@@ -779,8 +818,8 @@ class CrmWriteback:
         orders = []
         for order_id in payment.get("order_remote_ids") or ():
             order = await connector.get_record("orders", order_id)
-            if order is not None:
-                orders.append(map_record(connector, "orders", order))
+            if order is not None:  # the order's allocation with the payment's own date, method, memo, status
+                orders.append(with_payment(map_record(connector, "orders", order), payment))
         if not orders:
             return "unallocated"  # applied to no order yet: nothing of ours to store it on
         with self.db.session() as s:

@@ -70,6 +70,25 @@ REFETCH_CONCURRENCY = 8
 REFETCH_WRITE_CHUNK = 20
 
 
+def _keep_payment_details(rec: Any, stored: Any) -> bool:
+    """An order listed again carries its payments as allocations only (amount, refund); the date, method, memo
+    and status its payments' hooks or our own writes stored stay (``vsco_workspace.PAYMENT_DETAILS``). True when
+    ``rec`` took some."""
+    from wedsync.connectors.crm.vsco_workspace import PAYMENT_DETAILS
+
+    known = {str(p.get("remote_id")): p for p in stored or () if isinstance(p, dict)}
+    took = False
+    for entry in getattr(rec, "payments", None) or ():
+        old = known.get(str(entry.get("remote_id")))
+        if old is None:
+            continue
+        for key in PAYMENT_DETAILS:
+            if entry.get(key) is None and old.get(key) is not None:
+                entry[key] = old[key]
+                took = True
+    return took
+
+
 @dataclass
 class RefetchResult:
     """What :meth:`SyncService.refetch_many` did: counts of the records written, and per-record errors."""
@@ -579,6 +598,8 @@ class SyncService:
             cols.append(t.c.client_remote_ids)
         elif stream == "job_contacts":
             cols.append(t.c.wedding_remote_id)  # a link moved to another wedding relinks both
+        elif stream == "orders":
+            cols.append(t.c.payments)
         existing = {
             row.remote_id: row
             for row in conn.execute(
@@ -598,6 +619,8 @@ class SyncService:
                 pre = None
             values = dict(pre.values) if pre is not None else record_values(rec)
             old = existing.get(rid)
+            if stream == "orders" and old is not None and _keep_payment_details(rec, old.payments):
+                values = record_values(rec)  # (what ``prepare`` computed is of the record without them)
             if old is None:
                 values.update(id=pre.new_id if pre is not None else new_id(), vendor_id=vendor_id,
                               connection_id=connection_id, provider=provider, synced_at=now, seen_run_id=run_id,

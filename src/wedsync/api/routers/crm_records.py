@@ -42,12 +42,15 @@ class EventPatch(Strict):
 
 
 class EventIn(Strict):
-    """A new event on the wedding's job; times with a UTC offset (written as local time in the vendor's zone)."""
+    """A new event on the wedding's job; times with a UTC offset, written as local time in ``timezone`` (an IANA
+    name), else the zone of the wedding's other events, else the vendor's (the one of those whose offset is the
+    one written, else that offset's fixed zone): docs/crm.md."""
 
     name: str = Field(min_length=1, max_length=255)
     starts_at: datetime
     ends_at: datetime | None = None
     location: str | None = Field(default=None, max_length=500)
+    timezone: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class LineItemIn(Strict):

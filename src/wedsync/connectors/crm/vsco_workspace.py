@@ -150,7 +150,9 @@ def map_contact(item: dict[str, Any]) -> ClientRecord:
         kind = str(item.get("kind") or "person")
     except (KeyError, TypeError) as exc:
         raise SchemaMismatch("contact without id", provider=VscoWorkspaceConnector.slug) from exc
-    address = item.get("mailingAddress") or item.get("address")
+    # the Contact's own ``address`` (every kind has it; contact_body writes it); a Person's separate
+    # ``mailingAddress`` only when a record carries no ``address`` at all
+    address = item["address"] if "address" in item else item.get("mailingAddress")
     country = address.get("country") if isinstance(address, dict) else None
     phone = next((p for p in (item.get("cellPhone"), item.get("homePhone"), item.get("workPhone"))
                   if p and (not isinstance(p, dict) or p.get("e164") or p.get("formatted"))), None)
@@ -250,20 +252,30 @@ def map_event(item: dict[str, Any]) -> EventRecord:
         place = ", ".join(str(address[k]) for k in ("name", "streetAddress", "city", "state", "country")
                           if address.get(k)) or None
     custom = _custom_fields(item)
-    for key in ("typeId", "channel", "timezoneName"):
+    for key in ("typeId", "channel", "timezoneName", "allDay"):
         if item.get(key):
             custom[key] = item[key]
+    first = parse_date(item.get("startDate")) if item.get("allDay") else None
+    if first is not None:
+        # whole days in the event's zone (else UTC): from the start date's midnight to the midnight after the
+        # end date (the last day, inclusive; a one-day event has endDate == startDate); times are ignored
+        last = max(first, parse_date(item.get("endDate")) or first)
+        starts_at = _event_moment(first, None, item.get("timezoneName"), None)
+        ends_at = _event_moment(last + timedelta(days=1), None, item.get("timezoneName"), None)
+    else:
+        starts_at = _event_moment(item.get("startDate"), item.get("startTime"), item.get("timezoneName"),
+                                  item.get("startUtc"))
+        # an event without an end date and time has no end (not one at midnight of its start day)
+        ends_at = (_event_moment(item.get("endDate") or item.get("startDate"), item.get("endTime"),
+                                 item.get("timezoneName"), item.get("endUtc"))
+                   if item.get("endDate") or item.get("endTime") or item.get("endUtc") else None)
     return EventRecord(
         remote_id=remote_id,
         wedding_remote_id=str(item["jobId"]) if item.get("jobId") else None,
         kind=_event_kind(item.get("name")),
         name=item.get("name"),
-        starts_at=_event_moment(item.get("startDate"), item.get("startTime"), item.get("timezoneName"),
-                                item.get("startUtc")),
-        # an event without an end date and time has no end (not one at midnight of its start day)
-        ends_at=_event_moment(item.get("endDate") or item.get("startDate"), item.get("endTime"),
-                              item.get("timezoneName"), item.get("endUtc"))
-        if item.get("endDate") or item.get("endTime") or item.get("endUtc") else None,
+        starts_at=starts_at,
+        ends_at=ends_at,
         location=place,
         custom_fields=custom,
         remote_created_at=parse_ts(item.get("created")),
@@ -304,6 +316,18 @@ def map_payment(item: dict[str, Any], currency: str) -> dict[str, Any]:
     }
 
 
+#: what a payment entry of an order takes from the Payment itself (the allocation gives amount and refund)
+PAYMENT_DETAILS = ("paid_at", "method", "memo", "status", "job_remote_id", "wedsync_reference")
+
+
+def with_payment(order: InvoiceRecord, payment: dict[str, Any]) -> InvoiceRecord:
+    """``order`` with the details of ``payment`` (``map_payment``) on its entry for that payment."""
+    for entry in order.payments:
+        if entry.get("remote_id") == payment.get("remote_id"):
+            entry.update({k: payment.get(k) for k in PAYMENT_DETAILS})
+    return order
+
+
 def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
     """Map an Order (the studio's invoice of a job) to an InvoiceRecord with the payments applied to it."""
     try:
@@ -312,8 +336,11 @@ def map_order(item: dict[str, Any], currency: str) -> InvoiceRecord:
         raise SchemaMismatch("order without id", provider=VscoWorkspaceConnector.slug) from exc
     total = _money(item.get("total"), "order total")
     balance = _money(item.get("balance"), "order balance")
+    # an allocation says how much of which payment went to this order (and how much of that was refunded); the
+    # payment's own date, method, memo and status are the Payment's (``with_payment`` adds them)
     payments = [{"remote_id": str(a["paymentId"]), "amount_minor": _money(a.get("amount"), "allocation"),
-                 "currency": currency, "paid_at": None, "method": None}
+                 "refunded_minor": _money(a.get("refundedAmount"), "refunded allocation") or 0,
+                 "currency": currency, **dict.fromkeys(PAYMENT_DETAILS)}
                 for a in item.get("paymentAllocations") or () if isinstance(a, dict) and a.get("paymentId")]
     due = next((parse_date(inv.get("dueDate")) for inv in item.get("invoices") or ()
                 if isinstance(inv, dict) and inv.get("dueDate")), None)
@@ -465,13 +492,18 @@ def event_body(event: EventRecord, job_id: str | None, timezone: str = "UTC",
         body["jobId"] = job_id
     if wanted("name"):
         body["name"] = event.name[:255] if event.name else None
+    all_day = bool((event.custom_fields or {}).get("allDay"))
     if wanted("starts_at") and event.starts_at is not None:
         local = event.starts_at.astimezone(tz)
-        body.update(startDate=local.date().isoformat(), startTime=local.strftime("%H:%M:%S"),
+        body.update(startDate=local.date().isoformat(), startTime=None if all_day else local.strftime("%H:%M:%S"),
                     timezoneName=timezone)
     if wanted("ends_at") and event.ends_at is not None:
         local = event.ends_at.astimezone(tz)
-        body.update(endDate=local.date().isoformat(), endTime=local.strftime("%H:%M:%S"), timezoneName=timezone)
+        if all_day:  # the end date is the last day (inclusive): the day before the midnight it ends at
+            last = (local - timedelta(microseconds=1)).date()
+            body.update(endDate=last.isoformat(), endTime=None, timezoneName=timezone)
+        else:
+            body.update(endDate=local.date().isoformat(), endTime=local.strftime("%H:%M:%S"), timezoneName=timezone)
     elif want is not None and "ends_at" in want:  # cleared by the vendor: both are nullable in the spec
         body.update(endDate=None, endTime=None)
     if wanted("location"):
@@ -520,14 +552,16 @@ class VscoWorkspaceConnector(Connector):
     channel: ClassVar[Channel] = Channel.API
     capabilities: ClassVar[Capabilities] = Capabilities(
         category="crm",
-        read=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
+        read=("contacts", "jobs", "job_contacts", "events", "orders"),
         write=("contacts", "jobs", "job-contacts", "events", "orders", "payments"),
         webhooks=("contact.created", "job.created", "order.booked", "payment.created"),
-        incremental=("contacts", "jobs", "job_contacts", "events", "orders", "payments"),
+        incremental=("contacts", "jobs", "job_contacts", "events", "orders"),
         notes="API v2 with X-API-KEY. Incremental pulls sort by modified desc with a lookback window; "
         "deletions are detected by full syncs (the API lists no tombstones). REST hooks are unsigned "
         "and carry only targetId: the hub re-fetches the record (order.booked: the order; payment.created: the "
-        "payment, then the orders it is applied to, which hold it). The API fires these hooks for records "
+        "payment, then the orders it is applied to, which hold it). Payments are no stream of their own: they are "
+        "stored on their orders (pulled with the orders stream, the payment's date, method and memo added by its "
+        "hook or our write). The API fires these hooks for records "
         "created through the API too (our own writes), which carry our reference in externalMappings "
         "(payments: transactionId). "
         "Write-back creates and updates contacts, jobs (with their contacts), events, orders and payments; "
