@@ -182,6 +182,18 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
                         json={"company": "  ", "last_name": " Ruiz "})
     assert r.status_code == 200 and r.json()["company"] is None  # cleared, never ""
     assert r.json()["last_name"] == "Ruiz"
+    # the address is editable through the API too (the service took it, the request model refused it)
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"address": {
+        "streetAddress": " 12 Ocean Ave ", "city": "Santa Cruz", "state": "CA", "postalCode": "95060",
+        "country": "United States", "village": ""}})
+    assert r.status_code == 200 and r.json()["address"] == {
+        "streetAddress": "12 Ocean Ave", "city": "Santa Cruz", "state": "CA", "postalCode": "95060",
+        "country": "US"}, r.text
+    for bad in ({"street": "12 Ocean Ave"}, {"city": 5}, "12 Ocean Ave"):
+        r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"address": bad})
+        assert r.status_code == 422, (bad, r.text)
+    r = await api.patch(f"/api/crm/clients/{ana['id']}", headers=auth(key_a), json={"address": None})
+    assert r.status_code == 200 and r.json()["address"] is None
 
     r = await api.get("/api/crm/export?layout=17hats", headers=auth(key_a))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")

@@ -71,6 +71,18 @@ class CrmSyncIn(Strict):
     waitSeconds: float = Field(default=0, ge=0, le=120)
 
 
+class AddressIn(Strict):
+    """A postal address as the sources hold it (VSCO Workspace's keys); ``country`` is stored as its ISO 3166-1
+    code when recognised ("Brazil" -> ``BR``)."""
+
+    streetAddress: str | None = Field(default=None, max_length=512)
+    village: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=200)
+    state: str | None = Field(default=None, max_length=200)
+    postalCode: str | None = Field(default=None, max_length=64)
+    country: str | None = Field(default=None, max_length=100)
+
+
 class ClientPatch(Strict):
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
@@ -78,6 +90,8 @@ class ClientPatch(Strict):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
     company: str | None = Field(default=None, max_length=200)
+    address: AddressIn | None = Field(default=None, description="the whole address (parts left out are cleared); "
+                                                                "null clears it")
     custom_fields: dict[CustomFieldName, Any] | None = Field(
         default=None, max_length=MAX_CUSTOM_FIELDS,
         description=f"at most {MAX_CUSTOM_FIELDS} fields, names of 1 to 200 characters, each value at most "
@@ -165,6 +179,9 @@ async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_i
     changes = body.model_dump(exclude_unset=True, exclude={"expected_version"})
     if not changes:
         raise InvalidInput("nothing to change", code="empty_patch")
+    if isinstance(changes.get("address"), dict):  # the parts given, blank ones left out; none at all clears it
+        changes["address"] = {k: v.strip() for k, v in changes["address"].items()
+                              if isinstance(v, str) and v.strip()} or None
     out = dict(hub.crm.update_client(vendor_id, client_id, changes, body.expected_version))
     await crm_workflows.poke_outbox_drain()
     return out
