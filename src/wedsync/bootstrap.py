@@ -22,10 +22,18 @@ from wedsync.store.vault import KeyFile, KeyRing, Vault
 def load_vault(settings: Settings) -> Vault:
     """The vault on ``WEDSYNC_VAULT_KEYS`` (fixed for the process's life), else on ``WEDSYNC_HOME/vault.keys``,
     which it follows while it runs (``wedsync vault rotate`` in another process needs no restart)."""
+    from wedsync.errors import VaultError
+
     if settings.vault_keys:
-        return Vault(KeyRing.decode(settings.vault_keys))
+        try:
+            return Vault(KeyRing.decode(settings.vault_keys))
+        except VaultError as exc:  # say which keys: an operator has two places to look
+            raise VaultError(f"WEDSYNC_VAULT_KEYS: {exc.message}") from exc
     key_file = KeyFile(settings.resolved_home / "vault.keys")
-    return Vault(key_file.load_or_create(), key_file=key_file)
+    try:
+        return Vault(key_file.load_or_create(), key_file=key_file)
+    except VaultError as exc:
+        raise VaultError(f"{key_file.path}: {exc.message}") from exc
 
 
 # Capability services, one module each, built lazily by ``Hub.__getattr__`` (name -> "module:Class").

@@ -434,5 +434,25 @@ def demo(
         fail(f"{exc.message} ({exc.code})", 1)
 
 
+def main() -> None:
+    """The ``wedsync`` entry point: the Typer app, where a configuration or database problem met anywhere (a bad
+    ``WEDSYNC_*`` value, an unreachable or corrupt database, a schema from a newer release, unreadable vault keys)
+    ends as one ``error:`` line and exit status 2, as docs/operations.md says, instead of a traceback."""
+    import sys
+
+    from rich.markup import escape
+
+    from wedsync.terminal import setup_error_line
+
+    try:
+        app()
+    except Exception as exc:
+        line = setup_error_line(exc)
+        if line is None:
+            raise
+        make_console(stderr=True).print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()
