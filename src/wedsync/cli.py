@@ -80,7 +80,9 @@ def serve(
     from wedsync.config import get_settings
 
     in_range(port, 1, 65535, "--port")
+    in_range(workers, 1, 512, "--workers")
     os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
+    os.environ["WEDSYNC_SERVE_PROCESSES"] = str(workers)  # each API process then takes its own executor id
     get_settings.cache_clear()
     settings = get_settings()
     if workers > 1 and settings.is_sqlite:
@@ -101,6 +103,8 @@ def worker(
     from wedsync.config import get_settings
     from wedsync.workflows.recovery import supervise
 
+    if executor_id is not None and not executor_id.strip():
+        fail("--executor-id must not be empty (leave it out for the default id)")
     settings = get_settings()
     hub = _hub()
     eid = executor_id or settings.executor_id or default_executor_id(settings)
@@ -268,14 +272,15 @@ def connect(
 
 
 async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,
-                                 *, quiet: bool = False, started: list[str] | None = None) -> dict[str, Any]:
-    """Start a sync run as a DBOS workflow and show a progress bar until it ends (the run's id is appended to
-    ``started`` as soon as it is known)."""
+                                 *, quiet: bool = False, started: list[str] | None = None,
+                                 here: bool = False) -> dict[str, Any]:
+    """Start a sync run as a DBOS workflow (``here``: in this process, not on the queue) and show a progress bar
+    until it ends (the run's id is appended to ``started`` as soon as it is known)."""
     from dbos import DBOS
 
     from wedsync.workflows.sync import start_sync
 
-    run_id = await start_sync(vendor_id, connection_id, mode)
+    run_id = await start_sync(vendor_id, connection_id, mode, here=here)
     if started is not None:
         started.append(run_id)
     run = hub.sync.get_run(vendor_id, run_id)
@@ -310,8 +315,8 @@ def sync(
     vendor: Annotated[str, typer.Option(help="vendor id")],
     mode: Annotated[str, typer.Option(help="full or incremental")] = "incremental",
 ) -> None:
-    """Run a sync now, in this process, with a progress bar."""
-    from wedsync.bootstrap import launch_dbos, shutdown_dbos
+    """Run a sync now, in this process, with a progress bar (it runs nothing else: see docs/operations.md)."""
+    from wedsync.bootstrap import command_dbos
     from wedsync.config import get_settings
     from wedsync.store.tables import utcnow
 
@@ -319,21 +324,22 @@ def sync(
     began = utcnow()
     started: list[str] = []
     try:
-        launch_dbos(get_settings())
-        summary = _run(run_sync_with_progress(hub, vendor, connection, mode, started=started))
-    except KeyboardInterrupt:
+        with command_dbos(get_settings(), hub.db):
+            try:
+                summary = _run(run_sync_with_progress(hub, vendor, connection, mode, started=started, here=True))
+            except KeyboardInterrupt:  # cancelled while DBOS runs, so nothing is left for a worker to resume
+                summary = _sync_interrupted(hub, vendor, connection, mode, started, began)
+    except KeyboardInterrupt:  # while DBOS started or stopped
         summary = _sync_interrupted(hub, vendor, connection, mode, started, began)
-    finally:
-        shutdown_dbos()
     out.print_json(json.dumps(summary))
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 def cancel_interrupted_workflow(workflow_id: str) -> bool:
-    """Ctrl-C: cancel the workflow this command started (its run or job must not be resumed later by a worker,
-    nor by the next command on this home, which recovers the embedded executor's pending workflows), then stop
-    DBOS. False when the cancellation could not be recorded."""
+    """Ctrl-C: cancel the workflow this command started (its run or job must not be resumed later by a worker
+    recovering this command's pending workflows), then stop DBOS. False when the cancellation could not be
+    recorded."""
     import logging
 
     from dbos import DBOS

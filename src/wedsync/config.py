@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     operator_key: str | None = Field(default=None, description="platform operator API key (optional)")
     public_url: str = Field(default="http://127.0.0.1:8000", description="where providers reach our webhooks")
     executor_id: str | None = Field(default=None, description="DBOS executor id of this process")
+    serve_processes: int = Field(
+        default=1, ge=1, description="API processes of `wedsync serve` (it sets this for them: on SQLite one process "
+                                     "takes the stable executor id `local`, several take one each)")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_json: bool = False
     in_process_workers: bool = Field(default=True, description="run DBOS queues inside the API process")

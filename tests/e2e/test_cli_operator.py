@@ -3,12 +3,17 @@ already serving the same home (its workflows are its own)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.procs import hub_env
+import pytest
+
+from tests.e2e.procs import Proc, free_port, hub_env, wait_for
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -66,3 +71,106 @@ def test_an_unknown_failure_keeps_its_traceback() -> None:
 
     assert setup_error_line(ZeroDivisionError("a bug")) is None
     assert setup_error_line(BrokenPipeError()) is None
+
+
+@pytest.fixture
+def two_sandboxes() -> Iterator[tuple[str, str]]:
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    slow, stop_slow = start_sandbox_in_thread(port=0, contacts=10, jobs=5)
+    fast, stop_fast = start_sandbox_in_thread(port=0, contacts=10, jobs=5)
+    try:
+        yield slow, fast
+    finally:
+        stop_slow()
+        stop_fast()
+
+
+def dbos_workflow(home: Path, workflow_id: str) -> tuple[str, str] | None:
+    with sqlite3.connect(home / "dbos.sqlite") as db:
+        row = db.execute("SELECT status, executor_id FROM workflow_status WHERE workflow_uuid = ?",
+                         (workflow_id,)).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def heartbeats(home: Path) -> list[str]:
+    with sqlite3.connect(home / "wedsync.sqlite") as db:
+        return [r[0] for r in db.execute("SELECT executor_id FROM worker_heartbeats")]
+
+
+@pytest.mark.slow
+def test_a_cli_command_runs_only_its_own_workflow_and_a_killed_one_is_recovered_by_serve(
+        tmp_path: Path, two_sandboxes: tuple[str, str]) -> None:
+    from sqlalchemy import create_engine
+
+    from tests.e2e.test_durability import pages_done, run_row, seed, start_sync, wait_api
+
+    slow, fast = two_sandboxes
+    seed(slow, 3000, 400, latency_ms=60)
+    env = hub_env(tmp_path)
+    from tests.conftest import make_settings
+    from wedsync.bootstrap import Hub
+
+    hub = Hub(make_settings(tmp_path, vault_keys=env["WEDSYNC_VAULT_KEYS"]))
+    vendor = hub.tenancy.create_vendor("Two Connections Studio")
+    _, key = hub.tenancy.create_key(vendor.id)
+    busy = hub.connections.create(vendor.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                  base_url=f"{slow}/vsco-workspace/api/v2")
+    other = hub.connections.create(vendor.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                   base_url=f"{fast}/vsco-workspace/api/v2")
+    hub.close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'wedsync.sqlite'}")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    serve = Proc(["serve", "--port", str(port)], env, tmp_path / "serve1.log")
+    try:
+        wait_api(api, serve)
+        run_id = start_sync(api, {"connection_id": busy.id, "key": key})
+        wait_for(lambda: pages_done(engine, run_id)[0] >= 4, 60, "4 pages synced")
+        serve.kill9()  # its run is left pending under the embedded executor id `local`
+        before = pages_done(engine, run_id)
+        assert dbos_workflow(tmp_path, run_id) == ("PENDING", "local")
+
+        # a command on the same home runs its own sync, and not the serving process's run
+        r = cli(env, "sync", other.id, "--vendor", vendor.id, "--mode", "full")
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert json.loads(r.stdout)["status"] == "succeeded"
+        assert pages_done(engine, run_id) == before and run_row(engine, run_id).status == "running"
+        assert dbos_workflow(tmp_path, run_id) == ("PENDING", "local")
+        assert heartbeats(tmp_path) == ["local"]  # the command left no heartbeat behind: nothing pending
+
+        # `serve` restarted resumes its own run
+        serve = Proc(["serve", "--port", str(port)], env, tmp_path / "serve2.log")
+        wait_api(api, serve)
+        done = wait_for(lambda: (row := run_row(engine, run_id)).status in ("succeeded", "failed") and row, 120,
+                        "the resumed run")
+        assert done.status == "succeeded", done.error_detail
+
+        # a command killed mid-run: its heartbeat goes silent and the live `serve` finishes its run
+        seed(fast, 3000, 400, latency_ms=60)
+        victim = Proc(["sync", other.id, "--vendor", vendor.id, "--mode", "full"], env, tmp_path / "cli.log")
+        try:
+            cli_run = wait_for(lambda: [r for r in run_rows(engine, other.id) if r.status == "running"], 60,
+                               "the command's run")[0].id
+            wait_for(lambda: pages_done(engine, cli_run)[0] >= 2, 60, "2 pages of the command's run")
+            status, executor = dbos_workflow(tmp_path, cli_run) or ("", "")
+            assert status == "PENDING" and executor.startswith("cli-"), (status, executor)
+            victim.kill9()
+        finally:
+            victim.stop()
+        done = wait_for(lambda: (row := run_row(engine, cli_run)).status in ("succeeded", "failed") and row, 180,
+                        "the killed command's run, recovered by serve")
+        assert done.status == "succeeded", done.error_detail
+        assert dbos_workflow(tmp_path, cli_run) == ("SUCCESS", "local")
+    finally:
+        serve.stop()
+        engine.dispose()
+
+
+def run_rows(engine: Any, connection_id: str) -> list[Any]:
+    from sqlalchemy import select
+
+    from wedsync.store.tables import SyncRun
+
+    with engine.connect() as c:
+        return list(c.execute(select(SyncRun).where(SyncRun.connection_id == connection_id)))

@@ -25,7 +25,7 @@ async def _import_with_progress(hub: Any, vendor_id: str, job_id: str, *, quiet:
 
     from wedsync.workflows.crm import start_import
 
-    await start_import(job_id)
+    await start_import(job_id, here=True)
     handle: Any = await DBOS.retrieve_workflow_async(job_id)
     task = asyncio.ensure_future(handle.get_result())
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -55,7 +55,7 @@ def import_csv(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Import a CSV as a durable workflow (one step per chunk); prints the job and its bad rows."""
-    from wedsync.bootstrap import get_hub, launch_dbos, shutdown_dbos
+    from wedsync.bootstrap import command_dbos, get_hub
     from wedsync.config import get_settings
     from wedsync.errors import WedsyncError
 
@@ -68,12 +68,13 @@ def import_csv(
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
     try:
-        launch_dbos(get_settings())
-        status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
-    except KeyboardInterrupt:
+        with command_dbos(get_settings(), hub.db):  # this process runs the import, and nothing else
+            try:
+                status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
+            except KeyboardInterrupt:  # cancelled while DBOS runs, so nothing is left for a worker to resume
+                status = _import_interrupted(hub, vendor, job["id"], file)
+    except KeyboardInterrupt:  # while DBOS started or stopped
         status = _import_interrupted(hub, vendor, job["id"], file)
-    finally:
-        shutdown_dbos()
     errors = hub.crm.import_errors(vendor, job["id"], limit=50)
     out.print_json(json.dumps({**status, "first_errors": errors}))
     if status["status"] != "succeeded":
