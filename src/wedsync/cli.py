@@ -385,7 +385,7 @@ def _sync_interrupted(hub: Any, vendor: str, connection: str, mode: str, started
 def vault_rotate(
     prune: Annotated[bool, typer.Option(help="drop old keys after re-encrypting")] = False,
 ) -> None:
-    """Add a new primary vault key and re-encrypt every credential with it."""
+    """Add a new primary vault key and re-encrypt every sealed value (credentials, pending OAuth authorizations)."""
     from wedsync.config import get_settings
     from wedsync.store.vault import KeyFile, KeyRing, Vault
 
@@ -401,25 +401,30 @@ def vault_rotate(
     # with it from now on (their vaults re-read the file before sealing)
     vault = Vault(ring)  # every key, also after a prune: rows sealed with an old key meanwhile are re-sealed
     with hub.db.session() as s:
-        n = vault.reencrypt_all(s)
+        n = vault.reencrypt_counts(s)
     if prune:
         keyfile.save(KeyRing([ring.keys[0]]))
         # a process that sealed with an old key just before the new file landed and committed after the pass
         # above: one more pass now that no process can seal with an old key any more
         with hub.db.session() as s:
-            n += vault.reencrypt_all(s)
+            for table, more in vault.reencrypt_counts(s).items():
+                n[table] += more
     hub.vault.refresh()
-    out.print(f"new primary key {ring.primary_id}; re-encrypted {n} credential(s)"
+    out.print(f"new primary key {ring.primary_id}; re-encrypted {_resealed(n)}"
               + ("; old keys removed" if prune else ""))
+
+
+def _resealed(counts: dict[str, int]) -> str:
+    return (f"{counts['credentials']} credential(s) and {counts['oauth_states']} pending OAuth authorization(s)")
 
 
 @vault_app.command("reencrypt")
 def vault_reencrypt() -> None:
-    """Re-encrypt every credential with the current primary key (after changing WEDSYNC_VAULT_KEYS)."""
+    """Re-encrypt every sealed value with the current primary key (after changing WEDSYNC_VAULT_KEYS)."""
     hub = _hub()
     with hub.db.session() as s:
-        n = hub.vault.reencrypt_all(s)
-    out.print(f"re-encrypted {n} credential(s) with {hub.vault.ring.primary_id}")
+        n = hub.vault.reencrypt_counts(s)
+    out.print(f"re-encrypted {_resealed(n)} with {hub.vault.ring.primary_id}")
 
 
 @app.command()
