@@ -14,7 +14,7 @@ from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
-from wedsync.terminal import check_home, fail, in_range, interrupted, make_console
+from wedsync.terminal import check_home, fail, in_range, interrupted, make_console, port_available
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -439,6 +439,11 @@ def demo(
 
     in_range(port, 1, 65535, "--port")
     in_range(sandbox_port, 1, 65535, "--sandbox-port")
+    if port == sandbox_port:
+        fail(f"--port and --sandbox-port are both {port}: the API and the sandboxes need a port each")
+    port_available(sandbox_port, "--sandbox-port")
+    if not exit_after:  # with --exit the API is never served
+        port_available(port, "--port")
     try:
         run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
     except WedsyncError as exc:

@@ -36,6 +36,22 @@ def in_range(value: int, low: int, high: int, option: str) -> int:
     return value
 
 
+def port_available(port: int, option: str, host: str = "127.0.0.1") -> int:
+    """``port`` when a server can listen on it at ``host``; else a one-line error and exit status 2 (the demo
+    used to find a busy port only once it had started everything: three chained tracebacks for the sandbox's,
+    and for the API's a whole demo run whose printed URLs were another process's)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            fail(f"{option} {port}: {host}:{port} is not available ({exc.strerror or exc}); "
+                 f"stop what listens there or choose another port")
+    return port
+
+
 def check_home(home: Path) -> None:
     """The data directory, created if need be; a one-line error (exit 2) when it cannot be one: a file, under a
     file, somewhere this user cannot write (the hub's own ``mkdir`` failed with a traceback)."""

@@ -174,3 +174,21 @@ def run_rows(engine: Any, connection_id: str) -> list[Any]:
 
     with engine.connect() as c:
         return list(c.execute(select(SyncRun).where(SyncRun.connection_id == connection_id)))
+
+
+def test_demo_checks_both_ports_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    env = hub_env(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_error_line(cli(env, "demo", "--exit", "--sandbox-port", str(port), "--port", str(free_port()),
+                                  timeout=60))
+        assert f"--sandbox-port {port}" in line and "not available" in line
+        line = one_error_line(cli(env, "demo", "--port", str(port), "--sandbox-port", str(free_port()),
+                                  timeout=60))
+        assert f"--port {port}" in line and "not available" in line
+    assert not (tmp_path / "wedsync.sqlite").exists()  # nothing ran
+    one_error_line(cli(env, "demo", "--port", "8123", "--sandbox-port", "8123"))
