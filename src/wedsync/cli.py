@@ -1,4 +1,4 @@
-"""Operator CLI: ``wedsync serve | worker | sandbox | migrate | vendor | key | connect | sync | vault | demo``."""
+"""Operator CLI: ``wedsync serve | worker | sandbox | migrate | vendor | key | connect | sync | vault | backup``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -122,6 +123,41 @@ def worker(
         asyncio.run(main())
     finally:
         shutdown_dbos()
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="a new or empty directory for the copy")],
+) -> None:
+    """Copy a live embedded hub (SQLite): both databases, consistent, and the vault key file."""
+    import shutil
+
+    from wedsync.config import get_settings
+    from wedsync.store.db import backup_sqlite, sqlite_path
+
+    settings = get_settings()
+    if not settings.is_sqlite or not settings.dbos_url.startswith("sqlite"):
+        fail("backup copies the embedded SQLite databases; on PostgreSQL use pg_dump (see docs/operations.md)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        fail(f"{dest} must be a new or empty directory")
+    _hub()  # a home that does not open is an error here, not an empty backup
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {dest}: {exc.strerror or exc}")
+    copied = []
+    for url in (settings.db_url, settings.dbos_url):
+        path = sqlite_path(url)
+        if path is not None and path.exists():
+            backup_sqlite(url, dest / path.name)
+            copied.append(path.name)
+    keys = settings.resolved_home / "vault.keys"
+    if not settings.vault_keys and keys.exists():
+        shutil.copy2(keys, dest / keys.name)  # without it the credentials in the copy cannot be decrypted
+        (dest / keys.name).chmod(0o600)
+        copied.append(keys.name)
+    note = "" if not settings.vault_keys else "; the vault keys are WEDSYNC_VAULT_KEYS: keep them with the copy"
+    out.print(f"backed up {', '.join(copied)} to {dest}{note}")
 
 
 @app.command()
@@ -458,6 +494,7 @@ def main() -> None:
 
     from rich.markup import escape
 
+    from wedsync.bootstrap import checkpoint_installed_hub
     from wedsync.terminal import setup_error_line
 
     try:
@@ -468,6 +505,8 @@ def main() -> None:
             raise
         make_console(stderr=True).print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
         sys.exit(2)
+    finally:
+        checkpoint_installed_hub()
 
 
 if __name__ == "__main__":  # pragma: no cover
