@@ -192,3 +192,68 @@ def test_demo_checks_both_ports_before_starting_anything(tmp_path: Path) -> None
         assert f"--port {port}" in line and "not available" in line
     assert not (tmp_path / "wedsync.sqlite").exists()  # nothing ran
     one_error_line(cli(env, "demo", "--port", "8123", "--sandbox-port", "8123"))
+
+
+def test_export_to_a_closed_pipe_or_a_file_and_bad_process_options(tmp_path: Path) -> None:
+    from tests.integration.test_crm_hub import hb_csv, hb_row
+
+    env = hub_env(tmp_path)
+    vendor = json.loads(cli(env, "vendor", "create", "Piped Studio", "--json").stdout)["vendor_id"]
+    export = tmp_path / "in.csv"
+    export.write_bytes(hb_csv([hb_row(f"Guest{i:04d}", "Rivera", f"guest{i}@example.org") for i in range(3000)]))
+    r = cli(env, "crm", "import", str(export), "--vendor", vendor, "--layout", "honeybook", "--quiet")
+    assert r.returncode == 0, r.stderr
+
+    # `| head -2`: the reader goes away; the command ends quietly
+    p = subprocess.Popen(f"{sys.executable} -m wedsync.cli crm export --vendor {vendor} --layout honeybook | head -2",
+                         shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shown, errors = p.communicate(timeout=120)
+    assert len(shown.splitlines()) == 2 and errors.strip() == "", errors
+
+    out_file = tmp_path / "out.csv"
+    r = cli(env, "crm", "export", "--vendor", vendor, "--layout", "honeybook", "-o", str(out_file))
+    assert r.returncode == 0, r.stderr
+    assert f"wrote 3000 row(s) to {out_file}" in r.stderr
+    assert len(out_file.read_text().splitlines()) == 3001
+
+    for args, needle in ((("serve", "--workers", "0"), "--workers"), (("serve", "--workers", "-3"), "--workers"),
+                         (("worker", "--executor-id", ""), "--executor-id")):
+        assert needle in one_error_line(cli(env, *args, timeout=60))
+
+
+def wal_bytes(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_a_clean_stop_leaves_no_write_ahead_log_and_backup_copies_a_live_home(tmp_path: Path) -> None:
+    from tests.integration.test_crm_hub import hb_csv, hb_row
+
+    env = hub_env(tmp_path)
+    env.pop("WEDSYNC_VAULT_KEYS")  # the key file, which a backup must carry
+    vendor = json.loads(cli(env, "vendor", "create", "Checkpoint Studio", "--json").stdout)["vendor_id"]
+    export = tmp_path / "in.csv"
+    export.write_bytes(hb_csv([hb_row(f"Guest{i:04d}", "Rivera", f"guest{i}@example.org") for i in range(2000)]))
+    r = cli(env, "crm", "import", str(export), "--vendor", vendor, "--layout", "honeybook", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert wal_bytes(tmp_path / "wedsync.sqlite") == 0 and wal_bytes(tmp_path / "dbos.sqlite") == 0
+    assert (tmp_path / "wedsync.sqlite").stat().st_size > 500_000  # the rows are in the database file
+
+    port = free_port()
+    serve = Proc(["serve", "--port", str(port)], env, tmp_path / "serve.log")
+    try:
+        from tests.e2e.test_durability import wait_api
+
+        wait_api(f"http://127.0.0.1:{port}", serve)
+        backup = tmp_path / "backup"
+        r = cli(env, "backup", str(backup))  # while `serve` runs
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in backup.iterdir()) == ["dbos.sqlite", "vault.keys", "wedsync.sqlite"]
+        assert (backup / "vault.keys").read_text() == (tmp_path / "vault.keys").read_text()
+        with sqlite3.connect(backup / "wedsync.sqlite") as db:
+            assert db.execute("SELECT count(*) FROM clients").fetchone()[0] == 2000
+        assert "must be a new or empty directory" in one_error_line(cli(env, "backup", str(backup)))
+    finally:
+        serve.stop()  # SIGTERM: a clean stop (uvicorn shuts down, then ends with the signal it was sent)
+    assert "Traceback" not in serve.output(), serve.output()
+    assert wal_bytes(tmp_path / "wedsync.sqlite") == 0 and wal_bytes(tmp_path / "dbos.sqlite") == 0

@@ -208,3 +208,20 @@ def test_dbos_logger_stays_routed_through_the_scrubber(captured: io.StringIO) ->
     assert dbos_logger.propagate
     assert value not in captured.getvalue()
     assert "workflow failed with [REDACTED]" in captured.getvalue()
+
+
+def test_sync_and_delta_tokens_in_urls_are_scrubbed() -> None:
+    line = ('127.0.0.1:43822 - "GET /calendar/v3/calendars/x/events?maxResults=250&syncToken=eyJjIjogImZ HTTP/1.1" '
+            '"GET /me/calendarView/delta?$deltatoken=eyJsbyI6ICIy&$skiptoken=abc123&pageToken=p9" ?tokenize=1')
+    scrubbed = scrub_text(line)
+    assert "eyJ" not in scrubbed and "abc123" not in scrubbed and "p9" not in scrubbed
+    assert "maxResults=250" in scrubbed and "tokenize=1" in scrubbed and scrubbed.count(REDACTED) == 4
+
+
+def test_uvicorn_access_lines_stay_off_once_routed(captured: io.StringIO) -> None:
+    """Every server of the hub runs with ``access_log=False``; routing uvicorn's loggers through the root handler
+    (an API lifespan in the demo) turned the sandboxes' request lines back on, sync tokens and all."""
+    logging.getLogger("uvicorn.access").info('127.0.0.1:1 - "GET /events?syncToken=abc HTTP/1.1" 200')
+    logging.getLogger("uvicorn.error").warning("still routed")
+    lines = captured.getvalue()
+    assert "GET /events" not in lines and "still routed" in lines

@@ -114,8 +114,19 @@ def export(
 
     hub = get_hub()
     known_vendor(hub, vendor)
+    written = [0]
+    progress = Progress(TextColumn("[bold]export {task.description}"), TextColumn("{task.completed} rows"),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=output is None or not console.is_terminal)  # stdout is the CSV itself
+    task = progress.add_task(layout, total=None)
+
+    def tick() -> None:
+        written[0] += 1
+        if written[0] % 500 == 0:
+            progress.update(task, completed=written[0])
+
     try:
-        chunks = hub.crm.export_csv(vendor, layout, connection_id=connection)
+        chunks = hub.crm.export_csv(vendor, layout, connection_id=connection, on_row=tick)
         first = next(chunks, b"")
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
@@ -124,17 +135,35 @@ def export(
     except OSError as exc:  # no such directory, a directory, no permission
         fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
-        sink.write(first)
-        for chunk in chunks:
-            sink.write(chunk)
+        with progress:
+            sink.write(first)
+            for chunk in chunks:
+                sink.write(chunk)
         if output:
             sink.close()  # its last bytes are written here
-    except OSError as exc:  # the disk filled up, the pipe closed
+        else:
+            sink.flush()
+    except BrokenPipeError:  # `wedsync crm export ... | head`: the reader has what it wanted; end quietly
+        _quiet_stdout()
+        raise typer.Exit(0) from None
+    except OSError as exc:  # the disk filled up
         fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
     finally:
         if output and not sink.closed:
             with contextlib.suppress(OSError):
                 sink.close()
+    if output:
+        console.print(f"wrote {written[0]} row(s) to {output}")
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the interpreter's own last flush
+    does not report the broken pipe either."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @app.command("merges")

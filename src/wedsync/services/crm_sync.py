@@ -17,7 +17,7 @@ import itertools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, cast
@@ -1646,7 +1646,9 @@ class CrmService:
                                             custom_fields=w.custom_fields or {})
         return {rid: found[wid] for rid, wid in wanted.items() if wid in found}
 
-    def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None) -> Iterator[bytes]:
+    def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None,
+                   on_row: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """The CSV, in chunks; ``on_row`` is called for each row as it is written (progress, a final count)."""
         from wedsync.connectors.channels.csv_layouts import LAYOUTS, export_csv
 
         if layout not in LAYOUTS:
@@ -1661,8 +1663,10 @@ class CrmService:
             except NotFound:
                 conn = None
         options = self._parse_options(conn) if conn is not None else {}
-        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id, provider=layout),
-                          **options)
+        rows = self.export_rows(vendor_id, connection_id=connection_id, provider=layout)
+        if on_row is not None:
+            rows = _counted(rows, on_row)
+        return export_csv(layout, rows, **options)
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
     def ingest_zap(self, row: Any) -> str:
@@ -1710,6 +1714,12 @@ async def _handle_zap(hub: Any, row: Any) -> str:
 
 
 WEBHOOK_HANDLERS: dict[str, Any] = {p: _handle_zap for p in CSV_PROVIDERS}
+
+
+def _counted(items: Iterable[Any], tick: Callable[[], None]) -> Iterator[Any]:
+    for item in items:
+        tick()
+        yield item
 
 
 _NO_ROW = object()
