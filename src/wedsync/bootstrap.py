@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gc
 import importlib
+import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from wedsync.config import Settings, get_settings
@@ -15,17 +18,25 @@ from wedsync.services.oauth import OAuthService
 from wedsync.services.subscriptions import SubscriptionService
 from wedsync.services.sync_engine import SyncService
 from wedsync.services.tenancy import TenancyService
-from wedsync.store.db import Database, make_dbos_sqlite_engine
+from wedsync.store.db import Database, checkpoint_sqlite, make_dbos_sqlite_engine
 from wedsync.store.vault import KeyFile, KeyRing, Vault
 
 
 def load_vault(settings: Settings) -> Vault:
     """The vault on ``WEDSYNC_VAULT_KEYS`` (fixed for the process's life), else on ``WEDSYNC_HOME/vault.keys``,
     which it follows while it runs (``wedsync vault rotate`` in another process needs no restart)."""
+    from wedsync.errors import VaultError
+
     if settings.vault_keys:
-        return Vault(KeyRing.decode(settings.vault_keys))
+        try:
+            return Vault(KeyRing.decode(settings.vault_keys))
+        except VaultError as exc:  # say which keys: an operator has two places to look
+            raise VaultError(f"WEDSYNC_VAULT_KEYS: {exc.message}") from exc
     key_file = KeyFile(settings.resolved_home / "vault.keys")
-    return Vault(key_file.load_or_create(), key_file=key_file)
+    try:
+        return Vault(key_file.load_or_create(), key_file=key_file)
+    except VaultError as exc:
+        raise VaultError(f"{key_file.path}: {exc.message}") from exc
 
 
 # Capability services, one module each, built lazily by ``Hub.__getattr__`` (name -> "module:Class").
@@ -113,6 +124,13 @@ def installed_hub() -> Hub | None:
     return _hub
 
 
+def checkpoint_installed_hub() -> None:
+    """A clean shutdown (``wedsync`` commands, ``serve``, ``worker``, ``demo``): the hub's SQLite log goes into
+    its database file (see ``store.db.checkpoint_sqlite``); nothing on PostgreSQL or when no hub was built."""
+    if _hub is not None:
+        _hub.db.checkpoint()
+
+
 def set_hub(hub: Hub | None) -> None:
     """Install (or clear) the process's hub; tests and the CLI use this. Under the same lock as
     :func:`get_hub`'s lazy build: a hub installed while another thread is building one (a workflow step calling
@@ -124,14 +142,25 @@ def set_hub(hub: Hub | None) -> None:
 
 # -- DBOS ------------------------------------------------------------------------------------------
 _dbos_launched = False
+_dbos_sqlite_url: str | None = None
+_command_executor: str | None = None  # set while a command_dbos block runs
+_command_pending: int | None = 0  # its pending workflows when DBOS stopped (None: unknown)
 
 
 def default_executor_id(settings: Settings | None = None) -> str:
-    """The embedded default (SQLite, one process) keeps one stable id, so a restart resumes its own
-    workflows; processes sharing PostgreSQL each get their own, and recover each other via heartbeats."""
-    if settings is not None and settings.is_sqlite:
+    """The embedded default (SQLite, one long-lived process: ``serve``, ``worker`` or ``demo``) keeps one stable
+    id, so a restart resumes its own workflows at once; every other process gets its own (processes sharing
+    PostgreSQL, and each API process of ``serve --workers N`` on SQLite, which used to share ``local``: each one's
+    start-up recovery and inbox release took its siblings' work), and they recover each other via heartbeats."""
+    if settings is not None and settings.is_sqlite and settings.serve_processes == 1:
         return "local"
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def command_executor_id() -> str:
+    """The executor id of a short-lived command (``wedsync sync``, ``wedsync crm import``): its own, so that
+    DBOS's start-up recovery of "this executor's" pending workflows finds none of anyone else's."""
+    return f"cli-{socket.gethostname()}-{os.getpid()}"
 
 
 def dbos_config(settings: Settings, executor_id: str | None = None) -> dict[str, Any]:
@@ -155,8 +184,13 @@ def current_executor_id() -> str:
     return str(GlobalParams.executor_id)
 
 
-def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: bool = True) -> None:
-    """Configure and launch DBOS once per process; register the hub's queues."""
+def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: bool = True,
+                own_work_only: bool = False) -> None:
+    """Configure and launch DBOS once per process; register the hub's queues.
+
+    ``own_work_only`` (short-lived commands, see :func:`command_dbos`): dequeue nothing at all, not even from
+    DBOS's internal queue (scheduled workflows, recovered workflows that were started without a queue): the
+    process runs only the workflows it starts itself."""
     global _dbos_launched
     if _dbos_launched:
         return
@@ -174,9 +208,16 @@ def launch_dbos(settings: Settings, *, executor_id: str | None = None, listen: b
         # commit. WAL with synchronous=NORMAL survives a process crash (kill -9) the same way and cut
         # the per-step overhead from 2.7 ms to 1.7 ms (measured: 1,000 steps of one workflow).
         cfg["system_database_engine"] = make_dbos_sqlite_engine(cfg["system_database_url"])
-    DBOS(config=cfg)  # type: ignore[arg-type]
-    if not listen:
+    global _dbos_sqlite_url
+    _dbos_sqlite_url = cfg["system_database_url"] if cfg["system_database_url"].startswith("sqlite") else None
+    dbos = DBOS(config=cfg)  # type: ignore[arg-type]
+    if not listen or own_work_only:
         DBOS.listen_queues([])
+    if own_work_only:
+        from dbos._utils import INTERNAL_QUEUE_NAME
+
+        # DBOS always polls its internal queue; with no room for this process it claims nothing there.
+        dbos._registry._register_internal_queue(INTERNAL_QUEUE_NAME, worker_concurrency=0)
     DBOS.launch()
     queues.register_all()
     for module in workflow_modules:  # e.g. schedules, which DBOS creates only once launched
@@ -209,10 +250,74 @@ def freeze_startup_heap() -> None:
 
 
 def shutdown_dbos() -> None:
-    global _dbos_launched
+    global _dbos_launched, _command_pending
     if not _dbos_launched:
         return
     from dbos import DBOS
 
+    if _command_executor is not None:  # last chance to ask DBOS what the command leaves pending
+        _command_pending = own_pending_workflows(_command_executor)
+
     DBOS.destroy(destroy_registry=False)
     _dbos_launched = False
+    if _dbos_sqlite_url is not None:
+        checkpoint_sqlite(_dbos_sqlite_url)  # DBOS's system database: its log too, not only the hub's
+    from dbos._dbos import _get_or_create_dbos_registry
+    from dbos._utils import INTERNAL_QUEUE_NAME
+
+    # the registry outlives DBOS: a command's closed internal queue must not carry over to a later launch
+    _get_or_create_dbos_registry().internal_queue_map.pop(INTERNAL_QUEUE_NAME, None)
+
+
+@contextmanager
+def command_dbos(settings: Settings, db: Database) -> Iterator[str]:
+    """DBOS for a short-lived command (``wedsync sync``, ``wedsync crm import``), which runs the one workflow it
+    starts, in its own process, and nothing else: its own executor id (:func:`command_executor_id`; with the
+    shared ``local`` id, DBOS's start-up recovery re-ran the workflows a live ``serve`` on the same home was
+    running), no queue (not the ``sync`` or ``inbox`` queues of the serving processes, not DBOS's internal one),
+    and no recovery of anyone's workflows (``serve`` and ``worker`` do that).
+
+    The command beats in ``worker_heartbeats`` like a worker while it runs. Killed (``kill -9``, a crash), its
+    heartbeat goes silent and a live ``serve``/``worker`` recovers its pending workflow 10 s later (or at its start
+    if none was running), as for a dead worker. Ending cleanly with nothing pending, it removes its heartbeat."""
+    from wedsync.workflows.recovery import HEARTBEAT_EVERY, beat, forget_heartbeat
+
+    eid = command_executor_id()
+    beat(db, eid)  # before its first workflow exists: a kill from now on is seen
+    stop = threading.Event()
+
+    def beating() -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            try:
+                beat(db, eid)
+            except Exception:  # a busy store: the next beat tries again
+                logging.getLogger("wedsync.workers").warning("heartbeat of %s failed", eid, exc_info=True)
+
+    beater = threading.Thread(target=beating, name="command-heartbeat", daemon=True)
+    beater.start()
+    global _command_executor, _command_pending
+    _command_executor, _command_pending = eid, 0
+    try:
+        launch_dbos(settings, executor_id=eid, own_work_only=True)
+        yield eid
+    finally:
+        shutdown_dbos()  # (or already done: a Ctrl-C cancels the workflow, then stops DBOS)
+        pending, _command_executor = _command_pending, None
+        stop.set()
+        beater.join()
+        if pending == 0:
+            forget_heartbeat(db, eid)
+
+
+def own_pending_workflows(executor_id: str) -> int | None:
+    """How many workflows of ``executor_id`` are still pending, or ``None`` when DBOS is not running here (then
+    no one can say: the heartbeat stays, and a live worker's recovery finds out)."""
+    if not _dbos_launched:
+        return None
+    from dbos import DBOS
+
+    try:
+        return len(DBOS.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
+                                       load_output=False))
+    except Exception:
+        return None

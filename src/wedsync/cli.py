@@ -1,4 +1,4 @@
-"""Operator CLI: ``wedsync serve | worker | sandbox | migrate | vendor | key | connect | sync | vault | demo``."""
+"""Operator CLI: ``wedsync serve | worker | sandbox | migrate | vendor | key | connect | sync | vault | backup``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from wedsync.commands import discover_command_groups
 from wedsync.errors import WedsyncError
-from wedsync.terminal import check_home, fail, in_range, interrupted, make_console
+from wedsync.terminal import check_home, fail, in_range, interrupted, make_console, port_available
 
 app = typer.Typer(help="WedSync Integration Hub", no_args_is_help=True, pretty_exceptions_enable=False)
 vendor_app = typer.Typer(help="vendors", no_args_is_help=True)
@@ -80,7 +81,9 @@ def serve(
     from wedsync.config import get_settings
 
     in_range(port, 1, 65535, "--port")
+    in_range(workers, 1, 512, "--workers")
     os.environ["WEDSYNC_IN_PROCESS_WORKERS"] = "true" if in_process_workers else "false"
+    os.environ["WEDSYNC_SERVE_PROCESSES"] = str(workers)  # each API process then takes its own executor id
     get_settings.cache_clear()
     settings = get_settings()
     if workers > 1 and settings.is_sqlite:
@@ -101,6 +104,8 @@ def worker(
     from wedsync.config import get_settings
     from wedsync.workflows.recovery import supervise
 
+    if executor_id is not None and not executor_id.strip():
+        fail("--executor-id must not be empty (leave it out for the default id)")
     settings = get_settings()
     hub = _hub()
     eid = executor_id or settings.executor_id or default_executor_id(settings)
@@ -118,6 +123,41 @@ def worker(
         asyncio.run(main())
     finally:
         shutdown_dbos()
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="a new or empty directory for the copy")],
+) -> None:
+    """Copy a live embedded hub (SQLite): both databases, consistent, and the vault key file."""
+    import shutil
+
+    from wedsync.config import get_settings
+    from wedsync.store.db import backup_sqlite, sqlite_path
+
+    settings = get_settings()
+    if not settings.is_sqlite or not settings.dbos_url.startswith("sqlite"):
+        fail("backup copies the embedded SQLite databases; on PostgreSQL use pg_dump (see docs/operations.md)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        fail(f"{dest} must be a new or empty directory")
+    _hub()  # a home that does not open is an error here, not an empty backup
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {dest}: {exc.strerror or exc}")
+    copied = []
+    for url in (settings.db_url, settings.dbos_url):
+        path = sqlite_path(url)
+        if path is not None and path.exists():
+            backup_sqlite(url, dest / path.name)
+            copied.append(path.name)
+    keys = settings.resolved_home / "vault.keys"
+    if not settings.vault_keys and keys.exists():
+        shutil.copy2(keys, dest / keys.name)  # without it the credentials in the copy cannot be decrypted
+        (dest / keys.name).chmod(0o600)
+        copied.append(keys.name)
+    note = "" if not settings.vault_keys else "; the vault keys are WEDSYNC_VAULT_KEYS: keep them with the copy"
+    out.print(f"backed up {', '.join(copied)} to {dest}{note}")
 
 
 @app.command()
@@ -268,14 +308,15 @@ def connect(
 
 
 async def run_sync_with_progress(hub: Any, vendor_id: str, connection_id: str, mode: str,
-                                 *, quiet: bool = False, started: list[str] | None = None) -> dict[str, Any]:
-    """Start a sync run as a DBOS workflow and show a progress bar until it ends (the run's id is appended to
-    ``started`` as soon as it is known)."""
+                                 *, quiet: bool = False, started: list[str] | None = None,
+                                 here: bool = False) -> dict[str, Any]:
+    """Start a sync run as a DBOS workflow (``here``: in this process, not on the queue) and show a progress bar
+    until it ends (the run's id is appended to ``started`` as soon as it is known)."""
     from dbos import DBOS
 
     from wedsync.workflows.sync import start_sync
 
-    run_id = await start_sync(vendor_id, connection_id, mode)
+    run_id = await start_sync(vendor_id, connection_id, mode, here=here)
     if started is not None:
         started.append(run_id)
     run = hub.sync.get_run(vendor_id, run_id)
@@ -310,8 +351,8 @@ def sync(
     vendor: Annotated[str, typer.Option(help="vendor id")],
     mode: Annotated[str, typer.Option(help="full or incremental")] = "incremental",
 ) -> None:
-    """Run a sync now, in this process, with a progress bar."""
-    from wedsync.bootstrap import launch_dbos, shutdown_dbos
+    """Run a sync now, in this process, with a progress bar (it runs nothing else: see docs/operations.md)."""
+    from wedsync.bootstrap import command_dbos
     from wedsync.config import get_settings
     from wedsync.store.tables import utcnow
 
@@ -319,21 +360,22 @@ def sync(
     began = utcnow()
     started: list[str] = []
     try:
-        launch_dbos(get_settings())
-        summary = _run(run_sync_with_progress(hub, vendor, connection, mode, started=started))
-    except KeyboardInterrupt:
+        with command_dbos(get_settings(), hub.db):
+            try:
+                summary = _run(run_sync_with_progress(hub, vendor, connection, mode, started=started, here=True))
+            except KeyboardInterrupt:  # cancelled while DBOS runs, so nothing is left for a worker to resume
+                summary = _sync_interrupted(hub, vendor, connection, mode, started, began)
+    except KeyboardInterrupt:  # while DBOS started or stopped
         summary = _sync_interrupted(hub, vendor, connection, mode, started, began)
-    finally:
-        shutdown_dbos()
     out.print_json(json.dumps(summary))
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 def cancel_interrupted_workflow(workflow_id: str) -> bool:
-    """Ctrl-C: cancel the workflow this command started (its run or job must not be resumed later by a worker,
-    nor by the next command on this home, which recovers the embedded executor's pending workflows), then stop
-    DBOS. False when the cancellation could not be recorded."""
+    """Ctrl-C: cancel the workflow this command started (its run or job must not be resumed later by a worker
+    recovering this command's pending workflows), then stop DBOS. False when the cancellation could not be
+    recorded."""
     import logging
 
     from dbos import DBOS
@@ -379,7 +421,7 @@ def _sync_interrupted(hub: Any, vendor: str, connection: str, mode: str, started
 def vault_rotate(
     prune: Annotated[bool, typer.Option(help="drop old keys after re-encrypting")] = False,
 ) -> None:
-    """Add a new primary vault key and re-encrypt every credential with it."""
+    """Add a new primary vault key and re-encrypt every sealed value (credentials, pending OAuth authorizations)."""
     from wedsync.config import get_settings
     from wedsync.store.vault import KeyFile, KeyRing, Vault
 
@@ -395,25 +437,30 @@ def vault_rotate(
     # with it from now on (their vaults re-read the file before sealing)
     vault = Vault(ring)  # every key, also after a prune: rows sealed with an old key meanwhile are re-sealed
     with hub.db.session() as s:
-        n = vault.reencrypt_all(s)
+        n = vault.reencrypt_counts(s)
     if prune:
         keyfile.save(KeyRing([ring.keys[0]]))
         # a process that sealed with an old key just before the new file landed and committed after the pass
         # above: one more pass now that no process can seal with an old key any more
         with hub.db.session() as s:
-            n += vault.reencrypt_all(s)
+            for table, more in vault.reencrypt_counts(s).items():
+                n[table] += more
     hub.vault.refresh()
-    out.print(f"new primary key {ring.primary_id}; re-encrypted {n} credential(s)"
+    out.print(f"new primary key {ring.primary_id}; re-encrypted {_resealed(n)}"
               + ("; old keys removed" if prune else ""))
+
+
+def _resealed(counts: dict[str, int]) -> str:
+    return (f"{counts['credentials']} credential(s) and {counts['oauth_states']} pending OAuth authorization(s)")
 
 
 @vault_app.command("reencrypt")
 def vault_reencrypt() -> None:
-    """Re-encrypt every credential with the current primary key (after changing WEDSYNC_VAULT_KEYS)."""
+    """Re-encrypt every sealed value with the current primary key (after changing WEDSYNC_VAULT_KEYS)."""
     hub = _hub()
     with hub.db.session() as s:
-        n = hub.vault.reencrypt_all(s)
-    out.print(f"re-encrypted {n} credential(s) with {hub.vault.ring.primary_id}")
+        n = hub.vault.reencrypt_counts(s)
+    out.print(f"re-encrypted {_resealed(n)} with {hub.vault.ring.primary_id}")
 
 
 @app.command()
@@ -428,11 +475,39 @@ def demo(
 
     in_range(port, 1, 65535, "--port")
     in_range(sandbox_port, 1, 65535, "--sandbox-port")
+    if port == sandbox_port:
+        fail(f"--port and --sandbox-port are both {port}: the API and the sandboxes need a port each")
+    port_available(sandbox_port, "--sandbox-port")
+    if not exit_after:  # with --exit the API is never served
+        port_available(port, "--port")
     try:
         run_demo(exit_after=exit_after, port=port, sandbox_port=sandbox_port, contacts=contacts)
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})", 1)
 
 
+def main() -> None:
+    """The ``wedsync`` entry point: the Typer app, where a configuration or database problem met anywhere (a bad
+    ``WEDSYNC_*`` value, an unreachable or corrupt database, a schema from a newer release, unreadable vault keys)
+    ends as one ``error:`` line and exit status 2, as docs/operations.md says, instead of a traceback."""
+    import sys
+
+    from rich.markup import escape
+
+    from wedsync.bootstrap import checkpoint_installed_hub
+    from wedsync.terminal import setup_error_line
+
+    try:
+        app()
+    except Exception as exc:
+        line = setup_error_line(exc)
+        if line is None:
+            raise
+        make_console(stderr=True).print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        sys.exit(2)
+    finally:
+        checkpoint_installed_hub()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

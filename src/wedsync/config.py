@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +29,10 @@ class Settings(BaseSettings):
     operator_key: str | None = Field(default=None, description="platform operator API key (optional)")
     public_url: str = Field(default="http://127.0.0.1:8000", description="where providers reach our webhooks")
     executor_id: str | None = Field(default=None, description="DBOS executor id of this process")
-    log_level: str = "INFO"
+    serve_processes: int = Field(
+        default=1, ge=1, description="API processes of `wedsync serve` (it sets this for them: on SQLite one process "
+                                     "takes the stable executor id `local`, several take one each)")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_json: bool = False
     in_process_workers: bool = Field(default=True, description="run DBOS queues inside the API process")
     http_timeout: float = 30.0
@@ -59,6 +63,30 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("database_url", "system_database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        # An unsupported or unparseable URL used to end deep in SQLAlchemy (a missing MySQL driver, "Could not
+        # parse SQLAlchemy URL"); the value is never repeated in the message: it may carry a password.
+        if value is not None and not value.startswith(SUPPORTED_DATABASE_SCHEMES):
+            raise ValueError("must be a sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+            raise ValueError("must be an absolute http:// or https:// URL with a host, e.g. https://hub.example.com")
+        return value
+
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
@@ -80,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SUPPORTED_DATABASE_SCHEMES = ("sqlite://", "postgresql://", "postgres://", "postgresql+psycopg://")
 
 
 def normalize_db_url(url: str) -> str:

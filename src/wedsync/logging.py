@@ -63,7 +63,9 @@ _SECRET_KEY_RE = re.compile(
 _URL_PARAM_RE = re.compile(
     r"(?i)([?&;#](?:access_token|refresh_token|id_token|token|code|code_verifier|client_secret|secret"
     r"|api_?key|x-api-key|key|password|passwd|signature|sig|oauth_token|oauth_signature|oauth_verifier"
-    r"|[\w.\-]*_(?:token|secret|password|signature|api_?key))=)[^&#\s\"'<>]+"
+    r"|[\w.\-]*_(?:token|secret|password|signature|api_?key)"
+    # any other ...token parameter: Google's syncToken/pageToken, Microsoft Graph's $deltatoken/$skiptoken
+    r"|[\w.\-$]*token)=)[^&#\s\"'<>]+"
 )
 #: The public availability feed's path carries its secret token (``api/routers/calendar.public_feed``).
 _FEED_PATH_RE = re.compile(r"(/calendar/feeds/)[^/\s\"'<>?#]+(\.ics)")
@@ -248,7 +250,11 @@ _HANDLER_MARK = "_wedsync_handler"
 _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "dbos", "httpx", "httpcore", "alembic", "sqlalchemy")
 # Libraries that log every request at INFO: the hub's own per-attempt line supersedes them.
 # SQLAlchemy logs statements *with their parameters* at INFO: synced personal data must not reach the logs.
-_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "sqlalchemy": logging.WARNING}
+# uvicorn's access log: every server of the hub turns it off (``access_log=False``), but routing it through the
+# root handler turned it back on for every server of the process (the demo printed the sandboxes' request lines,
+# with their sync and delta tokens, under "Ctrl-C to stop").
+_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "sqlalchemy": logging.WARNING,
+                  "uvicorn.access": logging.WARNING}
 
 
 def configure_logging(level: str = "INFO", json: bool = False, *, stream: TextIO | None = None) -> None:

@@ -712,3 +712,33 @@ def _hb_client_ids(hub: Any, connection_id: str, email: str) -> set[str]:
     with hub.db.read() as s:
         return set(s.execute(select(Client.remote_id).where(Client.connection_id == connection_id,
                                                             Client.email == email)).scalars())
+
+
+async def test_a_file_of_whole_chunks_takes_no_empty_step(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """60 rows in chunks of 10 are 6 chunks and 6 steps: the last full chunk says it is the last (an empty
+    seventh step and chunk used to follow); 61 rows are 7, and a recovered seventh chunk of nothing records nothing."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Whole Chunks Studio")
+    steps_taken: list[int] = []
+
+    class CountingSteps(DirectImportSteps):
+        async def chunk(self, plan: dict[str, Any], chunk: int) -> dict[str, Any]:
+            steps_taken.append(chunk)
+            return await super().chunk(plan, chunk)
+
+    for n, chunks in ((60, 6), (61, 7), (10, 1), (9, 1)):
+        steps_taken.clear()
+        rows = [hb_row(f"Pat{i}", f"Whole{n}", f"pat{i}.{n}@example.org") for i in range(n)]
+        job = hub.crm.create_import(v.id, "honeybook", hb_csv(rows), chunk_size=10)
+        done = await drive_import(job["id"], CountingSteps(hub.crm))
+        assert (done["status"], done["processed_rows"], done["chunks_total"], done["chunks_done"]) == (
+            "succeeded", n, chunks, chunks), (n, done)
+        assert steps_taken == list(range(chunks)), n
+
+    # a full chunk replayed from its row (its step's result was lost) may have been the last: the next finds no
+    # rows, and no empty chunk is recorded
+    job = hub.crm.create_import(v.id, "honeybook", hb_csv(rows[:10]), chunk_size=10)
+    plan = hub.crm.begin_import(job["id"])
+    assert hub.crm.import_chunk(plan, 0)["last"] is True
+    assert hub.crm.import_chunk(plan, 1) == {"chunk": 1, "rows": 0, "last": True, "replayed": False}
+    assert hub.crm.finish_import(job["id"])["chunks_total"] == 1

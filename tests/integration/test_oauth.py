@@ -483,3 +483,24 @@ async def test_sandbox_authorization_server_rules(env: Env, browser: httpx.Async
     r = await browser.post(token_url, headers={**basic, "Content-Type": "application/x-www-form-urlencoded"},
                            content=b"grant_type=refresh_token&grant_type=authorization_code")
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"  # repeated parameter
+
+
+async def test_a_key_rotation_with_prune_keeps_pending_authorizations(env: Env, browser: httpx.AsyncClient) -> None:
+    """The PKCE verifier of an authorization in progress is sealed too: the rotation re-seals it with the new key,
+    so the callback that comes after the old key was removed still completes."""
+    from wedsync.store.vault import KeyRing, Vault
+
+    callback = await _authorize(env, browser)  # the vendor is at the provider's consent page
+    old = env.hub.vault.ring
+    rotated = KeyRing([KeyRing.generate_key(), *old.keys])
+    with env.hub.db.session() as s:
+        Vault(rotated, on_decrypt=lambda _v: None).reencrypt_all(s)
+    env.hub.vault.ring = KeyRing([rotated.keys[0]])  # pruned: the old key is gone from every process
+    with env.hub.db.read() as s:
+        assert {row.key_id for row in s.query(OAuthState)} == {rotated.primary_id}
+    r = await browser.get(callback)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "active"
+    with env.hub.db.session() as s:  # what `wedsync vault rotate` reports
+        assert Vault(KeyRing([KeyRing.generate_key(), *env.hub.vault.ring.keys]), on_decrypt=lambda _v: None
+                     ).reencrypt_counts(s) == {"credentials": 1, "oauth_states": 1}

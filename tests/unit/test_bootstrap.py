@@ -28,3 +28,15 @@ def test_set_hub_during_a_lazy_build_wins(monkeypatch: pytest.MonkeyPatch) -> No
     bootstrap.set_hub(installed)  # type: ignore[arg-type]  # a test (or the CLI) installs its hub meanwhile
     worker.join(5)
     assert bootstrap.installed_hub() is installed
+
+
+def test_executor_ids_are_shared_only_by_one_long_lived_embedded_process(tmp_path: Any) -> None:
+    from wedsync.config import Settings
+
+    one = Settings(home=tmp_path)
+    assert bootstrap.default_executor_id(one) == "local"  # `serve` or `worker` restarted resumes its own work
+    several = Settings(home=tmp_path, serve_processes=2)  # `serve --workers 2`: each API process its own
+    assert bootstrap.default_executor_id(several) not in ("local", bootstrap.command_executor_id())
+    pg = Settings(home=tmp_path, database_url="postgresql://u@h/db")
+    assert bootstrap.default_executor_id(pg) != "local"
+    assert bootstrap.command_executor_id().startswith("cli-")  # a command never takes anyone's id

@@ -18,6 +18,7 @@ from wedsync.bootstrap import current_executor_id, freeze_startup_heap, get_hub,
 from wedsync.config import get_settings
 from wedsync.discovery import module_names
 from wedsync.logging import configure_logging
+from wedsync.store.db import checkpoint_sqlite
 from wedsync.workflows.recovery import supervise
 
 # The high-volume webhook route is matched before any other; the core routers next, then every other
@@ -60,6 +61,10 @@ def create_app(*, launch_workflows: bool = True) -> FastAPI:
         if supervisor is not None:
             await supervisor
         await hub.aclose()
+        # a clean stop leaves the SQLite logs in the database files (docs/operations.md, Backups)
+        await asyncio.to_thread(hub.db.checkpoint)
+        if launch_workflows:
+            await asyncio.to_thread(checkpoint_sqlite, settings.dbos_url)
 
     app = FastAPI(title="WedSync Integration Hub", version=__version__, lifespan=lifespan)
     errors.install(app)

@@ -25,7 +25,7 @@ async def _import_with_progress(hub: Any, vendor_id: str, job_id: str, *, quiet:
 
     from wedsync.workflows.crm import start_import
 
-    await start_import(job_id)
+    await start_import(job_id, here=True)
     handle: Any = await DBOS.retrieve_workflow_async(job_id)
     task = asyncio.ensure_future(handle.get_result())
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -55,7 +55,7 @@ def import_csv(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Import a CSV as a durable workflow (one step per chunk); prints the job and its bad rows."""
-    from wedsync.bootstrap import get_hub, launch_dbos, shutdown_dbos
+    from wedsync.bootstrap import command_dbos, get_hub
     from wedsync.config import get_settings
     from wedsync.errors import WedsyncError
 
@@ -68,12 +68,13 @@ def import_csv(
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
     try:
-        launch_dbos(get_settings())
-        status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
-    except KeyboardInterrupt:
+        with command_dbos(get_settings(), hub.db):  # this process runs the import, and nothing else
+            try:
+                status = asyncio.run(_import_with_progress(hub, vendor, job["id"], quiet=quiet))
+            except KeyboardInterrupt:  # cancelled while DBOS runs, so nothing is left for a worker to resume
+                status = _import_interrupted(hub, vendor, job["id"], file)
+    except KeyboardInterrupt:  # while DBOS started or stopped
         status = _import_interrupted(hub, vendor, job["id"], file)
-    finally:
-        shutdown_dbos()
     errors = hub.crm.import_errors(vendor, job["id"], limit=50)
     out.print_json(json.dumps({**status, "first_errors": errors}))
     if status["status"] != "succeeded":
@@ -113,8 +114,19 @@ def export(
 
     hub = get_hub()
     known_vendor(hub, vendor)
+    written = [0]
+    progress = Progress(TextColumn("[bold]export {task.description}"), TextColumn("{task.completed} rows"),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=output is None or not console.is_terminal)  # stdout is the CSV itself
+    task = progress.add_task(layout, total=None)
+
+    def tick() -> None:
+        written[0] += 1
+        if written[0] % 500 == 0:
+            progress.update(task, completed=written[0])
+
     try:
-        chunks = hub.crm.export_csv(vendor, layout, connection_id=connection)
+        chunks = hub.crm.export_csv(vendor, layout, connection_id=connection, on_row=tick)
         first = next(chunks, b"")
     except WedsyncError as exc:
         fail(f"{exc.message} ({exc.code})")
@@ -123,17 +135,35 @@ def export(
     except OSError as exc:  # no such directory, a directory, no permission
         fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
-        sink.write(first)
-        for chunk in chunks:
-            sink.write(chunk)
+        with progress:
+            sink.write(first)
+            for chunk in chunks:
+                sink.write(chunk)
         if output:
             sink.close()  # its last bytes are written here
-    except OSError as exc:  # the disk filled up, the pipe closed
+        else:
+            sink.flush()
+    except BrokenPipeError:  # `wedsync crm export ... | head`: the reader has what it wanted; end quietly
+        _quiet_stdout()
+        raise typer.Exit(0) from None
+    except OSError as exc:  # the disk filled up
         fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
     finally:
         if output and not sink.closed:
             with contextlib.suppress(OSError):
                 sink.close()
+    if output:
+        console.print(f"wrote {written[0]} row(s) to {output}")
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the interpreter's own last flush
+    does not report the broken pipe either."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @app.command("merges")

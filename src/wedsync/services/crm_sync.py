@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, cast
@@ -1528,9 +1529,12 @@ class CrmService:
             return {"job_id": job.id, "vendor_id": job.vendor_id, "connection_id": job.connection_id,
                     "layout": job.layout, "chunk_size": job.chunk_size, "status": job.status}
 
-    def _chunk_rows(self, job_id: str, layout: str, conn: Connection, chunk: int, size: int) -> list[Any]:
-        """Rows of chunk ``chunk``: the parser of the previous chunk continues where it stopped; after a
-        restart (recovery) the file is parsed again and the chunks already done are skipped."""
+    def _chunk_rows(self, job_id: str, layout: str, conn: Connection, chunk: int, size: int
+                    ) -> tuple[list[Any], bool]:
+        """Rows of chunk ``chunk``, and whether the file has rows after them: the parser of the previous chunk
+        continues where it stopped; after a restart (recovery) the file is parsed again and the chunks already
+        done are skipped. A full chunk looks one row ahead, so a file of an exact multiple of the chunk size
+        ends with its last full chunk (it used to take one more, empty, step and chunk)."""
         from wedsync.connectors.channels.csv_layouts import parse_csv
 
         with self._cursor_lock:
@@ -1552,9 +1556,20 @@ class CrmService:
             rows.append(row)
             if len(rows) >= size:
                 break
+        more = len(rows) >= size
+        if more:
+            ahead: Any
+            try:
+                ahead = next(it, _NO_ROW)
+            except InvalidInput as exc:  # a file-level problem in the next row belongs to the next chunk
+                ahead, it = None, _raising(exc)
+            if ahead is _NO_ROW:
+                more = False
+            elif ahead is not None:
+                it = itertools.chain([ahead], it)
         with self._cursor_lock:
             self._import_cursors[job_id] = (chunk + 1, it)
-        return rows
+        return rows, more
 
     def import_chunk(self, plan: Mapping[str, Any], chunk: int) -> dict[str, Any]:
         """Import one chunk of rows: its records, bad-row reports and bookkeeping row in one transaction,
@@ -1564,9 +1579,13 @@ class CrmService:
         with self.db.read() as s:
             done = s.execute(select(chunks).where(chunks.c.job_id == job_id, chunks.c.chunk == chunk)).first()
         if done is not None:
+            # (a full chunk replayed here, not from its step's recorded result, may have been the file's last:
+            # the next chunk then finds no rows and records nothing, below)
             return {"chunk": chunk, "rows": done.rows, "last": done.rows < plan["chunk_size"], "replayed": True}
         conn = self.hub.connections.get_any(plan["connection_id"])
-        rows = self._chunk_rows(job_id, plan["layout"], conn, chunk, plan["chunk_size"])
+        rows, more = self._chunk_rows(job_id, plan["layout"], conn, chunk, plan["chunk_size"])
+        if not rows and chunk > 0:
+            return {"chunk": chunk, "rows": 0, "last": True, "replayed": False}
         clients: dict[str, ClientRecord] = {}
         weddings: dict[str, WeddingRecord] = {}
         evidence: dict[str, set[date]] = {}
@@ -1605,7 +1624,7 @@ class CrmService:
                 job_id=job_id, chunk=chunk, vendor_id=vendor_id, rows=len(rows), good=len(rows) - bad, bad=bad,
                 created=created + w_created, updated=updated + w_updated, merged=stats.merged,
                 conflicts=stats.conflicts, done_at=utcnow()))
-        return {"chunk": chunk, "rows": len(rows), "last": len(rows) < plan["chunk_size"], "replayed": False}
+        return {"chunk": chunk, "rows": len(rows), "last": not more, "replayed": False}
 
     def finish_import(self, job_id: str, error: str | None = None) -> dict[str, Any]:
         with self._cursor_lock:
@@ -1777,7 +1796,9 @@ class CrmService:
                                             custom_fields=w.custom_fields or {})
         return {rid: found[wid] for rid, wid in wanted.items() if wid in found}
 
-    def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None) -> Iterator[bytes]:
+    def export_csv(self, vendor_id: str, layout: str, *, connection_id: str | None = None,
+                   on_row: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """The CSV, in chunks; ``on_row`` is called for each row as it is written (progress, a final count)."""
         from wedsync.connectors.channels.csv_layouts import LAYOUTS, export_csv
 
         if layout not in LAYOUTS:
@@ -1792,8 +1813,10 @@ class CrmService:
             except NotFound:
                 conn = None
         options = self._parse_options(conn) if conn is not None else {}
-        return export_csv(layout, self.export_rows(vendor_id, connection_id=connection_id, provider=layout),
-                          **options)
+        rows = self.export_rows(vendor_id, connection_id=connection_id, provider=layout)
+        if on_row is not None:
+            rows = _counted(rows, on_row)
+        return export_csv(layout, rows, **options)
 
     # -- Zapier-style hooks ------------------------------------------------------------------------------
     @staticmethod
@@ -1881,6 +1904,20 @@ async def _handle_zap(hub: Any, row: Any) -> str:
 
 
 WEBHOOK_HANDLERS: dict[str, Any] = {p: _handle_zap for p in CSV_PROVIDERS}
+
+
+def _counted(items: Iterable[Any], tick: Callable[[], None]) -> Iterator[Any]:
+    for item in items:
+        tick()
+        yield item
+
+
+_NO_ROW = object()
+
+
+def _raising(exc: BaseException) -> Iterator[Any]:
+    raise exc
+    yield  # a generator: raises when the next chunk reads it
 
 
 class ImportSteps(Protocol):

@@ -59,7 +59,7 @@ from wedsync.logging import get_logger, register_secret
 from wedsync.services.connections import WEBHOOK_SECRET, ConnectionService, check_public_url
 from wedsync.store.db import Database
 from wedsync.store.tables import Connection, OAuthState, Vendor, new_id, utcnow
-from wedsync.store.vault import Vault
+from wedsync.store.vault import Vault, oauth_state_aad
 
 __all__ = [
     "OAUTH_TOKEN",
@@ -179,8 +179,7 @@ def default_redirect_uri(public_url: str, provider: str) -> str:
     return f"{public_url.rstrip('/')}/oauth/{provider}/callback"
 
 
-def _state_aad(state: str, vendor_id: str, provider: str, connection_id: str | None, redirect_uri: str) -> bytes:
-    return f"wedsync-oauth-state:{state}:{vendor_id}:{provider}:{connection_id or ''}:{redirect_uri}".encode()
+_state_aad = oauth_state_aad  # the vault re-seals these rows on key rotation, so it owns the binding
 
 
 @dataclass(frozen=True)
@@ -243,13 +242,15 @@ class OAuthService:
                                    code="provider_mismatch")
         state = new_state()
         verifier, challenge = generate_pkce()
-        key_id, sealed = self.vault.ring.encrypt(
-            verifier.encode("ascii"), _state_aad(state, vendor_id, provider, connection_id, redirect))
         now = self._now()
         with self.db.session() as s:
             if s.get(Vendor, vendor_id) is None:
                 raise NotFound("vendor not found")
             s.execute(delete(OAuthState).where(OAuthState.expires_at < now - _PURGE_AFTER))
+            # sealed after the first write (SQLite's write lock), with the key file's current primary: a
+            # rotation's re-encryption cannot run between the seal and the commit
+            key_id, sealed = self.vault.seal_bytes(
+                verifier.encode("ascii"), _state_aad(state, vendor_id, provider, connection_id, redirect))
             s.add(OAuthState(state=state, vendor_id=vendor_id, provider=provider, connection_id=connection_id,
                              key_id=key_id, verifier_ciphertext=sealed, redirect_uri=redirect, created_at=now,
                              expires_at=now + self.state_ttl))
@@ -302,7 +303,7 @@ class OAuthService:
             if row.expires_at <= now:
                 raise InvalidState("the state expired; start the authorization again")
             try:
-                verifier = self.vault.ring.decrypt(
+                verifier = self.vault.open_bytes(
                     row.key_id, row.verifier_ciphertext,
                     _state_aad(row.state, row.vendor_id, row.provider, row.connection_id, row.redirect_uri),
                 ).decode("ascii")

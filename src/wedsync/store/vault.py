@@ -24,7 +24,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from wedsync.errors import NotFound, VaultError
-from wedsync.store.tables import Credential, utcnow
+from wedsync.store.tables import Credential, OAuthState, utcnow
 
 _NONCE = 12
 
@@ -162,14 +162,22 @@ class Vault:
         self.refresh()  # never seal with a key a rotation has replaced (a prune would lose it)
         return self.ring.encrypt(json.dumps(data, sort_keys=True).encode(), _aad(vendor_id, connection_id))
 
-    def open(self, vendor_id: str, connection_id: str, key_id: str, blob: bytes) -> dict[str, Any]:
-        aad = _aad(vendor_id, connection_id)
+    def seal_bytes(self, plain: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Seal any other secret the hub keeps (a pending OAuth authorization's PKCE verifier) with the current
+        primary key; every sealed column is listed in :meth:`reencrypt_counts`."""
+        self.refresh()
+        return self.ring.encrypt(plain, aad)
+
+    def open_bytes(self, key_id: str, blob: bytes, aad: bytes) -> bytes:
         try:
-            plain = self.ring.decrypt(key_id, blob, aad)
+            return self.ring.decrypt(key_id, blob, aad)
         except VaultError:
             if key_id in self.ring.key_ids or not self.refresh():
                 raise
-            plain = self.ring.decrypt(key_id, blob, aad)  # sealed with a key a rotation added meanwhile
+            return self.ring.decrypt(key_id, blob, aad)  # sealed with a key a rotation added meanwhile
+
+    def open(self, vendor_id: str, connection_id: str, key_id: str, blob: bytes) -> dict[str, Any]:
+        plain = self.open_bytes(key_id, blob, _aad(vendor_id, connection_id))
         data: dict[str, Any] = json.loads(plain)
         self._register_all(data)
         return data
@@ -218,16 +226,37 @@ class Vault:
         return self.open(vendor_id, connection_id, row.key_id, row.ciphertext)
 
     def reencrypt_all(self, session: Session) -> int:
-        """Re-seal every credential with the primary key; returns how many rows changed."""
+        """Re-seal every sealed value with the primary key; returns how many rows changed."""
+        return sum(self.reencrypt_counts(session).values())
+
+    def reencrypt_counts(self, session: Session) -> dict[str, int]:
+        """Re-seal, with the primary key, every sealed column of the store: the connections' credentials
+        (``credentials.ciphertext``) and the pending OAuth authorizations' PKCE verifiers
+        (``oauth_states.verifier_ciphertext``; a rotation with ``--prune`` used to leave them sealed with a key it
+        removed, so every authorization in progress failed at its callback). Returns rows changed per table."""
         self.refresh()
         if session.get_bind().dialect.name == "postgresql":
-            # no credential is written while this runs: one sealed with an old key meanwhile would be missed
-            session.execute(text(f"LOCK TABLE {Credential.__tablename__} IN SHARE ROW EXCLUSIVE MODE"))
-        n = 0
-        for row in session.execute(select(Credential).with_for_update()).scalars():
-            if row.key_id == self.ring.primary_id:
-                continue
-            plain = self.ring.decrypt(row.key_id, row.ciphertext, _aad(row.vendor_id, row.connection_id))
-            row.key_id, row.ciphertext = self.ring.encrypt(plain, _aad(row.vendor_id, row.connection_id))
-            n += 1
-        return n
+            # nothing is sealed while this runs: a row sealed with an old key meanwhile would be missed
+            session.execute(text(f"LOCK TABLE {Credential.__tablename__}, {OAuthState.__tablename__} "
+                                 "IN SHARE ROW EXCLUSIVE MODE"))
+        primary = self.ring.primary_id
+        counts = {"credentials": 0, "oauth_states": 0}
+        for row in session.execute(select(Credential).where(Credential.key_id != primary).with_for_update()
+                                   ).scalars():
+            aad = _aad(row.vendor_id, row.connection_id)
+            row.key_id, row.ciphertext = self.ring.encrypt(self.ring.decrypt(row.key_id, row.ciphertext, aad), aad)
+            counts["credentials"] += 1
+        for state in session.execute(select(OAuthState).where(OAuthState.key_id != primary).with_for_update()
+                                     ).scalars():
+            aad = oauth_state_aad(state.state, state.vendor_id, state.provider, state.connection_id,
+                                  state.redirect_uri)
+            state.key_id, state.verifier_ciphertext = self.ring.encrypt(
+                self.ring.decrypt(state.key_id, state.verifier_ciphertext, aad), aad)
+            counts["oauth_states"] += 1
+        return counts
+
+
+def oauth_state_aad(state: str, vendor_id: str, provider: str, connection_id: str | None, redirect_uri: str
+                    ) -> bytes:
+    """What a pending OAuth authorization's sealed verifier is bound to (its row's other columns)."""
+    return f"wedsync-oauth-state:{state}:{vendor_id}:{provider}:{connection_id or ''}:{redirect_uri}".encode()

@@ -70,10 +70,14 @@ async def import_csv(job_id: str) -> dict[str, Any]:
         raise
 
 
-async def start_import(job_id: str) -> str:
-    """Enqueue an import; the workflow id is the job id, so enqueuing twice is harmless."""
+async def start_import(job_id: str, *, here: bool = False) -> str:
+    """Enqueue an import (``here``: run it in this process, a command's own, see ``bootstrap.command_dbos``); the
+    workflow id is the job id, so enqueuing twice is harmless."""
     with SetWorkflowID(job_id):
-        await get_queue(SYNC_QUEUE).enqueue_async(import_csv, job_id)
+        if here:
+            await DBOS.start_workflow_async(import_csv, job_id)
+        else:
+            await get_queue(SYNC_QUEUE).enqueue_async(import_csv, job_id)
     return job_id
 
 

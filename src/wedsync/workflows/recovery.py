@@ -20,7 +20,7 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from wedsync.store.db import Database
 from wedsync.store.tables import WorkerHeartbeat, utcnow
@@ -41,6 +41,12 @@ def beat(db: Database, executor_id: str) -> None:
                                   started_at=now, seen_at=now))
         else:
             row.seen_at, row.pid, row.recovered_at = now, os.getpid(), None
+
+
+def forget_heartbeat(db: Database, executor_id: str) -> None:
+    """Remove the heartbeat of a process that ends with nothing left to recover (a short-lived command)."""
+    with db.session() as s:
+        s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.executor_id == executor_id))
 
 
 def claim_dead(db: Database, me: str) -> list[str]:

@@ -63,10 +63,14 @@ async def sync_connection(run_id: str) -> dict[str, Any]:
         raise
 
 
-async def enqueue_sync(run_id: str) -> str:
-    """Enqueue a run; the workflow id is the run id, so enqueuing twice is harmless."""
+async def enqueue_sync(run_id: str, *, here: bool = False) -> str:
+    """Enqueue a run (or, ``here``, start it in this process: a command's own run); the workflow id is the run
+    id, so enqueuing twice is harmless."""
     with SetWorkflowID(run_id):
-        await get_queue(SYNC_QUEUE).enqueue_async(sync_connection, run_id)
+        if here:
+            await DBOS.start_workflow_async(sync_connection, run_id)
+        else:
+            await get_queue(SYNC_QUEUE).enqueue_async(sync_connection, run_id)
     return run_id
 
 
@@ -96,13 +100,14 @@ async def reconcile_runs(connection_id: str) -> list[str]:
     return closed
 
 
-async def start_sync(vendor_id: str, connection_id: str, mode: str) -> str:
-    """Record and enqueue a run. If the enqueue itself fails, the run is marked failed, not left queued."""
+async def start_sync(vendor_id: str, connection_id: str, mode: str, *, here: bool = False) -> str:
+    """Record and enqueue a run (``here``: run it in this process, see ``bootstrap.command_dbos``). If the
+    enqueue itself fails, the run is marked failed, not left queued."""
     hub = get_hub()
     await reconcile_runs(connection_id)
     run = hub.sync.create_run(vendor_id, connection_id, mode)
     try:
-        await enqueue_sync(run.id)
+        await enqueue_sync(run.id, here=here)
     except Exception as exc:
         hub.sync.fail(run.id, exc)
         raise
