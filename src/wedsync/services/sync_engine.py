@@ -160,7 +160,7 @@ class DirectSteps:
         return (await self.sync.sync_page(RunPlan(**plan), stream, page, pass_no)).as_dict()
 
     async def complete(self, plan: dict[str, Any], stream: str, pass_no: int) -> bool:
-        return self.sync.listing_complete(RunPlan(**plan), stream, pass_no)
+        return await self.sync.listing_complete(RunPlan(**plan), stream, pass_no)
 
     async def finish(self, plan: dict[str, Any], complete: dict[str, bool]) -> dict[str, Any]:
         return self.sync.finish(RunPlan(**plan), complete)
@@ -693,8 +693,47 @@ class SyncService:
             self._providers[connection_id] = p
         return p
 
-    def listing_complete(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
-        """True when this pass saw every record the provider reported (nothing shifted out of view)."""
+    async def listing_complete(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
+        """True when the stored records this run did not see are proven gone from the provider, so ``finish``
+        may mark them deleted.
+
+        A listing that changed while it was read cannot prove it: with offset paging, a record removed before
+        the read position moves every later one a place up and one of them into a page already read, never
+        seen, and a record added at the same time keeps the total and the count of records seen unchanged
+        (the records seen include the removed one). So the count is only the gate (a pass whose totals moved,
+        or that saw fewer records than reported, is read again); then each stored record the pass did not see
+        is fetched by its id: the ones the provider still returns are written and count as seen, and only those
+        it answers 404 for stay to be deleted. A fetch that fails fails the run (nothing is deleted)."""
+        if not await asyncio.to_thread(self._listing_consistent, plan, stream, pass_no):
+            return False
+        unseen = await asyncio.to_thread(self._unseen_ids, plan, stream)
+        if not unseen:
+            return True
+        connector = await self._run_connector(plan)
+        gate = asyncio.Semaphore(REFETCH_CONCURRENCY)
+
+        async def fetch(remote_id: str) -> AnyRecord | None:
+            async with gate:
+                item = await connector.get_record(stream, remote_id)
+                return None if item is None else map_record(connector, stream, item)
+
+        found = [r for r in await asyncio.gather(*(fetch(rid) for rid in unseen)) if r is not None]
+        if found:
+            log.info("records missing from a complete-looking listing are still at the provider",
+                     run_id=plan.run_id, stream=stream, unseen=len(unseen), still_there=len(found))
+
+        def write(chunk: Sequence[AnyRecord]) -> tuple[int, int, int]:
+            with self.db.session() as s:
+                return self.upsert(s, plan.vendor_id, plan.connection_id, stream, chunk, run_id=plan.run_id)
+
+        for start in range(0, len(found), REFETCH_WRITE_CHUNK):
+            await asyncio.to_thread(once_more_on_race,
+                                    functools.partial(write, found[start:start + REFETCH_WRITE_CHUNK]))
+        return True
+
+    def _listing_consistent(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
+        """This pass read every page the provider reported, every page reported the same total, and the run saw
+        at least that many records (necessary for a complete listing, not sufficient: see listing_complete)."""
         model = STREAM_MODELS[stream]
         with self.db.read() as s:
             pages = list(s.execute(select(SyncRunPage).where(
@@ -718,8 +757,24 @@ class SyncService:
                 model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
             return bool(seen >= final_total)
 
+    @staticmethod
+    def _gone(model: Any, plan: RunPlan, started_at: datetime) -> tuple[Any, ...]:
+        """The stored, live records of a stream that this run has not seen and that nothing wrote since it
+        started (a hook's write after the start is newer than anything the listing could say)."""
+        return (model.connection_id == plan.connection_id, model.deleted_at.is_(None),
+                (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
+                model.synced_at < started_at)
+
+    def _unseen_ids(self, plan: RunPlan, stream: str) -> list[str]:
+        model = STREAM_MODELS[stream]
+        with self.db.read() as s:
+            started_at = s.execute(select(SyncRun.started_at).where(SyncRun.id == plan.run_id)).scalar_one()
+            return list(s.execute(select(model.remote_id).where(*self._gone(model, plan, started_at))
+                                  .order_by(model.remote_id)).scalars())
+
     def finish(self, plan: RunPlan, complete: dict[str, bool]) -> dict[str, Any]:
-        """Apply deletes for provably complete full listings, advance cursors to the run's start."""
+        """Apply deletes for provably complete full listings (``listing_complete``: the records left unseen are
+        the ones the provider answered 404 for), advance cursors to the run's start."""
         self._drop_run_prefetches(plan.run_id)
         with self.db.session() as s:
             run = s.get(SyncRun, plan.run_id)
@@ -735,9 +790,8 @@ class SyncService:
                     notes.append(f"{stream}: listing changed during the run; deletions deferred")
                     continue
                 model = STREAM_MODELS[stream]
-                gone = (model.connection_id == plan.connection_id, model.deleted_at.is_(None),
-                        (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
-                        model.synced_at < run.started_at)
+                # what listing_complete fetched one by one and the provider answered 404 for
+                gone = self._gone(model, plan, run.started_at)
                 unlinked = (set(s.execute(select(model.wedding_remote_id).where(*gone)).scalars())
                             if stream == "job_contacts" else set())
                 res = s.execute(update(model).where(*gone).values(
