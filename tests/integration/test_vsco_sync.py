@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from tests.e2e.procs import serve_app_in_thread
 from wedsync.connectors.crm.vsco_workspace import map_contact, map_job
 from wedsync.services.sync_engine import DirectSteps, drive_run
-from wedsync.store.tables import Client, Connection, SyncCursor, SyncRunPage, Wedding
+from wedsync.store.tables import Client, Connection, SyncCursor, SyncRunPage, Wedding, utcnow
 
 SLUG = "vsco-workspace"
 KEY = "sandbox-vsco-key"
@@ -307,6 +308,39 @@ async def test_a_record_removed_and_one_added_during_a_full_pass_never_gets_a_li
     again = await run(hub, vendor_id, conn_id, "full")
     assert again["status"] == "succeeded" and again["deleted"] == 1, again
     assert set(stored(hub, Client, conn_id)) == truth
+
+
+async def test_a_stream_added_to_a_connection_gets_its_history_in_the_next_incremental_run(
+        hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Adding ``events`` to a synced connection's ``settings.streams``: the next incremental run lists that stream
+    in full, since it has no cursor yet (it used to get the other streams' window, so the studio's existing
+    events were never pulled, and the cursor then moved past them for good; found by a probe). The other
+    streams keep their window; later runs are incremental for all of them."""
+    from wedsync.store.tables_crm import CrmEvent
+
+    admin(sandbox, "seed", contacts=120, jobs=40)
+    vendor_id, conn_id = connect(hub, sandbox)
+    first = await run(hub, vendor_id, conn_id, "full")
+    assert first["status"] == "succeeded", first
+    events = set(ground_truth(sandbox, "event"))
+    assert len(events) > 10 and not stored(hub, CrmEvent, conn_id)
+    hub.connections.update_settings(vendor_id, conn_id, {"streams": ["contacts", "jobs", "job_contacts", "events"]})
+    with hub.db.session() as s:  # an event stored before (a hook), gone from the provider: the full listing proves it
+        s.add(CrmEvent(vendor_id=vendor_id, connection_id=conn_id, provider=SLUG,
+                       remote_id="01h35ccwymj5ctckp8px1azzzz", content_hash="x",
+                       synced_at=utcnow() - timedelta(hours=1)))
+
+    inc = await run(hub, vendor_id, conn_id, "incremental")
+    assert inc["status"] == "succeeded" and inc["mode"] == "incremental", inc
+    assert set(stored(hub, CrmEvent, conn_id)) == events  # every event, and the gone one deleted
+    assert inc["deleted"] == 1 and inc["progress"]["events"]["total_items"] == len(events), inc
+    assert inc["processed"] < 120 + 40 + len(events)  # contacts and jobs: their window only
+    with hub.db.read() as s:
+        assert s.get(SyncCursor, (conn_id, "events")) is not None
+
+    again = await run(hub, vendor_id, conn_id, "incremental")  # now events has a cursor: a window like the rest
+    assert again["status"] == "succeeded" and again["processed"] < len(events), again
+    assert set(stored(hub, CrmEvent, conn_id)) == events
 
 
 async def test_a_record_of_the_wrong_shape_fails_the_run_as_schema_mismatch(hub) -> None:  # type: ignore[no-untyped-def]

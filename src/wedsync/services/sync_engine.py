@@ -112,9 +112,20 @@ class RunPlan:
     mode: str
     since: str | None
     streams: list[str] = field(default_factory=lambda: list(STREAMS))
+    #: Streams an incremental run lists in full: they have no cursor yet (added to ``settings.streams`` since
+    #: the last run), so there is no window to start from and their history is read like a new connection's.
+    full_streams: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def is_full(self, stream: str) -> bool:
+        """Whether this run lists ``stream`` in full (id order, passes until complete, deletes)."""
+        return self.mode == "full" or stream in self.full_streams
+
+    def since_of(self, stream: str) -> datetime | None:
+        """Where this run's listing of ``stream`` stops (None: it reads every page)."""
+        return None if self.is_full(stream) or not self.since else datetime.fromisoformat(self.since)
 
 
 class RunSteps(Protocol):
@@ -127,8 +138,9 @@ class RunSteps(Protocol):
 
 
 async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
-    """The shape of a sync run: for each stream, page through the listing; a full run repeats a pass
-    (at most MAX_PASSES) until the listing was provably complete, then deletions and cursors apply."""
+    """The shape of a sync run: for each stream, page through the listing; a full listing (every stream of a
+    full run, a stream without a cursor in an incremental one) repeats a pass (at most MAX_PASSES) until it was
+    provably complete, then deletions and cursors apply."""
     plan = await steps.begin(run_id)
     complete: dict[str, bool] = {}
     for stream in plan["streams"]:
@@ -139,8 +151,8 @@ async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
                 if r["stop"] or page >= r["total_pages"]:
                     break
                 page += 1
-            if plan["mode"] != "full":
-                break
+            if plan["mode"] != "full" and stream not in plan.get("full_streams", ()):
+                break  # an incremental listing proves nothing about absence: one pass
             complete[stream] = await steps.complete(plan, stream, pass_no)
             if complete[stream]:
                 break
@@ -381,25 +393,33 @@ class SyncService:
             conn = s.get(Connection, run.connection_id)
             if conn is None:
                 raise NotFound("connection not found", code="unknown_connection")
+            streams = self.streams_of(conn)
             if run.status == "queued":
                 run.status = "running"
                 run.started_at = utcnow()
                 interval = self.interval_of(conn)  # the next scheduled pull: an interval after this start
                 conn.next_sync_at = run.started_at + interval if interval else None
-                if run.mode == "incremental":
-                    cursor = s.execute(select(func.min(SyncCursor.value)).where(
-                        SyncCursor.connection_id == run.connection_id)).scalar()
-                    lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
-                                                                         DEFAULT_LOOKBACK.seconds)))
-                    # down to the whole second: providers stamp ``modified`` in whole seconds (VSCO), so an edit
-                    # in the same second as the last run's start, after it read that record, is stamped before
-                    # the start (with lookback 0 a since of 09:41:06.046 missed 09:41:06 for good)
-                    run.since = (cursor - lookback).replace(microsecond=0) if cursor else None
-                    if run.since is None:
-                        run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
+            # The cursors of this run's streams from earlier runs (this run's own finish sets them to its start,
+            # so a replay of this step after it finds the same ones). A stream without one was added to the
+            # connection since the last run: it is listed in full, since the window of the others would skip its
+            # history (and a wrong one would be kept for good: the cursor then moves past it).
+            cursors = {stream: value for stream, value in s.execute(
+                select(SyncCursor.stream, SyncCursor.value).where(
+                    SyncCursor.connection_id == run.connection_id, SyncCursor.stream.in_(streams))).all()
+                if value < run.started_at}
+            if run.mode == "incremental" and run.since is None:
+                lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
+                                                                     DEFAULT_LOOKBACK.seconds)))
+                # down to the whole second: providers stamp ``modified`` in whole seconds (VSCO), so an edit
+                # in the same second as the last run's start, after it read that record, is stamped before
+                # the start (with lookback 0 a since of 09:41:06.046 missed 09:41:06 for good)
+                run.since = (min(cursors.values()) - lookback).replace(microsecond=0) if cursors else None
+                if run.since is None:
+                    run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
+            full_streams = [st for st in streams if st not in cursors] if run.mode == "incremental" else []
             return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
                            mode=run.mode, since=run.since.isoformat() if run.since else None,
-                           streams=self.streams_of(conn))
+                           streams=streams, full_streams=full_streams)
 
     def streams_of(self, conn: Connection) -> list[str]:
         """The streams a run of this connection pulls: contacts and jobs, or the connection's
@@ -414,7 +434,7 @@ class SyncService:
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
         key = (plan.run_id, stream, page, pass_no)
         connector = await self._run_connector(plan)
-        sort = "modified desc" if plan.mode == "incremental" else "id asc"
+        sort = "id asc" if plan.is_full(stream) else "modified desc"
         ahead = await self._take_prefetch(key, connector)
         if ahead is None:
             fetched = await connector.list_page(stream, page, sort=sort)
@@ -422,7 +442,7 @@ class SyncService:
             prepared = None
         else:
             fetched, records, prepared = ahead.page, ahead.records, ahead.prepared
-        since = datetime.fromisoformat(plan.since) if plan.since else None
+        since = plan.since_of(stream)
         if page < fetched.total_pages and not _stops(records, since):
             # drive_run asks for the next page right after this one: fetch, map and prepare it while this
             # one is written (the provider works on its side meanwhile, and this loop's Python runs while
@@ -500,7 +520,7 @@ class SyncService:
             _cancel(entry)
 
     def _page_result(self, row: Any, plan: RunPlan) -> PageResult:
-        since = datetime.fromisoformat(plan.since) if plan.since else None
+        since = plan.since_of(row.stream)
         stop = bool(since and row.oldest_modified and row.oldest_modified < since)
         return PageResult(stream=row.stream, page=row.page, items=row.items, created=row.created,
                           updated=row.updated, unchanged=row.unchanged, total_items=row.total_items,
@@ -784,8 +804,8 @@ class SyncService:
             deleted = 0
             notes: list[str] = []
             for stream in plan.streams:
-                if plan.mode != "full":
-                    continue
+                if not plan.is_full(stream):
+                    continue  # an incremental listing proves nothing about absence
                 if not complete.get(stream):
                     notes.append(f"{stream}: listing changed during the run; deletions deferred")
                     continue
