@@ -643,6 +643,8 @@ class SyncService:
                                          evidence=evidence, region=region, prepared=prepared)
             if stats is not None:
                 stats.add(crm)
+            for upd in updates:  # written whole: every field as of the record's time (ingest_zap sets its own)
+                upd["field_times"] = None
         if inserts:
             insert_many(conn, t, inserts)
         if updates:
