@@ -399,14 +399,13 @@ class SyncService:
                 run.started_at = utcnow()
                 interval = self.interval_of(conn)  # the next scheduled pull: an interval after this start
                 conn.next_sync_at = run.started_at + interval if interval else None
-            # The cursors of this run's streams from earlier runs (this run's own finish sets them to its start,
-            # so a replay of this step after it finds the same ones). A stream without one was added to the
+            # The cursors of this run's streams (a replay of this step comes before this run's finish moves
+            # them: DBOS records the step's result once it returned). A stream without one was added to the
             # connection since the last run: it is listed in full, since the window of the others would skip its
-            # history (and a wrong one would be kept for good: the cursor then moves past it).
-            cursors = {stream: value for stream, value in s.execute(
+            # history (and for good: the cursor then moves past it).
+            cursors: dict[str, datetime] = {stream: value for stream, value in s.execute(
                 select(SyncCursor.stream, SyncCursor.value).where(
-                    SyncCursor.connection_id == run.connection_id, SyncCursor.stream.in_(streams))).all()
-                if value < run.started_at}
+                    SyncCursor.connection_id == run.connection_id, SyncCursor.stream.in_(streams))).all()}
             if run.mode == "incremental" and run.since is None:
                 lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
                                                                      DEFAULT_LOOKBACK.seconds)))
