@@ -218,7 +218,7 @@ async def test_a_record_removed_behind_the_read_position_never_gets_a_live_one_d
     removed = items[5]
     shifted = items[200]  # first of page 3 before the removal, last of page 2 after it
     app = FastAPI()
-    state = {"pages": 0}
+    state = {"pages": 0, "deny": False}
 
     @app.get("/api/v2/address-book")
     async def contacts(page: int = 1, pageSize: int = 100) -> dict:
@@ -232,6 +232,8 @@ async def test_a_record_removed_behind_the_read_position_never_gets_a_live_one_d
 
     @app.get("/api/v2/address-book/{rid}")
     async def contact(rid: str) -> JSONResponse:
+        if state["deny"]:  # the key was revoked between the listing and the check of what it did not show
+            return JSONResponse({"type": "unknown", "title": "Unauthorized", "detail": "no", "status": 401}, 401)
         for item in items:
             if item["id"] == rid:
                 return JSONResponse(item)
@@ -255,7 +257,17 @@ async def test_a_record_removed_behind_the_read_position_never_gets_a_live_one_d
         assert summary["status"] == "succeeded" and summary["deleted"] == 0, summary
         assert state["pages"] == 3 + 3  # the shrunken pass, then one clean pass
         assert shifted["id"] in stored(hub, Client, c.id)  # not deleted
-        # the removed one was seen by this run (in its first pass): its deletion waits for the next full run
+        # the removed one was seen by this run (in its first pass): its deletion waits for the next full run,
+        # and for the provider's 404: a check that fails fails the run, and nothing is deleted
+        from wedsync.connectors.errors import ReauthRequired
+
+        state["deny"] = True
+        r = hub.sync.create_run(v.id, c.id, "full")
+        with pytest.raises(ReauthRequired):
+            await drive_run(r.id, DirectSteps(hub.sync))
+        assert hub.sync.fail(r.id, RuntimeError("revoked"))["deleted"] == 0
+        assert removed["id"] in stored(hub, Client, c.id)
+        state["deny"] = False
         summary = await run(hub, v.id, c.id, "full")
         assert summary["status"] == "succeeded" and summary["deleted"] == 1, summary
         live = set(stored(hub, Client, c.id))
