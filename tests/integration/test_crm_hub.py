@@ -448,6 +448,79 @@ async def test_zapier_hooks_apply_in_order_and_merge(any_hub) -> None:  # type: 
     assert hub.crm.get_client(v.id, people[0].id)["weddings"][0]["event_date"] == date(2027, 9, 18).isoformat()
 
 
+async def test_a_late_hook_fills_what_newer_hooks_never_carried_whatever_the_delivery_order(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """HoneyBook's Client Created carries the company and address, New Project Booked does not. Delivered out of
+    order (the project first), the older client hook was dropped as stale as a whole, so the client never got
+    its company or address (found by a probe). Each field now keeps the value of the newest hook that carried
+    it: the final record is the same for every delivery order, and a late hook never overwrites a field a newer
+    one set (here the phone of the project hook, and the company of a later client hook)."""
+    from itertools import permutations
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Out Of Order Studio")
+    hb = csv_connection(hub, v.id)
+
+    def events(tag: str) -> list[dict[str, Any]]:
+        who = {"client_id": tag, "email": f"renata.{tag}@example.com"}
+        created = {"event": "client.created", "event_id": f"cc-{tag}", **who, "first_name": "Renata",
+                   "last_name": f"Fill{tag}", "phone_number": "+1 415 555 0123", "company_name": "Renata Events Ltd",
+                   "address": "12 Ocean Ave", "created_at": "2026-12-01T09:00:00Z"}
+        renamed = {"event": "client.created", "event_id": f"cc2-{tag}", **who, "first_name": "Renata",
+                   "last_name": f"Fill{tag}", "company_name": "Renata & Co", "created_at": "2026-12-01T12:00:00Z"}
+        booked = {"event": "project.booked", "event_id": f"pb-{tag}", "project_id": f"p-{tag}",
+                  "project_name": "Renata wedding", "project_date": "2027-05-01", "booked_at": "2026-12-02T10:00:00Z",
+                  "client_id": tag, "client_first_name": "Renata", "client_last_name": f"Fill{tag}",
+                  "client_email": who["email"], "client_phone": "+1 415 555 0177"}
+        return [created, renamed, booked]
+
+    finals = set()
+    n = 0
+    for i, order in enumerate(permutations(range(3))):
+        batch = events(f"o{i}")
+        for k in order:
+            n += 1
+            hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
+                                        event_id=batch[k]["event_id"], event_type=None, record_id=None,
+                                        body=json.dumps(batch[k]).encode(), received_at=T0, attempts=0))
+        with hub.db.read() as s:
+            row = s.execute(select(Client).where(Client.connection_id == hb,
+                                                 Client.email == f"renata.o{i}@example.com")).scalar_one()
+            person = s.get(CrmClient, row.crm_client_id)
+        assert person is not None
+        got = (row.company, row.address, row.phone, row.remote_modified_at, row.first_name,
+               person.company, person.address, person.phone)
+        assert got[:3] == ("Renata & Co", {"streetAddress": "12 Ocean Ave"}, "+14155550177"), (order, got)
+        assert row.remote_modified_at == datetime(2026, 12, 2, 10, tzinfo=UTC)
+        finals.add(json.dumps([*got[:3], got[4:]], default=str))
+        # the same hooks again (a Zap replay) change nothing
+        again = hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
+                                            event_id="replay", event_type=None, record_id=None,
+                                            body=json.dumps(batch[0]).encode(), received_at=T0, attempts=0))
+        assert again.startswith("unchanged"), (order, again)
+    assert len(finals) == 1, finals  # the same client for all six delivery orders
+
+    # written whole afterwards (a CSV import, a sync page): every field is as of that write, even an empty one,
+    # so a hook older than it changes nothing, and one newer than it sets what it carries
+    with hub.db.read() as s:
+        row = s.execute(select(Client).where(Client.connection_id == hb,
+                                             Client.email == "renata.o0@example.com")).scalar_one()
+    whole = ClientRecord(row.remote_id, first_name="Renata", last_name="Filled", email=row.email,
+                         remote_modified_at=datetime(2026, 12, 5, tzinfo=UTC))
+    with hub.db.engine.begin() as c:
+        assert hub.sync.upsert(c, v.id, hb, "contacts", [whole])[1] == 1
+    late = {**events("o0")[0], "event_id": "late", "created_at": "2026-12-04T00:00:00Z"}
+    later = {**events("o0")[1], "event_id": "later", "created_at": "2026-12-06T00:00:00Z"}
+    for k, body in enumerate((late, later)):
+        hub.crm.ingest_zap(InboxRow(id=100 + k, vendor_id=v.id, connection_id=hb, provider="honeybook",
+                                    event_id=body["event_id"], event_type=None, record_id=None,
+                                    body=json.dumps(body).encode(), received_at=T0, attempts=0))
+        with hub.db.read() as s:
+            row = s.execute(select(Client).where(Client.id == row.id)).scalar_one()
+        if k == 0:
+            assert (row.company, row.address, row.phone, row.last_name) == (None, None, None, "Filled")
+    assert (row.company, row.address, row.phone, row.last_name) == ("Renata & Co", None, None, "Fillo0")
+
+
 async def test_a_honeybook_export_of_foreign_clients_imports_back_without_conflicts(any_hub) -> None:  # type: ignore[no-untyped-def]
     """Tave clients abroad, with whole addresses, exported in HoneyBook's layout (no Country column, one Address
     column) and imported back: each joins its client with no conflict. The export wrote their phones nationally

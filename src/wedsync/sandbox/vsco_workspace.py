@@ -1,11 +1,12 @@
 """VSCO Workspace (formerly Tave) API v2 emulator: contacts, jobs, job contacts and REST hooks.
 
 Faithful to ``../shared/specs/vsco-workspace/workspace-openapi.json``: ``X-API-KEY`` (or bearer) auth, the
-``{"type", "meta", "items"}`` collection shape with ``page``/``pageSize`` (10..100) and ``sortBy``, lowercase
-ULID ids, ``links.self.href``, the spec's ``Error`` and ``ErrorValidation`` bodies, and REST hooks that POST
-only ``{"targetId": ...}`` (the spec's Rest Hooks tag: "only the targetId will be provided"; no signature and
-no event header are documented, so none are sent). The spec documents no 401 or 404 response bodies; this
-emulator answers them with the spec's generic ``Error`` shape.
+``{"type", "meta", "items"}`` collection shape with ``page`` (1 to 2^63-1) / ``pageSize`` (10..100) and
+``sortBy`` (anything else a 400 ``validation-error``), lowercase ULID ids, ``links.self.href``, the spec's
+``Error`` and ``ErrorValidation`` bodies, and REST hooks that POST only ``{"targetId": ...}`` (the spec's Rest
+Hooks tag: "only the targetId will be provided"; no signature and no event header are documented, so none are
+sent). The spec documents no 401 or 404 response bodies; this emulator answers them with the spec's generic
+``Error`` shape.
 
 Served operations: ``GET/POST /address-book``, ``GET/PUT/DELETE /address-book/{id}``, ``GET/POST /job``,
 ``GET/PUT/DELETE /job/{id}``, ``GET/POST /job-contact``, ``GET/PUT/DELETE /job-contact/{id}``,
@@ -729,10 +730,17 @@ def _sort(sort_by: str, allowed: tuple[str, ...]) -> tuple[str, bool]:
     return field, direction == "desc"
 
 
+#: The largest page number the API accepts: its integers are 64-bit (a larger one is a validation error there,
+#: and it could not even be echoed back in ``meta.currentPage``; it was a 500 here, found by a probe).
+MAX_PAGE = 2**63 - 1
+
+
 def _paging(page: int, page_size: int) -> None:
     errors: dict[str, list[str]] = {}
     if page < 1:
         errors["page"] = ["This value should be greater than or equal to 1."]
+    elif page > MAX_PAGE:
+        errors["page"] = [f"This value should be less than or equal to {MAX_PAGE}."]
     if not 10 <= page_size <= 100:
         errors["pageSize"] = ["This value should be between 10 and 100."]
     if errors:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import json
 import re
 import threading
 import time
@@ -1860,9 +1862,12 @@ class CrmService:
 
     def ingest_zap(self, row: Any) -> str:
         """A verified hook from the inbox: the client (and project) it carries, upserted like a sync page.
-        Ordered per record: an event older than what we hold (its ``occurred_at``) never overwrites it."""
-        from dataclasses import replace
 
+        Ordered per field, not per record: a hook carries only the fields its Zap maps (HoneyBook's Client
+        Created has the company and address, New Project Booked does not), so each field keeps the value of
+        the newest hook (its ``occurred_at``) that carried it, and the record's ``field_times`` remember when.
+        An older hook delivered late still fills what no newer hook carried and never overwrites what one set:
+        the result is the same in any delivery order (it used to drop a late hook whole, losing its fields)."""
         from wedsync.connectors.channels.zapier import parse_zap_event
 
         event = parse_zap_event(row.provider, row.body, None)
@@ -1874,26 +1879,82 @@ class CrmService:
                 # deleted after the hook was accepted: nothing to store it on (never retried)
                 raise Fatal(f"connection {row.connection_id} no longer exists", provider=row.provider)
             if event.client is not None:
-                client = replace(event.client, remote_modified_at=event.client.remote_modified_at or at)
+                # locked (PostgreSQL) so two hooks about one client merge one after the other, not both into
+                # the same old row
                 stored = c.execute(select(_CLIENTS).where(_CLIENTS.c.connection_id == row.connection_id,
-                                                          _CLIENTS.c.remote_id == client.remote_id)).first()
-                if stored is not None:  # a hook carries only the fields its Zap maps: absent is not cleared
-                    for name in (*CLIENT_FIELDS, "company"):
-                        if getattr(client, name) is None and getattr(stored, name) is not None:
-                            setattr(client, name, getattr(stored, name))
-                    client.custom_fields = {**(stored.custom_fields or {}), **client.custom_fields}
+                                                          _CLIENTS.c.remote_id == event.client.remote_id)
+                                   .with_for_update()).first()
+                client, times = merge_hook_client(event.client, at, stored)
                 evidence = {client.remote_id: {event.wedding.event_date}} if (
                     event.wedding is not None and event.wedding.event_date) else None
                 created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "contacts",
                                                            [client], evidence=evidence, stats=stats)
+                c.execute(update(_CLIENTS).where(_CLIENTS.c.connection_id == row.connection_id,
+                                                 _CLIENTS.c.remote_id == client.remote_id)
+                          .values(field_times=times))
                 result = "created" if created else "updated" if updated else result
             if event.wedding is not None:
-                wedding = replace(event.wedding, remote_modified_at=event.wedding.remote_modified_at or at)
+                wedding = dataclasses.replace(event.wedding,
+                                              remote_modified_at=event.wedding.remote_modified_at or at)
                 (wedding,) = self._same_projects(c, row.connection_id, [wedding])
                 created, updated, _ = self.hub.sync.upsert(c, row.vendor_id, row.connection_id, "jobs", [wedding])
                 if result == "unchanged":
                     result = "created" if created else "updated" if updated else result
         return f"{result}{' (merged)' if stats.merged else ''}"
+
+
+#: The fields a Zapier-style hook may carry for a client, each ordered on its own (see ``ingest_zap``).
+HOOK_FIELDS = (*CLIENT_FIELDS, "remote_created_at")
+
+
+def _order_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def merge_hook_client(client: ClientRecord, at: datetime, stored: Any) -> tuple[ClientRecord, dict[str, str]]:
+    """The client a hook of time ``at`` leaves, and its per-field times (``Client.field_times``).
+
+    Each field (and each custom field, as ``custom.<key>``) the hook carries replaces the stored one when the
+    hook is newer than that value's own time; a field the hook does not carry keeps its value and time. A
+    stored record without per-field times was last written whole: every field of it, even an empty one, is as
+    of its ``remote_modified_at``. Two values of the same time: the larger (as JSON) wins, so that too does not
+    depend on the order. The record's ``remote_modified_at`` is the newest hook's, so the engine's whole-record
+    staleness check never drops what this merge kept."""
+    stamp = at.isoformat()
+    if stored is None:
+        times = {f: stamp for f in HOOK_FIELDS if getattr(client, f) is not None}
+        times.update({f"custom.{k}": stamp for k in client.custom_fields})
+        return dataclasses.replace(client, remote_modified_at=at), times
+    whole = stored.remote_modified_at.isoformat() if stored.remote_modified_at is not None else None
+    known: dict[str, Any] = stored.field_times if isinstance(stored.field_times, dict) else {}
+
+    def time_of(name: str) -> datetime | None:
+        t = known.get(name) if stored.field_times is not None else whole
+        return datetime.fromisoformat(t) if isinstance(t, str) else None
+
+    def newer(name: str, new: Any, old: Any) -> bool:
+        t = time_of(name)
+        return t is None or at > t or (at == t and _order_key(new) > _order_key(old))
+
+    kept: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name in HOOK_FIELDS:
+        new, old = getattr(client, name), getattr(stored, name)
+        if new is not None and newer(name, new, old):
+            values[name], kept[name] = new, stamp
+        else:
+            values[name] = old
+            if (t := time_of(name)) is not None:
+                kept[name] = t.isoformat()
+    custom = dict(stored.custom_fields or {})
+    for key in dict.fromkeys([*custom, *client.custom_fields]):
+        name = f"custom.{key}"
+        if key in client.custom_fields and newer(name, client.custom_fields[key], custom.get(key)):
+            custom[key], kept[name] = client.custom_fields[key], stamp
+        elif (t := time_of(name)) is not None:
+            kept[name] = t.isoformat()
+    modified = max(at, stored.remote_modified_at) if stored.remote_modified_at is not None else at
+    return dataclasses.replace(client, **values, custom_fields=custom, remote_modified_at=modified), kept
 
 
 async def _handle_zap(hub: Any, row: Any) -> str:

@@ -132,9 +132,20 @@ class RunPlan:
     mode: str
     since: str | None
     streams: list[str] = field(default_factory=lambda: list(STREAMS))
+    #: Streams an incremental run lists in full: they have no cursor yet (added to ``settings.streams`` since
+    #: the last run), so there is no window to start from and their history is read like a new connection's.
+    full_streams: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def is_full(self, stream: str) -> bool:
+        """Whether this run lists ``stream`` in full (id order, passes until complete, deletes)."""
+        return self.mode == "full" or stream in self.full_streams
+
+    def since_of(self, stream: str) -> datetime | None:
+        """Where this run's listing of ``stream`` stops (None: it reads every page)."""
+        return None if self.is_full(stream) or not self.since else datetime.fromisoformat(self.since)
 
 
 class RunSteps(Protocol):
@@ -147,8 +158,9 @@ class RunSteps(Protocol):
 
 
 async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
-    """The shape of a sync run: for each stream, page through the listing; a full run repeats a pass
-    (at most MAX_PASSES) until the listing was provably complete, then deletions and cursors apply."""
+    """The shape of a sync run: for each stream, page through the listing; a full listing (every stream of a
+    full run, a stream without a cursor in an incremental one) repeats a pass (at most MAX_PASSES) until it was
+    provably complete, then deletions and cursors apply."""
     plan = await steps.begin(run_id)
     complete: dict[str, bool] = {}
     for stream in plan["streams"]:
@@ -159,8 +171,8 @@ async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
                 if r["stop"] or page >= r["total_pages"]:
                     break
                 page += 1
-            if plan["mode"] != "full":
-                break
+            if plan["mode"] != "full" and stream not in plan.get("full_streams", ()):
+                break  # an incremental listing proves nothing about absence: one pass
             complete[stream] = await steps.complete(plan, stream, pass_no)
             if complete[stream]:
                 break
@@ -180,7 +192,7 @@ class DirectSteps:
         return (await self.sync.sync_page(RunPlan(**plan), stream, page, pass_no)).as_dict()
 
     async def complete(self, plan: dict[str, Any], stream: str, pass_no: int) -> bool:
-        return self.sync.listing_complete(RunPlan(**plan), stream, pass_no)
+        return await self.sync.listing_complete(RunPlan(**plan), stream, pass_no)
 
     async def finish(self, plan: dict[str, Any], complete: dict[str, bool]) -> dict[str, Any]:
         return self.sync.finish(RunPlan(**plan), complete)
@@ -403,25 +415,32 @@ class SyncService:
             conn = s.get(Connection, run.connection_id)
             if conn is None:
                 raise NotFound("connection not found", code="unknown_connection")
+            streams = self.streams_of(conn)
             if run.status == "queued":
                 run.status = "running"
                 run.started_at = utcnow()
                 interval = self.interval_of(conn)  # the next scheduled pull: an interval after this start
                 conn.next_sync_at = run.started_at + interval if interval else None
-                if run.mode == "incremental":
-                    cursor = s.execute(select(func.min(SyncCursor.value)).where(
-                        SyncCursor.connection_id == run.connection_id)).scalar()
-                    lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
-                                                                         DEFAULT_LOOKBACK.seconds)))
-                    # down to the whole second: providers stamp ``modified`` in whole seconds (VSCO), so an edit
-                    # in the same second as the last run's start, after it read that record, is stamped before
-                    # the start (with lookback 0 a since of 09:41:06.046 missed 09:41:06 for good)
-                    run.since = (cursor - lookback).replace(microsecond=0) if cursor else None
-                    if run.since is None:
-                        run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
+            # The cursors of this run's streams (a replay of this step comes before this run's finish moves
+            # them: DBOS records the step's result once it returned). A stream without one was added to the
+            # connection since the last run: it is listed in full, since the window of the others would skip its
+            # history (and for good: the cursor then moves past it).
+            cursors: dict[str, datetime] = {stream: value for stream, value in s.execute(
+                select(SyncCursor.stream, SyncCursor.value).where(
+                    SyncCursor.connection_id == run.connection_id, SyncCursor.stream.in_(streams))).all()}
+            if run.mode == "incremental" and run.since is None:
+                lookback = timedelta(seconds=float(conn.settings.get("lookback_seconds",
+                                                                     DEFAULT_LOOKBACK.seconds)))
+                # down to the whole second: providers stamp ``modified`` in whole seconds (VSCO), so an edit
+                # in the same second as the last run's start, after it read that record, is stamped before
+                # the start (with lookback 0 a since of 09:41:06.046 missed 09:41:06 for good)
+                run.since = (min(cursors.values()) - lookback).replace(microsecond=0) if cursors else None
+                if run.since is None:
+                    run.mode = "full"  # nothing synced yet: an incremental run starts with a full one
+            full_streams = [st for st in streams if st not in cursors] if run.mode == "incremental" else []
             return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
                            mode=run.mode, since=run.since.isoformat() if run.since else None,
-                           streams=self.streams_of(conn))
+                           streams=streams, full_streams=full_streams)
 
     def streams_of(self, conn: Connection) -> list[str]:
         """The streams a run of this connection pulls: contacts and jobs, or the connection's
@@ -436,7 +455,7 @@ class SyncService:
     async def sync_page(self, plan: RunPlan, stream: str, page: int, pass_no: int = 1) -> PageResult:
         key = (plan.run_id, stream, page, pass_no)
         connector = await self._run_connector(plan)
-        sort = "modified desc" if plan.mode == "incremental" else "id asc"
+        sort = "id asc" if plan.is_full(stream) else "modified desc"
         ahead = await self._take_prefetch(key, connector)
         if ahead is None:
             fetched = await connector.list_page(stream, page, sort=sort)
@@ -444,7 +463,7 @@ class SyncService:
             prepared = None
         else:
             fetched, records, prepared = ahead.page, ahead.records, ahead.prepared
-        since = datetime.fromisoformat(plan.since) if plan.since else None
+        since = plan.since_of(stream)
         if page < fetched.total_pages and not _stops(records, since):
             # drive_run asks for the next page right after this one: fetch, map and prepare it while this
             # one is written (the provider works on its side meanwhile, and this loop's Python runs while
@@ -522,7 +541,7 @@ class SyncService:
             _cancel(entry)
 
     def _page_result(self, row: Any, plan: RunPlan) -> PageResult:
-        since = datetime.fromisoformat(plan.since) if plan.since else None
+        since = plan.since_of(row.stream)
         stop = bool(since and row.oldest_modified and row.oldest_modified < since)
         return PageResult(stream=row.stream, page=row.page, items=row.items, created=row.created,
                           updated=row.updated, unchanged=row.unchanged, total_items=row.total_items,
@@ -649,6 +668,8 @@ class SyncService:
                                          evidence=evidence, region=region, prepared=prepared)
             if stats is not None:
                 stats.add(crm)
+            for upd in updates:  # written whole: every field as of the record's time (ingest_zap sets its own)
+                upd["field_times"] = None
         if inserts:
             insert_many(conn, t, inserts)
         if updates:
@@ -719,8 +740,47 @@ class SyncService:
             self._providers[connection_id] = p
         return p
 
-    def listing_complete(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
-        """True when this pass saw every record the provider reported (nothing shifted out of view)."""
+    async def listing_complete(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
+        """True when the stored records this run did not see are proven gone from the provider, so ``finish``
+        may mark them deleted.
+
+        A listing that changed while it was read cannot prove it: with offset paging, a record removed before
+        the read position moves every later one a place up and one of them into a page already read, never
+        seen, and a record added at the same time keeps the total and the count of records seen unchanged
+        (the records seen include the removed one). So the count is only the gate (a pass whose totals moved,
+        or that saw fewer records than reported, is read again); then each stored record the pass did not see
+        is fetched by its id: the ones the provider still returns are written and count as seen, and only those
+        it answers 404 for stay to be deleted. A fetch that fails fails the run (nothing is deleted)."""
+        if not await asyncio.to_thread(self._listing_consistent, plan, stream, pass_no):
+            return False
+        unseen = await asyncio.to_thread(self._unseen_ids, plan, stream)
+        if not unseen:
+            return True
+        connector = await self._run_connector(plan)
+        gate = asyncio.Semaphore(REFETCH_CONCURRENCY)
+
+        async def fetch(remote_id: str) -> AnyRecord | None:
+            async with gate:
+                item = await connector.get_record(stream, remote_id)
+                return None if item is None else map_record(connector, stream, item)
+
+        found = [r for r in await asyncio.gather(*(fetch(rid) for rid in unseen)) if r is not None]
+        if found:
+            log.info("records missing from a complete-looking listing are still at the provider",
+                     run_id=plan.run_id, stream=stream, unseen=len(unseen), still_there=len(found))
+
+        def write(chunk: Sequence[AnyRecord]) -> tuple[int, int, int]:
+            with self.db.session() as s:
+                return self.upsert(s, plan.vendor_id, plan.connection_id, stream, chunk, run_id=plan.run_id)
+
+        for start in range(0, len(found), REFETCH_WRITE_CHUNK):
+            await asyncio.to_thread(once_more_on_race,
+                                    functools.partial(write, found[start:start + REFETCH_WRITE_CHUNK]))
+        return True
+
+    def _listing_consistent(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
+        """This pass read every page the provider reported, every page reported the same total, and the run saw
+        at least that many records (necessary for a complete listing, not sufficient: see listing_complete)."""
         model = STREAM_MODELS[stream]
         with self.db.read() as s:
             pages = list(s.execute(select(SyncRunPage).where(
@@ -744,8 +804,24 @@ class SyncService:
                 model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
             return bool(seen >= final_total)
 
+    @staticmethod
+    def _gone(model: Any, plan: RunPlan, started_at: datetime) -> tuple[Any, ...]:
+        """The stored, live records of a stream that this run has not seen and that nothing wrote since it
+        started (a hook's write after the start is newer than anything the listing could say)."""
+        return (model.connection_id == plan.connection_id, model.deleted_at.is_(None),
+                (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
+                model.synced_at < started_at)
+
+    def _unseen_ids(self, plan: RunPlan, stream: str) -> list[str]:
+        model = STREAM_MODELS[stream]
+        with self.db.read() as s:
+            started_at = s.execute(select(SyncRun.started_at).where(SyncRun.id == plan.run_id)).scalar_one()
+            return list(s.execute(select(model.remote_id).where(*self._gone(model, plan, started_at))
+                                  .order_by(model.remote_id)).scalars())
+
     def finish(self, plan: RunPlan, complete: dict[str, bool]) -> dict[str, Any]:
-        """Apply deletes for provably complete full listings, advance cursors to the run's start."""
+        """Apply deletes for provably complete full listings (``listing_complete``: the records left unseen are
+        the ones the provider answered 404 for), advance cursors to the run's start."""
         self._drop_run_prefetches(plan.run_id)
         with self.db.session() as s:
             run = s.get(SyncRun, plan.run_id)
@@ -755,15 +831,14 @@ class SyncService:
             deleted = 0
             notes: list[str] = []
             for stream in plan.streams:
-                if plan.mode != "full":
-                    continue
+                if not plan.is_full(stream):
+                    continue  # an incremental listing proves nothing about absence
                 if not complete.get(stream):
                     notes.append(f"{stream}: listing changed during the run; deletions deferred")
                     continue
                 model = STREAM_MODELS[stream]
-                gone = (model.connection_id == plan.connection_id, model.deleted_at.is_(None),
-                        (model.seen_run_id.is_(None)) | (model.seen_run_id != plan.run_id),
-                        model.synced_at < run.started_at)
+                # what listing_complete fetched one by one and the provider answered 404 for
+                gone = self._gone(model, plan, run.started_at)
                 unlinked = (set(s.execute(select(model.wedding_remote_id).where(*gone)).scalars())
                             if stream == "job_contacts" else set())
                 res = s.execute(update(model).where(*gone).values(

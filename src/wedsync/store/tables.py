@@ -184,6 +184,9 @@ class Client(SourceRecordMixin, Base):
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # the unified client this source record belongs to (crm_clients, see tables_crm.py; migration 0002)
     crm_client_id: Mapped[str | None] = mapped_column(String(26), default=None, index=True)
+    # a hook-fed record's field -> ISO time of the hook its value came from (``custom.<key>`` for custom
+    # fields); None once written whole (migration 0017, CrmService.ingest_zap)
+    field_times: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Wedding(SourceRecordMixin, Base):

@@ -27,7 +27,9 @@ async def page_step(plan: dict[str, Any], stream: str, page: int, pass_no: int) 
 
 @DBOS.step()
 async def complete_step(plan: dict[str, Any], stream: str, pass_no: int) -> bool:
-    return get_hub().sync.listing_complete(RunPlan(**plan), stream, pass_no)
+    # fetches each stored record the listing did not show (one provider call each): ids, not pages, so still
+    # one step; a replay fetches them again, which writes nothing twice
+    return await get_hub().sync.listing_complete(RunPlan(**plan), stream, pass_no)
 
 
 @DBOS.step()
