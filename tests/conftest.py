@@ -120,6 +120,19 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         h.close()
 
 
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[str]:
+    """A small sandbox (5 contacts, 2 jobs) per test module; a module that needs another one (a private one per
+    test, seeded differently) defines its own ``sandbox``."""
+    from wedsync.sandbox.server import start_sandbox_in_thread
+
+    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
+    try:
+        yield url
+    finally:
+        stop()
+
+
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
     """The provider sandboxes on a real loopback port for the whole session."""

@@ -3,11 +3,8 @@ page's ``next_cursor``); walking a list one item at a time gives exactly the who
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from tests.conftest import auth
 from tests.integration.tenancy_seed import seed_vendor
@@ -15,17 +12,6 @@ from wedsync.services.reconciliation import Reconciler
 from wedsync.store import tables as t
 from wedsync.store.tables import new_id, utcnow
 from wedsync.store.tables_payments import PaymentDispute
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 async def _walk(api: Any, path: str, headers: dict[str, str], limit: int, *, over: bool = False, **params: Any

@@ -8,11 +8,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -27,17 +25,6 @@ NO_SUCCESS_HERE = {
     "/oauth/{provider}/callback": "needs a provider's redirect with a live state (test_oauth.py)",
 }
 OPERATOR_ROUTES = {"/api/vendors"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:

@@ -3,25 +3,11 @@ release and cancellation, balances, ledger, reconciliation, onboarding, tenancy,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from tests.conftest import auth
 from wedsync.store.tables import utcnow
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 async def _vendor(api: Any, hub: Any, sandbox: str, name: str) -> tuple[dict[str, str], str]:

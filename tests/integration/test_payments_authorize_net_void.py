@@ -5,27 +5,14 @@ without any call that moves money, and a replayed void counts as done."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from wedsync.connectors.payments.base import Outcome, bounded_key
 from wedsync.services.payments import IntentRequest
 
 CREDS = {"api_login_id": "5KP3u95bQpv", "transaction_key": "346HZ32z3fP4hTG2"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def _records(sandbox: str, collection: str, reference: str) -> list[dict[str, Any]]:

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from wedsync.services.payments import IntentRequest
 from wedsync.services.webhook_dispatch import process_batch
 from wedsync.store.tables_payments import PaymentIntent, PaymentTransfer
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def _records(sandbox: str, collection: str) -> dict[str, dict[str, Any]]:

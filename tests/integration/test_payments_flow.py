@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,17 +18,6 @@ from wedsync.errors import Conflict, InvalidInput
 from wedsync.services.payments import IntentRequest
 from wedsync.services.webhook_dispatch import process_batch
 from wedsync.store.tables import utcnow
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def charges(sandbox: str, slug: str = "stripe") -> list[dict[str, Any]]:

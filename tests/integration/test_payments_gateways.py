@@ -4,7 +4,6 @@ on the ledger, a partial refund, webhooks handled, the ledger balanced."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,17 +20,6 @@ GATEWAYS = {
     "authorize-net": ({"api_login_id": "5KP3u95bQpv", "transaction_key": "346HZ32z3fP4hTG2"}, "/authorize-net",
                       False),
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 @pytest.mark.parametrize("slug", list(GATEWAYS))

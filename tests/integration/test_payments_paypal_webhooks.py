@@ -6,7 +6,6 @@ SSRF protections."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,17 +15,6 @@ from wedsync.connectors.webhooks import PayPalScheme, SignatureInvalid, cert_url
 from wedsync.services.payments import IntentRequest
 
 CREDS = {"client_id": "AWsandbox-paypal-platform-client", "client_secret": "EKsandbox-paypal-platform-secret"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def test_cert_prefix_check_is_strict() -> None:

@@ -4,26 +4,13 @@ the same gateway (the gateway executed, then the answer was lost): never a secon
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from dbos import DBOS
 
 from tests.conftest import auth
 from tests.e2e.procs import serve_app_in_thread
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def charges_for(sandbox: str, reference: str) -> list[dict[str, Any]]:

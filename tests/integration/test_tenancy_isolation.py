@@ -6,13 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
 from sqlalchemy import select
 
 from tests.conftest import auth
@@ -202,17 +200,6 @@ def _special(b: dict[str, Any]) -> dict[tuple[str, str], list[Variant]]:
         ("get", "/api/calendar/conflicts"): [Variant(query=window)],
         ("get", "/api/calendar/report"): [Variant(query=window)],
     }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from wedsync.sandbox.server import start_sandbox_in_thread
-
-    url, stop = start_sandbox_in_thread(port=0, contacts=5, jobs=2)
-    try:
-        yield url
-    finally:
-        stop()
 
 
 def _snapshot(hub: Any, vendor_id: str) -> list[Any]:

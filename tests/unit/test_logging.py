@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -31,20 +32,29 @@ from wedsync.logging import (
 )
 
 
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
+@contextlib.contextmanager
+def _logging_into(level: str, *, json: bool) -> Iterator[io.StringIO]:
     """configure_logging into a buffer, restoring structlog and the root logger afterwards."""
     saved_config = structlog.get_config()
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     buffer = io.StringIO()
-    configure_logging("DEBUG", json=True, stream=buffer)
-    yield buffer
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-    root.setLevel(saved_level)
-    structlog.configure(**saved_config)
+    configure_logging(level, json=json, stream=buffer)
+    try:
+        yield buffer
+    finally:
+        for handler in list(root.handlers):
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.setLevel(saved_level)
+        structlog.configure(**saved_config)
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """JSON lines at DEBUG into a buffer."""
+    with _logging_into("DEBUG", json=True) as buffer:
+        yield buffer
 
 
 def secret() -> str:
@@ -212,18 +222,9 @@ def test_dbos_logger_stays_routed_through_the_scrubber(captured: io.StringIO) ->
 
 @pytest.fixture
 def console() -> Iterator[io.StringIO]:
-    """configure_logging (console renderer, as ``wedsync serve`` logs by default) into a buffer."""
-    saved_config = structlog.get_config()
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    configure_logging("INFO", json=False, stream=buffer)
-    yield buffer
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
-            root.removeHandler(handler)
-    root.setLevel(saved_level)
-    structlog.configure(**saved_config)
+    """The console renderer at INFO (as ``wedsync serve`` logs by default) into a buffer."""
+    with _logging_into("INFO", json=False) as buffer:
+        yield buffer
 
 
 def test_an_availability_feeds_token_never_reaches_the_log(console: io.StringIO) -> None:
