@@ -18,7 +18,7 @@ from wedsync.services.oauth import OAuthService
 from wedsync.services.subscriptions import SubscriptionService
 from wedsync.services.sync_engine import SyncService
 from wedsync.services.tenancy import TenancyService
-from wedsync.store.db import Database, checkpoint_sqlite, make_dbos_sqlite_engine
+from wedsync.store.db import COMMAND_CHECKPOINT_WAIT, Database, checkpoint_sqlite, make_dbos_sqlite_engine
 from wedsync.store.vault import KeyFile, KeyRing, Vault
 
 
@@ -124,11 +124,11 @@ def installed_hub() -> Hub | None:
     return _hub
 
 
-def checkpoint_installed_hub() -> None:
+def checkpoint_installed_hub(wait_seconds: float = 1.0) -> None:
     """A clean shutdown (``wedsync`` commands, ``serve``, ``worker``, ``demo``): the hub's SQLite log goes into
     its database file (see ``store.db.checkpoint_sqlite``); nothing on PostgreSQL or when no hub was built."""
     if _hub is not None:
-        _hub.db.checkpoint()
+        _hub.db.checkpoint(wait_seconds)
 
 
 def set_hub(hub: Hub | None) -> None:
@@ -249,7 +249,7 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def shutdown_dbos() -> None:
+def shutdown_dbos(checkpoint_wait: float = 1.0) -> None:
     global _dbos_launched, _command_pending
     if not _dbos_launched:
         return
@@ -261,7 +261,8 @@ def shutdown_dbos() -> None:
     DBOS.destroy(destroy_registry=False)
     _dbos_launched = False
     if _dbos_sqlite_url is not None:
-        checkpoint_sqlite(_dbos_sqlite_url)  # DBOS's system database: its log too, not only the hub's
+        # DBOS's system database: its log too, not only the hub's
+        checkpoint_sqlite(_dbos_sqlite_url, wait_seconds=checkpoint_wait)
     from dbos._dbos import _get_or_create_dbos_registry
     from dbos._utils import INTERNAL_QUEUE_NAME
 
@@ -301,7 +302,7 @@ def command_dbos(settings: Settings, db: Database) -> Iterator[str]:
         launch_dbos(settings, executor_id=eid, own_work_only=True)
         yield eid
     finally:
-        shutdown_dbos()  # (or already done: a Ctrl-C cancels the workflow, then stops DBOS)
+        shutdown_dbos(COMMAND_CHECKPOINT_WAIT)  # (or already done: a Ctrl-C cancels the workflow, then stops DBOS)
         pending, _command_executor = _command_pending, None
         stop.set()
         beater.join()

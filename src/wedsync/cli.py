@@ -495,6 +495,7 @@ def main() -> None:
     from rich.markup import escape
 
     from wedsync.bootstrap import checkpoint_installed_hub
+    from wedsync.store.db import COMMAND_CHECKPOINT_WAIT
     from wedsync.terminal import setup_error_line
 
     try:
@@ -506,7 +507,9 @@ def main() -> None:
         make_console(stderr=True).print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
         sys.exit(2)
     finally:
-        checkpoint_installed_hub()
+        # a long-lived process stops once and may wait for its own threads; a command beside a live hub may not
+        long_lived = len(sys.argv) > 1 and sys.argv[1] in ("serve", "worker", "demo")
+        checkpoint_installed_hub(1.0 if long_lived else COMMAND_CHECKPOINT_WAIT)
 
 
 if __name__ == "__main__":  # pragma: no cover

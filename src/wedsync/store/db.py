@@ -92,11 +92,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+#: How long a short-lived command's clean stop waits for a checkpoint (see :func:`checkpoint_sqlite`).
+COMMAND_CHECKPOINT_WAIT = 0.1
+
+
 def checkpoint_sqlite(url: str, *, wait_seconds: float = 1.0) -> bool:
     """Fold the write-ahead log into the database file and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``), on
     a clean shutdown: a stopped hub otherwise left its data in ``-wal`` (a 4 KB database next to an 8 MB log),
     which a copy of the database file alone would miss. Safe while other processes use the database: a reader
-    or writer in the way makes it give up after ``wait_seconds`` (``False``), leaving the log to them."""
+    or writer in the way makes it give up after ``wait_seconds`` (``False``), leaving the log to them (the last
+    process to stop folds it). Short-lived commands wait :data:`COMMAND_CHECKPOINT_WAIT` only: at 1 s, every CLI
+    command run beside a live ``serve`` ended one to two seconds late (a reader of the hub's or DBOS's database is
+    nearly always in the way); ``serve``, ``worker`` and ``demo`` stop once, and wait for their own threads."""
     import sqlite3
 
     path = sqlite_path(url)
@@ -168,9 +175,9 @@ class Database:
     def migrate(self) -> None:
         migrate(self.engine)
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, wait_seconds: float = 1.0) -> bool:
         """On SQLite, move the write-ahead log into the database file (:func:`checkpoint_sqlite`)."""
-        return checkpoint_sqlite(self.url) if self.is_sqlite else False
+        return checkpoint_sqlite(self.url, wait_seconds=wait_seconds) if self.is_sqlite else False
 
     def dispose(self) -> None:
         self.engine.dispose()
