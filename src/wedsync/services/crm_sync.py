@@ -618,7 +618,6 @@ class CrmResolver:
         the unified client a value its writable source records at other connections do not hold: each of
         them gets an ``update_contact`` write-back of those fields (a HoneyBook hook's newer phone reaches
         VSCO). A value longer than the provider keeps is not written (it would be cut short there)."""
-        from wedsync.connectors.registry import get_connector_class
 
         cols = [_CLIENTS.c.id, _CLIENTS.c.crm_client_id, _CLIENTS.c.connection_id, _CLIENTS.c.provider,
                 _CLIENTS.c.remote_id, _CLIENTS.c.version, *(_CLIENTS.c[f] for f in CLIENT_FIELDS)]
@@ -630,13 +629,10 @@ class CrmResolver:
             p = people.get(r.crm_client_id)
             if p is None or not r.remote_id:
                 continue
-            try:
-                cls = get_connector_class(r.provider)
-            except WedsyncError:
+            cls = _contact_writer(r.provider)
+            if cls is None:
                 continue
-            if not hasattr(cls, "update_contact"):
-                continue
-            limits = getattr(cls, "contact_field_limits", None) or {}
+            limits = _field_limits(cls)
             fields = {}
             for name in sorted(settled[r.crm_client_id]):
                 value = p.golden.get(name)
@@ -839,6 +835,22 @@ def _set_by_record(who: Mapping[str, Any] | None, src: Any) -> bool:
 
 def _full_name(c: Any) -> str:
     return " ".join(p for p in (c.first_name, c.last_name) if p)
+
+
+def _contact_writer(provider: str) -> Any:
+    """The connector class of a provider that writes contacts back (``update_contact``), else None (it writes
+    none, or is unknown): who an edited or settled value is written back to."""
+    from wedsync.connectors.registry import get_connector_class
+
+    try:
+        cls = get_connector_class(provider)
+    except WedsyncError:
+        return None
+    return cls if hasattr(cls, "update_contact") else None
+
+
+def _field_limits(cls: Any) -> dict[str, int]:
+    return dict(getattr(cls, "contact_field_limits", None) or {})
 
 
 def _values_of_row(r: Any) -> dict[str, Any]:
@@ -1050,7 +1062,6 @@ class CrmService:
                             only_differing: bool = False) -> int:
         """Outbox rows (one per writable source record) for fields the unified record just took;
         ``only_differing``: only to the records that hold another value of one of them."""
-        from wedsync.connectors.registry import get_connector_class
 
         plain = {k: v for k, v in applied.items() if not k.startswith("custom.")}
         if not plain:
@@ -1059,13 +1070,10 @@ class CrmService:
         for r in s.execute(select(Client).where(Client.crm_client_id == c.id, Client.deleted_at.is_(None))).scalars():
             if only_differing and all(getattr(r, k, None) == v for k, v in plain.items()):
                 continue
-            try:
-                cls = get_connector_class(r.provider)
-            except WedsyncError:
+            cls = _contact_writer(r.provider)
+            if cls is None:
                 continue
-            if not hasattr(cls, "update_contact"):
-                continue
-            for name, limit in (getattr(cls, "contact_field_limits", None) or {}).items():
+            for name, limit in _field_limits(cls).items():
                 value = plain.get(name)
                 if isinstance(value, str) and len(value) > limit:  # the provider would cut it short, silently
                     raise InvalidInput(f"{name} is {len(value)} characters; {cls.display_name} keeps at most {limit} "
