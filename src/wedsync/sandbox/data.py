@@ -20,6 +20,8 @@ from functools import cache
 import phonenumbers
 from faker import Faker
 
+from wedsync.ids import ulid_string
+
 try:  # Faker bundles a transliteration table; fall back to stripping accents if it ever moves
     from faker.decode import unidecode as _faker_unidecode
 
@@ -47,18 +49,13 @@ REFERENCE_NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 _REF_TS = int(REFERENCE_NOW.timestamp())
 _EARLIEST_TS = int(datetime(2019, 1, 1, tzinfo=UTC).timestamp())
 _POOL_SEED = 20_250_601
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_CROCKFORD_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
 
 
 def ulid_at(timestamp_ms: int, rng: random.Random) -> str:
     """A lowercase ULID whose time part is ``timestamp_ms`` and whose 80 random bits come from ``rng``."""
-    value = (timestamp_ms << 80) | rng.getrandbits(80)
-    pairs = _CROCKFORD_PAIRS  # 13 lookups of 10 bits each cover the 130 bits of 26 characters
-    return "".join([pairs[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
+    return ulid_string(timestamp_ms, rng.getrandbits(80))
 
 
 def format_timestamp(epoch_seconds: int) -> str:

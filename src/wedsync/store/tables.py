@@ -24,12 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from ulid import ULID
 
-
-def new_id() -> str:
-    """A lowercase ULID: sortable by creation time, safe in URLs."""
-    return str(ULID()).lower()
+from wedsync.ids import new_id
 
 
 def utcnow() -> datetime:
