@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from tests.e2e.procs import serve_app_in_thread
 from wedsync.connectors.crm.vsco_workspace import map_contact, map_job
 from wedsync.services.sync_engine import DirectSteps, drive_run
-from wedsync.store.tables import Client, Connection, SyncCursor, SyncRunPage, Wedding, utcnow
+from wedsync.store.tables import Client, Connection, SyncCursor, SyncRun, SyncRunPage, Wedding, utcnow
 
 SLUG = "vsco-workspace"
 KEY = "sandbox-vsco-key"
@@ -626,6 +626,28 @@ def test_failing_a_run_whose_connection_was_deleted_is_quiet(hub) -> None:  # ty
     hub.connections.delete(v.id, c.id)
     out = hub.sync.fail(r.id, RuntimeError("IntegrityError: FOREIGN KEY constraint failed"))
     assert out["gone"] is True and out["status"] == "failed"
+
+
+async def test_the_workflow_of_a_run_already_ended_lists_and_writes_nothing(hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A run closed before its workflow began (reconcile_runs closes a run whose workflow never started; a newer
+    run may be going by then) must not be pulled after all when that workflow does start: it keeps its outcome
+    and writes nothing."""
+    admin(sandbox, "seed", contacts=30, jobs=5)
+    vendor_id, conn_id = connect(hub, sandbox)
+    r = hub.sync.create_run(vendor_id, conn_id, "full")
+    hub.sync.fail(r.id, RuntimeError("sync run abandoned: its workflow was never started"))
+    try:
+        out = await drive_run(r.id, DirectSteps(hub.sync))
+    finally:
+        await hub.connections.aclose()
+    assert out["status"] == "failed" and "abandoned" in out["error_detail"]
+    assert out["processed"] == 0
+    with hub.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Client).where(Client.connection_id == conn_id)) == 0
+        assert s.scalar(select(func.count()).select_from(SyncRunPage).where(SyncRunPage.run_id == r.id)) == 0
+        assert s.scalar(select(func.count()).select_from(SyncCursor)
+                        .where(SyncCursor.connection_id == conn_id)) == 0
+        assert s.get(SyncRun, r.id).status == "failed"
 
 
 async def test_lookback_zero_keeps_an_edit_in_the_same_second_as_the_run_start(hub, sandbox

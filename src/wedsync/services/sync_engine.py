@@ -415,6 +415,15 @@ class SyncService:
             conn = s.get(Connection, run.connection_id)
             if conn is None:
                 raise NotFound("connection not found", code="unknown_connection")
+            if run.status in ("succeeded", "failed"):
+                # Ended before its workflow got here (closed as abandoned by reconcile_runs, or left pending by
+                # a crash after fail() and resumed by the next launch): nothing to list, and finish() returns
+                # the recorded outcome unchanged. A replay of this step after a real start never comes here
+                # (DBOS returns the plan it recorded).
+                log.warning("sync run already ended; its workflow does nothing", run_id=run.id, status=run.status)
+                return RunPlan(run_id=run.id, connection_id=run.connection_id, vendor_id=run.vendor_id,
+                               mode=run.mode, since=run.since.isoformat() if run.since else None, streams=[],
+                               full_streams=[])
             streams = self.streams_of(conn)
             if run.status == "queued":
                 run.status = "running"
