@@ -18,7 +18,13 @@ from wedsync.api import errors
 from wedsync.api.deps import HubDep, read_body
 from wedsync.bootstrap import Hub, get_hub
 from wedsync.connectors.channels.zapier import parse_zap_event
-from wedsync.connectors.webhooks import MetaScheme, MicrosoftGraphScheme, ZapierScheme, get_scheme
+from wedsync.connectors.webhooks import (
+    MetaScheme,
+    MicrosoftGraphScheme,
+    SignatureInvalid,
+    ZapierScheme,
+    get_scheme,
+)
 from wedsync.errors import InvalidInput, NotFound, Unauthorized
 from wedsync.metrics import WEBHOOK_EVENTS
 from wedsync.services.connections import WEBHOOK_SECRET
@@ -113,6 +119,11 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     if provider == "microsoft-graph" and "validationToken" in query:
         return PlainTextResponse(query["validationToken"])
     url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
+    if not info.secret.strip():
+        # nothing to verify against (a connection stored before empty secrets were refused): an HMAC with an
+        # empty key, or an empty clientState, is what anyone can produce
+        WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
+        raise SignatureInvalid("the connection has no webhook secret; webhooks to it cannot be verified")
     try:
         if scheme.verify_may_block(request.headers):
             event = await asyncio.get_running_loop().run_in_executor(_BLOCKING_VERIFY, functools.partial(
