@@ -45,3 +45,42 @@ async def test_an_empty_webhook_secret_never_verifies_a_forged_webhook(api, hub)
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_signature"
     with hub.db.read() as s:
         assert s.execute(select(func.count()).select_from(WebhookEvent)).scalar_one() == 0
+
+
+async def _drain(hub, connection_id: str) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from wedsync.services.webhook_dispatch import process_batch
+
+    for _ in range(100):
+        if all(e.status in ("processed", "failed") for e in hub.inbox.events(connection_id)):
+            return
+        await process_batch(hub, "honeybook")
+        await asyncio.sleep(0.05)
+    raise AssertionError("the inbox did not drain")
+
+
+async def test_a_hook_dated_in_the_future_does_not_freeze_the_clients_fields(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A Client Created whose ``created_at`` is in the future (a typo, 2099; a local time read as UTC) stamped its
+    fields with that time, so no later hook could ever change them: the phone of the project booked afterwards
+    was dropped as older. A hook's time is at most when the hub received it."""
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, _ = await _vendor(hub)
+    conn = hub.connections.create(v.id, "honeybook", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+
+    async def send(payload: dict[str, object]) -> None:
+        body = json.dumps(payload).encode()
+        r = await api.post(f"/webhooks/honeybook/{conn.id}", content=body, headers=ZapierScheme.sign(body, secret))
+        assert r.status_code == 200, r.text
+        await _drain(hub, conn.id)
+
+    await send({"event": "client.created", "event_id": "c1", "first_name": "Fut", "last_name": "Ure",
+                "email": "future@example.com", "phone_number": "4155550111", "created_at": "2099-01-01"})
+    await send({"event": "project.booked", "event_id": "p1", "project_id": "P1", "project_name": "Fut wedding",
+                "project_date": "2027-09-09", "client_first_name": "Fut", "client_last_name": "Ure",
+                "client_email": "future@example.com", "client_phone": "4155550222"})
+    (client,), _ = hub.crm.list_clients(v.id)
+    assert client["phone"] == "+14155550222"

@@ -1879,7 +1879,9 @@ class CrmService:
         from wedsync.connectors.channels.zapier import parse_zap_event
 
         event = parse_zap_event(row.provider, row.body, None)
-        at = event.occurred_at or row.received_at
+        # a hook cannot have happened after the hub received it: a later time (a typo such as 2099, a local time
+        # read as UTC) would stamp its fields newer than every hook to come, so no later hook could change them
+        at = min(event.occurred_at or row.received_at, row.received_at)
         stats = CrmStats()
         result = "unchanged"
         with self.db.engine.begin() as c:
