@@ -220,3 +220,18 @@ def test_hook_and_csv_read_a_one_cell_name_and_a_guest_count_alike() -> None:
                                             guest_count="about 150"))
     assert ev.wedding is not None and ev.wedding.guest_count is None
     assert ev.wedding.custom_fields["guest_count_as_sent"] == "about 150"  # no row report: kept as sent
+
+
+def test_a_hook_project_date_is_read_from_a_timestamp_and_else_kept_as_sent() -> None:
+    """A project date the hook could not read vanished without a trace (a guest count, an e-mail or a phone that
+    cannot be read is kept as sent; found by a probe): it is kept as ``project_date_as_sent``. A unix timestamp
+    (seconds or milliseconds, as ``created_at`` is read) is the day it names in UTC."""
+    base = {"event": "project.booked", "project_id": "p1", "project_name": "Kim & Al",
+            "client_email": "kim@example.com", "client_first_name": "Kim"}
+    for stamp in ("1813017600000", "1813017600"):
+        ev = parse_zap_event("honeybook", json.dumps({**base, "project_date": stamp}).encode())
+        assert ev.wedding is not None and ev.wedding.event_date == date(2027, 6, 15)
+        assert "project_date_as_sent" not in ev.wedding.custom_fields
+    ev = parse_zap_event("17hats", json.dumps({**base, "event_date": "June 2027"}).encode())
+    assert ev.wedding is not None and ev.wedding.event_date is None
+    assert ev.wedding.custom_fields["project_date_as_sent"] == "June 2027"
