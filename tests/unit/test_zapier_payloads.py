@@ -235,3 +235,24 @@ def test_a_hook_project_date_is_read_from_a_timestamp_and_else_kept_as_sent() ->
     ev = parse_zap_event("17hats", json.dumps({**base, "event_date": "June 2027"}).encode())
     assert ev.wedding is not None and ev.wedding.event_date is None
     assert ev.wedding.custom_fields["project_date_as_sent"] == "June 2027"
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps([{"event": "client.created", "event_id": "evt-7", "email": "k@example.com"}]).encode(),
+    json.dumps({"Event ID": "evt-7", "event": "client.created", "email": "k@example.com"}).encode(),
+    b"\xef\xbb\xbf" + json.dumps({"event_id": "evt-7", "email": "k@example.com"}).encode(),
+    b"Event-ID=evt-7&event=client.created&email=k%40example.com",
+])
+def test_the_scheme_reads_the_event_id_wherever_the_parse_reads_fields(raw: bytes) -> None:
+    """The scheme took the event id from the exact key ``event_id`` of a JSON object only: a hook sent as a list
+    of one (Zapier's "send as list"), with a BOM, or with the key spelled ``Event ID`` was parsed and stored,
+    but deduplicated by its body digest, so the same event sent again in another shape was stored twice."""
+    assert ZapierScheme().verify(raw, ZapierScheme.sign(raw, "s3cret"), "s3cret").event_id == "evt-7"
+    assert parse_zap_event("honeybook", raw).kind == "client.created"
+
+
+def test_a_list_of_several_events_is_refused_with_why() -> None:
+    raw = json.dumps([{"event_id": "a", "email": "a@example.com"}, {"event_id": "b", "email": "b@example.com"}])
+    with pytest.raises(InvalidInput) as exc:
+        ZapierScheme().verify(raw.encode(), ZapierScheme.sign(raw.encode(), "s"), "s")
+    assert exc.value.code == "bad_payload" and "one event per request" in exc.value.message

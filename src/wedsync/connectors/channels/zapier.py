@@ -144,7 +144,7 @@ def _decode_body(raw_body: bytes, content_type: str | None) -> dict[str, Any]:
         if isinstance(data, list) and len(data) == 1:  # Zapier's "send as list" option
             data = data[0]
         if not isinstance(data, dict):
-            raise _bad("hook body must be a JSON object of fields")
+            raise _bad("hook body must be a JSON object of fields (one event per request)")
         return data
     if kind in ("", "application/x-www-form-urlencoded", "text/plain"):
         if "=" not in stripped or any(ch in stripped for ch in "\x00"):
