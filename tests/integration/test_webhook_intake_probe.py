@@ -84,3 +84,29 @@ async def test_a_hook_dated_in_the_future_does_not_freeze_the_clients_fields(api
                 "client_email": "future@example.com", "client_phone": "4155550222"})
     (client,), _ = hub.crm.list_clients(v.id)
     assert client["phone"] == "+14155550222"
+
+
+async def test_a_compressed_webhook_body_is_415_not_a_wrong_signature(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A gzip-compressed hook (``Content-Encoding: gzip``) was answered 401 "does not match the body" (signed
+    uncompressed) or 422 "neither JSON nor form-encoded" (signed compressed): either sent the vendor after the
+    secret. It is a 415 that names the encoding, and nothing is stored."""
+    import gzip
+
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, _ = await _vendor(hub)
+    conn = hub.connections.create(v.id, "honeybook", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    body = json.dumps({"event": "client.created", "event_id": "gz1", "email": "gz@example.com"}).encode()
+    packed = gzip.compress(body)
+    for signed in (body, packed):
+        r = await api.post(f"/webhooks/honeybook/{conn.id}", content=packed,
+                           headers={**ZapierScheme.sign(signed, secret), "Content-Encoding": "gzip",
+                                    "Content-Type": "application/json"})
+        assert r.status_code == 415, r.text
+        assert r.json()["error"]["code"] == "unsupported_media_type" and "gzip" in r.json()["error"]["message"]
+    r = await api.post(f"/webhooks/honeybook/{conn.id}", content=body,
+                       headers={**ZapierScheme.sign(body, secret), "Content-Encoding": "identity"})
+    assert r.status_code == 200, r.text
+    assert [e.event_id for e in hub.inbox.events(conn.id)] == ["gz1"]

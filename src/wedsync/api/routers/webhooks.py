@@ -25,7 +25,7 @@ from wedsync.connectors.webhooks import (
     ZapierScheme,
     get_scheme,
 )
-from wedsync.errors import InvalidInput, NotFound, Unauthorized
+from wedsync.errors import InvalidInput, NotFound, Unauthorized, UnsupportedMediaType
 from wedsync.metrics import WEBHOOK_EVENTS
 from wedsync.services.connections import WEBHOOK_SECRET
 
@@ -119,6 +119,13 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     if provider == "microsoft-graph" and "validationToken" in query:
         return PlainTextResponse(query["validationToken"])
     url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        # every scheme signs the body as sent uncompressed: a compressed one failed as a wrong signature or an
+        # unreadable body, which sent the vendor after their secret instead of the compression
+        WEBHOOK_EVENTS.labels(info.provider, "rejected").inc()
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported: send the webhook body "
+                                   "uncompressed")
     if not info.secret.strip():
         # nothing to verify against (a connection stored before empty secrets were refused): an HMAC with an
         # empty key, or an empty clientState, is what anyone can produce
