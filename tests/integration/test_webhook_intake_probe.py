@@ -110,3 +110,23 @@ async def test_a_compressed_webhook_body_is_415_not_a_wrong_signature(api, hub) 
                        headers={**ZapierScheme.sign(body, secret), "Content-Encoding": "identity"})
     assert r.status_code == 200, r.text
     assert [e.event_id for e in hub.inbox.events(conn.id)] == ["gz1"]
+
+
+async def test_retrying_a_connections_newest_event_answers_the_event(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """The retry read the event back as the page after ``id + 1``, a cursor that must name a row of the same
+    connection: retrying a connection's newest event, or one followed in the inbox by another connection's,
+    was put back to pending and then answered 422 ``invalid_cursor``."""
+    from wedsync.connectors.webhooks import VerifiedEvent
+
+    v, key = await _vendor(hub)
+    mine = hub.connections.create(v.id, "17hats", credentials={})
+    other = hub.connections.create(v.id, "iris-works", credentials={})
+    for n, (conn, provider) in enumerate(((mine, "17hats"), (other, "iris-works"), (mine, "17hats"))):
+        assert await hub.inbox.submit(vendor_id=v.id, connection_id=conn.id, provider=provider,
+                                      event=VerifiedEvent(f"evt-{n}", "client.created", None), body=b"{}")
+    for row in hub.inbox.claim_pending(10, provider="17hats"):
+        hub.inbox.mark_failed(row.id, "Fatal: simulated", retry=False)
+    for event in hub.inbox.events(mine.id):
+        r = await api.post(f"/api/connections/{mine.id}/webhook-events/{event.event_id}/retry", headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert r.json()["event_id"] == event.event_id and r.json()["status"] == "pending"
