@@ -112,6 +112,29 @@ async def test_a_compressed_webhook_body_is_415_not_a_wrong_signature(api, hub) 
     assert [e.event_id for e in hub.inbox.events(conn.id)] == ["gz1"]
 
 
+async def test_a_failed_event_whose_id_holds_slashes_can_be_retried(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """Calendly's event ids are ``{event}:{invitee URI}``: the retry route took the id as one path segment, so a
+    failed Calendly event (or any id with a slash) answered 404 raw and percent-encoded, and could never be
+    retried."""
+    from urllib.parse import quote
+
+    from wedsync.connectors.webhooks import VerifiedEvent
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "17hats", credentials={})
+    eid = "invitee.created:https://api.calendly.com/scheduled_events/AAA/invitees/BBB"
+    assert await hub.inbox.submit(vendor_id=v.id, connection_id=conn.id, provider="17hats",
+                                  event=VerifiedEvent(eid, "client.created", None), body=b"{}")
+    for encoded in (eid, quote(eid, safe="")):
+        (row,) = hub.inbox.claim_pending(10, provider="17hats")
+        hub.inbox.mark_failed(row.id, "Fatal: simulated", retry=False)
+        r = await api.post(f"/api/connections/{conn.id}/webhook-events/{encoded}/retry", headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert r.json()["event_id"] == eid and r.json()["status"] == "pending"
+    r = await api.post(f"/api/connections/{conn.id}/webhook-events/{eid}/x/retry", headers=auth(key))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_event"
+
+
 async def test_retrying_a_connections_newest_event_answers_the_event(api, hub) -> None:  # type: ignore[no-untyped-def]
     """The retry read the event back as the page after ``id + 1``, a cursor that must name a row of the same
     connection: retrying a connection's newest event, or one followed in the inbox by another connection's,
