@@ -153,3 +153,32 @@ async def test_retrying_a_connections_newest_event_answers_the_event(api, hub) -
         r = await api.post(f"/api/connections/{mine.id}/webhook-events/{event.event_id}/retry", headers=auth(key))
         assert r.status_code == 200, r.text
         assert r.json()["event_id"] == event.event_id and r.json()["status"] == "pending"
+
+
+async def test_subscribing_again_after_the_public_url_changed_moves_the_providers_hooks(  # type: ignore[no-untyped-def]
+        api, hub, sandbox_url) -> None:
+    """The hub's hooks at VSCO Workspace were subscribed once per event, to the URL of that day: after
+    ``WEDSYNC_PUBLIC_URL`` changed (the hub moved), subscribing again did nothing and every hook kept going to the
+    old address. Now each hook made to another URL is subscribed at the new one and the old one removed."""
+    import httpx
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "sandbox-vsco-key"},
+                                  base_url=f"{sandbox_url}/vsco-workspace/api/v2")
+
+    def hooks() -> list[dict[str, str]]:
+        items = httpx.get(f"{sandbox_url}/vsco-workspace/api/v2/rest-hook", params={"pageSize": 100},
+                          headers={"X-API-KEY": "sandbox-vsco-key"}).json()["items"]
+        return [h for h in items if f"/webhooks/vsco-workspace/{conn.id}" in h["url"]]
+
+    hub.subscriptions.public_url = "https://old.hub.example"
+    assert (await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))).status_code == 200
+    assert len(hooks()) == 4 and all(h["url"].startswith("https://old.hub.example/") for h in hooks())
+    hub.subscriptions.public_url = "https://new.hub.example"
+    r = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+    assert r.status_code == 200, r.text
+    now = hooks()
+    assert len(now) == 4 and all(h["url"].startswith("https://new.hub.example/") for h in now), now
+    assert {h["id"] for h in now} == {s["remote_id"] for s in r.json()}
+    again = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+    assert {s["remote_id"] for s in again.json()} == {h["id"] for h in hooks()}  # nothing to move: unchanged
