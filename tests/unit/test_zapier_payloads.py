@@ -256,3 +256,23 @@ def test_a_list_of_several_events_is_refused_with_why() -> None:
     with pytest.raises(InvalidInput) as exc:
         ZapierScheme().verify(raw.encode(), ZapierScheme.sign(raw.encode(), "s"), "s")
     assert exc.value.code == "bad_payload" and "one event per request" in exc.value.message
+
+
+@pytest.mark.parametrize(("typed", "first", "last"), [
+    ("Anna & Ben Carter", "Anna & Ben", "Carter"),
+    ("Anna and Ben Carter", "Anna and Ben", "Carter"),
+    ("Anna & Ben", "Anna & Ben", None),
+    ("José Ortega y Gasset", "José", "Ortega y Gasset"),
+    ("Mary-Jane O'Neil Watson", "Mary-Jane", "O'Neil Watson"),
+    ("Nguyen, Linh", "Linh", "Nguyen"),
+])
+def test_a_couples_one_cell_name_keeps_the_family_name_as_the_last_name(typed: str, first: str,
+                                                                        last: str | None) -> None:
+    """A couple in one field, as HoneyBook's and Studio Ninja's client names often are, had "& Ben Carter" as its
+    last name; the hook and the CSV row read it alike."""
+    ev = parse_zap_event("honeybook", body(event="client.created", name=typed, email="ab@example.com"))
+    row = next(parse_csv(f'Client ID,Client Name,Email Address\n44,"{typed}",ab@example.com\n'.encode(),
+                         "studio-ninja"))
+    assert ev.client is not None and row.client is not None
+    assert (ev.client.first_name, ev.client.last_name) == (row.client.first_name, row.client.last_name) == (
+        first, last)
