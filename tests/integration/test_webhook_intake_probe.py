@@ -182,3 +182,22 @@ async def test_subscribing_again_after_the_public_url_changed_moves_the_provider
     assert {h["id"] for h in now} == {s["remote_id"] for s in r.json()}
     again = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
     assert {s["remote_id"] for s in again.json()} == {h["id"] for h in hooks()}  # nothing to move: unchanged
+
+
+async def test_a_zap_hooks_event_names_the_record_it_is_about(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """The vendor's list of webhook events showed ``record_id: null`` for every Zapier-style hook (the scheme
+    looked for a ``record_id`` or ``id`` field): it is the client or project the hook is about, as stored."""
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, key = await _vendor(hub)
+    conn = hub.connections.create(v.id, "17hats", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    for payload in ({"event": "client.created", "event_id": "c1", "contact_id": "77", "email": "a@example.com"},
+                    {"event": "project.booked", "event_id": "p1", "project_id": "P9", "contact_id": "77",
+                     "email": "a@example.com"}):
+        body = json.dumps(payload).encode()
+        r = await api.post(f"/webhooks/17hats/{conn.id}", content=body, headers=ZapierScheme.sign(body, secret))
+        assert r.status_code == 200, r.text
+    r = await api.get(f"/api/connections/{conn.id}/webhook-events", headers=auth(key))
+    assert {e["event_id"]: e["record_id"] for e in r.json()["items"]} == {"c1": "17h-77", "p1": "17h-job-P9"}

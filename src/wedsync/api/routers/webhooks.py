@@ -143,8 +143,9 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
             # and not stored, instead of a 200 and an event that fails later where the vendor cannot see it. The
             # very parse the processing does, so what is accepted here is read there.
             parsed = parse_zap_event(info.provider, raw, None)
-            # stored as the event the parse read, not a field's text (``event_type`` may be "Wedding")
-            event = replace(event, event_type=parsed.kind)
+            # stored as the event the parse read, not a field's text (``event_type`` may be "Wedding"), about the
+            # record it names (the client's or the project's remote id, as the vendor's events list shows it)
+            event = replace(event, event_type=parsed.kind, record_id=parsed.remote_id)
     except Unauthorized:
         WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
         raise
