@@ -201,3 +201,30 @@ async def test_a_zap_hooks_event_names_the_record_it_is_about(api, hub) -> None:
         assert r.status_code == 200, r.text
     r = await api.get(f"/api/connections/{conn.id}/webhook-events", headers=auth(key))
     assert {e["event_id"]: e["record_id"] for e in r.json()["items"]} == {"c1": "17h-77", "p1": "17h-job-P9"}
+
+
+async def test_a_honeybook_client_is_one_client_whichever_hook_brought_its_email(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """HoneyBook clients are keyed by the hash of e-mail and name (its CSV has no id column): a Client Created
+    without the e-mail and the New Project Booked that carried it made two clients of the one HoneyBook client,
+    both with ``honeybook_id`` HB900. A hook whose product id a stored client carries is that client."""
+    from wedsync.connectors.webhooks import ZapierScheme
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, _ = await _vendor(hub)
+    conn = hub.connections.create(v.id, "honeybook", credentials={})
+    secret = hub.connections.credentials(conn)[WEBHOOK_SECRET]
+    for payload in (
+            {"event": "Client Created", "event_id": "c1", "client_id": "HB900", "first_name": "Quinn",
+             "last_name": "Noemail", "phone_number": "415 555 0190", "created_at": "2026-12-01T10:00:00Z"},
+            {"event": "New Project Booked", "event_id": "p1", "project_id": "HBP900", "project_name": "Quinn wedding",
+             "project_date": "2027-03-03", "client_id": "HB900", "client_first_name": "Quinn",
+             "client_last_name": "Noemail", "client_email": "quinn@example.com",
+             "booked_at": "2026-12-02T10:00:00Z"}):
+        body = json.dumps(payload).encode()
+        r = await api.post(f"/webhooks/honeybook/{conn.id}", content=body, headers=ZapierScheme.sign(body, secret))
+        assert r.status_code == 200, r.text
+        await _drain(hub, conn.id)
+    assert all(e.status == "processed" for e in hub.inbox.events(conn.id))
+    clients, _ = hub.crm.list_clients(v.id)
+    assert [(c["email"], c["phone"], [str(d) for d in c["wedding_dates"]]) for c in clients] == [
+        ("quinn@example.com", "+14155550190", ["2027-03-03"])]
