@@ -228,3 +228,19 @@ async def test_a_honeybook_client_is_one_client_whichever_hook_brought_its_email
     clients, _ = hub.crm.list_clients(v.id)
     assert [(c["email"], c["phone"], [str(d) for d in c["wedding_dates"]]) for c in clients] == [
         ("quinn@example.com", "+14155550190", ["2027-03-03"])]
+
+
+async def test_a_hook_url_with_a_trailing_slash_is_served_not_redirected(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``/webhooks/{provider}/{id}/`` (a URL pasted with a slash) was answered 307 to the URL without it, and
+    nothing stored: Stripe and most providers treat a redirect as a failed delivery. It is taken as is."""
+    from wedsync.services.connections import WEBHOOK_SECRET
+
+    v, _ = await _vendor(hub)
+    conn = hub.connections.create(v.id, "stripe", credentials={"secret_key": "sk_test_x",
+                                                                "webhook_secret": "whsec_probe"})
+    assert hub.connections.credentials(conn)[WEBHOOK_SECRET] == "whsec_probe"
+    body = json.dumps({"id": "evt_slash", "type": "charge.succeeded", "data": {"object": {"id": "ch_1"}}}).encode()
+    r = await api.post(f"/webhooks/stripe/{conn.id}/", content=body, headers=StripeScheme.sign(body, "whsec_probe"),
+                       follow_redirects=False)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert [e.event_id for e in hub.inbox.events(conn.id)] == ["evt_slash"]

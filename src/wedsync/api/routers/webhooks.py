@@ -160,7 +160,9 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     return JSONResponse({"received": True, "duplicate": not new, "event_id": event.event_id})
 
 
-_INTAKE_PATH = re.compile(r"/webhooks/([^/]+)/([^/]+)")
+# a trailing slash too: the app's answer to it was a 307 to the URL without one, which Stripe and most
+# providers do not follow (a 3xx is a failed delivery), so a hook URL pasted with a slash lost every event
+_INTAKE_PATH = re.compile(r"/webhooks/([^/]+)/([^/]+)/?")
 
 
 class WebhookFastPath:
