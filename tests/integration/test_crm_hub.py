@@ -473,6 +473,8 @@ async def test_a_late_hook_fills_what_newer_hooks_never_carried_whatever_the_del
                   "client_email": who["email"], "client_phone": "+1 415 555 0177"}
         return [created, renamed, booked]
 
+    # received after every hook's own time (a hook's time is at most its receipt)
+    received = datetime(2026, 12, 7, tzinfo=UTC)
     finals = set()
     n = 0
     for i, order in enumerate(permutations(range(3))):
@@ -481,7 +483,7 @@ async def test_a_late_hook_fills_what_newer_hooks_never_carried_whatever_the_del
             n += 1
             hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
                                         event_id=batch[k]["event_id"], event_type=None, record_id=None,
-                                        body=json.dumps(batch[k]).encode(), received_at=T0, attempts=0))
+                                        body=json.dumps(batch[k]).encode(), received_at=received, attempts=0))
         with hub.db.read() as s:
             row = s.execute(select(Client).where(Client.connection_id == hb,
                                                  Client.email == f"renata.o{i}@example.com")).scalar_one()
@@ -495,7 +497,7 @@ async def test_a_late_hook_fills_what_newer_hooks_never_carried_whatever_the_del
         # the same hooks again (a Zap replay) change nothing
         again = hub.crm.ingest_zap(InboxRow(id=n, vendor_id=v.id, connection_id=hb, provider="honeybook",
                                             event_id="replay", event_type=None, record_id=None,
-                                            body=json.dumps(batch[0]).encode(), received_at=T0, attempts=0))
+                                            body=json.dumps(batch[0]).encode(), received_at=received, attempts=0))
         assert again.startswith("unchanged"), (order, again)
     assert len(finals) == 1, finals  # the same client for all six delivery orders
 
@@ -513,7 +515,7 @@ async def test_a_late_hook_fills_what_newer_hooks_never_carried_whatever_the_del
     for k, body in enumerate((late, later)):
         hub.crm.ingest_zap(InboxRow(id=100 + k, vendor_id=v.id, connection_id=hb, provider="honeybook",
                                     event_id=body["event_id"], event_type=None, record_id=None,
-                                    body=json.dumps(body).encode(), received_at=T0, attempts=0))
+                                    body=json.dumps(body).encode(), received_at=received, attempts=0))
         with hub.db.read() as s:
             row = s.execute(select(Client).where(Client.id == row.id)).scalar_one()
         if k == 0:

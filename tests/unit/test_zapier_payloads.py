@@ -220,3 +220,59 @@ def test_hook_and_csv_read_a_one_cell_name_and_a_guest_count_alike() -> None:
                                             guest_count="about 150"))
     assert ev.wedding is not None and ev.wedding.guest_count is None
     assert ev.wedding.custom_fields["guest_count_as_sent"] == "about 150"  # no row report: kept as sent
+
+
+def test_a_hook_project_date_is_read_from_a_timestamp_and_else_kept_as_sent() -> None:
+    """A project date the hook could not read vanished without a trace (a guest count, an e-mail or a phone that
+    cannot be read is kept as sent; found by a probe): it is kept as ``project_date_as_sent``. A unix timestamp
+    (seconds or milliseconds, as ``created_at`` is read) is the day it names in UTC."""
+    base = {"event": "project.booked", "project_id": "p1", "project_name": "Kim & Al",
+            "client_email": "kim@example.com", "client_first_name": "Kim"}
+    for stamp in ("1813017600000", "1813017600"):
+        ev = parse_zap_event("honeybook", json.dumps({**base, "project_date": stamp}).encode())
+        assert ev.wedding is not None and ev.wedding.event_date == date(2027, 6, 15)
+        assert "project_date_as_sent" not in ev.wedding.custom_fields
+    ev = parse_zap_event("17hats", json.dumps({**base, "event_date": "June 2027"}).encode())
+    assert ev.wedding is not None and ev.wedding.event_date is None
+    assert ev.wedding.custom_fields["project_date_as_sent"] == "June 2027"
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps([{"event": "client.created", "event_id": "evt-7", "email": "k@example.com"}]).encode(),
+    json.dumps({"Event ID": "evt-7", "event": "client.created", "email": "k@example.com"}).encode(),
+    b"\xef\xbb\xbf" + json.dumps({"event_id": "evt-7", "email": "k@example.com"}).encode(),
+    b"Event-ID=evt-7&event=client.created&email=k%40example.com",
+])
+def test_the_scheme_reads_the_event_id_wherever_the_parse_reads_fields(raw: bytes) -> None:
+    """The scheme took the event id from the exact key ``event_id`` of a JSON object only: a hook sent as a list
+    of one (Zapier's "send as list"), with a BOM, or with the key spelled ``Event ID`` was parsed and stored,
+    but deduplicated by its body digest, so the same event sent again in another shape was stored twice."""
+    assert ZapierScheme().verify(raw, ZapierScheme.sign(raw, "s3cret"), "s3cret").event_id == "evt-7"
+    assert parse_zap_event("honeybook", raw).kind == "client.created"
+
+
+def test_a_list_of_several_events_is_refused_with_why() -> None:
+    raw = json.dumps([{"event_id": "a", "email": "a@example.com"}, {"event_id": "b", "email": "b@example.com"}])
+    with pytest.raises(InvalidInput) as exc:
+        ZapierScheme().verify(raw.encode(), ZapierScheme.sign(raw.encode(), "s"), "s")
+    assert exc.value.code == "bad_payload" and "one event per request" in exc.value.message
+
+
+@pytest.mark.parametrize(("typed", "first", "last"), [
+    ("Anna & Ben Carter", "Anna & Ben", "Carter"),
+    ("Anna and Ben Carter", "Anna and Ben", "Carter"),
+    ("Anna & Ben", "Anna & Ben", None),
+    ("José Ortega y Gasset", "José", "Ortega y Gasset"),
+    ("Mary-Jane O'Neil Watson", "Mary-Jane", "O'Neil Watson"),
+    ("Nguyen, Linh", "Linh", "Nguyen"),
+])
+def test_a_couples_one_cell_name_keeps_the_family_name_as_the_last_name(typed: str, first: str,
+                                                                        last: str | None) -> None:
+    """A couple in one field, as HoneyBook's and Studio Ninja's client names often are, had "& Ben Carter" as its
+    last name; the hook and the CSV row read it alike."""
+    ev = parse_zap_event("honeybook", body(event="client.created", name=typed, email="ab@example.com"))
+    row = next(parse_csv(f'Client ID,Client Name,Email Address\n44,"{typed}",ab@example.com\n'.encode(),
+                         "studio-ninja"))
+    assert ev.client is not None and row.client is not None
+    assert (ev.client.first_name, ev.client.last_name) == (row.client.first_name, row.client.last_name) == (
+        first, last)

@@ -1008,6 +1008,11 @@ class VscoWorkspaceScheme(WebhookScheme):
 # ------------------------------------------------------------------------------------------- Zapier
 
 
+def _loose_key(key: str) -> str:
+    """A hook field's name as ``channels.zapier`` matches it: case-folded, punctuation runs as one ``_``."""
+    return re.sub(r"[^0-9a-z]+", "_", key.strip().casefold()).strip("_")
+
+
 class ZapierScheme(WebhookScheme):
     """Our own scheme for Zapier-style inbound hooks (HoneyBook, 17hats, Studio Ninja, Iris Works, ...).
 
@@ -1056,16 +1061,30 @@ class ZapierScheme(WebhookScheme):
 
     @staticmethod
     def _fields(raw_body: bytes) -> dict[str, Any]:
-        """The hook's fields; a body that is neither is ``bad_payload``, as the parse that follows says."""
-        text = raw_body.strip()
+        """The hook's fields, keys matched as the parse matches them (``Event ID``, ``event-id`` and ``event_id``
+        are one key) and a JSON list of one object read as that object (Zapier's "send as list"): the event id
+        was otherwise missed and the body digest deduplicated instead. A body that is neither JSON nor
+        form-encoded is ``bad_payload``, as the parse that follows says."""
+        text = raw_body.strip().removeprefix(b"\xef\xbb\xbf")
         try:
-            if text.startswith(b"{"):
-                return _json_object(raw_body)
-            return dict(parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True))
+            if text.startswith(b"["):
+                data = loads_json(text)
+                fields = data[0] if isinstance(data, list) and len(data) == 1 else None
+                if not isinstance(fields, dict):
+                    raise InvalidInput("hook body must be a JSON object of fields (one event per request)")
+            elif text.startswith(b"{"):
+                fields = _json_object(text)
+            else:
+                fields = dict(parse_qsl(text.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
             raise InvalidInput("body is neither JSON nor form-encoded", code="bad_payload") from None
+        except JSONTooDeep as exc:
+            raise InvalidInput(f"webhook body is {exc}", code="bad_payload") from None
+        except ValueError:
+            raise InvalidInput("webhook body is not JSON", code="bad_payload") from None
         except InvalidInput as exc:
             raise InvalidInput(exc.message, code="bad_payload") from None
+        return {_loose_key(str(k)): v for k, v in reversed(fields.items())}
 
     @classmethod
     def sign(cls, raw_body: bytes, secret: str) -> dict[str, str]:

@@ -138,8 +138,11 @@ class ConnectionService:
         creds = dict(credentials)
         # A provider that signs webhooks with one of the account's own credentials (Acuity: the API key)
         # names it in ``webhook_secret_field``; otherwise the hub picks a random secret to hand to the provider.
+        # An empty secret counts as none: anyone can compute an HMAC with an empty key, so a connection created
+        # with ``"webhook_secret": ""`` accepted webhooks forged by whoever knew its URL.
         own = creds.get(getattr(cls, "webhook_secret_field", None) or "")
-        creds.setdefault(WEBHOOK_SECRET, own or secrets.token_urlsafe(24))
+        if not str(creds.get(WEBHOOK_SECRET) or "").strip():
+            creds[WEBHOOK_SECRET] = own or secrets.token_urlsafe(24)
         with self.db.session() as s:
             # FOR NO KEY UPDATE: serializes the callers that lock the vendor this way, not the inserts of rows
             # that reference it

@@ -1868,6 +1868,34 @@ class CrmService:
             out.append(w)
         return out
 
+    @staticmethod
+    def _known_hook_client(c: Any, connection_id: str, provider: str, event: Any) -> Any:
+        """The event with its client under the remote id this connection already knows the product's client by.
+
+        HoneyBook clients are keyed by the e-mail + name hash its CSV rows get (its CSV has no id column), so a
+        Client Created without the e-mail and the New Project Booked that brought it made two clients of one
+        HoneyBook client, the same ``honeybook_id`` on both (found by a probe). A hook whose hash id is new but
+        whose product id a stored client of the connection carries is that client."""
+        client = event.client
+        key = f"{provider.replace('-', '_')}_id"
+        product_id = client.custom_fields.get(key) if client.remote_id.startswith("csv-") else None
+        if not product_id:
+            return event
+        if c.execute(select(_CLIENTS.c.id).where(_CLIENTS.c.connection_id == connection_id,
+                                                 _CLIENTS.c.remote_id == client.remote_id)).first() is not None:
+            return event
+        known = c.execute(select(_CLIENTS.c.remote_id).where(
+            _CLIENTS.c.connection_id == connection_id, _CLIENTS.c.deleted_at.is_(None),
+            _CLIENTS.c.custom_fields[key].as_string() == str(product_id)).order_by(_CLIENTS.c.id).limit(1)).scalar()
+        if known is None:
+            return event
+        wedding = event.wedding
+        if wedding is not None:
+            wedding = dataclasses.replace(wedding, client_remote_ids=[
+                known if r == client.remote_id else r for r in wedding.client_remote_ids])
+        return dataclasses.replace(event, client=dataclasses.replace(client, remote_id=known), wedding=wedding,
+                                   remote_id=known if event.remote_id == client.remote_id else event.remote_id)
+
     def ingest_zap(self, row: Any) -> str:
         """A verified hook from the inbox: the client (and project) it carries, upserted like a sync page.
 
@@ -1879,7 +1907,9 @@ class CrmService:
         from wedsync.connectors.channels.zapier import parse_zap_event
 
         event = parse_zap_event(row.provider, row.body, None)
-        at = event.occurred_at or row.received_at
+        # a hook cannot have happened after the hub received it: a later time (a typo such as 2099, a local time
+        # read as UTC) would stamp its fields newer than every hook to come, so no later hook could change them
+        at = min(event.occurred_at or row.received_at, row.received_at)
         stats = CrmStats()
         result = "unchanged"
         with self.db.engine.begin() as c:
@@ -1887,6 +1917,7 @@ class CrmService:
                 # deleted after the hook was accepted: nothing to store it on (never retried)
                 raise Fatal(f"connection {row.connection_id} no longer exists", provider=row.provider)
             if event.client is not None:
+                event = self._known_hook_client(c, row.connection_id, row.provider, event)
                 # locked (PostgreSQL) so two hooks about one client merge one after the other, not both into
                 # the same old row
                 stored = c.execute(select(_CLIENTS).where(_CLIENTS.c.connection_id == row.connection_id,

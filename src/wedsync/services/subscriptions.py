@@ -9,10 +9,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wedsync.errors import InvalidInput
+from wedsync.logging import get_logger
 from wedsync.services.connections import WEBHOOK_SECRET, ConnectionService
 from wedsync.store.db import Database
 from wedsync.store.paging import cursor_row
 from wedsync.store.tables import HookSubscription, new_id, utcnow
+
+log = get_logger(__name__)
 
 #: ``remote_id`` of a subscription whose provider call is in flight
 PENDING = ""
@@ -40,19 +43,50 @@ class SubscriptionService:
         secret = self.connections.credentials(conn)[WEBHOOK_SECRET]
         base = webhook_url(self.public_url, conn.provider, conn.id)
         for event in events:
-            claim = self._claim(vendor_id, connection_id, event, base)
+            claim, previous = self._claim(vendor_id, connection_id, event, base), None
             if claim is None:
-                continue  # subscribed already, or another request is subscribing it right now
+                # subscribed already (to this URL), or another request is subscribing it right now; a hook
+                # subscribed to another URL (``WEDSYNC_PUBLIC_URL`` changed since) is moved to this one: it used
+                # to be left where it was, every hook of the connection going to an address the hub had left
+                moved = self._claim_moved(connection_id, event, base)
+                if moved is None:
+                    continue
+                claim, previous = moved
             target = f"{base}?{urlencode({'event': event, 'token': secret})}"
             try:
                 remote_id = await connector.subscribe(event, target)
             except BaseException:
                 with self.db.session() as s:  # not subscribed: the next request tries again
-                    s.execute(delete(HookSubscription).where(HookSubscription.id == claim))
+                    if previous is None:
+                        s.execute(delete(HookSubscription).where(HookSubscription.id == claim))
+                    else:  # still subscribed where it was
+                        s.execute(update(HookSubscription).where(HookSubscription.id == claim)
+                                  .values(remote_id=previous))
                 raise
             with self.db.session() as s:
-                s.execute(update(HookSubscription).where(HookSubscription.id == claim).values(remote_id=remote_id))
+                s.execute(update(HookSubscription).where(HookSubscription.id == claim)
+                          .values(remote_id=remote_id, target_url=base))
+            if previous is not None:
+                try:  # after the new one exists, so no hook falls between (a hook sent to both is a duplicate)
+                    await connector.unsubscribe(previous)
+                except Exception as exc:
+                    log.warning("could not remove a provider hook subscribed to the former URL",
+                                connection_id=connection_id, event=event, error=str(exc)[:200])
         return self.list(vendor_id, connection_id)
+
+    def _claim_moved(self, connection_id: str, event: str, base: str) -> tuple[str, str] | None:
+        """Reserve a (connection, event) subscription made to another URL than ``base`` for moving it: its row
+        id and its provider hook id, or None when there is none (or another request took it first)."""
+        with self.db.session() as s:
+            row = s.execute(select(HookSubscription.id, HookSubscription.remote_id).where(
+                HookSubscription.connection_id == connection_id, HookSubscription.event == event,
+                HookSubscription.remote_id != PENDING, HookSubscription.target_url != base)).first()
+            if row is None:
+                return None
+            res = s.execute(update(HookSubscription).where(
+                HookSubscription.id == row.id, HookSubscription.remote_id == row.remote_id,
+            ).values(remote_id=PENDING, created_at=utcnow()))
+        return (str(row.id), str(row.remote_id)) if getattr(res, "rowcount", 0) == 1 else None
 
     def _claim(self, vendor_id: str, connection_id: str, event: str, base: str) -> str | None:
         """Reserve (connection, event) before the provider call: the row's id, or None when it is taken. The

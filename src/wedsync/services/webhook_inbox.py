@@ -467,9 +467,7 @@ class WebhookInbox:
         previous page), without their bodies; ``status`` one of pending, processing, processed, failed."""
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {list(STATUSES)}", code="invalid_status")
-        stmt = select(_T.c.id, _T.c.event_id, _T.c.event_type, _T.c.record_id, _T.c.status, _T.c.attempts,
-                      _T.c.received_at, _T.c.processed_at, _T.c.next_attempt_at, _T.c.error).where(
-            _T.c.connection_id == connection_id)
+        stmt = select(*_EVENT_COLUMNS).where(_T.c.connection_id == connection_id)
         if status is not None:
             stmt = stmt.where(_T.c.status == status)
         if after is not None:
@@ -491,7 +489,15 @@ class WebhookInbox:
                 raise Conflict(f"the event is {row.status}; only a failed event can be retried", code="not_failed")
             s.execute(update(_T).where(_T.c.id == row.id, _T.c.status == FAILED).values(
                 status=PENDING, attempts=0, next_attempt_at=None, processed_at=None))
-        return self.events(connection_id, after=row.id + 1, limit=1)[0]
+            # the row itself (it was read as the page after ``row.id + 1``, a cursor that names no row of this
+            # connection when the event is its newest or the next inbox row is another connection's: 422
+            # invalid_cursor after the retry was committed)
+            return s.execute(select(*_EVENT_COLUMNS).where(_T.c.id == row.id)).one()
+
+
+#: What a vendor sees of an inbox event (``events``, ``retry``): no body.
+_EVENT_COLUMNS = (_T.c.id, _T.c.event_id, _T.c.event_type, _T.c.record_id, _T.c.status, _T.c.attempts,
+                  _T.c.received_at, _T.c.processed_at, _T.c.next_attempt_at, _T.c.error)
 
 
 def _due() -> Any:

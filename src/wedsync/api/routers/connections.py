@@ -92,7 +92,9 @@ def list_webhook_events(connection_id: str, hub: HubDep, vendor_id: VendorId, _p
     return WebhookEventsPage(items=items, next_cursor=next_cursor(items, limit, lambda e: e.id))
 
 
-@router.post("/connections/{connection_id}/webhook-events/{event_id}/retry", response_model=WebhookEventOut)
+# ``:path``: an event id may hold slashes (Calendly's is ``{event}:{invitee URI}``), and such an event could not
+# be retried at all (404), raw or percent-encoded
+@router.post("/connections/{connection_id}/webhook-events/{event_id:path}/retry", response_model=WebhookEventOut)
 async def retry_webhook_event(connection_id: str, event_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer
                               ) -> WebhookEventOut:
     """Process a failed event again, with a fresh count of attempts (after its cause was fixed: new credentials,

@@ -18,8 +18,14 @@ from wedsync.api import errors
 from wedsync.api.deps import HubDep, read_body
 from wedsync.bootstrap import Hub, get_hub
 from wedsync.connectors.channels.zapier import parse_zap_event
-from wedsync.connectors.webhooks import MetaScheme, MicrosoftGraphScheme, ZapierScheme, get_scheme
-from wedsync.errors import InvalidInput, NotFound, Unauthorized
+from wedsync.connectors.webhooks import (
+    MetaScheme,
+    MicrosoftGraphScheme,
+    SignatureInvalid,
+    ZapierScheme,
+    get_scheme,
+)
+from wedsync.errors import InvalidInput, NotFound, Unauthorized, UnsupportedMediaType
 from wedsync.metrics import WEBHOOK_EVENTS
 from wedsync.services.connections import WEBHOOK_SECRET
 
@@ -113,6 +119,18 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     if provider == "microsoft-graph" and "validationToken" in query:
         return PlainTextResponse(query["validationToken"])
     url = f"{hub.settings.public_url.rstrip('/')}{request.url.path}"
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        # every scheme signs the body as sent uncompressed: a compressed one failed as a wrong signature or an
+        # unreadable body, which sent the vendor after their secret instead of the compression
+        WEBHOOK_EVENTS.labels(info.provider, "rejected").inc()
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported: send the webhook body "
+                                   "uncompressed")
+    if not info.secret.strip():
+        # nothing to verify against (a connection stored before empty secrets were refused): an HMAC with an
+        # empty key, or an empty clientState, is what anyone can produce
+        WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
+        raise SignatureInvalid("the connection has no webhook secret; webhooks to it cannot be verified")
     try:
         if scheme.verify_may_block(request.headers):
             event = await asyncio.get_running_loop().run_in_executor(_BLOCKING_VERIFY, functools.partial(
@@ -125,8 +143,9 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
             # and not stored, instead of a 200 and an event that fails later where the vendor cannot see it. The
             # very parse the processing does, so what is accepted here is read there.
             parsed = parse_zap_event(info.provider, raw, None)
-            # stored as the event the parse read, not a field's text (``event_type`` may be "Wedding")
-            event = replace(event, event_type=parsed.kind)
+            # stored as the event the parse read, not a field's text (``event_type`` may be "Wedding"), about the
+            # record it names (the client's or the project's remote id, as the vendor's events list shows it)
+            event = replace(event, event_type=parsed.kind, record_id=parsed.remote_id)
     except Unauthorized:
         WEBHOOK_EVENTS.labels(info.provider, "bad_signature").inc()
         raise
@@ -141,7 +160,9 @@ async def intake(hub: Hub, request: Request, provider: str, connection_id: str) 
     return JSONResponse({"received": True, "duplicate": not new, "event_id": event.event_id})
 
 
-_INTAKE_PATH = re.compile(r"/webhooks/([^/]+)/([^/]+)")
+# a trailing slash too: the app's answer to it was a 307 to the URL without one, which Stripe and most
+# providers do not follow (a 3xx is a failed delivery), so a hook URL pasted with a slash lost every event
+_INTAKE_PATH = re.compile(r"/webhooks/([^/]+)/([^/]+)/?")
 
 
 class WebhookFastPath:

@@ -509,8 +509,20 @@ def split_full_name(full: str) -> tuple[str | None, str | None]:
     if "," in text:  # "Lastname, Firstname"
         last, _, first = text.partition(",")
         return (first.strip() or None), (last.strip() or None)
+    words = text.split(" ")
+    joins = [i for i, w in enumerate(words) if 0 < i < len(words) - 1 and w.casefold() in _AND]
+    if joins:
+        # a couple: "Anna & Ben Carter" is Anna & Ben of the Carter family (it was "Anna" and "& Ben Carter"),
+        # "Anna & Ben" two first names
+        if joins[-1] == len(words) - 2:
+            return text, None
+        return " ".join(words[:-1]), words[-1]
     first, _, last = text.partition(" ")
     return (first or None), (last or None)
+
+
+#: the words that join a couple's first names in a one-cell name
+_AND = frozenset({"&", "and", "+"})
 
 # thousands separators people type in a count: "1,150", "1 150", "1'150" (and the narrow/no-break spaces)
 _THOUSANDS = re.compile(r"[,'\s\u00a0\u202f]")

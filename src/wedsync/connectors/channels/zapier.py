@@ -144,7 +144,7 @@ def _decode_body(raw_body: bytes, content_type: str | None) -> dict[str, Any]:
         if isinstance(data, list) and len(data) == 1:  # Zapier's "send as list" option
             data = data[0]
         if not isinstance(data, dict):
-            raise _bad("hook body must be a JSON object of fields")
+            raise _bad("hook body must be a JSON object of fields (one event per request)")
         return data
     if kind in ("", "application/x-www-form-urlencoded", "text/plain"):
         if "=" not in stripped or any(ch in stripped for ch in "\x00"):
@@ -202,6 +202,9 @@ def _parse_day(value: str | None, dayfirst: bool) -> date | None:
     if not value:
         return None
     text = value.strip()
+    if text.isdigit() and len(text) in (10, 13):  # unix seconds or milliseconds, as ``_parse_when`` reads them
+        when = _parse_when(text)
+        return when.date() if when is not None else None
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
@@ -304,7 +307,8 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
 
     project_id = _pick(fields, spec.project_id)
     name = _pick(fields, names["project_name"])
-    event_date = _parse_day(_pick(fields, names["project_date"]), spec.default_region == "AU")
+    date_raw = _pick(fields, names["project_date"])
+    event_date = _parse_day(date_raw, spec.default_region == "AU")
     if not project_id and not name and client is None:
         raise _bad("a New Project Booked hook needs a project id, a project name or the client")
     if project_id:
@@ -319,6 +323,8 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
                                  ("wedsync_reference", fields.get("wedsync_reference"))) if v}
     if guests_raw and guests is None:  # no row report in a hook to warn in: what is not a count is kept as sent
         wcustom["guest_count_as_sent"] = guests_raw[:64]
+    if date_raw and event_date is None:  # nor a date that does not name its day ("June 2027"): kept as sent
+        wcustom["project_date_as_sent"] = date_raw[:64]
     event_type_is_event = event_kind(fields.get("event_type")) is not None
     project_type = _pick(fields, tuple(n for n in names["project_type"]
                                        if n != "event_type" or not event_type_is_event))
