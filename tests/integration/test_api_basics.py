@@ -313,6 +313,44 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     assert "sandbox-vsco-key" not in r.text
 
 
+async def test_a_provider_asking_to_wait_forever_is_424_not_500(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider's ``429`` with ``Retry-After: inf`` answered our API's caller 500 (OverflowError building our
+    own Retry-After header, found by a probe): now 424 with the wait bounded to a day."""
+    import http.server
+    import threading
+
+    class Inf(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"type": "rate-limit", "detail": "slow down"}'
+            self.send_response(429)
+            self.send_header("Retry-After", "inf")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inf)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        v, key = await _vendor(hub)
+        conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "inf-key"},
+                                      base_url=f"http://127.0.0.1:{server.server_address[1]}/api/v2")
+        r = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status_code == 424, r.text
+    assert r.json()["error"]["code"] == "provider_rate_limited"
+    assert r.headers["retry-after"] == "86400"
+    assert "inf-key" not in r.text
+
+
 async def test_connection_settings_are_checked_and_can_be_changed(api, hub) -> None:  # type: ignore[no-untyped-def]
     """A setting of the wrong type or out of range was stored and broke every later sync of the connection for
     good (PATCH could not change settings): now 422 invalid_settings on creation and on PATCH."""

@@ -32,6 +32,7 @@ from wedsync.connectors.errors import (
     SchemaMismatch,
 )
 from wedsync.connectors.http import (
+    MAX_PROVIDER_WAIT,
     UNDECODABLE_REREADS,
     ProviderClient,
     RateBudget,
@@ -210,6 +211,19 @@ def test_parse_retry_after_forms() -> None:
     assert parse_rate_limit_reset("30", now=now) == 30.0
     assert parse_rate_limit_reset(str(int(now) + 45), now=now) == 45.0
     assert parse_rate_limit_reset(str(int(now * 1000) + 5000), now=now) == pytest.approx(5.0)
+
+
+def test_a_wait_no_plan_can_mean_is_bounded() -> None:
+    """``Retry-After: inf`` (or 1e400, or a date in the year 9999) became an infinite retry_after: our own API
+    answered 500 (``math.ceil(inf)`` for its Retry-After header) and the inbox could not schedule the retry.
+    Waits are now at most a day, and NaN says nothing."""
+    now = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    for value in ("inf", "1e400", "Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999"):
+        assert parse_retry_after(value, now=now) == MAX_PROVIDER_WAIT, value
+        assert parse_rate_limit_reset(value, now=now) == MAX_PROVIDER_WAIT, value
+    assert parse_retry_after("nan", now=now) is None
+    assert parse_rate_limit_reset("nan", now=now) is None
+    assert parse_retry_after("-inf", now=now) == 0.0
 
 
 async def test_429_retry_after_seconds_is_honoured(app: Starlette, rec: Recorder) -> None:

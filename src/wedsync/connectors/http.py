@@ -31,6 +31,7 @@ jitter; ``OutcomeUnknown`` and ``CircuitOpen`` go to the caller immediately.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
@@ -82,6 +83,10 @@ __all__ = [
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 DEFAULT_RATE_LIMIT_WAIT = 1.0
+#: The longest wait a provider's header can order (a day). ``Retry-After: inf``, ``1e400`` or a date in the
+#: year 9999 is a provider's bug, not a plan: uncapped it reached our own ``Retry-After`` header
+#: (``math.ceil(inf)``: a 500) and the inbox's next attempt time (``timedelta`` overflow).
+MAX_PROVIDER_WAIT = 86_400.0
 ERROR_TEXT_LIMIT = 300
 _REASON_ATTR = "retry_reason"  # set on mapped errors for the provider_retries_total{reason} label
 
@@ -97,16 +102,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return _bounded_wait(seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always UTC
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+    return _bounded_wait(when.timestamp() - (now if now is not None else time.time()))
+
+
+def _bounded_wait(seconds: float) -> float | None:
+    """A header's wait in seconds, from 0 to ``MAX_PROVIDER_WAIT``; None for NaN (no wait was said)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_PROVIDER_WAIT)
 
 
 def parse_rate_limit_reset(value: str | None, *, now: float | None = None) -> float | None:
@@ -119,10 +133,10 @@ def parse_rate_limit_reset(value: str | None, *, now: float | None = None) -> fl
         return parse_retry_after(value, now=now)  # some providers send an HTTP-date here
     wall = now if now is not None else time.time()
     if x > 1e12:
-        return max(0.0, x / 1000.0 - wall)
+        return _bounded_wait(x / 1000.0 - wall)
     if x > 1e9:
-        return max(0.0, x - wall)
-    return max(0.0, x)
+        return _bounded_wait(x - wall)
+    return _bounded_wait(x)
 
 
 # ---------------------------------------------------------------------------------------------- rate budget
