@@ -396,7 +396,7 @@ async def test_a_body_cut_short_once_is_read_again(app: Starlette, rec: Recorder
 
 async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, rec: Recorder) -> None:
     provider = provider_name()
-    breaker = breaker_for(provider, failure_threshold=5, open_seconds=0.3)
+    breaker = breaker_for(provider, "http://provider.test:80", failure_threshold=5, open_seconds=0.3)
     async with client(app, provider, retry=RetryPolicy(max_attempts=1)) as c:
         app.state.healthy = False
         for _ in range(5):
@@ -428,6 +428,30 @@ async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, re
         assert breaker.state == "closed"
         assert sample("provider_circuit_state", {"provider": provider}) == 0.0
         assert await c.get_json("/toggle") == {"ok": True}
+
+
+async def test_one_host_failing_does_not_open_the_breaker_of_another_host(app: Starlette, rec: Recorder) -> None:
+    """The breaker was per provider: five 503s from one vendor's base URL (a sandbox, a proxy, a hostile host)
+    opened it for every connection of that provider, and another vendor's healthy sync failed with CircuitOpen
+    (found by a probe). It is per provider and origin; the metric shows the worst of them."""
+    provider = provider_name()
+    app.state.healthy = False
+    bad = ProviderClient(provider, "http://bad.test:8140", transport=httpx.ASGITransport(app=app),
+                         retry=RetryPolicy(max_attempts=1))
+    good = ProviderClient(provider, "http://good.test", transport=httpx.ASGITransport(app=app),
+                          retry=RetryPolicy(max_attempts=1))
+    async with bad, good:
+        for _ in range(5):
+            with pytest.raises(Retriable):
+                await bad.get_json("/toggle")
+        with pytest.raises(CircuitOpen) as info:
+            await bad.get_json("/toggle")
+        assert "bad.test:8140" in str(info.value) and "5 of its last 5 calls failed" in str(info.value)
+        assert sample("provider_circuit_state", {"provider": provider}) == 2.0
+        app.state.healthy = True
+        assert await good.get_json("/toggle") == {"ok": True}  # the other host's breaker is closed
+        assert good.breaker.state == "closed" and bad.breaker.state == "open"
+        assert sample("provider_circuit_state", {"provider": provider}) == 2.0  # the worst breaker
 
 
 async def test_breaker_opens_on_failure_ratio_without_consecutive_run() -> None:

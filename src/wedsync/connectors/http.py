@@ -77,6 +77,7 @@ __all__ = [
     "breaker_for",
     "budget_for",
     "circuit_states",
+    "origin_of",
     "parse_rate_limit_reset",
     "parse_retry_after",
 ]
@@ -312,7 +313,12 @@ def budget_for(
 
 
 class CircuitBreaker:
-    """Per-provider breaker: closed -> open -> half-open (one probe) -> closed.
+    """Breaker of one provider host: closed -> open -> half-open (one probe) -> closed.
+
+    There is one per provider *and origin* (scheme, host, port of the base URL): connections at the
+    provider's own address share one, a connection pointed elsewhere (its ``base_url``: a sandbox, a region,
+    a proxy) has its own, so a dead or hostile host one vendor set cannot stop every other vendor's calls to
+    that provider (it did: five 503s from one vendor's base URL failed another's sync with ``CircuitOpen``).
 
     Opens after ``failure_threshold`` consecutive failures (``Retriable``/``OutcomeUnknown`` outcomes, not
     429s), or when at least ``min_calls`` attempts in the last ``window_seconds`` failed at
@@ -323,14 +329,17 @@ class CircuitBreaker:
     def __init__(
         self,
         provider: str,
+        origin: str = "",
         *,
         failure_threshold: int = 5,
         open_seconds: float = 5.0,
         window_seconds: float = 30.0,
         min_calls: int = 20,
         failure_ratio: float = 0.5,
+        siblings: Mapping[str, CircuitBreaker] | None = None,
     ) -> None:
         self.provider = provider
+        self.origin = origin
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
         self.window_seconds = window_seconds
@@ -344,7 +353,8 @@ class CircuitBreaker:
         self._window: deque[tuple[float, bool]] = deque()
         self._window_failures = 0
         self._gauge = circuit_state_child(provider)
-        self._gauge.set(0)
+        self._siblings: Mapping[str, CircuitBreaker] = siblings or {}  # the provider's breakers (gauge: max)
+        self._publish()
 
     @property
     def state(self) -> str:
@@ -363,6 +373,7 @@ class CircuitBreaker:
             state = self._current(now)
             return {
                 "provider": self.provider,
+                "origin": self.origin,
                 "state": state,
                 "consecutive_failures": self._consecutive,
                 "retry_after": max(0.0, self._opened_until - now) if state == "open" else 0.0,
@@ -384,7 +395,12 @@ class CircuitBreaker:
     def _set(self, state: str) -> None:
         if state != self._state:
             self._state = state
-            self._gauge.set(CIRCUIT_STATE_VALUES[state])
+            self._publish()
+
+    def _publish(self) -> None:
+        """``provider_circuit_state{provider}``: the worst state of the provider's breakers (one per origin)."""
+        states = [b._state for b in list(self._siblings.values()) if b is not self] + [self._state]
+        self._gauge.set(max(CIRCUIT_STATE_VALUES[x] for x in states))
 
     def before_call(self) -> bool:
         """Permission to send; returns True when this call is the half-open probe. Raises ``CircuitOpen``."""
@@ -397,8 +413,15 @@ class CircuitBreaker:
                 self._probe_started = now
                 return True
             retry_after = self._opened_until - now if state == "open" else self.open_seconds
+            failed, calls = self._window_failures, len(self._window)
+        where = f"{self.provider} ({_host(self.origin)})" if self.origin else self.provider
+        if state == "open":
+            message = (f"{where} is failing ({failed} of its last {calls} calls failed); not calling it for "
+                       f"{max(retry_after, 1.0):.0f}s (circuit breaker open)")
+        else:
+            message = f"{where} is failing; one test call is under way (circuit breaker half-open)"
         raise CircuitOpen(
-            f"{self.provider}: circuit {state}, not sending",
+            message,
             retry_after=max(retry_after, 0.05),
             provider=self.provider,
         )
@@ -450,23 +473,42 @@ class CircuitBreaker:
             self._window_failures -= old_failed
 
 
-_breakers: dict[str, CircuitBreaker] = {}
+_breakers: dict[str, dict[str, CircuitBreaker]] = {}  # provider -> origin -> breaker
 
 
-def breaker_for(provider: str, **config: Any) -> CircuitBreaker:
-    """The process-wide breaker of ``provider``; ``config`` applies only when it is created."""
-    breaker = _breakers.get(provider)
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of a base URL: what a breaker is kept per (never the path, which may be secret)."""
+    parsed = httpx.URL(url) if isinstance(url, str) else url
+    if not parsed.host:
+        return ""
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+
+def _host(origin: str) -> str:
+    return origin.split("://", 1)[-1]
+
+
+def breaker_for(provider: str, origin: str = "", **config: Any) -> CircuitBreaker:
+    """The process-wide breaker of ``provider`` at ``origin`` (:func:`origin_of` the base URL); ``config``
+    applies only when it is created."""
+    breaker = _breakers.get(provider, {}).get(origin)
     if breaker is None:
         with _registry_lock:
-            breaker = _breakers.get(provider)
+            of_provider = _breakers.setdefault(provider, {})
+            breaker = of_provider.get(origin)
             if breaker is None:
-                breaker = _breakers[provider] = CircuitBreaker(provider, **config)
+                breaker = of_provider[origin] = CircuitBreaker(provider, origin, siblings=of_provider, **config)
     return breaker
 
 
 def circuit_states() -> dict[str, str]:
-    """Current state of every provider's breaker in this process."""
-    return {name: b.state for name, b in list(_breakers.items())}
+    """Current state of every provider's breakers in this process: the worst of each provider's origins."""
+    out: dict[str, str] = {}
+    for name, of_provider in list(_breakers.items()):
+        states = [b.state for b in list(of_provider.values())]
+        if states:
+            out[name] = max(states, key=CIRCUIT_STATE_VALUES.__getitem__)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- retry policy
@@ -558,7 +600,7 @@ class ProviderClient:
             follow_redirects=False,
         )
         self.budget = budget_for(provider, account_key, rate=rate, burst=burst)
-        self.breaker = breaker_for(provider)
+        self.breaker = breaker_for(provider, origin_of(self._client.base_url))
         self._log = get_logger("wedsync.http").bind(provider=provider)
         self._seconds = request_seconds_child(provider)
 
