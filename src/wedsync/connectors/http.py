@@ -413,11 +413,13 @@ class CircuitBreaker:
                 self._probe_started = now
                 return True
             retry_after = self._opened_until - now if state == "open" else self.open_seconds
-            failed, calls = self._window_failures, len(self._window)
+            failed, calls, in_a_row = self._window_failures, len(self._window), self._consecutive
         where = f"{self.provider} ({_host(self.origin)})" if self.origin else self.provider
         if state == "open":
-            message = (f"{where} is failing ({failed} of its last {calls} calls failed); not calling it for "
-                       f"{max(retry_after, 1.0):.0f}s (circuit breaker open)")
+            how = (f"{in_a_row} failures in a row" if in_a_row >= self.failure_threshold
+                   else f"{failed} of its last {calls} calls failed")
+            message = (f"{where} is failing ({how}); not calling it for {max(retry_after, 1.0):.0f}s "
+                       f"(circuit breaker open)")
         else:
             message = f"{where} is failing; one test call is under way (circuit breaker half-open)"
         raise CircuitOpen(
