@@ -212,6 +212,37 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
         stop()
 
 
+async def test_a_page_larger_than_asked_fails_the_run_as_schema_mismatch(hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider ignoring pageSize (a probe's served 50,000 contacts in one page, all written, 500 MB of the
+    worker) fails the run saying so: page numbers mean nothing then."""
+    from wedsync.connectors.errors import SchemaMismatch
+
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}"} for i in range(150)]
+    app = FastAPI()
+
+    @app.get("/api/v2/address-book")
+    async def contacts(page: int = 1) -> dict:
+        return {"type": "addressbook-collection", "items": items, "meta": {"totalPages": 1, "totalItems": 150}}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("Big Page Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        r = hub.sync.create_run(v.id, c.id, "full")
+        with pytest.raises(SchemaMismatch) as exc:
+            await drive_run(r.id, DirectSteps(hub.sync))
+        await hub.connections.aclose()
+    finally:
+        stop()
+    summary = hub.sync.fail(r.id, exc.value)  # what the workflow does with a connector error
+    assert summary["status"] == "failed"
+    assert "150 records for a page of 100: the provider ignored pageSize" in summary["error_detail"]
+    assert stored(hub, Client, c.id) == {}
+    with hub.db.read() as s:
+        conn = s.get(Connection, c.id)
+        assert conn.status == "error" and "ignored pageSize" in conn.status_detail
+
+
 @pytest.mark.parametrize("total_pages", [1000, 2**40])
 async def test_totals_that_lie_end_the_listing_at_the_first_empty_page(hub, total_pages) -> None:  # type: ignore[no-untyped-def]
     """A provider reporting 1,000 pages and serving 3 had every pass of a full run read 997 empty pages (3,000

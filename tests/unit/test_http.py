@@ -454,6 +454,33 @@ async def test_one_host_failing_does_not_open_the_breaker_of_another_host(app: S
         assert sample("provider_circuit_state", {"provider": provider}) == 2.0  # the worst breaker
 
 
+async def test_a_body_beyond_the_limit_is_refused_not_held() -> None:
+    """A provider ignoring pageSize (50,000 contacts in one page took 500 MB of the worker; found by a probe) or
+    a gzip bomb is refused with SchemaMismatch once the decoded body passes max_response_bytes."""
+    import gzip
+
+    bomb = gzip.compress(b"[" + b"0," * 600_000 + b"0]")  # ~1.2 MB decoded from a few KB
+
+    async def big(request: Request) -> Response:
+        return Response(b"[" + b"1," * 300_000 + b"1]", media_type="application/json")
+
+    async def zipped(request: Request) -> Response:
+        return Response(bomb, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    async def small(request: Request) -> Response:
+        return JSONResponse([1, 2, 3])
+
+    app = Starlette(routes=[Route("/big", big), Route("/bomb", zipped), Route("/small", small)])
+    assert len(bomb) < 10_000
+    async with client(app, provider_name(), max_response_bytes=512 * 1024) as c:
+        for path in ("/big", "/bomb"):
+            with pytest.raises(SchemaMismatch) as info:
+                await c.get_json(path)
+            assert "larger than 0.5 MB" in str(info.value) and info.value.http_status == 200, path
+        assert await c.get_json("/small") == [1, 2, 3]
+        assert c.breaker.state == "closed"
+
+
 async def test_breaker_opens_on_failure_ratio_without_consecutive_run() -> None:
     breaker = breaker_for(provider_name(), failure_threshold=100, min_calls=10, failure_ratio=0.5)
     for _ in range(5):

@@ -89,6 +89,10 @@ DEFAULT_RATE_LIMIT_WAIT = 1.0
 #: (``math.ceil(inf)``: a 500) and the inbox's next attempt time (``timedelta`` overflow).
 MAX_PROVIDER_WAIT = 86_400.0
 ERROR_TEXT_LIMIT = 300
+#: The largest response body read from a provider, decoded (a page of 100 records is about 100 KB). A provider
+#: ignoring ``pageSize`` (50,000 contacts in one page took 500 MB of the worker) or a gzip bomb is refused
+#: with ``SchemaMismatch`` before it is held in memory.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _REASON_ATTR = "retry_reason"  # set on mapped errors for the provider_retries_total{reason} label
 
 
@@ -583,8 +587,10 @@ class ProviderClient:
         idempotency_header: str | None = None,
         rate: float | None = None,
         burst: int | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.provider = provider
+        self.max_response_bytes = max_response_bytes
         self.account_key = account_key
         self.retry = retry or RetryPolicy()
         self.idempotency_header = idempotency_header
@@ -733,9 +739,9 @@ class ProviderClient:
         try:
             if self._deadline is not None:
                 async with asyncio.timeout(self._deadline):
-                    response = await self._client.send(request)
+                    response = await self._send(request)
             else:
-                response = await self._client.send(request)
+                response = await self._send(request)
         except ConnectorError as exc:  # raised by an auth flow, e.g. ReauthRequired on invalid_grant
             error = exc
         except TimeoutError as exc:
@@ -791,6 +797,32 @@ class ProviderClient:
             error=error.__class__.__name__,
         )
         raise error
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the body, decoded, up to ``max_response_bytes`` (``SchemaMismatch`` beyond)."""
+        response = await self._client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes and not response.headers.get(
+                    "content-encoding"):
+                raise self._too_large(request, response)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise self._too_large(request, response)
+                chunks.append(chunk)
+            response._content = b"".join(chunks)  # what Response.aread() sets, read here with a limit
+        finally:
+            await response.aclose()
+        return response
+
+    def _too_large(self, request: httpx.Request, response: httpx.Response) -> SchemaMismatch:
+        limit = f"{self.max_response_bytes / 1_048_576:g} MB"
+        return SchemaMismatch(
+            f"{self.provider}: {request.method} {_path(request.url)} -> {response.status_code}: the response is "
+            f"larger than {limit}; not read", provider=self.provider, http_status=response.status_code)
 
     def _transport_error(
         self, request: httpx.Request, exc: BaseException, replayable: bool, *, sent: bool, reason: str

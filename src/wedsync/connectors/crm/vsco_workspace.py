@@ -619,6 +619,9 @@ class VscoWorkspaceConnector(Connector):
         raw_meta = body.get("meta")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         items = body["items"]
+        if len(items) > page_size:  # the page numbers (and what a pass has read) mean nothing then
+            raise SchemaMismatch(f"{path} answered {len(items)} records for a page of {page_size}: the provider "
+                                 f"ignored pageSize", provider=self.slug)
         total_items = meta.get("totalItems")
         total_pages = meta.get("totalPages")
         if (not isinstance(total_pages, int) or isinstance(total_pages, bool)
