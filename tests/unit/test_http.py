@@ -481,6 +481,39 @@ async def test_a_body_beyond_the_limit_is_refused_not_held() -> None:
         assert c.breaker.state == "closed"
 
 
+async def test_a_redirect_is_not_followed_and_says_where_it_went() -> None:
+    """A 3xx read 'vsco-workspace: GET /x -> 302: ' (nothing after the colon; found by a probe): the error names
+    the other host (never the path or query, which may carry a token), and the credentials never go there."""
+    rec = Recorder()
+
+    async def moved(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=301, headers={"Location": "https://api.elsewhere.test/v2/x?token=s3cr3t"})
+
+    async def same(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=302, headers={"Location": "/login?next=/x"})
+
+    async def nowhere(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=302)
+
+    app = Starlette(routes=[Route("/moved", moved), Route("/same", same), Route("/nowhere", nowhere)])
+    async with client(app, provider_name(), headers={"X-API-KEY": "k"}) as c:
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/moved")
+        text = str(info.value)
+        assert "-> 301: redirected to https://api.elsewhere.test:443 (not followed" in text, text
+        assert "s3cr3t" not in text and "/v2/x" not in text
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/same")
+        assert "redirected to another path on the same host" in str(info.value) and "login" not in str(info.value)
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/nowhere")
+        assert "without a usable Location" in str(info.value)
+    assert [path for path, _, _ in rec.seen] == ["/moved", "/same", "/nowhere"]  # each once, nothing followed
+
+
 async def test_breaker_opens_on_failure_ratio_without_consecutive_run() -> None:
     breaker = breaker_for(provider_name(), failure_threshold=100, min_calls=10, failure_ratio=0.5)
     for _ in range(5):

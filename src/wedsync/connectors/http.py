@@ -14,7 +14,8 @@ Every connector talks to its provider through a :class:`ProviderClient`. Per att
    2xx, 304                                  (returned)
    429                                       ``RateLimited(retry_after)`` (header, else 1 s)
    401, 403                                  ``ReauthRequired``
-   other 3xx/4xx                             ``Fatal`` (provider text, truncated and scrubbed)
+   3xx (never followed)                      ``Fatal`` naming the other host (not the path or query)
+   other 4xx                                 ``Fatal`` (provider text, truncated and scrubbed)
    408, 5xx                                  ``Retriable`` if replayable, else ``OutcomeUnknown``
    connect error/timeout, pool timeout       ``Retriable`` (the request never left)
    read/write timeout, dropped connection    ``Retriable`` if replayable, else ``OutcomeUnknown``
@@ -863,7 +864,25 @@ class ProviderClient:
                 )
             setattr(err, _REASON_ATTR, "5xx" if status >= 500 else "timeout")
             return err
+        if 300 <= status < 400:
+            return Fatal(f"{where}: {_redirect_text(request, response)}", provider=provider, http_status=status)
         return Fatal(f"{where}: {_error_text(response)}", provider=provider, http_status=status)
+
+
+def _redirect_text(request: httpx.Request, response: httpx.Response) -> str:
+    """What a vendor can act on when the provider redirects (never followed: the credentials would go along):
+    where to, by origin only (a path or query may carry a token), and what to check."""
+    location = response.headers.get("location", "").strip()
+    try:
+        target = request.url.join(location) if location else None
+    except (httpx.InvalidURL, ValueError):
+        target = None
+    if target is None or not target.host:
+        return "redirected without a usable Location (not followed); check the connection's base URL"
+    if origin_of(target) == origin_of(request.url):
+        return ("redirected to another path on the same host (not followed); check the connection's base URL")
+    return (f"redirected to {target.scheme}://{_host(origin_of(target))} (not followed, so the credentials stay "
+            f"here); if the provider moved, set the connection's base URL to it")
 
 
 def _path(url: httpx.URL) -> str:
