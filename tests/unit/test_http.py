@@ -335,10 +335,13 @@ async def test_timeout_get_retried_then_retriable(app: Starlette, rec: Recorder)
     retry = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
     async with client(app, provider_name(), timeout=0.1, retry=retry) as c:
         start = time.monotonic()
-        with pytest.raises(Retriable):
+        with pytest.raises(Retriable) as info:
             await c.get_json("/slow")
         assert time.monotonic() - start < 3.0
     assert rec.calls["/slow"] == 2
+    # in words (the connection's status shows it): it read "TimeoutError (replayable)"
+    assert "the provider did not answer in full within 0.1s (" in str(info.value), str(info.value)
+    assert "replayable" not in str(info.value)
 
 
 async def test_timeout_unkeyed_post_is_outcome_unknown(app: Starlette, rec: Recorder) -> None:
@@ -364,7 +367,20 @@ async def test_connect_error_is_retriable_even_for_unkeyed_post() -> None:
             await c.request("POST", "/charges", json={"amount": 1})
     assert not isinstance(info.value, OutcomeUnknown)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert "could not connect to the provider (ConnectError); nothing was sent" in str(info.value)
     assert sample("provider_retries_total", {"provider": provider, "reason": "connect"}) == 1.0
+
+
+async def test_a_body_that_lies_about_its_encoding_is_said_in_words() -> None:
+    """``Content-Encoding: gzip`` on a plain body read 'DecodingError (replayable)' on the connection."""
+    async def liar(request: Request) -> Response:
+        return Response(b'{"items": []}', media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    app = Starlette(routes=[Route("/liar", liar)])
+    async with client(app, provider_name(), retry=RetryPolicy(max_attempts=1)) as c:
+        with pytest.raises(Retriable) as info:
+            await c.get_json("/liar")
+    assert "did not decode as its Content-Encoding said (DecodingError)" in str(info.value), str(info.value)
 
 
 async def test_status_mapping_fatal_reauth_schema(app: Starlette, rec: Recorder) -> None:

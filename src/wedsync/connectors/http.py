@@ -828,17 +828,33 @@ class ProviderClient:
     def _transport_error(
         self, request: httpx.Request, exc: BaseException, replayable: bool, *, sent: bool, reason: str
     ) -> ConnectorError:
-        what = f"{self.provider}: {request.method} {_path(request.url)}: {exc.__class__.__name__}"
+        what = (f"{self.provider}: {request.method} {_path(request.url)}: {self._in_words(exc)} "
+                f"({exc.__class__.__name__})")
         error: ConnectorError
         if not sent:
-            error = Retriable(f"{what} (not sent)", provider=self.provider)
+            error = Retriable(f"{what}; nothing was sent", provider=self.provider)
         elif replayable:
-            error = Retriable(f"{what} (replayable)", provider=self.provider)
+            error = Retriable(what, provider=self.provider)
         else:
             error = OutcomeUnknown(f"{what}: the request may have been executed", provider=self.provider)
         error.__cause__ = exc
         setattr(error, _REASON_ATTR, reason)
         return error
+
+    def _in_words(self, exc: BaseException) -> str:
+        """What happened on the wire, as a vendor reads it (the status of a connection shows it)."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return "no connection to the provider within the timeout"
+        if isinstance(exc, httpx.ConnectError):
+            return "could not connect to the provider"
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            deadline = f" within {self._deadline:g}s" if self._deadline is not None else ""
+            return f"the provider did not answer in full{deadline}"
+        if isinstance(exc, httpx.DecodingError):
+            return "the provider's response did not decode as its Content-Encoding said"
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.CloseError):
+            return "the provider closed or reset the connection before answering in full"
+        return "the request to the provider failed"
 
     def _map_status(self, request: httpx.Request, response: httpx.Response, replayable: bool) -> ConnectorError | None:
         status = response.status_code
