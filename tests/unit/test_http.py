@@ -405,9 +405,12 @@ async def test_status_mapping_fatal_reauth_schema(app: Starlette, rec: Recorder)
 
 
 async def test_a_body_cut_short_once_is_read_again(app: Starlette, rec: Recorder) -> None:
-    async with client(app, provider_name()) as c:
+    provider = provider_name()
+    async with client(app, provider) as c:
         assert await c.get_json("/cut-once") == {"data": [1, 2, 3]}
     assert rec.calls["/cut-once"] == 2
+    # the second request is a retry like any other in /metrics (it was counted nowhere but in the requests)
+    assert sample("provider_retries_total", {"provider": provider, "reason": "undecodable"}) == 1.0
 
 
 async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, rec: Recorder) -> None:

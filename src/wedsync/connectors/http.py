@@ -656,6 +656,7 @@ class ProviderClient:
                     raise
                 self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
                                   error=str(exc))
+                retries_child(self.provider, "undecodable").inc()  # another request, like any retry
                 await asyncio.sleep(self.retry.backoff(attempt))
 
     def _decode_json(self, response: httpx.Response) -> Any:
