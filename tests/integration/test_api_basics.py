@@ -45,6 +45,12 @@ async def test_missing_credentials_and_bad_urls(api, hub) -> None:  # type: igno
     r = await api.post("/api/connections", headers=auth(key),
                        json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": "ftp://x"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_url"
+    # a password in the URL was stored in clear and shown by every GET of the connection (found by a probe)
+    for url in ("http://admin:hunter2secret@127.0.0.1:9/api/v2", "https://token@workspace.example.com/api/v2"):
+        r = await api.post("/api/connections", headers=auth(key),
+                           json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": url})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_url", r.text
+        assert "hunter2secret" not in r.text and "pass them as credentials" in r.text
 
 
 async def test_credentials_never_returned(api, hub) -> None:  # type: ignore[no-untyped-def]
