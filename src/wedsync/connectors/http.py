@@ -5,7 +5,8 @@ Every connector talks to its provider through a :class:`ProviderClient`. Per att
 1. asks the provider's :class:`CircuitBreaker` for permission (``CircuitOpen`` at once when it is open),
 2. takes a token from the account's :class:`RateBudget` (shared by every job of that provider account in the
    process, paused by ``Retry-After`` and ``X-RateLimit-*`` headers),
-3. sends the request under an overall per-attempt deadline,
+3. sends the request under an overall per-attempt deadline, reading at most ``max_response_bytes`` of body
+   (decoded; ``SchemaMismatch`` beyond),
 4. maps the outcome onto the connector error tree (ARCHITECTURE rule 4: an unknown outcome is not a failure):
 
    ========================================  =====================================================
