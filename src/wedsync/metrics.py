@@ -55,7 +55,7 @@ PROVIDER_REQUEST_SECONDS = Histogram(
 )
 PROVIDER_RETRIES = Counter(
     "provider_retries",
-    "Retries of provider requests, by reason (5xx, timeout, connect, protocol, rate_limited)",
+    "Retries of provider requests, by reason (5xx, timeout, connect, protocol, rate_limited, undecodable)",
     ["provider", "reason"],
 )
 PROVIDER_RATE_LIMITED = Counter(

@@ -45,6 +45,12 @@ async def test_missing_credentials_and_bad_urls(api, hub) -> None:  # type: igno
     r = await api.post("/api/connections", headers=auth(key),
                        json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": "ftp://x"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_url"
+    # a password in the URL was stored in clear and shown by every GET of the connection (found by a probe)
+    for url in ("http://admin:hunter2secret@127.0.0.1:9/api/v2", "https://token@workspace.example.com/api/v2"):
+        r = await api.post("/api/connections", headers=auth(key),
+                           json={"provider": "vsco-workspace", "credentials": {"api_key": "k"}, "base_url": url})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_url", r.text
+        assert "hunter2secret" not in r.text and "pass them as credentials" in r.text
 
 
 async def test_credentials_never_returned(api, hub) -> None:  # type: ignore[no-untyped-def]
@@ -311,6 +317,44 @@ async def test_a_provider_outage_is_424_never_5xx(api, hub, sandbox_url) -> None
     err = r.json()["error"]
     assert err["code"].startswith("provider_") and err["details"]["provider"] == "vsco-workspace"
     assert "sandbox-vsco-key" not in r.text
+
+
+async def test_a_provider_asking_to_wait_forever_is_424_not_500(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider's ``429`` with ``Retry-After: inf`` answered our API's caller 500 (OverflowError building our
+    own Retry-After header, found by a probe): now 424 with the wait bounded to a day."""
+    import http.server
+    import threading
+
+    class Inf(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"type": "rate-limit", "detail": "slow down"}'
+            self.send_response(429)
+            self.send_header("Retry-After", "inf")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inf)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        v, key = await _vendor(hub)
+        conn = hub.connections.create(v.id, "vsco-workspace", credentials={"api_key": "inf-key"},
+                                      base_url=f"http://127.0.0.1:{server.server_address[1]}/api/v2")
+        r = await api.post(f"/api/connections/{conn.id}/subscriptions", headers=auth(key))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status_code == 424, r.text
+    assert r.json()["error"]["code"] == "provider_rate_limited"
+    assert r.headers["retry-after"] == "86400"
+    assert "inf-key" not in r.text
 
 
 async def test_connection_settings_are_checked_and_can_be_changed(api, hub) -> None:  # type: ignore[no-untyped-def]

@@ -415,6 +415,16 @@ async def test_refresh_before_expiry_rotates_and_is_saved_once_under_concurrency
     assert not any(tok in logs for t in (t0, t1, t2) for tok in (t.access_token, t.refresh_token or "-"))
 
 
+async def test_a_token_lifetime_beyond_any_date_connects_without_an_expiry(env: Env, browser: httpx.AsyncClient
+                                                                           ) -> None:
+    """A token endpoint answering ``expires_in: 1e12`` (past the year 9999) made the callback answer 500
+    (OverflowError; found by a probe): the connection is made, its token has no expiry to refresh before."""
+    env.emulator.access_token_ttl = 1e12
+    body = await _connect(env, browser)
+    token = await VaultTokenStore(env.hub.db, env.hub.vault, env.vendor_id, body["connection_id"]).load()
+    assert token.expires_at is None and token.access_token
+
+
 async def test_sandbox_authorization_server_rules(env: Env, browser: httpx.AsyncClient) -> None:
     """The emulator enforces what a real server does, so the hub cannot pass by accident."""
     base = f"{env.sandbox_url}/oauth"

@@ -204,9 +204,86 @@ async def test_listing_without_meta_still_pages_but_never_deletes(hub) -> None: 
         summary = await run(hub, v.id, c.id, "full")
         assert summary["status"] == "succeeded" and summary["created"] == 230 and summary["deleted"] == 0
         assert "deletions deferred" in (summary["error_detail"] or "")
+        # said as it is (it read "listing changed during the run", which nothing had)
+        assert "contacts: the provider reported no totals" in summary["error_detail"]
+        assert "changed" not in summary["error_detail"]
         assert len(stored(hub, Client, c.id)) == 231
     finally:
         stop()
+
+
+async def test_a_page_larger_than_asked_fails_the_run_as_schema_mismatch(hub) -> None:  # type: ignore[no-untyped-def]
+    """A provider ignoring pageSize (a probe's served 50,000 contacts in one page, all written, 500 MB of the
+    worker) fails the run saying so: page numbers mean nothing then."""
+    from wedsync.connectors.errors import SchemaMismatch
+
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}"} for i in range(150)]
+    app = FastAPI()
+
+    @app.get("/api/v2/address-book")
+    async def contacts(page: int = 1) -> dict:
+        return {"type": "addressbook-collection", "items": items, "meta": {"totalPages": 1, "totalItems": 150}}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("Big Page Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        r = hub.sync.create_run(v.id, c.id, "full")
+        with pytest.raises(SchemaMismatch) as exc:
+            await drive_run(r.id, DirectSteps(hub.sync))
+        await hub.connections.aclose()
+    finally:
+        stop()
+    summary = hub.sync.fail(r.id, exc.value)  # what the workflow does with a connector error
+    assert summary["status"] == "failed"
+    assert "150 records for a page of 100: the provider ignored pageSize" in summary["error_detail"]
+    assert stored(hub, Client, c.id) == {}
+    with hub.db.read() as s:
+        conn = s.get(Connection, c.id)
+        assert conn.status == "error" and "ignored pageSize" in conn.status_detail
+
+
+@pytest.mark.parametrize("total_pages", [1000, 2**40])
+async def test_totals_that_lie_end_the_listing_at_the_first_empty_page(hub, total_pages) -> None:  # type: ignore[no-untyped-def]
+    """A provider reporting 1,000 pages and serving 3 had every pass of a full run read 997 empty pages (3,000
+    requests for 230 contacts; found by a probe), and 2**40 pages kept the run going for ever. An empty page
+    ends the pass; the run succeeds, says what the provider did, and deletes nothing."""
+    items = [{"id": f"01h35ccwymj5ctckp8px1a{i:04d}", "kind": "person", "firstName": f"N{i}",
+              "modified": "2026-01-01T00:00:00Z"} for i in range(230)]
+    requests: list[int] = []
+    app = FastAPI()
+
+    @app.get("/api/v2/address-book")
+    async def contacts(page: int = 1, pageSize: int = 100) -> dict:
+        requests.append(page)
+        chunk = items[(page - 1) * pageSize: page * pageSize]
+        return {"type": "addressbook-collection", "items": chunk,
+                "meta": {"currentPage": page, "totalPages": total_pages, "totalItems": 100 * total_pages}}
+
+    @app.get("/api/v2/job")
+    async def jobs(page: int = 1) -> dict:
+        return {"type": "job-collection", "items": [], "meta": {"totalPages": 0, "totalItems": 0}}
+
+    @app.get("/api/v2/job-contact")
+    async def job_contacts(page: int = 1) -> dict:
+        return {"type": "jobcontact-collection", "items": [], "meta": {"totalPages": 0, "totalItems": 0}}
+
+    url, stop = serve_app_in_thread(app)
+    try:
+        v = hub.tenancy.create_vendor("Lying Totals Studio")
+        c = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=f"{url}/api/v2")
+        with hub.db.session() as s:  # a record the provider no longer lists
+            hub.sync.upsert(s, v.id, c.id, "contacts", [map_contact({"id": "gone", "firstName": "Old"})])
+        summary = await run(hub, v.id, c.id, "full")
+    finally:
+        stop()
+    assert summary["status"] == "succeeded" and summary["created"] == 230 and summary["deleted"] == 0
+    assert len(requests) <= 3 * 4, len(requests)  # at most 3 passes of pages 1-4 (the 4th empty)
+    if total_pages == 1000:
+        assert "contacts: the provider's listing ended at page 4 of the 1000 it reported" in summary["error_detail"]
+    else:  # beyond any count: taken as no total
+        assert "contacts: the provider reported no totals" in summary["error_detail"]
+    assert len(stored(hub, Client, c.id)) == 231
 
 
 async def test_a_record_removed_behind_the_read_position_never_gets_a_live_one_deleted(hub) -> None:  # type: ignore[no-untyped-def]

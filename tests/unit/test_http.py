@@ -32,6 +32,7 @@ from wedsync.connectors.errors import (
     SchemaMismatch,
 )
 from wedsync.connectors.http import (
+    MAX_PROVIDER_WAIT,
     UNDECODABLE_REREADS,
     ProviderClient,
     RateBudget,
@@ -212,6 +213,19 @@ def test_parse_retry_after_forms() -> None:
     assert parse_rate_limit_reset(str(int(now * 1000) + 5000), now=now) == pytest.approx(5.0)
 
 
+def test_a_wait_no_plan_can_mean_is_bounded() -> None:
+    """``Retry-After: inf`` (or 1e400, or a date in the year 9999) became an infinite retry_after: our own API
+    answered 500 (``math.ceil(inf)`` for its Retry-After header) and the inbox could not schedule the retry.
+    Waits are now at most a day, and NaN says nothing."""
+    now = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    for value in ("inf", "1e400", "Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999"):
+        assert parse_retry_after(value, now=now) == MAX_PROVIDER_WAIT, value
+        assert parse_rate_limit_reset(value, now=now) == MAX_PROVIDER_WAIT, value
+    assert parse_retry_after("nan", now=now) is None
+    assert parse_rate_limit_reset("nan", now=now) is None
+    assert parse_retry_after("-inf", now=now) == 0.0
+
+
 async def test_429_retry_after_seconds_is_honoured(app: Starlette, rec: Recorder) -> None:
     provider = provider_name()
     async with client(app, provider) as c:
@@ -321,10 +335,13 @@ async def test_timeout_get_retried_then_retriable(app: Starlette, rec: Recorder)
     retry = RetryPolicy(max_attempts=2, base=0.01, cap=0.01)
     async with client(app, provider_name(), timeout=0.1, retry=retry) as c:
         start = time.monotonic()
-        with pytest.raises(Retriable):
+        with pytest.raises(Retriable) as info:
             await c.get_json("/slow")
         assert time.monotonic() - start < 3.0
     assert rec.calls["/slow"] == 2
+    # in words (the connection's status shows it): it read "TimeoutError (replayable)"
+    assert "the provider did not answer in full within 0.1s (" in str(info.value), str(info.value)
+    assert "replayable" not in str(info.value)
 
 
 async def test_timeout_unkeyed_post_is_outcome_unknown(app: Starlette, rec: Recorder) -> None:
@@ -350,7 +367,20 @@ async def test_connect_error_is_retriable_even_for_unkeyed_post() -> None:
             await c.request("POST", "/charges", json={"amount": 1})
     assert not isinstance(info.value, OutcomeUnknown)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert "could not connect to the provider (ConnectError); nothing was sent" in str(info.value)
     assert sample("provider_retries_total", {"provider": provider, "reason": "connect"}) == 1.0
+
+
+async def test_a_body_that_lies_about_its_encoding_is_said_in_words() -> None:
+    """``Content-Encoding: gzip`` on a plain body read 'DecodingError (replayable)' on the connection."""
+    async def liar(request: Request) -> Response:
+        return Response(b'{"items": []}', media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    app = Starlette(routes=[Route("/liar", liar)])
+    async with client(app, provider_name(), retry=RetryPolicy(max_attempts=1)) as c:
+        with pytest.raises(Retriable) as info:
+            await c.get_json("/liar")
+    assert "did not decode as its Content-Encoding said (DecodingError)" in str(info.value), str(info.value)
 
 
 async def test_status_mapping_fatal_reauth_schema(app: Starlette, rec: Recorder) -> None:
@@ -375,14 +405,17 @@ async def test_status_mapping_fatal_reauth_schema(app: Starlette, rec: Recorder)
 
 
 async def test_a_body_cut_short_once_is_read_again(app: Starlette, rec: Recorder) -> None:
-    async with client(app, provider_name()) as c:
+    provider = provider_name()
+    async with client(app, provider) as c:
         assert await c.get_json("/cut-once") == {"data": [1, 2, 3]}
     assert rec.calls["/cut-once"] == 2
+    # the second request is a retry like any other in /metrics (it was counted nowhere but in the requests)
+    assert sample("provider_retries_total", {"provider": provider, "reason": "undecodable"}) == 1.0
 
 
 async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, rec: Recorder) -> None:
     provider = provider_name()
-    breaker = breaker_for(provider, failure_threshold=5, open_seconds=0.3)
+    breaker = breaker_for(provider, "http://provider.test:80", failure_threshold=5, open_seconds=0.3)
     async with client(app, provider, retry=RetryPolicy(max_attempts=1)) as c:
         app.state.healthy = False
         for _ in range(5):
@@ -414,6 +447,90 @@ async def test_breaker_opens_fails_fast_half_opens_and_closes(app: Starlette, re
         assert breaker.state == "closed"
         assert sample("provider_circuit_state", {"provider": provider}) == 0.0
         assert await c.get_json("/toggle") == {"ok": True}
+
+
+async def test_one_host_failing_does_not_open_the_breaker_of_another_host(app: Starlette, rec: Recorder) -> None:
+    """The breaker was per provider: five 503s from one vendor's base URL (a sandbox, a proxy, a hostile host)
+    opened it for every connection of that provider, and another vendor's healthy sync failed with CircuitOpen
+    (found by a probe). It is per provider and origin; the metric shows the worst of them."""
+    provider = provider_name()
+    app.state.healthy = False
+    bad = ProviderClient(provider, "http://bad.test:8140", transport=httpx.ASGITransport(app=app),
+                         retry=RetryPolicy(max_attempts=1))
+    good = ProviderClient(provider, "http://good.test", transport=httpx.ASGITransport(app=app),
+                          retry=RetryPolicy(max_attempts=1))
+    async with bad, good:
+        for _ in range(5):
+            with pytest.raises(Retriable):
+                await bad.get_json("/toggle")
+        with pytest.raises(CircuitOpen) as info:
+            await bad.get_json("/toggle")
+        assert "bad.test:8140" in str(info.value) and "5 failures in a row" in str(info.value)
+        assert sample("provider_circuit_state", {"provider": provider}) == 2.0
+        app.state.healthy = True
+        assert await good.get_json("/toggle") == {"ok": True}  # the other host's breaker is closed
+        assert good.breaker.state == "closed" and bad.breaker.state == "open"
+        assert sample("provider_circuit_state", {"provider": provider}) == 2.0  # the worst breaker
+
+
+async def test_a_body_beyond_the_limit_is_refused_not_held() -> None:
+    """A provider ignoring pageSize (50,000 contacts in one page took 500 MB of the worker; found by a probe) or
+    a gzip bomb is refused with SchemaMismatch once the decoded body passes max_response_bytes."""
+    import gzip
+
+    bomb = gzip.compress(b"[" + b"0," * 600_000 + b"0]")  # ~1.2 MB decoded from a few KB
+
+    async def big(request: Request) -> Response:
+        return Response(b"[" + b"1," * 300_000 + b"1]", media_type="application/json")
+
+    async def zipped(request: Request) -> Response:
+        return Response(bomb, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    async def small(request: Request) -> Response:
+        return JSONResponse([1, 2, 3])
+
+    app = Starlette(routes=[Route("/big", big), Route("/bomb", zipped), Route("/small", small)])
+    assert len(bomb) < 10_000
+    async with client(app, provider_name(), max_response_bytes=512 * 1024) as c:
+        for path in ("/big", "/bomb"):
+            with pytest.raises(SchemaMismatch) as info:
+                await c.get_json(path)
+            assert "larger than 0.5 MB" in str(info.value) and info.value.http_status == 200, path
+        assert await c.get_json("/small") == [1, 2, 3]
+        assert c.breaker.state == "closed"
+
+
+async def test_a_redirect_is_not_followed_and_says_where_it_went() -> None:
+    """A 3xx read 'vsco-workspace: GET /x -> 302: ' (nothing after the colon; found by a probe): the error names
+    the other host (never the path or query, which may carry a token), and the credentials never go there."""
+    rec = Recorder()
+
+    async def moved(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=301, headers={"Location": "https://api.elsewhere.test/v2/x?token=s3cr3t"})
+
+    async def same(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=302, headers={"Location": "/login?next=/x"})
+
+    async def nowhere(request: Request) -> Response:
+        rec.hit(request)
+        return Response(status_code=302)
+
+    app = Starlette(routes=[Route("/moved", moved), Route("/same", same), Route("/nowhere", nowhere)])
+    async with client(app, provider_name(), headers={"X-API-KEY": "k"}) as c:
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/moved")
+        text = str(info.value)
+        assert "-> 301: redirected to https://api.elsewhere.test:443 (not followed" in text, text
+        assert "s3cr3t" not in text and "/v2/x" not in text
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/same")
+        assert "redirected to another path on the same host" in str(info.value) and "login" not in str(info.value)
+        with pytest.raises(Fatal) as info:
+            await c.get_json("/nowhere")
+        assert "without a usable Location" in str(info.value)
+    assert [path for path, _, _ in rec.seen] == ["/moved", "/same", "/nowhere"]  # each once, nothing followed
 
 
 async def test_breaker_opens_on_failure_ratio_without_consecutive_run() -> None:

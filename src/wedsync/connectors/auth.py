@@ -203,6 +203,10 @@ class Token:
                 expires_at = (now or datetime.now(UTC)) + timedelta(seconds=float(expires_in))
             except (TypeError, ValueError) as exc:
                 raise Fatal("token endpoint sent a non-numeric expires_in") from exc
+            except OverflowError:
+                # ``1e12`` or ``1e400``: past the year 9999. It raised OverflowError out of the callback (a 500)
+                # and out of every refresh; such a token has no expiry to plan a refresh for (a 401 still does).
+                expires_at = None
         refresh = payload.get("refresh_token") or (previous.refresh_token if previous else None)
         scope = payload.get("scope")
         if isinstance(scope, list):

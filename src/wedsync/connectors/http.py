@@ -5,7 +5,8 @@ Every connector talks to its provider through a :class:`ProviderClient`. Per att
 1. asks the provider's :class:`CircuitBreaker` for permission (``CircuitOpen`` at once when it is open),
 2. takes a token from the account's :class:`RateBudget` (shared by every job of that provider account in the
    process, paused by ``Retry-After`` and ``X-RateLimit-*`` headers),
-3. sends the request under an overall per-attempt deadline,
+3. sends the request under an overall per-attempt deadline, reading at most ``max_response_bytes`` of body
+   (decoded; ``SchemaMismatch`` beyond),
 4. maps the outcome onto the connector error tree (ARCHITECTURE rule 4: an unknown outcome is not a failure):
 
    ========================================  =====================================================
@@ -14,7 +15,8 @@ Every connector talks to its provider through a :class:`ProviderClient`. Per att
    2xx, 304                                  (returned)
    429                                       ``RateLimited(retry_after)`` (header, else 1 s)
    401, 403                                  ``ReauthRequired``
-   other 3xx/4xx                             ``Fatal`` (provider text, truncated and scrubbed)
+   3xx (never followed)                      ``Fatal`` naming the other host (not the path or query)
+   other 4xx                                 ``Fatal`` (provider text, truncated and scrubbed)
    408, 5xx                                  ``Retriable`` if replayable, else ``OutcomeUnknown``
    connect error/timeout, pool timeout       ``Retriable`` (the request never left)
    read/write timeout, dropped connection    ``Retriable`` if replayable, else ``OutcomeUnknown``
@@ -31,6 +33,7 @@ jitter; ``OutcomeUnknown`` and ``CircuitOpen`` go to the caller immediately.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
@@ -76,13 +79,22 @@ __all__ = [
     "breaker_for",
     "budget_for",
     "circuit_states",
+    "origin_of",
     "parse_rate_limit_reset",
     "parse_retry_after",
 ]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 DEFAULT_RATE_LIMIT_WAIT = 1.0
+#: The longest wait a provider's header can order (a day). ``Retry-After: inf``, ``1e400`` or a date in the
+#: year 9999 is a provider's bug, not a plan: uncapped it reached our own ``Retry-After`` header
+#: (``math.ceil(inf)``: a 500) and the inbox's next attempt time (``timedelta`` overflow).
+MAX_PROVIDER_WAIT = 86_400.0
 ERROR_TEXT_LIMIT = 300
+#: The largest response body read from a provider, decoded (a page of 100 records is about 100 KB). A provider
+#: ignoring ``pageSize`` (50,000 contacts in one page took 500 MB of the worker) or a gzip bomb is refused
+#: with ``SchemaMismatch`` before it is held in memory.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _REASON_ATTR = "retry_reason"  # set on mapped errors for the provider_retries_total{reason} label
 
 
@@ -97,16 +109,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return _bounded_wait(seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always UTC
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+    return _bounded_wait(when.timestamp() - (now if now is not None else time.time()))
+
+
+def _bounded_wait(seconds: float) -> float | None:
+    """A header's wait in seconds, from 0 to ``MAX_PROVIDER_WAIT``; None for NaN (no wait was said)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_PROVIDER_WAIT)
 
 
 def parse_rate_limit_reset(value: str | None, *, now: float | None = None) -> float | None:
@@ -119,10 +140,10 @@ def parse_rate_limit_reset(value: str | None, *, now: float | None = None) -> fl
         return parse_retry_after(value, now=now)  # some providers send an HTTP-date here
     wall = now if now is not None else time.time()
     if x > 1e12:
-        return max(0.0, x / 1000.0 - wall)
+        return _bounded_wait(x / 1000.0 - wall)
     if x > 1e9:
-        return max(0.0, x - wall)
-    return max(0.0, x)
+        return _bounded_wait(x - wall)
+    return _bounded_wait(x)
 
 
 # ---------------------------------------------------------------------------------------------- rate budget
@@ -298,7 +319,12 @@ def budget_for(
 
 
 class CircuitBreaker:
-    """Per-provider breaker: closed -> open -> half-open (one probe) -> closed.
+    """Breaker of one provider host: closed -> open -> half-open (one probe) -> closed.
+
+    There is one per provider *and origin* (scheme, host, port of the base URL): connections at the
+    provider's own address share one, a connection pointed elsewhere (its ``base_url``: a sandbox, a region,
+    a proxy) has its own, so a dead or hostile host one vendor set cannot stop every other vendor's calls to
+    that provider (it did: five 503s from one vendor's base URL failed another's sync with ``CircuitOpen``).
 
     Opens after ``failure_threshold`` consecutive failures (``Retriable``/``OutcomeUnknown`` outcomes, not
     429s), or when at least ``min_calls`` attempts in the last ``window_seconds`` failed at
@@ -309,14 +335,17 @@ class CircuitBreaker:
     def __init__(
         self,
         provider: str,
+        origin: str = "",
         *,
         failure_threshold: int = 5,
         open_seconds: float = 5.0,
         window_seconds: float = 30.0,
         min_calls: int = 20,
         failure_ratio: float = 0.5,
+        siblings: Mapping[str, CircuitBreaker] | None = None,
     ) -> None:
         self.provider = provider
+        self.origin = origin
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
         self.window_seconds = window_seconds
@@ -330,7 +359,8 @@ class CircuitBreaker:
         self._window: deque[tuple[float, bool]] = deque()
         self._window_failures = 0
         self._gauge = circuit_state_child(provider)
-        self._gauge.set(0)
+        self._siblings: Mapping[str, CircuitBreaker] = siblings or {}  # the provider's breakers (gauge: max)
+        self._publish()
 
     @property
     def state(self) -> str:
@@ -349,6 +379,7 @@ class CircuitBreaker:
             state = self._current(now)
             return {
                 "provider": self.provider,
+                "origin": self.origin,
                 "state": state,
                 "consecutive_failures": self._consecutive,
                 "retry_after": max(0.0, self._opened_until - now) if state == "open" else 0.0,
@@ -370,7 +401,12 @@ class CircuitBreaker:
     def _set(self, state: str) -> None:
         if state != self._state:
             self._state = state
-            self._gauge.set(CIRCUIT_STATE_VALUES[state])
+            self._publish()
+
+    def _publish(self) -> None:
+        """``provider_circuit_state{provider}``: the worst state of the provider's breakers (one per origin)."""
+        states = [b._state for b in list(self._siblings.values()) if b is not self] + [self._state]
+        self._gauge.set(max(CIRCUIT_STATE_VALUES[x] for x in states))
 
     def before_call(self) -> bool:
         """Permission to send; returns True when this call is the half-open probe. Raises ``CircuitOpen``."""
@@ -383,8 +419,17 @@ class CircuitBreaker:
                 self._probe_started = now
                 return True
             retry_after = self._opened_until - now if state == "open" else self.open_seconds
+            failed, calls, in_a_row = self._window_failures, len(self._window), self._consecutive
+        where = f"{self.provider} ({_host(self.origin)})" if self.origin else self.provider
+        if state == "open":
+            how = (f"{in_a_row} failures in a row" if in_a_row >= self.failure_threshold
+                   else f"{failed} of its last {calls} calls failed")
+            message = (f"{where} is failing ({how}); not calling it for {max(retry_after, 1.0):.0f}s "
+                       f"(circuit breaker open)")
+        else:
+            message = f"{where} is failing; one test call is under way (circuit breaker half-open)"
         raise CircuitOpen(
-            f"{self.provider}: circuit {state}, not sending",
+            message,
             retry_after=max(retry_after, 0.05),
             provider=self.provider,
         )
@@ -436,23 +481,42 @@ class CircuitBreaker:
             self._window_failures -= old_failed
 
 
-_breakers: dict[str, CircuitBreaker] = {}
+_breakers: dict[str, dict[str, CircuitBreaker]] = {}  # provider -> origin -> breaker
 
 
-def breaker_for(provider: str, **config: Any) -> CircuitBreaker:
-    """The process-wide breaker of ``provider``; ``config`` applies only when it is created."""
-    breaker = _breakers.get(provider)
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of a base URL: what a breaker is kept per (never the path, which may be secret)."""
+    parsed = httpx.URL(url) if isinstance(url, str) else url
+    if not parsed.host:
+        return ""
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+
+def _host(origin: str) -> str:
+    return origin.split("://", 1)[-1]
+
+
+def breaker_for(provider: str, origin: str = "", **config: Any) -> CircuitBreaker:
+    """The process-wide breaker of ``provider`` at ``origin`` (:func:`origin_of` the base URL); ``config``
+    applies only when it is created."""
+    breaker = _breakers.get(provider, {}).get(origin)
     if breaker is None:
         with _registry_lock:
-            breaker = _breakers.get(provider)
+            of_provider = _breakers.setdefault(provider, {})
+            breaker = of_provider.get(origin)
             if breaker is None:
-                breaker = _breakers[provider] = CircuitBreaker(provider, **config)
+                breaker = of_provider[origin] = CircuitBreaker(provider, origin, siblings=of_provider, **config)
     return breaker
 
 
 def circuit_states() -> dict[str, str]:
-    """Current state of every provider's breaker in this process."""
-    return {name: b.state for name, b in list(_breakers.items())}
+    """Current state of every provider's breakers in this process: the worst of each provider's origins."""
+    out: dict[str, str] = {}
+    for name, of_provider in list(_breakers.items()):
+        states = [b.state for b in list(of_provider.values())]
+        if states:
+            out[name] = max(states, key=CIRCUIT_STATE_VALUES.__getitem__)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- retry policy
@@ -525,8 +589,10 @@ class ProviderClient:
         idempotency_header: str | None = None,
         rate: float | None = None,
         burst: int | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.provider = provider
+        self.max_response_bytes = max_response_bytes
         self.account_key = account_key
         self.retry = retry or RetryPolicy()
         self.idempotency_header = idempotency_header
@@ -544,7 +610,7 @@ class ProviderClient:
             follow_redirects=False,
         )
         self.budget = budget_for(provider, account_key, rate=rate, burst=burst)
-        self.breaker = breaker_for(provider)
+        self.breaker = breaker_for(provider, origin_of(self._client.base_url))
         self._log = get_logger("wedsync.http").bind(provider=provider)
         self._seconds = request_seconds_child(provider)
 
@@ -591,6 +657,7 @@ class ProviderClient:
                     raise
                 self._log.warning("provider.undecodable_body", path=response.request.url.path, attempt=attempt,
                                   error=str(exc))
+                retries_child(self.provider, "undecodable").inc()  # another request, like any retry
                 await asyncio.sleep(self.retry.backoff(attempt))
 
     def _decode_json(self, response: httpx.Response) -> Any:
@@ -675,9 +742,9 @@ class ProviderClient:
         try:
             if self._deadline is not None:
                 async with asyncio.timeout(self._deadline):
-                    response = await self._client.send(request)
+                    response = await self._send(request)
             else:
-                response = await self._client.send(request)
+                response = await self._send(request)
         except ConnectorError as exc:  # raised by an auth flow, e.g. ReauthRequired on invalid_grant
             error = exc
         except TimeoutError as exc:
@@ -734,20 +801,62 @@ class ProviderClient:
         )
         raise error
 
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the body, decoded, up to ``max_response_bytes`` (``SchemaMismatch`` beyond)."""
+        response = await self._client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes and not response.headers.get(
+                    "content-encoding"):
+                raise self._too_large(request, response)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise self._too_large(request, response)
+                chunks.append(chunk)
+            response._content = b"".join(chunks)  # what Response.aread() sets, read here with a limit
+        finally:
+            await response.aclose()
+        return response
+
+    def _too_large(self, request: httpx.Request, response: httpx.Response) -> SchemaMismatch:
+        limit = f"{self.max_response_bytes / 1_048_576:g} MB"
+        return SchemaMismatch(
+            f"{self.provider}: {request.method} {_path(request.url)} -> {response.status_code}: the response is "
+            f"larger than {limit}; not read", provider=self.provider, http_status=response.status_code)
+
     def _transport_error(
         self, request: httpx.Request, exc: BaseException, replayable: bool, *, sent: bool, reason: str
     ) -> ConnectorError:
-        what = f"{self.provider}: {request.method} {_path(request.url)}: {exc.__class__.__name__}"
+        what = (f"{self.provider}: {request.method} {_path(request.url)}: {self._in_words(exc)} "
+                f"({exc.__class__.__name__})")
         error: ConnectorError
         if not sent:
-            error = Retriable(f"{what} (not sent)", provider=self.provider)
+            error = Retriable(f"{what}; nothing was sent", provider=self.provider)
         elif replayable:
-            error = Retriable(f"{what} (replayable)", provider=self.provider)
+            error = Retriable(what, provider=self.provider)
         else:
             error = OutcomeUnknown(f"{what}: the request may have been executed", provider=self.provider)
         error.__cause__ = exc
         setattr(error, _REASON_ATTR, reason)
         return error
+
+    def _in_words(self, exc: BaseException) -> str:
+        """What happened on the wire, as a vendor reads it (the status of a connection shows it)."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return "no connection to the provider within the timeout"
+        if isinstance(exc, httpx.ConnectError):
+            return "could not connect to the provider"
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            deadline = f" within {self._deadline:g}s" if self._deadline is not None else ""
+            return f"the provider did not answer in full{deadline}"
+        if isinstance(exc, httpx.DecodingError):
+            return "the provider's response did not decode as its Content-Encoding said"
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.CloseError):
+            return "the provider closed or reset the connection before answering in full"
+        return "the request to the provider failed"
 
     def _map_status(self, request: httpx.Request, response: httpx.Response, replayable: bool) -> ConnectorError | None:
         status = response.status_code
@@ -773,7 +882,25 @@ class ProviderClient:
                 )
             setattr(err, _REASON_ATTR, "5xx" if status >= 500 else "timeout")
             return err
+        if 300 <= status < 400:
+            return Fatal(f"{where}: {_redirect_text(request, response)}", provider=provider, http_status=status)
         return Fatal(f"{where}: {_error_text(response)}", provider=provider, http_status=status)
+
+
+def _redirect_text(request: httpx.Request, response: httpx.Response) -> str:
+    """What a vendor can act on when the provider redirects (never followed: the credentials would go along):
+    where to, by origin only (a path or query may carry a token), and what to check."""
+    location = response.headers.get("location", "").strip()
+    try:
+        target = request.url.join(location) if location else None
+    except (httpx.InvalidURL, ValueError):
+        target = None
+    if target is None or not target.host:
+        return "redirected without a usable Location (not followed); check the connection's base URL"
+    if origin_of(target) == origin_of(request.url):
+        return ("redirected to another path on the same host (not followed); check the connection's base URL")
+    return (f"redirected to {target.scheme}://{_host(origin_of(target))} (not followed, so the credentials stay "
+            f"here); if the provider moved, set the connection's base URL to it")
 
 
 def _path(url: httpx.URL) -> str:

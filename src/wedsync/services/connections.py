@@ -86,6 +86,11 @@ def check_public_url(url: str, *, allow_private: bool) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("base_url must be an absolute http(s) URL", code="invalid_url")
+    if "@" in parts.netloc:
+        # user:password@host was stored in clear, shown by every GET of the connection and by `wedsync connect`,
+        # and never even sent (the connector's own auth wins): credentials go in the vault, as credentials
+        raise InvalidInput("base_url must not carry a user name or password; pass them as credentials",
+                           code="invalid_url")
     if allow_private:
         return url.rstrip("/")
     try:

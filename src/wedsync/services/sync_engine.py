@@ -168,7 +168,11 @@ async def drive_run(run_id: str, steps: RunSteps) -> dict[str, Any]:
             page = 1
             while True:
                 r = await steps.page(plan, stream, page, pass_no)
-                if r["stop"] or page >= r["total_pages"]:
+                # An empty page ends the listing whatever the provider's totals say: a total that lies (1,000
+                # pages reported, 6 served) had every pass read hundreds of empty pages, and a huge one kept the
+                # run going for ever. The pass is then short of the pages reported: read again, and deletions
+                # wait (``listing_problem``).
+                if r["stop"] or page >= r["total_pages"] or not r["items"]:
                     break
                 page += 1
             if plan["mode"] != "full" and stream not in plan.get("full_streams", ()):
@@ -473,7 +477,7 @@ class SyncService:
         else:
             fetched, records, prepared = ahead.page, ahead.records, ahead.prepared
         since = plan.since_of(stream)
-        if page < fetched.total_pages and not _stops(records, since):
+        if page < fetched.total_pages and records and not _stops(records, since):  # empty: the listing's end
             # drive_run asks for the next page right after this one: fetch, map and prepare it while this
             # one is written (the provider works on its side meanwhile, and this loop's Python runs while
             # the write thread is in SQLite, which releases the GIL). What is done ahead depends on the
@@ -790,28 +794,40 @@ class SyncService:
     def _listing_consistent(self, plan: RunPlan, stream: str, pass_no: int) -> bool:
         """This pass read every page the provider reported, every page reported the same total, and the run saw
         at least that many records (necessary for a complete listing, not sufficient: see listing_complete)."""
-        model = STREAM_MODELS[stream]
         with self.db.read() as s:
-            pages = list(s.execute(select(SyncRunPage).where(
-                SyncRunPage.run_id == plan.run_id, SyncRunPage.stream == stream,
-                SyncRunPage.pass_no == pass_no).order_by(SyncRunPage.page)).scalars())
-            if not pages:
-                return False
-            if any(p.total_items is None for p in pages):
-                return False  # the provider did not report its totals: absence cannot be proven
-            totals = [p.total_items or 0 for p in pages]
-            final_total = totals[-1]
-            expected_pages = pages[-1].total_pages or 0
-            if len(pages) < expected_pages:
-                return False
-            if any(t != final_total for t in totals):
-                # the listing changed while this pass read it: a record removed before the read position moves
-                # every later one a place up, and one of them into a page already read, never seen (accepting a
-                # total that only shrank deleted that live record; found by a probe). Read it again.
-                return False
-            seen = s.execute(select(func.count()).select_from(model).where(
-                model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
-            return bool(seen >= final_total)
+            return self.listing_problem(s, plan, stream, pass_no) is None
+
+    def listing_problem(self, s: Any, plan: RunPlan, stream: str, pass_no: int | None = None) -> str | None:
+        """Why a pass (default: the stream's last) does not prove a complete listing, in words for the
+        run's notes; None when it may."""
+        model = STREAM_MODELS[stream]
+        where = (SyncRunPage.run_id == plan.run_id, SyncRunPage.stream == stream)
+        if pass_no is None:
+            pass_no = s.execute(select(func.max(SyncRunPage.pass_no)).where(*where)).scalar_one()
+        pages = list(s.execute(select(SyncRunPage).where(*where, SyncRunPage.pass_no == pass_no)
+                               .order_by(SyncRunPage.page)).scalars())
+        if not pages:
+            return "nothing was listed"
+        if any(p.total_items is None for p in pages):
+            return "the provider reported no totals, so no record can be proven deleted"
+        totals = [p.total_items or 0 for p in pages]
+        final_total = totals[-1]
+        expected_pages = pages[-1].total_pages or 0
+        if len(pages) < expected_pages:
+            if not pages[-1].items:
+                return (f"the provider's listing ended at page {len(pages)} of the {expected_pages} it reported "
+                        f"({final_total} records)")
+            return "listing changed during the run"
+        if any(t != final_total for t in totals):
+            # the listing changed while this pass read it: a record removed before the read position moves
+            # every later one a place up, and one of them into a page already read, never seen (accepting a
+            # total that only shrank deleted that live record; found by a probe). Read it again.
+            return "listing changed during the run"
+        seen = s.execute(select(func.count()).select_from(model).where(
+            model.connection_id == plan.connection_id, model.seen_run_id == plan.run_id)).scalar_one()
+        if seen < final_total:
+            return f"listing changed during the run ({seen} records seen of the {final_total} reported)"
+        return None
 
     @staticmethod
     def _gone(model: Any, plan: RunPlan, started_at: datetime) -> tuple[Any, ...]:
@@ -843,7 +859,8 @@ class SyncService:
                 if not plan.is_full(stream):
                     continue  # an incremental listing proves nothing about absence
                 if not complete.get(stream):
-                    notes.append(f"{stream}: listing changed during the run; deletions deferred")
+                    why = self.listing_problem(s, plan, stream) or "listing changed during the run"
+                    notes.append(f"{stream}: {why}; deletions deferred")
                     continue
                 model = STREAM_MODELS[stream]
                 # what listing_complete fetched one by one and the provider answered 404 for

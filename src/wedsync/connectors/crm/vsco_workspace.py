@@ -78,6 +78,7 @@ _LIST_PARAMS: dict[str, dict[str, str]] = {
     "orders": {},
     "payments": {},
 }
+_MAX_TOTAL = 2**31 - 1  # the largest meta.totalItems / totalPages taken as a count
 _ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 _JOB_STAGES = ("lead", "booked", "fulfillment", "completed")
 _ORDER_STATUS = {"draft": "draft", "open": "open", "paid-in-full": "paid", "completed": "paid", "voided": "void"}
@@ -618,13 +619,19 @@ class VscoWorkspaceConnector(Connector):
         raw_meta = body.get("meta")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         items = body["items"]
+        if len(items) > page_size:  # the page numbers (and what a pass has read) mean nothing then
+            raise SchemaMismatch(f"{path} answered {len(items)} records for a page of {page_size}: the provider "
+                                 f"ignored pageSize", provider=self.slug)
         total_items = meta.get("totalItems")
         total_pages = meta.get("totalPages")
-        if not isinstance(total_pages, int) or isinstance(total_pages, bool) or total_pages < 0:
-            # ``meta`` is optional in the spec: without it, a full page means there may be another one.
+        if (not isinstance(total_pages, int) or isinstance(total_pages, bool)
+                or not 0 <= total_pages <= _MAX_TOTAL):
+            # ``meta`` is optional in the spec: without it, a full page means there may be another one. A total
+            # beyond what any studio holds (and what the hub's 32-bit page columns store) is no total either.
             total_pages = page + 1 if len(items) >= page_size else page
             total_items = None
-        elif not isinstance(total_items, int) or isinstance(total_items, bool):
+        elif (not isinstance(total_items, int) or isinstance(total_items, bool)
+              or not 0 <= total_items <= _MAX_TOTAL):
             total_items = None
         return Page(items=items, page=page, total_pages=total_pages, total_items=total_items)
 
