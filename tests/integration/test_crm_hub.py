@@ -264,6 +264,36 @@ async def test_undo_of_a_merge_within_one_connection_restores_the_survivor(any_h
     assert person_of(hub, hb, "h2") == restored["id"] and person_of(hub, hb, "h1") == pid
 
 
+async def test_undoing_merges_out_of_order_restores_no_value_of_a_record_split_off_before(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two merges, undone oldest first: the second merge had replaced a value the first merged record brought;
+    undoing it must not put that value back, as that record has left the client (found by a probe: the
+    survivor kept "B Co", a company none of its remaining sources has)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Order Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    h17 = csv_connection(hub, v.id, "17hats")
+    hub.crm.set_policy(v.id, field="company", kind="source_of_truth", source="17hats")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Bea", last_name="Lopez", email="bea@x.com", remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Bea", last_name="Lopez", email="bea@x.com", company="B Co"))
+    put(h17, ClientRecord("s1", first_name="Bea", last_name="Lopez", email="bea@x.com", company="C Co"))
+    pid = person_of(hub, tave, "v1")
+    assert person_of(hub, hb, "h1") == pid == person_of(hub, h17, "s1")
+    assert hub.crm.get_client(v.id, pid)["company"] == "C Co"  # 17hats owns the company
+    first, second = sorted(hub.crm.list_merges(v.id), key=lambda m: m["created_at"])
+    assert "replaced_by" not in first["evidence"] and "replaced" not in first["evidence"]
+    assert hub.crm.undo_merge(v.id, first["id"])["client"]["company"] == "C Co"  # set by the 17hats row since
+    out = hub.crm.undo_merge(v.id, second["id"])
+    assert out["client"]["company"] is None and out["client"]["field_sources"] == {}
+    assert out["restored"]["company"] == "C Co"
+    assert [s["remote_id"] for s in hub.crm.get_client(v.id, pid)["sources"]] == ["v1"]
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

@@ -539,6 +539,7 @@ class CrmResolver:
                     people.update(self.load_people(conn, [pid]))
                 p = people[pid]
                 before = p.flat()
+                setters = dict(p.field_sources)  # who had set each value the merge may replace (undo needs it)
                 res = three_way(None, before, carried_address(
                                     flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS), None, before),
                                 fields=self._fields(p.golden, values, mapping),
@@ -550,7 +551,8 @@ class CrmResolver:
                 merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
                                "source_client_id": source_id, "connection_id": connection_id, "rule": m.rule,
                                "score": round(m.score, 2), "run_id": run_id,
-                               "evidence": {**m.evidence, "replaced": {k: before.get(k) for k in res.changes}},
+                               "evidence": {**m.evidence, "replaced": {k: before.get(k) for k in res.changes},
+                                            "replaced_by": {k: setters.get(k) for k in res.changes}},
                                "created_at": now, "undone_at": None, "undone_to": None})
                 stats.merged += 1
             else:
@@ -794,10 +796,14 @@ def client_out(c: Any) -> dict[str, Any]:
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
 
+#: what a merge row keeps for its undo (the values it replaced and who had set them), not shown as evidence
+_UNDO_EVIDENCE = frozenset({"replaced", "replaced_by"})
+
+
 def merge_out(m: Any) -> dict[str, Any]:
     return {"id": m.id, "crm_client_id": m.crm_client_id, "source_client_id": m.source_client_id,
             "connection_id": m.connection_id, "rule": m.rule, "score": m.score,
-            "evidence": {k: v for k, v in (m.evidence or {}).items() if k != "replaced"},
+            "evidence": {k: v for k, v in (m.evidence or {}).items() if k not in _UNDO_EVIDENCE},
             "run_id": m.run_id, "created_at": m.created_at.isoformat(),
             "undone_at": m.undone_at.isoformat() if m.undone_at else None, "undone_to": m.undone_to}
 
@@ -1133,11 +1139,19 @@ class CrmService:
             s.add(restored)
             src.crm_client_id = restored.id
             replaced = (m.evidence or {}).get("replaced") or {}
+            replaced_by = (m.evidence or {}).get("replaced_by") or {}
             sources = dict(survivor.field_sources or {})
             custom = dict(survivor.custom_fields or {})
+            members = set(s.execute(select(Client.id).where(Client.crm_client_id == survivor.id,
+                                                            Client.id != src.id)).scalars())
             for name, prior in replaced.items():
                 if not _set_by_record(sources.get(name), src):
                     continue  # changed again since (by someone else): keep
+                setter = (replaced_by.get(name) or {}).get("r")
+                if setter and setter not in members:
+                    # the value it replaced came from a record that has left the client since (a merge undone
+                    # before this one): what the remaining sources say, below, not that record's value
+                    continue
                 sources.pop(name, None)
                 if name.startswith("custom."):
                     if prior is None:
