@@ -294,6 +294,29 @@ async def test_undoing_merges_out_of_order_restores_no_value_of_a_record_split_o
     assert [s["remote_id"] for s in hub.crm.get_client(v.id, pid)["sources"]] == ["v1"]
 
 
+async def test_keeping_the_local_value_keeps_an_edit_made_since_the_conflict(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict settled with ``local`` keeps the client's value as it is now: the vendor's edit made after the
+    conflict was raised stays (found by a probe: it was replaced by the value shown when the conflict was raised)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Local Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="phone", kind="manual")
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Cora", last_name="Diaz", email="cora@x.com",
+                                             phone="+14155550103", remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Cora", last_name="Diaz", email="cora@x.com",
+                                           phone="+14155550999"))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, tave, "v1")
+    [x] = hub.crm.list_conflicts(v.id)
+    assert (x["field"], x["local"], x["incoming"]) == ("phone", "+14155550103", "+14155550999")
+    hub.crm.update_client(v.id, pid, {"phone": "+1 415 555 0777"})
+    done = hub.crm.resolve_conflict(v.id, x["id"], "local")
+    assert done["resolution"] == {"choice": "local", "value": "+14155550777"}
+    assert hub.crm.get_client(v.id, pid)["phone"] == "+14155550777"
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

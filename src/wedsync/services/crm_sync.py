@@ -1247,7 +1247,8 @@ class CrmService:
 
     def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = NO_VALUE
                          ) -> dict[str, Any]:
-        """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one, or set ``value``.
+        """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one (the client's value as it is
+        now, which a later edit may have changed since the conflict was raised), or set ``value``.
         A value that differs from a writable source goes back to it through the outbox. ``value`` must be given
         with the choice ``value`` (an explicit None clears the field, as a PATCH with null does; omitted:
         422 ``missing_field``, nothing changes)."""
@@ -1263,11 +1264,13 @@ class CrmService:
             if x.status != "open":
                 raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
             c = self._get(s, vendor_id, x.crm_client_id)
-            chosen = x.incoming if choice == "incoming" else x.local if choice == "local" else value
-            if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
-                chosen = self._edited_value(s, c, x.field, value)
             current = (c.custom_fields or {}).get(x.field[7:]) if x.field.startswith("custom.") else \
                 getattr(c, x.field, None)
+            # ``local`` keeps the client's value as it is now: an edit made since the conflict was raised (the
+            # vendor's PATCH, another source's change) is the local side, not the value shown when it was raised
+            chosen = x.incoming if choice == "incoming" else current if choice == "local" else value
+            if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
+                chosen = self._edited_value(s, c, x.field, value)
             if chosen != current:
                 if x.field.startswith("custom."):
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
