@@ -317,6 +317,34 @@ async def test_keeping_the_local_value_keeps_an_edit_made_since_the_conflict(any
     assert hub.crm.get_client(v.id, pid)["phone"] == "+14155550777"
 
 
+async def test_a_conflict_whose_record_was_deleted_since_cannot_take_its_value(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """The record a conflict's incoming value came from is deleted at its source (a full sync marks it deleted):
+    taking that value is refused, keeping the local value or setting one still works (found by a probe: the client
+    took the last name only the deleted VSCO contact had)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Deleted Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="last_name", connection_id=tave, kind="manual")
+    for conn_id, rec in ((hb, ClientRecord("h1", first_name="Dana", last_name="Smith", email="dana@x.com")),
+                         (tave, ClientRecord("v1", first_name="Dana", last_name="Smyth", email="dana@x.com",
+                                             remote_modified_at=T0))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, hb, "h1")
+    [x] = [x for x in hub.crm.list_conflicts(v.id) if x["field"] == "last_name"]
+    assert (x["local"], x["incoming"]) == ("Smith", "Smyth")
+    with hub.db.session() as s:  # what a full sync does with a contact the provider answers 404 for
+        row = s.execute(select(Client).where(Client.connection_id == tave, Client.remote_id == "v1")).scalar_one()
+        row.deleted_at = datetime.now(UTC)
+    with pytest.raises(Conflict) as refused:
+        hub.crm.resolve_conflict(v.id, x["id"], "incoming")
+    assert refused.value.code == "source_deleted"
+    assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
+    assert hub.crm.resolve_conflict(v.id, x["id"], "local")["status"] == "resolved"
+    assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

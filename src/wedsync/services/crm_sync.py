@@ -1264,6 +1264,13 @@ class CrmService:
             if x.status != "open":
                 raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
             c = self._get(s, vendor_id, x.crm_client_id)
+            if choice == "incoming":
+                src = s.get(Client, x.source_client_id) if x.source_client_id else None
+                if src is None or src.deleted_at is not None or src.crm_client_id != c.id:
+                    # the value would be one no source of the client holds any more
+                    raise Conflict("the record this incoming value came from was deleted at its source since (or "
+                                   "is no longer part of this client): keep the local value or set a value",
+                                   code="source_deleted", details={"source_client_id": x.source_client_id})
             current = (c.custom_fields or {}).get(x.field[7:]) if x.field.startswith("custom.") else \
                 getattr(c, x.field, None)
             # ``local`` keeps the client's value as it is now: an edit made since the conflict was raised (the
