@@ -345,6 +345,45 @@ async def test_a_conflict_whose_record_was_deleted_since_cannot_take_its_value(a
     assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
 
 
+async def test_a_record_changing_a_field_again_supersedes_its_open_conflict(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A HoneyBook export with a new phone for a client, then another with yet another phone: the first
+    conflict is dismissed as superseded (found by a probe: both stayed open, and taking the first one's incoming
+    value gave the client a phone no source had any more)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Supersede Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="phone", kind="manual")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550111",
+                           remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550112"))
+    [first] = hub.crm.list_conflicts(v.id)
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550113"))
+    [second] = hub.crm.list_conflicts(v.id)
+    assert second["id"] != first["id"] and (second["base"], second["incoming"]) == ("+14155550112", "+14155550113")
+    [gone] = hub.crm.list_conflicts(v.id, status="dismissed")
+    assert gone["id"] == first["id"] and second["id"] in gone["resolution"]["reason"]
+    with pytest.raises(Conflict):
+        hub.crm.resolve_conflict(v.id, first["id"], "incoming")
+    # the record goes back to the client's phone: its open conflict is void too, and none is raised
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550111"))
+    assert hub.crm.list_conflicts(v.id) == []
+    assert len(hub.crm.list_conflicts(v.id, status="dismissed")) == 2
+    # another field of the record changing leaves its phone conflict alone
+    put(tave, ClientRecord("v1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550120",
+                           remote_modified_at=T0 + timedelta(hours=1)))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550114"))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550114",
+                         company="Hart Co"))
+    assert [x["incoming"] for x in hub.crm.list_conflicts(v.id)] == ["+14155550114"]
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v1"))["phone"] == "+14155550120"
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

@@ -566,6 +566,7 @@ class CrmResolver:
                 stats.new_clients += 1
             values["crm_client_id"] = p.id
 
+        moved: dict[tuple[str, str], Any] = {}  # (source record, field) -> its new value
         for values, old in merge:
             values["crm_client_id"] = old.crm_client_id
             known = people.get(old.crm_client_id)
@@ -594,10 +595,12 @@ class CrmResolver:
                     base[name] = incoming[name]
             if own and all(base.get(k) == v for k, v in incoming.items()):
                 continue  # nothing but our write: no merge, no version bump
-            res = three_way(base, local, incoming,
-                            fields=self._fields(p.golden, values, mapping, old._mapping),
+            names = self._fields(p.golden, values, mapping, old._mapping)
+            res = three_way(base, local, incoming, fields=names,
                             policy_for=lambda name: book.policy(connection_id, name),
                             incoming_side=incoming_side, local_side=p.side)
+            # a field this record changed again: what its earlier open conflicts offered is not what it says now
+            moved.update(((old.id, n), incoming.get(n)) for n in names if incoming.get(n) != base.get(n))
             p.apply(res.changes, incoming_side, old.id)
             record_conflicts(p, old.id, res.conflicts, at)
             p.add_keys(record_features(values, evidence.get(old.remote_id, ()), region), key_index)
@@ -605,6 +608,9 @@ class CrmResolver:
         self._write(conn, vendor_id, people, now)
         if merges:
             conn.execute(insert(_MERGES), merges)
+        if moved:
+            sources = {src for src, _ in moved}
+            self._supersede(conn, {old.crm_client_id for _, old in merge if old.id in sources}, moved, conflicts, now)
         if conflicts:
             conn.execute(insert(_CONFLICTS), conflicts)
         if echo_ids:
@@ -612,6 +618,25 @@ class CrmResolver:
         if settled:
             self._write_back_settled(conn, vendor_id, connection_id, people, settled, now)
         return stats
+
+    @staticmethod
+    def _supersede(conn: SAConnection, client_ids: set[str], moved: Mapping[tuple[str, str], Any],
+                   new: Sequence[Mapping[str, Any]], now: datetime) -> None:
+        """Dismiss the open conflicts a source record raised on a field it has changed again since: taking their
+        incoming value would give the client a value the record no longer holds (a second export with yet another
+        phone left two open conflicts for one field, the older offering a value no source had any more)."""
+        rows = conn.execute(select(_CONFLICTS.c.id, _CONFLICTS.c.source_client_id, _CONFLICTS.c.field).where(
+            _CONFLICTS.c.crm_client_id.in_(sorted(client_ids)), _CONFLICTS.c.status == "open")).all()
+        newer = {(c["source_client_id"], c["field"]): c["id"] for c in new if c["status"] == "open"}
+        for r in rows:
+            key = (r.source_client_id, r.field)
+            if key not in moved:
+                continue
+            reason = f"superseded: the record changed this field again since (it now says {moved[key]!r:.200})"
+            if key in newer:
+                reason += f"; see conflict {newer[key]}"
+            conn.execute(update(_CONFLICTS).where(_CONFLICTS.c.id == r.id, _CONFLICTS.c.status == "open").values(
+                status="dismissed", resolved_at=now, resolution={"choice": "dismissed", "reason": reason}))
 
     @staticmethod
     def _write_back_settled(conn: SAConnection, vendor_id: str, connection_id: str, people: Mapping[str, _Person],
