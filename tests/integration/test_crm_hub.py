@@ -404,6 +404,29 @@ async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> 
     assert hub.crm.get_client(v.id, person_of(hub, tave, "v9"))["custom_fields"] == {"venue": "Loft"}
 
 
+async def test_a_mapping_that_would_lose_values_is_refused_and_changes_nothing(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two source fields mapped to one name (a record with both kept whichever it listed last) and a blank name
+    are 422 invalid_mapping, and the mapping in place stays (found by a probe: both were accepted)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Bad Mapping Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord(
+            "v1", first_name="Fay", last_name="Moss", email="fay@x.com",
+            custom_fields={"01hvenue": "Barn", "01hplace": "Loft"})])
+    pid = person_of(hub, tave, "v1")
+    hub.crm.set_mappings(v.id, tave, {"01hvenue": "venue"})
+    for bad in ({"01hvenue": "venue", "01hplace": "venue"}, {"01hvenue": "  "}, {" ": "venue"}):
+        with pytest.raises(InvalidInput) as refused:
+            hub.crm.set_mappings(v.id, tave, bad)
+        assert refused.value.code == "invalid_mapping", bad
+    assert refused.value.code == "invalid_mapping"
+    assert hub.crm.list_mappings(v.id, tave) == [{"entity": "client", "source_key": "01hvenue", "target": "venue"}]
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"venue": "Barn", "01hplace": "Loft"}
+    hub.crm.set_mappings(v.id, tave, {"01hvenue": "place", "01hplace": None})  # one name each: fine
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"place": "Barn"}
+
+
 async def test_a_mapping_change_leaves_the_vendors_values_and_undo_takes_the_renamed_field(any_hub) -> None:  # type: ignore[no-untyped-def]
     """Re-mapping never overwrites a value the vendor set under the same name, and a field the merged record
     brought under a name given by a later mapping leaves with it when the merge is undone (found live)."""

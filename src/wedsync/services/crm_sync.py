@@ -1415,6 +1415,18 @@ class CrmService:
             if not k or len(k) > 200 or (v is not None and (not v or len(v) > 200 or v.startswith("custom."))):
                 raise InvalidInput(f"bad mapping {k!r} -> {v!r}: names are 1-200 characters, target without "
                                    f"the custom. prefix (null hides the field)", code="invalid_mapping")
+            if not k.strip() or (v is not None and not v.strip()):
+                raise InvalidInput(f"bad mapping {k!r} -> {v!r}: a name cannot be blank (null hides the field)",
+                                   code="invalid_mapping", details={"source_key": k})
+        by_target: dict[str, list[str]] = {}
+        for k, v in mappings.items():
+            if v is not None:
+                by_target.setdefault(v, []).append(k)
+        shared = {t: sorted(ks) for t, ks in by_target.items() if len(ks) > 1}
+        if shared:  # a record carrying both would keep one of the values, whichever it happened to list last
+            t, ks = sorted(shared.items())[0]
+            raise InvalidInput(f"bad mapping: {', '.join(map(repr, ks))} all map to {t!r}; a client has one value "
+                               f"under a name", code="invalid_mapping", details={"shared_targets": shared})
         provider = self.connection(vendor_id, connection_id).provider
         remapped = 0
         with self.db.session() as s:
