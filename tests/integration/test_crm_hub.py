@@ -384,6 +384,36 @@ async def test_a_record_changing_a_field_again_supersedes_its_open_conflict(any_
     assert hub.crm.get_client(v.id, person_of(hub, tave, "v1"))["phone"] == "+14155550120"
 
 
+async def test_a_value_taken_from_a_conflict_is_owned_by_its_provider(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict settled by taking HoneyBook's value: HoneyBook holds that field now, so a policy naming HoneyBook
+    the source of truth keeps it against Tave's next change (found by a probe: the field's source had no provider,
+    and the next change was "neither side is the source of truth", an open conflict)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Owner Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="company", kind="manual")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="T Co",
+                           remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="H Co"))
+    [x] = hub.crm.list_conflicts(v.id)
+    hub.crm.resolve_conflict(v.id, x["id"], "incoming")
+    pid = person_of(hub, tave, "v1")
+    assert hub.crm.get_client(v.id, pid)["field_sources"]["company"]["p"] == "honeybook"
+    hub.crm.set_policy(v.id, field="company", kind="source_of_truth", source="honeybook")
+    put(tave, ClientRecord("v1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="T2 Co",
+                           remote_modified_at=T0 + timedelta(hours=1)))
+    assert hub.crm.list_conflicts(v.id) == []
+    [auto] = hub.crm.list_conflicts(v.id, status="auto")
+    assert (auto["field"], auto["outcome"], auto["incoming"]) == ("company", "local", "T2 Co")
+    assert hub.crm.get_client(v.id, pid)["company"] == "H Co"
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

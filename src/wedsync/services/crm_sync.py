@@ -1289,8 +1289,8 @@ class CrmService:
             if x.status != "open":
                 raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
             c = self._get(s, vendor_id, x.crm_client_id)
+            src = s.get(Client, x.source_client_id) if x.source_client_id else None
             if choice == "incoming":
-                src = s.get(Client, x.source_client_id) if x.source_client_id else None
                 if src is None or src.deleted_at is not None or src.crm_client_id != c.id:
                     # the value would be one no source of the client holds any more
                     raise Conflict("the record this incoming value came from was deleted at its source since (or "
@@ -1308,7 +1308,9 @@ class CrmService:
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
                 else:
                     setattr(c, x.field, chosen)
-                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at), "r": x.source_client_id} \
+                # the provider too: a source_of_truth policy naming it (``honeybook``) must find it owns the field
+                who = {"c": x.connection_id, "p": src.provider if src is not None else None, "at": _iso(x.incoming_at),
+                       "r": x.source_client_id} \
                     if choice == "incoming" else {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
                 c.field_sources = {**(c.field_sources or {}), x.field: who}
                 c.version += 1
