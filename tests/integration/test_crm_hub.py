@@ -414,6 +414,30 @@ async def test_a_value_taken_from_a_conflict_is_owned_by_its_provider(any_hub) -
     assert hub.crm.get_client(v.id, pid)["company"] == "H Co"
 
 
+async def test_a_custom_field_settled_with_a_value_is_bounded_as_an_edit_is(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict on a custom field settled with a value of the vendor's own takes at most what a PATCH of
+    custom_fields takes (found by a probe: 500,000 characters were stored through the resolve route)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Bounded Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Joy", last_name="Reed", email="joy@x.com",
+                                             custom_fields={"lead_source": "Tave"}, remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Joy", last_name="Reed", email="joy@x.com",
+                                           custom_fields={"lead_source": "Web"}))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [x] = hub.crm.list_conflicts(v.id)
+    assert x["field"] == "custom.lead_source"
+    with pytest.raises(InvalidInput) as refused:
+        hub.crm.resolve_conflict(v.id, x["id"], "value", "y" * 10_001)
+    assert refused.value.code == "value_too_large"
+    assert hub.crm.list_conflicts(v.id)[0]["id"] == x["id"]
+    assert hub.crm.resolve_conflict(v.id, x["id"], "value", {"channel": "referral"})["status"] == "resolved"
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v1"))["custom_fields"] == {
+        "lead_source": {"channel": "referral"}}
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

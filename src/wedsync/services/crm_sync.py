@@ -768,6 +768,8 @@ CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
 SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}
 DEFAULT_CHUNK = 1000
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
+#: a custom field's value, as compact JSON, at most (a PATCH's and a conflict settled with a value's)
+MAX_CUSTOM_FIELD_JSON = 10_000
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 #: clients one blocking key may find; a key shared by more is too common to tell anyone apart
 MAX_KEY_CANDIDATES = 200
@@ -1303,6 +1305,10 @@ class CrmService:
             chosen = x.incoming if choice == "incoming" else current if choice == "local" else value
             if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
                 chosen = self._edited_value(s, c, x.field, value)
+            elif choice == "value" and len(json.dumps(value, separators=(",", ":"))) > MAX_CUSTOM_FIELD_JSON:
+                raise InvalidInput(f"{x.field} is over {MAX_CUSTOM_FIELD_JSON} characters as JSON (as a PATCH of "
+                                   f"custom_fields takes it)", code="value_too_large",
+                                   details={"field": x.field, "limit": MAX_CUSTOM_FIELD_JSON})
             if chosen != current:
                 if x.field.startswith("custom."):
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
