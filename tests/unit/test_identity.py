@@ -31,6 +31,11 @@ def test_phone_key_normalizes_formats_with_the_vendor_region() -> None:
     assert phone_key("020 7946 0958", "GB") == "+442079460958"
     assert phone_key("415 555 0132 x12", "US") == "+14155550132"  # extension is not identity
     assert phone_key("not a phone") is None
+    # "00" dialled as the international prefix, where the vendor's country dials another (found by a probe: a
+    # British couple's "0044 7911 123456" at a US studio had no key and never met their "+44 7911 123456")
+    assert phone_key("0044 7911 123456", "US") == phone_key("+44 7911 123456") == "+447911123456"
+    assert phone_key("0044 7911 123456", "GB") == "+447911123456"
+    assert phone_key("00123", "US") is None
 
 
 def test_blocking_keys_cover_email_phone_and_wedding_date() -> None:
