@@ -438,6 +438,56 @@ async def test_a_custom_field_settled_with_a_value_is_bounded_as_an_edit_is(any_
         "lead_source": {"channel": "referral"}}
 
 
+def test_two_undos_of_one_merge_at_once_split_it_once(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same merge undone twice at the same moment (a double click): one undo splits the record off, the other is
+    409 already_undone (found by a probe on PostgreSQL: both read the merge as in force, each made a client of
+    the record, and one of them was left with no source at all)."""
+    import threading
+
+    from wedsync.services.crm_sync import CrmResolver
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Double Click Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Kim", last_name="Lowe", email="kim@x.com")),
+                         (hb, ClientRecord("h1", first_name="Kim", last_name="Lowe", email="kim@x.com",
+                                           company="Lowe Co"))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [merge] = hub.crm.list_merges(v.id)
+    both_in = threading.Barrier(2)
+    mapping = CrmResolver.mapping
+
+    def slow_mapping(self, conn, connection_id, entity="client"):  # type: ignore[no-untyped-def]
+        try:  # both undos inside their transaction at once (a serialized second one never gets here in time)
+            both_in.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return mapping(self, conn, connection_id, entity)
+
+    monkeypatch.setattr(CrmResolver, "mapping", slow_mapping)
+    results: list[Any] = []
+
+    def undo() -> None:
+        try:
+            results.append(hub.crm.undo_merge(v.id, merge["id"])["restored"]["id"])
+        except Conflict as exc:
+            results.append(exc.code)
+
+    threads = [threading.Thread(target=undo) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    restored = [r for r in results if r != "already_undone"]
+    assert len(results) == 2 and results.count("already_undone") == 1, results
+    assert len(restored) == 1 and person_of(hub, hb, "h1") == restored[0]
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(CrmClient).where(CrmClient.vendor_id == v.id)
+                         ).scalar_one() == 2
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

@@ -1146,7 +1146,8 @@ class CrmService:
         """Split the merged source record off into its own unified client again; fields the merge had
         changed on the surviving client (and nobody changed since) get their previous values back."""
         with self.db.session() as s:
-            m = s.get(CrmMerge, merge_id)
+            # locked (PostgreSQL): the same undo twice at once (a double click) made two clients of the record
+            m = s.get(CrmMerge, merge_id, with_for_update=True)
             if m is None or m.vendor_id != vendor_id:
                 raise NotFound("merge not found")
             if m.undone_at is not None:
@@ -1285,7 +1286,7 @@ class CrmService:
             raise InvalidInput('the choice "value" needs a value (null clears the field)', code="missing_field",
                                details={"field": "value"})
         with self.db.session() as s:
-            x = s.get(CrmConflict, conflict_id)
+            x = s.get(CrmConflict, conflict_id, with_for_update=True)  # settled once, however many ask at once
             if x is None or x.vendor_id != vendor_id:
                 raise NotFound("conflict not found")
             if x.status != "open":
