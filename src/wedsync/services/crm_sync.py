@@ -1351,6 +1351,9 @@ class CrmService:
 
     def set_policy(self, vendor_id: str, *, field: str = "*", connection_id: str = "*", kind: str,
                    source: str | None = None, skew_seconds: int = 120) -> dict[str, Any]:
+        if source is not None and kind != "source_of_truth":  # stored, it read as a rule that never applied
+            raise InvalidInput(f"a source applies only to a source_of_truth policy, not to {kind!r} (leave it out)",
+                               code="invalid_policy")
         try:
             policy = FieldPolicy(kind, self._policy_source(vendor_id, source) if source else source, skew_seconds)
         except ValueError as exc:
