@@ -488,6 +488,31 @@ def test_two_undos_of_one_merge_at_once_split_it_once(any_hub, monkeypatch) -> N
                          ).scalar_one() == 2
 
 
+async def test_undoing_a_merge_cancels_the_write_backs_still_pending_to_the_split_record(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """An edit of the client queued a write-back to its VSCO record, which has not gone yet (VSCO was down); the
+    merge that brought that record is undone: the write-back is cancelled, not sent later onto the other person's
+    record (found by a probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Pending Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((hb, ClientRecord("h1", first_name="Lea", last_name="Mora", email="lea@x.com")),
+                         (tave, ClientRecord("v1", first_name="Lea", last_name="Mora", email="lea@x.com",
+                                             remote_modified_at=T0))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, hb, "h1")
+    assert person_of(hub, tave, "v1") == pid
+    hub.crm.update_client(v.id, pid, {"phone": "+14155550160"})
+    [row] = hub.crm.list_outbox(v.id)
+    assert (row["op"], row["status"]) == ("update_contact", "pending")
+    merge = hub.crm.list_merges(v.id)[0]
+    hub.crm.undo_merge(v.id, merge["id"])
+    [row] = hub.crm.list_outbox(v.id)
+    assert row["status"] == "failed" and merge["id"] in row["last_error"], row
+    assert hub.crm.pending_outbox() == []
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

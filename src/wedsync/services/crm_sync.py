@@ -1238,6 +1238,13 @@ class CrmService:
                 x.status, x.resolved_at = "dismissed", utcnow()
                 x.resolution = {"choice": "dismissed", "reason": f"merge {m.id} undone: the record is its own "
                                                                  f"client {restored.id} again"}
+            # a write-back of the survivor's values to the split-off record that has not gone yet (the provider was
+            # down, its backoff runs up to 30 minutes) would put this client's values on the other person's record
+            for o in s.execute(select(CrmOutbox).where(
+                    CrmOutbox.source_client_id == src.id, CrmOutbox.crm_client_id == survivor.id,
+                    CrmOutbox.op == "update_contact", CrmOutbox.status == "pending")).scalars():
+                o.status = "failed"
+                o.last_error = f"cancelled: merge {m.id} undone, the record is client {restored.id} again"
             m.undone_at = utcnow()
             m.undone_to = restored.id
             out = {"merge": merge_out(m), "client": client_out(survivor), "restored": client_out(restored)}
