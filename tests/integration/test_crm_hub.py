@@ -513,6 +513,34 @@ async def test_undoing_a_merge_cancels_the_write_backs_still_pending_to_the_spli
     assert hub.crm.pending_outbox() == []
 
 
+async def test_an_address_settled_with_a_value_is_checked_as_a_patch_checks_it(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """An address conflict settled with a value of the vendor's own takes VSCO Workspace's parts as text, as a PATCH
+    does (found by a probe: {"foo": 1, "streetAddress": 5} was stored on the client and its write-back failed)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Address Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Ola", last_name="Ruiz", email="ola@x.com",
+                                             address={"streetAddress": "1 Oak St", "city": "Austin"},
+                                             remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Ola", last_name="Ruiz", email="ola@x.com",
+                                           address={"streetAddress": "2 Elm St", "city": "Austin"}))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [x] = hub.crm.list_conflicts(v.id)
+    assert x["field"] == "address"
+    for bad in ({"foo": 1}, {"streetAddress": 5}, {"city": "x" * 201}, ["1 Oak St"]):
+        with pytest.raises(InvalidInput) as refused:
+            hub.crm.resolve_conflict(v.id, x["id"], "value", bad)
+        assert refused.value.code == "invalid_field", bad
+    pid = person_of(hub, tave, "v1")
+    assert hub.crm.get_client(v.id, pid)["address"] == {"streetAddress": "1 Oak St", "city": "Austin"}
+    done = hub.crm.resolve_conflict(v.id, x["id"], "value", {"streetAddress": " 3 Pine St ", "city": "",
+                                                                  "country": "Brazil"})
+    assert done["resolution"]["value"] == {"streetAddress": "3 Pine St", "country": "BR"}
+    assert hub.crm.get_client(v.id, pid)["address"] == {"streetAddress": "3 Pine St", "country": "BR"}
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")

@@ -776,6 +776,9 @@ MAX_KEY_CANDIDATES = 200
 #: a conflict resolution's value that was not given (None is a given value: it clears the field)
 NO_VALUE: Any = object()
 # the longest value a vendor may set on a text field: its column's length
+#: the parts of an address (VSCO Workspace's keys) a vendor may set, and their longest text
+ADDRESS_PARTS: dict[str, int] = {"streetAddress": 512, "village": 200, "city": 200, "state": 200, "postalCode": 64,
+                                 "country": 100}
 _TEXT_LIMITS: dict[str, int] = {f: getattr(_CC.c[f].type, "length", None) or 0 for f in CLIENT_FIELDS
                                  if f != "address"}
 
@@ -1061,6 +1064,22 @@ class CrmService:
         if name == "address":
             if not isinstance(value, dict):
                 raise InvalidInput("address must be an object", code="invalid_field")
+            unknown = sorted(set(value) - set(ADDRESS_PARTS))
+            if unknown:  # VSCO Workspace refuses them: the write-back failed and the client kept them
+                raise InvalidInput(f"address has no part {unknown[0]!r}: its parts are {list(ADDRESS_PARTS)}",
+                                   code="invalid_field", details={"field": "address", "unknown": unknown})
+            parts: dict[str, str] = {}
+            for part, text in value.items():
+                if text is None:
+                    continue
+                if not isinstance(text, str) or len(text) > ADDRESS_PARTS[part]:
+                    raise InvalidInput(f"address.{part} must be text of at most {ADDRESS_PARTS[part]} characters",
+                                       code="invalid_field", details={"field": f"address.{part}"})
+                if text.strip():
+                    parts[part] = text.strip()
+            if not parts:
+                return None  # no part at all clears it, as a PATCH with null does
+            value = parts
             country = value.get("country")
             if isinstance(country, str):  # stored as the sources store it: the ISO code when recognised
                 value = {**value, "country": normalize_country(country)}
