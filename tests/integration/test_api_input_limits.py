@@ -233,6 +233,9 @@ async def test_collections_in_bodies_are_bounded(api, hub) -> None:  # type: ign
         assert error_type in {d["type"] for d in r.json()["error"]["details"]}, (path, r.text[:300])
         assert time.monotonic() - started < 5, path
     assert (await api.get(url, headers=auth(key))).json()["items"] == []  # nothing was written
+    # the message names the field (it said "custom field {name!r} is over ...", the template unfilled)
+    r = await api.patch(f"/api/crm/clients/{cid}", headers=auth(key), json={"custom_fields": {"notes": "n" * 10_001}})
+    assert "custom field 'notes' is over 10000 characters" in r.json()["error"]["details"][0]["msg"], r.text[:300]
     r = await api.put(url, headers=auth(key), json={"mappings": {f"Field {i}": None for i in range(500)}})
     assert r.status_code == 200, r.text[:300]
     r = await api.patch(f"/api/crm/clients/{cid}", headers=auth(key),

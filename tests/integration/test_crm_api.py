@@ -152,8 +152,14 @@ async def test_crm_api_end_to_end(api, hub) -> None:  # type: ignore[no-untyped-
         r = await api.put("/api/crm/policies", headers=auth(key_a),
                           json={"field": "phone", "kind": "source_of_truth", "source": bad})
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_policy", (bad, r.text)
+    # a source means something only to a source_of_truth policy: with another kind it was stored and shown, a rule
+    # the vendor read as "honeybook decides" that never applied (found by a probe)
+    for kind in ("manual", "newest_wins"):
+        r = await api.put("/api/crm/policies", headers=auth(key_a),
+                          json={"field": "phone", "kind": kind, "source": "honeybook"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_policy", (kind, r.text)
     r = await api.put("/api/crm/policies", headers=auth(key_a), json={"field": "phone", "kind": "newest_wins"})
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["source"] is None
     assert len((await api.get("/api/crm/policies", headers=auth(key_a))).json()["items"]) == 2
 
     r = await api.put(f"/api/crm/connections/{hb}/field-mappings", headers=auth(key_a),

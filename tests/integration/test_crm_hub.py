@@ -264,6 +264,283 @@ async def test_undo_of_a_merge_within_one_connection_restores_the_survivor(any_h
     assert person_of(hub, hb, "h2") == restored["id"] and person_of(hub, hb, "h1") == pid
 
 
+async def test_undoing_merges_out_of_order_restores_no_value_of_a_record_split_off_before(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two merges, undone oldest first: the second merge had replaced a value the first merged record brought;
+    undoing it must not put that value back, as that record has left the client (found by a probe: the
+    survivor kept "B Co", a company none of its remaining sources has)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Order Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    h17 = csv_connection(hub, v.id, "17hats")
+    hub.crm.set_policy(v.id, field="company", kind="source_of_truth", source="17hats")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Bea", last_name="Lopez", email="bea@x.com", remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Bea", last_name="Lopez", email="bea@x.com", company="B Co"))
+    put(h17, ClientRecord("s1", first_name="Bea", last_name="Lopez", email="bea@x.com", company="C Co"))
+    pid = person_of(hub, tave, "v1")
+    assert person_of(hub, hb, "h1") == pid == person_of(hub, h17, "s1")
+    assert hub.crm.get_client(v.id, pid)["company"] == "C Co"  # 17hats owns the company
+    first, second = sorted(hub.crm.list_merges(v.id), key=lambda m: m["created_at"])
+    assert "replaced_by" not in first["evidence"] and "replaced" not in first["evidence"]
+    assert hub.crm.undo_merge(v.id, first["id"])["client"]["company"] == "C Co"  # set by the 17hats row since
+    out = hub.crm.undo_merge(v.id, second["id"])
+    assert out["client"]["company"] is None and out["client"]["field_sources"] == {}
+    assert out["restored"]["company"] == "C Co"
+    assert [s["remote_id"] for s in hub.crm.get_client(v.id, pid)["sources"]] == ["v1"]
+
+
+async def test_keeping_the_local_value_keeps_an_edit_made_since_the_conflict(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict settled with ``local`` keeps the client's value as it is now: the vendor's edit made after the
+    conflict was raised stays (found by a probe: it was replaced by the value shown when the conflict was raised)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Local Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="phone", kind="manual")
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Cora", last_name="Diaz", email="cora@x.com",
+                                             phone="+14155550103", remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Cora", last_name="Diaz", email="cora@x.com",
+                                           phone="+14155550999"))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, tave, "v1")
+    [x] = hub.crm.list_conflicts(v.id)
+    assert (x["field"], x["local"], x["incoming"]) == ("phone", "+14155550103", "+14155550999")
+    hub.crm.update_client(v.id, pid, {"phone": "+1 415 555 0777"})
+    done = hub.crm.resolve_conflict(v.id, x["id"], "local")
+    assert done["resolution"] == {"choice": "local", "value": "+14155550777"}
+    assert hub.crm.get_client(v.id, pid)["phone"] == "+14155550777"
+
+
+async def test_a_conflict_whose_record_was_deleted_since_cannot_take_its_value(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """The record a conflict's incoming value came from is deleted at its source (a full sync marks it deleted):
+    taking that value is refused, keeping the local value or setting one still works (found by a probe: the client
+    took the last name only the deleted VSCO contact had)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Deleted Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="last_name", connection_id=tave, kind="manual")
+    for conn_id, rec in ((hb, ClientRecord("h1", first_name="Dana", last_name="Smith", email="dana@x.com")),
+                         (tave, ClientRecord("v1", first_name="Dana", last_name="Smyth", email="dana@x.com",
+                                             remote_modified_at=T0))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, hb, "h1")
+    [x] = [x for x in hub.crm.list_conflicts(v.id) if x["field"] == "last_name"]
+    assert (x["local"], x["incoming"]) == ("Smith", "Smyth")
+    with hub.db.session() as s:  # what a full sync does with a contact the provider answers 404 for
+        row = s.execute(select(Client).where(Client.connection_id == tave, Client.remote_id == "v1")).scalar_one()
+        row.deleted_at = datetime.now(UTC)
+    with pytest.raises(Conflict) as refused:
+        hub.crm.resolve_conflict(v.id, x["id"], "incoming")
+    assert refused.value.code == "source_deleted"
+    assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
+    assert hub.crm.resolve_conflict(v.id, x["id"], "local")["status"] == "resolved"
+    assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
+
+
+async def test_a_record_changing_a_field_again_supersedes_its_open_conflict(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A HoneyBook export with a new phone for a client, then another with yet another phone: the first
+    conflict is dismissed as superseded (found by a probe: both stayed open, and taking the first one's incoming
+    value gave the client a phone no source had any more)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Supersede Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="phone", kind="manual")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550111",
+                           remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550112"))
+    [first] = hub.crm.list_conflicts(v.id)
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550113"))
+    [second] = hub.crm.list_conflicts(v.id)
+    assert second["id"] != first["id"] and (second["base"], second["incoming"]) == ("+14155550112", "+14155550113")
+    [gone] = hub.crm.list_conflicts(v.id, status="dismissed")
+    assert gone["id"] == first["id"] and second["id"] in gone["resolution"]["reason"]
+    with pytest.raises(Conflict):
+        hub.crm.resolve_conflict(v.id, first["id"], "incoming")
+    # the record goes back to the client's phone: its open conflict is void too, and none is raised
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550111"))
+    assert hub.crm.list_conflicts(v.id) == []
+    assert len(hub.crm.list_conflicts(v.id, status="dismissed")) == 2
+    # another field of the record changing leaves its phone conflict alone
+    put(tave, ClientRecord("v1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550120",
+                           remote_modified_at=T0 + timedelta(hours=1)))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550114"))
+    put(hb, ClientRecord("h1", first_name="Gia", last_name="Hart", email="gia@x.com", phone="+14155550114",
+                         company="Hart Co"))
+    assert [x["incoming"] for x in hub.crm.list_conflicts(v.id)] == ["+14155550114"]
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v1"))["phone"] == "+14155550120"
+
+
+async def test_a_value_taken_from_a_conflict_is_owned_by_its_provider(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict settled by taking HoneyBook's value: HoneyBook holds that field now, so a policy naming HoneyBook
+    the source of truth keeps it against Tave's next change (found by a probe: the field's source had no provider,
+    and the next change was "neither side is the source of truth", an open conflict)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Owner Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    hub.crm.set_policy(v.id, field="company", kind="manual")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    put(tave, ClientRecord("v1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="T Co",
+                           remote_modified_at=T0))
+    put(hb, ClientRecord("h1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="H Co"))
+    [x] = hub.crm.list_conflicts(v.id)
+    hub.crm.resolve_conflict(v.id, x["id"], "incoming")
+    pid = person_of(hub, tave, "v1")
+    assert hub.crm.get_client(v.id, pid)["field_sources"]["company"]["p"] == "honeybook"
+    hub.crm.set_policy(v.id, field="company", kind="source_of_truth", source="honeybook")
+    put(tave, ClientRecord("v1", first_name="Ivy", last_name="Cole", email="ivy@x.com", company="T2 Co",
+                           remote_modified_at=T0 + timedelta(hours=1)))
+    assert hub.crm.list_conflicts(v.id) == []
+    [auto] = hub.crm.list_conflicts(v.id, status="auto")
+    assert (auto["field"], auto["outcome"], auto["incoming"]) == ("company", "local", "T2 Co")
+    assert hub.crm.get_client(v.id, pid)["company"] == "H Co"
+
+
+async def test_a_custom_field_settled_with_a_value_is_bounded_as_an_edit_is(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """A conflict on a custom field settled with a value of the vendor's own takes at most what a PATCH of
+    custom_fields takes (found by a probe: 500,000 characters were stored through the resolve route)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Bounded Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Joy", last_name="Reed", email="joy@x.com",
+                                             custom_fields={"lead_source": "Tave"}, remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Joy", last_name="Reed", email="joy@x.com",
+                                           custom_fields={"lead_source": "Web"}))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [x] = hub.crm.list_conflicts(v.id)
+    assert x["field"] == "custom.lead_source"
+    with pytest.raises(InvalidInput) as refused:
+        hub.crm.resolve_conflict(v.id, x["id"], "value", "y" * 10_001)
+    assert refused.value.code == "value_too_large"
+    assert hub.crm.list_conflicts(v.id)[0]["id"] == x["id"]
+    assert hub.crm.resolve_conflict(v.id, x["id"], "value", {"channel": "referral"})["status"] == "resolved"
+    assert hub.crm.get_client(v.id, person_of(hub, tave, "v1"))["custom_fields"] == {
+        "lead_source": {"channel": "referral"}}
+
+
+def test_two_undos_of_one_merge_at_once_split_it_once(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same merge undone twice at the same moment (a double click): one undo splits the record off, the other is
+    409 already_undone (found by a probe on PostgreSQL: both read the merge as in force, each made a client of
+    the record, and one of them was left with no source at all)."""
+    import threading
+
+    from wedsync.services.crm_sync import CrmResolver
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Double Click Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Kim", last_name="Lowe", email="kim@x.com")),
+                         (hb, ClientRecord("h1", first_name="Kim", last_name="Lowe", email="kim@x.com",
+                                           company="Lowe Co"))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [merge] = hub.crm.list_merges(v.id)
+    both_in = threading.Barrier(2)
+    mapping = CrmResolver.mapping
+
+    def slow_mapping(self, conn, connection_id, entity="client"):  # type: ignore[no-untyped-def]
+        try:  # both undos inside their transaction at once (a serialized second one never gets here in time)
+            both_in.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return mapping(self, conn, connection_id, entity)
+
+    monkeypatch.setattr(CrmResolver, "mapping", slow_mapping)
+    results: list[Any] = []
+
+    def undo() -> None:
+        try:
+            results.append(hub.crm.undo_merge(v.id, merge["id"])["restored"]["id"])
+        except Conflict as exc:
+            results.append(exc.code)
+
+    threads = [threading.Thread(target=undo) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    restored = [r for r in results if r != "already_undone"]
+    assert len(results) == 2 and results.count("already_undone") == 1, results
+    assert len(restored) == 1 and person_of(hub, hb, "h1") == restored[0]
+    with hub.db.read() as s:
+        assert s.execute(select(func.count()).select_from(CrmClient).where(CrmClient.vendor_id == v.id)
+                         ).scalar_one() == 2
+
+
+async def test_undoing_a_merge_cancels_the_write_backs_still_pending_to_the_split_record(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """An edit of the client queued a write-back to its VSCO record, which has not gone yet (VSCO was down); the
+    merge that brought that record is undone: the write-back is cancelled, not sent later onto the other person's
+    record (found by a probe)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Pending Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((hb, ClientRecord("h1", first_name="Lea", last_name="Mora", email="lea@x.com")),
+                         (tave, ClientRecord("v1", first_name="Lea", last_name="Mora", email="lea@x.com",
+                                             remote_modified_at=T0))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    pid = person_of(hub, hb, "h1")
+    assert person_of(hub, tave, "v1") == pid
+    hub.crm.update_client(v.id, pid, {"phone": "+14155550160"})
+    [row] = hub.crm.list_outbox(v.id)
+    assert (row["op"], row["status"]) == ("update_contact", "pending")
+    merge = hub.crm.list_merges(v.id)[0]
+    hub.crm.undo_merge(v.id, merge["id"])
+    [row] = hub.crm.list_outbox(v.id)
+    assert row["status"] == "failed" and merge["id"] in row["last_error"], row
+    assert hub.crm.pending_outbox() == []
+
+
+async def test_an_address_settled_with_a_value_is_checked_as_a_patch_checks_it(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """An address conflict settled with a value of the vendor's own takes VSCO Workspace's parts as text, as a PATCH
+    does (found by a probe: {"foo": 1, "streetAddress": 5} was stored on the client and its write-back failed)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Address Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = csv_connection(hub, v.id)
+    for conn_id, rec in ((tave, ClientRecord("v1", first_name="Ola", last_name="Ruiz", email="ola@x.com",
+                                             address={"streetAddress": "1 Oak St", "city": "Austin"},
+                                             remote_modified_at=T0)),
+                         (hb, ClientRecord("h1", first_name="Ola", last_name="Ruiz", email="ola@x.com",
+                                           address={"streetAddress": "2 Elm St", "city": "Austin"}))):
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+    [x] = hub.crm.list_conflicts(v.id)
+    assert x["field"] == "address"
+    for bad in ({"foo": 1}, {"streetAddress": 5}, {"city": "x" * 201}, ["1 Oak St"]):
+        with pytest.raises(InvalidInput) as refused:
+            hub.crm.resolve_conflict(v.id, x["id"], "value", bad)
+        assert refused.value.code == "invalid_field", bad
+    pid = person_of(hub, tave, "v1")
+    assert hub.crm.get_client(v.id, pid)["address"] == {"streetAddress": "1 Oak St", "city": "Austin"}
+    done = hub.crm.resolve_conflict(v.id, x["id"], "value", {"streetAddress": " 3 Pine St ", "city": "",
+                                                                  "country": "Brazil"})
+    assert done["resolution"]["value"] == {"streetAddress": "3 Pine St", "country": "BR"}
+    assert hub.crm.get_client(v.id, pid)["address"] == {"streetAddress": "3 Pine St", "country": "BR"}
+
+
 async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> None:  # type: ignore[no-untyped-def]
     hub = any_hub
     v = hub.tenancy.create_vendor("Mapping Studio")
@@ -282,6 +559,29 @@ async def test_field_mapping_applies_to_existing_and_future_records(any_hub) -> 
                                                                  email="n9@x.com",
                                                                  custom_fields={"01hvenue": "Loft"})])
     assert hub.crm.get_client(v.id, person_of(hub, tave, "v9"))["custom_fields"] == {"venue": "Loft"}
+
+
+async def test_a_mapping_that_would_lose_values_is_refused_and_changes_nothing(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Two source fields mapped to one name (a record with both kept whichever it listed last) and a blank name
+    are 422 invalid_mapping, and the mapping in place stays (found by a probe: both were accepted)."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Bad Mapping Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [ClientRecord(
+            "v1", first_name="Fay", last_name="Moss", email="fay@x.com",
+            custom_fields={"01hvenue": "Barn", "01hplace": "Loft"})])
+    pid = person_of(hub, tave, "v1")
+    hub.crm.set_mappings(v.id, tave, {"01hvenue": "venue"})
+    for bad in ({"01hvenue": "venue", "01hplace": "venue"}, {"01hvenue": "  "}, {" ": "venue"}):
+        with pytest.raises(InvalidInput) as refused:
+            hub.crm.set_mappings(v.id, tave, bad)
+        assert refused.value.code == "invalid_mapping", bad
+    assert refused.value.code == "invalid_mapping"
+    assert hub.crm.list_mappings(v.id, tave) == [{"entity": "client", "source_key": "01hvenue", "target": "venue"}]
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"venue": "Barn", "01hplace": "Loft"}
+    hub.crm.set_mappings(v.id, tave, {"01hvenue": "place", "01hplace": None})  # one name each: fine
+    assert hub.crm.get_client(v.id, pid)["custom_fields"] == {"place": "Barn"}
 
 
 async def test_a_mapping_change_leaves_the_vendors_values_and_undo_takes_the_renamed_field(any_hub) -> None:  # type: ignore[no-untyped-def]

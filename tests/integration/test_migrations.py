@@ -98,6 +98,38 @@ def test_diminutives_get_phone_keys_under_their_given_names_initial(db_url: str)
         engine.dispose()
 
 
+def test_stroked_letters_are_folded_in_search_text_and_key_initials(db_url: str) -> None:
+    """Clients stored before "Đ" folded to "d" (and the Turkish dotless i to i) are found by the plain spelling:
+    their search text is recomputed and their phone and date keys are also stored with the plain initials."""
+    engine = create_engine(db_url)
+    try:
+        migrate(engine, "0017")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO vendors (id, name, timezone, created_at) VALUES "
+                              "('v1', 'A', 'UTC', '2026-01-01')"))
+            for cid, first, last, stored in (("c1", "Linh", "Đặng", "|linh đang|||"),
+                                             ("c2", "Ana", "Ruiz", "|ana ruiz|||")):
+                conn.execute(text("INSERT INTO crm_clients (id, vendor_id, kind, first_name, last_name, "
+                                  "search_text, custom_fields, wedding_dates, field_sources, version, created_at, "
+                                  "updated_at) VALUES (:id, 'v1', 'person', :f, :l, :t, '{}', '[]', '{}', 1, "
+                                  "'2026-01-01', '2026-01-01')"), {"id": cid, "f": first, "l": last, "t": stored})
+            for k, c in (("p:+14155550100|lđ", "c1"), ("d:2027-06-12|lđ", "c1"), ("e:linh@x.com", "c1"),
+                         ("p:+14155550101|ar", "c2")):
+                conn.execute(text("INSERT INTO crm_identity_keys (vendor_id, key, crm_client_id) "
+                                  "VALUES ('v1', :k, :c)"), {"k": k, "c": c})
+        migrate(engine)
+        with engine.connect() as conn:
+            rows = sorted(tuple(r) for r in conn.execute(text(
+                "SELECT vendor_id, key, crm_client_id FROM crm_identity_keys")))
+            texts = dict(tuple(r) for r in conn.execute(text("SELECT id, search_text FROM crm_clients")))
+        assert rows == [("v1", "d:2027-06-12|dl", "c1"), ("v1", "d:2027-06-12|lđ", "c1"),
+                        ("v1", "e:linh@x.com", "c1"), ("v1", "p:+14155550100|dl", "c1"),
+                        ("v1", "p:+14155550100|lđ", "c1"), ("v1", "p:+14155550101|ar", "c2")]
+        assert texts == {"c1": "|linh dang|||", "c2": "|ana ruiz|||"}
+    finally:
+        engine.dispose()
+
+
 def test_sync_schedule_columns_and_one_run_in_progress_per_connection(db_url: str) -> None:
     engine = create_engine(db_url)
     try:

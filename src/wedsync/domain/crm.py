@@ -27,15 +27,24 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     if not value or not value.strip():
         return None
     raw = value.strip()
+    e164 = _e164(raw, region or "US")
+    if e164 is None and raw.startswith("00"):
+        # "00" is the international prefix of most of the world but not of the default country (the US dials 011):
+        # a couple abroad writes their number so ("0044 7911 123456"), which is "+44 7911 123456"
+        e164 = _e164("+" + raw[2:], region or "US")
+    return raw if e164 is None else e164
+
+
+def _e164(raw: str, region: str) -> str | None:
     try:
-        num = phonenumbers.parse(raw, region or "US", keep_raw_input=True)
+        num = phonenumbers.parse(raw, region, keep_raw_input=True)
     except phonenumbers.NumberParseException:
-        return raw
+        return None
     if not phonenumbers.is_possible_number(num):
-        return raw
+        return None
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
     if num.country_code_source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY and not _fits_region(num, e164):
-        return raw  # written without a country and not a number of the default one: do not invent a country
+        return None  # written without a country and not a number of the default one: do not invent a country
     return f"{e164};ext={num.extension}" if num.extension else e164
 
 

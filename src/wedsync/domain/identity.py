@@ -45,9 +45,14 @@ def fold(value: str | None) -> str:
     if value.isascii() and value.isalpha():  # the common case, one plain word: nothing to strip
         return value.lower()
     decomposed = unicodedata.normalize("NFKD", value)
-    ascii_ = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-    ascii_ = ascii_.replace("ß", "ss").replace("ø", "o").replace("æ", "ae").replace("ł", "l")
+    ascii_ = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold().translate(_LETTERS)
     return _SPACES.sub(" ", _NON_WORD.sub(" ", ascii_)).strip()
+
+
+#: Latin letters that carry their mark in the letter itself (a stroke, a missing dot), so that NFKD does not take
+#: it off, as people write them without it: "Đặng" is "Dang", Turkish "Yildiz" has dotless i's, "Þór" is "Thor".
+_LETTERS = str.maketrans({"ß": "ss", "ø": "o", "æ": "ae", "ł": "l", "đ": "d", "ð": "d", "\u0131": "i", "þ": "th",
+                          "œ": "oe", "ħ": "h", "ŧ": "t", "ƒ": "f", "ŋ": "ng", "ĸ": "k"})
 
 
 def search_text(first: str | None, last: str | None, display: str | None, email: str | None,

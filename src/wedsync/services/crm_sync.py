@@ -539,6 +539,7 @@ class CrmResolver:
                     people.update(self.load_people(conn, [pid]))
                 p = people[pid]
                 before = p.flat()
+                setters = dict(p.field_sources)  # who had set each value the merge may replace (undo needs it)
                 res = three_way(None, before, carried_address(
                                     flatten(self._aligned(values, mapping, p, m), CLIENT_FIELDS), None, before),
                                 fields=self._fields(p.golden, values, mapping),
@@ -550,7 +551,8 @@ class CrmResolver:
                 merges.append({"id": new_id(), "vendor_id": vendor_id, "crm_client_id": pid,
                                "source_client_id": source_id, "connection_id": connection_id, "rule": m.rule,
                                "score": round(m.score, 2), "run_id": run_id,
-                               "evidence": {**m.evidence, "replaced": {k: before.get(k) for k in res.changes}},
+                               "evidence": {**m.evidence, "replaced": {k: before.get(k) for k in res.changes},
+                                            "replaced_by": {k: setters.get(k) for k in res.changes}},
                                "created_at": now, "undone_at": None, "undone_to": None})
                 stats.merged += 1
             else:
@@ -564,6 +566,7 @@ class CrmResolver:
                 stats.new_clients += 1
             values["crm_client_id"] = p.id
 
+        moved: dict[tuple[str, str], Any] = {}  # (source record, field) -> its new value
         for values, old in merge:
             values["crm_client_id"] = old.crm_client_id
             known = people.get(old.crm_client_id)
@@ -592,10 +595,12 @@ class CrmResolver:
                     base[name] = incoming[name]
             if own and all(base.get(k) == v for k, v in incoming.items()):
                 continue  # nothing but our write: no merge, no version bump
-            res = three_way(base, local, incoming,
-                            fields=self._fields(p.golden, values, mapping, old._mapping),
+            names = self._fields(p.golden, values, mapping, old._mapping)
+            res = three_way(base, local, incoming, fields=names,
                             policy_for=lambda name: book.policy(connection_id, name),
                             incoming_side=incoming_side, local_side=p.side)
+            # a field this record changed again: what its earlier open conflicts offered is not what it says now
+            moved.update(((old.id, n), incoming.get(n)) for n in names if incoming.get(n) != base.get(n))
             p.apply(res.changes, incoming_side, old.id)
             record_conflicts(p, old.id, res.conflicts, at)
             p.add_keys(record_features(values, evidence.get(old.remote_id, ()), region), key_index)
@@ -603,6 +608,9 @@ class CrmResolver:
         self._write(conn, vendor_id, people, now)
         if merges:
             conn.execute(insert(_MERGES), merges)
+        if moved:
+            sources = {src for src, _ in moved}
+            self._supersede(conn, {old.crm_client_id for _, old in merge if old.id in sources}, moved, conflicts, now)
         if conflicts:
             conn.execute(insert(_CONFLICTS), conflicts)
         if echo_ids:
@@ -610,6 +618,25 @@ class CrmResolver:
         if settled:
             self._write_back_settled(conn, vendor_id, connection_id, people, settled, now)
         return stats
+
+    @staticmethod
+    def _supersede(conn: SAConnection, client_ids: set[str], moved: Mapping[tuple[str, str], Any],
+                   new: Sequence[Mapping[str, Any]], now: datetime) -> None:
+        """Dismiss the open conflicts a source record raised on a field it has changed again since: taking their
+        incoming value would give the client a value the record no longer holds (a second export with yet another
+        phone left two open conflicts for one field, the older offering a value no source had any more)."""
+        rows = conn.execute(select(_CONFLICTS.c.id, _CONFLICTS.c.source_client_id, _CONFLICTS.c.field).where(
+            _CONFLICTS.c.crm_client_id.in_(sorted(client_ids)), _CONFLICTS.c.status == "open")).all()
+        newer = {(c["source_client_id"], c["field"]): c["id"] for c in new if c["status"] == "open"}
+        for r in rows:
+            key = (r.source_client_id, r.field)
+            if key not in moved:
+                continue
+            reason = f"superseded: the record changed this field again since (it now says {moved[key]!r:.200})"
+            if key in newer:
+                reason += f"; see conflict {newer[key]}"
+            conn.execute(update(_CONFLICTS).where(_CONFLICTS.c.id == r.id, _CONFLICTS.c.status == "open").values(
+                status="dismissed", resolved_at=now, resolution={"choice": "dismissed", "reason": reason}))
 
     @staticmethod
     def _write_back_settled(conn: SAConnection, vendor_id: str, connection_id: str, people: Mapping[str, _Person],
@@ -741,12 +768,17 @@ CSV_PROVIDERS = ("honeybook", "17hats", "studio-ninja", "iris-works")
 SYNC_TYPES = {"full": "full", "incremental": "incremental", "delta": "incremental"}
 DEFAULT_CHUNK = 1000
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
+#: a custom field's value, as compact JSON, at most (a PATCH's and a conflict settled with a value's)
+MAX_CUSTOM_FIELD_JSON = 10_000
 EDITABLE_FIELDS = frozenset(CLIENT_FIELDS) | {"custom_fields"}
 #: clients one blocking key may find; a key shared by more is too common to tell anyone apart
 MAX_KEY_CANDIDATES = 200
 #: a conflict resolution's value that was not given (None is a given value: it clears the field)
 NO_VALUE: Any = object()
 # the longest value a vendor may set on a text field: its column's length
+#: the parts of an address (VSCO Workspace's keys) a vendor may set, and their longest text
+ADDRESS_PARTS: dict[str, int] = {"streetAddress": 512, "village": 200, "city": 200, "state": 200, "postalCode": 64,
+                                 "country": 100}
 _TEXT_LIMITS: dict[str, int] = {f: getattr(_CC.c[f].type, "length", None) or 0 for f in CLIENT_FIELDS
                                  if f != "address"}
 
@@ -794,10 +826,14 @@ def client_out(c: Any) -> dict[str, Any]:
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
 
+#: what a merge row keeps for its undo (the values it replaced and who had set them), not shown as evidence
+_UNDO_EVIDENCE = frozenset({"replaced", "replaced_by"})
+
+
 def merge_out(m: Any) -> dict[str, Any]:
     return {"id": m.id, "crm_client_id": m.crm_client_id, "source_client_id": m.source_client_id,
             "connection_id": m.connection_id, "rule": m.rule, "score": m.score,
-            "evidence": {k: v for k, v in (m.evidence or {}).items() if k != "replaced"},
+            "evidence": {k: v for k, v in (m.evidence or {}).items() if k not in _UNDO_EVIDENCE},
             "run_id": m.run_id, "created_at": m.created_at.isoformat(),
             "undone_at": m.undone_at.isoformat() if m.undone_at else None, "undone_to": m.undone_to}
 
@@ -1028,6 +1064,22 @@ class CrmService:
         if name == "address":
             if not isinstance(value, dict):
                 raise InvalidInput("address must be an object", code="invalid_field")
+            unknown = sorted(set(value) - set(ADDRESS_PARTS))
+            if unknown:  # VSCO Workspace refuses them: the write-back failed and the client kept them
+                raise InvalidInput(f"address has no part {unknown[0]!r}: its parts are {list(ADDRESS_PARTS)}",
+                                   code="invalid_field", details={"field": "address", "unknown": unknown})
+            parts: dict[str, str] = {}
+            for part, text in value.items():
+                if text is None:
+                    continue
+                if not isinstance(text, str) or len(text) > ADDRESS_PARTS[part]:
+                    raise InvalidInput(f"address.{part} must be text of at most {ADDRESS_PARTS[part]} characters",
+                                       code="invalid_field", details={"field": f"address.{part}"})
+                if text.strip():
+                    parts[part] = text.strip()
+            if not parts:
+                return None  # no part at all clears it, as a PATCH with null does
+            value = parts
             country = value.get("country")
             if isinstance(country, str):  # stored as the sources store it: the ISO code when recognised
                 value = {**value, "country": normalize_country(country)}
@@ -1113,7 +1165,8 @@ class CrmService:
         """Split the merged source record off into its own unified client again; fields the merge had
         changed on the surviving client (and nobody changed since) get their previous values back."""
         with self.db.session() as s:
-            m = s.get(CrmMerge, merge_id)
+            # locked (PostgreSQL): the same undo twice at once (a double click) made two clients of the record
+            m = s.get(CrmMerge, merge_id, with_for_update=True)
             if m is None or m.vendor_id != vendor_id:
                 raise NotFound("merge not found")
             if m.undone_at is not None:
@@ -1133,11 +1186,19 @@ class CrmService:
             s.add(restored)
             src.crm_client_id = restored.id
             replaced = (m.evidence or {}).get("replaced") or {}
+            replaced_by = (m.evidence or {}).get("replaced_by") or {}
             sources = dict(survivor.field_sources or {})
             custom = dict(survivor.custom_fields or {})
+            members = set(s.execute(select(Client.id).where(Client.crm_client_id == survivor.id,
+                                                            Client.id != src.id)).scalars())
             for name, prior in replaced.items():
                 if not _set_by_record(sources.get(name), src):
                     continue  # changed again since (by someone else): keep
+                setter = (replaced_by.get(name) or {}).get("r")
+                if setter and setter not in members:
+                    # the value it replaced came from a record that has left the client since (a merge undone
+                    # before this one): what the remaining sources say, below, not that record's value
+                    continue
                 sources.pop(name, None)
                 if name.startswith("custom."):
                     if prior is None:
@@ -1196,6 +1257,13 @@ class CrmService:
                 x.status, x.resolved_at = "dismissed", utcnow()
                 x.resolution = {"choice": "dismissed", "reason": f"merge {m.id} undone: the record is its own "
                                                                  f"client {restored.id} again"}
+            # a write-back of the survivor's values to the split-off record that has not gone yet (the provider was
+            # down, its backoff runs up to 30 minutes) would put this client's values on the other person's record
+            for o in s.execute(select(CrmOutbox).where(
+                    CrmOutbox.source_client_id == src.id, CrmOutbox.crm_client_id == survivor.id,
+                    CrmOutbox.op == "update_contact", CrmOutbox.status == "pending")).scalars():
+                o.status = "failed"
+                o.last_error = f"cancelled: merge {m.id} undone, the record is client {restored.id} again"
             m.undone_at = utcnow()
             m.undone_to = restored.id
             out = {"merge": merge_out(m), "client": client_out(survivor), "restored": client_out(restored)}
@@ -1233,7 +1301,8 @@ class CrmService:
 
     def resolve_conflict(self, vendor_id: str, conflict_id: str, choice: str, value: Any = NO_VALUE
                          ) -> dict[str, Any]:
-        """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one, or set ``value``.
+        """Settle an open conflict: take the ``incoming`` value, keep the ``local`` one (the client's value as it is
+        now, which a later edit may have changed since the conflict was raised), or set ``value``.
         A value that differs from a writable source goes back to it through the outbox. ``value`` must be given
         with the choice ``value`` (an explicit None clears the field, as a PATCH with null does; omitted:
         422 ``missing_field``, nothing changes)."""
@@ -1243,23 +1312,38 @@ class CrmService:
             raise InvalidInput('the choice "value" needs a value (null clears the field)', code="missing_field",
                                details={"field": "value"})
         with self.db.session() as s:
-            x = s.get(CrmConflict, conflict_id)
+            x = s.get(CrmConflict, conflict_id, with_for_update=True)  # settled once, however many ask at once
             if x is None or x.vendor_id != vendor_id:
                 raise NotFound("conflict not found")
             if x.status != "open":
                 raise Conflict("this conflict is not open", code="conflict_closed", details={"status": x.status})
             c = self._get(s, vendor_id, x.crm_client_id)
-            chosen = x.incoming if choice == "incoming" else x.local if choice == "local" else value
-            if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
-                chosen = self._edited_value(s, c, x.field, value)
+            src = s.get(Client, x.source_client_id) if x.source_client_id else None
+            if choice == "incoming":
+                if src is None or src.deleted_at is not None or src.crm_client_id != c.id:
+                    # the value would be one no source of the client holds any more
+                    raise Conflict("the record this incoming value came from was deleted at its source since (or "
+                                   "is no longer part of this client): keep the local value or set a value",
+                                   code="source_deleted", details={"source_client_id": x.source_client_id})
             current = (c.custom_fields or {}).get(x.field[7:]) if x.field.startswith("custom.") else \
                 getattr(c, x.field, None)
+            # ``local`` keeps the client's value as it is now: an edit made since the conflict was raised (the
+            # vendor's PATCH, another source's change) is the local side, not the value shown when it was raised
+            chosen = x.incoming if choice == "incoming" else current if choice == "local" else value
+            if choice == "value" and not x.field.startswith("custom."):  # checked as an edit of the field is
+                chosen = self._edited_value(s, c, x.field, value)
+            elif choice == "value" and len(json.dumps(value, separators=(",", ":"))) > MAX_CUSTOM_FIELD_JSON:
+                raise InvalidInput(f"{x.field} is over {MAX_CUSTOM_FIELD_JSON} characters as JSON (as a PATCH of "
+                                   f"custom_fields takes it)", code="value_too_large",
+                                   details={"field": x.field, "limit": MAX_CUSTOM_FIELD_JSON})
             if chosen != current:
                 if x.field.startswith("custom."):
                     c.custom_fields = {**(c.custom_fields or {}), x.field[7:]: chosen}
                 else:
                     setattr(c, x.field, chosen)
-                who = {"c": x.connection_id, "p": None, "at": _iso(x.incoming_at), "r": x.source_client_id} \
+                # the provider too: a source_of_truth policy naming it (``honeybook``) must find it owns the field
+                who = {"c": x.connection_id, "p": src.provider if src is not None else None, "at": _iso(x.incoming_at),
+                       "r": x.source_client_id} \
                     if choice == "incoming" else {"c": "wedsync", "p": "wedsync", "at": utcnow().isoformat()}
                 c.field_sources = {**(c.field_sources or {}), x.field: who}
                 c.version += 1
@@ -1293,6 +1377,9 @@ class CrmService:
 
     def set_policy(self, vendor_id: str, *, field: str = "*", connection_id: str = "*", kind: str,
                    source: str | None = None, skew_seconds: int = 120) -> dict[str, Any]:
+        if source is not None and kind != "source_of_truth":  # stored, it read as a rule that never applied
+            raise InvalidInput(f"a source applies only to a source_of_truth policy, not to {kind!r} (leave it out)",
+                               code="invalid_policy")
         try:
             policy = FieldPolicy(kind, self._policy_source(vendor_id, source) if source else source, skew_seconds)
         except ValueError as exc:
@@ -1366,6 +1453,18 @@ class CrmService:
             if not k or len(k) > 200 or (v is not None and (not v or len(v) > 200 or v.startswith("custom."))):
                 raise InvalidInput(f"bad mapping {k!r} -> {v!r}: names are 1-200 characters, target without "
                                    f"the custom. prefix (null hides the field)", code="invalid_mapping")
+            if not k.strip() or (v is not None and not v.strip()):
+                raise InvalidInput(f"bad mapping {k!r} -> {v!r}: a name cannot be blank (null hides the field)",
+                                   code="invalid_mapping", details={"source_key": k})
+        by_target: dict[str, list[str]] = {}
+        for k, v in mappings.items():
+            if v is not None:
+                by_target.setdefault(v, []).append(k)
+        shared = {t: sorted(ks) for t, ks in by_target.items() if len(ks) > 1}
+        if shared:  # a record carrying both would keep one of the values, whichever it happened to list last
+            t, ks = sorted(shared.items())[0]
+            raise InvalidInput(f"bad mapping: {', '.join(map(repr, ks))} all map to {t!r}; a client has one value "
+                               f"under a name", code="invalid_mapping", details={"shared_targets": shared})
         provider = self.connection(vendor_id, connection_id).provider
         remapped = 0
         with self.db.session() as s:

@@ -43,7 +43,13 @@ from wedsync.bootstrap import Hub
 from wedsync.connectors.channels.csv_layouts import LAYOUTS
 from wedsync.errors import InvalidInput
 from wedsync.logging import get_logger
-from wedsync.services.crm_sync import MAX_IMPORT_BYTES, NO_VALUE, DirectImportSteps, drive_import
+from wedsync.services.crm_sync import (
+    MAX_CUSTOM_FIELD_JSON,
+    MAX_IMPORT_BYTES,
+    NO_VALUE,
+    DirectImportSteps,
+    drive_import,
+)
 from wedsync.workflows import crm as crm_workflows
 
 # documented as an enum; checked by the service (its own code, `unknown_layout`)
@@ -52,7 +58,6 @@ LayoutQuery = Query(min_length=1, max_length=32, json_schema_extra={"enum": sort
 #: Bounds of the CRM bodies that fan out into many rows or a large JSON column (``docs/crm.md``).
 MAX_MAPPINGS = 500
 MAX_CUSTOM_FIELDS = 200
-MAX_CUSTOM_FIELD_JSON = 10_000
 CustomFieldName = Annotated[str, Field(min_length=1, max_length=200)]
 
 router = APIRouter(tags=["crm"])
@@ -104,7 +109,7 @@ class ClientPatch(Strict):
     def _custom_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for name, v in (value or {}).items():
             if len(json.dumps(v, separators=(",", ":"))) > MAX_CUSTOM_FIELD_JSON:
-                raise PydanticCustomError("value_too_large", "custom field {name!r} is over {max} characters as "
+                raise PydanticCustomError("value_too_large", "custom field '{name}' is over {max} characters as "
                                                              "JSON", {"name": name, "max": MAX_CUSTOM_FIELD_JSON})
         return value
 
