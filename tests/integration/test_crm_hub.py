@@ -815,3 +815,24 @@ async def test_a_file_of_whole_chunks_takes_no_empty_step(any_hub) -> None:  # t
     assert hub.crm.import_chunk(plan, 0)["last"] is True
     assert hub.crm.import_chunk(plan, 1) == {"chunk": 1, "rows": 0, "last": True, "replayed": False}
     assert hub.crm.finish_import(job["id"])["chunks_total"] == 1
+
+
+async def test_values_wider_than_the_store_keeps_are_reported_and_their_chunk_lands(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a 250-character first name or a 34-character project stage made the chunk's insert fail
+    (value too long for type character varying): none of its rows landed, the job stayed running, no report.
+    The cells are reported (``value_too_long``) and dropped; every row of the chunk lands."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Wide Studio")
+    long_stage = hb_row("Lou", "Stage", "lou@example.com", project="Lou & Kim", day="06/14/2027")
+    long_stage[9] = "Proposal Sent - Awaiting Signature"
+    rows = [hb_row("Ana", "Ruiz", "ana@example.com"), long_stage, hb_row("N" * 250, "Long", "long@example.com"),
+            hb_row("Bo", "Lee", "bo@example.com")]
+    job = await import_file(hub, v.id, hb_csv(rows))
+    assert (job["status"], job["good_rows"], job["bad_rows"]) == ("succeeded", 4, 0), job
+    assert [(e["line"], e["column"], e["code"]) for e in hub.crm.import_errors(v.id, job["id"])] == [
+        (3, "Project Stage", "value_too_long"), (4, "First Name", "value_too_long")]
+    clients = {c["email"]: c for c in hub.crm.list_clients(v.id)[0]}
+    assert set(clients) == {"ana@example.com", "lou@example.com", "long@example.com", "bo@example.com"}
+    assert (clients["long@example.com"]["first_name"], clients["long@example.com"]["last_name"]) == (None, "Long")
+    with hub.db.read() as s:
+        assert s.execute(select(Wedding.name, Wedding.stage)).all() == [("Lou & Kim", None)]

@@ -295,6 +295,58 @@ def test_timezone_of_created_stamps() -> None:
     assert row.client is not None and row.client.remote_created_at == datetime(2025, 2, 1, 15, 30, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_values_wider_than_their_column_are_reported_and_dropped(layout: str) -> None:
+    """PostgreSQL refuses a value longer than its column (a 250-character first name, a 40-character project
+    stage): the whole chunk of rows failed on it. Such a cell is a ``value_too_long`` warning now, dropped, and
+    the row lands with the rest; every width the parser keeps to is the store's."""
+    spec = LAYOUTS[layout]
+    long_values = {"remote_id": "9" * 130, "first_name": "N" * 201, "last_name": "L" * 201, "company": "C" * 201,
+                   "project_name": "P" * 401, "project_type": "T" * 201, "stage": "Proposal Sent - Awaiting Signature",
+                   "project_id": "8" * 130, "full_name": "F" * 201 + " Lima"}
+    cells = {f: long_values.get(f, "") for f in spec.fields()}
+    cells["email"] = "ana@example.com"
+    cells.setdefault("project_date", "")
+    data = (",".join(spec.headers) + "\r\n" + ",".join(cells[f] for f in spec.fields()) + "\r\n").encode()
+    (row,) = rows_of(data, layout)
+    flagged = {i.column for i in row.issues if i.code == "value_too_long"}
+    assert flagged == {h for h, f in spec.columns if f in long_values}, row.issues
+    assert row.client is not None and row.client.email == "ana@example.com"
+    assert (row.client.first_name, row.client.last_name, row.client.company) == (None, None, None)
+    assert row.client.remote_id == client_hash_id("ana@example.com", None, None)
+    if row.wedding is not None:
+        assert (row.wedding.name, row.wedding.stage, row.wedding.job_type) == (None, None, None)
+        assert len(row.wedding.remote_id) <= 128
+    # the longest values that fit are kept, as they are
+    ok = {"first_name": "N" * 200, "last_name": "L" * 200, "stage": "S" * 32}
+    cells = {f: ok.get(f, "") for f in spec.fields()}
+    cells["email"] = "bo@example.com"
+    if "full_name" in cells:
+        cells["full_name"] = "N" * 200 + " " + "L" * 200
+    data = (",".join(spec.headers) + "\r\n" + ",".join(cells[f] for f in spec.fields()) + "\r\n").encode()
+    (row,) = rows_of(data, layout)
+    assert not row.issues and row.client is not None
+    assert (row.client.first_name, row.client.last_name) == ("N" * 200, "L" * 200)
+    assert row.client.display_name is None  # 401 characters: no display name, rather than a refused row
+
+
+def test_the_parsers_widths_are_the_stores() -> None:
+    from wedsync.connectors.channels.csv_layouts import DISPLAY_NAME_WIDTH, FIELD_WIDTHS
+    from wedsync.store.tables import Client, Wedding
+    from wedsync.store.tables_crm import CrmClient
+
+    columns = {"remote_id": [Client.remote_id, Wedding.remote_id], "project_id": [Wedding.remote_id],
+               "first_name": [Client.first_name, CrmClient.first_name], "last_name": [Client.last_name,
+                                                                                  CrmClient.last_name],
+               "company": [Client.company, CrmClient.company], "project_name": [Wedding.name],
+               "project_type": [Wedding.job_type], "stage": [Wedding.stage]}
+    assert set(columns) == set(FIELD_WIDTHS)
+    for name, cols in columns.items():
+        assert FIELD_WIDTHS[name] == min(c.property.columns[0].type.length for c in cols), name
+    assert DISPLAY_NAME_WIDTH == min(c.property.columns[0].type.length
+                                     for c in (Client.display_name, CrmClient.display_name))
+
+
 @pytest.mark.parametrize("value", [
     "ana@example.com", "Ana.Lima+wed@Example.co.uk", "a..b@example.com", "x@example.test", "x@localhost",
     "x@foo.invalid", "-x@example.com", "x@-example.com", "x@example", "josé@example.com", "x@exämple.com",

@@ -63,6 +63,15 @@ FIELDS = (
     "stage", "lead_source", "guest_count", "venue", "created",
 )
 MAX_CELL = 32_768  # a cell longer than this is garbage, not a name
+#: The longest value the hub stores of a field: the width of its column (``clients``, ``crm_clients`` and
+#: ``weddings``; ``tests/unit/test_csv_layouts.py`` checks they agree). PostgreSQL refuses a longer one, which
+#: failed the whole chunk of rows (SQLite keeps it); such a cell is reported (``value_too_long``) and dropped.
+#: An id column's value is stored with its layout's prefix (``17h-``, ``17h-job-``), which counts.
+FIELD_WIDTHS: dict[str, int] = {
+    "remote_id": 128, "project_id": 128, "first_name": 200, "last_name": 200, "company": 200,
+    "project_name": 400, "project_type": 200, "stage": 32,
+}
+DISPLAY_NAME_WIDTH = 400
 MAX_FIELD_SIZE = 1_048_576
 HEADER_SEARCH_ROWS = 5
 
@@ -700,6 +709,10 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
                                    f"value of {len(value)} characters ignored"))
             continue
         canonical = mapped.get(index)
+        if canonical is not None and len(value) > _width(spec, canonical):
+            issues.append(RowIssue(line, _col(spec, canonical), "value_too_long",
+                                   f"value of {len(value)} characters ignored (at most {_width(spec, canonical)})"))
+            continue
         if canonical is not None:
             values[canonical] = value
         elif index in extra:
@@ -708,6 +721,11 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     first, last = values.get("first_name"), values.get("last_name")
     if not first and not last and values.get("full_name"):
         first, last = split_full_name(values["full_name"])
+        if any(part and len(part) > FIELD_WIDTHS["first_name"] for part in (first, last)):
+            issues.append(RowIssue(line, _header_for(spec, "full_name"), "value_too_long",
+                                   f"a name of {len(values['full_name'])} characters ignored (at most "
+                                   f"{FIELD_WIDTHS['first_name']} for the first and the last name each)"))
+            first = last = None
 
     email: str | None = None
     if "email" in values:
@@ -759,6 +777,8 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     remote_id = values.get("remote_id")
     remote_id = f"{spec.id_prefix}{remote_id}" if remote_id else client_hash_id(email, first, last)
     display = " ".join(p for p in (first, last) if p) or None
+    if display is not None and len(display) > DISPLAY_NAME_WIDTH:
+        display = None  # two names of the longest kind: kept, without a display name made of them
     client = ClientRecord(
         remote_id=remote_id, kind="person", first_name=first, last_name=last, display_name=display,
         email=email, phone=phone, company=values.get("company"), address=address or None,
@@ -766,6 +786,18 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     )
     wedding = _wedding(line, values, spec, client, issues)
     return ParsedRow(line, client, wedding, issues)
+
+
+def _width(spec: CsvLayout, canonical: str) -> int:
+    """The longest cell of a field the store keeps (an id with its layout's prefix), MAX_CELL for the rest."""
+    width = FIELD_WIDTHS.get(canonical)
+    if width is None:
+        return MAX_CELL
+    if canonical == "remote_id":
+        return width - len(spec.id_prefix)
+    if canonical == "project_id":
+        return width - len(f"{spec.id_prefix}job-")
+    return width
 
 
 def _col(spec: CsvLayout, canonical_or_header: str | None) -> str | None:
