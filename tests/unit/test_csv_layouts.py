@@ -295,6 +295,32 @@ def test_timezone_of_created_stamps() -> None:
     assert row.client is not None and row.client.remote_created_at == datetime(2025, 2, 1, 15, 30, tzinfo=UTC)
 
 
+def test_a_created_time_its_time_zone_cannot_show_is_reported_not_raised() -> None:
+    """``12/31/9999 11:00 PM`` in Los Angeles is in the year 10000 in UTC: the parser raised OverflowError, which
+    failed the whole chunk of an import (its good rows too, "internal error"); it is an ``invalid_date`` now."""
+    data = (b"Contact ID,First Name,Last Name,Email,Created On\n1,Ana,Lima,a@example.com,12/31/9999 11:00 PM\n"
+            b"2,Bo,Lima,b@example.com,01/02/2026 10:00 AM\n")
+    first, second = rows_of(data, "17hats", timezone="America/Los_Angeles")
+    assert first.client is not None and first.client.remote_created_at is None
+    assert [i.code for i in first.issues] == ["invalid_date"]
+    assert second.client is not None and second.client.remote_created_at == datetime(2026, 1, 2, 18, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_export_writes_a_time_its_zone_cannot_show_as_empty(layout: str) -> None:
+    """A stored created time of 9999-12-31 23:00 UTC is in the year 10000 in Sydney: the export raised
+    OverflowError in the middle of the stream (the API's answer was cut short); the cell is left empty."""
+    people = [(ClientRecord(remote_id=client_hash_id(f"{n}@example.com", n, "Lima"), first_name=n, last_name="Lima",
+                            email=f"{n}@example.com", remote_created_at=stamp), None)
+              for n, stamp in (("ana", datetime(9999, 12, 31, 23, tzinfo=UTC)),
+                               ("bo", datetime(2026, 1, 2, tzinfo=UTC)))]
+    rows = rows_of(b"".join(export_csv(layout, people, timezone="Australia/Sydney")), layout,
+                   timezone="Australia/Sydney")
+    assert [r.client.email for r in rows if r.client] == ["ana@example.com", "bo@example.com"]
+    created = [r.client.remote_created_at for r in rows if r.client]
+    assert created[0] is None and created[1] is not None  # (HoneyBook writes the day only)
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_values_wider_than_their_column_are_reported_and_dropped(layout: str) -> None:
     """PostgreSQL refuses a value longer than its column (a 250-character first name, a 40-character project

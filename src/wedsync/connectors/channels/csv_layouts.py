@@ -488,7 +488,10 @@ def _parse_datetime(value: str, layout: CsvLayout, zone: tzinfo) -> datetime | N
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 12/31/9999 11:00 PM west of UTC is in the year 10000: no date (it failed the chunk)
+        return None
 
 
 def _norm_name(value: str | None) -> str:
@@ -894,8 +897,7 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
         elif canonical == "lead_source":
             value = custom.get("lead_source") or wcustom.get("lead_source")
         elif canonical == "created":
-            stamp = client.remote_created_at
-            value = stamp.astimezone(zone).strftime(spec.datetime_format) if stamp else None
+            value = _local_stamp(client.remote_created_at, zone, spec.datetime_format)
         elif wedding is not None:
             if canonical == "project_id":
                 value = (_strip_prefix(wedding.remote_id, f"{spec.id_prefix}job-")
@@ -914,6 +916,17 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
                 value = wedding.guest_count
         out.append("" if value is None else _inert(str(value)))
     return out
+
+
+def _local_stamp(stamp: datetime | None, zone: tzinfo, fmt: str) -> str | None:
+    """``stamp`` in ``zone`` as the layout writes it; None when it has no time or that zone cannot show it (the
+    last hours of the year 9999 east of UTC: the export stopped there, cut short in the middle of the file)."""
+    if stamp is None:
+        return None
+    try:
+        return stamp.astimezone(zone).strftime(fmt)
+    except OverflowError:
+        return None
 
 
 # Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection): a name a couple
