@@ -265,6 +265,28 @@ def test_file_level_problems_raise_csv_file_error(data: bytes, code: str) -> Non
     assert info.value.code == code and isinstance(info.value, InvalidInput)
 
 
+def test_a_zip_archive_is_told_apart_from_a_workbook() -> None:
+    """A CSV export downloaded zipped and uploaded as it is was answered "this is a spreadsheet workbook
+    (.xlsx/.xls), not a CSV: save or export it as CSV first", which sends the vendor to the wrong program."""
+    import io
+    import zipfile
+
+    def zipped(members: dict[str, str]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, text in members.items():
+                z.writestr(name, text)
+        return buf.getvalue()
+
+    for data, words in ((zipped({"contacts.csv": "First Name,Email\nAna,a@example.com\n"}), "ZIP archive"),
+                        (zipped({"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}), "workbook"),
+                        (zipped({"mimetype": "application/vnd.oasis.opendocument.spreadsheet",
+                                 "content.xml": "<x/>"}), "workbook")):
+        with pytest.raises(CsvFileError) as info:
+            rows_of(data)
+        assert info.value.code == "binary_file" and words in info.value.message, info.value.message
+
+
 def test_unknown_layout() -> None:
     with pytest.raises(CsvFileError) as info:
         rows_of(b"a,b\n1,2\n", "dubsado")

@@ -567,9 +567,13 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     spec = _get_layout(layout)
     if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise CsvFileError("empty_file", "the file is empty")
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+    if data.startswith(b"\xd0\xcf\x11\xe0") or (data.startswith(b"PK\x03\x04") and _is_workbook(data)):
         raise CsvFileError("binary_file", "this is a spreadsheet workbook (.xlsx/.xls), not a CSV: save or "
                                           "export it as CSV first")
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a ZIP archive (an export downloaded zipped) was
+        # called a workbook to save as CSV
+        raise CsvFileError("binary_file", "this is a ZIP archive, not a CSV: unzip it and upload the CSV file "
+                                          "inside")
     decoded = _decode(data)
     text = decoded.text
     _check_text(text)
@@ -608,6 +612,18 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
     raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
                                           f"{[h for h in first_header if h.strip()][:30]}")
+
+
+def _is_workbook(data: bytes) -> bool:
+    """Whether a ZIP file is an Office Open XML or OpenDocument spreadsheet (its member names say so)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return b"[Content_Types].xml" in data[:4096] or b"mimetypeapplication/vnd.oasis" in data[:4096]
+    return any(n == "[Content_Types].xml" or n.startswith("xl/") for n in names) or "content.xml" in names
 
 
 def count_records(data: bytes) -> int:
