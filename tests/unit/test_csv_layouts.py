@@ -7,6 +7,7 @@ import codecs
 import itertools
 import time
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
@@ -315,6 +316,32 @@ def test_timezone_of_created_stamps() -> None:
     data = b"Contact Id,Last Name,First Name,Primary Email,Created\n1,Lima,Ana,a@example.com,2025-02-01 09:30:00\n"
     (row,) = rows_of(data, "iris-works", timezone="America/Chicago")
     assert row.client is not None and row.client.remote_created_at == datetime(2025, 2, 1, 15, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("layout", "header", "cell", "expected"), [
+    ("17hats", "Contact ID,First Name,Last Name,Email,Created On", "1/15/2026 14:30", datetime(2026, 1, 15, 14, 30)),
+    ("17hats", "Contact ID,First Name,Last Name,Email,Created On", "January 15, 2026 2:30 PM",
+     datetime(2026, 1, 15, 14, 30)),
+    ("studio-ninja", "Client ID,Client Name,Email Address,Date Added", "15/01/2026 14:30:05",
+     datetime(2026, 1, 15, 14, 30, 5)),
+    ("iris-works", "Contact Id,Last Name,First Name,Primary Email,Created", "2026-01-15 14:30",
+     datetime(2026, 1, 15, 14, 30)),
+    ("iris-works", "Contact Id,Last Name,First Name,Primary Email,Created", "June 2026", None),
+])
+def test_created_times_in_other_common_spellings_are_read(layout: str, header: str, cell: str,
+                                                          expected: datetime | None) -> None:
+    """A created time written another common way (a 17hats export saved again by Excel: "1/15/2026 14:30") was an
+    ``invalid_date`` and the time was lost, while project dates are read in any common spelling; it is read the
+    same way now (a whole day still required)."""
+    cells = {"17hats": "1,Ana,Lima,a@example.com", "studio-ninja": "1,Ana Lima,a@example.com",
+             "iris-works": "1,Lima,Ana,a@example.com"}[layout]
+    (row,) = rows_of(f'{header}\n{cells},"{cell}"\n'.encode(), layout, timezone="America/Chicago")
+    assert row.client is not None
+    if expected is None:
+        assert row.client.remote_created_at is None and [i.code for i in row.issues] == ["invalid_date"]
+    else:
+        assert not row.issues
+        assert row.client.remote_created_at == expected.replace(tzinfo=ZoneInfo("America/Chicago")).astimezone(UTC)
 
 
 def test_a_created_time_its_time_zone_cannot_show_is_reported_not_raised() -> None:

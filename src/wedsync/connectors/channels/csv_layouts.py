@@ -485,7 +485,12 @@ def _parse_datetime(value: str, layout: CsvLayout, zone: tzinfo) -> datetime | N
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return None
+            # any common spelling, as project dates are read: a 17hats export saved again by Excel writes
+            # "1/15/2026 14:30", Studio Ninja's may carry seconds; each was invalid_date, its created time lost
+            loose = loose_datetime(text, dayfirst=layout.dayfirst)
+            if loose is None:
+                return None
+            parsed = loose
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     try:
