@@ -222,3 +222,46 @@ async def test_a_dead_executors_inbox_claims_go_back_to_pending_at_once(dbos_hub
                           "alive": "processing", "mine-since-start": "processing", "anonymous": "processing"}
     with dbos_hub.db.read() as s:
         assert s.get(WorkerHeartbeat, ghost).recovered_at is not None  # type: ignore[union-attr]
+
+
+def test_a_silent_executor_whose_process_still_runs_here_is_not_dead_on_sqlite(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite a beat waits for the database's one write lock: behind a large import's chunk a live `wedsync crm
+    import` beat more than 10 s late, and `serve` recovered its workflow while the command still ran it (found
+    by a probe: both ran the 200,000-row import at once). On SQLite a silent executor whose process still runs on
+    this machine is left alone; a killed one (gone, or a zombie not yet reaped) and one of another machine are
+    recovered. PostgreSQL, where a beat never waits for another process's rows, decides by the beat alone."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import uuid
+    from datetime import timedelta
+
+    from wedsync.store.tables import WorkerHeartbeat, utcnow
+    from wedsync.workflows import recovery
+
+    here = socket.gethostname()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.kill(zombie.pid, signal.SIGKILL)
+    time.sleep(0.3)  # killed, not reaped: a zombie
+    tag = uuid.uuid4().hex[:8]
+    beats = {f"live-{tag}": (live.pid, here), f"gone-{tag}": (gone.pid, here), f"zombie-{tag}": (zombie.pid, here),
+             f"elsewhere-{tag}": (live.pid, "another-host")}
+    try:
+        stale = utcnow() - timedelta(seconds=30)
+        with any_hub.db.session() as s:
+            for eid, (pid, host) in beats.items():
+                s.add(WorkerHeartbeat(executor_id=eid, pid=pid, hostname=host, started_at=stale, seen_at=stale))
+        claimed = set(recovery.claim_dead(any_hub.db, "me")) & set(beats)
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
+    if any_hub.db.is_sqlite:
+        assert claimed == {f"gone-{tag}", f"zombie-{tag}", f"elsewhere-{tag}"}
+    else:
+        assert claimed == set(beats)

@@ -7,6 +7,7 @@ import codecs
 import itertools
 import time
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
@@ -265,6 +266,28 @@ def test_file_level_problems_raise_csv_file_error(data: bytes, code: str) -> Non
     assert info.value.code == code and isinstance(info.value, InvalidInput)
 
 
+def test_a_zip_archive_is_told_apart_from_a_workbook() -> None:
+    """A CSV export downloaded zipped and uploaded as it is was answered "this is a spreadsheet workbook
+    (.xlsx/.xls), not a CSV: save or export it as CSV first", which sends the vendor to the wrong program."""
+    import io
+    import zipfile
+
+    def zipped(members: dict[str, str]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, text in members.items():
+                z.writestr(name, text)
+        return buf.getvalue()
+
+    for data, words in ((zipped({"contacts.csv": "First Name,Email\nAna,a@example.com\n"}), "ZIP archive"),
+                        (zipped({"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}), "workbook"),
+                        (zipped({"mimetype": "application/vnd.oasis.opendocument.spreadsheet",
+                                 "content.xml": "<x/>"}), "workbook")):
+        with pytest.raises(CsvFileError) as info:
+            rows_of(data)
+        assert info.value.code == "binary_file" and words in info.value.message, info.value.message
+
+
 def test_unknown_layout() -> None:
     with pytest.raises(CsvFileError) as info:
         rows_of(b"a,b\n1,2\n", "dubsado")
@@ -293,6 +316,110 @@ def test_timezone_of_created_stamps() -> None:
     data = b"Contact Id,Last Name,First Name,Primary Email,Created\n1,Lima,Ana,a@example.com,2025-02-01 09:30:00\n"
     (row,) = rows_of(data, "iris-works", timezone="America/Chicago")
     assert row.client is not None and row.client.remote_created_at == datetime(2025, 2, 1, 15, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("layout", "header", "cell", "expected"), [
+    ("17hats", "Contact ID,First Name,Last Name,Email,Created On", "1/15/2026 14:30", datetime(2026, 1, 15, 14, 30)),
+    ("17hats", "Contact ID,First Name,Last Name,Email,Created On", "January 15, 2026 2:30 PM",
+     datetime(2026, 1, 15, 14, 30)),
+    ("studio-ninja", "Client ID,Client Name,Email Address,Date Added", "15/01/2026 14:30:05",
+     datetime(2026, 1, 15, 14, 30, 5)),
+    ("iris-works", "Contact Id,Last Name,First Name,Primary Email,Created", "2026-01-15 14:30",
+     datetime(2026, 1, 15, 14, 30)),
+    ("iris-works", "Contact Id,Last Name,First Name,Primary Email,Created", "June 2026", None),
+])
+def test_created_times_in_other_common_spellings_are_read(layout: str, header: str, cell: str,
+                                                          expected: datetime | None) -> None:
+    """A created time written another common way (a 17hats export saved again by Excel: "1/15/2026 14:30") was an
+    ``invalid_date`` and the time was lost, while project dates are read in any common spelling; it is read the
+    same way now (a whole day still required)."""
+    cells = {"17hats": "1,Ana,Lima,a@example.com", "studio-ninja": "1,Ana Lima,a@example.com",
+             "iris-works": "1,Lima,Ana,a@example.com"}[layout]
+    (row,) = rows_of(f'{header}\n{cells},"{cell}"\n'.encode(), layout, timezone="America/Chicago")
+    assert row.client is not None
+    if expected is None:
+        assert row.client.remote_created_at is None and [i.code for i in row.issues] == ["invalid_date"]
+    else:
+        assert not row.issues
+        assert row.client.remote_created_at == expected.replace(tzinfo=ZoneInfo("America/Chicago")).astimezone(UTC)
+
+
+def test_a_created_time_its_time_zone_cannot_show_is_reported_not_raised() -> None:
+    """``12/31/9999 11:00 PM`` in Los Angeles is in the year 10000 in UTC: the parser raised OverflowError, which
+    failed the whole chunk of an import (its good rows too, "internal error"); it is an ``invalid_date`` now."""
+    data = (b"Contact ID,First Name,Last Name,Email,Created On\n1,Ana,Lima,a@example.com,12/31/9999 11:00 PM\n"
+            b"2,Bo,Lima,b@example.com,01/02/2026 10:00 AM\n")
+    first, second = rows_of(data, "17hats", timezone="America/Los_Angeles")
+    assert first.client is not None and first.client.remote_created_at is None
+    assert [i.code for i in first.issues] == ["invalid_date"]
+    assert second.client is not None and second.client.remote_created_at == datetime(2026, 1, 2, 18, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_export_writes_a_time_its_zone_cannot_show_as_empty(layout: str) -> None:
+    """A stored created time of 9999-12-31 23:00 UTC is in the year 10000 in Sydney: the export raised
+    OverflowError in the middle of the stream (the API's answer was cut short); the cell is left empty."""
+    people = [(ClientRecord(remote_id=client_hash_id(f"{n}@example.com", n, "Lima"), first_name=n, last_name="Lima",
+                            email=f"{n}@example.com", remote_created_at=stamp), None)
+              for n, stamp in (("ana", datetime(9999, 12, 31, 23, tzinfo=UTC)),
+                               ("bo", datetime(2026, 1, 2, tzinfo=UTC)))]
+    rows = rows_of(b"".join(export_csv(layout, people, timezone="Australia/Sydney")), layout,
+                   timezone="Australia/Sydney")
+    assert [r.client.email for r in rows if r.client] == ["ana@example.com", "bo@example.com"]
+    created = [r.client.remote_created_at for r in rows if r.client]
+    assert created[0] is None and created[1] is not None  # (HoneyBook writes the day only)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_values_wider_than_their_column_are_reported_and_dropped(layout: str) -> None:
+    """PostgreSQL refuses a value longer than its column (a 250-character first name, a 40-character project
+    stage): the whole chunk of rows failed on it. Such a cell is a ``value_too_long`` warning now, dropped, and
+    the row lands with the rest; every width the parser keeps to is the store's."""
+    spec = LAYOUTS[layout]
+    long_values = {"remote_id": "9" * 130, "first_name": "N" * 201, "last_name": "L" * 201, "company": "C" * 201,
+                   "project_name": "P" * 401, "project_type": "T" * 201, "stage": "Proposal Sent - Awaiting Signature",
+                   "project_id": "8" * 130, "full_name": "F" * 201 + " Lima"}
+    cells = {f: long_values.get(f, "") for f in spec.fields()}
+    cells["email"] = "ana@example.com"
+    cells.setdefault("project_date", "")
+    data = (",".join(spec.headers) + "\r\n" + ",".join(cells[f] for f in spec.fields()) + "\r\n").encode()
+    (row,) = rows_of(data, layout)
+    flagged = {i.column for i in row.issues if i.code == "value_too_long"}
+    assert flagged == {h for h, f in spec.columns if f in long_values}, row.issues
+    assert row.client is not None and row.client.email == "ana@example.com"
+    assert (row.client.first_name, row.client.last_name, row.client.company) == (None, None, None)
+    assert row.client.remote_id == client_hash_id("ana@example.com", None, None)
+    if row.wedding is not None:
+        assert (row.wedding.name, row.wedding.stage, row.wedding.job_type) == (None, None, None)
+        assert len(row.wedding.remote_id) <= 128
+    # the longest values that fit are kept, as they are
+    ok = {"first_name": "N" * 200, "last_name": "L" * 200, "stage": "S" * 32}
+    cells = {f: ok.get(f, "") for f in spec.fields()}
+    cells["email"] = "bo@example.com"
+    if "full_name" in cells:
+        cells["full_name"] = "N" * 200 + " " + "L" * 200
+    data = (",".join(spec.headers) + "\r\n" + ",".join(cells[f] for f in spec.fields()) + "\r\n").encode()
+    (row,) = rows_of(data, layout)
+    assert not row.issues and row.client is not None
+    assert (row.client.first_name, row.client.last_name) == ("N" * 200, "L" * 200)
+    assert row.client.display_name is None  # 401 characters: no display name, rather than a refused row
+
+
+def test_the_parsers_widths_are_the_stores() -> None:
+    from wedsync.connectors.channels.csv_layouts import DISPLAY_NAME_WIDTH, FIELD_WIDTHS
+    from wedsync.store.tables import Client, Wedding
+    from wedsync.store.tables_crm import CrmClient
+
+    columns = {"remote_id": [Client.remote_id, Wedding.remote_id], "project_id": [Wedding.remote_id],
+               "first_name": [Client.first_name, CrmClient.first_name], "last_name": [Client.last_name,
+                                                                                  CrmClient.last_name],
+               "company": [Client.company, CrmClient.company], "project_name": [Wedding.name],
+               "project_type": [Wedding.job_type], "stage": [Wedding.stage]}
+    assert set(columns) == set(FIELD_WIDTHS)
+    for name, cols in columns.items():
+        assert FIELD_WIDTHS[name] == min(c.property.columns[0].type.length for c in cols), name
+    assert DISPLAY_NAME_WIDTH == min(c.property.columns[0].type.length
+                                     for c in (Client.display_name, CrmClient.display_name))
 
 
 @pytest.mark.parametrize("value", [

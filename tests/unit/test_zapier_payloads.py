@@ -276,3 +276,29 @@ def test_a_couples_one_cell_name_keeps_the_family_name_as_the_last_name(typed: s
     assert ev.client is not None and row.client is not None
     assert (ev.client.first_name, ev.client.last_name) == (row.client.first_name, row.client.last_name) == (
         first, last)
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_values_wider_than_the_store_keeps_are_kept_as_sent(provider: str) -> None:
+    """A hook's project status of 34 characters, or a first name of 250, made the hook's write fail on PostgreSQL
+    (value too long for type character varying): the hook failed and its client and project never landed. Such a
+    value is kept as sent in the record's custom fields (a hook has no report to warn in), like an e-mail that is
+    not one, and never reaches a column narrower than it (ids too: a project id too long gives a hash id)."""
+    from wedsync.connectors.channels.csv_layouts import FIELD_WIDTHS
+
+    long_stage = "Proposal Sent - Awaiting Signature"
+    event = parse_zap_event(provider, body(
+        event="project.booked", event_id="e1", project_id="9" * 130, project_name="P" * 401, project_date="2027-06-14",
+        status=long_stage, project_stage=long_stage, job_status=long_stage, client_id="C1", contact_id="C1",
+        client_first_name="N" * 250, first_name="N" * 250, client_last_name="Lima", last_name="Lima",
+        client_email="ana@example.com", email="ana@example.com", primary_email="ana@example.com",
+        client_name="N" * 250 + " Lima"))
+    client, wedding = event.client, event.wedding
+    assert client is not None and wedding is not None
+    assert client.first_name is None and client.last_name == "Lima" and client.email == "ana@example.com"
+    assert client.custom_fields["first_name_as_sent"] == "N" * 250
+    assert (wedding.name, wedding.stage) == (None, "booked") and len(wedding.remote_id) <= FIELD_WIDTHS["project_id"]
+    assert wedding.custom_fields["stage_as_sent"] == long_stage
+    assert wedding.custom_fields["project_name_as_sent"] == "P" * 401
+    for value, width in ((client.remote_id, 128), (wedding.job_type, 200), (client.display_name, 400)):
+        assert value is None or len(value) <= width

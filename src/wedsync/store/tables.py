@@ -189,7 +189,9 @@ class Wedding(SourceRecordMixin, Base):
     """A wedding (a provider's project or job) as read from one source record."""
 
     __tablename__ = "weddings"
-    __table_args__ = (UniqueConstraint("connection_id", "remote_id", name="uq_weddings_source"),)
+    __table_args__ = (UniqueConstraint("connection_id", "remote_id", name="uq_weddings_source"),
+                      # a CSV row's project looked up among the connection's projects of its date (migration 0019)
+                      Index("ix_weddings_connection_id_event_date", "connection_id", "event_date"))
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     vendor_id: Mapped[str] = mapped_column(ForeignKey("vendors.id", ondelete="CASCADE"), index=True)
     connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))

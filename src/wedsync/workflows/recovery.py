@@ -49,13 +49,41 @@ def forget_heartbeat(db: Database, executor_id: str) -> None:
         s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.executor_id == executor_id))
 
 
+def running_here(pid: int, hostname: str) -> bool:
+    """Whether the process ``pid`` of a heartbeat written on ``hostname`` is still running on this machine (a
+    zombie, killed and not yet reaped, is not)."""
+    if hostname != socket.gethostname() or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def claim_dead(db: Database, me: str) -> list[str]:
-    """Executors whose heartbeat is stale and that no one has recovered yet; claimed by ``me``."""
+    """Executors whose heartbeat is stale and that no one has recovered yet; claimed by ``me``.
+
+    On SQLite every process of the home runs on this machine, and a beat is a write that waits for the one write
+    lock of the database: behind a long transaction (a large CSV import's chunk) a live command's beat came more
+    than ``DEAD_AFTER`` late, and ``serve`` recovered its workflow while the command still ran it, both running
+    the import at once. A silent executor whose process is still running here is not dead."""
     cutoff = utcnow() - DEAD_AFTER
     with db.read() as s:
-        dead = [r for r in s.execute(select(WorkerHeartbeat.executor_id).where(
+        dead = [r.executor_id for r in s.execute(select(
+            WorkerHeartbeat.executor_id, WorkerHeartbeat.pid, WorkerHeartbeat.hostname).where(
             WorkerHeartbeat.seen_at < cutoff, WorkerHeartbeat.recovered_at.is_(None),
-            WorkerHeartbeat.executor_id != me)).scalars()]
+            WorkerHeartbeat.executor_id != me))
+            if not (db.is_sqlite and running_here(r.pid, r.hostname))]
     claimed = []
     for executor_id in dead:
         with db.session() as s:

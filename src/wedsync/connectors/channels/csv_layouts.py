@@ -63,6 +63,15 @@ FIELDS = (
     "stage", "lead_source", "guest_count", "venue", "created",
 )
 MAX_CELL = 32_768  # a cell longer than this is garbage, not a name
+#: The longest value the hub stores of a field: the width of its column (``clients``, ``crm_clients`` and
+#: ``weddings``; ``tests/unit/test_csv_layouts.py`` checks they agree). PostgreSQL refuses a longer one, which
+#: failed the whole chunk of rows (SQLite keeps it); such a cell is reported (``value_too_long``) and dropped.
+#: An id column's value is stored with its layout's prefix (``17h-``, ``17h-job-``), which counts.
+FIELD_WIDTHS: dict[str, int] = {
+    "remote_id": 128, "project_id": 128, "first_name": 200, "last_name": 200, "company": 200,
+    "project_name": 400, "project_type": 200, "stage": 32,
+}
+DISPLAY_NAME_WIDTH = 400
 MAX_FIELD_SIZE = 1_048_576
 HEADER_SEARCH_ROWS = 5
 
@@ -476,10 +485,18 @@ def _parse_datetime(value: str, layout: CsvLayout, zone: tzinfo) -> datetime | N
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return None
+            # any common spelling, as project dates are read: a 17hats export saved again by Excel writes
+            # "1/15/2026 14:30", Studio Ninja's may carry seconds; each was invalid_date, its created time lost
+            loose = loose_datetime(text, dayfirst=layout.dayfirst)
+            if loose is None:
+                return None
+            parsed = loose
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 12/31/9999 11:00 PM west of UTC is in the year 10000: no date (it failed the chunk)
+        return None
 
 
 def _norm_name(value: str | None) -> str:
@@ -567,9 +584,13 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     spec = _get_layout(layout)
     if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise CsvFileError("empty_file", "the file is empty")
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+    if data.startswith(b"\xd0\xcf\x11\xe0") or (data.startswith(b"PK\x03\x04") and _is_workbook(data)):
         raise CsvFileError("binary_file", "this is a spreadsheet workbook (.xlsx/.xls), not a CSV: save or "
                                           "export it as CSV first")
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a ZIP archive (an export downloaded zipped) was
+        # called a workbook to save as CSV
+        raise CsvFileError("binary_file", "this is a ZIP archive, not a CSV: unzip it and upload the CSV file "
+                                          "inside")
     decoded = _decode(data)
     text = decoded.text
     _check_text(text)
@@ -608,6 +629,18 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
     expected = ", ".join(" or ".join(_header_for(spec, f) for f in group) for group in missing)
     raise CsvFileError("missing_columns", f"the {spec.product} export has no {expected} column; found "
                                           f"{[h for h in first_header if h.strip()][:30]}")
+
+
+def _is_workbook(data: bytes) -> bool:
+    """Whether a ZIP file is an Office Open XML or OpenDocument spreadsheet (its member names say so)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return b"[Content_Types].xml" in data[:4096] or b"mimetypeapplication/vnd.oasis" in data[:4096]
+    return any(n == "[Content_Types].xml" or n.startswith("xl/") for n in names) or "content.xml" in names
 
 
 def count_records(data: bytes) -> int:
@@ -712,6 +745,10 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
                                    f"value of {len(value)} characters ignored"))
             continue
         canonical = mapped.get(index)
+        if canonical is not None and len(value) > _width(spec, canonical):
+            issues.append(RowIssue(line, _col(spec, canonical), "value_too_long",
+                                   f"value of {len(value)} characters ignored (at most {_width(spec, canonical)})"))
+            continue
         if canonical is not None:
             values[canonical] = value
         elif index in extra:
@@ -720,6 +757,11 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     first, last = values.get("first_name"), values.get("last_name")
     if not first and not last and values.get("full_name"):
         first, last = split_full_name(values["full_name"])
+        if any(part and len(part) > FIELD_WIDTHS["first_name"] for part in (first, last)):
+            issues.append(RowIssue(line, _header_for(spec, "full_name"), "value_too_long",
+                                   f"a name of {len(values['full_name'])} characters ignored (at most "
+                                   f"{FIELD_WIDTHS['first_name']} for the first and the last name each)"))
+            first = last = None
 
     email: str | None = None
     if "email" in values:
@@ -771,6 +813,8 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     remote_id = values.get("remote_id")
     remote_id = f"{spec.id_prefix}{remote_id}" if remote_id else client_hash_id(email, first, last)
     display = " ".join(p for p in (first, last) if p) or None
+    if display is not None and len(display) > DISPLAY_NAME_WIDTH:
+        display = None  # two names of the longest kind: kept, without a display name made of them
     client = ClientRecord(
         remote_id=remote_id, kind="person", first_name=first, last_name=last, display_name=display,
         email=email, phone=phone, company=values.get("company"), address=address or None,
@@ -778,6 +822,18 @@ def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], e
     )
     wedding = _wedding(line, values, spec, client, issues)
     return ParsedRow(line, client, wedding, issues)
+
+
+def _width(spec: CsvLayout, canonical: str) -> int:
+    """The longest cell of a field the store keeps (an id with its layout's prefix), MAX_CELL for the rest."""
+    width = FIELD_WIDTHS.get(canonical)
+    if width is None:
+        return MAX_CELL
+    if canonical == "remote_id":
+        return width - len(spec.id_prefix)
+    if canonical == "project_id":
+        return width - len(f"{spec.id_prefix}job-")
+    return width
 
 
 def _col(spec: CsvLayout, canonical_or_header: str | None) -> str | None:
@@ -874,8 +930,7 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
         elif canonical == "lead_source":
             value = custom.get("lead_source") or wcustom.get("lead_source")
         elif canonical == "created":
-            stamp = client.remote_created_at
-            value = stamp.astimezone(zone).strftime(spec.datetime_format) if stamp else None
+            value = _local_stamp(client.remote_created_at, zone, spec.datetime_format)
         elif wedding is not None:
             if canonical == "project_id":
                 value = (_strip_prefix(wedding.remote_id, f"{spec.id_prefix}job-")
@@ -894,6 +949,17 @@ def _cells(spec: CsvLayout, client: ClientRecord, wedding: WeddingRecord | None,
                 value = wedding.guest_count
         out.append("" if value is None else _inert(str(value)))
     return out
+
+
+def _local_stamp(stamp: datetime | None, zone: tzinfo, fmt: str) -> str | None:
+    """``stamp`` in ``zone`` as the layout writes it; None when it has no time or that zone cannot show it (the
+    last hours of the year 9999 east of UTC: the export stopped there, cut short in the middle of the file)."""
+    if stamp is None:
+        return None
+    try:
+        return stamp.astimezone(zone).strftime(fmt)
+    except OverflowError:
+        return None
 
 
 # Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection): a name a couple

@@ -28,6 +28,9 @@ import httpx
 
 from wedsync.connectors.base import Connector
 from wedsync.connectors.channels.csv_layouts import (
+    DISPLAY_NAME_WIDTH,
+    FIELD_WIDTHS,
+    MAX_CELL,
     ParsedRow,
     check_email,
     check_phone,
@@ -256,18 +259,30 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
     kind = _kind(fields, spec)
     names = {**_COMMON, **spec.names}
 
+    # a value longer than the hub's column for it (PostgreSQL refused the hook's whole write: value too long) is
+    # kept as sent in custom fields, as an e-mail that is not one is (a hook has no report to warn in)
+    too_long: dict[str, Any] = {}
+
+    def fit(value: str | None, field: str, width: int | None = None) -> str | None:
+        if value is not None and len(value) > (width or FIELD_WIDTHS[field]):
+            too_long[f"{field}_as_sent"] = value[:MAX_CELL]
+            return None
+        return value
+
     first, last = _pick(fields, names["first_name"]), _pick(fields, names["last_name"])
     if not first and not last:
         full = _pick(fields, names["full_name"])
         if full:  # read as a CSV's one-cell name is ("Nguyen, Linh" is Linh Nguyen)
             first, last = split_full_name(full)
+    first, last = fit(first, "first_name"), fit(last, "last_name")
     raw_email = _pick(fields, names["email"])
     email = check_email(raw_email) if raw_email else None
     country = _pick(fields, names["country"])
     region = country_code(country) or spec.default_region
     raw_phone = _pick(fields, names["phone"])
     phone = check_phone(raw_phone, region) if raw_phone else None
-    provider_client_id = _pick(fields, spec.client_id)
+    provider_client_id = fit(_pick(fields, spec.client_id), "remote_id",
+                             FIELD_WIDTHS["remote_id"] - len(spec.id_prefix))
     occurred_at = _parse_when(_pick(fields, names["occurred_at"]), spec.default_region == "AU")
     lead_source = _pick(fields, names["lead_source"])
 
@@ -288,6 +303,9 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
             custom["email_as_sent"] = raw_email[:320]
         if raw_phone and phone is None:
             custom["phone_as_sent"] = raw_phone[:64]
+        company = fit(_pick(fields, names["company"]), "company")
+        custom.update(too_long)
+        display = " ".join(p for p in (first, last) if p) or None
         address = {k: v for k, v in (("streetAddress", _pick(fields, names["street"])),
                                      ("city", _pick(fields, names["city"])),
                                      ("state", _pick(fields, names["state"])),
@@ -295,8 +313,8 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
                                      ("country", normalize_country(country))) if v}
         client = ClientRecord(
             remote_id=client_id, first_name=first, last_name=last,
-            display_name=" ".join(p for p in (first, last) if p) or None, email=email, phone=phone,
-            company=_pick(fields, names["company"]), address=address or None, custom_fields=custom,
+            display_name=display if display is None or len(display) <= DISPLAY_NAME_WIDTH else None, email=email,
+            phone=phone, company=company, address=address or None, custom_fields=custom,
             remote_created_at=occurred_at if kind == "client.created" else None,
         )
 
@@ -305,8 +323,10 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
             raise _bad("a Client Created hook needs the client's e-mail or name")
         return ZapEvent(kind, client, None, occurred_at, client.remote_id)
 
-    project_id = _pick(fields, spec.project_id)
-    name = _pick(fields, names["project_name"])
+    too_long.clear()
+    project_id = fit(_pick(fields, spec.project_id), "project_id",
+                     FIELD_WIDTHS["project_id"] - len(f"{spec.id_prefix}job-"))
+    name = fit(_pick(fields, names["project_name"]), "project_name")
     date_raw = _pick(fields, names["project_date"])
     event_date = _parse_day(date_raw, spec.default_region == "AU")
     if not project_id and not name and client is None:
@@ -328,9 +348,12 @@ def parse_zap_event(provider: str, raw_body: bytes, content_type: str | None = N
     event_type_is_event = event_kind(fields.get("event_type")) is not None
     project_type = _pick(fields, tuple(n for n in names["project_type"]
                                        if n != "event_type" or not event_type_is_event))
+    stage = fit(_pick(fields, names["stage"]), "stage")
+    project_type = fit(project_type, "project_type")
+    wcustom.update(too_long)
     wedding = WeddingRecord(
         remote_id=wedding_id, name=name, event_date=event_date,
-        stage=_pick(fields, names["stage"]) or "booked", guest_count=guests,
+        stage=stage or "booked", guest_count=guests,
         job_type=project_type,
         client_remote_ids=[client.remote_id] if client else [], custom_fields=wcustom,
         remote_created_at=occurred_at,
