@@ -31,6 +31,20 @@ class WedsyncError(Exception):
             self.code = code
         self.details = details
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # DBOS records a step's exception pickled and raises it again from the record (a replay, a recovered
+        # workflow). The default reduction calls ``cls(*args)``, which fails for an error whose __init__ takes
+        # required keywords (``CircuitOpen(message, retry_after=...)``): "missing 'retry_after'", and the
+        # workflow failed on that instead of the provider's error. Rebuilt without __init__, attributes as they were.
+        return _rebuild, (type(self), self.args, self.__dict__.copy())
+
+
+def _rebuild(cls: type[WedsyncError], args: tuple[Any, ...], state: dict[str, Any]) -> WedsyncError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class NotFound(WedsyncError):
     code = "not_found"
