@@ -56,7 +56,9 @@ def start_sandbox_in_thread(port: int = 0, *, host: str = "127.0.0.1", app: Fast
     bound_port = _bound_port(server) or port
 
     def stop() -> None:
-        server.should_exit = True
+        # without force_exit uvicorn waits for every request in flight, and an emulator answering a fault
+        # (a latency or timeout injection) the client gave up on holds it up to the join's 10 s
+        server.should_exit = server.force_exit = True
         thread.join(timeout=10)
 
     return f"http://{host}:{bound_port}", stop
