@@ -161,7 +161,9 @@ def test_a_cli_command_runs_only_its_own_workflow_and_a_killed_one_is_recovered_
         done = wait_for(lambda: (row := run_row(engine, cli_run)).status in ("succeeded", "failed") and row, 180,
                         "the killed command's run, recovered by serve")
         assert done.status == "succeeded", done.error_detail
-        assert dbos_workflow(tmp_path, cli_run) == ("SUCCESS", "local")
+        # the run row is finished by the workflow's last step; DBOS records the workflow's own end just after
+        wait_for(lambda: dbos_workflow(tmp_path, cli_run) == ("SUCCESS", "local"), 30,
+                 "the recovered workflow's end, recorded by serve")
     finally:
         serve.stop()
         engine.dispose()
