@@ -224,11 +224,12 @@ async def test_a_dead_executors_inbox_claims_go_back_to_pending_at_once(dbos_hub
         assert s.get(WorkerHeartbeat, ghost).recovered_at is not None  # type: ignore[union-attr]
 
 
-def test_a_silent_executor_whose_process_still_runs_here_is_not_dead_on_sqlite(any_hub) -> None:  # type: ignore[no-untyped-def]
+def test_a_silent_executor_whose_process_still_runs_here_is_not_dead_on_sqlite(any_hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On SQLite a beat waits for the database's one write lock: behind a large import's chunk a live `wedsync crm
     import` beat more than 10 s late, and `serve` recovered its workflow while the command still ran it (found
     by a probe: both ran the 200,000-row import at once). On SQLite a silent executor whose process still runs on
-    this machine is left alone; a killed one (gone, or a zombie not yet reaped) and one of another machine are
+    this machine is left alone; a killed one (gone, or a zombie not yet reaped), one of another machine, and one
+    whose pid now belongs to a process started after its last beat (pids are reused, soon in a container) are
     recovered. PostgreSQL, where a beat never waits for another process's rows, decides by the beat alone."""
     import os
     import signal
@@ -247,21 +248,27 @@ def test_a_silent_executor_whose_process_still_runs_here_is_not_dead_on_sqlite(a
     gone.wait()
     zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     os.kill(zombie.pid, signal.SIGKILL)
-    time.sleep(0.3)  # killed, not reaped: a zombie
+    time.sleep(1.0)  # killed, not reaped: a zombie; and `live` has been running a while before its beat
+    monkeypatch.setattr(recovery, "DEAD_AFTER", timedelta(milliseconds=100))
     tag = uuid.uuid4().hex[:8]
-    beats = {f"live-{tag}": (live.pid, here), f"gone-{tag}": (gone.pid, here), f"zombie-{tag}": (zombie.pid, here),
-             f"elsewhere-{tag}": (live.pid, "another-host")}
+    now = utcnow()
+    late = now - timedelta(milliseconds=500)  # stale by DEAD_AFTER, and after `live` started
+    before = now - timedelta(seconds=30)  # before `live` started: the pid was another process's then
+    beats = {f"live-{tag}": (live.pid, here, late), f"gone-{tag}": (gone.pid, here, late),
+             f"zombie-{tag}": (zombie.pid, here, late), f"elsewhere-{tag}": (live.pid, "another-host", late),
+             f"reused-{tag}": (live.pid, here, before)}
+    started = recovery.process_started_at(live.pid)
     try:
-        stale = utcnow() - timedelta(seconds=30)
         with any_hub.db.session() as s:
-            for eid, (pid, host) in beats.items():
-                s.add(WorkerHeartbeat(executor_id=eid, pid=pid, hostname=host, started_at=stale, seen_at=stale))
+            for eid, (pid, host, seen) in beats.items():
+                s.add(WorkerHeartbeat(executor_id=eid, pid=pid, hostname=host, started_at=seen, seen_at=seen))
         claimed = set(recovery.claim_dead(any_hub.db, "me")) & set(beats)
     finally:
         live.kill()
         live.wait()
         zombie.wait()
+    assert started is not None and before < started <= late + recovery.PID_REUSE_MARGIN
     if any_hub.db.is_sqlite:
-        assert claimed == {f"gone-{tag}", f"zombie-{tag}", f"elsewhere-{tag}"}
+        assert claimed == {f"gone-{tag}", f"zombie-{tag}", f"elsewhere-{tag}", f"reused-{tag}"}
     else:
         assert claimed == set(beats)

@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -49,14 +49,37 @@ def forget_heartbeat(db: Database, executor_id: str) -> None:
         s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.executor_id == executor_id))
 
 
-def running_here(pid: int, hostname: str) -> bool:
+#: A process that started this much later than an executor's last beat is not the process that beat (its pid was
+#: reused): the boot time /proc gives is whole seconds, and the wall clock may have been stepped a little since.
+PID_REUSE_MARGIN = timedelta(seconds=2)
+
+
+def process_started_at(pid: int) -> datetime | None:
+    """When process ``pid`` started, from ``/proc`` (the boot time plus the process's start in clock ticks), or
+    None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        ticks = int(fields[19])  # field 22 of stat(5), counted after the command's closing parenthesis
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def running_here(pid: int, hostname: str, last_beat: datetime | None = None) -> bool:
     """Whether the process ``pid`` of a heartbeat written on ``hostname`` is still running on this machine (a
-    zombie, killed and not yet reaped, is not)."""
+    zombie, killed and not yet reaped, is not). With ``last_beat``, a process that started after that beat is
+    another process given the dead one's pid (pids are reused, soon in a container's small pid space), not it."""
     if hostname != socket.gethostname() or pid <= 0 or pid == os.getpid():
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+            if f.read().rpartition(b")")[2].split()[:1] in ([b"Z"], [b"X"]):
+                return False
+        started = process_started_at(pid)
+        return not (last_beat is not None and started is not None and started > last_beat + PID_REUSE_MARGIN)
     except FileNotFoundError:
         return False
     except OSError:  # no /proc here
@@ -80,10 +103,10 @@ def claim_dead(db: Database, me: str) -> list[str]:
     cutoff = utcnow() - DEAD_AFTER
     with db.read() as s:
         dead = [r.executor_id for r in s.execute(select(
-            WorkerHeartbeat.executor_id, WorkerHeartbeat.pid, WorkerHeartbeat.hostname).where(
+            WorkerHeartbeat.executor_id, WorkerHeartbeat.pid, WorkerHeartbeat.hostname, WorkerHeartbeat.seen_at).where(
             WorkerHeartbeat.seen_at < cutoff, WorkerHeartbeat.recovered_at.is_(None),
             WorkerHeartbeat.executor_id != me))
-            if not (db.is_sqlite and running_here(r.pid, r.hostname))]
+            if not (db.is_sqlite and running_here(r.pid, r.hostname, r.seen_at))]
     claimed = []
     for executor_id in dead:
         with db.session() as s:
