@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from wedsync.connectors.crm.vsco_workspace import map_contact
 from wedsync.domain.crm import ClientRecord
@@ -1180,3 +1180,49 @@ def test_a_csv_rows_project_is_looked_up_among_its_dates_weddings_only(hub) -> N
             custom_fields={}, content_hash="0" * 32, synced_at=now, version=1) for i in range(5_000)])
     crowded = steps()
     assert crowded < 2 * alone + 50, (alone, crowded)
+
+
+def test_a_clients_weddings_are_those_listing_its_records_found_by_the_database(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """GET /clients/{id} lists the live weddings of each source record's connection that name the record among
+    their clients, and no other. They are found by the database (SQLite json_each, PostgreSQL jsonb ?|): the
+    service read every wedding of the connection into Python for every request (160 ms at 2,000 weddings, 1.3 s
+    at 20,000)."""
+    from wedsync.store.tables import utcnow
+
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Wedding List Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    hb = hub.connections.create(v.id, "honeybook", credentials={}).id
+    person = new_id()
+    now = utcnow()
+    odd = 'c"1\u00e9 %_\\'  # a remote id with a quote, a backslash, LIKE wildcards and a non-ASCII letter
+    with hub.db.session() as s:
+        s.add(CrmClient(id=person, vendor_id=v.id, first_name="Ada", search_text="ada"))
+        s.flush()
+        for conn_id, rid in ((tave, "c1"), (hb, odd)):
+            s.add(Client(vendor_id=v.id, connection_id=conn_id, provider="x", remote_id=rid, content_hash="h",
+                         synced_at=now, crm_client_id=person, first_name="Ada"))
+        s.add(Client(vendor_id=v.id, connection_id=tave, provider="x", remote_id="c2", content_hash="h",
+                     synced_at=now, first_name="Other"))
+        for conn_id, rid, listed, deleted in ((tave, "w-both", ["c2", "c1"], False), (tave, "w-other", ["c2"], False),
+                                              (tave, "w-prefix", ["c10", "xc1"], False), (tave, "w-gone", ["c1"], True),
+                                              (tave, "w-none", [], False), (hb, "w-odd", [odd], False),
+                                              (hb, "w-c1-elsewhere", ["c1"], False)):
+            s.add(Wedding(vendor_id=v.id, connection_id=conn_id, provider="x", remote_id=rid, content_hash="h",
+                          synced_at=now, client_remote_ids=listed, deleted_at=now if deleted else None))
+    for i in range(300):  # weddings of other couples around them
+        with hub.db.session() as s:
+            s.add(Wedding(vendor_id=v.id, connection_id=tave, provider="x", remote_id=f"w{i}", content_hash="h",
+                          synced_at=now, client_remote_ids=[f"c{i + 3}"]))
+    loaded: list[str] = []
+
+    def count(target: Any, _context: Any) -> None:
+        loaded.append(target.remote_id)
+
+    event.listen(Wedding, "load", count)
+    try:
+        got = sorted(w["remote_id"] for w in hub.crm.get_client(v.id, person)["weddings"])
+    finally:
+        event.remove(Wedding, "load", count)
+    assert got == ["w-both", "w-odd"]
+    assert sorted(loaded) == got  # only those weddings were read, not the connection's 300 others

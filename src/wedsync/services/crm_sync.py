@@ -43,7 +43,7 @@ from wedsync.domain.identity import (
 )
 from wedsync.domain.merge import FieldConflict, FieldPolicy, Side, flatten, three_way
 from wedsync.errors import Conflict, InvalidInput, NotFound, NotImplementedCapability, TooLarge, WedsyncError
-from wedsync.store.bulk import insert_many, select_in
+from wedsync.store.bulk import insert_many, json_list_has_any, select_in
 from wedsync.store.db import Database
 from wedsync.store.paging import cursor_row
 from wedsync.store.tables import Client, Connection, Wedding, new_id, utcnow
@@ -985,10 +985,14 @@ class CrmService:
                                      .order_by(Client.id)).scalars())
             pairs = [(r.connection_id, r.remote_id) for r in sources]
             weddings = []
-            for conn_id in {p[0] for p in pairs}:
+            for conn_id in sorted({p[0] for p in pairs}):
                 rids = {rid for cid, rid in pairs if cid == conn_id}
-                for w in s.execute(select(Wedding).where(Wedding.connection_id == conn_id,
-                                                         Wedding.deleted_at.is_(None))).scalars():
+                # the weddings listing one of these records, found by the database (reading every wedding of the
+                # connection took 160 ms per request at 2,000 weddings and 1.3 s at 20,000)
+                for w in s.execute(select(Wedding).where(
+                        Wedding.connection_id == conn_id, Wedding.deleted_at.is_(None),
+                        json_list_has_any(s.connection(), Wedding.client_remote_ids, sorted(rids)))
+                        .order_by(Wedding.id)).scalars():
                     if rids & set(w.client_remote_ids or []):
                         weddings.append({"id": w.id, "connection_id": w.connection_id, "remote_id": w.remote_id,
                                          "name": w.name, "event_date": w.event_date.isoformat()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy import JSON, Connection, String, Table, func, insert
 
 from wedsync.store.tables import UTCDateTime
 
@@ -150,3 +150,20 @@ def select_in(conn: Connection, table: Table, columns: Sequence[str], in_column:
                 _SELECTS[key] = sql
         rows.extend(conn.exec_driver_sql(sql, (*head, *part)).fetchall())
     return rows
+
+
+def json_list_has_any(conn: Connection, column: Any, values: Sequence[str]) -> Any:
+    """A WHERE clause: the JSON list in ``column`` holds one of ``values`` (strings), evaluated by the database
+    (SQLite's ``json_each``, PostgreSQL's jsonb ``?|``), so a lookup by a list member does not load every row into
+    Python. The caller still checks the rows it gets when it needs more than membership of strings."""
+    from sqlalchemy import exists, literal, select
+    from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+    from sqlalchemy.sql.expression import cast
+
+    wanted = sorted(set(values))
+    if conn.dialect.name == "postgresql":
+        return cast(column, JSONB).op("?|")(cast(wanted, ARRAY(String())))
+    if conn.dialect.name == "sqlite":
+        each = func.json_each(column).table_valued("value")
+        return exists(select(literal(1)).select_from(each).where(each.c.value.in_(wanted)))
+    raise NotImplementedError(f"json_list_has_any has no form for {conn.dialect.name}")
