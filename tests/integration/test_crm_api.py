@@ -358,3 +358,50 @@ async def test_resolving_with_the_choice_value_needs_a_value(api, hub) -> None: 
     assert (await api.get(f"/api/crm/clients/{x['crm_client_id']}", headers=auth(key))).json()["company"] is None
     (row,) = (await api.get("/api/crm/outbox", headers=auth(key))).json()["items"]
     assert row["op"] == "update_contact" and row["payload"]["fields"] == {"company": None}
+
+
+async def test_the_seed_sync_takes_the_seeds_provider_object_and_names_and_asks_which_connection(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The seed's interfaces give ``crmProvider`` as a CRMProvider object ({name, apiVersion, ...}) and name the
+    providers 'tave', 'light_blue', 'studio_ninja'...; a user writes 'VSCO Workspace'. All of them name the
+    provider (an object was a 422, a display name a 404). With two connections to the provider the request must
+    say which one (``connectionId``): the oldest was pulled, a connection whose key had been replaced (found by
+    probing a served hub)."""
+    from wedsync.workflows import sync as sync_workflows
+
+    async def record_only(vendor_id: str, connection_id: str, mode: str, **_: Any) -> str:
+        return str(hub.sync.create_run(vendor_id, connection_id, mode).id)  # (this app runs no DBOS)
+
+    monkeypatch.setattr(sync_workflows, "start_sync", record_only)
+    v = hub.tenancy.create_vendor("Two Studios")
+    _, key = hub.tenancy.create_key(v.id)
+    other = hub.tenancy.create_vendor("Someone Else")
+    theirs = hub.connections.create(other.id, SLUG, credentials={"api_key": "k"}).id
+    old = hub.connections.create(v.id, SLUG, credentials={"api_key": "old"}).id
+
+    async def sync(**body: Any) -> Any:
+        return await api.post("/api/integrations/crm/sync", headers=auth(key),
+                              json={"vendorId": v.id, "syncType": "full", **body})
+
+    for provider in ({"name": "tave", "apiVersion": "v2", "capabilities": {"webhooks": True}}, "VSCO Workspace",
+                     "vsco workspace (tave)", " Tave "):
+        r = await sync(crmProvider=provider)
+        assert r.status_code == 200, (provider, r.text)
+        assert r.json()["connection_id"] == old and r.json()["syncId"]
+        hub.sync.fail(r.json()["syncId"], RuntimeError("stopped by the test"))  # one run at a time per connection
+    for provider, code in (("Studio Ninja", "not_pullable"), ({"name": "Light Blue"}, "not_pullable"),
+                           ({"name": "myspace"}, "unknown_provider"), ({"apiVersion": "v2"}, "validation_error")):
+        r = await sync(crmProvider=provider)
+        assert r.json()["error"]["code"] == code, (provider, r.text)
+
+    new = hub.connections.create(v.id, SLUG, credentials={"api_key": "new"}).id
+    r = await sync(crmProvider="tave")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "ambiguous_connection", r.text
+    assert [c["id"] for c in r.json()["error"]["details"]["connections"]] == [old, new]
+    r = await sync(crmProvider="tave", connectionId=new)
+    assert r.status_code == 200 and r.json()["connection_id"] == new, r.text
+    hub.sync.fail(r.json()["syncId"], RuntimeError("stopped by the test"))
+    r = await sync(crmProvider="tave", connectionId=theirs)  # another vendor's connection: not found, never used
+    assert r.status_code == 404, r.text
+    hb = csv_connection(hub, v.id)
+    r = await sync(crmProvider="tave", connectionId=hb)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "provider_mismatch", r.text

@@ -11,7 +11,9 @@ it is discovered here, in family then module-name order.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import re
 from dataclasses import dataclass
 
 from wedsync.connectors.base import Channel, Connector
@@ -115,11 +117,37 @@ PROVIDER_ALIASES: dict[str, str] = {
 }
 
 
+_SEPARATORS = re.compile(r"[\s_]+")
+
+
+@functools.cache
+def _display_names() -> dict[str, str]:
+    """Each provider's display name ("VSCO Workspace (Tave)", "Studio Ninja", "Outlook 365") as a key, lower-cased
+    with its spaces as hyphens, -> its slug."""
+    names: dict[str, str] = {}
+    for slug, cls in CONNECTORS.items():
+        display = getattr(cls, "display_name", None)
+        if isinstance(display, str):
+            names[_SEPARATORS.sub("-", display.strip().lower())] = slug
+    for slug, planned in PLANNED_BY_SLUG.items():
+        names.setdefault(_SEPARATORS.sub("-", planned.display_name.strip().lower()), slug)
+    return names
+
+
 def canonical_slug(name: str) -> str:
-    """Our slug for a provider name: an alias (``tave``, ``stripe_connect``, ``the_knot``) gives the slug it
-    stands for; any other name is returned trimmed and lower-cased (whether it is known is the caller's check)."""
+    """Our slug for a provider name: an alias (``tave``, ``stripe_connect``, ``the_knot``) or a display name in any
+    case and spacing ("VSCO Workspace", "Studio Ninja", "outlook 365") gives the slug it stands for; any other name
+    is returned trimmed and lower-cased (whether it is known is the caller's check)."""
     key = name.strip().lower()
-    return PROVIDER_ALIASES.get(key, key)
+    if key in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[key]
+    dashed = _SEPARATORS.sub("-", key)
+    if dashed in CONNECTORS or dashed in PLANNED_BY_SLUG:
+        return dashed
+    alias = PROVIDER_ALIASES.get(dashed) or PROVIDER_ALIASES.get(dashed.replace("-", "_"))
+    if alias is not None:
+        return alias
+    return _display_names().get(dashed, key)
 
 
 def get_connector_class(name: str) -> type[Connector]:

@@ -924,7 +924,11 @@ class CrmService:
         return cast(Connection, self.hub.connections.create(vendor_id, slug, credentials={}, unless_exists=True))
 
     # -- the seed endpoint: sync runs --------------------------------------------------------------
-    def check_sync_request(self, vendor_id: str, provider: str, sync_type: str) -> tuple[Connection, str]:
+    def check_sync_request(self, vendor_id: str, provider: str, sync_type: str, *, connection_id: str | None = None
+                           ) -> tuple[Connection, str]:
+        """The connection a seed sync request pulls, and its mode. Without ``connection_id`` the vendor's one
+        connection to the provider; with several, 409 ``ambiguous_connection`` naming them (pulling the oldest,
+        perhaps one whose key was replaced by a newer connection, was a guess)."""
         slug = canonical_provider(provider)
         mode = SYNC_TYPES.get(sync_type.strip().lower())
         if mode is None:
@@ -941,6 +945,21 @@ class CrmService:
         if not hasattr(get_connector_class(slug), "list_page"):  # the marketplace: its inquiries are posted to us
             raise InvalidInput(f"{slug} has nothing to pull", code="not_pullable")
         # what the provider can do decides first; whether this vendor has connected it comes after
+        if connection_id is not None:
+            conn = self.connection(vendor_id, connection_id)
+            if conn.provider != slug:
+                raise InvalidInput(f"connection {connection_id} is a {conn.provider} connection, not {slug}",
+                                   code="provider_mismatch")
+            return conn, mode
+        with self.db.read() as s:
+            conns = list(s.execute(select(Connection).where(Connection.vendor_id == vendor_id,
+                                                            Connection.provider == slug)
+                                   .order_by(Connection.created_at, Connection.id).limit(20)).scalars())
+        if len(conns) > 1:
+            raise Conflict(f"this vendor has {len(conns)} {slug} connections: name one as connectionId",
+                           code="ambiguous_connection",
+                           details={"connections": [{"id": c.id, "status": c.status, "base_url": c.base_url,
+                                                     "created_at": c.created_at.isoformat()} for c in conns]})
         return self.connection_for(vendor_id, slug), mode
 
     def run_out(self, vendor_id: str, run_id: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
@@ -65,13 +65,27 @@ log = get_logger("wedsync.api.crm")
 _background: set[asyncio.Task[Any]] = set()
 
 
+class CrmProviderIn(BaseModel):
+    """The seed's ``CRMProvider`` object (``{name, apiVersion, authentication, capabilities, ...}``): only its
+    ``name`` is read; what else it describes is the hub's own knowledge of the provider, and is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=40)
+
+
 class CrmSyncIn(Strict):
     """The seed's request: ``{vendorId, crmProvider, syncType}``; ``waitSeconds`` waits for the run's end."""
 
     vendorId: str | None = Field(default=None, min_length=1, max_length=26,  # the seed's camelCase wire names
                                  description="the caller's vendor (an operator may name it in X-WedSync-Vendor "
                                              "instead; both: the same one)")
-    crmProvider: str = Field(min_length=1, max_length=40)
+    crmProvider: Annotated[str, Field(min_length=1, max_length=40)] | CrmProviderIn = Field(
+        description="the provider's slug, alias or name ('tave', 'vsco-workspace', 'VSCO Workspace', 'honeybook'), "
+                    "or the seed's CRMProvider object, of which only `name` is read")
+    connectionId: str | None = Field(default=None, min_length=1, max_length=26,
+                                     description="which of the vendor's connections to that provider (required "
+                                                 "when there are several)")
     syncType: str = Field(default="incremental", min_length=1, max_length=20)
     waitSeconds: float = Field(default=0, ge=0, le=120)
 
@@ -146,7 +160,8 @@ async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Wr
 
     # another vendor's id: 404, never its data; the header and the body naming different vendors: 422
     vendor_id = hub.tenancy.acting_vendor(principal, x_wedsync_vendor, named=body.vendorId)
-    conn, mode = hub.crm.check_sync_request(vendor_id, body.crmProvider, body.syncType)
+    provider = body.crmProvider if isinstance(body.crmProvider, str) else body.crmProvider.name
+    conn, mode = hub.crm.check_sync_request(vendor_id, provider, body.syncType, connection_id=body.connectionId)
     run_id = await start_sync(vendor_id, conn.id, mode)
     deadline = asyncio.get_running_loop().time() + body.waitSeconds
     out: dict[str, Any] = hub.crm.run_out(vendor_id, run_id)
