@@ -1402,6 +1402,21 @@ class CrmService:
         self.resolver.invalidate()
         return out
 
+    def delete_policy(self, vendor_id: str, policy_id: str) -> dict[str, Any]:
+        """Remove one of the vendor's policies (404 ``not_found`` for an id that is not one of them: another
+        vendor's is never touched). New conflicts on its (connection, field) then follow the next less specific
+        policy, or the default; conflicts already settled or queued keep the policy they were raised under.
+        Returns the removed policy."""
+        with self.db.session() as s:
+            row = s.get(CrmFieldPolicy, policy_id, with_for_update=True)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("policy not found")
+            out = {"id": row.id, "connection_id": row.connection_id, "field": row.field, "kind": row.kind,
+                   "source": row.source, "skew_seconds": row.skew_seconds}
+            s.delete(row)
+        self.resolver.invalidate()
+        return out
+
     def _policy_source(self, vendor_id: str, source: str) -> str:
         """A source of truth: one of the CRM providers' names (``Tave`` -> ``vsco-workspace``) or one of the
         vendor's connections; anything else would be a rule that silently never applies."""
