@@ -639,6 +639,30 @@ class CrmResolver:
                 status="dismissed", resolved_at=now, resolution={"choice": "dismissed", "reason": reason}))
 
     @staticmethod
+    def dismiss_for_deleted_sources(conn: SAConnection, vendor_id: str, reason: str, *,
+                                    source_client_ids: Sequence[str] = (), connection_id: str | None = None) -> int:
+        """Dismiss the open conflicts raised by source records that are deleted at their source (the ids
+        ``source_client_ids``, or every record of the removed connection ``connection_id``), on the caller's
+        transaction, the one that deletes them: their incoming value is one no source holds any more (taking it
+        is refused, 409 ``source_deleted``), so they would wait in the manual queue for ever. ``reason`` names the
+        deletion; the unified client's values are left as they are. Returns how many were dismissed (the
+        vendor's open conflicts are found by the queue's index, ``ix_crm_conflicts_queue``)."""
+        now = utcnow()
+        resolution = {"choice": "dismissed", "reason": reason}
+        queue = (_CONFLICTS.c.vendor_id == vendor_id, _CONFLICTS.c.status == "open")
+        if connection_id is not None:
+            res = conn.execute(update(_CONFLICTS).where(*queue, _CONFLICTS.c.connection_id == connection_id)
+                               .values(status="dismissed", resolved_at=now, resolution=resolution))
+            return int(getattr(res, "rowcount", 0) or 0)
+        ids = sorted(set(source_client_ids))
+        dismissed = 0
+        for i in range(0, len(ids), 500):
+            res = conn.execute(update(_CONFLICTS).where(*queue, _CONFLICTS.c.source_client_id.in_(ids[i:i + 500]))
+                               .values(status="dismissed", resolved_at=now, resolution=resolution))
+            dismissed += int(getattr(res, "rowcount", 0) or 0)
+        return dismissed
+
+    @staticmethod
     def _write_back_settled(conn: SAConnection, vendor_id: str, connection_id: str, people: Mapping[str, _Person],
                             settled: Mapping[str, set[str]], now: datetime) -> int:
         """An auto-settled conflict won by the incoming record (newest wins, or its source owns the field) gave
