@@ -426,3 +426,28 @@ async def test_a_deleted_policy_gives_way_to_the_next_rule(api, hub) -> None:  #
     _, reader = hub.tenancy.create_key(v.id, scopes=["read"])
     assert (await api.delete(f"/api/crm/policies/{again}", headers=auth(reader))).status_code == 403
     assert [p["id"] for p in (await api.get("/api/crm/policies", headers=auth(key))).json()["items"]] == [again]
+
+
+async def test_a_repeated_column_is_named_in_the_import_report_and_good_rows_land(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A 17hats export with two ``Email`` columns: the job's report names the repeated column on the header's line
+    (a warning, not a skipped row) and each row whose second e-mail differs; every row lands, with the first
+    column's e-mail (the second one used to become a custom field named "Email", silently)."""
+    v = hub.tenancy.create_vendor("Two Emails Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    data = (b"Contact ID,First Name,Last Name,Email,Phone,Email\r\n"
+            b"1,Ana,Lima,ana@example.com,,ana@work.example\r\n"
+            b"2,Bea,Cruz,,,bea@example.com\r\n"
+            b"3,Cy,Dunn,cy@example.com,,\r\n"
+            b"4,,,not-an-email,,\r\n")
+    r = await api.post("/api/crm/imports?layout=17hats", headers=auth(key), content=data)
+    assert r.status_code == 202, r.text
+    job = await wait_import(api, key, r.json()["id"])
+    assert (job["status"], job["good_rows"], job["bad_rows"], job["created"]) == ("succeeded", 3, 1, 3), job
+    report = (await api.get(f"/api/crm/imports/{job['id']}/errors", headers=auth(key))).json()["items"]
+    assert [(e["line"], e["column"], e["code"], e["skipped"]) for e in report] == [
+        (1, "Email", "duplicate_column", False), (2, "Email", "duplicate_column", False),
+        (5, "Email", "invalid_email", True), (5, None, "no_identity", True)], report
+    assert "columns 4, 6" in report[0]["message"] and "ana@work.example" in report[1]["message"]
+    clients = (await api.get("/api/crm/clients", headers=auth(key))).json()["items"]
+    assert sorted((c["email"], c["custom_fields"]) for c in clients) == [
+        ("ana@example.com", {}), ("bea@example.com", {}), ("cy@example.com", {})]

@@ -1628,8 +1628,9 @@ class CrmService:
     def create_import(self, vendor_id: str, layout: str, data: bytes, *, connection_id: str | None = None,
                       filename: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> dict[str, Any]:
         """Check the file as a whole (encoding, header, required columns: ``CsvFileError`` names the
-        problem, nothing is stored) and record the job with its bytes; the workflow then imports it."""
-        from wedsync.connectors.channels.csv_layouts import LAYOUTS, count_records, parse_csv
+        problem, nothing is stored) and record the job with its bytes, and the header's warnings (a repeated
+        column: ``duplicate_column``) in its report; the workflow then imports it."""
+        from wedsync.connectors.channels.csv_layouts import LAYOUTS, RowIssue, count_records, parse_csv
 
         if layout not in LAYOUTS:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
@@ -1646,7 +1647,8 @@ class CrmService:
             raise InvalidInput(f"connection {conn.id} is a {conn.provider} connection: a {LAYOUTS[layout].product} "
                                f"export is imported into a {canonical_provider(layout)} connection (or leave out "
                                f"connection_id)", code="provider_mismatch")
-        parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row
+        notes: list[RowIssue] = []
+        parse_csv(data, layout, notes=notes, **self._parse_options(conn))  # file-level problems raise here
         # records, not lines: a multi-line address is one row (20,000 records counted 20,400 until the end, and
         # a failed job kept that count)
         job = CrmImportJob(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, layout=layout,
@@ -1656,6 +1658,8 @@ class CrmService:
             s.add(job)
             s.flush()
             s.add(CrmImportFile(job_id=job.id, vendor_id=vendor_id, data=data))
+            s.add_all(CrmImportError(job_id=job.id, vendor_id=vendor_id, line=n.line, column=n.column, code=n.code,
+                                     message=n.message[:1000], fatal=False) for n in notes)
         return self.import_status(vendor_id, job.id)
 
     def _parse_options(self, conn: Connection) -> dict[str, Any]:
