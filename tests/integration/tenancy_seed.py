@@ -95,7 +95,7 @@ async def _crm(hub: Any, o: dict[str, Any]) -> None:
                            phone="+14155550132", remote_modified_at=T0 + timedelta(hours=4)))
     put(hb, ClientRecord("h1", first_name=first, last_name="Ruiz", email=f"{name}.leo@example.com",
                          company=f"{name} studio", remote_modified_at=T0 + timedelta(hours=4, seconds=30)))
-    hub.crm.set_policy(v, field="company", kind="manual")
+    policy = hub.crm.set_policy(v, field="company", kind="manual")
     hub.crm.set_mappings(v, hb, {"lead_source": f"{name}_found_us"})
     with hub.db.read() as s:
         merge = s.execute(select(CrmMerge).where(CrmMerge.vendor_id == v)).scalars().first()
@@ -112,7 +112,7 @@ async def _crm(hub: Any, o: dict[str, Any]) -> None:
     assert outbox, "CRM seed made no outbox row"
     assert hub.crm.import_errors(v, job["id"]), status
     o.update(hb_connection_id=hb, crm_client_id=crm_client, merge_id=merge.id, conflict_id=conflict.id,
-             job_id=job["id"], outbox_ids=list(outbox))
+             job_id=job["id"], outbox_ids=list(outbox), policy_id=policy["id"])
 
 
 async def _payments(api: Any, hub: Any, o: dict[str, Any], sandbox: str) -> None:

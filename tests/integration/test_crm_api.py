@@ -360,7 +360,7 @@ async def test_resolving_with_the_choice_value_needs_a_value(api, hub) -> None: 
     assert row["op"] == "update_contact" and row["payload"]["fields"] == {"company": None}
 
 
-async def test_the_seed_sync_takes_the_seeds_provider_object_and_names_and_asks_which_connection(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_the_seed_sync_takes_provider_objects_and_names_and_asks_which_connection(api, hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The seed's interfaces give ``crmProvider`` as a CRMProvider object ({name, apiVersion, ...}) and name the
     providers 'tave', 'light_blue', 'studio_ninja'...; a user writes 'VSCO Workspace'. All of them name the
     provider (an object was a 422, a display name a 404). With two connections to the provider the request must
@@ -405,3 +405,96 @@ async def test_the_seed_sync_takes_the_seeds_provider_object_and_names_and_asks_
     hb = csv_connection(hub, v.id)
     r = await sync(crmProvider="tave", connectionId=hb)
     assert r.status_code == 422 and r.json()["error"]["code"] == "provider_mismatch", r.text
+
+
+async def test_a_deleted_policy_gives_way_to_the_next_rule(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """``DELETE /api/crm/policies/{id}``: only the vendor's own (another vendor's id is 404 and stays), and the next
+    conflict follows the next less specific policy at once, then the default (policies could not be removed:
+    a vendor who tried a rule was stuck with it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from wedsync.domain.crm import ClientRecord
+
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    v = hub.tenancy.create_vendor("Policy Undo Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    other = hub.tenancy.create_vendor("Other Studio")
+    _, other_key = hub.tenancy.create_key(other.id)
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": "sandbox-vsco-key"}).id
+    hb = csv_connection(hub, v.id)
+
+    async def put(body: dict[str, Any]) -> str:
+        r = await api.put("/api/crm/policies", headers=auth(key), json=body)
+        assert r.status_code == 200, r.text
+        return str(r.json()["id"])
+
+    def phone_conflict(n: int) -> dict[str, Any]:
+        """A person at Tave, then at HoneyBook an hour later with another phone: a conflict on the phone."""
+        first = ("Ana", "Beatriz", "Consuelo")[n - 1]
+        email = f"{first.lower()}@example.com"
+        for conn_id, rec in ((tave, ClientRecord(f"v{n}", first_name=first, last_name="Diaz", email=email,
+                                                 phone=f"+1415555010{n}", remote_modified_at=t0)),
+                             (hb, ClientRecord(f"h{n}", first_name=first, last_name="Diaz", email=email,
+                                               phone=f"+1415555020{n}", remote_modified_at=t0 + timedelta(hours=1)))):
+            with hub.db.engine.begin() as c:
+                hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+        (x,) = [x for x in hub.crm.list_conflicts(v.id, status=None) if x["incoming"] == f"+1415555020{n}"]
+        return x
+
+    general = await put({"field": "phone", "kind": "manual"})
+    specific = await put({"field": "phone", "connection_id": hb, "kind": "source_of_truth", "source": "honeybook"})
+    x = phone_conflict(1)
+    assert (x["status"], x["outcome"], x["policy"]) == ("auto", "incoming", "source_of_truth")
+
+    # another vendor's key, an unknown id: 404, nothing removed
+    r = await api.delete(f"/api/crm/policies/{specific}", headers=auth(other_key))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = await api.delete("/api/crm/policies/01h35ccwymj5ctckp8px1azhg6", headers=auth(key))
+    assert r.status_code == 404, r.text
+    listed = (await api.get("/api/crm/policies", headers=auth(key))).json()["items"]
+    assert sorted(p["id"] for p in listed) == sorted([general, specific])
+
+    r = await api.delete(f"/api/crm/policies/{specific}", headers=auth(key))
+    assert r.status_code == 204, r.text
+    assert (await api.delete(f"/api/crm/policies/{specific}", headers=auth(key))).status_code == 404
+    listed = (await api.get("/api/crm/policies", headers=auth(key))).json()["items"]
+    assert [(p["id"], p["connection_id"], p["field"]) for p in listed] == [(general, "*", "phone")]
+    # the next conflict (within the resolver's cache time) follows (*, phone): manual
+    x = phone_conflict(2)
+    assert (x["status"], x["outcome"], x["policy"]) == ("open", "open", "manual")
+    assert phone_conflict(1)["status"] == "auto"  # a conflict settled before keeps its policy
+
+    assert (await api.delete(f"/api/crm/policies/{general}", headers=auth(key))).status_code == 204
+    assert (await api.get("/api/crm/policies", headers=auth(key))).json()["items"] == []
+    x = phone_conflict(3)  # the default: newest wins, HoneyBook's record is an hour newer
+    assert (x["status"], x["outcome"], x["policy"]) == ("auto", "incoming", "newest_wins")
+    # the operator's scope rules apply: a read-only key cannot remove a policy
+    again = await put({"field": "email", "kind": "manual"})
+    _, reader = hub.tenancy.create_key(v.id, scopes=["read"])
+    assert (await api.delete(f"/api/crm/policies/{again}", headers=auth(reader))).status_code == 403
+    assert [p["id"] for p in (await api.get("/api/crm/policies", headers=auth(key))).json()["items"]] == [again]
+
+
+async def test_a_repeated_column_is_named_in_the_import_report_and_good_rows_land(api, hub) -> None:  # type: ignore[no-untyped-def]
+    """A 17hats export with two ``Email`` columns: the job's report names the repeated column on the header's line
+    (a warning, not a skipped row) and each row whose second e-mail differs; every row lands, with the first
+    column's e-mail (the second one used to become a custom field named "Email", silently)."""
+    v = hub.tenancy.create_vendor("Two Emails Studio")
+    _, key = hub.tenancy.create_key(v.id)
+    data = (b"Contact ID,First Name,Last Name,Email,Phone,Email\r\n"
+            b"1,Ana,Lima,ana@example.com,,ana@work.example\r\n"
+            b"2,Bea,Cruz,,,bea@example.com\r\n"
+            b"3,Cy,Dunn,cy@example.com,,\r\n"
+            b"4,,,not-an-email,,\r\n")
+    r = await api.post("/api/crm/imports?layout=17hats", headers=auth(key), content=data)
+    assert r.status_code == 202, r.text
+    job = await wait_import(api, key, r.json()["id"])
+    assert (job["status"], job["good_rows"], job["bad_rows"], job["created"]) == ("succeeded", 3, 1, 3), job
+    report = (await api.get(f"/api/crm/imports/{job['id']}/errors", headers=auth(key))).json()["items"]
+    assert [(e["line"], e["column"], e["code"], e["skipped"]) for e in report] == [
+        (1, "Email", "duplicate_column", False), (2, "Email", "duplicate_column", False),
+        (5, "Email", "invalid_email", True), (5, None, "no_identity", True)], report
+    assert "columns 4, 6" in report[0]["message"] and "ana@work.example" in report[1]["message"]
+    clients = (await api.get("/api/crm/clients", headers=auth(key))).json()["items"]
+    assert sorted((c["email"], c["custom_fields"]) for c in clients) == [
+        ("ana@example.com", {}), ("bea@example.com", {}), ("cy@example.com", {})]

@@ -334,7 +334,7 @@ async def test_a_conflict_whose_record_was_deleted_since_cannot_take_its_value(a
     pid = person_of(hub, hb, "h1")
     [x] = [x for x in hub.crm.list_conflicts(v.id) if x["field"] == "last_name"]
     assert (x["local"], x["incoming"]) == ("Smith", "Smyth")
-    with hub.db.session() as s:  # what a full sync does with a contact the provider answers 404 for
+    with hub.db.session() as s:  # deleted by hand (a full sync's deletion also dismisses the conflict, see below)
         row = s.execute(select(Client).where(Client.connection_id == tave, Client.remote_id == "v1")).scalar_one()
         row.deleted_at = datetime.now(UTC)
     with pytest.raises(Conflict) as refused:
@@ -343,6 +343,86 @@ async def test_a_conflict_whose_record_was_deleted_since_cannot_take_its_value(a
     assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
     assert hub.crm.resolve_conflict(v.id, x["id"], "local")["status"] == "resolved"
     assert hub.crm.get_client(v.id, pid)["last_name"] == "Smith"
+
+
+async def test_a_record_deleted_at_its_source_takes_its_open_conflicts_with_it(any_hub, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A source record deleted at its provider (a complete full sync, a hook's re-fetch answered 404, its connection
+    removed) dismisses the open conflicts it raised, in the deleting transaction, naming the deletion; the others
+    stay open. They used to stay in the manual queue for ever, offering a value no source had any more (taking it:
+    409 ``source_deleted``). The unified client keeps the values the deleted record brought (documented)."""
+    hub = any_hub
+    httpx.post(f"{sandbox}/_sandbox/{SLUG}/seed", json={"contacts": 3, "jobs": 0}, timeout=30).raise_for_status()
+    api = f"{sandbox}/{SLUG}/api/v2"
+    v = hub.tenancy.create_vendor("Gone Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}, base_url=api).id
+    hb = csv_connection(hub, v.id)
+    h17 = csv_connection(hub, v.id, "17hats")
+    hub.crm.set_policy(v.id, field="last_name", kind="manual")
+
+    def put(conn_id: str, rec: ClientRecord) -> None:
+        with hub.db.engine.begin() as c:
+            hub.sync.upsert(c, v.id, conn_id, "contacts", [rec])
+
+    async def full() -> dict[str, Any]:
+        run = hub.sync.create_run(v.id, tave, "full")
+        try:
+            return await drive_run(run.id, DirectSteps(hub.sync))  # type: ignore[no-any-return]
+        finally:
+            await hub.connections.aclose()
+
+    put(hb, ClientRecord("h1", first_name="Dana", last_name="Smith", email="dana@x.com"))
+    put(hb, ClientRecord("h2", first_name="Eli", last_name="Stone", email="eli@x.com"))
+    remote: dict[str, str] = {}
+    for first, last, email, company in (("Dana", "Smyth", "dana@x.com", "Smyth Studio"),
+                                        ("Eli", "Stoner", "eli@x.com", None)):
+        r = httpx.post(f"{api}/address-book", headers={"X-API-KEY": KEY}, timeout=30, json={
+            "kind": "person", "firstName": first, "lastName": last, "email": email,
+            **({"companyName": company} if company else {})})
+        assert r.status_code == 201, r.text
+        remote[first] = r.json()["id"]
+    assert (await full())["status"] == "succeeded"
+    dana, eli = person_of(hub, hb, "h1"), person_of(hub, hb, "h2")
+    assert person_of(hub, tave, remote["Dana"]) == dana and person_of(hub, tave, remote["Eli"]) == eli
+    put(h17, ClientRecord("s1", first_name="Eli", last_name="Stones", email="eli@x.com"))
+    queue = {(x["crm_client_id"], x["incoming"]): x["id"] for x in hub.crm.list_conflicts(v.id)}
+    assert set(queue) == {(dana, "Smyth"), (eli, "Stoner"), (eli, "Stones")}, queue
+    assert hub.crm.get_client(v.id, dana)["company"] == "Smyth Studio"  # only the VSCO contact has it
+
+    def dismissed() -> dict[str, str]:
+        return {x["id"]: x["resolution"]["reason"] for x in hub.crm.list_conflicts(v.id, status="dismissed")}
+
+    # a complete full sync finds Dana's VSCO contact gone: its conflict goes, in the run's deleting transaction
+    assert httpx.delete(f"{api}/address-book/{remote['Dana']}", headers={"X-API-KEY": KEY},
+                        timeout=30).status_code == 204
+    summary = await full()
+    assert summary["status"] == "succeeded" and summary["deleted"] == 1, summary
+    gone = dismissed()
+    assert list(gone) == [queue[dana, "Smyth"]] and "source deleted" in gone[queue[dana, "Smyth"]]
+    assert summary["id"] in gone[queue[dana, "Smyth"]]
+    assert {x["id"] for x in hub.crm.list_conflicts(v.id)} == {queue[eli, "Stoner"], queue[eli, "Stones"]}
+    # the client keeps what the deleted record brought, and lists the record as deleted
+    client = hub.crm.get_client(v.id, dana)
+    assert (client["last_name"], client["company"]) == ("Smith", "Smyth Studio")
+    assert [s["deleted_at"] is not None for s in client["sources"] if s["connection_id"] == tave] == [True]
+
+    # the 17hats connection is removed: the conflict its record raised goes with it, the VSCO one stays
+    hub.connections.delete(v.id, h17)
+    assert set(dismissed()) == {queue[dana, "Smyth"], queue[eli, "Stones"]}
+    assert h17 in dismissed()[queue[eli, "Stones"]] and "removed" in dismissed()[queue[eli, "Stones"]]
+    assert [x["id"] for x in hub.crm.list_conflicts(v.id)] == [queue[eli, "Stoner"]]
+
+    # a hook names Eli's deleted contact: the re-fetch's 404 marks it deleted and dismisses its conflict
+    assert httpx.delete(f"{api}/address-book/{remote['Eli']}", headers={"X-API-KEY": KEY},
+                        timeout=30).status_code == 204
+    try:
+        assert await hub.sync.refetch(tave, "contacts", remote["Eli"]) == "deleted"
+    finally:
+        await hub.connections.aclose()
+    assert hub.crm.list_conflicts(v.id) == []
+    assert "re-fetch" in dismissed()[queue[eli, "Stoner"]]
+    with pytest.raises(Conflict) as closed:
+        hub.crm.resolve_conflict(v.id, queue[eli, "Stoner"], "local")
+    assert closed.value.code == "conflict_closed"
 
 
 async def test_a_record_changing_a_field_again_supersedes_its_open_conflict(any_hub) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ PATH_IDS: dict[str, tuple[str, ...]] = {
     "booking_id": ("booking_id", "hold_booking_id", "meeting_booking_id"),
     "source_id": ("source_id", "target_source_id"), "feed_id": ("feed_id",), "booking_ref": ("booking_ref",),
     "milestone": ("milestone",), "wedding_id": ("wedding_id",), "event_id": ("event_id",),
+    "policy_id": ("policy_id",),
 }
 # The provider of each of B's connections (webhook URLs name both); other {provider} params: a real slug.
 CONN_PROVIDER = {"connection_id": "vsco-workspace", "hb_connection_id": "honeybook",

@@ -302,6 +302,35 @@ def test_header_variants_and_unknown_columns() -> None:
     assert row.client.custom_fields == {"Favourite Colour": "teal"}
 
 
+def test_a_repeated_header_is_reported_and_read_as_one_column() -> None:
+    """Two ``Email`` columns (and two ``Notes``): the second is read with the first, filling it where it is empty; a
+    different value in it is reported on its row, and the repeated header once for the file. The second ``Email``
+    used to become a custom field named "Email", silently, and a second ``Notes`` overwrote the first."""
+    from wedsync.connectors.channels.csv_layouts import RowIssue
+
+    data = (b"First Name,Last Name,Email,Phone,E-mail,Notes,Notes\r\n"
+            b"Ana,Lima,ana@example.com,,ana@example.com,vip,\r\n"  # the same value twice: nothing to say
+            b"Bea,Cruz,,,bea@example.com,,late\r\n"  # the first empty: the second one is read
+            b"Cy,Dunn,cy@example.com,,cy.work@example.com,a,b\r\n")  # different: the first, reported
+    notes: list[RowIssue] = []
+    ana, bea, cy = rows_of(data, notes=notes)
+    assert [(n.line, n.column, n.code, n.fatal) for n in notes] == [
+        (1, "Email", "duplicate_column", False), (1, "Notes", "duplicate_column", False)]
+    assert "columns 3, 5" in notes[0].message and "read from column 3" in notes[0].message
+    assert "columns 6, 7" in notes[1].message and "custom field 'Notes'" in notes[1].message
+    assert ana.client is not None and bea.client is not None and cy.client is not None
+    assert (ana.client.email, ana.client.custom_fields, ana.issues) == ("ana@example.com", {"Notes": "vip"}, [])
+    assert (bea.client.email, bea.client.custom_fields, bea.issues) == ("bea@example.com", {"Notes": "late"}, [])
+    assert (cy.client.email, cy.client.custom_fields) == ("cy@example.com", {"Notes": "a"})
+    assert [(i.line, i.column, i.code, i.fatal) for i in cy.issues] == [
+        (4, "Email", "duplicate_column", False), (4, "Notes", "duplicate_column", False)]
+    assert "cy.work@example.com" in cy.issues[0].message and "column 5" in cy.issues[0].message
+    # a file without a repeated header has no notes; headers that only mean the same field stay as they were
+    notes.clear()
+    (row,) = rows_of(b"First Name,Email,Email Address\r\nAna,ana@example.com,ana@work.example\r\n", notes=notes)
+    assert notes == [] and row.client is not None and row.client.custom_fields == {"Email Address": "ana@work.example"}
+
+
 def test_studio_ninja_day_first_dates_and_au_phones() -> None:
     data = (b"Client ID,Client Name,Email Address,Mobile,Job ID,Job Name,Job Date,Date Added\n"
             b"7,Charlotte Nguyen,c@example.com.au,0412 345 678,99,Wedding,03/04/2026,01/02/2025 09:30\n")

@@ -237,6 +237,13 @@ class ConnectionService:
             conn = s.get(Connection, connection_id)
             if conn is None or conn.vendor_id != vendor_id:
                 raise NotFound("connection not found", code="unknown_connection")
+            from wedsync.services.crm_sync import CrmResolver
+
+            # its source records go with it (cascade): the open conflicts they raised offer values no source holds
+            CrmResolver.dismiss_for_deleted_sources(
+                s.connection(), vendor_id,
+                f"source deleted: its connection {connection_id} ({conn.provider}) was removed",
+                connection_id=connection_id)
             s.delete(conn)
         with self._lock:
             for k in [k for k in self._live if k[0] == connection_id]:

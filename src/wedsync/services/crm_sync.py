@@ -639,6 +639,30 @@ class CrmResolver:
                 status="dismissed", resolved_at=now, resolution={"choice": "dismissed", "reason": reason}))
 
     @staticmethod
+    def dismiss_for_deleted_sources(conn: SAConnection, vendor_id: str, reason: str, *,
+                                    source_client_ids: Sequence[str] = (), connection_id: str | None = None) -> int:
+        """Dismiss the open conflicts raised by source records that are deleted at their source (the ids
+        ``source_client_ids``, or every record of the removed connection ``connection_id``), on the caller's
+        transaction, the one that deletes them: their incoming value is one no source holds any more (taking it
+        is refused, 409 ``source_deleted``), so they would wait in the manual queue for ever. ``reason`` names the
+        deletion; the unified client's values are left as they are. Returns how many were dismissed (the
+        vendor's open conflicts are found by the queue's index, ``ix_crm_conflicts_queue``)."""
+        now = utcnow()
+        resolution = {"choice": "dismissed", "reason": reason}
+        queue = (_CONFLICTS.c.vendor_id == vendor_id, _CONFLICTS.c.status == "open")
+        if connection_id is not None:
+            res = conn.execute(update(_CONFLICTS).where(*queue, _CONFLICTS.c.connection_id == connection_id)
+                               .values(status="dismissed", resolved_at=now, resolution=resolution))
+            return int(getattr(res, "rowcount", 0) or 0)
+        ids = sorted(set(source_client_ids))
+        dismissed = 0
+        for i in range(0, len(ids), 500):
+            res = conn.execute(update(_CONFLICTS).where(*queue, _CONFLICTS.c.source_client_id.in_(ids[i:i + 500]))
+                               .values(status="dismissed", resolved_at=now, resolution=resolution))
+            dismissed += int(getattr(res, "rowcount", 0) or 0)
+        return dismissed
+
+    @staticmethod
     def _write_back_settled(conn: SAConnection, vendor_id: str, connection_id: str, people: Mapping[str, _Person],
                             settled: Mapping[str, set[str]], now: datetime) -> int:
         """An auto-settled conflict won by the incoming record (newest wins, or its source owns the field) gave
@@ -1425,6 +1449,21 @@ class CrmService:
         self.resolver.invalidate()
         return out
 
+    def delete_policy(self, vendor_id: str, policy_id: str) -> dict[str, Any]:
+        """Remove one of the vendor's policies (404 ``not_found`` for an id that is not one of them: another
+        vendor's is never touched). New conflicts on its (connection, field) then follow the next less specific
+        policy, or the default; conflicts already settled or queued keep the policy they were raised under.
+        Returns the removed policy."""
+        with self.db.session() as s:
+            row = s.get(CrmFieldPolicy, policy_id, with_for_update=True)
+            if row is None or row.vendor_id != vendor_id:
+                raise NotFound("policy not found")
+            out = {"id": row.id, "connection_id": row.connection_id, "field": row.field, "kind": row.kind,
+                   "source": row.source, "skew_seconds": row.skew_seconds}
+            s.delete(row)
+        self.resolver.invalidate()
+        return out
+
     def _policy_source(self, vendor_id: str, source: str) -> str:
         """A source of truth: one of the CRM providers' names (``Tave`` -> ``vsco-workspace``) or one of the
         vendor's connections; anything else would be a rule that silently never applies."""
@@ -1612,8 +1651,9 @@ class CrmService:
     def create_import(self, vendor_id: str, layout: str, data: bytes, *, connection_id: str | None = None,
                       filename: str | None = None, chunk_size: int = DEFAULT_CHUNK) -> dict[str, Any]:
         """Check the file as a whole (encoding, header, required columns: ``CsvFileError`` names the
-        problem, nothing is stored) and record the job with its bytes; the workflow then imports it."""
-        from wedsync.connectors.channels.csv_layouts import LAYOUTS, count_records, parse_csv
+        problem, nothing is stored) and record the job with its bytes, and the header's warnings (a repeated
+        column: ``duplicate_column``) in its report; the workflow then imports it."""
+        from wedsync.connectors.channels.csv_layouts import LAYOUTS, RowIssue, count_records, parse_csv
 
         if layout not in LAYOUTS:
             raise InvalidInput(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}", code="unknown_layout")
@@ -1630,7 +1670,8 @@ class CrmService:
             raise InvalidInput(f"connection {conn.id} is a {conn.provider} connection: a {LAYOUTS[layout].product} "
                                f"export is imported into a {canonical_provider(layout)} connection (or leave out "
                                f"connection_id)", code="provider_mismatch")
-        parse_csv(data, layout, **self._parse_options(conn))  # file-level problems raise here, before any row
+        notes: list[RowIssue] = []
+        parse_csv(data, layout, notes=notes, **self._parse_options(conn))  # file-level problems raise here
         # records, not lines: a multi-line address is one row (20,000 records counted 20,400 until the end, and
         # a failed job kept that count)
         job = CrmImportJob(id=new_id(), vendor_id=vendor_id, connection_id=conn.id, layout=layout,
@@ -1640,6 +1681,8 @@ class CrmService:
             s.add(job)
             s.flush()
             s.add(CrmImportFile(job_id=job.id, vendor_id=vendor_id, data=data))
+            s.add_all(CrmImportError(job_id=job.id, vendor_id=vendor_id, line=n.line, column=n.column, code=n.code,
+                                     message=n.message[:1000], fatal=False) for n in notes)
         return self.import_status(vendor_id, job.id)
 
     def _parse_options(self, conn: Connection) -> dict[str, Any]:

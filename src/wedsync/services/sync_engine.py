@@ -867,9 +867,15 @@ class SyncService:
                 gone = self._gone(model, plan, run.started_at)
                 unlinked = (set(s.execute(select(model.wedding_remote_id).where(*gone)).scalars())
                             if stream == "job_contacts" else set())
-                res = s.execute(update(model).where(*gone).values(
-                    deleted_at=utcnow(), version=model.version + 1).execution_options(synchronize_session=False))
-                deleted += int(getattr(res, "rowcount", 0) or 0)
+                marked = s.execute(update(model).where(*gone).values(
+                    deleted_at=utcnow(), version=model.version + 1).returning(model.id)
+                    .execution_options(synchronize_session=False)).scalars().all()
+                deleted += len(marked)
+                if stream == "contacts" and marked:  # their open conflicts offer values no source holds now
+                    self.crm.dismiss_for_deleted_sources(
+                        s.connection(), plan.vendor_id,
+                        f"source deleted: a complete full sync (run {plan.run_id}) found the record gone at its "
+                        f"provider (404)", source_client_ids=marked)
                 if unlinked:  # links gone from a complete listing: their weddings lose those people
                     self.relink(s.connection(), plan.vendor_id, plan.connection_id, unlinked)
             for stream in plan.streams:
@@ -1011,8 +1017,13 @@ class SyncService:
                 marked = s.execute(update(model).where(model.connection_id == connection_id,
                                                        model.remote_id.in_(gone), model.deleted_at.is_(None))
                                    .values(deleted_at=utcnow(), version=model.version + 1)
-                                   .returning(model.remote_id)
+                                   .returning(model.id)
                                    .execution_options(synchronize_session=False)).scalars().all()
+                if stream == "contacts" and marked:  # their open conflicts offer values no source holds now
+                    self.crm.dismiss_for_deleted_sources(
+                        s.connection(), conn.vendor_id,
+                        "source deleted: the provider answered 404 when a hook's re-fetch asked for the record",
+                        source_client_ids=marked)
             result.deleted = len(marked)
             result.absent = len(gone) - len(marked)
         # Short transactions: on SQLite a write holds the database's only write lock, and the webhook

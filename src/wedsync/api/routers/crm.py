@@ -264,6 +264,13 @@ def set_policy(body: PolicyIn, hub: HubDep, vendor_id: VendorId, _w: Writer) -> 
                                    kind=body.kind, source=body.source, skew_seconds=body.skew_seconds))
 
 
+@router.delete("/api/crm/policies/{policy_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_policy(policy_id: str, hub: HubDep, vendor_id: VendorId, _w: Writer) -> None:
+    """Remove a conflict policy (its ``id`` from the list; 404 for an id that is not one of the vendor's): new
+    conflicts on its connection and field follow the next less specific policy, or the default."""
+    hub.crm.delete_policy(vendor_id, policy_id)
+
+
 @router.get("/api/crm/connections/{connection_id}/field-mappings", response_model=Page[MappingOut])
 def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = None,
                   limit: Limit = 100) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import io
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
@@ -211,8 +211,10 @@ LAYOUTS: dict[str, CsvLayout] = {
 }
 
 
-def _header_map(layout: CsvLayout, header: list[str]) -> tuple[dict[int, str], dict[int, str]]:
-    """Column index -> canonical field, and index -> header for the columns that map to no field."""
+def _header_map(layout: CsvLayout, header: list[str]) -> tuple[dict[int, str], dict[int, str], dict[int, int]]:
+    """Column index -> canonical field, index -> header for the columns that map to no field, and index -> the
+    index of the first column with the same header (a repeated header: ``Email`` twice, matched as headers
+    are), which is read with that first column, never as a column of its own."""
     by_key: dict[str, str] = {}
     for name, canonical in layout.columns:  # the layout's own headers win over aliases
         by_key.setdefault(_key(name), canonical)
@@ -224,18 +226,45 @@ def _header_map(layout: CsvLayout, header: list[str]) -> tuple[dict[int, str], d
             by_key.setdefault(_key(name), canonical)
     mapped: dict[int, str] = {}
     extra: dict[int, str] = {}
+    repeats: dict[int, int] = {}
     taken: set[str] = set()
+    first_of: dict[str, int] = {}
     for index, raw in enumerate(header):
         name = raw.strip().lstrip("\ufeff")
         if not name:
             continue
+        key = _key(name) or name
+        if key in first_of:  # the same header again: it used to become a custom field named like the field
+            repeats[index] = first_of[key]
+            continue
+        first_of[key] = index
         found = by_key.get(_key(name))
         if found is None or found in taken:
             extra[index] = name
         else:
             mapped[index] = found
             taken.add(found)
-    return mapped, extra
+    return mapped, extra, repeats
+
+
+def _repeat_notes(header: list[str], line: int, mapped: Mapping[int, str], extra: Mapping[int, str],
+                  repeats: Mapping[int, int]) -> list[RowIssue]:
+    """One ``duplicate_column`` report per repeated header (on the header's line): which columns repeat it and
+    which one is read."""
+    groups: dict[int, list[int]] = {}
+    for index, first in repeats.items():
+        groups.setdefault(first, [first]).append(index)
+    notes = []
+    for first, columns in sorted(groups.items()):
+        name = header[first].strip().lstrip("\ufeff")
+        meaning = (f"the {mapped[first].replace('_', ' ')}" if first in mapped
+                   else f"the custom field {extra.get(first, name)!r}")
+        numbers = ", ".join(str(i + 1) for i in columns)
+        notes.append(RowIssue(line, name[:200], "duplicate_column", (
+            f"the header has {len(columns)} {name!r} columns (columns {numbers}); {meaning} is read from column "
+            f"{first + 1}, or from the next of them when it is empty in a row; a row where another of them holds a "
+            f"different value is reported (duplicate_column) and that value is not imported")))
+    return notes
 
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -575,11 +604,13 @@ def _get_layout(layout: str) -> CsvLayout:
 
 
 def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
-              timezone: str | None = None) -> Iterator[ParsedRow]:
+              timezone: str | None = None, notes: list[RowIssue] | None = None) -> Iterator[ParsedRow]:
     """Parse one export, row by row. File-level problems raise :class:`CsvFileError` before the first row.
 
     ``default_region`` (ISO country) overrides the layout's for phones without a country code and no
-    country column; ``timezone`` (IANA) is the zone of the created timestamps (UTC by default).
+    country column; ``timezone`` (IANA) is the zone of the created timestamps (UTC by default). ``notes``, when
+    given, gets the file-level warnings (on the header's line, before the first row): ``duplicate_column``
+    for a header the file has more than once.
     """
     spec = _get_layout(layout)
     if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
@@ -614,14 +645,16 @@ def parse_csv(data: bytes, layout: str, *, default_region: str | None = None,
             if header is None:
                 break
             first_header = first_header or header
-            mapped, extra = _header_map(spec, header)
+            mapped, extra, repeats = _header_map(spec, header)
             present = set(mapped.values())
             missing = [group for group in spec.required if not present.intersection(group)]
             if not missing:
                 wanted = {f for group in spec.required for f in group}
                 needed = 1 + max(i for i, f in mapped.items() if f in wanted)  # cells a row needs to be read
-                return _rows(reader, text, delimiter, spec, mapped, extra, len(header), needed, region, zone,
-                             decoded.repaired)
+                if notes is not None and repeats:
+                    notes.extend(_repeat_notes(header, reader.line_num, mapped, extra, repeats))
+                return _rows(reader, text, delimiter, spec, mapped, extra, repeats, len(header), needed, region,
+                             zone, decoded.repaired)
     except csv.Error as exc:
         raise CsvFileError("malformed_csv", f"cannot read the header: {exc}") from exc
     if first_header is None:
@@ -663,8 +696,8 @@ def _header_for(spec: CsvLayout, canonical: str) -> str:
 
 
 def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayout, mapped: dict[int, str],
-          extra: dict[int, str], width: int, needed: int, region: str, zone: tzinfo, repaired: Mapping[int, str]
-          ) -> Iterator[ParsedRow]:
+          extra: dict[int, str], repeats: Mapping[int, int], width: int, needed: int, region: str, zone: tzinfo,
+          repaired: Mapping[int, str]) -> Iterator[ParsedRow]:
     """The data rows after the header, each with the physical line it starts on.
 
     Quoting is read strictly: a record the CSV grammar cannot read is reported as ``malformed_row`` on the line
@@ -701,7 +734,12 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
         last_line = line_reader.line_num  # type: ignore[attr-defined]
         if not any(cell.strip() for cell in cells):
             continue
+        repeated: Sequence[RowIssue] = ()
+        if repeats:
+            cells, repeated = _merge_repeats(start, cells, spec, mapped, extra, repeats, width)
         row = _row(start, cells, spec, mapped, extra, width, needed, region, zone)
+        if repeated:
+            row.issues.extend(repeated)
         if repaired:
             odd = "".join(repaired.get(n, "") for n in range(start, offset + last_line + 1))
             if odd:
@@ -709,6 +747,32 @@ def _rows(reader: Iterator[list[str]], text: str, delimiter: str, spec: CsvLayou
                     f"bytes that are not UTF-8 (the rest of the file is) were read as Windows-1252: {odd[:40]!r}; "
                     "check this row's accented letters and punctuation")))
         yield row
+
+
+def _merge_repeats(line: int, cells: list[str], spec: CsvLayout, mapped: Mapping[int, str],
+                   extra: Mapping[int, str], repeats: Mapping[int, int], width: int
+                   ) -> tuple[list[str], list[RowIssue]]:
+    """A row's cells with each repeated column read into the first column of its header: its value fills that
+    column when it is empty; a different value where it is not is reported and left out."""
+    issues: list[RowIssue] = []
+    out = cells
+    for index, first in sorted(repeats.items()):
+        if index >= min(len(cells), width):
+            break
+        value = cells[index].strip()
+        if not value:
+            continue
+        kept = out[first].strip()
+        if not kept:
+            if out is cells:
+                out = list(cells)
+            out[first] = cells[index]
+        elif kept != value:
+            col = _col(spec, mapped.get(first) or extra.get(first))
+            issues.append(RowIssue(line, col, "duplicate_column", (
+                f"the file has several {col!r} columns: column {first + 1}'s {kept[:100]!r} was imported, column "
+                f"{index + 1}'s {value[:100]!r} was not")))
+    return out, issues
 
 
 def _row(line: int, cells: list[str], spec: CsvLayout, mapped: dict[int, str], extra: dict[int, str],
