@@ -1306,3 +1306,29 @@ def test_a_clients_weddings_are_those_listing_its_records_found_by_the_database(
         event.remove(Wedding, "load", count)
     assert got == ["w-both", "w-odd"]
     assert sorted(loaded) == got  # only those weddings were read, not the connection's 300 others
+
+
+async def test_a_full_name_split_elsewhere_joins_without_changing_the_clients_names(any_hub) -> None:  # type: ignore[no-untyped-def]
+    """Studio Ninja's one "Client Name" cell reads "Mary Ann Lee" as Mary / Ann Lee; the same couple in VSCO
+    Workspace is Mary Ann / Lee. Joining them is no change of name: the client keeps its split, and no name
+    conflict is raised (each import of the export opened two conflicts, or moved the client's names to the
+    cell's split under newest-wins). A different name still is a change."""
+    hub = any_hub
+    v = hub.tenancy.create_vendor("Split Studio")
+    tave = hub.connections.create(v.id, SLUG, credentials={"api_key": KEY}).id
+    sn = hub.crm.connection_for(v.id, "studio-ninja", create=True).id
+    hub.crm.set_policy(v.id, kind="manual")
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, tave, "contacts", [
+            ClientRecord("v1", first_name="Mary Ann", last_name="Lee", display_name="Mary Ann Lee", email="mal@x.com"),
+            ClientRecord("v2", first_name="Jo", last_name="van der Berg", email="jo@x.com")])
+    with hub.db.engine.begin() as c:
+        hub.sync.upsert(c, v.id, sn, "contacts", [
+            ClientRecord("s1", first_name="Mary", last_name="Ann Lee", display_name="Mary Ann Lee", email="mal@x.com"),
+            ClientRecord("s2", first_name="Jo", last_name="Vanderberg", email="jo@x.com")])
+    mary, jo = person_of(hub, tave, "v1"), person_of(hub, tave, "v2")
+    assert person_of(hub, sn, "s1") == mary and person_of(hub, sn, "s2") == jo
+    got = hub.crm.get_client(v.id, mary)
+    assert (got["first_name"], got["last_name"], got["open_conflicts"]) == ("Mary Ann", "Lee", [])
+    # other words are another name: a conflict under the manual policy, the client unchanged meanwhile
+    assert [c["field"] for c in hub.crm.get_client(v.id, jo)["open_conflicts"]] == ["last_name"]

@@ -197,6 +197,11 @@ def carried_address(values: dict[str, Any], base: Mapping[str, Any] | None, loca
     return {**values, "address": {**{k: v for k, v in mine.items() if v not in (None, "")}, **missing}}
 
 
+def _words(*parts: Any) -> list[str]:
+    """The folded words of a name's parts, in order (``("Mary", "Ann Lee")`` and ``("Mary Ann", "Lee")`` alike)."""
+    return fold(" ".join(x for x in parts if isinstance(x, str) and x)).split()
+
+
 def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
@@ -712,10 +717,17 @@ class CrmResolver:
     def _aligned(cls, values: Mapping[str, Any], mapping: Mapping[str, str | None], p: _Person, m: Match
                  ) -> dict[str, Any]:
         """A record joining a client, in the client's orientation: names the match found swapped are
-        swapped back, and a display name that is the same words is the same display name."""
+        swapped back, the same full name split elsewhere between first and last name is the client's split
+        (a one-cell "Client Name" such as Studio Ninja's reads "Mary Ann Lee" as Mary / Ann Lee, where the client
+        is Mary Ann / Lee: no change of name), and a display name that is the same words is the same display
+        name."""
         g = cls._golden(values, mapping)
         if m.evidence.get("swapped_names"):
             g["first_name"], g["last_name"] = g.get("last_name"), g.get("first_name")
+        split = (g.get("first_name"), g.get("last_name"))
+        known = (p.golden.get("first_name"), p.golden.get("last_name"))
+        if split != known and all(known) and _words(*split) == _words(*known):
+            g["first_name"], g["last_name"] = known
         mine, theirs = p.golden.get("display_name"), g.get("display_name")
         if mine and theirs and sorted(fold(mine).split()) == sorted(fold(theirs).split()):
             g["display_name"] = mine
