@@ -30,18 +30,6 @@ OPERATOR_ROUTES = {"/api/vendors"}
 
 # Write responses ("METHOD path status") that do not publish a JSON object with its keys listed, and why.
 WRITE_EXCEPTIONS: dict[str, str] = {
-    "POST /api/calendar/bookings 201": "not declared yet",
-    "POST /api/calendar/bookings/{booking_id}/cancel 200": "not declared yet",
-    "POST /api/calendar/bookings/{booking_id}/confirm 200": "not declared yet",
-    "POST /api/calendar/bookings/{booking_id}/reschedule 200": "not declared yet",
-    "POST /api/calendar/feeds 201": "not declared yet",
-    "POST /api/calendar/ics/validate 200": "not declared yet",
-    "POST /api/calendar/meetings 201": "not declared yet",
-    "POST /api/calendar/propagate 200": "not declared yet",
-    "POST /api/calendar/slots/search 200": "not declared yet",
-    "POST /api/calendar/sources 201": "not declared yet",
-    "POST /api/calendar/sources/{source_id}/sync 202": "not declared yet",
-    "PUT /api/calendar/profile 200": "not declared yet",
     "POST /api/integrations/payments/onboarding/{connection_id}/complete 200": "not declared yet",
     "POST /api/integrations/payments/setup 200": "not declared yet",
     "POST /api/payments/bookings/{booking_ref}/milestones/{milestone}/approve 200": "not declared yet",

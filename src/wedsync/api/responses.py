@@ -584,6 +584,65 @@ class BlockOut(Out):
     last_error: str | None
 
 
+class SourceSyncOut(Out):
+    """A source's sync: queued as a workflow (``workflow_id``), or run here at once (its counts, and ``error``
+    when it failed)."""
+
+    status: Literal["queued", "ok", "failed"]
+    workflow_id: str | None = Field(default=None, description="queued: the sync workflow's id")
+    error: str | None = Field(default=None, description="failed: why")
+    pages: int | None = Field(default=None, description="run here: pages read")
+    items: int | None = Field(default=None, description="run here: events read")
+    created: int | None = None
+    updated: int | None = None
+    deleted: int | None = None
+    rejected: int | None = Field(default=None, description="run here: events that could not be read")
+
+
+class IcsValidOut(Out):
+    events: int = Field(description="the events the iCalendar text holds")
+
+
+class BookingCreatedOut(BookingOut):
+    replayed: bool | None = Field(default=None, description="present (true) when a booking with this channel and "
+                                                            "external_ref existed: that booking, unchanged")
+
+
+class SlotOut(Out):
+    start: IsoTime
+    end: IsoTime
+    preferred: bool = Field(description="on one of the preferred dates")
+    travel_buffer_before: bool = Field(description="a travel buffer was kept before it (another location)")
+    travel_buffer_after: bool
+
+
+class SlotsOut(Out):
+    slots: list[SlotOut]
+    complete: bool = Field(description="false: a source is stale or failing and its whole window counts as busy")
+    sources: list[SourceFreshnessOut]
+    warnings: list[str]
+
+
+class MeetingOut(BookingOut):
+    invitation_delivery: str = Field(description="how the invitation reaches the guest (this hub sends no e-mail)")
+
+
+class PropagationOut(Out):
+    added: int = Field(description="blocks planned on the vendor's other calendars")
+    changed: int
+    removed: int
+    pushed: int = Field(description="outbox rows applied at the providers")
+    failed: int
+
+
+class FeedCreatedOut(Out):
+    id: str
+    name: str
+    token: str = Field(description="shown once; the feed's secret")
+    path: str
+    url: str = Field(description="the feed's address: give it to the directory")
+
+
 # -- payments -------------------------------------------------------------------------------------------
 class GatewayAccountOut(Out):
     connectionId: str
