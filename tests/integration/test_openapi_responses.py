@@ -28,18 +28,10 @@ NO_SUCCESS_HERE = {
 }
 OPERATOR_ROUTES = {"/api/vendors"}
 
-# Write responses ("METHOD path status") that do not publish a JSON object with its keys listed, and why.
-WRITE_EXCEPTIONS: dict[str, str] = {
-    "POST /api/integrations/payments/onboarding/{connection_id}/complete 200": "not declared yet",
-    "POST /api/integrations/payments/setup 200": "not declared yet",
-    "POST /api/payments/bookings/{booking_ref}/milestones/{milestone}/approve 200": "not declared yet",
-    "POST /api/payments/disputes/{dispute_id}/evidence 200": "not declared yet",
-    "POST /api/payments/escrow/release-due 200": "not declared yet",
-    "POST /api/payments/escrow/{hold_id}/cancel 200": "not declared yet",
-    "POST /api/payments/escrow/{hold_id}/release 200": "not declared yet",
-    "POST /api/payments/reconciliations 200": "not declared yet",
-    "POST /api/payments/transactions/{transaction_id}/refunds 200": "not declared yet",
-}
+# Write responses ("METHOD path status") that do not publish a JSON object with its keys listed, and why (none
+# today: a 204 has no body by the rule itself, and a text/plain alternative, such as the webhook intake's
+# validation token, is not JSON).
+WRITE_EXCEPTIONS: dict[str, str] = {}
 
 
 def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:

@@ -658,6 +658,27 @@ class PaymentSetupOut(Out):
     gateways: list[GatewayAccountOut]
 
 
+class SetupGatewayOut(GatewayAccountOut):
+    nativeSplit: bool = Field(description="the gateway splits a payment between accounts itself")
+    currencies: list[str] = Field(description="the ISO 4217 currencies the gateway takes")
+
+
+class PaymentSetupDoneOut(Out):
+    """The setup as stored, with each gateway's onboarding started (``onboarding``: its next step, e.g. a URL
+    the vendor opens)."""
+
+    vendorId: str
+    gateways: list[SetupGatewayOut]
+    gatewayConfig: Json = Field(description="primary, fallbacks, routingRules, feeStructure, complianceRequirements")
+
+
+class OnboardingCompleteOut(Out):
+    connectionId: str
+    provider: str
+    status: str
+    accountRef: str | None
+
+
 class TransactionOut(Out):
     """A marketplace transaction as the API answers it."""
 
@@ -721,6 +742,16 @@ class RefundOut(Out):
     status: str
     gatewayRef: str | None
     message: str | None
+
+
+class HoldCancelledOut(HoldOut):
+    refund: RefundOut = Field(description="the cancellation's refund to the customer of what was still held")
+
+
+class MilestoneApprovedOut(Out):
+    bookingRef: str
+    milestone: str
+    released: list[HoldOut] = Field(description="the booking's holds released by this approval")
 
 
 class TransactionDetailOut(TransactionOut):
