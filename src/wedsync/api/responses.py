@@ -1,9 +1,10 @@
-"""Response bodies of the read routes (Pydantic v2), so that ``/openapi.json`` describes what the API answers.
+"""Response bodies of the routes (Pydantic v2), so that ``/openapi.json`` describes what the API answers.
 
 Every model here declares each key its route answers and no other (``additionalProperties: false``): a key a
 service adds without its model is a response validation error (a 500 in the tests that read the route), never a
 key silently dropped or an undocumented one; ``tests/integration/test_openapi_responses.py`` checks the real
-answers of every GET route against the published schema. Times the services already render as ISO 8601 text
+answers of every GET route against the published schema, and holds every write route's 2xx JSON body to the
+same rule (its keys listed), bar the few exceptions it names. Times the services already render as ISO 8601 text
 are declared as text of format ``date-time`` (or ``date``), so that they are answered exactly as before.
 Free-form JSON the vendor or a provider supplies (custom fields, settings, payloads, evidence, reports' details)
 stays an open object."""
@@ -64,6 +65,12 @@ class OAuthConnectedOut(Out):
     connection_id: str
     provider: str
     status: str
+
+
+class WebhookReceivedOut(Out):
+    received: Literal[True]
+    duplicate: bool = Field(description="the provider's event id was already in the inbox: acknowledged, dropped")
+    event_id: str = Field(description="the provider's event id")
 
 
 # -- CRM --------------------------------------------------------------------------------------------------
@@ -189,6 +196,15 @@ class CrmClientDetailOut(CrmClientOut):
     open_conflicts: list[CrmConflictOut]
 
 
+class MergeUndoneOut(Out):
+    """An undone merge: the merge (now with ``undone_at``/``undone_to``), the client it had been merged into and
+    the client the source record became again."""
+
+    merge: MergeOut
+    client: CrmClientOut = Field(description="the surviving client, with the merge's changes it still held undone")
+    restored: CrmClientOut = Field(description="the source record's own client again")
+
+
 class MergesPage(Page[MergeOut]):
     by_rule: dict[str, int] = Field(description="merges in force, per rule")
 
@@ -206,6 +222,15 @@ class MappingOut(Out):
     entity: str
     source_key: str
     target: str | None
+
+
+class MappingsSetOut(Out):
+    """A connection's custom field mapping as replaced."""
+
+    connection_id: str
+    entity: str
+    mappings: list[MappingOut]
+    remapped_clients: int = Field(description="existing unified clients whose custom fields were re-mapped")
 
 
 class ImportJobOut(Out):
@@ -337,6 +362,59 @@ class CrmWeddingDetailOut(CrmWeddingOut):
     invoices: list[CrmInvoiceOut]
     clients: list[WeddingClientOut]
     writebacks: list[WritebackOut]
+
+
+WritebackState = Literal["queued", "source_not_writable"]
+_WRITEBACK = ("queued: the source gets the change through the outbox; source_not_writable: changed in WedSync "
+              "only (its source takes no such write-back)")
+
+
+class CrmWeddingUpdatedOut(CrmWeddingDetailOut):
+    writeback: WritebackState = Field(description=_WRITEBACK)
+
+
+class CrmEventUpdatedOut(CrmEventOut):
+    writebacks: list[WritebackOut]
+    writeback: WritebackState = Field(description=_WRITEBACK)
+
+
+class CrmBookingQueuedOut(WritebackOut):
+    """The job's outbox row (``create_job``), with the rows creating the contacts it is linked to."""
+
+    contacts: list[WritebackOut] = Field(description="create_contact rows, one per client the CRM had no contact "
+                                                     "for")
+
+
+class InquiryMergeOut(Out):
+    id: str
+    rule: str
+    score: float
+
+
+class InquiryClientOut(Out):
+    role: str = Field(description="inquirer or partner")
+    client_id: str = Field(description="the source record of the marketplace connection")
+    crm_client_id: str | None = Field(description="the unified client it resolved into")
+    merged: bool = Field(description="merged into a client from another source")
+    merge: InquiryMergeOut | None
+
+
+class InquiryDeliveryOut(Out):
+    connection_id: str
+    provider: str
+    outbox_id: str
+    status: str = Field(description="the outbox row's status: pending, done or failed")
+
+
+class InquiryOut(Out):
+    inquiry_id: str
+    connection_id: str = Field(description="the vendor's marketplace connection")
+    wedding_id: str
+    created: bool = Field(description="false: the same inquiry again")
+    updated: bool
+    clients: list[InquiryClientOut]
+    merged: int = Field(description="clients merged with another source's")
+    deliveries: list[InquiryDeliveryOut] = Field(description="one per connected CRM that takes inquiries")
 
 
 # -- calendar -------------------------------------------------------------------------------------------
@@ -506,6 +584,65 @@ class BlockOut(Out):
     last_error: str | None
 
 
+class SourceSyncOut(Out):
+    """A source's sync: queued as a workflow (``workflow_id``), or run here at once (its counts, and ``error``
+    when it failed)."""
+
+    status: Literal["queued", "ok", "failed"]
+    workflow_id: str | None = Field(default=None, description="queued: the sync workflow's id")
+    error: str | None = Field(default=None, description="failed: why")
+    pages: int | None = Field(default=None, description="run here: pages read")
+    items: int | None = Field(default=None, description="run here: events read")
+    created: int | None = None
+    updated: int | None = None
+    deleted: int | None = None
+    rejected: int | None = Field(default=None, description="run here: events that could not be read")
+
+
+class IcsValidOut(Out):
+    events: int = Field(description="the events the iCalendar text holds")
+
+
+class BookingCreatedOut(BookingOut):
+    replayed: bool | None = Field(default=None, description="present (true) when a booking with this channel and "
+                                                            "external_ref existed: that booking, unchanged")
+
+
+class SlotOut(Out):
+    start: IsoTime
+    end: IsoTime
+    preferred: bool = Field(description="on one of the preferred dates")
+    travel_buffer_before: bool = Field(description="a travel buffer was kept before it (another location)")
+    travel_buffer_after: bool
+
+
+class SlotsOut(Out):
+    slots: list[SlotOut]
+    complete: bool = Field(description="false: a source is stale or failing and its whole window counts as busy")
+    sources: list[SourceFreshnessOut]
+    warnings: list[str]
+
+
+class MeetingOut(BookingOut):
+    invitation_delivery: str = Field(description="how the invitation reaches the guest (this hub sends no e-mail)")
+
+
+class PropagationOut(Out):
+    added: int = Field(description="blocks planned on the vendor's other calendars")
+    changed: int
+    removed: int
+    pushed: int = Field(description="outbox rows applied at the providers")
+    failed: int
+
+
+class FeedCreatedOut(Out):
+    id: str
+    name: str
+    token: str = Field(description="shown once; the feed's secret")
+    path: str
+    url: str = Field(description="the feed's address: give it to the directory")
+
+
 # -- payments -------------------------------------------------------------------------------------------
 class GatewayAccountOut(Out):
     connectionId: str
@@ -519,6 +656,27 @@ class PaymentSetupOut(Out):
     vendorId: str
     gatewayConfig: Json = Field(description="primary, fallbacks, routingRules, feeStructure, complianceRequirements")
     gateways: list[GatewayAccountOut]
+
+
+class SetupGatewayOut(GatewayAccountOut):
+    nativeSplit: bool = Field(description="the gateway splits a payment between accounts itself")
+    currencies: list[str] = Field(description="the ISO 4217 currencies the gateway takes")
+
+
+class PaymentSetupDoneOut(Out):
+    """The setup as stored, with each gateway's onboarding started (``onboarding``: its next step, e.g. a URL
+    the vendor opens)."""
+
+    vendorId: str
+    gateways: list[SetupGatewayOut]
+    gatewayConfig: Json = Field(description="primary, fallbacks, routingRules, feeStructure, complianceRequirements")
+
+
+class OnboardingCompleteOut(Out):
+    connectionId: str
+    provider: str
+    status: str
+    accountRef: str | None
 
 
 class TransactionOut(Out):
@@ -584,6 +742,16 @@ class RefundOut(Out):
     status: str
     gatewayRef: str | None
     message: str | None
+
+
+class HoldCancelledOut(HoldOut):
+    refund: RefundOut = Field(description="the cancellation's refund to the customer of what was still held")
+
+
+class MilestoneApprovedOut(Out):
+    bookingRef: str
+    milestone: str
+    released: list[HoldOut] = Field(description="the booking's holds released by this approval")
 
 
 class TransactionDetailOut(TransactionOut):

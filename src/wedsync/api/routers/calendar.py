@@ -15,11 +15,18 @@ from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer, ne
 from wedsync.api.responses import (
     AvailabilityOut,
     BlockOut,
+    BookingCreatedOut,
     BookingOut,
     CalendarConflictsOut,
     CalendarProfileOut,
     CalendarReportOut,
     CalendarSourceOut,
+    FeedCreatedOut,
+    IcsValidOut,
+    MeetingOut,
+    PropagationOut,
+    SlotsOut,
+    SourceSyncOut,
 )
 from wedsync.api.schemas import IsoDatetime, Page, Strict
 from wedsync.domain import availability as av
@@ -117,7 +124,7 @@ def get_profile(hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     return hub.calendar.get_profile(vendor_id)  # type: ignore[no-any-return]
 
 
-@router.put("/api/calendar/profile")
+@router.put("/api/calendar/profile", response_model=CalendarProfileOut)
 def put_profile(body: ProfileIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     return hub.calendar.set_profile(vendor_id, **body.model_dump())  # type: ignore[no-any-return]
 
@@ -131,7 +138,7 @@ def list_sources(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = N
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.post("/api/calendar/sources", status_code=status.HTTP_201_CREATED)
+@router.post("/api/calendar/sources", status_code=status.HTTP_201_CREATED, response_model=CalendarSourceOut)
 def add_source(body: SourceIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """Read a connection's calendar (or an iCalendar feed URL) into the vendor's availability."""
     return hub.calendar.add_source(vendor_id, **body.model_dump())  # type: ignore[no-any-return]
@@ -147,7 +154,8 @@ def delete_source(source_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) 
     hub.calendar.delete_source(vendor_id, source_id)
 
 
-@router.post("/api/calendar/sources/{source_id}/sync", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/calendar/sources/{source_id}/sync", status_code=status.HTTP_202_ACCEPTED,
+             response_model=SourceSyncOut, response_model_exclude_unset=True)
 async def sync_source(source_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """Start a sync run (a DBOS workflow when the workflow runtime runs here, else inline)."""
     hub.calendar.get_source(vendor_id, source_id)
@@ -158,7 +166,7 @@ async def sync_source(source_id: str, hub: HubDep, vendor_id: VendorId, _p: Writ
         return result
 
 
-@router.post("/api/calendar/ics/validate")
+@router.post("/api/calendar/ics/validate", response_model=IcsValidOut)
 def validate_ics(body: IcsIn, _p: Reader) -> dict[str, Any]:
     """Check iCalendar text the way imports do: 422 ``invalid_ics`` with the reason, or the event count."""
     try:
@@ -182,7 +190,8 @@ async def availability(hub: HubDep, vendor_id: VendorId, _p: Reader, start: IsoD
 
 
 # -- bookings and holds ---------------------------------------------------------------------------------
-@router.post("/api/calendar/bookings", status_code=status.HTTP_201_CREATED)
+@router.post("/api/calendar/bookings", status_code=status.HTTP_201_CREATED, response_model=BookingCreatedOut,
+             response_model_exclude_unset=True)
 async def create_booking(body: BookingIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """Book or hold time. 409 ``booking_overlap`` (another booking/hold), ``calendar_busy`` (a connected
     calendar), ``calendar_unavailable`` (a stale source: fail closed), ``day_capacity_reached``."""
@@ -225,20 +234,20 @@ def booking_invitation(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Re
     return IcsResponse(booking["invitation_ics"], media_type="text/calendar; charset=utf-8")
 
 
-@router.post("/api/calendar/bookings/{booking_id}/cancel")
+@router.post("/api/calendar/bookings/{booking_id}/cancel", response_model=BookingOut)
 async def cancel_booking(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.cancel_booking, vendor_id, booking_id)
     hub.calendar.kick_propagation(vendor_id)
     return out
 
 
-@router.post("/api/calendar/bookings/{booking_id}/confirm")
+@router.post("/api/calendar/bookings/{booking_id}/confirm", response_model=BookingOut)
 def confirm_hold(booking_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """Turn an active hold into a booking (409 ``hold_expired`` when it lapsed)."""
     return hub.calendar.confirm_hold(vendor_id, booking_id)  # type: ignore[no-any-return]
 
 
-@router.post("/api/calendar/bookings/{booking_id}/reschedule")
+@router.post("/api/calendar/bookings/{booking_id}/reschedule", response_model=BookingOut)
 async def reschedule(booking_id: str, body: RescheduleIn, hub: HubDep, vendor_id: VendorId, _p: Writer
                      ) -> dict[str, Any]:
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.reschedule_booking, vendor_id, booking_id,
@@ -248,7 +257,7 @@ async def reschedule(booking_id: str, body: RescheduleIn, hub: HubDep, vendor_id
 
 
 # -- scheduling ------------------------------------------------------------------------------------------
-@router.post("/api/calendar/slots/search")
+@router.post("/api/calendar/slots/search", response_model=SlotsOut)
 async def search_slots(body: MeetingIn, hub: HubDep, vendor_id: VendorId, _p: Reader) -> dict[str, Any]:
     """Free slots for a meeting request: preferred dates first, travel buffer around other locations."""
     out: dict[str, Any] = await asyncio.to_thread(hub.calendar.find_slots, vendor_id, _meeting(body),
@@ -257,7 +266,7 @@ async def search_slots(body: MeetingIn, hub: HubDep, vendor_id: VendorId, _p: Re
     return out
 
 
-@router.post("/api/calendar/meetings", status_code=status.HTTP_201_CREATED)
+@router.post("/api/calendar/meetings", status_code=status.HTTP_201_CREATED, response_model=MeetingOut)
 async def schedule_meeting(body: ScheduleIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """Book the best slot (or ``slot_start``) and return the METHOD:REQUEST invitation (stored on the booking;
     this hub sends no e-mail)."""
@@ -293,14 +302,14 @@ def blocks(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = None, l
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.post("/api/calendar/propagate")
+@router.post("/api/calendar/propagate", response_model=PropagationOut)
 async def propagate(hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     out: dict[str, Any] = await hub.calendar.propagate(vendor_id)
     return out
 
 
 # -- the public availability feed ---------------------------------------------------------------------------
-@router.post("/api/calendar/feeds", status_code=status.HTTP_201_CREATED)
+@router.post("/api/calendar/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreatedOut)
 def create_feed(body: FeedIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """A secret feed URL showing only busy/free (no titles): give it to a directory such as The Knot. The
     token is shown once."""

@@ -35,7 +35,9 @@ from wedsync.api.responses import (
     ImportErrorsPage,
     ImportJobOut,
     MappingOut,
+    MappingsSetOut,
     MergesPage,
+    MergeUndoneOut,
     PolicyOut,
 )
 from wedsync.api.schemas import MAX_INT64, Page, Strict
@@ -151,7 +153,7 @@ class MappingsIn(Strict):
 
 
 # -- the seed endpoint -----------------------------------------------------------------------------------
-@router.post("/api/integrations/crm/sync")
+@router.post("/api/integrations/crm/sync", response_model=CrmSyncRunOut)
 async def crm_sync(body: CrmSyncIn, hub: HubDep, principal: PrincipalDep, _w: Writer,
                    x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Start a sync of the vendor's CRM connection (``crmProvider``: tave/vsco-workspace, honeybook, ...).
@@ -192,7 +194,7 @@ def get_client(client_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -> 
     return dict(hub.crm.get_client(vendor_id, client_id))
 
 
-@router.patch("/api/crm/clients/{client_id}")
+@router.patch("/api/crm/clients/{client_id}", response_model=CrmClientDetailOut)
 async def update_client(client_id: str, body: ClientPatch, hub: HubDep, vendor_id: VendorId,
                         _w: Writer) -> dict[str, Any]:
     """Edit the unified record; sources that take write-backs get them through the outbox."""
@@ -219,7 +221,7 @@ def list_merges(hub: HubDep, vendor_id: VendorId, _r: Reader, client_id: str | N
 
 
 
-@router.post("/api/crm/merges/{merge_id}/undo")
+@router.post("/api/crm/merges/{merge_id}/undo", response_model=MergeUndoneOut)
 def undo_merge(merge_id: str, hub: HubDep, vendor_id: VendorId, _w: Writer) -> dict[str, Any]:
     """Unmerge: the merged source record becomes its own client again (both identities restored)."""
     return dict(hub.crm.undo_merge(vendor_id, merge_id))
@@ -239,7 +241,7 @@ def list_conflicts(hub: HubDep, vendor_id: VendorId, _r: Reader,
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.post("/api/crm/conflicts/{conflict_id}/resolve")
+@router.post("/api/crm/conflicts/{conflict_id}/resolve", response_model=CrmConflictOut)
 async def resolve_conflict(conflict_id: str, body: ResolveIn, hub: HubDep, vendor_id: VendorId,
                            _w: Writer) -> dict[str, Any]:
     value = body.value if "value" in body.model_fields_set else NO_VALUE  # omitted is not null
@@ -258,7 +260,7 @@ def list_policies(hub: HubDep, vendor_id: VendorId, _r: Reader, after: Cursor = 
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.put("/api/crm/policies")
+@router.put("/api/crm/policies", response_model=PolicyOut)
 def set_policy(body: PolicyIn, hub: HubDep, vendor_id: VendorId, _w: Writer) -> dict[str, Any]:
     return dict(hub.crm.set_policy(vendor_id, field=body.field, connection_id=body.connection_id,
                                    kind=body.kind, source=body.source, skew_seconds=body.skew_seconds))
@@ -280,7 +282,7 @@ def list_mappings(connection_id: str, hub: HubDep, vendor_id: VendorId, _r: Read
     return {"items": items, "next_cursor": nxt}
 
 
-@router.put("/api/crm/connections/{connection_id}/field-mappings")
+@router.put("/api/crm/connections/{connection_id}/field-mappings", response_model=MappingsSetOut)
 def set_mappings(connection_id: str, body: MappingsIn, hub: HubDep, vendor_id: VendorId,
                  _w: Writer) -> dict[str, Any]:
     """Replace the connection's custom field mapping; existing clients are re-mapped at once, no resync."""
@@ -325,7 +327,8 @@ async def _upload(request: Request) -> tuple[bytes, str | None]:
         await form.close()
 
 
-@router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED, openapi_extra=_IMPORT_BODY)
+@router.post("/api/crm/imports", status_code=status.HTTP_202_ACCEPTED, openapi_extra=_IMPORT_BODY,
+             response_model=ImportJobOut)
 async def create_import(request: Request, hub: HubDep, vendor_id: VendorId, _w: Writer,
                         layout: Annotated[str, LayoutQuery],
                         connection_id: Annotated[str | None, Query(max_length=26)] = None,

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
 from wedsync.api.deps import Cursor, HubDep, Limit, Reader, VendorId, Writer
-from wedsync.api.responses import CrmWeddingDetailOut, CrmWeddingOut
+from wedsync.api.responses import (
+    CrmBookingQueuedOut,
+    CrmEventUpdatedOut,
+    CrmWeddingDetailOut,
+    CrmWeddingOut,
+    CrmWeddingUpdatedOut,
+    InquiryOut,
+    WritebackOut,
+)
 from wedsync.api.schemas import MAX_INT64, Page, Strict
 from wedsync.errors import InvalidInput
 from wedsync.workflows import crm as crm_workflows
@@ -109,7 +117,7 @@ def get_wedding(wedding_id: str, hub: HubDep, vendor_id: VendorId, _r: Reader) -
     return dict(hub.crm_writeback.get_wedding(vendor_id, wedding_id))
 
 
-@router.patch("/api/crm/weddings/{wedding_id}")
+@router.patch("/api/crm/weddings/{wedding_id}", response_model=CrmWeddingUpdatedOut)
 async def update_wedding(wedding_id: str, body: WeddingPatch, hub: HubDep, vendor_id: VendorId,
                          _w: Writer) -> dict[str, Any]:
     """Edit a wedding; its source job gets the change through the outbox (``update_job``).
@@ -120,7 +128,7 @@ async def update_wedding(wedding_id: str, body: WeddingPatch, hub: HubDep, vendo
     return out
 
 
-@router.patch("/api/crm/events/{event_id}")
+@router.patch("/api/crm/events/{event_id}", response_model=CrmEventUpdatedOut)
 async def update_event(event_id: str, body: EventPatch, hub: HubDep, vendor_id: VendorId,
                        _w: Writer) -> dict[str, Any]:
     """Edit an event of a wedding -> ``update_event`` through the outbox."""
@@ -130,7 +138,8 @@ async def update_event(event_id: str, body: EventPatch, hub: HubDep, vendor_id: 
     return out
 
 
-@router.post("/api/crm/weddings/{wedding_id}/events", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/crm/weddings/{wedding_id}/events", status_code=status.HTTP_202_ACCEPTED,
+             response_model=WritebackOut)
 async def create_event(wedding_id: str, body: EventIn, hub: HubDep, vendor_id: VendorId,
                        _w: Writer) -> dict[str, Any]:
     """Create an event on the wedding's job (``create_event``); returns the outbox row, the event is stored
@@ -140,7 +149,8 @@ async def create_event(wedding_id: str, body: EventIn, hub: HubDep, vendor_id: V
     return out
 
 
-@router.post("/api/crm/weddings/{wedding_id}/invoices", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/crm/weddings/{wedding_id}/invoices", status_code=status.HTTP_202_ACCEPTED,
+             response_model=WritebackOut)
 async def create_invoice(wedding_id: str, body: InvoiceIn, hub: HubDep, vendor_id: VendorId,
                          _w: Writer) -> dict[str, Any]:
     """Create an invoice (an order of the job: ``create_order``); another currency than the studio's is
@@ -152,7 +162,8 @@ async def create_invoice(wedding_id: str, body: InvoiceIn, hub: HubDep, vendor_i
     return out
 
 
-@router.post("/api/crm/weddings/{wedding_id}/payments", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/crm/weddings/{wedding_id}/payments", status_code=status.HTTP_202_ACCEPTED,
+             response_model=WritebackOut)
 async def create_payment(wedding_id: str, body: PaymentIn, hub: HubDep, vendor_id: VendorId,
                          _w: Writer) -> dict[str, Any]:
     """Record a payment (``create_payment``, applied to an invoice of the wedding); another currency than the
@@ -164,7 +175,8 @@ async def create_payment(wedding_id: str, body: PaymentIn, hub: HubDep, vendor_i
     return out
 
 
-@router.post("/api/crm/connections/{connection_id}/weddings", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/api/crm/connections/{connection_id}/weddings", status_code=status.HTTP_202_ACCEPTED,
+             response_model=CrmBookingQueuedOut)
 async def create_booking(connection_id: str, body: BookingIn, hub: HubDep, vendor_id: VendorId,
                          _w: Writer) -> dict[str, Any]:
     """Create a job in the CRM for a marketplace booking: missing contacts first (``create_contact``), then the
@@ -196,8 +208,9 @@ class InquiryIn(PersonIn):
     received_at: datetime | None = Field(default=None, description="when the couple sent it (with a UTC offset)")
 
 
-@router.post("/api/crm/inquiries", status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "the same inquiry again: nothing new stored or queued"}})
+@router.post("/api/crm/inquiries", status_code=status.HTTP_201_CREATED, response_model=InquiryOut,
+             responses={200: {"description": "the same inquiry again: nothing new stored or queued",
+                              "model": InquiryOut}})
 async def receive_inquiry(body: InquiryIn, response: Response, hub: HubDep, vendor_id: VendorId,
                           _w: Writer) -> dict[str, Any]:
     """A marketplace inquiry becomes the vendor's client once: its couple is resolved into the unified clients

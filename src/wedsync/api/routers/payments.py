@@ -25,11 +25,16 @@ from wedsync.api.deps import (
 from wedsync.api.responses import (
     BalancesOut,
     DisputeOut,
+    HoldCancelledOut,
     HoldOut,
     LedgerTransactionOut,
+    MilestoneApprovedOut,
+    OnboardingCompleteOut,
+    PaymentSetupDoneOut,
     PaymentSetupOut,
     ReconciliationOut,
     ReconciliationSummaryOut,
+    RefundOut,
     TransactionDetailOut,
     TransactionOut,
 )
@@ -95,7 +100,7 @@ def _dbos_running() -> bool:
     return bool(getattr(bootstrap, "_dbos_launched", False))
 
 
-@router.post("/api/integrations/payments/setup")
+@router.post("/api/integrations/payments/setup", response_model=PaymentSetupDoneOut)
 async def setup_payments(body: SetupIn, hub: HubDep, principal: PrincipalDep, _p: Writer,
                          x_wedsync_vendor: VendorHeader = None) -> dict[str, Any]:
     """Seed endpoint: ``{vendorId, gatewayConfig: {primary, fallbacks, routingRules, feeStructure,
@@ -110,7 +115,7 @@ class OnboardedIn(Strict):
     accountRef: str | None = Field(default=None, max_length=200)
 
 
-@router.post("/api/integrations/payments/onboarding/{connection_id}/complete")
+@router.post("/api/integrations/payments/onboarding/{connection_id}/complete", response_model=OnboardingCompleteOut)
 def complete_onboarding(connection_id: str, body: OnboardedIn, hub: HubDep, vendor_id: VendorId, _p: Writer
                         ) -> dict[str, Any]:
     """The vendor returned from the gateway's onboarding (the dashboard calls this on the return URL, with
@@ -200,7 +205,7 @@ def get_transaction(transaction_id: str, hub: HubDep, vendor_id: VendorId, _p: R
     return result
 
 
-@router.post("/api/payments/transactions/{transaction_id}/refunds")
+@router.post("/api/payments/transactions/{transaction_id}/refunds", response_model=RefundOut)
 async def refund_transaction(
     transaction_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer,
     idempotency_key: Annotated[str | None, Header(
@@ -223,7 +228,7 @@ def list_escrow(hub: HubDep, vendor_id: VendorId, _p: Reader, bookingRef: str | 
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.post("/api/payments/escrow/{hold_id}/release")
+@router.post("/api/payments/escrow/{hold_id}/release", response_model=HoldOut)
 async def release_escrow(hold_id: str, body: AmountIn, hub: HubDep, vendor_id: VendorId, _p: Writer
                          ) -> dict[str, Any]:
     """Manual release of all (no amount) or part of a hold."""
@@ -231,20 +236,21 @@ async def release_escrow(hold_id: str, body: AmountIn, hub: HubDep, vendor_id: V
     return result
 
 
-@router.post("/api/payments/escrow/{hold_id}/cancel")
+@router.post("/api/payments/escrow/{hold_id}/cancel", response_model=HoldCancelledOut)
 async def cancel_escrow(hold_id: str, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     result: dict[str, Any] = await hub.payments.cancel_hold(vendor_id, hold_id)
     return result
 
 
-@router.post("/api/payments/bookings/{booking_ref}/milestones/{milestone}/approve")
+@router.post("/api/payments/bookings/{booking_ref}/milestones/{milestone}/approve",
+             response_model=MilestoneApprovedOut)
 async def approve_milestone(booking_ref: str, milestone: str, hub: HubDep, vendor_id: VendorId, _p: Writer
                             ) -> dict[str, Any]:
     result: dict[str, Any] = await hub.payments.approve_milestone(vendor_id, booking_ref, milestone)
     return result
 
 
-@router.post("/api/payments/escrow/release-due")
+@router.post("/api/payments/escrow/release-due", response_model=list[HoldOut])
 async def release_due(hub: HubDep, vendor_id: VendorId, _p: Writer) -> list[dict[str, Any]]:
     """Release every hold of this vendor whose condition is met now (the sweep does this on its own)."""
     result: list[dict[str, Any]] = await hub.payments.release_due(vendor_id=vendor_id)
@@ -275,7 +281,7 @@ def list_disputes(hub: HubDep, vendor_id: VendorId, _p: Reader, after: Cursor = 
     return {"items": items, "next_cursor": next_cursor(items, limit)}
 
 
-@router.post("/api/payments/disputes/{dispute_id}/evidence")
+@router.post("/api/payments/disputes/{dispute_id}/evidence", response_model=DisputeOut)
 async def submit_evidence(dispute_id: str, body: EvidenceIn, hub: HubDep, vendor_id: VendorId, _p: Writer
                           ) -> dict[str, Any]:
     ev = DisputeEvidence(explanation=body.explanation, service_date=body.serviceDate,
@@ -286,7 +292,7 @@ async def submit_evidence(dispute_id: str, body: EvidenceIn, hub: HubDep, vendor
     return result
 
 
-@router.post("/api/payments/reconciliations")
+@router.post("/api/payments/reconciliations", response_model=ReconciliationOut)
 async def reconcile(body: ReconcileIn, hub: HubDep, vendor_id: VendorId, _p: Writer) -> dict[str, Any]:
     """On-demand reconciliation of the vendor's gateways over ``[since, until)``."""
     if body.since.tzinfo is None or body.until.tzinfo is None:

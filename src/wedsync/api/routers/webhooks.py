@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wedsync.api import errors
 from wedsync.api.deps import HubDep, read_body
+from wedsync.api.responses import WebhookReceivedOut
 from wedsync.bootstrap import Hub, get_hub
 from wedsync.connectors.channels.zapier import parse_zap_event
 from wedsync.connectors.webhooks import (
@@ -101,7 +102,10 @@ def verify_subscription(provider: str, connection_id: str, request: Request, hub
     raise NotFound("no handshake for this provider")
 
 
-@router.post("/webhooks/{provider}/{connection_id}", status_code=200)
+@router.post("/webhooks/{provider}/{connection_id}", status_code=200, response_model=WebhookReceivedOut, responses={
+    200: {"description": "the event is in the inbox (a duplicate is acknowledged too); Microsoft Graph's "
+                         "subscription validation is answered with its token as text/plain",
+          "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def receive_webhook(provider: str, connection_id: str, request: Request, hub: HubDep) -> Response:
     """Accept a provider webhook. 401 and nothing stored when the signature is bad or missing;
     2xx once the event is durably in the inbox (duplicates are acknowledged and dropped)."""
