@@ -116,8 +116,10 @@ async def raw_baseline(api: str, db_path: Path, streams: list[tuple[str, dict[st
 
 
 def make_hub(home: Path) -> Any:
-    from wedsync.bootstrap import Hub
+    from wedsync.bootstrap import Hub, tune_gc
     from wedsync.config import Settings
+
+    tune_gc()  # as in the hub's own processes (serve, worker, demo and the CLI commands set it at start-up)
 
     return Hub(Settings(home=home, allow_private_urls=True, executor_id="bench-sync", log_level="WARNING"))
 
