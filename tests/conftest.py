@@ -39,8 +39,8 @@ E2E = ROOT / "tests" / "e2e"
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On pytest-xdist workers (``make test``), the end-to-end tests are spread evenly through the run instead of
-    following one another: a worker is handed a stretch of the run, and the one given tests/e2e (a few dozen
-    tests, the larger part of the suite's time) was still running them alone after the others had finished.
+    following one another: a worker is handed a stretch of the run, and the one given tests/e2e (18 tests, nearly
+    half of the suite's time) was still running them alone after the others had finished.
     They go in between modules, so no module's own fixtures are set up twice. One process keeps the usual order.
     """
     if not hasattr(config, "workerinput"):
