@@ -23,8 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (`make test TEST_WORKERS=0` runs it in one process); worksteal
+# hands a worker left idle near the end tests queued for another. See README, Development.
+TEST_WORKERS ?= 3
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) .wedsync .pytest_cache .mypy_cache .ruff_cache

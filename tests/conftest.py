@@ -34,6 +34,34 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not SPECS.is_dir():
         terminalreporter.write_line(SPECS_MISSING, yellow=True, bold=True)
 
+E2E = ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers (``make test``), the end-to-end tests are spread evenly through the run instead of
+    following one another: a worker is handed a stretch of the run, and the one given tests/e2e (18 tests, nearly
+    half of the suite's time) was still running them alone after the others had finished.
+    They go in between modules, so no module's own fixtures are set up twice. One process keeps the usual order.
+    """
+    if not hasattr(config, "workerinput"):
+        return
+    e2e = [item for item in items if E2E in item.path.parents]
+    blocks: list[list[pytest.Item]] = []
+    for item in items:
+        if E2E in item.path.parents:
+            continue
+        if blocks and blocks[-1][0].path == item.path:
+            blocks[-1].append(item)
+        else:
+            blocks.append([item])
+    if not e2e or not blocks:
+        return
+    after: dict[int, list[pytest.Item]] = {}
+    for k, item in enumerate(e2e):
+        after.setdefault(int((k + 0.5) * len(blocks) / len(e2e)), []).append(item)
+    items[:] = [item for i, block in enumerate(blocks) for item in [*block, *after.get(i, [])]]
+
+
 os.environ.setdefault("WEDSYNC_ALLOW_PRIVATE_URLS", "true")
 os.environ.setdefault("WEDSYNC_DBOS_LOG_LEVEL", "ERROR")
 # Nothing a test does may land in the checkout's ./.wedsync (a hub built from the environment, e.g. by a

@@ -23,7 +23,10 @@ def free_port() -> int:
 
 
 def hub_env(home: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDSYNC_")}
+    # COLUMNS and LINES are the test runner's terminal, not the command's: a pytest-xdist worker has COLUMNS=80 in
+    # its environment, and Rich (the CLI's output) would cut a long message at 80 columns instead of the
+    # pipe width a command run by hand gets (terminal.make_console)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEDSYNC_") and k not in ("COLUMNS", "LINES")}
     env.update({
         "WEDSYNC_HOME": str(home),
         "WEDSYNC_ALLOW_PRIVATE_URLS": "true",
